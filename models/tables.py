@@ -1,0 +1,324 @@
+"""The tables of Hexie, as SQLAlchemy 2 typed declarative classes.
+
+Structure only: columns, keys, indexes and navigation between rows. The rules
+(who may do what, how a case moves) live in :mod:`workflows`. Datetimes are
+timezone-naive UTC (see :func:`models.base.utcnow`); JSON values are JSON-safe
+(money as strings).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
+    UniqueConstraint, false, text, true,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import BigID, Base, PathString, utcnow
+
+# Task statuses, timer statuses and delivery statuses, for reference by the engine.
+TASK_STATUSES = ("offered", "allocated", "completed", "cancelled")
+TIMER_STATUSES = ("pending", "fired", "cancelled")
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(), default=utcnow, nullable=False)
+
+
+class OrgUnit(Base):
+    """A node of the org tree (county → town → village).
+
+    ``path`` is the materialized path of codes, ``/county/t01/t01v01/``: a unit's
+    subtree is every path starting with its own, its ancestors are the prefixes.
+    """
+
+    __tablename__ = "org_units"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(32))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
+    path: Mapped[str] = mapped_column(PathString, index=True)
+
+    parent: Mapped[OrgUnit | None] = relationship(back_populates="children", remote_side=[id])
+    children: Mapped[list[OrgUnit]] = relationship(back_populates="parent", order_by="OrgUnit.code")
+
+    def __repr__(self) -> str:
+        return f"<OrgUnit {self.code} {self.path}>"
+
+
+class User(Base):
+    """A person who signs in; while away (``away_until``) work goes to ``delegate_to``."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    locale: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
+    away_until: Mapped[datetime | None] = mapped_column(DateTime())
+    delegate_to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created_at()
+
+    delegate_to: Mapped[User | None] = relationship(remote_side=[id])
+    role_assignments: Mapped[list[RoleAssignment]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True)
+
+    def __repr__(self) -> str:
+        return f"<User {self.username}>"
+
+
+class RoleAssignment(Base):
+    """``user`` holds ``role`` at ``org_unit`` (and so over its whole subtree)."""
+
+    __tablename__ = "role_assignments"
+    __table_args__ = (
+        UniqueConstraint("user_id", "role", "org_unit_id"),
+        Index("ix_role_assignments_role_org_unit_id", "role", "org_unit_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(64))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+
+    user: Mapped[User] = relationship(back_populates="role_assignments")
+    org_unit: Mapped[OrgUnit] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<RoleAssignment {self.role}@{self.org_unit_id} user={self.user_id}>"
+
+
+class ProcessVersion(Base):
+    """One version of a process definition, kept verbatim for the cases that run on it."""
+
+    __tablename__ = "process_versions"
+    __table_args__ = (UniqueConstraint("key", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    source_text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created_at()
+
+    def __repr__(self) -> str:
+        return f"<ProcessVersion {self.key} v{self.version}>"
+
+
+class Case(Base):
+    """One running (or finished) instance of a process.
+
+    ``lock_version`` is the optimistic lock: an UPDATE from a stale copy matches no
+    row and SQLAlchemy raises ``StaleDataError``. ``audit_head`` is the hash of the
+    case's latest audit event, so that removing that event is detectable.
+    """
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index("ix_cases_process_key_state", "process_key", "state"),
+        {"sqlite_autoincrement": True},  # never reuse a case number
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    process_version_id: Mapped[int] = mapped_column(ForeignKey("process_versions.id"))
+    process_key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    org_path: Mapped[str] = mapped_column(PathString, index=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime())
+    subject: Mapped[str] = mapped_column(String(200), default="", index=True)
+    confidential: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    lock_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+    audit_head: Mapped[str | None] = mapped_column(String(64))
+
+    __mapper_args__ = {"version_id_col": lock_version}
+
+    process_version: Mapped[ProcessVersion] = relationship()
+    org_unit: Mapped[OrgUnit] = relationship()
+    created_by: Mapped[User | None] = relationship()
+    tasks: Mapped[list[Task]] = relationship(back_populates="case", order_by="Task.id")
+
+    def __repr__(self) -> str:
+        return f"<Case {self.id} {self.process_key}:{self.state}>"
+
+
+class Task(Base):
+    """A work item: offered to a role in an area, allocated to one person, then done."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_assignee_id_status", "assignee_id", "status"),
+        Index("ix_tasks_role_status_org_path", "role", "status", "org_path"),
+        Index("ix_tasks_status_due_at", "status", "due_at"),
+        Index("ix_tasks_status_escalate_at", "status", "escalate_at"),
+        Index("ix_tasks_case_id_status", "case_id", "status"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("cases.id"))
+    process_key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(64))
+    at_level: Mapped[str | None] = mapped_column(String(32))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    org_path: Mapped[str] = mapped_column(PathString)
+    status: Mapped[str] = mapped_column(String(16), default="offered", server_default="offered")
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created_at()
+    due_at: Mapped[datetime | None] = mapped_column(DateTime())
+    escalate_at: Mapped[datetime | None] = mapped_column(DateTime())
+    escalate_to: Mapped[str | None] = mapped_column(String(64))
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    priority: Mapped[str] = mapped_column(String(8), default="normal", server_default="normal")
+    optional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime())
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    lock_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+
+    __mapper_args__ = {"version_id_col": lock_version}
+
+    case: Mapped[Case] = relationship(back_populates="tasks")
+    org_unit: Mapped[OrgUnit] = relationship()
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+    completed_by: Mapped[User | None] = relationship(foreign_keys=[completed_by_id])
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} case={self.case_id} {self.state}/{self.name} {self.status}>"
+
+
+class Vote(Base):
+    """One person's vote towards a trigger's quorum in a state of a case."""
+
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("case_id", "state", "trigger", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("cases.id"))
+    state: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+    user: Mapped[User] = relationship()
+
+
+class Timer(Base):
+    """A trigger to fire as ``system`` at ``due_at`` if the case is still in ``state``."""
+
+    __tablename__ = "timers"
+    __table_args__ = (
+        Index("ix_timers_status_due_at", "status", "due_at"),
+        Index("ix_timers_case_id_status", "case_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("cases.id"))
+    state: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column(DateTime())
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    fired_at: Mapped[datetime | None] = mapped_column(DateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEvent(Base):
+    """One entry of a case's history, hash-chained to the previous one.
+
+    Append-only by convention: nothing updates or deletes these rows, and
+    :func:`workflows.audit.verify_chain` detects it when something does.
+    """
+
+    __tablename__ = "audit_events"
+    # (case_id, seq) is unique, and its index also serves lookups by case_id.
+    __table_args__ = (UniqueConstraint("case_id", "seq"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("cases.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(32))
+    trigger: Mapped[str | None] = mapped_column(String(64))
+    from_state: Mapped[str | None] = mapped_column(String(64))
+    to_state: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    def __repr__(self) -> str:
+        return f"<AuditEvent case={self.case_id} #{self.seq} {self.kind}>"
+
+
+class Attachment(Base):
+    """An uploaded file of a case's ``file`` field, stored on disk as ``storage_key``."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("cases.id"), index=True)
+    field: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    storage_key: Mapped[str] = mapped_column(String(255), unique=True)
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created_at()
+
+    case: Mapped[Case] = relationship()
+    uploaded_by: Mapped[User] = relationship()
+
+
+class WebhookSubscription(Base):
+    """An outside URL told about the listed events, signed with ``secret``."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(1000))
+    secret: Mapped[str] = mapped_column(String(128))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = _created_at()
+
+    deliveries: Mapped[list[WebhookDelivery]] = relationship(
+        back_populates="subscription", passive_deletes=True)
+
+
+class WebhookDelivery(Base):
+    """One event to send to one subscription, retried until delivered or given up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+    subscription: Mapped[WebhookSubscription] = relationship(back_populates="deliveries")

@@ -1,0 +1,133 @@
+"""Who may see and do what: the "Access" rules of definitions.md.
+
+A person holds a role at an org unit, which covers that unit's whole subtree. Units
+are addressed by their materialized path (``/county/t01/t01v01/``), so "held at U or
+an ancestor of U" is a prefix test, in Python and in SQL alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from sqlalchemy import and_, false, or_, select
+
+from models import Case, Task
+
+from .spec import SYSTEM_ROLE, ProcessSpec
+
+OVERSEER_ROLES = ("county_manager", "admin")       # see every case in their area
+MANAGER_ROLES = ("county_manager", "town_chair", "admin")   # may reassign tasks in their area
+CONFIDENTIAL_OVERSEERS = ("county_manager",)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One role held at one org unit."""
+
+    role: str
+    unit_code: str
+    unit_path: str
+    level: str
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The person acting, as the engine needs to know her.
+
+    This is the whole protocol a host application implements: a username and the
+    roles she holds where. ``user_id`` is the row in ``users`` (hosts get one made).
+    """
+
+    username: str
+    user_id: int | None = None
+    assignments: tuple[Assignment, ...] = ()
+    name: str = ""
+    is_system: bool = False
+    locale: str = "zh"
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def held_at(self, org_path: str) -> frozenset[tuple[str, str]]:
+        """(role, level) pairs held at the unit ``org_path`` or above it."""
+        held = self._cache.get(org_path)
+        if held is None:
+            held = frozenset((a.role, a.level) for a in self.assignments
+                             if org_path.startswith(a.unit_path))
+            self._cache[org_path] = held
+        return held
+
+    def roles_at(self, org_path: str) -> list[str]:
+        return sorted({role for role, _ in self.held_at(org_path)})
+
+    def holds(self, role: str, org_path: str, at: str | None = None) -> bool:
+        if role == SYSTEM_ROLE:
+            return self.is_system
+        return any(r == role and (at is None or level == at) for r, level in self.held_at(org_path))
+
+    def holds_any(self, roles: Iterable[str], org_path: str) -> bool:
+        return any(self.holds(r, org_path) for r in roles)
+
+    @property
+    def all_roles(self) -> frozenset[str]:
+        return frozenset(a.role for a in self.assignments)
+
+    def paths_for(self, roles: Iterable[str]) -> list[str]:
+        wanted = set(roles)
+        return [a.unit_path for a in self.assignments if a.role in wanted]
+
+
+SYSTEM = Actor(username="system", is_system=True)
+
+
+def viewer_roles(process: ProcessSpec) -> tuple[str, ...]:
+    """Roles whose holders at or above a case's unit see it."""
+    if process.confidential:
+        return CONFIDENTIAL_OVERSEERS
+    return tuple(sorted(process.roles_named() | set(OVERSEER_ROLES)))
+
+
+def may_take(actor: Actor, task: Task) -> bool:
+    """Offered to her: the task's role at the case's unit or above (with ``at``), or its escalation."""
+    if actor.holds(task.role, task.org_path, task.at_level):
+        return True
+    return bool(task.escalated and task.escalate_to and actor.holds(task.escalate_to, task.org_path))
+
+
+def can_see_case(actor: Actor, process: ProcessSpec, case: Case, worked: bool, could_take: bool) -> bool:
+    """The Access rule for one case.
+
+    ``worked``: she was assigned or completed one of its tasks; ``could_take``: one of
+    its open tasks is offered to her.
+    """
+    if actor.is_system or worked:
+        return True
+    if actor.holds_any(viewer_roles(process), case.org_path):
+        return True
+    return could_take and not process.confidential
+
+
+def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec]):
+    """A WHERE clause selecting the cases ``actor`` may see (one query, any page size)."""
+    if actor.is_system:
+        return Case.id.isnot(None)
+    clauses = []
+    for process in processes:
+        # "could take one of its tasks" is covered: task roles are among the roles named
+        paths = actor.paths_for(viewer_roles(process))
+        for path in sorted(set(paths)):
+            clauses.append(and_(Case.process_key == process.key, Case.org_path.startswith(path)))
+    if actor.user_id is not None:
+        worked = select(Task.case_id).where(
+            or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id))
+        clauses.append(Case.id.in_(worked))
+    return or_(*clauses) if clauses else false()
+
+
+def offered_tasks_clause(actor: Actor):
+    """A WHERE clause for open tasks offered to ``actor``'s roles in her area."""
+    clauses = []
+    for a in actor.assignments:
+        clauses.append(and_(Task.role == a.role, Task.org_path.startswith(a.unit_path),
+                            or_(Task.at_level.is_(None), Task.at_level == a.level)))
+        clauses.append(and_(Task.escalated.is_(True), Task.escalate_to == a.role,
+                            Task.org_path.startswith(a.unit_path)))
+    return or_(*clauses) if clauses else false()

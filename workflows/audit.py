@@ -1,0 +1,165 @@
+"""The audit trail: every state change of a case, hash-chained so tampering shows.
+
+Each event's ``hash`` is SHA-256 over a canonical JSON of its content and the
+previous event's hash; the case keeps the latest hash in ``audit_head``. Editing an
+event breaks its hash, removing one breaks the ``seq`` numbering and the link of the
+next, removing the latest no longer matches ``audit_head``. Events are written in the
+same transaction as the change they record (the caller's session; nothing here
+commits).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from models import AuditEvent, Case, User, utcnow
+
+SYSTEM_ACTOR = "system"
+
+#: The fields a hash covers, in the canonical document.
+HASHED_FIELDS = ("prev_hash", "case_id", "seq", "at", "actor", "kind", "trigger",
+                 "from_state", "to_state", "comment", "changes")
+
+
+def _canonical_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def canonical_json(value: Any) -> str:
+    """JSON that is the same text for the same content: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_canonical_default)
+
+
+def _naive_utc(at: datetime) -> datetime:
+    if at.tzinfo is not None:
+        at = at.astimezone(timezone.utc).replace(tzinfo=None)
+    return at
+
+
+def event_hash(*, prev_hash: str | None, case_id: int | None, seq: int, at: datetime,
+               actor: str, kind: str, trigger: str | None, from_state: str | None,
+               to_state: str | None, comment: str | None, changes: Any) -> str:
+    """The SHA-256 (hex) of an event's canonical content."""
+    document = {
+        "prev_hash": prev_hash, "case_id": case_id, "seq": seq, "at": _naive_utc(at),
+        "actor": actor, "kind": kind, "trigger": trigger, "from_state": from_state,
+        "to_state": to_state, "comment": comment, "changes": changes,
+    }
+    return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+
+
+def _hash_of(event: AuditEvent) -> str:
+    return event_hash(**{name: getattr(event, name) for name in HASHED_FIELDS})
+
+
+def append_event(session: Session, case: Case | None, *, kind: str, actor: User | None,
+                 trigger: str | None = None, from_state: str | None = None,
+                 to_state: str | None = None, comment: str | None = None,
+                 changes: Mapping[str, Any] | None = None, at: datetime | None = None) -> AuditEvent:
+    """Append an event to ``case``'s history (``case=None``: the case-less chain).
+
+    ``actor=None`` means the engine itself (recorded as ``system``). ``changes`` maps
+    a field to ``[old, new]``; it is stored JSON-safe (Decimal and dates as strings),
+    exactly as hashed. Sets ``case.audit_head``. Call it inside the transaction that
+    changes the case: that transaction already holds the case row, so two appends to
+    one case cannot interleave.
+    """
+    if case is not None and case.id is None:
+        session.flush([case])  # the hash covers the case id
+    case_id = case.id if case is not None else None
+    if changes is not None:
+        changes = json.loads(canonical_json(changes))
+    at = _naive_utc(at) if at is not None else utcnow()
+
+    if case is not None:
+        prev_hash = case.audit_head
+        last_seq = session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.case_id == case_id))
+    else:
+        last = session.execute(
+            select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.case_id.is_(None))
+            .order_by(AuditEvent.seq.desc()).limit(1)).first()
+        last_seq, prev_hash = (last.seq, last.hash) if last else (None, None)
+
+    event = AuditEvent(
+        case_id=case_id, seq=(last_seq or 0) + 1, at=at,
+        actor_id=actor.id if actor is not None else None,
+        actor=actor.username if actor is not None else SYSTEM_ACTOR,
+        kind=kind, trigger=trigger, from_state=from_state, to_state=to_state,
+        comment=comment, changes=changes, prev_hash=prev_hash,
+    )
+    event.hash = _hash_of(event)
+    session.add(event)
+    if case is not None:
+        case.audit_head = event.hash
+    return event
+
+
+def _label(case_id: int | None) -> str:
+    return f"case {case_id}" if case_id is not None else "events without a case"
+
+
+def verify_chain(session: Session, case_id: int | None = None, *, batch_size: int = 1000) -> list[str]:
+    """Check the audit trail (of one case, or all of it); returns the problems found.
+
+    An empty list means intact: every event's hash matches its content, each event
+    links to the one before (``prev_hash``), ``seq`` runs 1, 2, 3… without gaps, and
+    the case's ``audit_head`` is its last event's hash. Streams the events, so it
+    works on tables larger than memory.
+    """
+    problems: list[str] = []
+    query = (select(AuditEvent, Case.audit_head)
+             .outerjoin(Case, Case.id == AuditEvent.case_id)
+             .order_by(AuditEvent.case_id, AuditEvent.seq)
+             .execution_options(yield_per=batch_size))
+    if case_id is not None:
+        query = query.where(AuditEvent.case_id == case_id)
+
+    for current, events in _by_case(session.execute(query)):
+        label = _label(current)
+        expected_seq, prev_hash, head, last = 1, None, None, None
+        for event, head in events:
+            if event.seq != expected_seq:
+                problems.append(f"{label}: event {expected_seq} is missing (found {event.seq})"
+                                if event.seq > expected_seq else
+                                f"{label}: event {event.seq} is out of sequence")
+            if event.prev_hash != prev_hash:
+                problems.append(f"{label}: event {event.seq} does not link to the event before it")
+            if _hash_of(event) != event.hash:
+                problems.append(f"{label}: event {event.seq} was altered (hash mismatch)")
+            expected_seq, prev_hash, last = event.seq + 1, event.hash, event
+            session.expunge(event)  # keep the identity map small while streaming
+        if current is not None and last is not None and head != last.hash:
+            problems.append(f"{label}: the latest event does not match the case's audit head "
+                            f"(events after {last.seq} are missing)")
+
+    # Cases that say they have a history, but have no event left at all.
+    orphans = select(Case.id).where(
+        Case.audit_head.is_not(None),
+        ~exists().where(AuditEvent.case_id == Case.id)).order_by(Case.id)
+    if case_id is not None:
+        orphans = orphans.where(Case.id == case_id)
+    for orphan in session.scalars(orphans.execution_options(yield_per=batch_size)):
+        problems.append(f"{_label(orphan)}: every event is missing (the case has an audit head)")
+    return problems
+
+
+def _by_case(rows: Any) -> Iterator[tuple[int | None, Iterator[tuple[AuditEvent, str | None]]]]:
+    """Group streamed (event, audit_head) rows by case, like itertools.groupby."""
+    from itertools import groupby
+
+    for case_id, group in groupby(rows, key=lambda row: row[0].case_id):
+        yield case_id, ((row[0], row[1]) for row in group)

@@ -1,0 +1,196 @@
+"""The ``hexie`` command line (interfaces.md). Engine errors become exit status 1 here."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .errors import HexieError
+
+
+def _definitions(path: str | None) -> Path:
+    from .loader import default_definitions_dir
+    return Path(path) if path else default_definitions_dir()
+
+
+def build_engine(definitions: str | None = None, upgrade: bool = True):
+    """Engine + service + queries over $HEXIE_DATABASE_URL, schema upgraded, definitions synced."""
+    from models import database_url, upgrade as upgrade_schema
+    from .engine import Engine
+    from .loader import DefinitionError
+
+    url = database_url()
+    if upgrade:
+        upgrade_schema(url)
+    try:
+        engine = Engine.from_config(url, _definitions(definitions))
+    except DefinitionError as err:
+        raise click.ClickException(f"定义有误 / definitions have errors:\n{err}") from None
+    engine.sync_definitions()
+    return engine
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Hexie (和谐): 工作流与审批引擎 / workflow and approval engine."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+def check(paths: tuple[str, ...]) -> None:
+    """检查流程定义 / Check process definitions (default: definitions/)."""
+    from .check import check_paths
+    sys.exit(check_paths(list(paths) or [str(_definitions(None))]))
+
+
+@main.command()
+@click.argument("process")
+@click.option("--definitions", type=click.Path(exists=True, file_okay=False), default=None)
+@click.option("--locale", default="zh", type=click.Choice(["zh", "en"]))
+def graph(process: str, definitions: str | None, locale: str) -> None:
+    """以 Mermaid 输出流程状态机 / Print a process's state machine as Mermaid."""
+    from .loader import DefinitionError, load_definitions_strict
+    from .machine import compile_process
+    try:
+        registry = load_definitions_strict(_definitions(definitions))
+    except DefinitionError as err:
+        raise click.ClickException(str(err)) from None
+    spec = registry.processes.get(process)
+    if spec is None:
+        raise click.ClickException(f"没有这个流程 / no process {process!r} "
+                                   f"(known: {', '.join(sorted(registry.processes))})")
+    click.echo(compile_process(spec).mermaid(locale=locale), nl=False)
+
+
+@main.group()
+def db() -> None:
+    """数据库 / Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """创建或迁移数据库结构 / Create or migrate the schema (Alembic)."""
+    from models import database_url, upgrade
+    upgrade(database_url())
+    click.echo("数据库已是最新 / schema is up to date")
+
+
+@main.group()
+def org() -> None:
+    """组织与人员 / Org units and people."""
+
+
+@org.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def org_load(file: str) -> None:
+    """从 YAML 导入单位和用户（可重复执行）/ Create or update units and users from YAML (idempotent)."""
+    from .org import OrgFileError, load_org_file
+    engine = build_engine()
+    roles = engine.registry.roles
+    with engine.transaction() as s:
+        try:
+            result = load_org_file(s, file, roles=list(roles.roles), levels=list(roles.levels))
+        except OrgFileError as err:
+            raise click.ClickException(str(err)) from None
+    click.echo(f"单位 / units: +{result.created_units} ~{result.updated_units}; "
+               f"用户 / users: +{result.created_users} ~{result.updated_users}")
+
+
+@main.command()
+@click.argument("username")
+def token(username: str) -> None:
+    """输出该用户的 API 令牌 / Print an API token for a user."""
+    from .config import secret_key
+    from .tokens import make_token
+    engine = build_engine()
+    try:
+        engine.actor(username)
+    except HexieError as err:
+        raise click.ClickException(err.message) from None
+    click.echo(make_token(secret_key(), username))
+
+
+@main.command()
+@click.option("--cases/--no-cases", default=True, help="also start sample cases")
+def demo(cases: bool) -> None:
+    """载入演示县、人员和示例案件 / Load the demo county, its people and sample cases."""
+    from .demo import load_demo
+    engine = build_engine()
+    summary = load_demo(engine, with_cases=cases)
+    click.echo(summary)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--debug", is_flag=True)
+def serve(host: str, port: int, debug: bool) -> None:
+    """运行网页应用 / Run the web app (loads definitions, upgrades the schema first)."""
+    from web import create_app  # the one place the CLI reaches up to the web layer
+    app = create_app(engine=build_engine())
+    click.echo(f"Hexie: http://{host}:{port}/")
+    app.run(host=host, port=port, debug=debug, use_reloader=False)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="run what is due now and exit")
+@click.option("--interval", default=30.0, show_default=True, help="seconds between rounds")
+def worker(once: bool, interval: float) -> None:
+    """执行到期定时器、升级和提醒 / Run due timers, escalations and reminders."""
+    from .service import WorkflowService
+    service = WorkflowService(build_engine())
+    while True:
+        fired = service.run_due_timers()
+        escalated = service.escalate_overdue()
+        click.echo(f"定时器 / timers fired: {fired}; 升级 / escalated: {escalated}")
+        if once:
+            return
+        time.sleep(interval)
+
+
+@main.group()
+def audit() -> None:
+    """审计记录 / The audit trail."""
+
+
+@audit.command("verify")
+@click.option("--case", "case_id", type=int, default=None)
+def audit_verify(case_id: int | None) -> None:
+    """校验审计哈希链 / Verify the audit hash chain; exit 1 when tampered."""
+    from .audit import verify_chain
+    engine = build_engine()
+    with engine.session_factory() as s:
+        problems = verify_chain(s, case_id)
+    for p in problems:
+        click.echo(f"error: {p}")
+    if problems:
+        click.echo(f"审计链被篡改 / audit chain broken: {len(problems)} problem(s)", err=True)
+        sys.exit(1)
+    click.echo("审计链完整 / audit chain intact")
+
+
+@main.group()
+def cases() -> None:
+    """案件 / Cases."""
+
+
+@cases.command("migrate")
+@click.argument("process")
+@click.argument("from_version", type=int)
+@click.option("--map", "mapping", multiple=True, help="OLD=NEW state mapping")
+def cases_migrate(process: str, from_version: int, mapping: tuple[str, ...]) -> None:
+    """把运行中的案件迁到当前版本 / Move running cases of a version to the current one."""
+    from .access import SYSTEM
+    from .service import WorkflowService
+    state_map = dict(m.split("=", 1) for m in mapping)
+    try:
+        moved = WorkflowService(build_engine()).migrate(SYSTEM, process, from_version, state_map)
+    except HexieError as err:
+        raise click.ClickException(err.message) from None
+    click.echo(f"已迁移 / migrated: {moved}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,173 @@
+"""The engine: loaded definitions, their recorded versions, transactions and events.
+
+One :class:`Engine` per application (or host). It owns no Flask state; the web
+layer, the CLI, the worker and host applications all drive it the same way.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import OrgUnit, ProcessVersion, RoleAssignment, User, make_engine, make_session_factory
+
+from .access import Actor, Assignment
+from .errors import NotFound
+from .loader import Registry, load_definitions_strict, load_process_text
+from .machine import CompiledProcess, compile_process
+from .spec import ProcessSpec
+
+log = logging.getLogger(__name__)
+
+EVENT_KINDS = ("case_started", "state_changed", "task_created", "case_closed")
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as every timestamp is stored."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Engine:
+    """Definitions + database + clock + subscribers."""
+
+    def __init__(self, session_factory: sessionmaker, registry: Registry,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.session_factory = session_factory
+        self.registry = registry
+        self.clock = clock
+        self._versions: dict[str, tuple[int, int]] = {}      # key -> (version id, version)
+        self._by_version_id: dict[int, ProcessSpec] = {}
+        self._lock = threading.Lock()
+        self._subscribers: list[Callable[[dict[str, Any]], None]] = []
+
+    @classmethod
+    def from_config(cls, database_url: str, definitions: str | Path, **kw: Any) -> "Engine":
+        engine = make_engine(database_url)
+        return cls(make_session_factory(engine), load_definitions_strict(definitions), **kw)
+
+    # -- definitions and versions --------------------------------------------
+    def sync_definitions(self) -> dict[str, int]:
+        """Record a new version of each process whose content changed; return key -> version."""
+        with self.session_factory() as s:
+            for key, spec in sorted(self.registry.processes.items()):
+                for _attempt in range(3):
+                    latest = s.scalars(select(ProcessVersion).where(ProcessVersion.key == key)
+                                       .order_by(ProcessVersion.version.desc()).limit(1)).first()
+                    if latest is not None and latest.content_hash == spec.content_hash:
+                        break
+                    row = ProcessVersion(key=key, version=(latest.version + 1) if latest else 1,
+                                         source_text=spec.source_text, content_hash=spec.content_hash,
+                                         created_at=self.clock())
+                    s.add(row)
+                    try:
+                        s.commit()
+                        latest = row
+                        break
+                    except IntegrityError:  # another process recorded it first
+                        s.rollback()
+                self._versions[key] = (latest.id, latest.version)
+                self._by_version_id[latest.id] = spec
+        return {k: v for k, (_, v) in self._versions.items()}
+
+    def publish(self, spec: ProcessSpec) -> int:
+        """Make ``spec`` the current definition of its process (admin edit); returns its version."""
+        with self._lock:
+            processes = dict(self.registry.processes)
+            processes[spec.key] = spec
+            self.registry = Registry(self.registry.roles, processes, [])
+        return self.sync_definitions()[spec.key]
+
+    @property
+    def processes(self) -> dict[str, ProcessSpec]:
+        return self.registry.processes
+
+    def current(self, key: str) -> tuple[ProcessSpec, int, int]:
+        """(spec, version id, version) of the current definition of ``key``."""
+        spec = self.registry.processes.get(key)
+        if spec is None or key not in self._versions:
+            raise NotFound("没有这个流程", f"no process named {key!r}")
+        version_id, version = self._versions[key]
+        return spec, version_id, version
+
+    def spec_of(self, session: Session, version_id: int) -> ProcessSpec:
+        """The definition a case runs on (older versions are re-read from their source)."""
+        spec = self._by_version_id.get(version_id)
+        if spec is None:
+            row = session.get(ProcessVersion, version_id)
+            spec, diagnostics = load_process_text(row.source_text, f"{row.key}.yaml", self.registry.roles)
+            if spec is None:
+                raise RuntimeError(f"stored version {row.key} v{row.version} no longer loads: "
+                                   + "; ".join(map(str, diagnostics)))
+            self._by_version_id[version_id] = spec
+        return spec
+
+    def compiled(self, session: Session, version_id: int) -> CompiledProcess:
+        return compile_process(self.spec_of(session, version_id))
+
+    def version_number(self, session: Session, version_id: int) -> int:
+        for vid, number in self._versions.values():
+            if vid == version_id:
+                return number
+        return session.get(ProcessVersion, version_id).version
+
+    # -- people ----------------------------------------------------------------
+    def actor(self, username: str) -> Actor:
+        """Load a user and the roles she holds where (one query for the roles)."""
+        with self.session_factory() as s:
+            user = s.scalars(select(User).where(User.username == username)).first()
+            if user is None or not user.active:
+                raise NotFound("没有这个用户", f"no active user {username!r}")
+            return self.actor_for(s, user)
+
+    @staticmethod
+    def actor_for(session: Session, user: User) -> Actor:
+        rows = session.execute(
+            select(RoleAssignment.role, OrgUnit.code, OrgUnit.path, OrgUnit.level)
+            .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
+            .where(RoleAssignment.user_id == user.id)).all()
+        return Actor(username=user.username, user_id=user.id, name=user.name, locale=user.locale or "zh",
+                     assignments=tuple(Assignment(*r) for r in rows))
+
+    # -- transactions and events -------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One service call: commit on success, roll back on any error, then publish events."""
+        session = self.session_factory()
+        session.info["events"] = []
+        try:
+            yield session
+            session.commit()
+            events = session.info["events"]
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        self._publish(events)
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(event)`` after each commit that produced an event."""
+        self._subscribers.append(callback)
+
+    @staticmethod
+    def emit(session: Session, kind: str, **payload: Any) -> None:
+        """Queue an outbound event; it is published only if the transaction commits."""
+        session.info.setdefault("events", []).append({"event": kind, **payload})
+
+    def _publish(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            for callback in self._subscribers:
+                try:
+                    callback(event)
+                except Exception:  # a subscriber never breaks the person acting
+                    log.exception("event subscriber failed for %s", event.get("event"))
+
+    def count(self, session: Session, stmt) -> int:
+        return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0

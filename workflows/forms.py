@@ -1,0 +1,190 @@
+"""Validation of submitted form values against a definition's typed fields.
+
+Values arrive as JSON (API) or strings (web forms). They are checked and stored in a
+JSON-safe canonical form: money and decimals as strings ("800.00"), dates and times
+as ISO text, integers as ints. :func:`typed_data` turns stored data back into Python
+values (``Decimal``, ``date``) for guards and reports.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Iterable, Mapping
+
+from .spec import FieldSpec, FormField, ProcessSpec
+
+_CENT = Decimal("0.01")
+
+
+class FieldError(ValueError):
+    """One field's value is wrong; the message is bilingual."""
+
+    def __init__(self, zh: str, en: str) -> None:
+        super().__init__(f"{zh} / {en}")
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0) or (
+        isinstance(value, str) and not value.strip())
+
+
+def _bounds(field: FieldSpec, value: int | Decimal) -> None:
+    low, high = field.min, field.max
+    if isinstance(value, Decimal):  # the loader gives Decimal bounds for money, ints elsewhere
+        low = None if low is None else Decimal(str(low))
+        high = None if high is None else Decimal(str(high))
+    if low is not None and value < low:
+        raise FieldError(f"不能小于 {field.min}", f"must be at least {field.min}")
+    if high is not None and value > high:
+        raise FieldError(f"不能大于 {field.max}", f"must be at most {field.max}")
+
+
+def coerce_value(field: FieldSpec, value: Any) -> Any:
+    """Check one non-empty value and return its stored (JSON-safe) form."""
+    kind = field.type
+    if kind in ("text", "textarea", "org_unit", "user"):
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise FieldError("应为文本", "must be text")
+        text = str(value).strip()
+        if field.max_length is not None and len(text) > field.max_length:
+            raise FieldError(f"最多 {field.max_length} 个字符", f"at most {field.max_length} characters")
+        if field.pattern and not re.fullmatch(field.pattern, text):
+            raise FieldError("格式不正确", f"does not match the required format {field.pattern}")
+        return text
+    if kind == "integer":
+        if isinstance(value, bool):
+            raise FieldError("应为整数", "must be a whole number")
+        try:
+            number = int(str(value).strip()) if not isinstance(value, int) else value
+        except ValueError:
+            raise FieldError("应为整数", "must be a whole number") from None
+        if abs(number) > 10**15:
+            raise FieldError("数值过大", "number too large")
+        _bounds(field, number)
+        return number
+    if kind in ("decimal", "money"):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+            raise FieldError("应为数字", "must be a number")
+        try:
+            number = Decimal(str(value).strip().replace(",", ""))
+        except InvalidOperation:
+            raise FieldError("应为数字", "must be a number") from None
+        if not number.is_finite() or abs(number) > Decimal(10) ** 15:
+            raise FieldError("数值无效", "number out of range")
+        if kind == "money":
+            if number != number.quantize(_CENT, rounding=ROUND_HALF_UP):
+                raise FieldError("金额最多两位小数", "money has at most two decimals (fen)")
+            number = number.quantize(_CENT)
+        _bounds(field, number)
+        return str(number)
+    if kind == "date":
+        try:
+            parsed = value if isinstance(value, date) and not isinstance(value, datetime) \
+                else date.fromisoformat(str(value).strip())
+        except ValueError:
+            raise FieldError("日期格式应为 YYYY-MM-DD", "date must be YYYY-MM-DD") from None
+        return parsed.isoformat()
+    if kind == "datetime":
+        try:
+            parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise FieldError("时间格式应为 ISO 8601", "datetime must be ISO 8601") from None
+        return parsed.isoformat(timespec="minutes")
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "y", "on", "是"):
+            return True
+        if text in ("false", "0", "no", "n", "off", "否"):
+            return False
+        raise FieldError("应为是或否", "must be true or false")
+    if kind == "choice":
+        if not isinstance(value, str) or value not in field.choice_keys:
+            raise FieldError("不是可选项之一", f"must be one of {', '.join(field.choice_keys)}")
+        return value
+    if kind == "multichoice":
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or any(
+                not isinstance(v, str) or v not in field.choice_keys for v in items):
+            raise FieldError("包含无效选项", f"each item must be one of {', '.join(field.choice_keys)}")
+        return list(dict.fromkeys(items))
+    if kind == "file":
+        items = value if isinstance(value, (list, tuple)) else [value]
+        try:
+            ids = [int(v) for v in items if not isinstance(v, bool)]
+        except (TypeError, ValueError):
+            raise FieldError("附件编号无效", "must be attachment ids") from None
+        if len(ids) != len(items) or (not field.multiple and len(ids) > 1):
+            raise FieldError("只能上传一个文件", "only one file allowed")
+        return ids if field.multiple else ids[0]
+    raise FieldError("未知字段类型", f"unknown field type {kind}")  # the loader prevents this
+
+
+def validate_form(process: ProcessSpec, form: Iterable[FormField], submitted: Mapping[str, Any],
+                  current: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Check submitted values against a form.
+
+    Returns ``(changes, errors)``: the canonical values of the fields that changed, and
+    a message per field that is wrong. A field submitted that the form does not list is
+    an error; a required field is satisfied by a new value or one the case already has.
+    """
+    form = tuple(form)
+    allowed = {f.name: f for f in form}
+    changes: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name in submitted:
+        if name not in allowed:
+            errors[name] = "此表单不含该字段 / not a field of this form"
+    for entry in form:
+        field = process.fields[entry.name]
+        if entry.name in submitted and not _is_empty(submitted[entry.name]):
+            try:
+                value = coerce_value(field, submitted[entry.name])
+            except FieldError as err:
+                errors[entry.name] = str(err)
+                continue
+            if current.get(entry.name) != value:
+                changes[entry.name] = value
+        elif entry.name in submitted:  # explicitly emptied
+            if entry.required:
+                errors[entry.name] = "必填 / required"
+            elif current.get(entry.name) is not None:
+                changes[entry.name] = None
+        elif entry.required and _is_empty(current.get(entry.name)):
+            errors[entry.name] = "必填 / required"
+    return changes, errors
+
+
+def defaults(process: ProcessSpec) -> dict[str, Any]:
+    """Stored values of the fields that declare a ``default``."""
+    out = {}
+    for name, field in process.fields.items():
+        if field.default is not None:
+            try:
+                out[name] = coerce_value(field, field.default)
+            except FieldError:
+                pass  # the loader reports defaults that do not fit
+    return out
+
+
+def typed_value(field: FieldSpec | None, value: Any) -> Any:
+    """A stored value as the Python type its field declares."""
+    if value is None or field is None:
+        return value
+    try:
+        if field.type in ("decimal", "money"):
+            return Decimal(str(value))
+        if field.type == "date":
+            return date.fromisoformat(value)
+        if field.type == "datetime":
+            return datetime.fromisoformat(value)
+    except (ValueError, InvalidOperation):
+        return None
+    return value
+
+
+def typed_data(process: ProcessSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored case data as Python values, for guards and reports."""
+    return {k: typed_value(process.fields.get(k), v) for k, v in data.items()}

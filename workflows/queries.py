@@ -1,0 +1,246 @@
+"""Reads: case views, available actions, history, case lists and task inboxes.
+
+Every list is paged and costs a fixed number of queries whatever the page size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from models import AuditEvent, Case, OrgUnit, Task, User
+
+from .access import Actor, can_see_case, may_take, offered_tasks_clause, visible_cases_clause
+from .engine import Engine
+from .errors import BadRequest, NotFound
+from .machine import FireContext
+from .spec import ProcessSpec
+
+OPEN = ("offered", "allocated")
+MASK = "***"
+TASK_VIEWS = ("mine", "available", "overdue", "escalated")
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _worked(s: Session, actor: Actor, case_id: int) -> bool:
+    if actor.user_id is None:
+        return False
+    return s.scalar(select(Task.id).where(
+        Task.case_id == case_id,
+        or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id)).limit(1)) is not None
+
+
+def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
+    """The Access rule for one loaded case."""
+    if actor.is_system:
+        return True
+    spec = engine.spec_of(s, case.process_version_id)
+    if can_see_case(actor, spec, case, worked=False, could_take=False):
+        return True
+    if _worked(s, actor, case.id):
+        return True
+    if spec.confidential:
+        return False
+    return any(may_take(actor, t) for t in s.scalars(
+        select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN))))
+
+
+def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task]) -> bool:
+    """Working the case: she may see sensitive fields unmasked."""
+    if actor.is_system or actor.holds_any(("county_manager", "admin"), case.org_path):
+        return True
+    return _worked(s, actor, case.id) or any(may_take(actor, t) for t in open_tasks)
+
+
+def mask(spec: ProcessSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Sensitive fields replaced by ``***`` for people not working the case."""
+    return {k: (MASK if v not in (None, "") and k in spec.fields and spec.fields[k].sensitive else v)
+            for k, v in data.items()}
+
+
+class CaseQueries:
+    """Read-only views; each method opens its own short session."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --------------------------------------------------------------- one case
+    def case(self, actor: Actor, case_id: int) -> dict[str, Any]:
+        """``{id, process, version, state, org_unit, data, tasks, actions, lock_version, ...}``."""
+        with self.engine.session_factory() as s:
+            case = s.get(Case, case_id)
+            if case is None or not can_see(s, self.engine, actor, case):
+                raise NotFound("没有这个案件", f"no case {case_id}")
+            return self._view(s, actor, case)
+
+    def _view(self, s: Session, actor: Actor, case: Case) -> dict[str, Any]:
+        spec = self.engine.spec_of(s, case.process_version_id)
+        tasks = list(s.scalars(select(Task).where(Task.case_id == case.id).order_by(Task.id)))
+        open_tasks = [t for t in tasks if t.status in OPEN]
+        unit = s.get(OrgUnit, case.org_unit_id)
+        people = _usernames(s, {t.assignee_id for t in tasks} | {t.completed_by_id for t in tasks}
+                            | {case.created_by_id})
+        working = works_on(s, actor, case, open_tasks)
+        now = self.engine.clock()
+        return {
+            "id": case.id, "process": case.process_key,
+            "version": self.engine.version_number(s, case.process_version_id),
+            "state": case.state, "org_unit": unit.code, "org_unit_name": unit.name,
+            "data": dict(case.data) if working else mask(spec, case.data),
+            "masked": not working, "subject": case.subject,
+            "created_at": case.created_at, "updated_at": case.updated_at, "closed_at": case.closed_at,
+            "created_by": people.get(case.created_by_id),
+            "lock_version": case.lock_version,
+            "tasks": [task_row(t, people, now) for t in tasks if t.status in OPEN],
+            "actions": self.actions(s, actor, case, spec, open_tasks),
+        }
+
+    def actions(self, s: Session, actor: Actor, case: Case, spec: ProcessSpec, open_tasks: list[Task]) -> list[str]:
+        """Triggers ``actor`` may fire now: role, task holder, parallel tasks and (form-free) guards."""
+        if case.closed_at is not None or actor.is_system:
+            return []
+        compiled = self.engine.compiled(s, case.process_version_id)
+        state = spec.state(case.state)
+        ctx = FireContext.for_case(spec, case.data, actor, case.org_path, case.created_at,
+                                   self.engine.clock().date())
+        waiting = state.parallel and any(not t.optional for t in open_tasks)
+        taken_by_other = bool(open_tasks) and all(t.assignee_id not in (None, actor.user_id) for t in open_tasks)
+        out = []
+        for trigger in compiled.triggers(state.name):
+            for _, t in compiled.candidates(state.name, trigger):
+                if not ctx.holds_any(spec.transition_roles(t, state.name)):
+                    continue
+                if t.roles is None and t.quorum == 1 and taken_by_other:
+                    continue
+                if waiting and not t.interrupt:
+                    continue
+                if t.when is not None and not t.form and not compiled.select(state.name, trigger, ctx).transition:
+                    continue
+                out.append(trigger)
+                break
+        return out
+
+    def history(self, actor: Actor, case_id: int) -> list[dict[str, Any]]:
+        """The audit events of a case, oldest first."""
+        with self.engine.session_factory() as s:
+            case = s.get(Case, case_id)
+            if case is None or not can_see(s, self.engine, actor, case):
+                raise NotFound("没有这个案件", f"no case {case_id}")
+            spec = self.engine.spec_of(s, case.process_version_id)
+            working = works_on(s, actor, case, list(s.scalars(
+                select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN)))))
+            events = s.scalars(select(AuditEvent).where(AuditEvent.case_id == case_id).order_by(AuditEvent.seq))
+            out = []
+            for e in events:
+                changes = e.changes
+                if changes and not working:
+                    changes = {k: ([MASK, MASK] if k in spec.fields and spec.fields[k].sensitive else v)
+                               for k, v in changes.items()}
+                out.append({"at": e.at, "actor": e.actor, "kind": e.kind, "trigger": e.trigger,
+                            "from_state": e.from_state, "to_state": e.to_state, "comment": e.comment,
+                            "changes": changes})
+            return out
+
+    # ------------------------------------------------------------------ lists
+    def cases(self, actor: Actor, *, process: str | None = None, state: str | None = None,
+              org_unit: str | None = None, search: str | None = None, page: int = 1,
+              per_page: int = 50) -> Page:
+        """Cases visible to ``actor``, newest first."""
+        page, per_page = _paging(page, per_page)
+        with self.engine.session_factory() as s:
+            stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
+                visible_cases_clause(actor, self.engine.processes.values()))
+            stmt = self._filters(s, stmt, Case, process, state, org_unit, search)
+            total = self.engine.count(s, stmt)
+            rows = s.execute(stmt.order_by(Case.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
+            items = []
+            for case, code in rows:
+                spec = self.engine.spec_of(s, case.process_version_id)
+                items.append({"id": case.id, "process": case.process_key, "state": case.state,
+                              "org_unit": code, "subject": None if spec.confidential else case.subject,
+                              "created_at": case.created_at, "updated_at": case.updated_at,
+                              "closed_at": case.closed_at, "lock_version": case.lock_version})
+            return Page(items, total, page, per_page)
+
+    def tasks(self, actor: Actor, view: str = "mine", *, process: str | None = None, state: str | None = None,
+              org_unit: str | None = None, search: str | None = None, page: int = 1, per_page: int = 50) -> Page:
+        """A task inbox: ``mine``, ``available``, ``overdue`` or ``escalated``."""
+        if view not in TASK_VIEWS:
+            raise BadRequest("未知的视图", f"view must be one of {', '.join(TASK_VIEWS)}", {"view": view})
+        page, per_page = _paging(page, per_page)
+        now = self.engine.clock()
+        with self.engine.session_factory() as s:
+            mine = Task.assignee_id == actor.user_id if actor.user_id is not None else Task.id.is_(None)
+            offered = and_(Task.status == "offered", offered_tasks_clause(actor))
+            if view == "mine":
+                where = and_(Task.status == "allocated", mine)
+            elif view == "available":
+                where = offered
+            elif view == "overdue":
+                where = and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
+            else:
+                where = and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered))
+            stmt = select(Task, Case.subject, Case.confidential).join(Case, Case.id == Task.case_id).where(where)
+            stmt = self._filters(s, stmt, Task, process, state, org_unit, search)
+            total = self.engine.count(s, stmt)
+            order = [Task.due_at.is_(None), Task.due_at, Task.id] if view != "mine" else [Task.id.desc()]
+            rows = s.execute(stmt.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
+            people = _usernames(s, {t.assignee_id for t, _, _ in rows})
+            items = []
+            for task, subject, confidential in rows:
+                row = task_row(task, people, now)
+                row["subject"] = None if confidential else subject
+                items.append(row)
+            return Page(items, total, page, per_page)
+
+    def _filters(self, s: Session, stmt, table, process, state, org_unit, search):
+        if process:
+            stmt = stmt.where(table.process_key == process)
+        if state:
+            stmt = stmt.where(table.state == state)
+        if org_unit:
+            path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == org_unit))
+            if path is None:
+                raise BadRequest("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": org_unit})
+            stmt = stmt.where(table.org_path.startswith(path))
+        if search:
+            stmt = stmt.where(Case.subject.contains(search.strip()[:100], autoescape=True),
+                              Case.confidential.is_(False))
+        return stmt
+
+
+def task_row(t: Task, people: Mapping[int, str], now) -> dict[str, Any]:
+    return {"id": t.id, "case_id": t.case_id, "process": t.process_key, "state": t.state, "name": t.name,
+            "role": t.role, "status": t.status, "assignee": people.get(t.assignee_id),
+            "due_at": t.due_at, "overdue": bool(t.due_at and t.status in OPEN and t.due_at < now),
+            "escalated": bool(t.escalated), "priority": t.priority, "created_at": t.created_at}
+
+
+def _usernames(s: Session, ids) -> dict[int, str]:
+    ids = [i for i in ids if i is not None]
+    if not ids:
+        return {}
+    return dict(s.execute(select(User.id, User.username).where(User.id.in_(ids))).all())
+
+
+def _paging(page: int, per_page: int) -> tuple[int, int]:
+    try:
+        page, per_page = int(page), int(per_page)
+    except (TypeError, ValueError):
+        raise BadRequest("分页参数无效", "page must be a whole number") from None
+    if page < 1 or not 1 <= per_page <= 200:
+        raise BadRequest("分页参数无效", "page >= 1 and 1 <= per_page <= 200", {"page": page})
+    return page, per_page

@@ -1,0 +1,485 @@
+"""The service layer: the only way anything changes a case.
+
+Each public method is one transaction. A refused call raises a typed error
+(:mod:`workflows.errors`) and writes nothing. Reads live in :mod:`workflows.queries`.
+"""
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any, Mapping
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from models import Case, OrgUnit, Task, Timer, User, Vote
+
+from . import audit
+from .access import MANAGER_ROLES, SYSTEM, Actor, may_take
+from .engine import Engine
+from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
+from .forms import defaults, validate_form
+from .machine import CompiledProcess, FireContext
+from .spec import FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
+
+OPEN = ("offered", "allocated")
+
+
+class WorkflowService:
+    """Start cases, fire actions, work tasks, run timers: each call one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ start
+    def start_case(self, actor: Actor, process: str, org_unit: str, data: Mapping[str, Any] | None = None,
+                   comment: str | None = None) -> int:
+        """Open a case of ``process`` at unit ``org_unit`` with its first form filled; returns its id."""
+        spec, version_id, _ = self.engine.current(process)
+        data = dict(data or {})
+        with self.engine.transaction() as s:
+            unit = s.scalars(select(OrgUnit).where(OrgUnit.code == org_unit)).first()
+            if unit is None:
+                raise Invalid("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": "unknown / 不存在"})
+            levels = self.engine.registry.roles.levels
+            if unit.level in levels and spec.org_level in levels \
+                    and levels.index(unit.level) < levels.index(spec.org_level):
+                raise Invalid("该流程不能在此级别单位立案",
+                              f"{process} cases are filed at {spec.org_level} level or below",
+                              {"org_unit": f"must be at {spec.org_level} level or below"})
+            if not actor.is_system and not any(actor.holds(r, unit.path, at) for r, at in spec.starter_roles):
+                raise Forbidden("您不能在此单位发起该流程", f"you may not start {process} at {org_unit}")
+            initial = spec.initial_state
+            changes, errors = validate_form(spec, _state_form(initial), data, {})
+            if errors:
+                raise Invalid("表单有误", "the form has errors", errors)
+            now = self.engine.clock()
+            values = {**defaults(spec), **changes}
+            case = Case(process_version_id=version_id, process_key=spec.key, state=initial.name,
+                        data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=actor.user_id,
+                        created_at=now, updated_at=now, subject=_subject(spec, values),
+                        confidential=spec.confidential)
+            s.add(case)
+            s.flush()
+            audit.append_event(s, case, kind="started", actor=self._user(s, actor), to_state=initial.name,
+                               comment=comment or None, changes={k: [None, v] for k, v in values.items()}, at=now)
+            self.engine.emit(s, "case_started", case_id=case.id, process=spec.key, state=initial.name,
+                             org_unit=unit.code)
+            self._enter(s, spec, case, initial, actor, now, starter=actor)
+            return case.id
+
+    # ------------------------------------------------------------------- fire
+    def fire(self, actor: Actor, case_id: int, trigger: str, data: Mapping[str, Any] | None = None,
+             comment: str | None = None, lock_version: int | None = None) -> dict[str, Any]:
+        """Fire ``trigger`` on a case. Returns ``{"outcome": "moved"|"voted", ...}``."""
+        with self.engine.transaction() as s:
+            return self._fire(s, actor, case_id, trigger, dict(data or {}), comment, lock_version)
+
+    def _fire(self, s: Session, actor: Actor, case_id: int, trigger: str, data: dict[str, Any],
+              comment: str | None, lock_version: int | None) -> dict[str, Any]:
+        case = self._case_for_update(s, actor, case_id)
+        spec = self.engine.spec_of(s, case.process_version_id)
+        compiled = self.engine.compiled(s, case.process_version_id)
+        if lock_version is not None and lock_version != case.lock_version:
+            raise Conflict("案件已被他人修改，请刷新", "the case changed since you loaded it (stale lock_version)",
+                           {"lock_version": case.lock_version})
+        if not any(t.trigger == trigger for t in spec.transitions):
+            raise NotFound("没有这个操作", f"{spec.key} has no action {trigger!r}")
+        state = spec.state(case.state)
+        if trigger not in compiled.triggers(state.name):
+            raise Conflict("案件已进入其他环节，此操作不再可用",
+                           f"the case is in {state.name}; {trigger!r} is not possible there")
+        open_tasks = list(s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN))))
+        ctx = self._context(spec, case, actor, case.data)
+        if not any(ctx.holds_any(spec.transition_roles(t, state.name))
+                   for _, t in compiled.candidates(state.name, trigger)):
+            raise Forbidden("您无权执行此操作", f"you may not {trigger} here")
+
+        form = _firing_form(spec, state, [t for _, t in compiled.candidates(state.name, trigger)])
+        changes, errors = validate_form(spec, form, data, case.data)
+        if errors:
+            raise Invalid("表单有误", "the form has errors", errors)
+        merged = {**case.data, **changes}
+        ctx = self._context(spec, case, actor, merged)
+        selection = compiled.select(state.name, trigger, ctx)
+        chosen = selection.transition
+        if chosen is None:
+            reasons = "; ".join(selection.reasons) or "no transition applies"
+            raise Invalid("条件不满足，不能执行此操作", f"not allowed now: {reasons}", {"when": reasons})
+        comment = (comment or "").strip() or None
+        if chosen.comment == "required" and not comment:
+            raise Invalid("此操作必须填写意见", "a comment is required for this action",
+                          {"comment": "必填 / required"})
+        if chosen.comment == "none" and comment:
+            raise Invalid("此操作不接受意见", "this action takes no comment", {"comment": "not allowed"})
+        if not actor.is_system:
+            self._check_task_holder(s, actor, spec, state, chosen, open_tasks, case)
+        if state.parallel and not chosen.interrupt:
+            waiting = [t.name for t in open_tasks if not t.optional]
+            if waiting:
+                raise Invalid("并行任务尚未全部完成", f"parallel tasks still open: {', '.join(waiting)}",
+                              {"tasks": waiting})
+        now = self.engine.clock()
+        user = self._user(s, actor)
+        change_log = {k: [case.data.get(k), v] for k, v in changes.items()}
+        if chosen.quorum > 1:
+            s.add(Vote(case_id=case.id, state=state.name, trigger=trigger, user_id=actor.user_id,
+                       comment=comment, created_at=now))
+            try:
+                s.flush()
+            except IntegrityError:
+                raise Conflict("您已投过票", "you have already voted on this") from None
+            votes = s.scalar(select(func.count()).select_from(Vote).where(
+                Vote.case_id == case.id, Vote.state == state.name, Vote.trigger == trigger))
+            if votes < chosen.quorum:
+                case.data = merged
+                case.updated_at = now  # bumps lock_version: voters are serialized on the case
+                audit.append_event(s, case, kind="vote", actor=user, trigger=trigger, from_state=state.name,
+                                   to_state=state.name, comment=comment, changes=change_log or None, at=now)
+                self._flush(s)
+                return {"outcome": "voted", "votes": votes, "quorum": chosen.quorum, "case_id": case.id}
+        new_state = compiled.fire(state.name, trigger, ctx)
+        self._leave(s, case, state, actor, chosen.interrupt, now)
+        case.data = merged
+        case.state = new_state
+        case.subject = _subject(spec, merged)
+        case.updated_at = now
+        audit.append_event(s, case, kind="fired", actor=user, trigger=trigger, from_state=state.name,
+                           to_state=new_state, comment=comment, changes=change_log or None, at=now)
+        self.engine.emit(s, "state_changed", case_id=case.id, process=spec.key, trigger=trigger,
+                         from_state=state.name, to_state=new_state, actor=actor.username)
+        self._enter(s, spec, case, spec.state(new_state), actor, now)
+        self._flush(s)
+        return {"outcome": "moved", "case_id": case.id, "state": new_state}
+
+    def _check_task_holder(self, s: Session, actor: Actor, spec: ProcessSpec, state: StateSpec,
+                           chosen: TransitionSpec, open_tasks: list[Task], case: Case) -> None:
+        """Default-role actions belong to the task's holder, and respect separation of duties."""
+        if chosen.roles is not None:
+            return
+        mine = [t for t in open_tasks if may_take(actor, t) or t.assignee_id == actor.user_id]
+        if chosen.quorum == 1 and mine and all(t.assignee_id not in (None, actor.user_id) for t in mine):
+            raise Conflict("任务已由他人领取", "the task is allocated to someone else")
+        for task_spec in state.tasks:
+            self._check_separation(s, actor, case, task_spec)
+
+    def _check_separation(self, s: Session, actor: Actor, case: Case, task_spec: TaskSpec) -> None:
+        if not task_spec.separate_from or actor.user_id is None:
+            return
+        clash = s.scalar(select(Task.id).where(
+            Task.case_id == case.id, Task.state.in_(task_spec.separate_from),
+            Task.status == "completed", Task.completed_by_id == actor.user_id).limit(1))
+        if clash is not None:
+            raise Forbidden("职责分离：您已办理本案前序环节，不能办理此任务",
+                            "separation of duties: you worked an earlier step of this case "
+                            f"({', '.join(task_spec.separate_from)})")
+
+    # --------------------------------------------------------- state changes
+    def _enter(self, s: Session, spec: ProcessSpec, case: Case, state: StateSpec, actor: Actor,
+               now: datetime, starter: Actor | None = None) -> None:
+        """Open the state's tasks and schedule its timers; close the case on a final state."""
+        if state.final:
+            case.closed_at = now
+            self.engine.emit(s, "case_closed", case_id=case.id, process=spec.key, state=state.name)
+            return
+        for task_spec in state.tasks:
+            task = Task(case_id=case.id, process_key=spec.key, state=state.name, name=task_spec.name,
+                        role=task_spec.role, at_level=task_spec.at, org_unit_id=case.org_unit_id,
+                        org_path=case.org_path, status="offered", created_at=now,
+                        priority=task_spec.priority, optional=task_spec.optional)
+            if task_spec.due:
+                task.due_at = now + task_spec.due
+            if task_spec.escalate:
+                task.escalate_at = (task.due_at or now) + task_spec.escalate.after
+                task.escalate_to = task_spec.escalate.to
+            holder = self._first_holder(s, case, task_spec, starter)
+            if holder is not None:
+                task.status, task.assignee_id = "allocated", holder
+            s.add(task)
+            s.flush()
+            self.engine.emit(s, "task_created", case_id=case.id, task_id=task.id, process=spec.key,
+                             state=state.name, name=task.name, role=task.role, assignee_id=task.assignee_id)
+        for timer in state.timers:
+            due = now + timer.after if timer.after else _field_moment(case.data.get(timer.at_field))
+            if due is not None:
+                s.add(Timer(case_id=case.id, state=state.name, trigger=timer.trigger, due_at=due,
+                            status="pending"))
+
+    def _first_holder(self, s: Session, case: Case, task_spec: TaskSpec, starter: Actor | None) -> int | None:
+        """Who a new task is allocated to at once, if anyone (retain familiar, the starter, delegation)."""
+        candidate: int | None = None
+        if task_spec.same_as:
+            candidate = s.scalar(select(Task.completed_by_id).where(
+                Task.case_id == case.id, Task.state == task_spec.same_as, Task.status == "completed",
+                Task.completed_by_id.isnot(None)).order_by(Task.completed_at.desc(), Task.id.desc()).limit(1))
+            if candidate is not None and not self._user_may_take(s, candidate, case, task_spec):
+                candidate = None
+        elif starter is not None and starter.user_id and starter.holds(task_spec.role, case.org_path, task_spec.at):
+            candidate = starter.user_id
+        if candidate is not None:
+            user = s.get(User, candidate)
+            if user.away_until and user.away_until > self.engine.clock() and user.delegate_to_id \
+                    and self._user_may_take(s, user.delegate_to_id, case, task_spec):
+                candidate = user.delegate_to_id
+        return candidate
+
+    def _user_may_take(self, s: Session, user_id: int, case: Case, task_spec: TaskSpec) -> bool:
+        user = s.get(User, user_id)
+        return bool(user and user.active
+                    and self.engine.actor_for(s, user).holds(task_spec.role, case.org_path, task_spec.at))
+
+    def _leave(self, s: Session, case: Case, state: StateSpec, actor: Actor, interrupt: bool, now: datetime) -> None:
+        """Close the state's open tasks, cancel its timers, discard its votes."""
+        for task in s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN))):
+            finished = not actor.is_system and (not interrupt or task.assignee_id == actor.user_id
+                                                or may_take(actor, task))
+            task.status = "completed" if finished else "cancelled"
+            task.completed_at = now
+            if finished:
+                task.completed_by_id = actor.user_id
+        s.execute(update(Timer).where(Timer.case_id == case.id, Timer.status == "pending")
+                  .values(status="cancelled"))
+        s.execute(delete(Vote).where(Vote.case_id == case.id))
+
+    # ------------------------------------------------------------------ tasks
+    def claim(self, actor: Actor, task_id: int) -> int:
+        """Take an offered task: it becomes mine alone."""
+        with self.engine.transaction() as s:
+            task, case, spec = self._task_for_update(s, actor, task_id)
+            if task.assignee_id == actor.user_id and task.status == "allocated":
+                return task.id
+            if task.status != "offered":
+                raise Conflict("任务已由他人领取", "the task is already taken")
+            if not may_take(actor, task):
+                raise Forbidden("您不能领取此任务", "this task is not offered to your roles here")
+            self._check_separation(s, actor, case, spec.state(task.state).task(task.name))
+            self._assign(s, case, task, actor, actor.user_id, "claimed")
+            return task.id
+
+    def release(self, actor: Actor, task_id: int) -> int:
+        """Give my task back to the pool."""
+        with self.engine.transaction() as s:
+            task, case, _ = self._task_for_update(s, actor, task_id)
+            if task.assignee_id != actor.user_id or task.status != "allocated":
+                raise Forbidden("这不是您的任务", "only the holder may release a task")
+            task.status, task.assignee_id = "offered", None
+            audit.append_event(s, case, kind="released", actor=self._user(s, actor), from_state=case.state,
+                               to_state=case.state, changes={"task": [task.name, None]}, at=self.engine.clock())
+            case.updated_at = self.engine.clock()
+            return task.id
+
+    def delegate(self, actor: Actor, task_id: int, to_username: str) -> int:
+        """Hand my task (or one I may take) to a colleague who may take it."""
+        with self.engine.transaction() as s:
+            task, case, _ = self._task_for_update(s, actor, task_id)
+            if task.assignee_id not in (None, actor.user_id) or (task.assignee_id is None and not may_take(actor, task)):
+                raise Forbidden("只能转交自己的任务", "you may delegate only your own task")
+            return self._handover(s, task, case, to_username, "delegated", actor)
+
+    def reassign(self, actor: Actor, task_id: int, to_username: str) -> int:
+        """A manager gives a task to someone else in the area."""
+        with self.engine.transaction() as s:
+            task, case, _ = self._task_for_update(s, actor, task_id)
+            if not actor.holds_any(MANAGER_ROLES, case.org_path):
+                raise Forbidden("只有主管可以改派任务", "only a manager of this area may reassign tasks")
+            return self._handover(s, task, case, to_username, "reassigned", actor)
+
+    def _handover(self, s: Session, task: Task, case: Case, to_username: str, kind: str, actor: Actor) -> int:
+        target = s.scalars(select(User).where(User.username == to_username)).first()
+        if target is None or not target.active:
+            raise Invalid("没有这个用户", f"no active user {to_username!r}", {"to": "unknown user"})
+        spec = self.engine.spec_of(s, case.process_version_id)
+        target_actor = self.engine.actor_for(s, target)
+        if not may_take(target_actor, task):
+            raise Invalid("该用户不能办理此任务", f"{to_username} may not take this task here",
+                          {"to": "not eligible"})
+        self._check_separation(s, target_actor, case, spec.state(task.state).task(task.name))
+        self._assign(s, case, task, actor, target.id, kind)
+        return task.id
+
+    def _assign(self, s: Session, case: Case, task: Task, actor: Actor, user_id: int, kind: str) -> None:
+        previous = task.assignee_id
+        task.status, task.assignee_id = "allocated", user_id
+        now = self.engine.clock()
+        case.updated_at = now
+        names = dict(s.execute(select(User.id, User.username).where(User.id.in_([i for i in (previous, user_id) if i]))).all())
+        audit.append_event(s, case, kind=kind, actor=self._user(s, actor), from_state=case.state,
+                           to_state=case.state, at=now,
+                           changes={"task": [task.name, task.name], "assignee": [names.get(previous), names.get(user_id)]})
+        self._flush(s)
+
+    def done(self, actor: Actor, task_id: int, data: Mapping[str, Any] | None = None) -> int:
+        """Mark one parallel task done (its form, if any, is saved)."""
+        with self.engine.transaction() as s:
+            task, case, spec = self._task_for_update(s, actor, task_id)
+            state = spec.state(task.state)
+            if not state.parallel:
+                raise Invalid("此任务随操作完成，请选择操作按钮", "this task is completed by an action, not by done")
+            if task.status not in OPEN:
+                raise Conflict("任务已完成", "the task is already closed")
+            if task.assignee_id not in (None, actor.user_id):
+                raise Conflict("任务已由他人领取", "the task is allocated to someone else")
+            if not may_take(actor, task):
+                raise Forbidden("您不能办理此任务", "this task is not offered to you")
+            task_spec = state.task(task.name)
+            self._check_separation(s, actor, case, task_spec)
+            changes, errors = validate_form(spec, task_spec.form, dict(data or {}), case.data)
+            if errors:
+                raise Invalid("表单有误", "the form has errors", errors)
+            now = self.engine.clock()
+            task.status, task.assignee_id = "completed", actor.user_id
+            task.completed_at, task.completed_by_id = now, actor.user_id
+            case.data = {**case.data, **changes}
+            case.updated_at = now
+            audit.append_event(s, case, kind="task_done", actor=self._user(s, actor), from_state=case.state,
+                               to_state=case.state, at=now, changes={"task": [task.name, "done"],
+                                                                     **{k: [None, v] for k, v in changes.items()}})
+            self._flush(s)
+            return task.id
+
+    # ---------------------------------------------------------------- timers
+    def run_due_timers(self, limit: int = 500) -> int:
+        """Fire every due timer once (as ``system``); several workers may run this at once."""
+        fired = 0
+        while fired < limit:
+            with self.engine.transaction() as s:
+                timer = s.scalars(select(Timer).where(Timer.status == "pending",
+                                                      Timer.due_at <= self.engine.clock())
+                                  .order_by(Timer.due_at, Timer.id).limit(1)
+                                  .with_for_update(skip_locked=True)).first()
+                if timer is None:
+                    return fired
+                timer.attempts = (timer.attempts or 0) + 1
+                case = s.get(Case, timer.case_id)
+                if case.state != timer.state:  # the case moved on: nothing to do
+                    timer.status = "cancelled"
+                    continue
+                try:
+                    with s.begin_nested():
+                        self._fire(s, SYSTEM, case.id, timer.trigger, {}, None, None)
+                except HexieError as err:
+                    timer.status, timer.last_error = "failed", err.message
+                else:
+                    timer.status, timer.fired_at = "fired", self.engine.clock()
+                    fired += 1
+        return fired
+
+    def escalate_overdue(self, limit: int = 1000) -> int:
+        """Flag tasks overdue past their escalation and offer them to the escalation role."""
+        now = self.engine.clock()
+        with self.engine.transaction() as s:
+            tasks = list(s.scalars(select(Task).where(Task.status.in_(OPEN), Task.escalated.is_(False),
+                                                      Task.escalate_at <= now)
+                                   .order_by(Task.escalate_at).limit(limit).with_for_update(skip_locked=True)))
+            for task in tasks:
+                task.escalated = True
+                case = s.get(Case, task.case_id)
+                audit.append_event(s, case, kind="escalated", actor=None, from_state=case.state,
+                                   to_state=case.state, at=now,
+                                   changes={"task": [task.name, task.name], "escalate_to": [None, task.escalate_to]})
+            return len(tasks)
+
+    # ------------------------------------------------------------- migration
+    def migrate(self, actor: Actor, process: str, from_version: int, state_map: Mapping[str, str] | None = None) -> int:
+        """Move running cases of ``from_version`` to the current version; returns how many moved."""
+        if not actor.is_system and "admin" not in actor.all_roles:
+            raise Forbidden("只有管理员可以迁移案件", "only an administrator may migrate cases")
+        spec, version_id, _ = self.engine.current(process)
+        state_map = dict(state_map or {})
+        with self.engine.transaction() as s:
+            from models import ProcessVersion
+            old = s.scalars(select(ProcessVersion).where(ProcessVersion.key == process,
+                                                         ProcessVersion.version == from_version)).first()
+            if old is None:
+                raise NotFound("没有这个版本", f"{process} has no version {from_version}")
+            names = {st.name for st in spec.states}
+            cases = list(s.scalars(select(Case).where(Case.process_version_id == old.id, Case.closed_at.is_(None))))
+            missing = sorted({state_map.get(c.state, c.state) for c in cases} - names)
+            if missing:
+                raise Invalid("新版本中没有这些环节", f"states missing in the new version: {', '.join(missing)}",
+                              {"state_map": missing})
+            now = self.engine.clock()
+            user = self._user(s, actor)
+            for case in cases:
+                old_state = case.state
+                self._leave(s, case, spec.state(state_map.get(old_state, old_state)), SYSTEM, True, now)
+                case.process_version_id = version_id
+                case.state = state_map.get(old_state, old_state)
+                case.updated_at = now
+                audit.append_event(s, case, kind="migrated", actor=user, from_state=old_state, to_state=case.state,
+                                   at=now, changes={"version": [from_version, self.engine.version_number(s, version_id)]})
+                self._enter(s, spec, case, spec.state(case.state), actor, now)
+            return len(cases)
+
+    # --------------------------------------------------------------- helpers
+    def _context(self, spec: ProcessSpec, case: Case, actor: Actor, data: Mapping[str, Any]) -> FireContext:
+        return FireContext.for_case(spec, data, actor, case.org_path, case.created_at, self.engine.clock().date())
+
+    def _case_for_update(self, s: Session, actor: Actor, case_id: int) -> Case:
+        """Lock the case row (PostgreSQL) so concurrent actions on it run one after another."""
+        from .queries import can_see
+        case = s.scalars(select(Case).where(Case.id == case_id).with_for_update()
+                         .execution_options(populate_existing=True)).first()
+        if case is None or not can_see(s, self.engine, actor, case):
+            raise NotFound("没有这个案件", f"no case {case_id}")
+        return case
+
+    def _task_for_update(self, s: Session, actor: Actor, task_id: int) -> tuple[Task, Case, ProcessSpec]:
+        task = s.get(Task, task_id)
+        if task is None:
+            raise NotFound("没有这个任务", f"no task {task_id}")
+        case = self._case_for_update(s, actor, task.case_id)
+        s.refresh(task)
+        if task.status not in OPEN:
+            raise Conflict("任务已关闭", "the task is already closed")
+        return task, case, self.engine.spec_of(s, case.process_version_id)
+
+    @staticmethod
+    def _user(s: Session, actor: Actor) -> User | None:
+        return None if actor.is_system or actor.user_id is None else s.get(User, actor.user_id)
+
+    @staticmethod
+    def _flush(s: Session) -> None:
+        try:
+            s.flush()
+        except StaleDataError:
+            raise Conflict("案件已被他人修改，请刷新", "the case was changed by someone else meanwhile") from None
+
+
+def _state_form(state: StateSpec) -> tuple[FormField, ...]:
+    """The form of a state's task(s): one entry per field, required if any task requires it."""
+    merged: dict[str, FormField] = {}
+    for task in state.tasks:
+        for entry in task.form:
+            old = merged.get(entry.name)
+            merged[entry.name] = FormField(entry.name, entry.required or bool(old and old.required))
+    return tuple(merged.values())
+
+
+def _firing_form(spec: ProcessSpec, state: StateSpec, candidates: list[TransitionSpec]) -> tuple[FormField, ...]:
+    """Fields submitted with an action: the state's single task form plus the transitions' forms."""
+    merged = {f.name: f for f in (() if state.parallel else _state_form(state))}
+    for t in candidates:
+        for entry in t.form:
+            old = merged.get(entry.name)
+            merged[entry.name] = FormField(entry.name, entry.required or bool(old and old.required))
+    return tuple(merged.values())
+
+
+def _subject(spec: ProcessSpec, data: Mapping[str, Any]) -> str | None:
+    """A short searchable summary: the first text field with a value (not a sensitive one)."""
+    for name, field in spec.fields.items():
+        if field.type == "text" and not field.sensitive and data.get(name):
+            return str(data[name])[:200]
+    return None
+
+
+def _field_moment(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value) if "T" in str(value) else datetime.combine(
+            datetime.fromisoformat(value).date(), time())
+    except ValueError:
+        return None
