@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from itertools import groupby
+from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -62,10 +63,6 @@ def event_hash(*, prev_hash: str | None, case_id: int | None, seq: int, at: date
     return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
 
 
-def _hash_of(event: AuditEvent) -> str:
-    return event_hash(**{name: getattr(event, name) for name in HASHED_FIELDS})
-
-
 def append_event(session: Session, case: Case | None, *, kind: str, actor: User | None,
                  trigger: str | None = None, from_state: str | None = None,
                  to_state: str | None = None, comment: str | None = None,
@@ -101,7 +98,7 @@ def append_event(session: Session, case: Case | None, *, kind: str, actor: User 
         kind=kind, trigger=trigger, from_state=from_state, to_state=to_state,
         comment=comment, changes=changes, prev_hash=prev_hash,
     )
-    event.hash = _hash_of(event)
+    event.hash = event_hash(**{name: getattr(event, name) for name in HASHED_FIELDS})
     session.add(event)
     if case is not None:
         case.audit_head = event.hash
@@ -117,34 +114,36 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
 
     An empty list means intact: every event's hash matches its content, each event
     links to the one before (``prev_hash``), ``seq`` runs 1, 2, 3… without gaps, and
-    the case's ``audit_head`` is its last event's hash. Streams the events, so it
+    the case's ``audit_head`` is its last event's hash. Streams plain rows (not ORM
+    objects, so the caller's session is left alone) ordered by case and seq, so it
     works on tables larger than memory.
     """
     problems: list[str] = []
-    query = (select(AuditEvent, Case.audit_head)
+    columns = [getattr(AuditEvent, name) for name in HASHED_FIELDS]
+    query = (select(AuditEvent.hash, Case.audit_head, *columns)
              .outerjoin(Case, Case.id == AuditEvent.case_id)
              .order_by(AuditEvent.case_id, AuditEvent.seq)
              .execution_options(yield_per=batch_size))
     if case_id is not None:
         query = query.where(AuditEvent.case_id == case_id)
 
-    for current, events in _by_case(session.execute(query)):
+    rows = session.execute(query)
+    for current, events in groupby(rows, key=lambda row: row.case_id):
         label = _label(current)
-        expected_seq, prev_hash, head, last = 1, None, None, None
-        for event, head in events:
-            if event.seq != expected_seq:
-                problems.append(f"{label}: event {expected_seq} is missing (found {event.seq})"
-                                if event.seq > expected_seq else
-                                f"{label}: event {event.seq} is out of sequence")
-            if event.prev_hash != prev_hash:
-                problems.append(f"{label}: event {event.seq} does not link to the event before it")
-            if _hash_of(event) != event.hash:
-                problems.append(f"{label}: event {event.seq} was altered (hash mismatch)")
-            expected_seq, prev_hash, last = event.seq + 1, event.hash, event
-            session.expunge(event)  # keep the identity map small while streaming
-        if current is not None and last is not None and head != last.hash:
-            problems.append(f"{label}: the latest event does not match the case's audit head "
-                            f"(events after {last.seq} are missing)")
+        expected_seq, prev_hash, last = 1, None, None
+        for row in events:
+            if row.seq != expected_seq:
+                problems.append(f"{label}: event {expected_seq} is missing (found {row.seq})"
+                                if row.seq > expected_seq else
+                                f"{label}: event {row.seq} is out of sequence")
+            if row.prev_hash != prev_hash:
+                problems.append(f"{label}: event {row.seq} does not link to the event before it")
+            if event_hash(**{name: getattr(row, name) for name in HASHED_FIELDS}) != row.hash:
+                problems.append(f"{label}: event {row.seq} was altered (hash mismatch)")
+            expected_seq, prev_hash, last = row.seq + 1, row.hash, row
+        if current is not None and last is not None and last.audit_head != last.hash:
+            problems.append(f"{label}: the case's audit head is not its last event {last.seq} "
+                            "(later events were removed, or the head was changed)")
 
     # Cases that say they have a history, but have no event left at all.
     orphans = select(Case.id).where(
@@ -155,11 +154,3 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
     for orphan in session.scalars(orphans.execution_options(yield_per=batch_size)):
         problems.append(f"{_label(orphan)}: every event is missing (the case has an audit head)")
     return problems
-
-
-def _by_case(rows: Any) -> Iterator[tuple[int | None, Iterator[tuple[AuditEvent, str | None]]]]:
-    """Group streamed (event, audit_head) rows by case, like itertools.groupby."""
-    from itertools import groupby
-
-    for case_id, group in groupby(rows, key=lambda row: row[0].case_id):
-        yield case_id, ((row[0], row[1]) for row in group)

@@ -263,7 +263,8 @@ _FUNCTIONS = {
     "len": (1, 1, _len), "abs": (1, 1, _abs), "round": (1, 2, _round),
     "min": (1, 50, _extreme("min", _ordering("min()", operator.lt))),
     "max": (1, 50, _extreme("max", _ordering("max()", operator.gt))),
-    "today": (0, 0, lambda env, a: env.today if env.today is not None else _dt.date.today()), "days_between": (2, 2, _days_between),
+    "today": (0, 0, lambda env, a: env.today if env.today is not None else _dt.date.today()),
+    "days_between": (2, 2, _days_between),
 }
 
 

@@ -116,8 +116,8 @@ def parse_role(text: str) -> tuple[str, str] | None:
 class _UnitItem:
     index: int
     code: str
-    name: str
-    level: str
+    name: str | None      # None only in a file with errors (never written)
+    level: str | None
     parent: str | None
 
 
@@ -125,7 +125,7 @@ class _UnitItem:
 class _UserItem:
     index: int
     username: str
-    name: str
+    name: str | None      # None only in a file with errors (never written)
     password: str | None
     roles: list[tuple[str, str]] | None
     active: bool | None
@@ -205,7 +205,9 @@ def _check_units(chk: _Checker, data: Mapping[str, Any]) -> list[_UnitItem]:
             continue
         if code is not None:
             seen[code] = i
-        if code and name and level:
+        if code:
+            # Kept even when incomplete, so that units referring to it are not
+            # reported as referring to an unknown one.
             units.append(_UnitItem(i, code, name, level, parent))
     return units
 
@@ -257,7 +259,7 @@ def _check_users(chk: _Checker, data: Mapping[str, Any]
             continue
         if username is not None:
             seen[username] = i
-        if username and name:
+        if username:
             users.append(_UserItem(i, username, name, password, roles, active, locale))
     return users, places
 
@@ -295,7 +297,7 @@ def load_org(session: Session, data: Mapping[str, Any], roles: Collection[str] |
     rank = {name: i for i, name in enumerate(levels)} if levels is not None else None
     for item in file_units:
         where = f"units[{item.index}]"
-        if rank is not None and item.level not in rank:
+        if rank is not None and item.level is not None and item.level not in rank:
             chk.error(f"{where}.level", f"unknown level '{item.level}'")
         if item.parent is None:
             continue
@@ -303,8 +305,8 @@ def load_org(session: Session, data: Mapping[str, Any], roles: Collection[str] |
             chk.error(f"{where}.parent", f"unknown unit '{item.parent}'")
             continue
         parent_level = level_of[item.parent]
-        if rank is not None and item.level in rank and parent_level in rank \
-                and rank[item.level] <= rank[parent_level]:
+        if rank is not None and item.parent != item.code and item.level in rank \
+                and parent_level in rank and rank[item.level] <= rank[parent_level]:
             chk.error(f"{where}.level", f"'{item.level}' is not below its parent's level '{parent_level}'")
 
     # Cycles (a → b → a), each reported once, at the first unit of the file on it.

@@ -1,0 +1,186 @@
+"""Fixtures shared by the whole test suite: databases, engines, sessions.
+
+Every database test runs twice, on SQLite and on PostgreSQL, through ``db_url``:
+
+* ``sqlite``: a fresh file in the test's ``tmp_path``, copied from a template
+  upgraded once per session (cheaper than migrating for every test);
+* ``postgres``: one database per pytest-xdist worker (``hexie_test_gw0``, or
+  ``hexie_test_main`` without xdist) on the server named by
+  ``$HEXIE_TEST_DATABASE_URL``, created and upgraded once per session, and emptied
+  with ``TRUNCATE … RESTART IDENTITY CASCADE`` before each test. Skipped when the
+  variable is unset.
+
+``db_url`` always names a database at the head revision with no rows. ``engine``,
+``session_factory`` and ``session`` are built on it. ``pg_url`` is the same
+PostgreSQL database alone, for concurrency tests with real parallel connections
+(tests using it are marked ``postgres`` automatically). ``empty_db_url`` names a
+database with no schema at all, for migration tests.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from models import make_engine, make_session_factory, upgrade
+from models.db import normalize_url
+from workflows import auth
+
+PG_ENV = "HEXIE_TEST_DATABASE_URL"
+
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "pg_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing() -> Iterator[None]:
+    """Cheap Argon2 parameters: the defaults cost ~50 ms and 64 MiB per hash."""
+    old = auth.configure_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    yield
+    auth.configure_hasher(old)
+
+
+# --- PostgreSQL -----------------------------------------------------------------------
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _pg_server() -> URL:
+    raw = os.environ.get(PG_ENV)
+    if not raw:
+        pytest.skip(f"{PG_ENV} is not set")
+    return normalize_url(raw)
+
+
+def _url_string(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def _recreate_database(server: URL, name: str) -> str:
+    """Drop and create database ``name`` on ``server``; returns its URL."""
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.dispose()
+    return _url_string(server.set(database=name))
+
+
+def _drop_database(server: URL, name: str) -> None:
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    """Empty every table but alembic_version, and reset the id sequences."""
+    engine = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            # A connection a previous test forgot to close would block TRUNCATE forever.
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+            tables = conn.scalars(text(
+                "SELECT quote_ident(tablename) FROM pg_tables "
+                "WHERE schemaname = current_schema() AND tablename <> 'alembic_version'")).all()
+            if tables:
+                conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_database() -> Iterator[str]:
+    """This worker's PostgreSQL test database, at head; dropped at the end."""
+    server = _pg_server()
+    name = f"hexie_test_{_worker()}"
+    url = _recreate_database(server, name)
+    upgrade(url)
+    yield url
+    _drop_database(server, name)
+
+
+@pytest.fixture
+def pg_url(_pg_database: str) -> str:
+    """URL of an empty PostgreSQL database at head (skipped without the server)."""
+    _truncate_all(_pg_database)
+    return _pg_database
+
+
+# --- SQLite ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "hexie.db"
+    upgrade(f"sqlite:///{path}")  # disposes its engine: the WAL is checkpointed into the file
+    return path
+
+
+# --- the parametrized database ---------------------------------------------------------
+
+@pytest.fixture(params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty database at the head revision: SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        target = tmp_path / "hexie.db"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=DATABASES)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a database without any table: an empty SQLite file, a new PostgreSQL database."""
+    if request.param == "sqlite":
+        target = tmp_path / "empty.db"
+        target.touch()
+        yield f"sqlite:///{target}"
+        return
+    server = _pg_server()
+    name = f"hexie_test_{_worker()}_empty"
+    yield _recreate_database(server, name)
+    _drop_database(server, name)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on ``db_url`` (already at head); disposed after the test."""
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for the test; whatever it did not commit is rolled back."""
+    with session_factory() as session:
+        yield session
