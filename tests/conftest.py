@@ -59,7 +59,8 @@ def fast_password_hashing() -> Iterator[None]:
 # --- PostgreSQL -----------------------------------------------------------------------
 
 def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # the pid keeps concurrent pytest runs on one server (developers, helpers) apart
+    return f'{os.environ.get("PYTEST_XDIST_WORKER", "main")}_{os.getpid()}'
 
 
 def _pg_server() -> URL:

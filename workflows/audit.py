@@ -76,7 +76,7 @@ def append_event(session: Session, case: Case | None, *, kind: str, actor: User 
     one case cannot interleave.
     """
     if case is not None and case.id is None:
-        session.flush([case])  # the hash covers the case id
+        session.flush()  # the hash covers the case id
     case_id = case.id if case is not None else None
     if changes is not None:
         changes = json.loads(canonical_json(changes))
