@@ -66,6 +66,8 @@ def _worker() -> str:
 def _pg_server() -> URL:
     raw = os.environ.get(PG_ENV)
     if not raw:
+        if os.environ.get("HEXIE_REQUIRE_ALL"):  # CI: a skipped database test would hide a failure
+            pytest.fail(f"{PG_ENV} is not set but HEXIE_REQUIRE_ALL is")
         pytest.skip(f"{PG_ENV} is not set")
     return normalize_url(raw)
 

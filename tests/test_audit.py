@@ -83,7 +83,7 @@ def test_canonical_json_is_stable():
         == '{"a":["2026-01-02T03:04:05"],"b":"1.50","c":"县"}'
 
 
-def test_the_event_is_written_with_the_case_update(session_factory, actor):
+def test_the_event_is_written_with_the_case_update(session_factory):
     with session_factory() as session:
         case = new_case(session)
         session.commit()
@@ -118,13 +118,14 @@ def test_events_without_a_case_form_their_own_chain(session, actor):
 
 
 def test_a_case_new_in_this_transaction_gets_its_id_first(session):
-    case = new_case(session)
-    session.expunge(case)
-    case = Case(process_version=None, process_key="aid", state="application", data={},
-                org_unit_id=case.org_unit_id, org_path=case.org_path, process_version_id=case.process_version_id)
+    existing = new_case(session)
+    case = Case(process_version_id=existing.process_version_id, process_key="aid", state="application",
+                data={}, org_unit_id=existing.org_unit_id, org_path=existing.org_path)
     session.add(case)
     event = append_event(session, case, kind="started", actor=None)
     assert case.id is not None and event.case_id == case.id
+    session.commit()
+    assert verify_chain(session) == []
 
 
 # --- tampering -----------------------------------------------------------------------

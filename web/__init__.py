@@ -1,0 +1,47 @@
+"""Hexie's web application: the app factory.
+
+``create_app()`` builds a stand-alone Flask app around an engine; a host application
+mounts Hexie instead with :class:`web.extension.Hexie` and its own ``actor_loader``.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any, Mapping
+
+from flask import Flask
+
+from .extension import Hexie, current_actor, hexie_state
+
+__all__ = ["create_app", "Hexie", "current_actor", "hexie_state"]
+
+MAX_UPLOAD = 10 * 1024 * 1024  # 10 MiB per request
+
+
+def create_app(engine: Any = None, config: Mapping[str, Any] | None = None) -> Flask:
+    """A Flask app serving Hexie on ``engine`` (default: the environment's, see interfaces.md)."""
+    from workflows.config import secret_key
+
+    if engine is None:
+        from workflows.cli import build_engine
+        engine = build_engine()
+    # Static files are served by Hexie's own blueprint (the same under a host app).
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        SECRET_KEY=secret_key(),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=os.environ.get("HEXIE_SECURE_COOKIES") == "1",
+        SESSION_COOKIE_NAME="hexie_session",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=os.environ.get("HEXIE_SECURE_COOKIES") == "1",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        MAX_CONTENT_LENGTH=MAX_UPLOAD,
+        WTF_CSRF_TIME_LIMIT=None,  # a form left open over lunch still submits (token bound to the session)
+        JSON_AS_ASCII=False,
+    )
+    if config:
+        app.config.update(config)
+    Hexie(app, engine)
+    return app

@@ -82,17 +82,27 @@ def append_event(session: Session, case: Case | None, *, kind: str, actor: User 
         changes = json.loads(canonical_json(changes))
     at = _naive_utc(at) if at is not None else utcnow()
 
-    if case is not None:
-        prev_hash = case.audit_head
-        last_seq = session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.case_id == case_id))
-    else:
-        last = session.execute(
-            select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.case_id.is_(None))
-            .order_by(AuditEvent.seq.desc()).limit(1)).first()
-        last_seq, prev_hash = (last.seq, last.hash) if last else (None, None)
+    # No autoflush: flushing here would UPDATE the case now and again for its new
+    # audit_head at commit (two statements, two lock_version bumps). Events of this
+    # transaction not flushed yet are counted from the session instead.
+    pending = [e for e in session.new if isinstance(e, AuditEvent) and e.case_id == case_id]
+    with session.no_autoflush:
+        if case is not None:
+            prev_hash = case.audit_head
+            last_seq = session.scalar(
+                select(func.max(AuditEvent.seq)).where(AuditEvent.case_id == case_id)) or 0
+        else:
+            last = session.execute(
+                select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.case_id.is_(None))
+                .order_by(AuditEvent.seq.desc()).limit(1)).first()
+            last_seq, prev_hash = (last.seq, last.hash) if last else (0, None)
+    if pending:
+        latest = max(pending, key=lambda e: e.seq)
+        if latest.seq > last_seq:
+            last_seq, prev_hash = latest.seq, latest.hash
 
     event = AuditEvent(
-        case_id=case_id, seq=(last_seq or 0) + 1, at=at,
+        case_id=case_id, seq=last_seq + 1, at=at,
         actor_id=actor.id if actor is not None else None,
         actor=actor.username if actor is not None else SYSTEM_ACTOR,
         kind=kind, trigger=trigger, from_state=from_state, to_state=to_state,

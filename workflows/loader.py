@@ -470,9 +470,19 @@ class _Raw(_Base, fields.Raw):
 class _List(_Base, fields.List):
     default_error_messages = {"invalid": _expected("列表", "a list")}
 
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list:
+        if not isinstance(value, list):
+            raise self.make_error("invalid", **_kinds(value))
+        return super()._deserialize(value, attr, data, **kwargs)
+
 
 class _Nested(_Base, fields.Nested):
-    default_error_messages = {"type": _expected("映射", "a mapping")}
+    default_error_messages = {"type": _expected("映射（键: 值）", "a mapping (key: value)")}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, dict):
+            raise self.make_error("type", **_kinds(value))
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def _text_errors(value: Any) -> list[str] | dict[str, list[str]] | None:
@@ -598,8 +608,11 @@ class _NamedMap(_Base, fields.Field):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, dict):
             raise self.make_error("invalid", **_kinds(value))
-        errors = {}
+        errors: dict[str, Any] = {}
         for name, item in value.items():
+            if not isinstance(item, dict):
+                errors[name] = [_expected("映射（键: 值）", "a mapping (key: value)").format(**_kinds(item))]
+                continue
             item_errors = self.value_schema.validate(item)
             if item_errors:
                 errors[name] = item_errors
@@ -755,7 +768,7 @@ class _Strict(Schema):
     class Meta:
         unknown = RAISE
 
-    error_messages = {"type": _expected("映射（键: 值）", "a mapping (key: value)"), "unknown": "unknown"}
+    error_messages = {"type": _msg("应为映射（键: 值）", "expected a mapping (key: value)"), "unknown": "unknown"}
 
 
 class _FormEntrySchema(_Strict):
@@ -968,7 +981,10 @@ def _report_field_errors(messages: Any, field_: fields.Field | None, path: PathK
                 _report_field_errors(sub, field_.inner, path + (index,), report)
         elif isinstance(field_, _NamedMap):
             for name, sub in messages.items():
-                _report_schema_errors(sub, field_.value_schema, path + (name,), report)
+                if isinstance(sub, dict):
+                    _report_schema_errors(sub, field_.value_schema, path + (name,), report)
+                else:
+                    _report_messages(sub, path + (name,), report)
         elif isinstance(field_, (fields.Nested, _FormEntry)):
             _report_schema_errors(messages, field_.schema, path, report)
         else:
@@ -1029,6 +1045,9 @@ class _ProcessChecker:
         self.with_tasks = {s["name"] for _, s in self.states
                            if isinstance(s.get("name"), str) and (isinstance(s.get("task"), dict) or _list(s.get("tasks")))}
         self.compiled: dict[int, Any] = {}
+        # Reachability is judged only when every transition's ends are known states;
+        # otherwise one typo would also be reported as unreachable states.
+        self.graph_known = isinstance(data.get("transitions"), list) and len(self.transitions) == len(data["transitions"])
 
     def run(self) -> dict[int, Any]:
         """Run every check; returns the compiled guard of each transition index."""
@@ -1204,16 +1223,30 @@ class _ProcessChecker:
             if isinstance(trigger, str) and not _is_name(trigger):
                 self.report.error(path + ("trigger",), _msg(
                     f"无效的触发器名 '{trigger}'：应为标识符", f"invalid trigger '{trigger}': use an identifier"))
-            for where, name in self.source_refs(i, transition):
-                if name != "*" and self.state_ref(where, name) and name in self.final:
-                    self.report.error(where, _msg(f"终止状态 '{name}' 不能有出去的转换",
-                                                  f"final state '{name}' cannot have an outgoing transition"))
-            self.state_ref(path + ("dest",), transition.get("dest"))
+            self.check_ends(i, transition)
             for j, role in enumerate(_list(transition.get("roles"))):
                 self.role(path + ("roles", j), role, allow_system=True)
             self.form(path + ("form",), transition.get("form"))
             self.compile_guard(i, transition.get("when"))
         self.check_shadowed()
+
+    def check_ends(self, i: int, transition: dict) -> None:
+        """Source and destination states; a graph with a dangling edge is not judged."""
+        source = transition.get("source")
+        resolved = isinstance(source, str) or (
+            isinstance(source, list) and bool(source) and all(isinstance(s, str) for s in source))
+        for where, name in self.source_refs(i, transition):
+            if name == "*":
+                continue
+            if not self.state_ref(where, name):
+                resolved = False
+            elif name in self.final:
+                self.report.error(where, _msg(f"终止状态 '{name}' 不能有出去的转换",
+                                              f"final state '{name}' cannot have an outgoing transition"))
+        if not self.state_ref(("transitions", i, "dest"), transition.get("dest")):
+            resolved = False
+        if not resolved:
+            self.graph_known = False
 
     def compile_guard(self, i: int, source: Any) -> None:
         """Compile ``when``; errors point into the expression when the source allows."""
@@ -1290,7 +1323,7 @@ class _ProcessChecker:
         """Every state is reachable from the initial one; warn where no end can be reached."""
         order = [(i, s["name"]) for i, s in self.states
                  if isinstance(s.get("name"), str) and self.state_index.get(s["name"]) == i]
-        if not order:
+        if not order or not self.graph_known:
             return
         initial = next((s["name"] for _, s in self.states
                         if s.get("initial") is True and isinstance(s.get("name"), str)), None)

@@ -1,0 +1,201 @@
+"""The federation's five programmes, each run from start to a final state through the
+service layer, with real users and roles, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from models import Task
+from workflows.access import SYSTEM
+from workflows.audit import verify_chain
+from workflows.errors import Forbidden, Invalid, NotFound
+
+from .engine_helpers import DEFINITIONS, make_env
+
+
+@pytest.fixture
+def env(session_factory):
+    return make_env(session_factory, definitions=DEFINITIONS)
+
+
+class Runner:
+    """Fires actions as named people and checks where the case lands."""
+
+    def __init__(self, env, case_id):
+        self.env, self.case_id = env, case_id
+
+    def __call__(self, who, trigger, data=None, comment=None, expect=None):
+        out = self.env.service.fire(self.env.actor(who), self.case_id, trigger, data, comment)
+        if expect:
+            assert self.state == expect, (trigger, self.state)
+        return out
+
+    @property
+    def state(self):
+        return self.env.queries.case(SYSTEM, self.case_id)["state"]
+
+    def open_tasks(self):
+        with self.env.engine.session_factory() as s:
+            return s.scalars(select(Task).where(Task.case_id == self.case_id,
+                                                Task.status.in_(("offered", "allocated")))).all()
+
+    def timers(self, **advance):
+        self.env.clock.advance(**advance)
+        return self.env.service.run_due_timers()
+
+
+def _finish(env, run, final):
+    assert run.state == final
+    assert run.open_tasks() == []
+    with env.engine.session_factory() as s:
+        assert verify_chain(s, run.case_id) == []
+
+
+def test_poor_mother_aid(env):
+    rep = env.actor("rep")
+    case_id = env.service.start_case(rep, "poor_mother_aid", "t01v01", {
+        "applicant_name": "王桂兰", "id_number": "320123198507121247", "household_size": 4,
+        "declared_annual_income": "6800", "hardships": ["illness", "single_mother"], "self_reliant": True})
+    run = Runner(env, case_id)
+    run("rep", "submit", expect="home_survey")
+    with pytest.raises(Forbidden):        # the applicant's rep may not survey (wrong role)
+        run("rep", "surveyed")
+    run("cadre2", "surveyed", {"survey_date": "2026-03-05", "verified_annual_income": "7200", "household_size": 4,
+                               "survey_findings": "丈夫病故，两个孩子上学", "aid_programme": "project"},
+        expect="approval")
+    assert run("mgr1", "approve", comment="同意")["outcome"] == "voted"
+    run("mgr2", "approve", expect="disbursement")
+    run("fin", "disburse", {"fund": "donations_round1", "aid_kind": "piglets", "approved_amount": "800",
+                            "livestock_count": 2, "disbursed_on": "2026-03-10", "voucher_number": "JZ-2026-031"},
+        expect="agreement")
+    with pytest.raises(Invalid) as info:   # the agreement file is required
+        run("chair", "sign", {"agreement_signed_on": "2026-03-12", "responsible_town_chair": "chair",
+                              "responsible_village_rep": "rep", "year_end_visit_date": "2026-12-15"})
+    assert "agreement_file" in info.value.details
+    attachment = _attach(env, case_id, "agreement_file")
+    run("chair", "sign", {"agreement_signed_on": "2026-03-12", "responsible_town_chair": "chair",
+                          "responsible_village_rep": "rep", "year_end_visit_date": "2026-12-15",
+                          "agreement_file": attachment}, expect="awaiting_mid_year_visit")
+    assert run.timers(days=181) == 1
+    assert run.state == "mid_year_visit"
+    (visit,) = run.open_tasks()
+    assert visit.assignee_id == env.actor("cadre2").user_id      # retain familiar: the surveyor
+    run("cadre2", "record_mid_year", {"mid_year_visit_notes": "两头猪长势良好", "livestock_on_hand": 2},
+        expect="awaiting_year_end_visit")
+    assert run.timers(days=110) == 1                              # at: year_end_visit_date
+    run("cadre2", "close", {"year_end_visit_notes": "已出栏一头，收入增加"}, expect="closed")
+    _finish(env, run, "closed")
+
+
+def test_dv_complaint(env):
+    ccadre = env.actor("ccadre")
+    case_id = env.service.start_case(ccadre, "dv_complaint", "t01v01", {
+        "channel": "hotline", "received_at": "2026-03-02T20:15", "victim_name": "某女士",
+        "victim_phone": "13812345678", "incident_description": "丈夫酒后殴打"})
+    run = Runner(env, case_id)
+    for outsider in ("rep", "chair", "police", "admin"):
+        with pytest.raises(NotFound):
+            env.queries.case(env.actor(outsider), case_id)
+    with pytest.raises(Invalid):          # no referral without the victim's consent
+        run("ccadre", "refer", {"abuser_relation": "spouse", "violence_kinds": ["physical"], "risk_level": "high",
+                                "consent_to_share": False, "intake_assessment": "需转介"})
+    run("ccadre", "refer", {"abuser_relation": "spouse", "violence_kinds": ["physical"], "risk_level": "high",
+                            "consent_to_share": True, "intake_assessment": "需转介"}, expect="referral")
+    tasks = {t.name: t for t in run.open_tasks()}
+    assert set(tasks) == {"police", "legal_aid", "court"}
+    env.service.done(env.actor("police"), tasks["police"].id, {"police_action": "出警并告诫"})
+    with pytest.raises(Invalid):          # legal aid still open
+        run("ccadre", "referral_done")
+    env.service.done(env.actor("legal"), tasks["legal_aid"].id, {"legal_aid_notes": "提供法律咨询"})
+    assert env.queries.case(env.actor("police"), case_id)["state"] == "referral"   # she worked it now
+    run("ccadre", "referral_done", expect="adjudication")           # the court's task is optional
+    run("mgr1", "decide", {"decision": "police_caution", "decision_date": "2026-03-20"}, comment="告诫书已送达",
+        expect="follow_up")
+    (follow,) = run.open_tasks()
+    assert follow.assignee_id == ccadre.user_id                     # same_as intake
+    run("ccadre", "close", {"follow_up_notes": "回访：未再发生", "safety_status": "safe"}, expect="closed")
+    _finish(env, run, "closed")
+
+
+def test_microloan(env):
+    rep = env.actor("rep")
+    case_id = env.service.start_case(rep, "microloan", "t01v01", {
+        "applicant_name": "孙秀芳", "id_number": "320123198803051226", "phone": "13912345678",
+        "applicant_age": 38, "business_kind": "farming", "business_plan": "扩大蔬菜大棚",
+        "loan_amount": "80000", "term_months": 24, "guarantee": "joint_guarantee"})
+    run = Runner(env, case_id)
+    run("rep", "submit", expect="eligibility_check")
+    run("cadre2", "eligible", {"local_resident": True, "credit_record": "good", "applicant_age": 38,
+                               "eligibility_notes": "信用良好"}, expect="mentor_pairing")
+    run("chair", "paired", {"mentor_kind": "skilled_woman", "mentor": "申承秀", "pairing_date": "2026-03-08"},
+        expect="coop_referral")
+    run("ccadre", "referred", {"coop_branch": "县信用联社城关分社", "coop_assessment": "favourable",
+                               "loan_amount": "80000"}, expect="approval")
+    assert run("mgr1", "approve")["outcome"] == "voted"             # above 50,000: two approvers
+    run("mgr2", "approve", expect="disbursement")
+    run("fin", "disburse", {"disbursed_amount": "80000", "loan_contract_number": "XD-2026-0815",
+                            "disbursed_on": "2026-03-15", "maturity_date": "2028-03-15"}, expect="repaying")
+    assert run.timers(days=91) == 1
+    assert run.state == "repayment_check"
+    run("cadre2", "on_track", {"repayment_status": "on_schedule", "outstanding_amount": "60000",
+                               "business_status": "大棚投产"}, expect="repaying")
+    run("fin", "report_repaid", comment="提前还清", expect="repaid")
+    _finish(env, run, "repaid")
+
+
+def test_spring_bud(env):
+    rep = env.actor("rep")
+    case_id = env.service.start_case(rep, "spring_bud", "t01v01", {
+        "student_name": "李小红", "birth_date": "2014-09-01", "school": "城关中心小学", "grade": "primary_5",
+        "class_name": "春蕾班", "guardian_name": "李大山", "family_hardships": ["single_parent", "low_income"],
+        "nomination_reason": "父亲残疾，家庭困难"})
+    run = Runner(env, case_id)
+    run("rep", "nominate", expect="family_verification")
+    run("cadre2", "verified", {"household_size": 3, "household_annual_income": "5400",
+                               "verification_notes": "情况属实"}, expect="approval")
+    run("mgr1", "approve", expect="sponsor_matching")
+    run("ccadre", "matched", {"sponsor_name": "县建设银行", "sponsor_kind": "enterprise", "annual_grant": "1200"},
+        expect="disbursement")
+    run("fin", "disburse", {"fund": "spring_bud_sponsors", "school_year": "2026-2027", "disbursed_amount": "1200",
+                            "disbursed_on": "2026-03-20", "voucher_number": "CL-2026-007"}, expect="sponsored")
+    assert run.timers(days=366) == 1                                # yearly renewal by timer
+    (renewal,) = run.open_tasks()
+    assert renewal.assignee_id == env.actor("cadre2").user_id
+    run("cadre2", "renew", {"still_in_school": True, "family_still_in_need": True, "grade": "primary_6",
+                            "school": "城关中心小学", "renewal_notes": "继续资助"}, expect="disbursement")
+    run("fin", "disburse", {"fund": "spring_bud_sponsors", "school_year": "2027-2028", "disbursed_amount": "1200",
+                            "disbursed_on": "2027-03-20", "voucher_number": "CL-2027-003"}, expect="sponsored")
+    run("cadre2", "graduate", expect="graduated")
+    _finish(env, run, "graduated")
+
+
+def test_elder_support(env):
+    rep = env.actor("rep")
+    case_id = env.service.start_case(rep, "elder_support", "t01v01", {
+        "household_head": "赵德厚", "household_address": "东村3组12号", "elder_names": "赵德厚、钱秀英",
+        "elder_count": 2, "youngest_elder_age": 72, "children_count": 3, "children_names": "赵一、赵二、赵三",
+        "living_arrangement": "rotating"})
+    run = Runner(env, case_id)
+    run("rep", "register", expect="persuasion")
+    with pytest.raises(Invalid):   # women cadres must take part before the family can agree
+        run("rep", "agree", {"visit_date": "2026-03-06", "visitors": ["party_branch"],
+                             "visit_notes": "三个子女同意", "willingness": "agreed"})
+    run("rep", "agree", {"visit_date": "2026-03-06", "visitors": ["party_branch", "women_cadres"],
+                         "visit_notes": "三个子女同意轮流赡养", "willingness": "agreed"}, expect="signing")
+    run("rep", "sign", {"signed_on": "2026-03-09", "support_terms": "每人每月300元，轮流照料",
+                        "monthly_allowance": "900", "agreement_file": _attach(env, case_id, "agreement_file")},
+        expect="archiving")
+    run("cadre2", "archive", {"archive_number": "SY-T01-0001", "archived_on": "2026-03-10"}, expect="archived")
+    _finish(env, run, "archived")
+
+
+def _attach(env, case_id, field):
+    """Record an uploaded file for the case, as the web layer does after storing it."""
+    from models import Attachment
+    with env.engine.transaction() as s:
+        row = Attachment(case_id=case_id, field=field, filename="agreement.pdf", content_type="application/pdf",
+                         size=1234, storage_key="test-key", uploaded_by_id=env.actor("rep").user_id,
+                         created_at=env.clock())
+        s.add(row)
+        s.flush()
+        return [row.id]

@@ -1,0 +1,335 @@
+"""marshmallow schemas of every body the JSON API takes in or gives out.
+
+Input schemas reject unknown fields and wrong types (the API answers 400); the
+engine judges the values themselves (422). Output schemas fix the shape of every
+answer and feed the OpenAPI document (:mod:`web.api.openapi`). Datetimes go out as
+ISO 8601 with an explicit UTC offset (they are stored as naive UTC).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from workflows.engine import EVENT_KINDS
+
+#: Largest id a path may name: BIGINT on PostgreSQL.
+MAX_ID = 2**63 - 1
+MAX_PAGE = 1_000_000
+TASK_VIEWS = ("mine", "available", "overdue", "escalated")
+
+
+class UTCDateTime(fields.DateTime):
+    """A naive-UTC datetime written as ISO 8601 with its ``+00:00`` offset."""
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # already text (a stored JSON value)
+            return value
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.isoformat()
+
+
+def _text(**kw: Any) -> fields.String:
+    """A string output field that may be null."""
+    return fields.String(allow_none=True, **kw)
+
+
+# ------------------------------------------------------------------- errors
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"description": "machine-readable code: bad_request, "
+                                                  "unauthorized, forbidden, not_found, method_not_allowed, "
+                                                  "conflict, invalid, internal_error"})
+    message = fields.String(required=True, metadata={"description": "中文 / English"})
+    details = fields.Dict(keys=fields.String(), values=fields.Raw(), required=True,
+                          metadata={"description": "field name -> what is wrong with it"})
+
+
+class ErrorSchema(Schema):
+    """Every refusal: ``{"error": {"code", "message", "details"}}``."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+# ----------------------------------------------------------------- sign-in
+class TokenRequestSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    password = fields.String(required=True, validate=validate.Length(max=1000))
+
+
+class TokenSchema(Schema):
+    token = fields.String(required=True)
+    token_type = fields.String(metadata={"example": "Bearer"})
+    expires_in = fields.Integer(metadata={"description": "seconds"})
+
+
+# -------------------------------------------------------------- processes
+class LabelSchema(Schema):
+    """A text in both languages."""
+
+    zh = fields.String(required=True)
+    en = fields.String(required=True)
+
+
+class ProcessSummarySchema(Schema):
+    process = fields.String(required=True)
+    version = fields.Integer(required=True)
+    title = fields.String(required=True, metadata={"description": "in the caller's language"})
+    title_i18n = fields.Nested(LabelSchema)
+    confidential = fields.Boolean()
+
+
+class ChoiceSchema(Schema):
+    key = fields.String(required=True)
+    label = fields.String(required=True)
+    label_i18n = fields.Nested(LabelSchema)
+
+
+class FieldDefSchema(Schema):
+    name = fields.String(required=True)
+    type = fields.String(required=True)
+    label = fields.String(required=True)
+    label_i18n = fields.Nested(LabelSchema)
+    help = _text()
+    required = fields.Boolean()
+    default = fields.Raw(allow_none=True)
+    min = fields.Raw(allow_none=True)
+    max = fields.Raw(allow_none=True)
+    max_length = fields.Integer(allow_none=True)
+    pattern = _text()
+    sensitive = fields.Boolean()
+    multiple = fields.Boolean()
+    choices = fields.List(fields.Nested(ChoiceSchema))
+
+
+class FormEntrySchema(Schema):
+    field = fields.String(required=True)
+    required = fields.Boolean(required=True)
+
+
+class EscalationSchema(Schema):
+    after = fields.String(required=True, metadata={"description": "ISO 8601 duration"})
+    to = fields.String(required=True)
+
+
+class TaskDefSchema(Schema):
+    name = fields.String(required=True)
+    role = fields.String(required=True)
+    label = fields.String()
+    at = _text()
+    form = fields.List(fields.Nested(FormEntrySchema))
+    due = _text(metadata={"description": "ISO 8601 duration"})
+    escalate = fields.Nested(EscalationSchema, allow_none=True)
+    separate_from = fields.List(fields.String())
+    same_as = _text()
+    priority = fields.String()
+    optional = fields.Boolean()
+
+
+class TimerDefSchema(Schema):
+    trigger = fields.String(required=True)
+    after = _text(metadata={"description": "ISO 8601 duration"})
+    at = _text(metadata={"description": "a date or datetime field of the case"})
+
+
+class StateDefSchema(Schema):
+    name = fields.String(required=True)
+    label = fields.String(required=True)
+    label_i18n = fields.Nested(LabelSchema)
+    initial = fields.Boolean()
+    final = fields.Boolean()
+    parallel = fields.Boolean()
+    tasks = fields.List(fields.Nested(TaskDefSchema))
+    timers = fields.List(fields.Nested(TimerDefSchema))
+
+
+class TransitionDefSchema(Schema):
+    trigger = fields.String(required=True)
+    sources = fields.List(fields.String(), required=True)
+    dest = fields.String(required=True)
+    label = fields.String(required=True)
+    label_i18n = fields.Nested(LabelSchema)
+    roles = fields.List(fields.String(), allow_none=True,
+                        metadata={"description": "null: whoever may take the source state's task"})
+    when = _text(metadata={"description": "the guard expression"})
+    comment = fields.String(validate=validate.OneOf(("required", "optional", "none")))
+    form = fields.List(fields.Nested(FormEntrySchema))
+    interrupt = fields.Boolean()
+    quorum = fields.Integer()
+
+
+class ProcessSchema(ProcessSummarySchema):
+    """A whole definition: states, transitions and fields (keyed by name)."""
+
+    description = _text()
+    description_i18n = fields.Nested(LabelSchema, allow_none=True)
+    org_level = fields.String()
+    starters = fields.List(fields.String())
+    initial_state = fields.String()
+    # (not named ``fields``: that would hide the marshmallow module in this class body)
+    field_defs = fields.Dict(keys=fields.String(), values=fields.Nested(FieldDefSchema), required=True,
+                             attribute="fields", data_key="fields", metadata={"description": "by name"})
+    states = fields.List(fields.Nested(StateDefSchema), required=True)
+    transitions = fields.List(fields.Nested(TransitionDefSchema), required=True)
+
+
+# ------------------------------------------------------------ cases, tasks
+class TaskSchema(Schema):
+    """A work item, as inboxes and task actions show it."""
+
+    id = fields.Integer(required=True)
+    case_id = fields.Integer(required=True)
+    process = fields.String(required=True)
+    state = fields.String(required=True)
+    name = fields.String(required=True)
+    role = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(
+        ("offered", "allocated", "completed", "cancelled")))
+    assignee = _text(required=True)
+    due_at = UTCDateTime(allow_none=True, required=True)
+    overdue = fields.Boolean(required=True)
+    escalated = fields.Boolean(required=True)
+    priority = fields.String()
+    subject = _text(metadata={"description": "null for confidential cases"})
+    created_at = UTCDateTime(allow_none=True)
+
+
+class ActionOutcomeSchema(Schema):
+    outcome = fields.String(required=True, validate=validate.OneOf(("moved", "voted")))
+    state = fields.String()
+    votes = fields.Integer()
+    quorum = fields.Integer()
+
+
+class CaseSchema(Schema):
+    """One case as the caller may see it (sensitive fields masked unless she works it)."""
+
+    id = fields.Integer(required=True)
+    process = fields.String(required=True)
+    version = fields.Integer()
+    state = fields.String()
+    org_unit = fields.String()
+    org_unit_name = fields.String()
+    data = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+    masked = fields.Boolean()
+    subject = _text()
+    created_at = UTCDateTime(allow_none=True)
+    updated_at = UTCDateTime(allow_none=True)
+    closed_at = UTCDateTime(allow_none=True)
+    created_by = _text()
+    lock_version = fields.Integer()
+    tasks = fields.List(fields.Nested(TaskSchema), metadata={"description": "open tasks"})
+    actions = fields.List(fields.String(), metadata={"description": "triggers the caller may fire now"})
+    outcome = fields.Nested(ActionOutcomeSchema, metadata={
+        "description": "only in the answer to an action: moved, or a quorum vote recorded"})
+
+
+class CaseSummarySchema(Schema):
+    id = fields.Integer(required=True)
+    process = fields.String(required=True)
+    state = fields.String(required=True)
+    org_unit = fields.String(required=True)
+    subject = _text()
+    created_at = UTCDateTime(allow_none=True)
+    updated_at = UTCDateTime(allow_none=True)
+    closed_at = UTCDateTime(allow_none=True)
+    lock_version = fields.Integer()
+
+
+class HistoryEventSchema(Schema):
+    at = UTCDateTime(required=True)
+    actor = _text(required=True)
+    kind = fields.String(required=True)
+    trigger = _text(required=True)
+    from_state = _text(required=True)
+    to_state = _text(required=True)
+    comment = _text(required=True)
+    changes = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), allow_none=True,
+                          required=True, metadata={"description": "field -> [old, new]"})
+
+
+# ---------------------------------------------------------------- inputs
+def _data_field(description: str) -> fields.Dict:
+    return fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), load_default=dict,
+                       metadata={"description": description})
+
+
+class CaseStartSchema(Schema):
+    process = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    org_unit = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    data = _data_field("the first state's form: field name -> value")
+    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=10000))
+
+
+class ActionSchema(Schema):
+    data = _data_field("the action's form: field name -> value")
+    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=10000))
+    lock_version = fields.Integer(strict=True, allow_none=True, load_default=None,
+                                  metadata={"description": "the case's lock_version as you read it; "
+                                                           "409 when it changed meanwhile"})
+
+
+class TaskDoneSchema(Schema):
+    data = _data_field("the task's form: field name -> value")
+
+
+class EmptySchema(Schema):
+    """No fields: an empty object (or no body at all)."""
+
+
+class HandoverSchema(Schema):
+    to = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                       metadata={"description": "the username who takes the task"})
+
+
+class WebhookCreateSchema(Schema):
+    url = fields.Url(required=True, require_tld=False, schemes={"http", "https"},
+                     validate=validate.Length(max=1000))
+    events = fields.List(fields.String(validate=validate.OneOf(EVENT_KINDS)),
+                         load_default=lambda: list(EVENT_KINDS),
+                         metadata={"description": "default: every event"})
+    secret = fields.String(load_default=None, validate=validate.Length(min=16, max=128),
+                           metadata={"description": "HMAC key; generated when not given"})
+    active = fields.Boolean(load_default=True)
+
+    @validates_schema
+    def _some_events(self, data: dict[str, Any], **_: Any) -> None:
+        if "events" in data and not data["events"]:
+            raise ValidationError("至少一个事件 / at least one event", "events")
+
+
+class WebhookSchema(Schema):
+    id = fields.Integer(required=True)
+    url = fields.String(required=True)
+    events = fields.List(fields.String(), required=True)
+    active = fields.Boolean(required=True)
+    created_at = UTCDateTime(allow_none=True)
+    secret = fields.String(metadata={"description": "only in the answer to POST /webhooks"})
+
+
+# ----------------------------------------------------------- query strings
+def _filter(max_length: int = 64) -> fields.String:
+    return fields.String(load_default=None, validate=validate.Length(min=1, max=max_length))
+
+
+class _PagingQuery(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class CaseListQuery(_PagingQuery):
+    process = _filter()
+    state = _filter()
+    org_unit = _filter()
+    search = _filter(100)
+
+
+class TaskListQuery(_PagingQuery):
+    view = fields.String(load_default="mine", validate=validate.OneOf(TASK_VIEWS))
+    process = _filter()
+    state = _filter()
+    org_unit = _filter()
+    search = _filter(100)

@@ -1,0 +1,284 @@
+"""The Flask extension: Hexie mounted in an app of its own or in a host application.
+
+Usage (``create_app`` does exactly this)::
+
+    hexie = Hexie(app, engine)                  # or: hexie = Hexie(); hexie.init_app(app, engine)
+
+A host application (an ERP with its own sign-in) passes ``actor_loader``: a callable
+returning the current :class:`workflows.access.Actor` (or None when nobody is signed
+in). That is the whole plugin protocol: *who is the current user, and which roles does
+she hold where*. Without it, Hexie signs people in itself with Flask-Login against the
+``users`` table.
+
+Per application the extension keeps a :class:`HexieState` in ``app.extensions["hexie"]``
+(``.engine``, ``.service``, ``.queries``; also readable as ``state["engine"]``). Views
+get the current person with :func:`current_actor` (loaded once per request).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from flask import Flask, current_app, g, jsonify, render_template, request
+from flask_login import LoginManager, current_user
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import and_, func, or_, select
+from werkzeug.exceptions import HTTPException
+
+from models import Task, User
+from workflows.access import Actor, offered_tasks_clause
+from workflows.engine import Engine
+from workflows.errors import HexieError
+from workflows.queries import CaseQueries
+from workflows.service import WorkflowService
+
+from . import i18n
+
+log = logging.getLogger(__name__)
+
+ActorLoader = Callable[[], "Actor | None"]
+OPEN = ("offered", "allocated")
+#: Statuses whose error page we render (others pass through untouched).
+ERROR_PAGES = (400, 401, 403, 404, 405, 409, 413, 422, 500)
+
+
+@dataclass
+class HexieState:
+    """What one application knows about Hexie."""
+
+    engine: Engine
+    service: WorkflowService
+    queries: CaseQueries
+    actor_loader: ActorLoader
+    own_login: bool                      # True: Hexie's own sign-in (Flask-Login)
+    csrf: CSRFProtect
+    url_prefix: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:  # state["engine"] reads like a dict too
+        return getattr(self, key)
+
+
+def hexie_state(app: Flask | None = None) -> HexieState:
+    """The :class:`HexieState` of ``app`` (default: the current app)."""
+    return (app or current_app).extensions["hexie"]
+
+
+def current_actor() -> Actor | None:
+    """The person making this request, or None; loaded once per request and kept on ``g``."""
+    if "hexie_actor" not in g:
+        g.hexie_actor = hexie_state().actor_loader()
+    return g.hexie_actor
+
+
+class LoginUser:
+    """The Flask-Login user: a signed-in person and the roles she holds (her Actor)."""
+
+    def __init__(self, actor: Actor, stamp: str) -> None:
+        self.actor = actor
+        self.username = actor.username
+        self.name = actor.name or actor.username
+        self.locale = actor.locale
+        self._stamp = stamp
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        # The stamp changes with the password: changing it signs out every other session.
+        return f"{self.username}:{self._stamp}"
+
+
+def password_stamp(password_hash: str | None) -> str:
+    """A short keyed digest of the password hash, kept in the session cookie."""
+    key = str(current_app.secret_key or "").encode()
+    return hmac.new(key, (password_hash or "").encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def nav_counts() -> dict[str, int]:
+    """Open task totals for the navigation bar (mine, available, overdue, escalated).
+
+    One query with filtered counts, computed at most once per request and only when a
+    page shows the bar.
+    """
+    if "hexie_nav" in g:
+        return g.hexie_nav
+    actor = current_actor()
+    counts = {"mine": 0, "available": 0, "overdue": 0, "escalated": 0}
+    if actor is not None:
+        engine = hexie_state().engine
+        mine = Task.assignee_id == actor.user_id if actor.user_id is not None else Task.id.is_(None)
+        offered = and_(Task.status == "offered", offered_tasks_clause(actor))
+        relevant = or_(and_(Task.status == "allocated", mine), offered)
+        stmt = select(
+            func.count().filter(and_(Task.status == "allocated", mine)),
+            func.count().filter(offered),
+            func.count().filter(Task.due_at < engine.clock()),
+            func.count().filter(Task.escalated.is_(True)),
+        ).where(Task.status.in_(OPEN), relevant)
+        with engine.session_factory() as s:
+            row = s.execute(stmt).one()
+        counts = dict(zip(counts, (int(v or 0) for v in row)))
+    g.hexie_nav = counts
+    return counts
+
+
+class Hexie:
+    """Flask extension wiring the workflow engine into an application."""
+
+    def __init__(self, app: Flask | None = None, engine: Engine | None = None,
+                 actor_loader: ActorLoader | None = None) -> None:
+        self.engine = engine
+        self.actor_loader = actor_loader
+        if app is not None:
+            self.init_app(app, engine, actor_loader)
+
+    def init_app(self, app: Flask, engine: Engine | None = None,
+                 actor_loader: ActorLoader | None = None) -> HexieState:
+        """Install Hexie on ``app``: engine, sign-in, CSRF, blueprints, error pages, helpers."""
+        engine = engine or self.engine
+        if engine is None:
+            from workflows.cli import build_engine
+            engine = build_engine()
+        actor_loader = actor_loader or self.actor_loader
+        prefix = (app.config.get("HEXIE_URL_PREFIX") or "").rstrip("/")
+        app.config.setdefault("HEXIE_TIMEZONE", "Asia/Shanghai")
+        app.config.setdefault("HEXIE_PER_PAGE", 25)
+
+        csrf = app.extensions.get("csrf") or CSRFProtect(app)
+        own_login = actor_loader is None
+        if own_login:
+            self._setup_login(app, engine)
+            actor_loader = _flask_login_actor
+        state = HexieState(engine=engine, service=WorkflowService(engine), queries=CaseQueries(engine),
+                           actor_loader=actor_loader, own_login=own_login, csrf=csrf, url_prefix=prefix)
+        app.extensions["hexie"] = state
+
+        from .auth import bp as auth_bp
+        from .views import assets, bp as views_bp
+        app.register_blueprint(assets, url_prefix=prefix or None)
+        if own_login:
+            app.register_blueprint(auth_bp, url_prefix=prefix or None)
+        app.register_blueprint(views_bp, url_prefix=prefix or None)
+        self._register_optional(app, csrf, prefix)
+
+        app.register_error_handler(HexieError, _hexie_error)
+        if app.config.get("HEXIE_ERROR_PAGES", True):
+            for status in ERROR_PAGES:
+                app.register_error_handler(status, _http_error)
+        app.register_error_handler(CSRFError, _csrf_error)
+        app.context_processor(_template_context)
+        if app.config.get("HEXIE_SECURITY_HEADERS", True):
+            app.after_request(_security_headers)
+        return state
+
+    # -- sign-in -------------------------------------------------------------------
+    @staticmethod
+    def _setup_login(app: Flask, engine: Engine) -> None:
+        manager = getattr(app, "login_manager", None) or LoginManager(app)
+        manager.login_view = "hexie_auth.login"
+        manager.session_protection = "basic"
+
+        @manager.user_loader
+        def load_user(user_id: str) -> LoginUser | None:
+            username, _, stamp = user_id.rpartition(":")
+            with engine.session_factory() as s:
+                user = s.scalars(select(User).where(User.username == username)).first()
+                if user is None or not user.active:
+                    return None
+                expected = password_stamp(user.password_hash)
+                if not hmac.compare_digest(expected, stamp):
+                    return None
+                return LoginUser(engine.actor_for(s, user), expected)
+
+    # -- blueprints of the other parts, when present ---------------------------------
+    @staticmethod
+    def _register_optional(app: Flask, csrf: CSRFProtect, prefix: str) -> None:
+        try:
+            from .admin import bp as admin_bp
+        except ModuleNotFoundError as err:
+            if err.name not in ("web.admin", f"{__package__}.admin"):
+                raise
+        else:
+            app.register_blueprint(admin_bp, url_prefix=f"{prefix}/admin")
+        try:
+            from .api import bp as api_bp
+        except ModuleNotFoundError as err:
+            if err.name not in ("web.api", f"{__package__}.api"):
+                raise
+        else:
+            csrf.exempt(api_bp)  # bearer tokens, no cookies: CSRF does not apply
+            app.register_blueprint(api_bp, url_prefix=f"{prefix}/api/v1")
+
+
+def _flask_login_actor() -> Actor | None:
+    if current_user and current_user.is_authenticated:
+        return current_user.actor
+    return None
+
+
+# -- error pages ---------------------------------------------------------------------
+
+def _wants_json() -> bool:
+    prefix = hexie_state().url_prefix if "hexie" in current_app.extensions else ""
+    return request.path.startswith(f"{prefix}/api/") or request.blueprint == "api"
+
+
+def _error_response(status: int, code: str, message: str, details: dict | None = None,
+                    zh: str | None = None, en: str | None = None):
+    if _wants_json():
+        body = {"error": {"code": code, "message": message, "details": details or {}}}
+        return jsonify(body), status
+    return render_template("error.html", status=status, message=message, zh=zh, en=en,
+                           details=details or {}), status
+
+
+def _hexie_error(err: HexieError):
+    return _error_response(err.status, err.code, i18n.error_text(err), err.details, err.zh, err.en)
+
+
+def _http_error(err: HTTPException):
+    status = getattr(err, "code", 500) or 500
+    if status >= 500:
+        log.exception("server error on %s", request.path)
+    key = f"error.{status}"
+    zh, en = i18n.CATALOG.get(key, i18n.CATALOG["error.500"])
+    return _error_response(status, (err.name or "error").lower().replace(" ", "_"),
+                           i18n.t(key) if key in i18n.CATALOG else i18n.t("error.500"), None, zh, en)
+
+
+def _csrf_error(err: CSRFError):
+    zh, en = i18n.CATALOG["error.400.csrf"]
+    return _error_response(400, "csrf", i18n.t("error.400.csrf"), None, zh, en)
+
+
+# -- templates and headers -------------------------------------------------------------
+
+def _template_context() -> dict[str, Any]:
+    from . import views
+    return {
+        "t": i18n.t, "label": i18n.label, "locale": i18n.get_locale(),
+        "current_actor": current_actor, "nav_counts": nav_counts,
+        "hexie_own_login": hexie_state().own_login if "hexie" in current_app.extensions else False,
+        "has_admin": "admin" in current_app.blueprints,
+        **views.template_helpers(),
+    }
+
+
+#: No outside hosts anywhere: every asset comes from the app itself (offline intranets).
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+       "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+
+
+def _security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")  # case data stays off shared caches
+    return response

@@ -1,0 +1,395 @@
+"""WTForms forms built at run time from a process definition's typed fields.
+
+Each field type becomes a proper input (``money`` a number with two decimals,
+``date`` a date picker, ``multichoice`` checkboxes, ``file`` an upload...) with the
+definition's validators, so that most mistakes are caught next to the field before
+the engine sees them. The engine checks everything again; its
+:class:`~workflows.errors.Invalid` ``details`` are put back next to the same fields
+(:func:`apply_engine_errors`).
+
+Which fields a form has mirrors :mod:`workflows.service`: starting a case fills the
+initial state's task form; firing an action fills the state's (single) task form plus
+the forms of the action's transitions; marking a parallel task done fills that task's
+form.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Mapping, Sequence
+
+from wtforms import Form, ValidationError
+from wtforms import fields as wf
+from wtforms import validators as v
+from wtforms import widgets
+
+from workflows.spec import FieldSpec, FormField, ProcessSpec, StateSpec
+
+from .i18n import detail_text, label, t
+
+MASK = "***"
+COMMENT = "comment"
+_CENT = Decimal("0.01")
+
+#: Upload allow-list: extension -> (content type, accepted leading bytes).
+ALLOWED_UPLOADS: dict[str, tuple[str, tuple[bytes, ...]]] = {
+    "pdf": ("application/pdf", (b"%PDF",)),
+    "jpg": ("image/jpeg", (b"\xff\xd8\xff",)),
+    "jpeg": ("image/jpeg", (b"\xff\xd8\xff",)),
+    "png": ("image/png", (b"\x89PNG\r\n\x1a\n",)),
+    "doc": ("application/msword", (b"\xd0\xcf\x11\xe0",)),
+    "xls": ("application/vnd.ms-excel", (b"\xd0\xcf\x11\xe0",)),
+    "docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", (b"PK\x03\x04",)),
+    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", (b"PK\x03\x04",)),
+}
+MAX_FILE = 10 * 1024 * 1024
+ACCEPT = ",".join(f".{ext}" for ext in ALLOWED_UPLOADS)
+
+
+# ----------------------------------------------------------------- which fields
+
+def _merge(entries: Iterable[FormField], into: dict[str, FormField]) -> None:
+    for entry in entries:
+        old = into.get(entry.name)
+        into[entry.name] = FormField(entry.name, entry.required or bool(old and old.required))
+
+
+def state_form(state: StateSpec) -> tuple[FormField, ...]:
+    """The fields of a state's task(s), required if any task requires them."""
+    merged: dict[str, FormField] = {}
+    for task in state.tasks:
+        _merge(task.form, merged)
+    return tuple(merged.values())
+
+
+def start_form(spec: ProcessSpec) -> tuple[FormField, ...]:
+    """What a new case is opened with: the initial state's task form."""
+    return state_form(spec.initial_state)
+
+
+def action_form(spec: ProcessSpec, state_name: str, trigger: str) -> tuple[FormField, ...]:
+    """The fields submitted with ``trigger`` from ``state_name`` (as the engine validates them)."""
+    state = spec.state(state_name)
+    merged: dict[str, FormField] = {}
+    if not state.parallel:
+        _merge(state_form(state), merged)
+    for t_ in spec.transitions_from(state_name, trigger):
+        _merge(t_.form, merged)
+    return tuple(merged.values())
+
+
+def task_form(spec: ProcessSpec, state_name: str, task_name: str) -> tuple[FormField, ...]:
+    task = spec.state(state_name).task(task_name)
+    return tuple(task.form) if task else ()
+
+
+def comment_rule(spec: ProcessSpec, state_name: str, trigger: str) -> str:
+    """``required`` if any candidate transition needs a comment, ``none`` if none takes one."""
+    rules = {t_.comment for t_ in spec.transitions_from(state_name, trigger)}
+    if "required" in rules:
+        return "required"
+    if rules == {"none"}:
+        return "none"
+    return "optional"
+
+
+# --------------------------------------------------------------------- validators
+
+class _Required:
+    """Required, without the HTML ``required`` flag (which on checkboxes means *each*)."""
+
+    def __call__(self, form: Form, field: wf.Field) -> None:
+        data = field.data
+        if data in (None, "", [], ()) or (isinstance(data, str) and not data.strip()):
+            field.errors[:] = []
+            raise v.StopValidation(t("form.error.required"))
+
+
+class _Money:
+    def __call__(self, form: Form, field: wf.Field) -> None:
+        if field.data is not None and field.data != field.data.quantize(_CENT):
+            raise ValidationError(t("form.error.money"))
+
+
+class _Bounds:
+    """Like NumberRange, with our messages; Decimal-safe."""
+
+    def __init__(self, low: Any, high: Any) -> None:
+        self.low, self.high = low, high
+        self.field_flags = {k: val for k, val in (("min", low), ("max", high)) if val is not None}
+
+    def __call__(self, form: Form, field: wf.Field) -> None:
+        value = field.data
+        if value is None:
+            return
+        if self.low is not None and value < _num(self.low, value):
+            raise ValidationError(t("form.error.min", min=self.low))
+        if self.high is not None and value > _num(self.high, value):
+            raise ValidationError(t("form.error.max", max=self.high))
+
+
+def _num(bound: Any, like: Any) -> Any:
+    return Decimal(str(bound)) if isinstance(like, Decimal) else bound
+
+
+class _Files:
+    """Uploads: allowed type (by extension and by content) and size."""
+
+    def __init__(self, multiple: bool, required: bool) -> None:
+        self.multiple, self.required = multiple, required
+
+    def __call__(self, form: Form, field: wf.Field) -> None:
+        files = uploads_of(field)
+        if self.required and not files:
+            raise v.StopValidation(t("form.error.required"))
+        if len(files) > 1 and not self.multiple:
+            raise ValidationError(t("form.file.one"))
+        for f in files:
+            problem = check_upload(f)
+            if problem:
+                raise ValidationError(problem)
+
+
+def uploads_of(field: wf.Field) -> list[Any]:
+    """The non-empty uploaded files of a file field."""
+    data = field.data
+    items = data if isinstance(data, list) else [data]
+    return [f for f in items if f is not None and getattr(f, "filename", "")]
+
+
+def check_upload(storage: Any) -> str | None:
+    """Why an upload is refused, or None: type allow-list, leading bytes, size."""
+    name = storage.filename or ""
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    allowed = ALLOWED_UPLOADS.get(ext)
+    if allowed is None:
+        return t("form.file.bad_type", name=name)
+    stream = storage.stream
+    head = stream.read(8)
+    stream.seek(0, 2)
+    size = stream.tell()
+    stream.seek(0)
+    if not any(head.startswith(magic) for magic in allowed[1]):
+        return t("form.file.bad_type", name=name)
+    if size > MAX_FILE:
+        return t("form.file.too_big", name=name)
+    return None
+
+
+# ------------------------------------------------------------------------- fields
+
+@dataclass
+class Choices:
+    """Run-time options of ``org_unit`` and ``user`` fields."""
+
+    units: Sequence[tuple[str, str]] = ()     # (code, display name)
+    users: Sequence[tuple[str, str]] = ()     # (username, display name)
+
+
+def _unbound(fs: FieldSpec, entry: FormField, choices: Choices, masked_value: bool,
+             has_current_file: bool) -> wf.Field:
+    """One WTForms (unbound) field for a definition field."""
+    text = label(fs.label, fs.name)
+    help_text = label(fs.help) if fs.help else ""
+    required = entry.required
+    kw: dict[str, Any] = {"label": text, "description": help_text}
+    render: dict[str, Any] = {}
+    if masked_value:
+        render["placeholder"] = t("case.masked")
+    checks: list[Any] = []
+    kind = fs.type
+    opt = [v.InputRequired(t("form.error.required"))] if required and not masked_value else [v.Optional()]
+
+    if kind in ("text", "textarea"):
+        checks = list(opt)
+        if fs.max_length:
+            checks.append(v.Length(max=fs.max_length, message=t("form.error.length", max=fs.max_length)))
+        if fs.pattern:
+            checks.append(v.Regexp(f"(?:{fs.pattern})\\Z", message=t("form.error.pattern")))
+        if kind == "textarea":
+            render.setdefault("rows", 4)
+            return wf.TextAreaField(validators=checks, render_kw=render, **kw)
+        return wf.StringField(validators=checks, render_kw=render, **kw)
+    if kind == "integer":
+        checks = [*opt, _Bounds(fs.min, fs.max)]
+        render["inputmode"] = "numeric"
+        return wf.IntegerField(validators=checks, render_kw=render,
+                               invalid_value_message=t("form.error.integer"), **kw)
+    if kind in ("decimal", "money"):
+        checks = [*opt, _Bounds(fs.min, fs.max)]
+        if kind == "money":
+            checks.append(_Money())
+        render["inputmode"] = "decimal"
+        widget = widgets.NumberInput(step="0.01" if kind == "money" else "any")
+        return wf.DecimalField(validators=checks, render_kw=render, places=None, widget=widget,
+                               invalid_value_message=t("form.error.money" if kind == "money"
+                                                       else "form.error.number"), **kw)
+    if kind == "date":
+        return wf.DateField(validators=opt, render_kw=render,
+                            invalid_value_message=t("form.error.date"), **kw)
+    if kind == "datetime":
+        return wf.DateTimeLocalField(validators=opt, render_kw=render, format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+                                     invalid_value_message=t("form.error.datetime"), **kw)
+    if kind == "boolean":
+        if required:  # an explicit yes/no, so that consent is an answer, not a default
+            return wf.RadioField(choices=[("true", t("form.yes")), ("false", t("form.no"))],
+                                 validators=[_Required()], render_kw=render,
+                                 invalid_choice_message=t("form.error.choice"), **kw)
+        return wf.BooleanField(render_kw=render, **kw)
+    if kind == "choice":
+        options = [(key, label(lab, key)) for key, lab in fs.choices]
+        if required and len(options) <= 4:
+            return wf.RadioField(choices=options, validators=[_Required()], render_kw=render,
+                                 invalid_choice_message=t("form.error.choice"), **kw)
+        return wf.SelectField(choices=[("", t("form.choose"))] + options, validators=opt,
+                              render_kw=render, invalid_choice_message=t("form.error.choice"), **kw)
+    if kind == "multichoice":
+        options = [(key, label(lab, key)) for key, lab in fs.choices]
+        return wf.SelectMultipleField(
+            choices=options, validators=[_Required()] if required and not masked_value else [],
+            widget=widgets.ListWidget(prefix_label=False), option_widget=widgets.CheckboxInput(),
+            render_kw=render, invalid_choice_message=lambda n: t("form.error.choice") + " (%(value)s)", **kw)
+    if kind == "file":
+        render["accept"] = ACCEPT
+        cls = wf.MultipleFileField if fs.multiple else wf.FileField
+        kw["description"] = " ".join(x for x in (help_text, t("form.file.types"),
+                                                  t("form.file.keep") if has_current_file else "") if x)
+        return cls(validators=[_Files(fs.multiple, required and not has_current_file)], render_kw=render, **kw)
+    if kind == "org_unit":
+        options = [(code, name) for code, name in choices.units]
+        if options:
+            return wf.SelectField(choices=[("", t("form.choose"))] + options, validators=opt,
+                                  render_kw=render, invalid_choice_message=t("form.error.choice"), **kw)
+        return wf.StringField(validators=opt, render_kw=render, **kw)
+    if kind == "user":
+        options = [(name, shown) for name, shown in choices.users]
+        if options:
+            return wf.SelectField(choices=[("", t("form.choose"))] + options, validators=opt,
+                                  render_kw=render, invalid_choice_message=t("form.error.choice"), **kw)
+        kw["description"] = help_text or t("form.user.help")
+        return wf.StringField(validators=opt, render_kw=render, **kw)
+    return wf.StringField(validators=opt, render_kw=render, **kw)  # the loader knows no other types
+
+
+# ------------------------------------------------------------------------- forms
+
+class DynamicForm(Form):
+    """A form built from a definition; ``items`` pairs each entry with its field spec."""
+
+    items: list[tuple[FormField, FieldSpec]]
+    comment_rule: str
+    has_files: bool
+    general_errors: list[str]
+
+    def definition_fields(self) -> list[tuple[FormField, FieldSpec, wf.Field]]:
+        return [(e, fs, self[e.name]) for e, fs in self.items]
+
+
+def build_form(spec: ProcessSpec, entries: Sequence[FormField], *, formdata: Any = None,
+               current: Mapping[str, Any] | None = None, masked: bool = False,
+               comment: str = "none", prefix: str = "", choices: Choices | None = None,
+               files_present: Iterable[str] = ()) -> DynamicForm:
+    """A bound form for ``entries``, prefilled from the case's ``current`` data.
+
+    ``comment``: the action's comment rule (``required``, ``optional``, ``none``).
+    ``masked``: the viewer does not see sensitive values; they are left blank and
+    keep their stored value unless she types a new one.
+    """
+    current = dict(current or {})
+    choices = choices or Choices()
+    files_present = set(files_present)
+    attrs: dict[str, Any] = {}
+    items: list[tuple[FormField, FieldSpec]] = []
+    initial: dict[str, Any] = {}
+    for entry in entries:
+        fs = spec.fields.get(entry.name)
+        if fs is None:
+            continue
+        value = current.get(entry.name)
+        hidden = masked and fs.sensitive and value == MASK
+        has_file = fs.type == "file" and (bool(value) or entry.name in files_present)
+        attrs[entry.name] = _unbound(fs, entry, choices, hidden, has_file)
+        items.append((entry, fs))
+        if not hidden and fs.type != "file":
+            initial[entry.name] = _initial(fs, value)
+    if comment != "none":
+        checks = [v.InputRequired(t("case.comment.required"))] if comment == "required" else [v.Optional()]
+        attrs[COMMENT] = wf.TextAreaField(label=t("case.comment"), validators=checks + [v.Length(max=4000)],
+                                          render_kw={"rows": 3})
+    cls = type("DefinitionForm", (DynamicForm,), attrs)
+    form = cls(formdata=formdata, prefix=prefix, data=initial)
+    form.items = items
+    form.comment_rule = comment
+    form.has_files = any(fs.type == "file" for _, fs in items)
+    form.general_errors = []
+    return form
+
+
+def _initial(fs: FieldSpec, value: Any) -> Any:
+    """A stored value as the WTForms field wants it."""
+    if value is None or value == "":
+        return None
+    try:
+        if fs.type in ("decimal", "money"):
+            return Decimal(str(value))
+        if fs.type == "date":
+            return date.fromisoformat(str(value))
+        if fs.type == "datetime":
+            return datetime.fromisoformat(str(value))
+        if fs.type == "integer":
+            return int(value)
+        if fs.type == "boolean":
+            return ("true" if value else "false") if fs.required else bool(value)
+        if fs.type == "multichoice":
+            return list(value) if isinstance(value, (list, tuple)) else [value]
+    except (ValueError, TypeError, InvalidOperation):
+        return None
+    return value
+
+
+def engine_data(form: DynamicForm, masked: bool = False) -> dict[str, Any]:
+    """The submitted values in the JSON-safe shape the engine validates (files left out).
+
+    An emptied field is sent as None (the engine clears it); a hidden sensitive field
+    left blank is not sent at all (it keeps its value).
+    """
+    data: dict[str, Any] = {}
+    for entry, fs, field in form.definition_fields():
+        if fs.type == "file":
+            continue
+        value = field.data
+        if isinstance(value, str):
+            value = value.strip()
+        empty = value in (None, "", [])
+        if empty and masked and fs.sensitive:
+            continue
+        if fs.type == "boolean" and isinstance(value, str):
+            value = {"true": True, "false": False}.get(value)
+        elif isinstance(value, Decimal):
+            value = format(value, "f")
+        elif isinstance(value, datetime):
+            value = value.isoformat(timespec="minutes")
+        elif isinstance(value, date):
+            value = value.isoformat()
+        data[entry.name] = None if empty else value
+    return data
+
+
+def comment_of(form: DynamicForm) -> str | None:
+    field = form._fields.get(COMMENT)
+    return (field.data or "").strip() or None if field is not None else None
+
+
+def apply_engine_errors(form: DynamicForm, details: Mapping[str, Any]) -> None:
+    """Put the engine's per-field messages next to the fields; the rest on top of the form."""
+    for name, message in (details or {}).items():
+        if isinstance(message, (list, tuple)):
+            message = "; ".join(map(str, message))
+        field = form._fields.get(name)
+        if name == "when":  # a guard's reason quotes the expression: keep it whole
+            form.general_errors.append(str(message))
+        elif field is not None:
+            field.errors = list(field.errors or []) + [detail_text(message)]
+        else:
+            form.general_errors.append(detail_text(message))
