@@ -7,7 +7,7 @@ Every database test runs twice, on SQLite and on PostgreSQL, through ``db_url``:
 * ``postgres``: one database per pytest-xdist worker (``hexie_test_gw0``, or
   ``hexie_test_main`` without xdist) on the server named by
   ``$HEXIE_TEST_DATABASE_URL``, created and upgraded once per session, and emptied
-  with ``TRUNCATE … RESTART IDENTITY CASCADE`` before each test. Skipped when the
+  before each test (every row deleted, id sequences restarted). Skipped when the
   variable is unset.
 
 ``db_url`` always names a database at the head revision with no rows. ``engine``,
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, MetaData, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -97,40 +97,60 @@ def _drop_database(server: URL, name: str) -> None:
         admin.dispose()
 
 
-def _truncate_all(url: str) -> None:
-    """Empty every table but alembic_version, and reset the id sequences."""
-    engine = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+def _deletion_order(url: str) -> list[str]:
+    """The database's tables (but alembic_version), children before parents."""
+    engine = create_engine(normalize_url(url), poolclass=NullPool)
+    try:
+        metadata = MetaData()
+        metadata.reflect(engine)
+    finally:
+        engine.dispose()
+    return [t.name for t in reversed(metadata.sorted_tables) if t.name != "alembic_version"]
+
+
+def _empty_tables(url: str, tables: list[str]) -> None:
+    """Delete every row and restart every id sequence, as before the first test.
+
+    The effect of ``TRUNCATE … RESTART IDENTITY CASCADE``, but DELETE on these small
+    tables takes ~20 ms where TRUNCATE (new files for every table) takes 300 ms.
+    """
+    engine = create_engine(normalize_url(url), poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            # A connection a previous test forgot to close would block TRUNCATE forever.
+            # A connection a previous test forgot to close would hold locks that block us.
             conn.execute(text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
-            tables = conn.scalars(text(
-                "SELECT quote_ident(tablename) FROM pg_tables "
-                "WHERE schemaname = current_schema() AND tablename <> 'alembic_version'")).all()
-            if tables:
-                conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")  # nothing to keep
+            for table in tables:
+                conn.exec_driver_sql(f'DELETE FROM "{table}"')
+            conn.execute(text(
+                "SELECT setval(c.oid, 1, false) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind = 'S' AND n.nspname = current_schema()"))
+            conn.commit()
     finally:
         engine.dispose()
 
 
 @pytest.fixture(scope="session")
-def _pg_database() -> Iterator[str]:
-    """This worker's PostgreSQL test database, at head; dropped at the end."""
+def _pg_database() -> Iterator[tuple[str, list[str]]]:
+    """This worker's PostgreSQL test database, at head, and its tables in deletion
+    order; dropped at the end."""
     server = _pg_server()
     name = f"hexie_test_{_worker()}"
     url = _recreate_database(server, name)
     upgrade(url)
-    yield url
+    yield url, _deletion_order(url)
     _drop_database(server, name)
 
 
 @pytest.fixture
-def pg_url(_pg_database: str) -> str:
+def pg_url(_pg_database: tuple[str, list[str]]) -> str:
     """URL of an empty PostgreSQL database at head (skipped without the server)."""
-    _truncate_all(_pg_database)
-    return _pg_database
+    url, tables = _pg_database
+    _empty_tables(url, tables)
+    return url
 
 
 # --- SQLite ---------------------------------------------------------------------------

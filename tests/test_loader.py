@@ -733,7 +733,7 @@ def test_strict_loading_raises_with_every_error(tmp_path):
     assert len(raised.value.diagnostics) == 2
     lines = str(raised.value).splitlines()
     assert lines == [str(d) for d in raised.value.diagnostics]
-    assert lines[0].startswith(f"{tmp_path}/demo.yaml:6:18: error: states[0].task.role: ")
+    assert lines[0].startswith(f"{tmp_path}/demo.yaml:7:18: error: states[0].task.role: ")
 
 
 def test_strict_loading_returns_the_registry():

@@ -199,3 +199,19 @@ def _attach(env, case_id, field):
         s.add(row)
         s.flush()
         return [row.id]
+
+
+def test_a_confidential_case_stays_visible_to_whoever_filed_it(env):
+    police = env.actor("police")
+    case_id = env.service.start_case(police, "dv_complaint", "t01v01", {
+        "channel": "police_station", "received_at": "2026-03-02T08:00", "victim_name": "某女士",
+        "incident_description": "邻居报警"})
+    assert env.queries.case(police, case_id)["data"]["victim_name"] == "某女士"
+    assert env.queries.cases(police, process="dv_complaint").total == 1
+    with pytest.raises(NotFound):
+        env.queries.case(env.actor("legal"), case_id)
+    # the intake is offered to county cadres: listed for them, masked, claimable
+    (row,) = env.queries.tasks(env.actor("ccadre"), "available").items
+    assert row["subject"] is None
+    env.service.claim(env.actor("ccadre"), row["id"])
+    assert env.queries.case(env.actor("ccadre"), case_id)["state"] == "intake"

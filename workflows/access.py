@@ -95,7 +95,7 @@ def may_take(actor: Actor, task: Task) -> bool:
 def can_see_case(actor: Actor, process: ProcessSpec, case: Case, worked: bool, could_take: bool) -> bool:
     """The Access rule for one case.
 
-    ``worked``: she was assigned or completed one of its tasks; ``could_take``: one of
+    ``worked``: she filed it, or was assigned or completed one of its tasks; ``could_take``: one of
     its open tasks is offered to her.
     """
     if actor.is_system or worked:
@@ -119,6 +119,7 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec]):
         worked = select(Task.case_id).where(
             or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id))
         clauses.append(Case.id.in_(worked))
+        clauses.append(Case.created_by_id == actor.user_id)
     return or_(*clauses) if clauses else false()
 
 

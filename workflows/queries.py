@@ -35,9 +35,13 @@ class Page:
         return max(1, -(-self.total // self.per_page))
 
 
-def _worked(s: Session, actor: Actor, case_id: int) -> bool:
+def _worked(s: Session, actor: Actor, case: Case) -> bool:
+    """She filed the case, or was assigned or completed one of its tasks."""
     if actor.user_id is None:
         return False
+    if case.created_by_id == actor.user_id:
+        return True
+    case_id = case.id
     return s.scalar(select(Task.id).where(
         Task.case_id == case_id,
         or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id)).limit(1)) is not None
@@ -50,7 +54,7 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
     spec = engine.spec_of(s, case.process_version_id)
     if can_see_case(actor, spec, case, worked=False, could_take=False):
         return True
-    if _worked(s, actor, case.id):
+    if _worked(s, actor, case):
         return True
     if spec.confidential:
         return False
@@ -62,7 +66,7 @@ def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task]) -> bo
     """Working the case: she may see sensitive fields unmasked."""
     if actor.is_system or actor.holds_any(("county_manager", "admin"), case.org_path):
         return True
-    return _worked(s, actor, case.id) or any(may_take(actor, t) for t in open_tasks)
+    return _worked(s, actor, case) or any(may_take(actor, t) for t in open_tasks)
 
 
 def mask(spec: ProcessSpec, data: Mapping[str, Any]) -> dict[str, Any]:

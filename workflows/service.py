@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from models import Case, OrgUnit, Task, Timer, User, Vote
+from models import Attachment, Case, OrgUnit, Task, Timer, User, Vote
 
 from . import audit
 from .access import MANAGER_ROLES, SYSTEM, Actor, may_take
@@ -98,6 +98,7 @@ class WorkflowService:
 
         form = _firing_form(spec, state, [t for _, t in compiled.candidates(state.name, trigger)])
         changes, errors = validate_form(spec, form, data, case.data)
+        errors.update(_foreign_attachments(s, spec, case, changes))
         if errors:
             raise Invalid("表单有误", "the form has errors", errors)
         merged = {**case.data, **changes}
@@ -325,6 +326,7 @@ class WorkflowService:
             task_spec = state.task(task.name)
             self._check_separation(s, actor, case, task_spec)
             changes, errors = validate_form(spec, task_spec.form, dict(data or {}), case.data)
+            errors.update(_foreign_attachments(s, spec, case, changes))
             if errors:
                 raise Invalid("表单有误", "the form has errors", errors)
             now = self.engine.clock()
@@ -337,6 +339,28 @@ class WorkflowService:
                                                                      **{k: [None, v] for k, v in changes.items()}})
             self._flush(s)
             return task.id
+
+    def add_attachment(self, actor: Actor, case_id: int, field: str, filename: str, content_type: str,
+                       size: int, storage_key: str) -> int:
+        """Record a file already stored outside the web root for a case's ``file`` field."""
+        from .queries import works_on
+        with self.engine.transaction() as s:
+            case = self._case_for_update(s, actor, case_id)
+            spec = self.engine.spec_of(s, case.process_version_id)
+            if field not in spec.fields or spec.fields[field].type != "file":
+                raise Invalid("不是附件字段", f"{field!r} is not a file field", {field: "not a file field"})
+            open_tasks = list(s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN))))
+            if case.closed_at is not None or not works_on(s, actor, case, open_tasks):
+                raise Forbidden("您不能为此案件上传附件", "only people working the case may attach files")
+            now = self.engine.clock()
+            row = Attachment(case_id=case.id, field=field, filename=filename[:255], content_type=content_type[:100],
+                             size=size, storage_key=storage_key, uploaded_by_id=actor.user_id, created_at=now)
+            s.add(row)
+            case.updated_at = now
+            audit.append_event(s, case, kind="attached", actor=self._user(s, actor), from_state=case.state,
+                               to_state=case.state, at=now, changes={field: [None, filename[:255]]})
+            self._flush(s)
+            return row.id
 
     # ---------------------------------------------------------------- timers
     def run_due_timers(self, limit: int = 500) -> int:
@@ -469,6 +493,20 @@ def _firing_form(spec: ProcessSpec, state: StateSpec, candidates: list[Transitio
             old = merged.get(entry.name)
             merged[entry.name] = FormField(entry.name, entry.required or bool(old and old.required))
     return tuple(merged.values())
+
+
+def _foreign_attachments(s: Session, spec: ProcessSpec, case: Case, changes: Mapping[str, Any]) -> dict[str, str]:
+    """Errors for file fields naming attachments that are not this case's uploads for that field."""
+    errors = {}
+    for name, value in changes.items():
+        if spec.fields[name].type != "file" or value is None:
+            continue
+        ids = set(value if isinstance(value, list) else [value])
+        found = set(s.scalars(select(Attachment.id).where(Attachment.id.in_(ids), Attachment.case_id == case.id,
+                                                          Attachment.field == name)))
+        if found != ids:
+            errors[name] = "附件不存在或不属于本案 / unknown attachment for this case"
+    return errors
 
 
 def _subject(spec: ProcessSpec, data: Mapping[str, Any]) -> str:

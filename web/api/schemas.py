@@ -312,7 +312,7 @@ class WebhookSchema(Schema):
 
 # ----------------------------------------------------------- query strings
 def _filter(max_length: int = 64) -> fields.String:
-    return fields.String(load_default=None, validate=validate.Length(min=1, max=max_length))
+    return fields.String(validate=validate.Length(min=1, max=max_length))
 
 
 class _PagingQuery(Schema):

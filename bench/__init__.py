@@ -1,0 +1,1 @@
+"""Hexie benchmarks: each script prints a table and writes JSON under bench/results/."""

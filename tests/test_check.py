@@ -1,0 +1,177 @@
+"""``hexie check``: the exact lines it prints, its summary and its exit status."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+from workflows.check import check_paths
+
+FIXTURES = Path(__file__).parent / "fixtures" / "defs"
+
+GOOD = """\
+process: good
+title: Good
+states:
+  - name: draft
+    task: {role: clerk}
+  - {name: done, final: true}
+transitions:
+  - {trigger: submit, source: draft, dest: done}
+"""
+
+BAD = """\
+process: bad
+title: Bad
+states:
+  - name: draft
+    task: {role: clerck}
+  - {name: done, final: true}
+transitions:
+  - {trigger: submit, source: draft, dest: don}
+"""
+
+WARN = """\
+process: warn
+title: Warn
+states:
+  - {name: draft}
+  - {name: loop}
+  - {name: done, final: true}
+transitions:
+  - {trigger: go, source: draft, dest: loop}
+  - {trigger: end, source: draft, dest: done}
+"""
+
+
+def run(*paths: str) -> tuple[int, list[str], str]:
+    """Exit status, stdout lines and stderr of ``hexie check PATHS``."""
+    out, err = io.StringIO(), io.StringIO()
+    status = check_paths(list(paths), out=out, err=err)
+    return status, out.getvalue().splitlines(), err.getvalue()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A definitions folder: the fixture roles, one good, one bad, one with a warning."""
+    shutil.copy(FIXTURES / "roles.yaml", tmp_path)
+    for name, text in (("good", GOOD), ("bad", BAD), ("warn", WARN)):
+        (tmp_path / f"{name}.yaml").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def test_clean_folder_exits_zero():
+    status, lines, err = run(str(FIXTURES))
+    assert status == 0
+    assert lines == []
+    assert "0 errors, 0 warnings in 2 files" in err
+
+
+def test_folder_with_problems(folder):
+    status, lines, err = run(str(folder))
+    assert status == 1
+    assert lines == [
+        f"{folder}/bad.yaml:5:18: error: states[0].task.role: 未知的角色 'clerck'（roles.yaml 中没有），"
+        f"是否应为 'clerk'？ / unknown role 'clerck' (not in roles.yaml); did you mean 'clerk'?",
+        f"{folder}/bad.yaml:8:44: error: transitions[0].dest: 未知的状态 'don'，是否应为 'done'？ / "
+        f"unknown state 'don'; did you mean 'done'?",
+        f"{folder}/warn.yaml:5:5: warning: states[1]: 从状态 'loop' 无法到达任何终止状态 / "
+        f"no final state can be reached from state 'loop'",
+    ]
+    assert err.strip().endswith("2 errors, 1 warning in 4 files")
+
+
+def test_file_names_keep_the_folder_as_given(folder, monkeypatch):
+    monkeypatch.chdir(folder.parent)
+    status, lines, _ = run(f"./{folder.name}/")
+    assert status == 1
+    assert lines[0].startswith(f"./{folder.name}/bad.yaml:5:18: error: ")
+
+
+def test_warnings_alone_exit_zero(folder):
+    status, lines, err = run(str(folder / "warn.yaml"))
+    assert status == 0
+    assert lines == [f"{folder}/warn.yaml:5:5: warning: states[1]: 从状态 'loop' 无法到达任何终止状态 / "
+                     f"no final state can be reached from state 'loop'"]
+    assert "0 errors, 1 warning in 1 file" in err
+
+
+def test_single_file_uses_the_roles_beside_it(folder):
+    status, lines, _ = run(str(folder / "good.yaml"))
+    assert (status, lines) == (0, [])
+
+
+def test_single_file_falls_back_to_the_default_roles(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEXIE_DEFINITIONS", str(FIXTURES))
+    (tmp_path / "good.yaml").write_text(GOOD, encoding="utf-8")
+    status, lines, _ = run(str(tmp_path / "good.yaml"))
+    assert (status, lines) == (0, [])
+
+
+def test_single_file_without_any_roles(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEXIE_DEFINITIONS", str(tmp_path / "nowhere"))
+    (tmp_path / "good.yaml").write_text(GOOD, encoding="utf-8")
+    status, lines, _ = run(str(tmp_path / "good.yaml"))
+    assert status == 1
+    assert lines == [f"{tmp_path}/good.yaml:1:1: error: 找不到 roles.yaml（同目录或默认定义目录中），未检查角色和层级 / "
+                     "no roles.yaml beside the file or in the default definitions folder; roles and levels not checked"]
+
+
+def test_several_paths_are_sorted_by_file_then_line(folder):
+    status, lines, err = run(str(folder / "warn.yaml"), str(folder / "bad.yaml"))
+    assert status == 1
+    assert [line.split(": ")[0] for line in lines] == [
+        f"{folder}/bad.yaml:5:18", f"{folder}/bad.yaml:8:44", f"{folder}/warn.yaml:5:5"]
+    assert "2 errors, 1 warning in 2 files" in err
+
+
+def test_yaml_syntax_error(tmp_path):
+    shutil.copy(FIXTURES / "roles.yaml", tmp_path)
+    (tmp_path / "broken.yaml").write_text("process: broken\ntitle: [x\n", encoding="utf-8")
+    status, lines, _ = run(str(tmp_path / "broken.yaml"))
+    assert status == 1
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{tmp_path}/broken.yaml:3:1: error: YAML 语法错误")
+
+
+def test_roles_file_alone(tmp_path):
+    (tmp_path / "roles.yaml").write_text("levels: [county]\nroles: {a: {lable: A}}\n", encoding="utf-8")
+    status, lines, err = run(str(tmp_path / "roles.yaml"))
+    assert status == 1
+    assert lines == [f"{tmp_path}/roles.yaml:2:13: error: roles.a.lable: 未知的键 'lable'，是否应为 'label'？（可选：label） / "
+                     "unknown key 'lable'; did you mean 'label'? (expected one of: label)"]
+    assert "1 error, 0 warnings in 1 file" in err
+
+
+def test_broken_roles_file_is_reported_with_the_folder(folder):
+    (folder / "roles.yaml").write_text("levels: [county]\n", encoding="utf-8")
+    status, lines, _ = run(str(folder))
+    assert status == 1
+    assert f"{folder}/roles.yaml:1:1: error: roles: 缺少必需的键 'roles' / missing required key 'roles'" in lines
+    # without roles, the other files are still checked for everything else
+    assert any(line.startswith(f"{folder}/bad.yaml:8:44: error: transitions[0].dest") for line in lines)
+
+
+def test_missing_path(tmp_path):
+    status, lines, err = run(str(tmp_path / "nope.yaml"))
+    assert status == 1
+    assert lines == [f"{tmp_path}/nope.yaml:1:1: error: 文件或目录不存在 / no such file or directory"]
+    assert "1 error, 0 warnings in 0 files" in err
+
+
+def test_default_path_is_the_definitions_folder(monkeypatch):
+    monkeypatch.setenv("HEXIE_DEFINITIONS", str(FIXTURES))
+    status, lines, err = run()
+    assert (status, lines) == (0, [])
+    assert "in 2 files" in err
+
+
+def test_stdout_defaults_to_sys_stdout(folder, capsys):
+    assert check_paths([str(folder / "bad.yaml")]) == 1
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2
+    assert "2 errors, 0 warnings in 1 file" in captured.err

@@ -1,0 +1,248 @@
+"""Helpers shared by the pages: definition labels, dates, units, names, paths."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
+
+from flask import current_app, request
+from sqlalchemy import or_, select
+
+from models import OrgUnit, ProcessVersion, User
+from workflows.access import Actor
+from workflows.spec import ProcessSpec
+
+from ..extension import hexie_state
+from ..i18n import get_locale, label, t
+
+MASK = "***"
+
+
+# ---------------------------------------------------------------- definitions
+
+def process_spec(key: str) -> ProcessSpec | None:
+    """The current definition of a process, or None."""
+    return hexie_state().engine.processes.get(key)
+
+
+def case_spec(view: Mapping[str, Any]) -> ProcessSpec:
+    """The definition (version) a case runs on."""
+    engine = hexie_state().engine
+    spec, version_id, version = engine.current(view["process"])
+    if view.get("version") in (None, version):
+        return spec
+    with engine.session_factory() as s:
+        vid = s.scalar(select(ProcessVersion.id).where(ProcessVersion.key == view["process"],
+                                                       ProcessVersion.version == view["version"]))
+        return engine.spec_of(s, vid) if vid is not None else spec
+
+
+def process_title(key: str) -> str:
+    spec = process_spec(key)
+    return label(spec.title) if spec else key
+
+
+def state_label(key: str, state: str | None, spec: ProcessSpec | None = None) -> str:
+    if not state:
+        return ""
+    spec = spec or process_spec(key)
+    if spec is not None:
+        try:
+            return label(spec.state(state).label)
+        except KeyError:
+            pass
+    return state
+
+
+def task_label(key: str, state: str, name: str, spec: ProcessSpec | None = None) -> str:
+    spec = spec or process_spec(key)
+    if spec is not None:
+        try:
+            st = spec.state(state)
+        except KeyError:
+            return name
+        task = st.task(name)
+        if task is None or not st.parallel:
+            return label(st.label)
+        # parallel work items without a label of their own are named by their role
+        return label(task.label) if task.label.zh != task.name else role_label(task.role)
+    return name
+
+
+def trigger_label(key: str, trigger: str | None, state: str | None = None,
+                  spec: ProcessSpec | None = None) -> str:
+    if not trigger:
+        return ""
+    spec = spec or process_spec(key)
+    if spec is not None:
+        for t_ in spec.transitions:
+            if t_.trigger == trigger and (state is None or state in t_.sources):
+                return label(t_.label)
+        for t_ in spec.transitions:
+            if t_.trigger == trigger:
+                return label(t_.label)
+    return trigger
+
+
+def role_label(role: str | None) -> str:
+    if not role:
+        return ""
+    spec = hexie_state().engine.registry.roles.roles.get(role)
+    return label(spec.label) if spec else role
+
+
+def kind_label(kind: str) -> str:
+    key = f"kind.{kind}"
+    text = t(key)
+    return kind if text == key else text
+
+
+# ---------------------------------------------------------------------- times
+
+def local_zone() -> tzinfo:
+    name = current_app.config.get("HEXIE_TIMEZONE") or "Asia/Shanghai"
+    try:
+        from zoneinfo import ZoneInfo
+        return ZoneInfo(name)
+    except Exception:  # no tz database on this host: China has one offset all year
+        return timezone(timedelta(hours=8))
+
+
+def to_local(value: datetime | None) -> datetime | None:
+    """A stored (naive UTC) time in the office's time zone."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc).astimezone(local_zone())
+
+
+def fmt_dt(value: datetime | None) -> str:
+    local = to_local(value)
+    return local.strftime("%Y-%m-%d %H:%M") if local else ""
+
+
+def fmt_date(value: datetime | None) -> str:
+    local = to_local(value)
+    return local.strftime("%Y-%m-%d") if local else ""
+
+
+def due_hint(value: datetime | None) -> str:
+    """"due in 3 days" / "2 days late", against the engine's clock."""
+    if value is None:
+        return ""
+    now = hexie_state().engine.clock()
+    delta = value - now
+    hours = int(abs(delta.total_seconds()) // 3600)
+    if delta.total_seconds() < 0:
+        return t("due.late_days", n=hours // 24) if hours >= 24 else t("due.late_hours", n=max(hours, 1))
+    if hours < 24:
+        return t("due.in_hours", n=max(hours, 1)) if hours < 12 else t("due.today")
+    return t("due.in_days", n=hours // 24)
+
+
+# --------------------------------------------------------------------- values
+
+def money(value: Any) -> str:
+    try:
+        return f"¥{Decimal(str(value)):,.2f}"
+    except (InvalidOperation, ValueError):
+        return str(value)
+
+
+def format_value(spec: ProcessSpec, name: str, value: Any, names: Mapping[str, str] | None = None,
+                 units: Mapping[str, str] | None = None) -> str:
+    """A stored field value as people read it (choice labels, yes/no, money, names)."""
+    if value is None or value == "" or value == []:
+        return t("none")
+    if value == MASK:
+        return "●●●●"
+    fs = spec.fields.get(name)
+    if fs is None:
+        return str(value)
+    if fs.type == "boolean":
+        return t("yes") if value else t("no")
+    if fs.type == "money":
+        return money(value)
+    if fs.type == "choice":
+        return label(dict(fs.choices).get(value), str(value))
+    if fs.type == "multichoice":
+        items = value if isinstance(value, (list, tuple)) else [value]
+        sep = ", " if get_locale() == "en" else "、"
+        return sep.join(label(dict(fs.choices).get(v), str(v)) for v in items)
+    if fs.type == "datetime":
+        return str(value).replace("T", " ")[:16]
+    if fs.type == "user" and names:
+        return f"{names[value]}（{value}）" if value in names and names[value] != value else str(value)
+    if fs.type == "org_unit" and units:
+        return units.get(value, str(value))
+    if fs.type == "file":
+        return ""
+    return str(value)
+
+
+# ---------------------------------------------------------------- people, units
+
+def display_names(usernames: Iterable[str | None]) -> dict[str, str]:
+    """username -> name, in one query."""
+    wanted = sorted({u for u in usernames if u})
+    if not wanted:
+        return {}
+    with hexie_state().engine.session_factory() as s:
+        return dict(s.execute(select(User.username, User.name).where(User.username.in_(wanted))).all())
+
+
+def unit_path(code: str) -> str | None:
+    with hexie_state().engine.session_factory() as s:
+        return s.scalar(select(OrgUnit.path).where(OrgUnit.code == code))
+
+
+def units_in_area(actor: Actor, roles: Iterable[tuple[str, str | None]] | None = None,
+                  lowest_rank: int | None = None, limit: int = 2000) -> list[OrgUnit]:
+    """Units in the subtrees where ``actor`` holds one of ``roles`` (all her roles by default).
+
+    ``lowest_rank``: only units at that level rank or below (0 is the county).
+    """
+    if roles is None:
+        paths = {a.unit_path for a in actor.assignments}
+    else:
+        wanted = list(roles)
+        paths = {a.unit_path for a in actor.assignments
+                 if any(a.role == r and (at is None or a.level == at) for r, at in wanted)}
+    if not paths:
+        return []
+    levels = hexie_state().engine.registry.roles.levels
+    with hexie_state().engine.session_factory() as s:
+        stmt = select(OrgUnit).where(or_(*(OrgUnit.path.startswith(p, autoescape=True) for p in sorted(paths))))
+        units = list(s.scalars(stmt.order_by(OrgUnit.path).limit(limit)))
+    if lowest_rank is not None:
+        units = [u for u in units if u.level not in levels or levels.index(u.level) >= lowest_rank]
+    return units
+
+
+def indent(unit: OrgUnit) -> str:
+    """A unit's name indented by its depth, for select lists."""
+    depth = max(unit.path.count("/") - 2, 0)
+    return "\u3000" * depth + unit.name
+
+
+# ----------------------------------------------------------------------- paths
+
+def same_site_path(url: str | None) -> str | None:
+    """The path (and query) of ``url`` when it points to this site, else None."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme and parts.netloc != request.host:
+        return None
+    if not parts.path.startswith("/") or parts.path.startswith("//"):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def template_helpers() -> dict[str, Any]:
+    """Functions every template may call."""
+    return {
+        "process_title": process_title, "state_label": state_label, "task_label": task_label,
+        "trigger_label": trigger_label, "role_label": role_label, "kind_label": kind_label,
+        "fmt_dt": fmt_dt, "fmt_date": fmt_date, "due_hint": due_hint, "money": money,
+    }
