@@ -313,3 +313,35 @@ def test_system_triggers_are_not_for_people(env):
     with pytest.raises(Forbidden):
         env.service.fire(env.actor("chair"), case_id, "visit_due")
     assert env.service.fire(SYSTEM, case_id, "visit_due")["state"] == "follow_up"
+
+
+def _count_queries(env, fn):
+    from sqlalchemy import event
+    bind = env.engine.session_factory.kw["bind"]
+    seen = []
+    listener = lambda *args: seen.append(1)  # noqa: E731
+    event.listen(bind, "before_cursor_execute", listener)
+    try:
+        fn()
+    finally:
+        event.remove(bind, "before_cursor_execute", listener)
+    return len(seen)
+
+
+def test_lists_cost_a_fixed_number_of_queries(env):
+    rep, cadre = env.actor("rep"), env.actor("cadre2")
+
+    def costs():
+        return (_count_queries(env, lambda: env.queries.tasks(cadre, "available")),
+                _count_queries(env, lambda: env.queries.tasks(rep, "mine")),
+                _count_queries(env, lambda: env.queries.cases(cadre)))
+
+    _start(env)
+    env.service.start_case(rep, "aid", "t01v01", APPLICATION)
+    few = costs()
+    for _ in range(9):
+        _start(env)
+        env.service.start_case(rep, "aid", "t01v01", APPLICATION)
+    assert env.queries.tasks(cadre, "available").total == 10
+    assert env.queries.tasks(rep, "mine").total == 10
+    assert costs() == few

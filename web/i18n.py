@@ -138,6 +138,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "history.empty": ("暂无记录。", "No entries yet."),
     "history.system": ("系统", "System"),
     "history.changes": ("修改内容", "Changes"),
+    "history.files": ("{n} 个文件", "{n} file(s)"),
+    "history.task": ("任务", "Task"),
     "kind.started": ("立案", "Opened"),
     "kind.fired": ("办理", "Action"),
     "kind.vote": ("投票", "Vote"),

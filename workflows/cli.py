@@ -94,8 +94,8 @@ def org_load(file: str) -> None:
             result = load_org_file(s, file, roles=list(roles.roles), levels=list(roles.levels))
         except OrgFileError as err:
             raise click.ClickException(str(err)) from None
-    click.echo(f"单位 / units: +{result.created_units} ~{result.updated_units}; "
-               f"用户 / users: +{result.created_users} ~{result.updated_users}")
+    click.echo(f"单位 / units: {len(result.created_units)} 新建 created, {len(result.updated_units)} 更新 updated; "
+               f"用户 / users: {len(result.created_users)} 新建 created, {len(result.updated_users)} 更新 updated")
 
 
 @main.command()

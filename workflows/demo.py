@@ -28,9 +28,10 @@ from typing import Any, Callable, Mapping
 import yaml
 from sqlalchemy import func, select
 
-from models import Attachment, Case, Task
+from models import Attachment, Case, Task, User
 
 from .access import Actor
+from .auth import hash_password
 from .engine import Engine
 from .org import load_org
 from .service import WorkflowService
@@ -49,13 +50,23 @@ def demo_org() -> dict[str, Any]:
 def load_demo(engine: Engine, with_cases: bool = True) -> str:
     """Load the demo county and its people, and (once) the sample cases; returns a summary.
 
-    Idempotent: people and units are declared, not added; sample cases are made only
-    when the database holds no case at all.
+    Idempotent: people and units are declared, not added (a second run restores their
+    names and roles but leaves passwords alone); sample cases are made only when the
+    database holds no case at all.
     """
     data = demo_org()
     roles = engine.registry.roles
+    # Argon2 is slow on purpose (a third of a second here): hashing, or verifying, the
+    # same public password for 67 people on every run would take half a minute. New
+    # demo users get one hash of it instead; existing users keep their password.
+    passwords = {u["username"]: u.pop("password", None) for u in data["users"]}
     with engine.transaction() as s:
         result = load_org(s, data, roles=list(roles.roles), levels=list(roles.levels))
+        if result.created_users:
+            shared = hash_password(DEMO_PASSWORD)
+            for user in s.scalars(select(User).where(User.username.in_(result.created_users))):
+                user.password_hash = shared if passwords.get(user.username) == DEMO_PASSWORD \
+                    else hash_password(passwords[user.username])
     towns = sum(1 for u in data["units"] if u["level"] == "town")
     villages = sum(1 for u in data["units"] if u["level"] == "village")
     people = len(data["users"])

@@ -1,0 +1,332 @@
+"""The case page (``/cases/<id>``) and everything done from it.
+
+The page shows the case's data (sensitive fields masked when the queries say so), its
+open tasks with take / give back / done buttons, one form per action the person may
+take now, the history and the process map. Each POST goes to the service; a refusal
+re-renders the page with the person's input kept and each message next to its field.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from flask import flash, redirect, render_template, request, url_for
+from sqlalchemy import func, or_, select
+from werkzeug.datastructures import CombinedMultiDict
+
+from models import OrgUnit, RoleAssignment, User, Vote
+from workflows.errors import Conflict, Forbidden, HexieError, Invalid, NotFound
+from workflows.org import ancestor_paths
+from workflows.spec import FormField, ProcessSpec
+
+from ..auth import safe_next
+from ..diagram import render_svg
+from ..extension import current_actor, hexie_state
+from ..forms import (Choices, DynamicForm, action_form, apply_engine_errors, build_form, comment_of,
+                     comment_rule, engine_data, task_form, uploads_of)
+from ..i18n import error_text, get_locale, label, t
+from . import bp
+from .common import (case_spec, display_names, format_value, kind_label, role_label, state_label,
+                     task_label, trigger_label, unit_path)
+from .files import case_attachments, discard_uploads, store_uploads
+
+
+# ----------------------------------------------------------------------- page
+
+def _choices(spec: ProcessSpec, entries: tuple[FormField, ...], path: str | None) -> Choices:
+    """Options for ``user`` and ``org_unit`` fields: people and units around the case's unit."""
+    kinds = {spec.fields[e.name].type for e in entries if e.name in spec.fields}
+    if not kinds & {"user", "org_unit"} or path is None:
+        return Choices()
+    users: list[tuple[str, str]] = []
+    units: list[tuple[str, str]] = []
+    county = ancestor_paths(path)[0]
+    with hexie_state().engine.session_factory() as s:
+        if "user" in kinds:
+            near = or_(OrgUnit.path.in_(ancestor_paths(path)), OrgUnit.path.startswith(path, autoescape=True))
+            rows = s.execute(select(User.username, User.name).join(RoleAssignment, RoleAssignment.user_id == User.id)
+                             .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
+                             .where(near, User.active.is_(True)).distinct().order_by(User.name)).all()
+            users = [(u, f"{n}（{u}）") for u, n in rows]
+        if "org_unit" in kinds:
+            rows = s.execute(select(OrgUnit.code, OrgUnit.name, OrgUnit.path)
+                             .where(OrgUnit.path.startswith(county, autoescape=True))
+                             .order_by(OrgUnit.path).limit(2000)).all()
+            units = [(c, "\u3000" * max(p.count("/") - 2, 0) + n) for c, n, p in rows]
+    return Choices(units=units, users=users)
+
+
+def _formdata():
+    return CombinedMultiDict([request.files, request.form])
+
+
+def _action_form(spec: ProcessSpec, view: Mapping[str, Any], trigger: str, path: str | None,
+                 formdata: Any = None, files_present=()) -> DynamicForm:
+    entries = action_form(spec, view["state"], trigger)
+    return build_form(spec, entries, formdata=formdata, current=view["data"], masked=view["masked"],
+                      comment=comment_rule(spec, view["state"], trigger), prefix=f"a-{trigger}",
+                      choices=_choices(spec, entries, path), files_present=files_present)
+
+
+def _task_form(spec: ProcessSpec, view: Mapping[str, Any], task: Mapping[str, Any], path: str | None,
+               formdata: Any = None, files_present=()) -> DynamicForm:
+    entries = task_form(spec, view["state"], task["name"])
+    return build_form(spec, entries, formdata=formdata, current=view["data"], masked=view["masked"],
+                      prefix=f"t{task['id']}", choices=_choices(spec, entries, path), files_present=files_present)
+
+
+def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, status: int = 200,
+                error: str | None = None):
+    """The case page; ``bound`` keeps submitted forms (key ``a:TRIGGER`` or ``t:TASK_ID``)."""
+    actor = current_actor()
+    state = hexie_state()
+    bound = dict(bound or {})
+    view = state.queries.case(actor, case_id)
+    history = state.queries.history(actor, case_id)
+    spec = case_spec(view)
+    key = view["process"]
+    path = unit_path(view["org_unit"])
+    st = spec.state(view["state"])
+    attachments = case_attachments(case_id)
+    files_present = set(attachments)
+
+    names = display_names([e["actor"] for e in history] + [t_["assignee"] for t_ in view["tasks"]]
+                          + [view.get("created_by")]
+                          + [v for n, v in view["data"].items()
+                             if n in spec.fields and spec.fields[n].type == "user" and isinstance(v, str)])
+
+    tasks = []
+    for task in view["tasks"]:
+        tspec = st.task(task["name"])
+        offered = bool(tspec and path and (
+            actor.holds(task["role"], path, tspec.at)
+            or (task["escalated"] and tspec.escalate and actor.holds(tspec.escalate.to, path))))
+        mine = task["assignee"] == actor.username
+        row = dict(task, label=task_label(key, task["state"], task["name"], spec),
+                   role_label=role_label(task["role"]), mine=mine,
+                   assignee_name=names.get(task["assignee"], task["assignee"]),
+                   can_claim=task["status"] == "offered" and offered,
+                   can_release=mine and task["status"] == "allocated",
+                   can_done=st.parallel and offered and task["assignee"] in (None, actor.username))
+        if row["can_done"]:
+            row["form"] = bound.get(f"t:{task['id']}") or _task_form(spec, view, task, path,
+                                                                     files_present=files_present)
+        tasks.append(row)
+
+    my_votes, vote_counts = _votes(case_id, view["state"], actor.user_id)
+    actions = []
+    for trigger in view["actions"]:
+        transitions = spec.transitions_from(view["state"], trigger)
+        quorum = max((t_.quorum for t_ in transitions), default=1)
+        dests = {t_.dest for t_ in transitions}
+        form = bound.get(f"a:{trigger}") or _action_form(spec, view, trigger, path, files_present=files_present)
+        actions.append({
+            "trigger": trigger, "label": trigger_label(key, trigger, view["state"], spec), "form": form,
+            "quorum": quorum, "votes": vote_counts.get(trigger, 0), "voted": trigger in my_votes,
+            "final": all(spec.state(d).final for d in dests),
+            "dest_labels": [state_label(key, d, spec) for d in sorted(dests)],
+            "open": f"a:{trigger}" in bound,
+        })
+    if actions and not any(a["open"] for a in actions):
+        first = next((a for a in actions if not a["voted"]), None)
+        if first is not None:
+            first["open"] = True
+
+    return render_template(
+        "case.html", case=view, spec=spec, tasks=tasks, actions=actions, error=error,
+        rows=_data_rows(spec, view, attachments, names), history=_history(spec, history, names),
+        diagram=render_svg(spec, view["state"], get_locale()),
+        state_final=st.final, next_url=request.full_path.rstrip("?"),
+    ), status
+
+
+def _votes(case_id: int, state: str, user_id: int | None) -> tuple[set[str], dict[str, int]]:
+    """Triggers I already voted for in this state, and the vote counts per trigger."""
+    with hexie_state().engine.session_factory() as s:
+        mine = func.count().filter(Vote.user_id == user_id) if user_id is not None else func.count() * 0
+        rows = s.execute(select(Vote.trigger, func.count(), mine)
+                         .where(Vote.case_id == case_id, Vote.state == state).group_by(Vote.trigger)).all()
+    return {trig for trig, _, mine in rows if mine}, {trig: n for trig, n, _ in rows}
+
+
+def _data_rows(spec: ProcessSpec, view: Mapping[str, Any], attachments, names) -> list[dict[str, Any]]:
+    data = view["data"]
+    rows = []
+    for name, fs in spec.fields.items():
+        value = data.get(name)
+        if fs.type == "file":
+            files = attachments.get(name, [])
+            if not files:
+                continue
+            hidden = view["masked"] and fs.sensitive
+            rows.append({"name": name, "label": label(fs.label, name), "files": [] if hidden else files,
+                         "hidden": hidden, "type": "file", "sensitive": fs.sensitive})
+            continue
+        if value is None or value == "" or value == []:
+            continue
+        rows.append({"name": name, "label": label(fs.label, name), "type": fs.type,
+                     "value": format_value(spec, name, value, names), "hidden": value == "***",
+                     "sensitive": fs.sensitive})
+    return rows
+
+
+def _history(spec: ProcessSpec, events: list[dict[str, Any]], names: Mapping[str, str]) -> list[dict[str, Any]]:
+    key = spec.key
+    out = []
+    for e in events:
+        changes = []
+        task_name = None
+        for field, pair in (e.get("changes") or {}).items():
+            old, new = (pair + [None, None])[:2] if isinstance(pair, list) else (None, pair)
+            if field == "task":
+                task_name = old or new
+            elif field in spec.fields:
+                fs = spec.fields[field]
+                if fs.type == "file":
+                    count = len(new) if isinstance(new, list) else (1 if new else 0)
+                    changes.append((label(fs.label, field), "", t("history.files", n=count)))
+                else:
+                    changes.append((label(fs.label, field), format_value(spec, field, old, names) if old not in (None, "") else "",
+                                    format_value(spec, field, new, names)))
+            elif field == "assignee":
+                changes.append((t("col.assignee"), names.get(old, old) or "", names.get(new, new) or t("none")))
+            elif field == "escalate_to":
+                changes.append((t("col.role"), "", role_label(new)))
+            elif field == "version":
+                changes.append((t("case.version"), str(old), str(new)))
+            else:
+                changes.append((field, str(old or ""), str(new or "")))
+        actor = e.get("actor")
+        out.append({
+            **e,
+            "actor_name": t("history.system") if actor in (None, "system") else names.get(actor, actor),
+            "kind_label": kind_label(e["kind"]),
+            "trigger_label": trigger_label(key, e.get("trigger"), e.get("from_state"), spec),
+            "from_label": state_label(key, e.get("from_state"), spec),
+            "to_label": state_label(key, e.get("to_state"), spec),
+            "task_label": task_label(key, e.get("from_state") or "", task_name, spec) if task_name else "",
+            "changes_list": changes,
+        })
+    return out
+
+
+@bp.route("/cases/<int:case_id>")
+def case(case_id: int):
+    return render_case(case_id)
+
+
+# -------------------------------------------------------------------- actions
+
+def _lock_version() -> int | None:
+    try:
+        return int(request.form.get("lock_version", ""))
+    except ValueError:
+        return None
+
+
+def _submit(case_id: int, form: DynamicForm, bound_key: str, spec: ProcessSpec, view: Mapping[str, Any],
+            call: Callable[[dict[str, Any]], Any]):
+    """Store uploads, call the service, and turn a refusal into the page with messages."""
+    actor = current_actor()
+    data = engine_data(form, view["masked"])
+    uploads = [(fs.name, f) for _, fs, field in form.definition_fields() if fs.type == "file"
+               for f in uploads_of(field)]
+    stored = store_uploads(actor, case_id, uploads)
+    if stored:
+        everything = case_attachments(case_id)
+        for name in {f for f, _ in stored}:
+            ids = [a.id for a in reversed(everything.get(name, []))]  # oldest first
+            data[name] = ids if spec.fields[name].multiple else ids[-1]
+    try:
+        return call(data), None
+    except (Invalid, Conflict, Forbidden) as err:
+        discard_uploads(i for _, i in stored)
+        apply_engine_errors(form, err.details if isinstance(err, Invalid) else {})
+        if isinstance(err, Conflict) and "lock_version" in err.details:
+            message = t("case.stale")
+        else:
+            message = error_text(err)
+        return None, render_case(case_id, bound={bound_key: form}, status=err.status, error=message)
+    except HexieError:
+        discard_uploads(i for _, i in stored)
+        raise
+
+
+@bp.route("/cases/<int:case_id>/actions/<trigger>", methods=["POST"])
+def fire(case_id: int, trigger: str):
+    """One action on the case (approve, reject, submit...)."""
+    actor = current_actor()
+    state = hexie_state()
+    view = state.queries.case(actor, case_id)
+    spec = case_spec(view)
+    if not any(t_.trigger == trigger for t_ in spec.transitions):
+        raise NotFound("没有这个操作", f"{spec.key} has no action {trigger!r}")
+    if trigger not in spec.triggers_from(view["state"]):
+        flash(error_text(Conflict("案件已进入其他环节，此操作不再可用", "the case has moved on; this action is gone")),
+              "error")
+        return redirect(url_for("hexie.case", case_id=case_id))
+    form = _action_form(spec, view, trigger, unit_path(view["org_unit"]), formdata=_formdata(),
+                        files_present=case_attachments(case_id))
+    if not form.validate():
+        return render_case(case_id, bound={f"a:{trigger}": form}, status=422, error=t("case.fix_errors"))
+    result, refused = _submit(case_id, form, f"a:{trigger}", spec, view, lambda data: state.service.fire(
+        actor, case_id, trigger, data, comment_of(form), _lock_version()))
+    if refused is not None:
+        return refused
+    if result.get("outcome") == "voted":
+        flash({"text": t("case.voted", votes=result["votes"], quorum=result["quorum"]), "case_id": case_id},
+              "success")
+    else:
+        flash({"text": t("case.moved", id=case_id, state=state_label(spec.key, result.get("state"), spec)),
+               "case_id": case_id}, "success")
+    return redirect(safe_next(request.form.get("next"), url_for("hexie.inbox")))
+
+
+@bp.route("/tasks/<int:task_id>/claim", methods=["POST"])
+def claim(task_id: int):
+    """Take an offered task."""
+    return _task_call(task_id, "claim", t("task.claimed"))
+
+
+@bp.route("/tasks/<int:task_id>/release", methods=["POST"])
+def release(task_id: int):
+    """Give my task back to the pool."""
+    return _task_call(task_id, "release", t("task.released"))
+
+
+def _task_call(task_id: int, method: str, done_message: str):
+    actor = current_actor()
+    service = hexie_state().service
+    try:
+        getattr(service, method)(actor, task_id)
+    except (Conflict, Forbidden, Invalid) as err:
+        flash(error_text(err), "error")
+    else:
+        flash(done_message, "success")
+    return redirect(safe_next(request.form.get("next"), url_for("hexie.inbox")))
+
+
+@bp.route("/tasks/<int:task_id>/done", methods=["POST"])
+def done(task_id: int):
+    """Mark one parallel task done, saving its form."""
+    actor = current_actor()
+    state = hexie_state()
+    try:
+        case_id = int(request.form.get("case_id", ""))
+    except ValueError:
+        raise NotFound("没有这个任务", f"no task {task_id}") from None
+    view = state.queries.case(actor, case_id)
+    task = next((x for x in view["tasks"] if x["id"] == task_id), None)
+    if task is None:
+        flash(error_text(Conflict("任务已关闭", "the task is already closed")), "error")
+        return redirect(url_for("hexie.case", case_id=case_id))
+    spec = case_spec(view)
+    form = _task_form(spec, view, task, unit_path(view["org_unit"]), formdata=_formdata(),
+                      files_present=case_attachments(case_id))
+    if not form.validate():
+        return render_case(case_id, bound={f"t:{task_id}": form}, status=422, error=t("case.fix_errors"))
+    _, refused = _submit(case_id, form, f"t:{task_id}", spec, view,
+                         lambda data: state.service.done(actor, task_id, data))
+    if refused is not None:
+        return refused
+    flash({"text": t("task.done_ok"), "case_id": case_id}, "success")
+    return redirect(url_for("hexie.case", case_id=case_id))
