@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
-from models import AuditEvent, Case, Task, Vote, make_session_factory
+from models import AuditEvent, Case, Task, Vote, make_session_factory, utcnow
 from workflows.engine import Engine
 from workflows.loader import load_definitions_strict
 from workflows.org import load_org
@@ -72,11 +72,11 @@ LOAN_APPLICATION = {"applicant_name": "刘春花", "id_number": "110101199003071
 class Clock:
     """A clock the test moves by hand (the engine's ``clock``)."""
 
-    def __init__(self, now: datetime = datetime(2026, 3, 2, 9, 0)) -> None:
-        self.now = now
+    def __init__(self, now: datetime | None = datetime(2026, 3, 2, 9, 0)) -> None:
+        self.now = now  # None: follow real time
 
     def __call__(self) -> datetime:
-        return self.now
+        return self.now if self.now is not None else utcnow()
 
     def advance(self, **kw: Any) -> None:
         self.now += timedelta(**kw)

@@ -665,6 +665,21 @@ def test_build_transitions(grant):
     assert withdraw.sources == ("application", "review", "payment", "visit") and withdraw.interrupt
 
 
+def test_the_example_of_the_language_page_loads():
+    registry = load_definitions(FIXTURES / "spec_example")
+    assert registry.diagnostics == []
+    spec = registry.processes["poor_mother_aid"]
+    assert [s.name for s in spec.states if s.final] == ["closed", "rejected"]
+    assert spec.state("survey").tasks[0].escalate.to == "town_chair"
+    assert spec.state("follow_up").tasks[0].same_as == "survey"
+    assert spec.state("follow_up").timers[0].after == dt.timedelta(days=180)
+    approve = spec.transitions_from("approval", "approve")[0]
+    assert approve.quorum == 2 and approve.when.names == {"monthly_income", "household_size"}
+    assert spec.transitions_from("survey", "withdraw")[0].sources == ("application", "survey")
+    assert spec.fields["aid_kind"].choice_keys == ("piglets", "goats", "cash")
+    assert spec.fields["approved_amount"].max == Decimal("800")
+
+
 # ---------------------------------------------------------------- roles.yaml
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -14,7 +14,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from models import (
     Base, Case, OrgUnit, ProcessVersion, RoleAssignment, Task, User, alembic_config,
-    current_revision, database_url, make_engine, make_session_factory, upgrade,
+    current_revision, database_url, make_engine, upgrade,
 )
 from models.db import normalize_url
 

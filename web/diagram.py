@@ -1,9 +1,10 @@
 """The process map as inline SVG, drawn by the application itself (no JS, no CDN).
 
 A simple layered layout: each state's column is its breadth-first distance from the
-initial state, states keep their display order within a column. Forward edges run
-left to right between neighbouring columns; longer forward edges arc above the grid,
-edges going back (returns, loops) arc below it. Boxes are drawn over the edges, and
+initial state, states keep their display order within a column; the final states sit
+in a band below, each under its column. Forward edges run left to right between
+neighbouring columns, edges to an ending go down, edges that skip columns or go back
+(returns) arc above the grid, each on its own lane. Boxes are drawn over the edges, and
 labels over everything with a white halo, so crossings stay readable. Every text is
 escaped: labels come from definitions that managers edit.
 """
@@ -15,8 +16,10 @@ from markupsafe import Markup, escape
 
 from workflows.spec import ProcessSpec
 
-BOX_W, BOX_H = 136, 46
-GAP_X, GAP_Y = 84, 30
+BOX_W, BOX_H = 116, 46
+GAP_X, GAP_Y = 64, 26
+LANE = 15          # spacing of the arcs above the grid
+FINAL_GAP = 64     # between the working states and the band of endings
 PAD = 16
 FONT = 13
 EDGE_FONT = 11
@@ -56,7 +59,14 @@ def _wrap(text: str, size: int, width: float, lines: int = 2) -> list[str]:
 
 
 def layers(spec: ProcessSpec) -> dict[str, int]:
-    """Breadth-first depth of each state from the initial state (unreached: after the rest)."""
+    """Each state's column: its breadth-first distance from the initial state, refined.
+
+    A working state that the definition lists after another one leading to it is put
+    at least one column to its right, so that the main path reads left to right and
+    only returns go back. A final state sits under the earliest state leading to it.
+    """
+    order = {s.name: i for i, s in enumerate(spec.states)}
+    finals = {s.name for s in spec.states if s.final}
     depth = {spec.initial_state.name: 0}
     queue = deque([spec.initial_state.name])
     while queue:
@@ -66,7 +76,22 @@ def layers(spec: ProcessSpec) -> dict[str, int]:
                 depth[t.dest] = depth[name] + 1
                 queue.append(t.dest)
     last = max(depth.values(), default=0) + 1
-    return {s.name: depth.get(s.name, last) for s in spec.states}
+    depth = {s.name: depth.get(s.name, last) for s in spec.states}
+    forward = [(a, t.dest) for t in spec.transitions for a in t.sources
+               if t.dest not in finals and a != t.dest and order[a] < order[t.dest]]
+    for _ in range(len(spec.states)):  # longest path over the display-order DAG: terminates
+        changed = False
+        for a, b in forward:
+            if depth[b] <= depth[a]:
+                depth[b] = depth[a] + 1
+                changed = True
+        if not changed:
+            break
+    for name in finals:
+        sources = [depth[a] for t in spec.transitions if t.dest == name for a in t.sources]
+        if sources:
+            depth[name] = min(sources)
+    return depth
 
 
 def render_svg(spec: ProcessSpec, current: str | None = None, locale: str = "zh") -> Markup:
@@ -90,13 +115,15 @@ def _render(spec: ProcessSpec, current: str | None, locale: str) -> str:
 
 def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
     depth = layers(spec)
+    finals = [s.name for s in spec.states if s.final]
     columns: dict[int, list[str]] = {}
     for s in spec.states:
-        columns.setdefault(depth[s.name], []).append(s.name)
-    rows = max(len(c) for c in columns.values())
-    ncols = max(columns) + 1
+        if not s.final:
+            columns.setdefault(depth[s.name], []).append(s.name)
+    ncols = max(depth.values()) + 1
+    rows = max((len(c) for c in columns.values()), default=1)
 
-    # Edges: one per (source, dest) pair, labels joined.
+    # Edges: one per (source, dest) pair, labels joined; a final state's label is shown once.
     edges: dict[tuple[str, str], list[str]] = {}
     for t in spec.transitions:
         text = t.label.get(locale)
@@ -104,68 +131,105 @@ def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
             labels = edges.setdefault((source, t.dest), [])
             if text not in labels:
                 labels.append(text)
-    over = sum(1 for (a, b) in edges if depth[b] - depth[a] > 1)
-    under = sum(1 for (a, b) in edges if depth[b] <= depth[a] and a != b)
-    top = PAD + (min(over, 6) * 10 + 26 if over else 8)
-    grid_h = rows * BOX_H + (rows - 1) * GAP_Y
+    final_set = set(finals)
+
+    def kind(a: str, b: str) -> str:
+        if a == b:
+            return "loop"
+        if b in final_set:
+            return "down"
+        if depth[b] == depth[a] + 1:
+            return "next"
+        if depth[b] == depth[a]:
+            return "side"
+        return "over"  # skips ahead or goes back: an arc above the grid
+
+    arcs = [e for e in edges if kind(*e) == "over"]
+    top = PAD + (len(arcs) * LANE + 18 if arcs else 18)
+    main_h = rows * BOX_H + (rows - 1) * GAP_Y
+    final_y = top + main_h + FINAL_GAP
 
     pos: dict[str, tuple[float, float]] = {}
     for col, names in columns.items():
-        offset = (grid_h - (len(names) * BOX_H + (len(names) - 1) * GAP_Y)) / 2 if len(names) < rows else 0
+        offset = (main_h - (len(names) * BOX_H + (len(names) - 1) * GAP_Y)) / 2
         for row, name in enumerate(names):
             pos[name] = (PAD + col * (BOX_W + GAP_X), top + offset + row * (BOX_H + GAP_Y))
+    used: dict[int, int] = {}
+    for name in finals:  # the band of endings, each under its own column (shifted when shared)
+        col = depth[name] if name in depth else 0
+        while used.get(col):
+            col += 1
+        used[col] = 1
+        ncols = max(ncols, col + 1)
+        pos[name] = (PAD + col * (BOX_W + GAP_X), final_y)
     width = PAD * 2 + ncols * BOX_W + (ncols - 1) * GAP_X
-    height = top + grid_h + (min(under, 6) * 12 + 34 if under else 8) + PAD
+    height = (final_y + BOX_H if finals else top + main_h) + PAD
 
     uid = f"hx-{escape(spec.key)}"
     title = escape(spec.title.get(locale))
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="diagram" role="img" '
+        f'<svg class="diagram" role="img" '
         f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
         f'aria-label="{title}">',
         f"<title>{title}</title>",
-        f'<defs><marker id="{uid}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        f'markerHeight="7" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="#6b7280"/></marker>'
-        f'<marker id="{uid}-arrow-hot" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        f'markerHeight="7" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="{ACCENT}"/></marker></defs>',
+        f'<defs><marker id="{uid}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" '
+        f'markerHeight="9" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="#6b7280"/></marker>'
+        f'<marker id="{uid}-arrow-hot" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" '
+        f'markerHeight="9" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="{ACCENT}"/></marker></defs>',
     ]
     edge_svg: list[str] = []
     label_svg: list[str] = []
-    over_i = under_i = 0
+    labelled: set[tuple[str, str]] = set()
+    lane_no = 0
     for (a, b), labels in edges.items():
         ax, ay = pos[a]
         bx, by = pos[b]
+        how = kind(a, b)
         hot = a == current
-        stroke = ACCENT if hot else "#9ca3af"
-        marker = f"url(#{uid}-arrow{'-hot' if hot else ''})"
-        text = " / ".join(labels)
-        if a == b:  # a loop on the box's top right
-            x, y = ax + BOX_W - 24, ay
-            d = f"M{x:.1f} {y:.1f} C{x:.1f} {y - 26:.1f} {x + 30:.1f} {y - 26:.1f} {x + 24:.1f} {y:.1f}"
-            lx, ly, anchor = x + 12, y - 24, "middle"
-        elif depth[b] == depth[a] + 1:
-            x1, y1 = ax + BOX_W, ay + BOX_H / 2
-            x2, y2 = bx, by + BOX_H / 2
+        if how == "loop":
+            x, y = ax + BOX_W - 22, ay
+            d = f"M{x:.1f} {y:.1f} C{x - 4:.1f} {y - 24:.1f} {x + 26:.1f} {y - 24:.1f} {x + 16:.1f} {y - 1:.1f}"
+            lx, ly = x + 8, y - 22
+        elif how == "next":
+            x1, y1, x2, y2 = ax + BOX_W, ay + BOX_H / 2, bx, by + BOX_H / 2
             dx = GAP_X / 2
             d = f"M{x1:.1f} {y1:.1f} C{x1 + dx:.1f} {y1:.1f} {x2 - dx:.1f} {y2:.1f} {x2 - 1:.1f} {y2:.1f}"
-            lx, ly, anchor = (x1 + x2) / 2, (y1 + y2) / 2 - 5, "middle"
-        elif depth[b] > depth[a]:  # skips columns: arc above the grid
-            over_i += 1
-            lane = top - 12 - (over_i % 6) * 10
-            x1, y1 = ax + BOX_W * 0.62, ay
-            x2, y2 = bx + BOX_W * 0.38, by
-            d = (f"M{x1:.1f} {y1:.1f} C{x1:.1f} {lane:.1f} {x2:.1f} {lane:.1f} {x2:.1f} {y2 - 1:.1f}")
-            lx, ly, anchor = (x1 + x2) / 2, (y1 + 3 * lane + y2) / 4 - 3 + 4, "middle"
-        else:  # back (or sideways): arc below the grid
-            under_i += 1
-            lane = top + grid_h + 16 + (under_i % 6) * 12
-            x1, y1 = ax + BOX_W * 0.4, ay + BOX_H
-            x2, y2 = bx + BOX_W * 0.6, by + BOX_H
-            d = (f"M{x1:.1f} {y1:.1f} C{x1:.1f} {lane:.1f} {x2:.1f} {lane:.1f} {x2:.1f} {y2 + 1:.1f}")
-            lx, ly, anchor = (x1 + x2) / 2, (y1 + 3 * lane + y2) / 4 + 4, "middle"
+            lx, ly = (x1 + x2) / 2, (y1 + y2) / 2 - 6
+        elif how == "side":
+            below = by > ay
+            x1, x2 = ax + BOX_W, bx + BOX_W
+            y1, y2 = ay + BOX_H * (0.7 if below else 0.3), by + BOX_H * (0.3 if below else 0.7)
+            bulge = x1 + (30 if below else 18)
+            d = f"M{x1:.1f} {y1:.1f} C{bulge:.1f} {y1:.1f} {bulge:.1f} {y2:.1f} {x2 + 1:.1f} {y2:.1f}"
+            lx, ly = bulge + 2, (y1 + y2) / 2 + 4
+        elif how == "down":
+            x1, y1 = ax + BOX_W / 2, ay + BOX_H
+            x2, y2 = bx + BOX_W / 2, by
+            if abs(x1 - x2) < 1:
+                d = f"M{x1:.1f} {y1:.1f} L{x2:.1f} {y2 - 1:.1f}"
+            else:
+                mid = (y1 + y2) / 2
+                d = f"M{x1:.1f} {y1:.1f} C{x1:.1f} {mid + 10:.1f} {x2:.1f} {mid - 10:.1f} {x2:.1f} {y2 - 1:.1f}"
+            lx, ly = (x1 + x2) / 2, (y1 + y2) / 2 + 4
+        else:  # over: leave from the top, arc along a lane above the grid, come down into the top
+            lane_no += 1
+            lane = top - 12 - (lane_no - 1) * LANE
+            forward = bx > ax
+            x1, y1 = ax + BOX_W * (0.7 if forward else 0.3), ay
+            x2, y2 = bx + BOX_W * (0.3 if forward else 0.7), by
+            d = (f"M{x1:.1f} {y1:.1f} C{x1:.1f} {lane - 6:.1f} {x2:.1f} {lane - 6:.1f} {x2:.1f} {y2 - 1:.1f}")
+            lx, ly = (x1 + x2) / 2, lane - 0.5
+        stroke = ACCENT if hot else "#9ca3af"
+        marker = f"url(#{uid}-arrow{'-hot' if hot else ''})"
         edge_svg.append(f'<path d="{d}" fill="none" stroke="{stroke}" stroke-width="{2 if hot else 1.3}" '
                         f'marker-end="{marker}"/>')
-        for i, line in enumerate(_wrap(text, EDGE_FONT, GAP_X + BOX_W * 0.8, 2)):
+        text = " / ".join(lab for lab in labels if (b, lab) not in labelled or b not in final_set)
+        labelled.update((b, lab) for lab in labels)
+        if not text:
+            continue
+        anchor = "start" if how == "side" else "middle"
+        room = GAP_X + BOX_W * 0.9 if how in ("next", "down") else BOX_W * 2
+        for i, line in enumerate(_wrap(text, EDGE_FONT, room, 2)):
             label_svg.append(
                 f'<text x="{lx:.1f}" y="{ly + i * (EDGE_FONT + 2):.1f}" text-anchor="{anchor}" '
                 f'font-size="{EDGE_FONT}" fill="{ACCENT if hot else "#4b5563"}" stroke="#fff" '

@@ -22,14 +22,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from flask import Flask, current_app, g, jsonify, render_template, request
+from flask import Flask, current_app, g, jsonify, render_template, request, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import and_, func, or_, select
 from werkzeug.exceptions import HTTPException
 
 from models import Task, User
-from workflows.access import Actor, offered_tasks_clause
+from workflows.access import MANAGER_ROLES, Actor, offered_tasks_clause
 from workflows.engine import Engine
 from workflows.errors import HexieError
 from workflows.queries import CaseQueries
@@ -243,8 +243,6 @@ def _hexie_error(err: HexieError):
 
 def _http_error(err: HTTPException):
     status = getattr(err, "code", 500) or 500
-    if status >= 500:
-        log.exception("server error on %s", request.path)
     key = f"error.{status}"
     zh, en = i18n.CATALOG.get(key, i18n.CATALOG["error.500"])
     return _error_response(status, (err.name or "error").lower().replace(" ", "_"),
@@ -258,11 +256,25 @@ def _csrf_error(err: CSRFError):
 
 # -- templates and headers -------------------------------------------------------------
 
+def admin_url() -> str | None:
+    """The admin pages' address, for people who may use them (when that part is installed)."""
+    actor = current_actor()
+    if actor is None or "admin" not in current_app.blueprints \
+            or not actor.all_roles & set(MANAGER_ROLES):
+        return None
+    home = f"{hexie_state().url_prefix}/admin"
+    for rule in current_app.url_map.iter_rules():
+        if rule.endpoint.startswith("admin.") and rule.rule.rstrip("/") == home \
+                and "GET" in (rule.methods or ()) and not rule.arguments:
+            return url_for(rule.endpoint)
+    return None
+
+
 def _template_context() -> dict[str, Any]:
     from . import views
     return {
         "t": i18n.t, "label": i18n.label, "locale": i18n.get_locale(),
-        "current_actor": current_actor, "nav_counts": nav_counts,
+        "current_actor": current_actor, "nav_counts": nav_counts, "admin_url": admin_url,
         "hexie_own_login": hexie_state().own_login if "hexie" in current_app.extensions else False,
         "has_admin": "admin" in current_app.blueprints,
         **views.template_helpers(),

@@ -87,6 +87,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "due.in_hours": ("{n} 小时后到期", "due in {n} hours"),
     "due.late_days": ("逾期 {n} 天", "{n} days late"),
     "due.late_hours": ("逾期 {n} 小时", "{n} hours late"),
+    "cases.empty": ("没有符合条件的案件。", "No cases match."),
     "subject.hidden": ("（保密案件）", "(confidential)"),
     "subject.none": ("（未填写）", "(none)"),
     # --- tasks
@@ -150,6 +151,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "kind.task_done": ("完成任务", "Task done"),
     "kind.escalated": ("逾期升级", "Escalated (overdue)"),
     "kind.migrated": ("迁移流程版本", "Moved to a new version"),
+    "kind.attached": ("上传附件", "Attached a file"),
     # --- start
     "start.title": ("发起申请", "Start a case"),
     "start.choose": ("请选择要办理的业务：", "Choose the programme:"),

@@ -13,6 +13,7 @@ from sqlalchemy import and_, false, or_, select
 
 from models import Case, Task
 
+from .org import in_subtree
 from .spec import SYSTEM_ROLE, ProcessSpec
 
 OVERSEER_ROLES = ("county_manager", "admin")       # see every case in their area
@@ -114,7 +115,7 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec]):
         # "could take one of its tasks" is covered: task roles are among the roles named
         paths = actor.paths_for(viewer_roles(process))
         for path in sorted(set(paths)):
-            clauses.append(and_(Case.process_key == process.key, Case.org_path.startswith(path)))
+            clauses.append(and_(Case.process_key == process.key, in_subtree(Case.org_path, path)))
     if actor.user_id is not None:
         worked = select(Task.case_id).where(
             or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id))
@@ -127,8 +128,8 @@ def offered_tasks_clause(actor: Actor):
     """A WHERE clause for open tasks offered to ``actor``'s roles in her area."""
     clauses = []
     for a in actor.assignments:
-        clauses.append(and_(Task.role == a.role, Task.org_path.startswith(a.unit_path),
+        clauses.append(and_(Task.role == a.role, in_subtree(Task.org_path, a.unit_path),
                             or_(Task.at_level.is_(None), Task.at_level == a.level)))
         clauses.append(and_(Task.escalated.is_(True), Task.escalate_to == a.role,
-                            Task.org_path.startswith(a.unit_path)))
+                            in_subtree(Task.org_path, a.unit_path)))
     return or_(*clauses) if clauses else false()

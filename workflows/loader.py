@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
@@ -94,7 +94,7 @@ def _hinted(zh: str, en: str, word: Any, candidates: Iterable[Any], *, listing: 
 
 def _unknown(what_zh: str, what_en: str, word: Any, candidates: Iterable[Any],
              *, listing: bool = False) -> str:
-    """"unknown role 'x'; did you mean 'y'?"."""
+    """The message for a name nobody declared, e.g. ``unknown role 'x'; did you mean 'y'?``."""
     return _hinted(f"未知的{what_zh} '{word}'", f"unknown {what_en} '{word}'", word, candidates, listing=listing)
 
 
@@ -133,7 +133,7 @@ class _Message(str):
         return message
 
 
-# Sentinels replaced by :func:`_report_field_errors`, which knows the key's name.
+# Sentinels replaced by :func:`_report_messages`, which knows the key's name.
 _REQUIRED = "\x00required"
 _NULL = "\x00null"
 
@@ -559,9 +559,10 @@ class _Choices(_Base, fields.Field):
             for i, key in enumerate(value):
                 if not isinstance(key, str) or not key:
                     errors[i] = [_expected("选项键（文本）", "a choice key (text)").format(**_kinds(key))]
-                elif key in seen:
+                    continue
+                if key in seen:
                     errors[i] = [_msg(f"重复的选项 '{key}'", f"duplicate choice '{key}'")]
-                seen.add(key) if isinstance(key, str) else None
+                seen.add(key)
         else:
             for key, label in value.items():
                 problems = None if label is None else _text_errors(label)

@@ -16,6 +16,7 @@ from .access import Actor, can_see_case, may_take, offered_tasks_clause, visible
 from .engine import Engine
 from .errors import BadRequest, NotFound
 from .machine import FireContext
+from .org import in_subtree
 from .spec import ProcessSpec
 
 OPEN = ("offered", "allocated")
@@ -219,7 +220,7 @@ class CaseQueries:
             path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == org_unit))
             if path is None:
                 raise BadRequest("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": org_unit})
-            stmt = stmt.where(table.org_path.startswith(path))
+            stmt = stmt.where(in_subtree(table.org_path, path))
         if search:
             stmt = stmt.where(Case.subject.contains(search.strip()[:100], autoescape=True),
                               Case.confidential.is_(False))

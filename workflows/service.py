@@ -5,6 +5,7 @@ Each public method is one transaction. A refused call raises a typed error
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, Mapping
 
@@ -141,7 +142,8 @@ class WorkflowService:
                 self._flush(s)
                 return {"outcome": "voted", "votes": votes, "quorum": chosen.quorum, "case_id": case.id}
         new_state = compiled.fire(state.name, trigger, ctx)
-        self._leave(s, case, state, actor, chosen.interrupt, now)
+        self._leave(s, case, state, actor, chosen.interrupt, now, open_tasks=open_tasks,
+                    sweep=bool(state.timers) or _has_quorum(spec, state))
         case.data = merged
         case.state = new_state
         case.subject = _subject(spec, merged)
@@ -230,15 +232,27 @@ class WorkflowService:
         return bool(user and user.active
                     and self.engine.actor_for(s, user).holds(task_spec.role, case.org_path, task_spec.at))
 
-    def _leave(self, s: Session, case: Case, state: StateSpec, actor: Actor, interrupt: bool, now: datetime) -> None:
-        """Close the state's open tasks, cancel its timers, discard its votes."""
-        for task in s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN))):
+    def _leave(self, s: Session, case: Case, state: StateSpec, actor: Actor, interrupt: bool, now: datetime,
+               open_tasks: list[Task] | None = None, sweep: bool = True) -> None:
+        """Close the state's open tasks, cancel its timers, discard its votes.
+
+        ``open_tasks``: the case's open tasks when the caller already loaded them in this
+        transaction (the case row is locked, so they cannot have changed). ``sweep=False``
+        skips the timer and vote statements: :meth:`_fire` passes it for a state that
+        declares no timers and no quorum, where none can be pending (only ``_enter`` of
+        such a state and a vote on its transitions create them).
+        """
+        if open_tasks is None:
+            open_tasks = list(s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN))))
+        for task in open_tasks:
             finished = not actor.is_system and (not interrupt or task.assignee_id == actor.user_id
                                                 or may_take(actor, task))
             task.status = "completed" if finished else "cancelled"
             task.completed_at = now
             if finished:
                 task.completed_by_id = actor.user_id
+        if not sweep:
+            return
         s.execute(update(Timer).where(Timer.case_id == case.id, Timer.status == "pending")
                   .values(status="cancelled"))
         s.execute(delete(Vote).where(Vote.case_id == case.id))
@@ -464,8 +478,9 @@ class WorkflowService:
         return task, case, self.engine.spec_of(s, case.process_version_id)
 
     @staticmethod
-    def _user(s: Session, actor: Actor) -> User | None:
-        return None if actor.is_system or actor.user_id is None else s.get(User, actor.user_id)
+    def _user(s: Session, actor: Actor) -> "ActorRef | None":
+        """Who the audit trail names: the actor's id and username, known without a query."""
+        return None if actor.is_system or actor.user_id is None else ActorRef(actor.user_id, actor.username)
 
     @staticmethod
     def _flush(s: Session) -> None:
@@ -473,6 +488,19 @@ class WorkflowService:
             s.flush()
         except StaleDataError:
             raise Conflict("案件已被他人修改，请刷新", "the case was changed by someone else meanwhile") from None
+
+
+@dataclass(frozen=True)
+class ActorRef:
+    """The two things :func:`workflows.audit.append_event` reads of the acting user."""
+
+    id: int
+    username: str
+
+
+def _has_quorum(spec: ProcessSpec, state: StateSpec) -> bool:
+    """Whether a transition out of ``state`` collects votes (so votes may be pending)."""
+    return any(t.quorum > 1 for t in spec.transitions if state.name in t.sources)
 
 
 def _state_form(state: StateSpec) -> tuple[FormField, ...]:

@@ -27,7 +27,7 @@ from ..i18n import error_text, get_locale, label, t
 from . import bp
 from .common import (case_spec, display_names, format_value, kind_label, role_label, state_label,
                      task_label, trigger_label, unit_path)
-from .files import case_attachments, discard_uploads, store_uploads
+from .files import case_attachments, store_uploads
 
 
 # ----------------------------------------------------------------------- page
@@ -182,8 +182,11 @@ def _history(spec: ProcessSpec, events: list[dict[str, Any]], names: Mapping[str
             elif field in spec.fields:
                 fs = spec.fields[field]
                 if fs.type == "file":
-                    count = len(new) if isinstance(new, list) else (1 if new else 0)
-                    changes.append((label(fs.label, field), "", t("history.files", n=count)))
+                    if isinstance(new, str):  # "attached": the file's name
+                        changes.append((label(fs.label, field), "", new))
+                    else:
+                        count = len(new) if isinstance(new, list) else (1 if new else 0)
+                        changes.append((label(fs.label, field), "", t("history.files", n=count)))
                 else:
                     changes.append((label(fs.label, field), format_value(spec, field, old, names) if old not in (None, "") else "",
                                     format_value(spec, field, new, names)))
@@ -224,31 +227,33 @@ def _lock_version() -> int | None:
 
 
 def _submit(case_id: int, form: DynamicForm, bound_key: str, spec: ProcessSpec, view: Mapping[str, Any],
-            call: Callable[[dict[str, Any]], Any]):
-    """Store uploads, call the service, and turn a refusal into the page with messages."""
+            call: Callable[[dict[str, Any], int], Any]):
+    """Store uploads, call the service, and turn a refusal into the page with messages.
+
+    ``call(data, attached)`` gets the engine data and how many files were just attached
+    (each attachment moves the case's lock_version on by one). File fields carry every
+    attachment of the field (just uploaded or kept from before), so that a required file
+    attached earlier still counts.
+    """
     actor = current_actor()
     data = engine_data(form, view["masked"])
     uploads = [(fs.name, f) for _, fs, field in form.definition_fields() if fs.type == "file"
                for f in uploads_of(field)]
-    stored = store_uploads(actor, case_id, uploads)
-    if stored:
-        everything = case_attachments(case_id)
-        for name in {f for f, _ in stored}:
-            ids = [a.id for a in reversed(everything.get(name, []))]  # oldest first
-            data[name] = ids if spec.fields[name].multiple else ids[-1]
     try:
-        return call(data), None
+        stored = store_uploads(actor, case_id, uploads)
+        everything = case_attachments(case_id)
+        for _, fs, _field in form.definition_fields():
+            ids = [a.id for a in reversed(everything.get(fs.name, []))]  # oldest first
+            if fs.type == "file" and ids and not (view["masked"] and fs.sensitive):
+                data[fs.name] = ids if fs.multiple else ids[-1]
+        return call(data, len(stored)), None
     except (Invalid, Conflict, Forbidden) as err:
-        discard_uploads(i for _, i in stored)
         apply_engine_errors(form, err.details if isinstance(err, Invalid) else {})
         if isinstance(err, Conflict) and "lock_version" in err.details:
             message = t("case.stale")
         else:
             message = error_text(err)
         return None, render_case(case_id, bound={bound_key: form}, status=err.status, error=message)
-    except HexieError:
-        discard_uploads(i for _, i in stored)
-        raise
 
 
 @bp.route("/cases/<int:case_id>/actions/<trigger>", methods=["POST"])
@@ -268,8 +273,11 @@ def fire(case_id: int, trigger: str):
                         files_present=case_attachments(case_id))
     if not form.validate():
         return render_case(case_id, bound={f"a:{trigger}": form}, status=422, error=t("case.fix_errors"))
-    result, refused = _submit(case_id, form, f"a:{trigger}", spec, view, lambda data: state.service.fire(
-        actor, case_id, trigger, data, comment_of(form), _lock_version()))
+    lock = _lock_version()
+    if lock is not None and lock != view["lock_version"]:  # stale page: say so before storing any file
+        return render_case(case_id, bound={f"a:{trigger}": form}, status=409, error=t("case.stale"))
+    result, refused = _submit(case_id, form, f"a:{trigger}", spec, view, lambda data, attached: state.service.fire(
+        actor, case_id, trigger, data, comment_of(form), None if lock is None else lock + attached))
     if refused is not None:
         return refused
     if result.get("outcome") == "voted":
@@ -325,7 +333,7 @@ def done(task_id: int):
     if not form.validate():
         return render_case(case_id, bound={f"t:{task_id}": form}, status=422, error=t("case.fix_errors"))
     _, refused = _submit(case_id, form, f"t:{task_id}", spec, view,
-                         lambda data: state.service.done(actor, task_id, data))
+                         lambda data, attached: state.service.done(actor, task_id, data))
     if refused is not None:
         return refused
     flash({"text": t("task.done_ok"), "case_id": case_id}, "success")

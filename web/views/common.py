@@ -38,6 +38,11 @@ def case_spec(view: Mapping[str, Any]) -> ProcessSpec:
         return engine.spec_of(s, vid) if vid is not None else spec
 
 
+def is_confidential(key: str) -> bool:
+    spec = process_spec(key)
+    return bool(spec and spec.confidential)
+
+
 def process_title(key: str) -> str:
     spec = process_spec(key)
     return label(spec.title) if spec else key
@@ -191,6 +196,15 @@ def display_names(usernames: Iterable[str | None]) -> dict[str, str]:
         return dict(s.execute(select(User.username, User.name).where(User.username.in_(wanted))).all())
 
 
+def unit_names(codes: Iterable[str]) -> dict[str, str]:
+    """unit code -> name, in one query."""
+    wanted = sorted(set(codes))
+    if not wanted:
+        return {}
+    with hexie_state().engine.session_factory() as s:
+        return dict(s.execute(select(OrgUnit.code, OrgUnit.name).where(OrgUnit.code.in_(wanted))).all())
+
+
 def unit_path(code: str) -> str | None:
     with hexie_state().engine.session_factory() as s:
         return s.scalar(select(OrgUnit.path).where(OrgUnit.code == code))
@@ -242,7 +256,7 @@ def same_site_path(url: str | None) -> str | None:
 def template_helpers() -> dict[str, Any]:
     """Functions every template may call."""
     return {
-        "process_title": process_title, "state_label": state_label, "task_label": task_label,
+        "process_title": process_title, "is_confidential": is_confidential, "state_label": state_label, "task_label": task_label,
         "trigger_label": trigger_label, "role_label": role_label, "kind_label": kind_label,
         "fmt_dt": fmt_dt, "fmt_date": fmt_date, "due_hint": due_hint, "money": money,
     }

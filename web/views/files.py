@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from flask import abort, current_app, send_file
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from models import Attachment
 from workflows.access import Actor
@@ -37,52 +37,28 @@ def upload_dir() -> Path:
 
 
 def store_uploads(actor: Actor, case_id: int, uploads: Iterable[tuple[str, Any]]) -> list[tuple[str, int]]:
-    """Save each (field, FileStorage) and record it; returns (field, attachment id) pairs.
+    """Save each (field, FileStorage) under a random name and record it on the case.
 
-    Written and committed before the action that names them, so that the action's own
-    transaction stays the engine's; :func:`discard_uploads` undoes it when the action
-    is refused.
+    The record goes through :meth:`WorkflowService.add_attachment` (only people working
+    the case may attach; the history says who attached what). Returns (field, id) pairs.
     """
-    items = list(uploads)
-    if not items:
-        return []
+    service = hexie_state().service
     folder = upload_dir()
-    rows: list[Attachment] = []
-    written: list[Path] = []
-    try:
-        for field, storage in items:
-            name = Path(storage.filename or "file").name[-200:]
-            ext = name.rsplit(".", 1)[-1].lower()
-            key = f"{secrets.token_hex(16)}.{ext}"
-            target = folder / key
-            storage.stream.seek(0)
-            storage.save(target)
-            written.append(target)
-            rows.append(Attachment(case_id=case_id, field=field, filename=name,
-                                   content_type=ALLOWED_UPLOADS[ext][0], size=target.stat().st_size,
-                                   storage_key=key, uploaded_by_id=actor.user_id))
-        with hexie_state().engine.session_factory() as s:
-            s.add_all(rows)
-            s.commit()
-            return [(r.field, r.id) for r in rows]
-    except Exception:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-
-
-def discard_uploads(ids: Iterable[int]) -> None:
-    """Remove attachments stored for an action that was then refused."""
-    ids = list(ids)
-    if not ids:
-        return
-    folder = upload_dir()
-    with hexie_state().engine.session_factory() as s:
-        keys = list(s.scalars(select(Attachment.storage_key).where(Attachment.id.in_(ids))))
-        s.execute(delete(Attachment).where(Attachment.id.in_(ids)))
-        s.commit()
-    for key in keys:
-        (folder / key).unlink(missing_ok=True)
+    out: list[tuple[str, int]] = []
+    for field, storage in uploads:
+        name = Path(storage.filename or "file").name[-200:]
+        ext = name.rsplit(".", 1)[-1].lower()
+        key = f"{secrets.token_hex(16)}.{ext}"
+        target = folder / key
+        storage.stream.seek(0)
+        storage.save(target)
+        try:
+            out.append((field, service.add_attachment(actor, case_id, field, name, ALLOWED_UPLOADS[ext][0],
+                                                      target.stat().st_size, key)))
+        except Exception:
+            target.unlink(missing_ok=True)
+            raise
+    return out
 
 
 def case_attachments(case_id: int) -> dict[str, list[Attachment]]:
@@ -111,8 +87,9 @@ def download(attachment_id: int):
     fs = spec.fields.get(field)
     if view["masked"] and (fs is None or fs.sensitive):
         abort(404)
-    path = upload_dir() / key
-    if not path.is_file():
+    folder = upload_dir().resolve()
+    path = (folder / key).resolve()
+    if folder not in path.parents or not path.is_file():  # demo records have no scan behind them
         abort(404)
     response = send_file(path, mimetype=content_type, as_attachment=content_type not in INLINE_TYPES,
                          download_name=filename, max_age=0)

@@ -11,7 +11,7 @@ from workflows.queries import TASK_VIEWS
 from ..extension import current_actor, hexie_state
 from ..i18n import label
 from . import bp
-from .common import indent, units_in_area
+from .common import indent, unit_names, units_in_area
 
 #: Above this many units in her area, the area filter lists only the upper levels.
 MAX_UNIT_OPTIONS = 80
@@ -85,4 +85,5 @@ def cases():
     actor = current_actor()
     filters = _filters()
     page = _query("cases", actor, filters)
-    return render_template("cases.html", page=page, filters=filters, options=_filter_options(actor))
+    return render_template("cases.html", page=page, filters=filters, options=_filter_options(actor),
+                           unit_names=unit_names(c["org_unit"] for c in page.items))
