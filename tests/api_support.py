@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,15 @@ class Clock:
         self.now += timedelta(**kw)
 
 
+@lru_cache(maxsize=1)
+def _registry() -> Any:
+    """The project's definitions, parsed once per test session (the registry is never mutated)."""
+    return load_definitions_strict(DEFINITIONS)
+
+
 def build_engine(sa_engine: Any, clock: Any = None) -> Engine:
     """A workflow engine on the test database with the project's definitions and the test org."""
-    engine = Engine(make_session_factory(sa_engine), load_definitions_strict(DEFINITIONS),
+    engine = Engine(make_session_factory(sa_engine), _registry(),
                     **({"clock": clock} if clock is not None else {}))
     engine.sync_definitions()
     roles = engine.registry.roles

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from models import AuditEvent, Case, OrgUnit, RoleAssignment, Task, User, make_session_factory
+from models import AuditEvent, Case, OrgUnit, Task, User, make_session_factory
 from workflows.audit import verify_chain
 from workflows.auth import verify_password
 from workflows.demo import DEMO_PASSWORD, load_demo

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from models import AuditEvent, Case, OrgUnit, RoleAssignment, Task, User, Vote, make_session_factory
+from models import Attachment, AuditEvent, Case, OrgUnit, RoleAssignment, Task, User, Vote, make_session_factory
 from workflows.audit import verify_chain
 from workflows.auth import verify_password
 from workflows.demo import DEMO_PASSWORD, demo_org, load_demo
@@ -19,11 +19,17 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "demo-users.md"
 
 
 @pytest.fixture
-def hexie(engine) -> Engine:
+def hexie(engine, tmp_path, monkeypatch) -> Engine:
     """A workflow engine over the test database, its definitions recorded."""
+    monkeypatch.setenv("HEXIE_INSTANCE", str(tmp_path / "instance"))  # demo scans go there
     workflow_engine = Engine(make_session_factory(engine), load_definitions_strict(DEFINITIONS))
     workflow_engine.sync_definitions()
     return workflow_engine
+
+
+def hexie_uploads() -> Path:
+    from workflows.config import instance_dir
+    return instance_dir() / "uploads"
 
 
 def snapshot(hexie: Engine) -> tuple:
@@ -82,6 +88,9 @@ def test_demo_county_people_and_cases(hexie):
         assert {"started", "fired", "claimed", "vote", "task_done", "reassigned", "escalated"} <= kinds
         rejections = s.scalars(select(AuditEvent.comment).where(AuditEvent.trigger == "reject")).all()
         assert rejections and all(rejections)
+        # Signed agreements have their (stand-in) scans where uploads are kept.
+        keys = s.scalars(select(Attachment.storage_key)).all()
+        assert keys and all((hexie_uploads() / key).read_bytes().startswith(b"%PDF") for key in keys)
         # Every history intact.
         assert verify_chain(s) == []
 

@@ -139,6 +139,15 @@ def test_recursive_alias(roles):
     assert (d.line, d.column, d.path) == (2, column(text, 2, "&t"), "title[0]")
 
 
+def test_alias_bombs_are_stopped(roles):
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for n in range(1, 7):
+        prev, name = chr(ord("a") + n - 1), chr(ord("a") + n)
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    d = problem("\n".join(levels) + "\n", roles)
+    assert_at(d, 1, 1, "", "document too large")
+
+
 def test_merge_keys_are_followed(roles):
     spec, diagnostics = load("""
         process: demo
@@ -273,6 +282,33 @@ def test_default_must_fit_the_type(roles, field, needle, fragment):
 def test_invalid_field_name(roles):
     check(VALID.replace("amount: {type: money}", "amount: {type: money}\n  not: {type: text}"), roles, 5, "not",
           "fields.not", "invalid field name 'not'")
+
+
+def test_options_without_effect_are_warned_about(roles):
+    text = VALID.replace("{type: money}", "{type: money, max_length: 5}")
+    spec, diagnostics = load(text, roles)
+    assert spec is not None
+    (d,) = diagnostics
+    assert d.severity == "warning"
+    assert_at(d, 4, column(text, 4, "max_length"), "fields.amount.max_length", "no effect on a money field")
+
+
+def test_a_field_twice_in_one_form_is_warned_about(roles):
+    text = VALID.replace("form: [amount]", "form: [amount, amount]")
+    spec, diagnostics = load(text, roles)
+    assert spec is not None
+    (d,) = diagnostics
+    assert d.severity == "warning" and d.path == "states[0].task.form[1]" and "listed twice" in d.message
+
+
+def test_state_names_are_identifiers(roles):
+    text = VALID.replace("name: draft", "name: first draft").replace("source: draft", "source: first draft")
+    check(text, roles, 6, "first draft", "states[0].name", "invalid state name 'first draft'")
+
+
+def test_trigger_names_are_identifiers(roles):
+    check(VALID.replace("trigger: submit", "trigger: send off"), roles, 10, "send off", "transitions[0].trigger",
+          "invalid trigger 'send off'")
 
 
 def test_quorum_below_one(roles):

@@ -427,7 +427,7 @@ def _approval_groups(actor: Actor, per_page: int = 50) -> list[dict[str, Any]]:
             items += page.items
             total += page.total
         if total:
-            groups.append({"process": key, "state": state, "quorum": quorum, "items": items, "total": total})
+            groups.append({"process": key, "state": state, "quorum": quorum, "tasks": items, "total": total})
     return groups
 
 
@@ -437,7 +437,7 @@ def approvals():
     """Approvals waiting for me, grouped by programme and step, with the votes cast."""
     actor = current_actor()
     groups = _approval_groups(actor)
-    case_ids = [item["case_id"] for g in groups for item in g["items"]]
+    case_ids = [item["case_id"] for g in groups for item in g["tasks"]]
     votes: dict[tuple[int, str], list[str]] = defaultdict(list)
     if case_ids:
         with _engine().session_factory() as s:
@@ -446,7 +446,7 @@ def approvals():
             for case_id, state, username in rows:
                 votes[(case_id, state)].append(username)
     for g in groups:
-        for item in g["items"]:
+        for item in g["tasks"]:
             cast = votes.get((item["case_id"], item["state"]), [])
             item["votes"] = cast
             item["voted"] = actor.username in cast
@@ -1065,7 +1065,7 @@ def user(username: str):
     status = 200
     if request.method == "POST":
         status = _user_action(actor, username, request.form.get("action") or "")
-        if status < 300:
+        if status is None:
             return redirect(url_for("admin.user", username=username))
     with engine.session_factory() as s:
         person = _user_or_404(s, username)
@@ -1086,8 +1086,8 @@ def user(username: str):
                            is_self=username == actor.username), status
 
 
-def _user_action(actor: Actor, username: str, action: str) -> int:
-    """One change to a user through load_org; flashes the outcome and returns an HTTP status."""
+def _user_action(actor: Actor, username: str, action: str) -> int | None:
+    """One change to a user through load_org; flashes the outcome; an HTTP status when refused."""
     engine = _engine()
     form = request.form
     with engine.session_factory() as s:
@@ -1148,7 +1148,7 @@ def _user_action(actor: Actor, username: str, action: str) -> int:
         _org_error(err)
         return 422
     flash(message, "success")
-    return 303
+    return None
 
 
 # ========================================================================= units

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from wtforms import Form, ValidationError
 from wtforms import fields as wf
+from wtforms.fields.choices import SelectChoice
 from wtforms import validators as v
 from wtforms import widgets
 
@@ -187,6 +188,11 @@ class Choices:
     users: Sequence[tuple[str, str]] = ()     # (username, display name)
 
 
+def _options(pairs: Iterable[tuple[str, str]], blank: bool = False) -> list[SelectChoice]:
+    out = [SelectChoice("", t("form.choose"))] if blank else []
+    return out + [SelectChoice(value, text) for value, text in pairs]
+
+
 def _unbound(fs: FieldSpec, entry: FormField, choices: Choices, masked_value: bool,
              has_current_file: bool) -> wf.Field:
     """One WTForms (unbound) field for a definition field."""
@@ -233,21 +239,21 @@ def _unbound(fs: FieldSpec, entry: FormField, choices: Choices, masked_value: bo
                                      invalid_value_message=t("form.error.datetime"), **kw)
     if kind == "boolean":
         if required:  # an explicit yes/no, so that consent is an answer, not a default
-            return wf.RadioField(choices=[("true", t("form.yes")), ("false", t("form.no"))],
+            return wf.RadioField(choices=_options([("true", t("form.yes")), ("false", t("form.no"))]),
                                  validators=[_Required()], render_kw=render,
                                  invalid_choice_message=t("form.error.choice"), **kw)
         return wf.BooleanField(render_kw=render, **kw)
     if kind == "choice":
         options = [(key, label(lab, key)) for key, lab in fs.choices]
         if required and len(options) <= 4:
-            return wf.RadioField(choices=options, validators=[_Required()], render_kw=render,
+            return wf.RadioField(choices=_options(options), validators=[_Required()], render_kw=render,
                                  invalid_choice_message=t("form.error.choice"), **kw)
-        return wf.SelectField(choices=[("", t("form.choose"))] + options, validators=opt,
+        return wf.SelectField(choices=_options(options, blank=True), validators=opt,
                               render_kw=render, invalid_choice_message=t("form.error.choice"), **kw)
     if kind == "multichoice":
         options = [(key, label(lab, key)) for key, lab in fs.choices]
         return wf.SelectMultipleField(
-            choices=options, validators=[_Required()] if required and not masked_value else [],
+            choices=_options(options), validators=[_Required()] if required and not masked_value else [],
             widget=widgets.ListWidget(prefix_label=False), option_widget=widgets.CheckboxInput(),
             render_kw=render, invalid_choice_message=lambda n: t("form.error.choice") + " (%(value)s)", **kw)
     if kind == "file":
@@ -259,13 +265,13 @@ def _unbound(fs: FieldSpec, entry: FormField, choices: Choices, masked_value: bo
     if kind == "org_unit":
         options = [(code, name) for code, name in choices.units]
         if options:
-            return wf.SelectField(choices=[("", t("form.choose"))] + options, validators=opt,
+            return wf.SelectField(choices=_options(options, blank=True), validators=opt,
                                   render_kw=render, invalid_choice_message=t("form.error.choice"), **kw)
         return wf.StringField(validators=opt, render_kw=render, **kw)
     if kind == "user":
         options = [(name, shown) for name, shown in choices.users]
         if options:
-            return wf.SelectField(choices=[("", t("form.choose"))] + options, validators=opt,
+            return wf.SelectField(choices=_options(options, blank=True), validators=opt,
                                   render_kw=render, invalid_choice_message=t("form.error.choice"), **kw)
         kw["description"] = help_text or t("form.user.help")
         return wf.StringField(validators=opt, render_kw=render, **kw)

@@ -94,6 +94,30 @@ def load_demo(engine: Engine, with_cases: bool = True) -> str:
     return f"{zh} / {en}"
 
 
+def demo_pdf(line: str) -> bytes:
+    """A valid one-page PDF showing ``line`` (ASCII), to stand in for a scanned agreement."""
+    text = line.encode("ascii", "replace").replace(b"\\", b"").replace(b"(", b"").replace(b")", b"")
+    stream = b"BT /F1 14 Tf 60 760 Td (" + text + b") Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += str(number).encode() + b" 0 obj\n" + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
 # ---------------------------------------------------------------------------------
 # The sample cases
 # ---------------------------------------------------------------------------------
@@ -186,17 +210,26 @@ class DemoCases:
     def claim(self, username: str, case_id: int) -> None:
         self.service.claim(self.actor(username), self.open_task(case_id))
 
-    def attach(self, case_id: int, field: str, filename: str, username: str, size: int = 182_000) -> int:
-        """Record a (scanned) document of the case, as an upload would, and return its id.
+    def attach(self, case_id: int, field: str, filename: str, username: str) -> int:
+        """Store a stand-in scan of a signed document, as an upload would, and return its id.
 
-        Demo attachments have metadata only; their ``storage_key`` starts with
-        ``demo/`` so that the file view can say there is no scan to show.
+        The file (a one-page PDF saying it is a demo document) goes where the web app keeps
+        uploads by default, ``<instance>/uploads``; when that folder cannot be written the
+        row is still made, and the download link answers "not found".
         """
-        user_id = self.actor(username).user_id
+        key = f"demo-case-{case_id}-{field}.pdf"
+        content = demo_pdf(f"Hexie demo document: case {case_id}, {field}")
+        try:
+            from .config import instance_dir
+            folder = instance_dir() / "uploads"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / key).write_bytes(content)
+        except OSError:
+            pass
         with self.engine.transaction() as s:
             row = Attachment(case_id=case_id, field=field, filename=filename, content_type="application/pdf",
-                             size=size, storage_key=f"demo/case-{case_id}-{field}.pdf",
-                             uploaded_by_id=user_id, created_at=self.now())
+                             size=len(content), storage_key=key, uploaded_by_id=self.actor(username).user_id,
+                             created_at=self.now())
             s.add(row)
             s.flush()
             return row.id
@@ -403,7 +436,7 @@ class DemoCases:
         t1, t2, t3, t4, t5 = TOWNS[:5]
         base = {"abuser_relation": "spouse", "consent_to_share": True, "children_involved": False}
         police = {"police_action": "出警调查，对施暴人进行批评教育并制作笔录。", "police_caution_issued": True,
-                  "police_record_number": "如公(城)警告字〔2025〕0412号"}
+                  "police_record_number": f"公(城)警告字〔{self.real_clock().year}〕0412号"}
         legal = {"legal_aid_worker": "县妇女法律工作者协会 陶律师",
                  "legal_aid_notes": "已为当事人提供离婚及人身安全保护令法律咨询，协助收集伤情证据。"}
         self.dv_complaint(t1, 75, "closed", dict(
@@ -429,7 +462,7 @@ class DemoCases:
             risk_level="high", victim_wishes=["divorce", "protection_order"],
             intake_assessment="伤情较重，当事人坚决要求离婚，需转介派出所、法律援助并提请女子合议庭审理。",
             police=police, legal=legal,
-            court={"court_case_number": "（2025）苏0623民初2176号", "court_notes": "女子合议庭已立案，拟先行调解。"}))
+            court={"court_case_number": f"（{self.real_clock().year}）0623民初2176号", "court_notes": "女子合议庭已立案，拟先行调解。"}))
         self.dv_complaint(t4, 4, "referral", dict(
             base, channel="contact_card", victim_name="孙某红", victim_age=29, abuser_name="吴某",
             violence_kinds=["physical", "psychological"], injuries=False,

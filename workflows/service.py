@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -26,6 +26,12 @@ from .spec import FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
 OPEN = ("offered", "allocated")
 
+# Statements built once: building and cache-keying a statement costs more than running it
+# on a fast connection, and these run on every action.
+OPEN_TASKS = select(Task).where(Task.case_id == bindparam("case_id"), Task.status.in_(OPEN))
+_CASE_FOR_UPDATE = (select(Case).where(Case.id == bindparam("case_id")).with_for_update()
+                    .execution_options(populate_existing=True))
+
 
 class WorkflowService:
     """Start cases, fire actions, work tasks, run timers: each call one transaction."""
@@ -41,22 +47,10 @@ class WorkflowService:
         data = dict(data or {})
         with self.engine.transaction() as s:
             unit = s.scalars(select(OrgUnit).where(OrgUnit.code == org_unit)).first()
-            if unit is None:
-                raise Invalid("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": "unknown / 不存在"})
-            levels = self.engine.registry.roles.levels
-            if unit.level in levels and spec.org_level in levels \
-                    and levels.index(unit.level) < levels.index(spec.org_level):
-                raise Invalid("该流程不能在此级别单位立案",
-                              f"{process} cases are filed at {spec.org_level} level or below",
-                              {"org_unit": f"must be at {spec.org_level} level or below"})
-            if not actor.is_system and not any(actor.holds(r, unit.path, at) for r, at in spec.starter_roles):
-                raise Forbidden("您不能在此单位发起该流程", f"you may not start {process} at {org_unit}")
+            check_start(self.engine.registry.roles.levels, spec, actor, unit, org_unit)
+            values = start_values(spec, data)
             initial = spec.initial_state
-            changes, errors = validate_form(spec, _state_form(initial), data, {})
-            if errors:
-                raise Invalid("表单有误", "the form has errors", errors)
             now = self.engine.clock()
-            values = {**defaults(spec), **changes}
             case = Case(process_version_id=version_id, process_key=spec.key, state=initial.name,
                         data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=actor.user_id,
                         created_at=now, updated_at=now, subject=_subject(spec, values),
@@ -64,7 +58,7 @@ class WorkflowService:
             s.add(case)
             s.flush()
             audit.append_event(s, case, kind="started", actor=self._user(s, actor), to_state=initial.name,
-                               comment=comment or None, changes={k: [None, v] for k, v in values.items()}, at=now)
+                               comment=comment or None, changes=start_changes(values), at=now)
             self.engine.emit(s, "case_started", case_id=case.id, process=spec.key, state=initial.name,
                              org_unit=unit.code)
             self._enter(s, spec, case, initial, actor, now, starter=actor)
@@ -91,7 +85,7 @@ class WorkflowService:
         if trigger not in compiled.triggers(state.name):
             raise Conflict("案件已进入其他环节，此操作不再可用",
                            f"the case is in {state.name}; {trigger!r} is not possible there")
-        open_tasks = list(s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN))))
+        open_tasks = list(s.scalars(OPEN_TASKS, {"case_id": case.id}))
         ctx = self._context(spec, case, actor, case.data)
         if not any(ctx.holds_any(spec.transition_roles(t, state.name))
                    for _, t in compiled.candidates(state.name, trigger)):
@@ -187,50 +181,17 @@ class WorkflowService:
             self.engine.emit(s, "case_closed", case_id=case.id, process=spec.key, state=state.name)
             return
         for task_spec in state.tasks:
-            task = Task(case_id=case.id, process_key=spec.key, state=state.name, name=task_spec.name,
-                        role=task_spec.role, at_level=task_spec.at, org_unit_id=case.org_unit_id,
-                        org_path=case.org_path, status="offered", created_at=now,
-                        priority=task_spec.priority, optional=task_spec.optional)
-            if task_spec.due:
-                task.due_at = now + task_spec.due
-            if task_spec.escalate:
-                task.escalate_at = (task.due_at or now) + task_spec.escalate.after
-                task.escalate_to = task_spec.escalate.to
-            holder = self._first_holder(s, case, task_spec, starter)
+            task = Task(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id,
+                                                           case.org_path, now))
+            holder = first_holder(s, self.engine, case.id, case.org_path, task_spec, starter)
             if holder is not None:
                 task.status, task.assignee_id = "allocated", holder
             s.add(task)
             s.flush()
             self.engine.emit(s, "task_created", case_id=case.id, task_id=task.id, process=spec.key,
                              state=state.name, name=task.name, role=task.role, assignee_id=task.assignee_id)
-        for timer in state.timers:
-            due = now + timer.after if timer.after else _field_moment(case.data.get(timer.at_field))
-            if due is not None:
-                s.add(Timer(case_id=case.id, state=state.name, trigger=timer.trigger, due_at=due,
-                            status="pending"))
-
-    def _first_holder(self, s: Session, case: Case, task_spec: TaskSpec, starter: Actor | None) -> int | None:
-        """Who a new task is allocated to at once, if anyone (retain familiar, the starter, delegation)."""
-        candidate: int | None = None
-        if task_spec.same_as:
-            candidate = s.scalar(select(Task.completed_by_id).where(
-                Task.case_id == case.id, Task.state == task_spec.same_as, Task.status == "completed",
-                Task.completed_by_id.isnot(None)).order_by(Task.completed_at.desc(), Task.id.desc()).limit(1))
-            if candidate is not None and not self._user_may_take(s, candidate, case, task_spec):
-                candidate = None
-        elif starter is not None and starter.user_id and starter.holds(task_spec.role, case.org_path, task_spec.at):
-            candidate = starter.user_id
-        if candidate is not None:
-            user = s.get(User, candidate)
-            if user.away_until and user.away_until > self.engine.clock() and user.delegate_to_id \
-                    and self._user_may_take(s, user.delegate_to_id, case, task_spec):
-                candidate = user.delegate_to_id
-        return candidate
-
-    def _user_may_take(self, s: Session, user_id: int, case: Case, task_spec: TaskSpec) -> bool:
-        user = s.get(User, user_id)
-        return bool(user and user.active
-                    and self.engine.actor_for(s, user).holds(task_spec.role, case.org_path, task_spec.at))
+        for trigger, due in timer_dues(state, case.data, now):
+            s.add(Timer(case_id=case.id, state=state.name, trigger=trigger, due_at=due, status="pending"))
 
     def _leave(self, s: Session, case: Case, state: StateSpec, actor: Actor, interrupt: bool, now: datetime,
                open_tasks: list[Task] | None = None, sweep: bool = True) -> None:
@@ -243,7 +204,7 @@ class WorkflowService:
         such a state and a vote on its transitions create them).
         """
         if open_tasks is None:
-            open_tasks = list(s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN))))
+            open_tasks = list(s.scalars(OPEN_TASKS, {"case_id": case.id}))
         for task in open_tasks:
             finished = not actor.is_system and (not interrupt or task.assignee_id == actor.user_id
                                                 or may_take(actor, task))
@@ -363,7 +324,7 @@ class WorkflowService:
             spec = self.engine.spec_of(s, case.process_version_id)
             if field not in spec.fields or spec.fields[field].type != "file":
                 raise Invalid("不是附件字段", f"{field!r} is not a file field", {field: "not a file field"})
-            open_tasks = list(s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN))))
+            open_tasks = list(s.scalars(OPEN_TASKS, {"case_id": case.id}))
             if case.closed_at is not None or not works_on(s, actor, case, open_tasks):
                 raise Forbidden("您不能为此案件上传附件", "only people working the case may attach files")
             now = self.engine.clock()
@@ -461,8 +422,7 @@ class WorkflowService:
         confidential process (claiming it is how she starts working the case).
         """
         from .queries import can_see
-        case = s.scalars(select(Case).where(Case.id == case_id).with_for_update()
-                         .execution_options(populate_existing=True)).first()
+        case = s.scalars(_CASE_FOR_UPDATE, {"case_id": case_id}).first()
         if case is None or not ((task is not None and may_take(actor, task)) or can_see(s, self.engine, actor, case)):
             raise NotFound("没有这个案件", f"no case {case_id}")
         return case
@@ -488,6 +448,85 @@ class WorkflowService:
             s.flush()
         except StaleDataError:
             raise Conflict("案件已被他人修改，请刷新", "the case was changed by someone else meanwhile") from None
+
+
+# --------------------------------------------------------------------------------------
+# The pieces of starting a case and entering a state, shared with the bulk import
+# (workflows.bulk) so that both apply the same rules.
+
+def check_start(levels: tuple[str, ...] | list[str], spec: ProcessSpec, actor: Actor, unit: Any,
+                org_unit: str) -> None:
+    """Refuse to file a case of ``spec`` at ``unit`` (an OrgUnit, or anything with ``level``
+    and ``path``; None when no unit has the code ``org_unit``) unless the rules allow it."""
+    if unit is None:
+        raise Invalid("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": "unknown / 不存在"})
+    if unit.level in levels and spec.org_level in levels \
+            and levels.index(unit.level) < levels.index(spec.org_level):
+        raise Invalid("该流程不能在此级别单位立案",
+                      f"{spec.key} cases are filed at {spec.org_level} level or below",
+                      {"org_unit": f"must be at {spec.org_level} level or below"})
+    if not actor.is_system and not any(actor.holds(r, unit.path, at) for r, at in spec.starter_roles):
+        raise Forbidden("您不能在此单位发起该流程", f"you may not start {spec.key} at {org_unit}")
+
+
+def start_values(spec: ProcessSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored data of a new case: its first form validated, over the fields' defaults."""
+    changes, errors = validate_form(spec, _state_form(spec.initial_state), data, {})
+    if errors:
+        raise Invalid("表单有误", "the form has errors", errors)
+    return {**defaults(spec), **changes}
+
+
+def start_changes(values: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The ``changes`` of a case's "started" audit event."""
+    return {k: [None, v] for k, v in values.items()}
+
+
+def new_task_values(spec: ProcessSpec, state: StateSpec, task_spec: TaskSpec, org_unit_id: int, org_path: str,
+                    now: datetime) -> dict[str, Any]:
+    """The columns of a task opened on entering ``state`` (offered; the holder comes after)."""
+    due_at = now + task_spec.due if task_spec.due else None
+    escalate_at = (due_at or now) + task_spec.escalate.after if task_spec.escalate else None
+    return dict(process_key=spec.key, state=state.name, name=task_spec.name, role=task_spec.role,
+                at_level=task_spec.at, org_unit_id=org_unit_id, org_path=org_path, status="offered",
+                created_at=now, priority=task_spec.priority, optional=task_spec.optional, due_at=due_at,
+                escalate_at=escalate_at, escalate_to=task_spec.escalate.to if task_spec.escalate else None)
+
+
+def timer_dues(state: StateSpec, data: Mapping[str, Any], now: datetime) -> list[tuple[str, datetime]]:
+    """(trigger, due) of the timers entering ``state`` schedules (a date field left empty: none)."""
+    out = []
+    for timer in state.timers:
+        due = now + timer.after if timer.after else _field_moment(data.get(timer.at_field))
+        if due is not None:
+            out.append((timer.trigger, due))
+    return out
+
+
+def first_holder(s: Session, engine: Engine, case_id: int | None, org_path: str, task_spec: TaskSpec,
+                 starter: Actor | None) -> int | None:
+    """Who a new task is allocated to at once, if anyone (retain familiar, the starter, delegation)."""
+    candidate: int | None = None
+    if task_spec.same_as:
+        candidate = s.scalar(select(Task.completed_by_id).where(
+            Task.case_id == case_id, Task.state == task_spec.same_as, Task.status == "completed",
+            Task.completed_by_id.isnot(None)).order_by(Task.completed_at.desc(), Task.id.desc()).limit(1))
+        if candidate is not None and not _user_may_take(s, engine, candidate, org_path, task_spec):
+            candidate = None
+    elif starter is not None and starter.user_id and starter.holds(task_spec.role, org_path, task_spec.at):
+        candidate = starter.user_id
+    if candidate is not None:
+        user = s.get(User, candidate)
+        if user.away_until and user.away_until > engine.clock() and user.delegate_to_id \
+                and _user_may_take(s, engine, user.delegate_to_id, org_path, task_spec):
+            candidate = user.delegate_to_id
+    return candidate
+
+
+def _user_may_take(s: Session, engine: Engine, user_id: int, org_path: str, task_spec: TaskSpec) -> bool:
+    user = s.get(User, user_id)
+    return bool(user and user.active
+                and engine.actor_for(s, user).holds(task_spec.role, org_path, task_spec.at))
 
 
 @dataclass(frozen=True)

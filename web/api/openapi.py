@@ -26,6 +26,7 @@ _ERROR_TEXT = {400: "malformed request / 请求格式有误", 401: "no or bad to
                422: "not allowed now / 当前不能执行"}
 
 
+_PATH_EXAMPLES = {"process": "poor_mother_aid", "trigger": "approve"}
 _PAGING_HEADERS = {name: {"description": text, "schema": {"type": "integer"}} for name, text in (
     ("X-Total-Count", "items in all pages"), ("X-Page", "this page (from 1)"),
     ("X-Per-Page", "items per page"), ("X-Pages", "number of pages"))}
@@ -64,7 +65,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     for name, kind in op.path_params.items():
         schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID} if kind == "integer" \
             else {"type": "string", "minLength": 1, "maxLength": 200}
-        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema,
+                           "example": _PATH_EXAMPLES.get(name, 1)})
     if op.query is not None:
         parameters.append({"in": "query", "schema": op.query})  # apispec expands each field
     responses: dict[str, Any] = {}

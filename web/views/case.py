@@ -126,13 +126,18 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
             "dest_labels": [state_label(key, d, spec) for d in sorted(dests)],
             "open": f"a:{trigger}" in bound,
         })
+    # A refused form whose action is no longer offered (the guard now fails, the case moved
+    # on): its messages go under the banner, so nothing the engine said is lost.
+    shown = {f"a:{a['trigger']}" for a in actions} | {f"t:{x['id']}" for x in tasks if x.get("form")}
+    extra_errors = [msg for key, form in bound.items() if key not in shown
+                    for msg in form.general_errors + [e for f in form for e in (f.errors or [])]]
     if actions and not any(a["open"] for a in actions):
         first = next((a for a in actions if not a["voted"]), None)
         if first is not None:
             first["open"] = True
 
     return render_template(
-        "case.html", case=view, spec=spec, tasks=tasks, actions=actions, error=error,
+        "case.html", case=view, spec=spec, tasks=tasks, actions=actions, error=error, extra_errors=extra_errors,
         rows=_data_rows(spec, view, attachments, names), history=_history(spec, history, names),
         diagram=render_svg(spec, view["state"], get_locale()),
         state_final=st.final, next_url=request.full_path.rstrip("?"),

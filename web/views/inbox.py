@@ -4,6 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app, render_template, request
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from models import OrgUnit, Task
 
 from workflows.errors import BadRequest
 from workflows.queries import TASK_VIEWS
@@ -11,7 +15,7 @@ from workflows.queries import TASK_VIEWS
 from ..extension import current_actor, hexie_state
 from ..i18n import label
 from . import bp
-from .common import indent, unit_names, units_in_area
+from .common import display_names, indent, unit_names, units_in_area
 
 #: Above this many units in her area, the area filter lists only the upper levels.
 MAX_UNIT_OPTIONS = 80
@@ -66,6 +70,21 @@ def _query(kind: str, actor, filters: dict[str, Any]):
         return queries.cases(actor, **args) if kind == "cases" else queries.tasks(actor, kind, **args)
 
 
+def task_places(task_ids) -> dict[int, str]:
+    """task id -> the name of its case's unit (with its town for a village), in one query."""
+    ids = list(task_ids)
+    if not ids:
+        return {}
+    parent = aliased(OrgUnit)
+    with hexie_state().engine.session_factory() as s:
+        rows = s.execute(select(Task.id, OrgUnit.name, OrgUnit.level, parent.name)
+                         .join(OrgUnit, OrgUnit.id == Task.org_unit_id)
+                         .outerjoin(parent, parent.id == OrgUnit.parent_id)
+                         .where(Task.id.in_(ids))).all()
+    lowest = (hexie_state().engine.registry.roles.levels or ("",))[-1]
+    return {tid: f"{town} {name}" if level == lowest and town else name for tid, name, level, town in rows}
+
+
 @bp.route("/")
 def inbox():
     """The task inbox, one tab per view."""
@@ -76,7 +95,8 @@ def inbox():
     filters = _filters()
     page = _query(view, actor, filters)
     return render_template("inbox.html", view=view, views=TASK_VIEWS, page=page, filters=filters,
-                           options=_filter_options(actor))
+                           options=_filter_options(actor), places=task_places(t["id"] for t in page.items),
+                           names=display_names(t["assignee"] for t in page.items) if view in ("overdue", "escalated") else {})
 
 
 @bp.route("/cases")
