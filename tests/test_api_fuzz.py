@@ -46,10 +46,11 @@ def fuzz_env(engine) -> tuple[ApiEnv, dict[str, int]]:
 
 
 @pytest.mark.parametrize("path, method", OPERATIONS, ids=[f"{m.upper()} {p}" for p, m in OPERATIONS])
-@pytest.mark.parametrize("user", ["admin"])
-def test_no_server_error_and_answers_conform(fuzz_env: tuple[ApiEnv, dict[str, int]], path: str, method: str,
-                                             user: str) -> None:
+def test_no_server_error_and_answers_conform(fuzz_env: tuple[ApiEnv, dict[str, int]], path: str,
+                                             method: str) -> None:
     env, _ = fuzz_env
+    # a county manager sees and may act on most cases (confidential ones too); webhooks need admin
+    user = "admin" if path.startswith("/webhooks") else "manager"
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", env.app)
     operation = schema[path][method.upper()]
     token = env.as_(user).token
@@ -64,8 +65,6 @@ def test_no_server_error_and_answers_conform(fuzz_env: tuple[ApiEnv, dict[str, i
         # the generated (random) bearer token would make nearly every answer a 401
         headers = {"Authorization": f"Bearer {token}"} if operation.security else {}
         response = case.call(headers=headers)
-        import os
-        if os.environ.get("FUZZ_DEBUG"): print("FUZZ", case.method, case.formatted_path, case.query, str(case.body)[:80], response.status_code)
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
         except Exception as err:  # collect, so that one run reports every distinct finding

@@ -280,7 +280,8 @@ def test_new_version_keeps_running_cases(env, tmp_path):
     import shutil
     from workflows.loader import load_definitions_strict
     case_id = env.service.start_case(env.actor("rep"), "aid", "t01v01", APPLICATION)
-    shutil.copytree(env.engine.registry.processes["aid"].path.rsplit("/", 1)[0], tmp_path / "defs")
+    from .engine_helpers import FIXTURES
+    shutil.copytree(FIXTURES, tmp_path / "defs")
     path = tmp_path / "defs" / "aid.yaml"
     path.write_text(path.read_text().replace("due: 3d", "due: 4d"))
     env.engine.registry = load_definitions_strict(tmp_path / "defs")
@@ -345,3 +346,28 @@ def test_lists_cost_a_fixed_number_of_queries(env):
     assert env.queries.tasks(cadre, "available").total == 10
     assert env.queries.tasks(rep, "mine").total == 10
     assert costs() == few
+
+
+def test_send_backs_and_withdrawals_do_not_demand_the_task_form(env):
+    case_id = _start(env)                                  # in survey: visit_date is required there
+    with pytest.raises(Invalid) as info:
+        env.service.fire(env.actor("cadre2"), case_id, "surveyed")
+    assert "visit_date" in info.value.details
+    env.service.fire(env.actor("cadre2"), case_id, "withdraw", comment="申请人撤回")
+    assert env.queries.case(env.actor("rep"), case_id)["state"] == "rejected"
+
+
+def test_a_version_published_by_one_worker_reaches_the_others(env):
+    from workflows.engine import Engine
+    from workflows.loader import load_definitions_strict, load_process_text
+    from .engine_helpers import FIXTURES
+    other = Engine(env.engine.session_factory, load_definitions_strict(FIXTURES), clock=env.clock)
+    other.sync_definitions()
+    text = env.engine.processes["aid"].source_text.replace("due: 3d", "due: 5d")
+    spec, problems = load_process_text(text, "aid.yaml", env.engine.registry.roles)
+    assert problems == [] and env.engine.publish(spec) == 2
+    other.refresh_versions(max_age=0)
+    assert other.current("aid")[2] == 2
+    # a restart reading the old file does not roll the published version back
+    restarted = Engine(env.engine.session_factory, load_definitions_strict(FIXTURES), clock=env.clock)
+    assert restarted.sync_definitions()["aid"] == 2

@@ -596,3 +596,85 @@ def test_create_app_settings(env):
     state = app.extensions["hexie"]
     assert state.engine is env.engine and state["service"] is state.service and state.queries
     assert SYSTEM.is_system
+
+
+def test_host_csrf_guards_only_hexie_forms(session_factory):
+    """A host without CSRF protection keeps its own forms working; Hexie's still need the token."""
+    engine = make_engine(session_factory)
+    host = Flask("host2")
+    host.config.update(SECRET_KEY="host-secret", TESTING=True)
+
+    @host.route("/host-form", methods=["POST"])
+    def host_form():
+        return "ok"
+
+    Hexie(host, engine, actor_loader=lambda: engine.actor("tc1"))
+    client = host.test_client()
+    assert client.post("/host-form").get_data(as_text=True) == "ok"
+    assert "Content-Security-Policy" not in client.get("/host-form", method="POST").headers
+    assert client.post("/tasks/1/claim").status_code == 400
+    page = client.get("/")
+    assert page.status_code == 200 and "Content-Security-Policy" in page.headers
+    form = page_text(client.get("/start/microloan"))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    assert client.post("/tasks/999/claim", data={"csrf_token": token}).status_code == 404
+
+
+# ------------------------------------------------------------------ small things
+
+def test_voting_steps_are_not_taken_by_one_person(env):
+    case_id = new_aid_case(env)
+    assert fire(env, env.client("tc1"), "tc1", case_id, "surveyed", SURVEY).status_code == 302
+    chair = env.client("cm1")
+    page = page_text(chair.get(f"/cases/{case_id}"))
+    assert "/claim" not in page and f"/cases/{case_id}/actions/approve" in page
+    listing = page_text(chair.get("/?view=available"))
+    assert f"/cases/{case_id}" in listing and "/claim" not in listing
+
+
+def test_inbox_costs_a_fixed_number_of_queries(env):
+    from sqlalchemy import event
+    client = env.client("tc1")
+    bind = env.engine.session_factory.kw["bind"]
+    counted: list[str] = []
+
+    def count(*args):
+        counted.append(args[2])
+
+    def queries_for(path):
+        counted.clear()
+        event.listen(bind, "before_cursor_execute", count)
+        try:
+            assert client.get(path).status_code == 200
+        finally:
+            event.remove(bind, "before_cursor_execute", count)
+        return len(counted)
+
+    new_aid_case(env)
+    few = queries_for("/?view=available"), queries_for("/cases")
+    for _ in range(6):
+        new_aid_case(env)
+    many = queries_for("/?view=available"), queries_for("/cases")
+    assert few == many, (few, many)
+    assert many[0] <= 15
+
+
+def test_unexpected_errors_get_a_calm_page(session_factory, tmp_path):
+    env = make_web_env(session_factory, tmp_path, PROPAGATE_EXCEPTIONS=False)
+
+    def boom():
+        raise RuntimeError("broken")
+
+    env.app.add_url_rule("/boom", view_func=boom)
+    response = env.client("vr1").get("/boom")
+    assert response.status_code == 500
+    assert "系统出现错误" in page_text(response) and "RuntimeError" not in page_text(response)
+    assert env.app.test_client().get("/no-such-page").status_code == 404
+
+
+def test_admin_link_when_admin_part_installed(env):
+    if "admin" not in env.app.blueprints:
+        pytest.skip("web/admin.py is not installed")
+    assert ">管理<" in page_text(env.client("cm1").get("/")).replace("</svg>", ">")
+    vr_page = page_text(env.client("vr1").get("/"))
+    assert "/admin/away" in vr_page and ">管理<" not in vr_page.replace("</svg>", ">")

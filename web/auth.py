@@ -155,7 +155,10 @@ def login():
             else:
                 throttle().succeeded(username, address)
                 actor = hexie_state().engine.actor(user.username)
+                lang = session.get("lang")
                 session.clear()  # a fresh session on sign-in (no fixation)
+                if lang:
+                    session["lang"] = lang
                 login_user(LoginUser(actor, password_stamp(user.password_hash)))
                 flash(t("login.welcome", name=actor.name or actor.username), "success")
                 return redirect(safe_next(form.next.data))

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from flask import Flask, current_app, g, jsonify, render_template, request, url_for
 from flask_login import LoginManager, current_user
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from sqlalchemy import and_, func, or_, select
 from werkzeug.exceptions import HTTPException
 
@@ -149,8 +149,15 @@ class Hexie:
         app.config.setdefault("HEXIE_TIMEZONE", "Asia/Shanghai")
         app.config.setdefault("HEXIE_PER_PAGE", 25)
 
-        csrf = app.extensions.get("csrf") or CSRFProtect(app)
         own_login = actor_loader is None
+        csrf = app.extensions.get("csrf")
+        scoped_csrf = csrf is None and not own_login
+        if csrf is None:
+            csrf = CSRFProtect()
+            if scoped_csrf:  # a host without CSRF protection: guard Hexie's own forms only
+                _protect_blueprints(app, csrf)
+            else:
+                csrf.init_app(app)
         if own_login:
             self._setup_login(app, engine)
             actor_loader = _flask_login_actor
@@ -167,13 +174,14 @@ class Hexie:
         self._register_optional(app, csrf, prefix)
 
         app.register_error_handler(HexieError, _hexie_error)
-        if app.config.get("HEXIE_ERROR_PAGES", True):
+        # A host keeps its own error pages and headers unless it asks for Hexie's.
+        if app.config.get("HEXIE_ERROR_PAGES", own_login):
             for status in ERROR_PAGES:
                 app.register_error_handler(status, _http_error)
-        app.register_error_handler(CSRFError, _csrf_error)
+        if own_login or scoped_csrf:
+            app.register_error_handler(CSRFError, _csrf_error)
         app.context_processor(_template_context)
-        if app.config.get("HEXIE_SECURITY_HEADERS", True):
-            app.after_request(_security_headers)
+        app.after_request(_security_headers)
         return state
 
     # -- sign-in -------------------------------------------------------------------
@@ -213,6 +221,27 @@ class Hexie:
         else:
             csrf.exempt(api_bp)  # bearer tokens, no cookies: CSRF does not apply
             app.register_blueprint(api_bp, url_prefix=f"{prefix}/api/v1")
+
+
+#: Blueprints whose pages are Hexie's (CSRF and headers apply to them in a host app).
+HEXIE_BLUEPRINTS = ("hexie", "hexie_auth", "hexie_assets", "admin")
+
+
+def _protect_blueprints(app: Flask, csrf: CSRFProtect) -> None:
+    """CSRF checks for Hexie's blueprints only, with Flask-WTF's settings and ``csrf_token()``."""
+    app.config.setdefault("WTF_CSRF_ENABLED", True)
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", True)
+    app.config["WTF_CSRF_METHODS"] = set(app.config.get("WTF_CSRF_METHODS", ["POST", "PUT", "PATCH", "DELETE"]))
+    app.config.setdefault("WTF_CSRF_FIELD_NAME", "csrf_token")
+    app.config.setdefault("WTF_CSRF_HEADERS", ["X-CSRFToken", "X-CSRF-Token"])
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 3600)
+    app.config.setdefault("WTF_CSRF_SSL_STRICT", True)
+    app.jinja_env.globals.setdefault("csrf_token", generate_csrf)
+
+    @app.before_request
+    def hexie_csrf_protect():
+        if request.blueprint in HEXIE_BLUEPRINTS and app.config["WTF_CSRF_ENABLED"]:
+            csrf.protect()
 
 
 def _flask_login_actor() -> Actor | None:
@@ -256,17 +285,21 @@ def _csrf_error(err: CSRFError):
 
 # -- templates and headers -------------------------------------------------------------
 
-def admin_url() -> str | None:
-    """The admin pages' address, for people who may use them (when that part is installed)."""
+def admin_url() -> tuple[str, str] | None:
+    """(address, catalog key) of the admin part for this person, when that part is installed.
+
+    Managers and administrators get its home page; everyone else its "away" page, where
+    she names a delegate for while she is out.
+    """
     actor = current_actor()
-    if actor is None or "admin" not in current_app.blueprints \
-            or not actor.all_roles & set(MANAGER_ROLES):
+    if actor is None or "admin" not in current_app.blueprints:
         return None
-    home = f"{hexie_state().url_prefix}/admin"
+    manager = bool(actor.all_roles & set(MANAGER_ROLES))
+    wanted = f"{hexie_state().url_prefix}/admin" + ("" if manager else "/away")
     for rule in current_app.url_map.iter_rules():
-        if rule.endpoint.startswith("admin.") and rule.rule.rstrip("/") == home \
+        if rule.endpoint.startswith("admin.") and rule.rule.rstrip("/") == wanted \
                 and "GET" in (rule.methods or ()) and not rule.arguments:
-            return url_for(rule.endpoint)
+            return url_for(rule.endpoint), "nav.admin" if manager else "nav.away"
     return None
 
 
@@ -287,6 +320,9 @@ CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src '
 
 
 def _security_headers(response):
+    if not (current_app.config.get("HEXIE_SECURITY_HEADERS", hexie_state().own_login)
+            or request.blueprint in HEXIE_BLUEPRINTS):
+        return response
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")

@@ -22,6 +22,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "nav.start": ("发起申请", "New case"),
     "nav.cases": ("案件查询", "Cases"),
     "nav.admin": ("管理", "Admin"),
+    "nav.away": ("外出委托", "Away"),
     "nav.logout": ("退出", "Sign out"),
     "nav.login": ("登录", "Sign in"),
     "nav.language": ("English", "中文"),
@@ -131,6 +132,7 @@ CATALOG: dict[str, tuple[str, str]] = {
                    "Your vote is recorded ({votes}/{quorum}); others must confirm."),
     "case.back_inbox": ("返回待办", "Back to inbox"),
     "case.confirm": ("确定要执行“{action}”吗？", "Really “{action}”?"),
+    "case.you_voted": ("您已投票", "You voted"),
     "case.votes_note": ("需要 {n} 人同意", "needs {n} approvals"),
     "case.stale": ("此案件已被他人修改，页面已刷新，请核对后重新提交。",
                    "Someone changed this case meanwhile; the page is refreshed, please check and submit again."),
@@ -202,6 +204,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "error.home": ("返回首页", "Back to the inbox"),
     # --- misc
     "lang.switched": ("已切换为中文。", "Switched to English."),
+    "sep": ("：", ": "),
     "yes": ("是", "Yes"),
     "no": ("否", "No"),
     "none": ("—", "—"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +47,7 @@ class Engine:
         self._by_version_id: dict[int, ProcessSpec] = {}
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
+        self._checked_at = 0.0
 
     @classmethod
     def from_config(cls, database_url: str, definitions: str | Path, **kw: Any) -> "Engine":
@@ -54,13 +56,21 @@ class Engine:
 
     # -- definitions and versions --------------------------------------------
     def sync_definitions(self) -> dict[str, int]:
-        """Record a new version of each process whose content changed; return key -> version."""
+        """Record a new version of each process whose file content changed; return key -> version.
+
+        A file whose content equals an *older* stored version does not roll back a newer
+        one published from the browser: the newest stored version stays current.
+        """
         with self.session_factory() as s:
             for key, spec in sorted(self.registry.processes.items()):
                 for _attempt in range(3):
-                    latest = s.scalars(select(ProcessVersion).where(ProcessVersion.key == key)
-                                       .order_by(ProcessVersion.version.desc()).limit(1)).first()
+                    latest = self._latest(s, key)
                     if latest is not None and latest.content_hash == spec.content_hash:
+                        break
+                    if latest is not None and s.scalar(select(ProcessVersion.id).where(
+                            ProcessVersion.key == key, ProcessVersion.content_hash == spec.content_hash)):
+                        log.warning("%s: the file is an older version than v%s; keeping v%s",
+                                    key, latest.version, latest.version)
                         break
                     row = ProcessVersion(key=key, version=(latest.version + 1) if latest else 1,
                                          source_text=spec.source_text, content_hash=spec.content_hash,
@@ -72,16 +82,42 @@ class Engine:
                         break
                     except IntegrityError:  # another process recorded it first
                         s.rollback()
-                self._versions[key] = (latest.id, latest.version)
-                self._by_version_id[latest.id] = spec
+                if latest.content_hash == spec.content_hash:
+                    self._by_version_id[latest.id] = spec    # keep the file's path for messages
+                self._adopt(s, latest)
+            self._checked_at = time.monotonic()
         return {k: v for k, (_, v) in self._versions.items()}
+
+    @staticmethod
+    def _latest(s: Session, key: str) -> ProcessVersion | None:
+        return s.scalars(select(ProcessVersion).where(ProcessVersion.key == key)
+                         .order_by(ProcessVersion.version.desc()).limit(1)).first()
+
+    def _adopt(self, s: Session, row: ProcessVersion) -> None:
+        """Make a stored version the current definition of its process in this process."""
+        spec = self.spec_of(s, row.id) if row.id not in self._by_version_id else self._by_version_id[row.id]
+        if self.registry.processes.get(row.key) is not spec:
+            with self._lock:
+                self.registry = Registry(self.registry.roles, {**self.registry.processes, row.key: spec}, [])
+        self._versions[row.key] = (row.id, row.version)
+
+    def refresh_versions(self, max_age: float = 5.0) -> None:
+        """Pick up versions published by other workers (gunicorn, hosts) at most every ``max_age`` s."""
+        if time.monotonic() - self._checked_at < max_age:
+            return
+        self._checked_at = time.monotonic()
+        with self.session_factory() as s:
+            rows = s.execute(select(ProcessVersion.key, func.max(ProcessVersion.version))
+                             .group_by(ProcessVersion.key)).all()
+            for key, version in rows:
+                if key in self._versions and version > self._versions[key][1]:
+                    self._adopt(s, s.scalars(select(ProcessVersion).where(
+                        ProcessVersion.key == key, ProcessVersion.version == version)).one())
 
     def publish(self, spec: ProcessSpec) -> int:
         """Make ``spec`` the current definition of its process (admin edit); returns its version."""
         with self._lock:
-            processes = dict(self.registry.processes)
-            processes[spec.key] = spec
-            self.registry = Registry(self.registry.roles, processes, [])
+            self.registry = Registry(self.registry.roles, {**self.registry.processes, spec.key: spec}, [])
         return self.sync_definitions()[spec.key]
 
     @property
@@ -90,6 +126,7 @@ class Engine:
 
     def current(self, key: str) -> tuple[ProcessSpec, int, int]:
         """(spec, version id, version) of the current definition of ``key``."""
+        self.refresh_versions()
         spec = self.registry.processes.get(key)
         if spec is None or key not in self._versions:
             raise NotFound("没有这个流程", f"no process named {key!r}")

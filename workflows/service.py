@@ -91,7 +91,7 @@ class WorkflowService:
                    for _, t in compiled.candidates(state.name, trigger)):
             raise Forbidden("您无权执行此操作", f"you may not {trigger} here")
 
-        form = _firing_form(spec, state, [t for _, t in compiled.candidates(state.name, trigger)])
+        form = spec.action_form(state.name, trigger)
         changes, errors = validate_form(spec, form, data, case.data)
         errors.update(_foreign_attachments(s, spec, case, changes))
         if errors:
@@ -542,24 +542,26 @@ def _has_quorum(spec: ProcessSpec, state: StateSpec) -> bool:
     return any(t.quorum > 1 for t in spec.transitions if state.name in t.sources)
 
 
+_STATE_FORMS: dict[int, tuple[StateSpec, tuple[FormField, ...]]] = {}
+
+
 def _state_form(state: StateSpec) -> tuple[FormField, ...]:
-    """The form of a state's task(s): one entry per field, required if any task requires it."""
+    """The form of a state's task(s): one entry per field, required if any task requires it.
+
+    Remembered per state (specs are immutable; the entry keeps the state alive, so its
+    id is not reused): every start and every action asks for it.
+    """
+    hit = _STATE_FORMS.get(id(state))
+    if hit is not None and hit[0] is state:
+        return hit[1]
     merged: dict[str, FormField] = {}
     for task in state.tasks:
         for entry in task.form:
             old = merged.get(entry.name)
             merged[entry.name] = FormField(entry.name, entry.required or bool(old and old.required))
-    return tuple(merged.values())
-
-
-def _firing_form(spec: ProcessSpec, state: StateSpec, candidates: list[TransitionSpec]) -> tuple[FormField, ...]:
-    """Fields submitted with an action: the state's single task form plus the transitions' forms."""
-    merged = {f.name: f for f in (() if state.parallel else _state_form(state))}
-    for t in candidates:
-        for entry in t.form:
-            old = merged.get(entry.name)
-            merged[entry.name] = FormField(entry.name, entry.required or bool(old and old.required))
-    return tuple(merged.values())
+    form = tuple(merged.values())
+    _STATE_FORMS[id(state)] = (state, form)
+    return form
 
 
 def _foreign_attachments(s: Session, spec: ProcessSpec, case: Case, changes: Mapping[str, Any]) -> dict[str, str]:

@@ -183,6 +183,33 @@ class ProcessSpec:
             return tuple((r, None) for r in t.roles)
         return tuple((task.role, task.at) for task in self.state(state).tasks)
 
+    def action_form(self, state: str, trigger: str) -> tuple[FormField, ...]:
+        """The fields submitted with ``trigger`` from ``state``.
+
+        The transitions' own forms, plus the form of the state's single task. That task
+        form is demanded (its required fields enforced) only when the action completes
+        the work item: a transition with the default roles that is not a send-back or
+        refusal (``comment: required``). Withdrawals, refusals and other roles' actions
+        accept those fields without demanding them.
+        """
+        candidates = self.transitions_from(state, trigger)
+        spec = self.state(state)
+        completes = any(t.roles is None and t.comment != "required" for t in candidates)
+        merged: dict[str, FormField] = {}
+
+        def add(entry: FormField, required: bool) -> None:
+            old = merged.get(entry.name)
+            merged[entry.name] = FormField(entry.name, required or bool(old and old.required))
+
+        if not spec.parallel:
+            for task in spec.tasks:
+                for entry in task.form:
+                    add(entry, entry.required and completes)
+        for t in candidates:
+            for entry in t.form:
+                add(entry, entry.required)
+        return tuple(merged.values())
+
     @property
     def starter_roles(self) -> tuple[tuple[str, str | None], ...]:
         if self.starters is not None:

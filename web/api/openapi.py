@@ -15,8 +15,8 @@ from flask import Response, current_app, request
 from marshmallow import Schema
 
 from . import bp
-from .routing import OPERATIONS, Operation, json_response, operation
-from .schemas import MAX_ID, ErrorSchema
+from .routing import ID_RANGES, OPERATIONS, Operation, json_response, operation
+from .schemas import ErrorSchema
 
 TITLE = "Hexie (和谐) API"
 VERSION = "1.0.0"
@@ -63,7 +63,7 @@ def build_spec(server_url: str = "/api/v1") -> dict[str, Any]:
 def _operation(op: Operation) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = []
     for name, kind in op.path_params.items():
-        schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID} if kind == "integer" \
+        schema = {"type": "integer", "minimum": 1, "maximum": ID_RANGES[kind]} if kind in ID_RANGES \
             else {"type": "string", "minLength": 1, "maxLength": 200}
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema,
                            "example": _PATH_EXAMPLES.get(name, 1)})

@@ -19,6 +19,9 @@ from workflows.errors import BadRequest, HexieError, NotFound
 
 from .schemas import MAX_ID
 
+#: Path id kinds and their largest value: BIGINT ids (cases, tasks) and INTEGER ones (webhooks).
+ID_RANGES = {"integer": MAX_ID, "int32": 2**31 - 1}
+
 #: marshmallow's messages, with the Chinese first (every message is bilingual).
 _ZH = {
     "Missing data for required field.": "必填",
@@ -46,7 +49,7 @@ class Operation:
     query: type[Schema] | None = None
     body: type[Schema] | None = None
     body_required: bool = False
-    path_params: Mapping[str, str] = field(default_factory=dict)   # name -> "integer" | "string"
+    path_params: Mapping[str, str] = field(default_factory=dict)   # name -> "integer" | "int32" | "string"
     responses: Mapping[int, tuple[str, Any]] = field(default_factory=dict)  # status -> (text, schema)
     description: str = ""
 
@@ -173,9 +176,9 @@ def read_query(schema: type[Schema]) -> dict[str, Any]:
     return load(schema, args)
 
 
-def path_id(value: str) -> int:
-    """A numeric id from the path; anything else names nothing (404)."""
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+def path_id(value: str, maximum: int = MAX_ID) -> int:
+    """A numeric id from the path; anything else (or beyond the column's range) names nothing (404)."""
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= maximum:
         raise NotFound("不存在", f"no such id {value[:40]!r}")
     return int(value)
 
@@ -213,7 +216,8 @@ def operation(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str, 
                 g.actor = authenticate_request()
             args: dict[str, Any] = {}
             for name, kind in params.items():
-                args[name] = path_id(kwargs[name]) if kind == "integer" else path_text(kwargs[name], name)
+                args[name] = path_id(kwargs[name], ID_RANGES[kind]) if kind in ID_RANGES \
+                    else path_text(kwargs[name], name)
             if query is not None:
                 args["query"] = read_query(query)
             elif request.args:

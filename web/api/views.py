@@ -244,7 +244,7 @@ def create_webhook(body: dict[str, Any]) -> Response:
 
 
 @operation(bp, "/webhooks/<webhook_id>", "DELETE", summary="Remove a webhook (admin) / 删除 Webhook",
-           tag="webhooks", path_params={"webhook_id": "integer"},
+           tag="webhooks", path_params={"webhook_id": "int32"},
            responses={204: ("removed", None), 403: ("administrators only", ERR), 404: ("no such webhook", ERR)})
 def delete_webhook(webhook_id: int) -> Response:
     """Remove the subscription and its pending deliveries."""

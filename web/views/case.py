@@ -25,7 +25,7 @@ from ..forms import (Choices, DynamicForm, action_form, apply_engine_errors, bui
                      comment_rule, engine_data, task_form, uploads_of)
 from ..i18n import error_text, get_locale, label, t
 from . import bp
-from .common import (case_spec, display_names, format_value, kind_label, role_label, state_label,
+from .common import (case_spec, display_names, format_value, is_voting, kind_label, role_label, state_label,
                      task_label, trigger_label, unit_path)
 from .files import case_attachments, store_uploads
 
@@ -94,6 +94,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
                           + [v for n, v in view["data"].items()
                              if n in spec.fields and spec.fields[n].type == "user" and isinstance(v, str)])
 
+    voting = is_voting(key, view["state"], spec)
     tasks = []
     for task in view["tasks"]:
         tspec = st.task(task["name"])
@@ -104,7 +105,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
         row = dict(task, label=task_label(key, task["state"], task["name"], spec),
                    role_label=role_label(task["role"]), mine=mine,
                    assignee_name=names.get(task["assignee"], task["assignee"]),
-                   can_claim=task["status"] == "offered" and offered,
+                   can_claim=task["status"] == "offered" and offered and not voting,
                    can_release=mine and task["status"] == "allocated",
                    can_done=st.parallel and offered and task["assignee"] in (None, actor.username))
         if row["can_done"]:
@@ -123,6 +124,9 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
             "trigger": trigger, "label": trigger_label(key, trigger, view["state"], spec), "form": form,
             "quorum": quorum, "votes": vote_counts.get(trigger, 0), "voted": trigger in my_votes,
             "final": all(spec.state(d).final for d in dests),
+            "interrupt": any(t_.interrupt for t_ in transitions),
+            "holder": any(t_.roles is None for t_ in transitions),
+            "asks_comment": comment_rule(spec, view["state"], trigger) == "required",
             "dest_labels": [state_label(key, d, spec) for d in sorted(dests)],
             "open": f"a:{trigger}" in bound,
         })
@@ -132,9 +136,11 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
     extra_errors = [msg for key, form in bound.items() if key not in shown
                     for msg in form.general_errors + [e for f in form for e in (f.errors or [])]]
     if actions and not any(a["open"] for a in actions):
-        first = next((a for a in actions if not a["voted"]), None)
-        if first is not None:
-            first["open"] = True
+        # Open the step's usual action: the task holder's own, not an interruption, not a
+        # return (those ask for a comment); the definition's order breaks ties.
+        candidates = [a for a in actions if not a["voted"]]
+        if candidates:
+            min(candidates, key=lambda a: (a["interrupt"], not a["holder"], a["asks_comment"]))["open"] = True
 
     return render_template(
         "case.html", case=view, spec=spec, tasks=tasks, actions=actions, error=error, extra_errors=extra_errors,

@@ -43,6 +43,13 @@ def is_confidential(key: str) -> bool:
     return bool(spec and spec.confidential)
 
 
+def is_voting(key: str, state: str, spec: ProcessSpec | None = None) -> bool:
+    """A step decided by several people's votes (a quorum): nobody should take it for herself,
+    or it would vanish from the other voters' "available" lists."""
+    spec = spec or process_spec(key)
+    return bool(spec) and any(t_.quorum > 1 for t_ in spec.transitions_from(state))
+
+
 def process_title(key: str) -> str:
     spec = process_spec(key)
     return label(spec.title) if spec else key
@@ -256,7 +263,7 @@ def same_site_path(url: str | None) -> str | None:
 def template_helpers() -> dict[str, Any]:
     """Functions every template may call."""
     return {
-        "process_title": process_title, "is_confidential": is_confidential, "state_label": state_label, "task_label": task_label,
+        "process_title": process_title, "is_confidential": is_confidential, "is_voting": is_voting, "state_label": state_label, "task_label": task_label,
         "trigger_label": trigger_label, "role_label": role_label, "kind_label": kind_label,
         "fmt_dt": fmt_dt, "fmt_date": fmt_date, "due_hint": due_hint, "money": money,
     }

@@ -64,9 +64,10 @@ def start(process: str):
             try:
                 case_id = state.service.start_case(actor, process, unit, engine_data(form), comment_of(form))
             except (Invalid, Forbidden) as err:
-                apply_engine_errors(form, getattr(err, "details", {}))
-                if "org_unit" in form.general_errors or (err.details or {}).get("org_unit"):
+                details = dict(err.details or {})
+                if details.pop("org_unit", None) is not None or isinstance(err, Forbidden):
                     unit_error = error_text(err)
+                apply_engine_errors(form, details)
                 error, status = error_text(err), err.status
             else:
                 # Files go in once the case exists (they belong to it); the field lists them.

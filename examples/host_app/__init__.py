@@ -1,0 +1,1 @@
+"""An example host application (an ERP-like app with its own users and records) mounting Hexie."""
