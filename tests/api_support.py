@@ -100,9 +100,13 @@ def build_engine(sa_engine: Any, clock: Any = None) -> Engine:
     return engine
 
 
-def make_app(engine: Engine) -> Flask:
-    """The real app when the web core is importable, else a bare app with just the API blueprint."""
-    config = {"TESTING": True, "SECRET_KEY": SECRET, "WTF_CSRF_ENABLED": False}
+def make_app(engine: Engine, **extra: Any) -> Flask:
+    """The real app when the web core is importable, else a bare app with just the API blueprint.
+
+    Webhook delivery is off unless asked for (``HEXIE_WEBHOOKS=True``): the webhook tests
+    start their own dispatcher with a policy of their choosing.
+    """
+    config = {"TESTING": True, "SECRET_KEY": SECRET, "WTF_CSRF_ENABLED": False, "HEXIE_WEBHOOKS": False, **extra}
     try:
         from web import create_app
         return create_app(engine=engine, config=config)

@@ -18,10 +18,13 @@ from sqlalchemy import select
 
 from models import WebhookDelivery
 from workflows.tokens import make_token
-from workflows.webhooks import RetryPolicy, WebhookDispatcher, deliver_pending, verify_signature
+from workflows.webhooks import (
+    RetryPolicy, WebhookDispatcher, deliver_pending, ensure_dispatcher, verify_signature,
+)
 
 from .api_support import (
-    AID_APPLICATION, AID_DISBURSE, AID_SURVEY, DV_INTAKE, PASSWORD, SECRET, ApiEnv, api_env, error_of,
+    AID_APPLICATION, AID_DISBURSE, AID_SURVEY, PASSWORD, SECRET, ApiEnv, Clock, api_env, build_engine, error_of,
+    make_app,
 )
 
 
@@ -48,6 +51,15 @@ def test_token_refused_with_401(env: ApiEnv, body: dict) -> None:
     r = env.as_(None).post("/token", body)
     assert r.status_code == 401
     assert error_of(r)["code"] == "unauthorized"
+
+
+def test_repeated_wrong_passwords_are_throttled(env: ApiEnv) -> None:
+    client = env.as_(None)
+    for _ in range(5):
+        assert client.post("/token", {"username": "vrep1", "password": "guess"}).status_code == 401
+    r = client.post("/token", {"username": "vrep1", "password": PASSWORD})
+    assert r.status_code == 429 and error_of(r)["code"] == "too_many_attempts" and r.headers["Retry-After"]
+    assert client.post("/token", {"username": "vrep2", "password": PASSWORD}).status_code == 200
 
 
 @pytest.mark.parametrize("body, field", [
@@ -640,6 +652,19 @@ def test_webhook_delivered_after_commit_with_a_valid_signature(env: ApiEnv, rece
         assert {r.event for r in rows} == {"case_started", "state_changed"}
     finally:
         dispatcher.close()
+
+
+def test_mounting_the_api_starts_webhook_delivery(engine, receiver: Receiver) -> None:
+    hexie_engine = build_engine(engine)
+    app = make_app(hexie_engine, HEXIE_WEBHOOKS=True)  # as create_app / Hexie(app) do by default
+    state = app.extensions["hexie"]
+    env = ApiEnv(hexie_engine, app, state["service"], state["queries"], Clock(None))
+    try:
+        env.as_("admin").post("/webhooks", {"url": receiver.url, "events": ["case_started"]})
+        env.start_aid()
+        assert len(receiver.wait_for(1)) == 1
+    finally:
+        ensure_dispatcher(hexie_engine).close()
 
 
 def test_refused_action_sends_nothing(env: ApiEnv, receiver: Receiver) -> None:

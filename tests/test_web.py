@@ -678,3 +678,16 @@ def test_admin_link_when_admin_part_installed(env):
     assert ">管理<" in page_text(env.client("cm1").get("/")).replace("</svg>", ">")
     vr_page = page_text(env.client("vr1").get("/"))
     assert "/admin/away" in vr_page and ">管理<" not in vr_page.replace("</svg>", ">")
+
+
+def test_send_back_form_shows_only_its_own_fields(env):
+    case_id = new_aid_case(env)
+    cadre = env.client("tc1")
+    page = page_text(cadre.get(f"/cases/{case_id}"))
+    survey_form = page.split(f'/cases/{case_id}/actions/surveyed', 1)[1].split("</form>", 1)[0]
+    return_form = page.split(f'/cases/{case_id}/actions/return', 1)[1].split("</form>", 1)[0]
+    assert 'name="a-surveyed-survey_findings"' in survey_form
+    assert "survey_findings" not in return_form and 'name="a-return-comment"' in return_form
+    response = fire(env, cadre, "tc1", case_id, "return", comment="缺少户口本复印件")
+    assert response.status_code == 302, page_text(response)
+    assert env.queries.case(env.actor("tc1"), case_id)["state"] == "application"

@@ -28,7 +28,8 @@ def create_app(engine: Any = None, config: Mapping[str, Any] | None = None) -> F
     # Static files are served by Hexie's own blueprint (the same under a host app).
     app = Flask(__name__, static_folder=None)
     app.config.update(
-        SECRET_KEY=secret_key(),
+        # the instance key is made (and kept) only when the caller brings none
+        SECRET_KEY=(config or {}).get("SECRET_KEY") or secret_key(),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=os.environ.get("HEXIE_SECURE_COOKIES") == "1",

@@ -7,14 +7,13 @@ the engine sees them. The engine checks everything again; its
 :class:`~workflows.errors.Invalid` ``details`` are put back next to the same fields
 (:func:`apply_engine_errors`).
 
-Which fields a form has mirrors :mod:`workflows.service`: starting a case fills the
-initial state's task form; firing an action fills the state's (single) task form plus
-the forms of the action's transitions; marking a parallel task done fills that task's
-form.
+Which fields a form has mirrors the engine: starting a case fills the initial state's
+task form; firing an action fills :meth:`ProcessSpec.action_form` (see
+:func:`action_form`); marking a parallel task done fills that task's form.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping, Sequence
@@ -70,14 +69,21 @@ def start_form(spec: ProcessSpec) -> tuple[FormField, ...]:
 
 
 def action_form(spec: ProcessSpec, state_name: str, trigger: str) -> tuple[FormField, ...]:
-    """The fields submitted with ``trigger`` from ``state_name`` (as the engine validates them)."""
-    state = spec.state(state_name)
-    merged: dict[str, FormField] = {}
-    if not state.parallel:
-        _merge(state_form(state), merged)
-    for t_ in spec.transitions_from(state_name, trigger):
-        _merge(t_.form, merged)
-    return tuple(merged.values())
+    """The fields shown with ``trigger`` from ``state_name``, from the engine's form for it.
+
+    :meth:`ProcessSpec.action_form` is what the engine accepts and validates (the state's
+    task form, demanded only by an action that completes the task, plus the action's own
+    fields). A send-back, refusal or interruption (``comment: required`` or
+    ``interrupt``) shows just its own fields, so that returning a case is not buried
+    under the whole survey form; every other action shows the task form to check and
+    complete before it goes on.
+    """
+    entries = spec.action_form(state_name, trigger)
+    transitions = spec.transitions_from(state_name, trigger)
+    if not all(t_.comment == "required" or t_.interrupt for t_ in transitions):
+        return entries
+    own = {entry.name for t_ in transitions for entry in t_.form}
+    return tuple(entry for entry in entries if entry.name in own)
 
 
 def task_form(spec: ProcessSpec, state_name: str, task_name: str) -> tuple[FormField, ...]:

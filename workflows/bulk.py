@@ -28,7 +28,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -234,8 +234,8 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
                               created_at=now, updated_at=now, closed_at=now if initial.final else None,
                               subject=_subject(spec, values), confidential=spec.confidential, lock_version=1,
                               audit_head=event["hash"]))
-    conn.execute(insert(_CASES), case_rows)
-    conn.execute(insert(_EVENTS), events)
+    _insert_many(conn, _CASES, case_rows)
+    _insert_many(conn, _EVENTS, events)
     for case_id, (unit, _values) in zip(ids, prepared):
         engine.emit(s, "case_started", case_id=case_id, process=spec.key, state=initial.name, org_unit=unit.code)
     if initial.final:
@@ -255,7 +255,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     if task_rows:
         for task_id, row in zip(_allocate_ids(conn, _TASKS, len(task_rows)), task_rows):
             row["id"] = task_id
-        conn.execute(insert(_TASKS), task_rows)
+        _insert_many(conn, _TASKS, task_rows)
         for row in task_rows:
             engine.emit(s, "task_created", case_id=row["case_id"], task_id=row["id"], process=spec.key,
                         state=initial.name, name=row["name"], role=row["role"], assignee_id=row["assignee_id"])
@@ -264,7 +264,34 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
                   for case_id, (_unit, values) in zip(ids, prepared)
                   for trigger, due in timer_dues(initial, values, now)]
     if timer_rows:
-        conn.execute(insert(_TIMERS), timer_rows)
+        _insert_many(conn, _TIMERS, timer_rows)
+
+
+def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) by the driver's bulk path, in the current transaction.
+
+    Values go through the columns' own SQLAlchemy bind processing (JSON serialized
+    with the engine's serializer, SQLite datetimes as text ...), so they are stored
+    exactly as an ORM insert stores them; what is skipped is SQLAlchemy's per-row
+    statement machinery. PostgreSQL: one ``COPY ... FROM STDIN`` per batch and table;
+    SQLite: one ``executemany`` of a prepared INSERT.
+    """
+    if not rows:
+        return
+    names = list(rows[0])
+    quote = conn.dialect.identifier_preparer.quote
+    processors = [table.c[name].type.bind_processor(conn.dialect) for name in names]
+    values = [tuple(v if p is None else p(v) for v, p in zip((row[n] for n in names), processors))
+              for row in rows]
+    columns = ", ".join(quote(n) for n in names)
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+    else:
+        conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({', '.join('?' * len(names))})",
+                             values)
 
 
 def _allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:

@@ -197,7 +197,9 @@ class WebhookDispatcher:
 
     def __init__(self, engine: Engine, policy: RetryPolicy = DEFAULT_POLICY, max_workers: int = 4,
                  subscribe: bool = True) -> None:
-        self.engine = engine
+        # A weak reference: the engine holds the dispatcher (as a subscriber), not the reverse,
+        # so that an engine and its dispatcher go away together.
+        self._engine = weakref.ref(engine)
         self.policy = policy
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="hexie-webhook")
         self._timers: set[threading.Timer] = set()
@@ -205,6 +207,13 @@ class WebhookDispatcher:
         self._closed = False
         if subscribe:
             engine.subscribe(self.handle)
+
+    @property
+    def engine(self) -> Engine:
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("the engine of this webhook dispatcher is gone")
+        return engine
 
     def handle(self, event: Mapping[str, Any]) -> None:
         """The engine's subscriber: record the deliveries, then send them off the caller's thread."""
@@ -220,6 +229,8 @@ class WebhookDispatcher:
             self._pool.submit(self._run, delivery_id)
 
     def _run(self, delivery_id: int) -> None:
+        if self._engine() is None:
+            return
         try:
             status = deliver(self.engine, delivery_id, self.policy)
         except Exception:  # a broken database or receiver must not kill the pool thread

@@ -79,5 +79,20 @@ def unknown_route(path: str) -> Response:
     return error_response(404, "not_found", "没有这个地址 / no such API endpoint", {"path": request.path})
 
 
+@bp.record_once
+def _start_webhooks(setup) -> None:
+    """Deliver webhooks from this process once the API is mounted (``HEXIE_WEBHOOKS = False``: don't).
+
+    The dispatcher only subscribes to the engine's events; its threads start with the
+    first delivery. Deliveries left pending are retried by ``deliver_pending`` (the worker).
+    """
+    app = setup.app
+    state = app.extensions.get("hexie")
+    if state is None or not app.config.get("HEXIE_WEBHOOKS", True):
+        return
+    from workflows.webhooks import ensure_dispatcher
+    ensure_dispatcher(state["engine"])
+
+
 # The endpoints register themselves on ``bp`` (import for that effect).
 from . import openapi, views  # noqa: E402,F401

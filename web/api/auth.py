@@ -6,6 +6,8 @@ signs the tokens printed by ``hexie token``, so ``create_app`` must use
 """
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app, request
 from sqlalchemy import select
 
@@ -13,7 +15,7 @@ from models import User
 from workflows.access import Actor
 from workflows.auth import hash_password, verify_password
 from workflows.config import secret_key
-from workflows.errors import NotFound
+from workflows.errors import HexieError, NotFound
 from workflows.tokens import TOKEN_MAX_AGE, make_token, read_token
 
 from .routing import Unauthorized, hexie
@@ -26,8 +28,46 @@ def signing_key() -> str:
     return current_app.config.get("SECRET_KEY") or secret_key()
 
 
+class TooManyAttempts(HexieError):
+    """Too many wrong passwords for this username from this address: wait a minute."""
+
+    code = "too_many_attempts"
+    status = 429
+
+
+def _throttle() -> Any:
+    """The sign-in throttle shared with the web sign-in form (so alternating does not help)."""
+    try:
+        from web.auth import LoginThrottle, throttle
+    except ImportError:  # the web core is not there: the API alone
+        return None
+    try:
+        return throttle()
+    except (AttributeError, KeyError, TypeError):  # mounted without web.extension: one of our own
+        return current_app.extensions.setdefault("hexie_api_throttle", LoginThrottle())
+
+
 def issue_token(username: str, password: str) -> dict:
-    """``{"token", ...}`` for a right username and password; 401 otherwise (never says which was wrong)."""
+    """``{"token", ...}`` for a right username and password; 401 otherwise (never says which was wrong).
+
+    Repeated failures for one username from one address are refused for a while (429),
+    with the same throttle as the sign-in form.
+    """
+    throttle, address = _throttle(), request.remote_addr or ""
+    if throttle is not None and throttle.blocked(username, address):
+        raise TooManyAttempts("尝试次数过多，请稍后再试", "too many failed attempts; try again in a minute")
+    try:
+        token = _check_password(username, password)
+    except Unauthorized:
+        if throttle is not None:
+            throttle.failed(username, address)
+        raise
+    if throttle is not None:
+        throttle.succeeded(username, address)
+    return token
+
+
+def _check_password(username: str, password: str) -> dict:
     global _dummy_hash
     with hexie()["engine"].session_factory() as s:
         user = s.scalars(select(User).where(User.username == username)).first()

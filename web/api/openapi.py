@@ -12,7 +12,6 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Response, current_app, request
-from marshmallow import Schema
 
 from . import bp
 from .routing import ID_RANGES, OPERATIONS, Operation, json_response, operation
@@ -23,7 +22,7 @@ VERSION = "1.0.0"
 _ERROR_TEXT = {400: "malformed request / 请求格式有误", 401: "no or bad token / 需要有效令牌",
                403: "forbidden / 无权操作", 404: "not found or not visible / 不存在或不可见",
                405: "method not allowed / 不支持此方法", 409: "conflict / 冲突",
-               422: "not allowed now / 当前不能执行"}
+               422: "not allowed now / 当前不能执行", 429: "too many attempts / 尝试次数过多"}
 
 
 _PATH_EXAMPLES = {"process": "poor_mother_aid", "trigger": "approve"}

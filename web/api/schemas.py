@@ -7,7 +7,7 @@ ISO 8601 with an explicit UTC offset (they are stored as naive UTC).
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -205,10 +205,14 @@ class ActionOutcomeSchema(Schema):
 
 
 class CaseSchema(Schema):
-    """One case as the caller may see it (sensitive fields masked unless she works it)."""
+    """One case as the caller may see it (sensitive fields masked unless she works it).
+
+    Only ``id`` is certain: after an action that takes the case out of the caller's
+    sight, the answer is ``{id, state, outcome}`` alone.
+    """
 
     id = fields.Integer(required=True)
-    process = fields.String(required=True)
+    process = fields.String()
     version = fields.Integer()
     state = fields.String()
     org_unit = fields.String()

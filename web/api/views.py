@@ -42,7 +42,8 @@ def _paged(page: Any, schema: Any) -> Response:
 @operation(bp, "/token", "POST", summary="Get an API token / 获取令牌", tag="auth", auth=False,
            body=TokenRequestSchema, body_required=True,
            responses={200: ("a token for the Authorization: Bearer header", TokenSchema),
-                      400: ("malformed body", ERR), 401: ("wrong username or password", ERR)})
+                      400: ("malformed body", ERR), 401: ("wrong username or password", ERR),
+                      429: ("too many wrong passwords for this username: wait a minute", ERR)})
 def create_token(body: dict[str, Any]) -> Response:
     """Exchange a username and password for a signed, time-limited token."""
     return json_response(TokenSchema().dump(issue_token(body["username"], body["password"])))
@@ -124,13 +125,9 @@ def fire_action(case_id: int, trigger: str, body: dict[str, Any]) -> Response:
     outcome = {k: result[k] for k in ("outcome", "state", "votes", "quorum") if k in result}
     try:
         case = state["queries"].case(g.actor, case_id)
-    except NotFound:  # the action took the case out of the caller's sight
-        case = {"id": case_id, "process": None}
-    case = {**case, "outcome": outcome}
-    if case.get("process") is None:
-        case.pop("process")
-        case["state"] = result.get("state")
-    return json_response(CaseSchema().dump(case))
+    except NotFound:  # the action took the case out of the caller's sight: say only what she did
+        case = {"id": case_id, "state": result.get("state")}
+    return json_response(CaseSchema().dump({**case, "outcome": outcome}))
 
 
 @operation(bp, "/cases/<case_id>/history", "GET", summary="A case's history / 办理记录", tag="cases",

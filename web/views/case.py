@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from werkzeug.datastructures import CombinedMultiDict
 
 from models import OrgUnit, RoleAssignment, User, Vote
-from workflows.errors import Conflict, Forbidden, HexieError, Invalid, NotFound
+from workflows.errors import Conflict, Forbidden, Invalid, NotFound
 from workflows.org import ancestor_paths
 from workflows.spec import FormField, ProcessSpec
 
