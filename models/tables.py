@@ -163,6 +163,9 @@ class Task(Base):
         Index("ix_tasks_status_due_at", "status", "due_at"),
         Index("ix_tasks_status_escalate_at", "status", "escalate_at"),
         Index("ix_tasks_case_id_status", "case_id", "status"),
+        # the escalation arm of the "available" inbox (migration 0002)
+        Index("ix_tasks_escalate_to_status_org_path", "escalate_to", "status", "org_path",
+              postgresql_where=text("escalated IS TRUE"), sqlite_where=text("escalated IS 1")),
         {"sqlite_autoincrement": True},
     )
 

@@ -123,6 +123,9 @@ class CaseQueries:
                                    self.engine.clock().date())
         waiting = state.parallel and any(not t.optional for t in open_tasks)
         taken_by_other = bool(open_tasks) and all(t.assignee_id not in (None, actor.user_id) for t in open_tasks)
+        def form_fields(trigger: str) -> set[str]:
+            return {f.name for f in spec.action_form(state.name, trigger)}
+
         out = []
         for trigger in compiled.triggers(state.name):
             for _, t in compiled.candidates(state.name, trigger):
@@ -132,8 +135,9 @@ class CaseQueries:
                     continue
                 if waiting and not t.interrupt:
                     continue
-                if t.when is not None and not t.form and not compiled.select(state.name, trigger, ctx).transition:
-                    continue
+                if t.when is not None and not (t.when.names & form_fields(trigger)) \
+                        and not compiled.select(state.name, trigger, ctx).transition:
+                    continue  # the guard reads only what the case already holds, and it fails
                 out.append(trigger)
                 break
         return out
