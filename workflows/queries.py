@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models import AuditEvent, Case, OrgUnit, Task, User
@@ -202,14 +202,23 @@ class CaseQueries:
                 where = and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
             else:
                 where = and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered))
-            stmt = select(Task, Case.subject, Case.confidential).join(Case, Case.id == Task.case_id).where(where)
+            # One statement for the page, its total (a window count) and the holders' names;
+            # a second only for a page past the end, where no row carries the total.
+            stmt = (select(Task, Case.subject, Case.confidential, User.username, func.count().over())
+                    .join(Case, Case.id == Task.case_id)
+                    .outerjoin(User, User.id == Task.assignee_id).where(where))
             stmt = self._filters(s, stmt, Task, process, state, org_unit, search)
-            total = self.engine.count(s, stmt)
             order = [Task.due_at.is_(None), Task.due_at, Task.id] if view != "mine" else [Task.id.desc()]
             rows = s.execute(stmt.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
-            people = _usernames(s, {t.assignee_id for t, _, _ in rows})
+            if rows:
+                total = rows[0][4]
+            elif page == 1:
+                total = 0
+            else:
+                total = self.engine.count(s, stmt.with_only_columns(Task.id))
+            people = {t.assignee_id: name for t, _, _, name, _ in rows if t.assignee_id is not None}
             items = []
-            for task, subject, confidential in rows:
+            for task, subject, confidential, _name, _total in rows:
                 row = task_row(task, people, now)
                 row["subject"] = None if confidential else subject
                 items.append(row)
