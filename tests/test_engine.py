@@ -371,3 +371,18 @@ def test_a_version_published_by_one_worker_reaches_the_others(env):
     # a restart reading the old file does not roll the published version back
     restarted = Engine(env.engine.session_factory, load_definitions_strict(FIXTURES), clock=env.clock)
     assert restarted.sync_definitions()["aid"] == 2
+
+
+def test_unstorable_input_is_refused_cleanly(env):
+    rep = env.actor("rep")
+    for bad in ("a\x00b", "\ud800"):
+        with pytest.raises(Invalid) as info:
+            env.service.start_case(rep, "aid", "t01v01", {**APPLICATION, "applicant_name": bad})
+        assert "applicant_name" in info.value.details
+    for huge in (2**63, 2**64):
+        with pytest.raises(NotFound):
+            env.queries.case(rep, huge)
+        with pytest.raises(NotFound):
+            env.service.claim(rep, huge)
+    with pytest.raises(NotFound):
+        env.engine.actor("a\x00")

@@ -138,13 +138,18 @@ def serve(host: str, port: int, debug: bool) -> None:
 @click.option("--once", is_flag=True, help="run what is due now and exit")
 @click.option("--interval", default=30.0, show_default=True, help="seconds between rounds")
 def worker(once: bool, interval: float) -> None:
-    """执行到期定时器、升级和提醒 / Run due timers, escalations and reminders."""
+    """执行到期定时器、升级和推送 / Run due timers, escalations and webhook deliveries."""
     from .service import WorkflowService
-    service = WorkflowService(build_engine())
+    from .webhooks import deliver_pending, enqueue
+    engine = build_engine()
+    engine.subscribe(lambda event: enqueue(engine, event))  # timers' state changes reach webhooks too
+    service = WorkflowService(engine)
     while True:
         fired = service.run_due_timers()
         escalated = service.escalate_overdue()
-        click.echo(f"定时器 / timers fired: {fired}; 升级 / escalated: {escalated}")
+        delivered = deliver_pending(engine)
+        click.echo(f"定时器 / timers fired: {fired}; 升级 / escalated: {escalated}; "
+                   f"推送 / webhooks delivered: {delivered}")
         if once:
             return
         time.sleep(interval)

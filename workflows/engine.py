@@ -157,6 +157,8 @@ class Engine:
     # -- people ----------------------------------------------------------------
     def actor(self, username: str) -> Actor:
         """Load a user and the roles she holds where (one query for the roles)."""
+        if not username or "\x00" in username or len(username) > 80:
+            raise NotFound("没有这个用户", f"no active user {username!r}")
         with self.session_factory() as s:
             user = s.scalars(select(User).where(User.username == username)).first()
             if user is None or not user.active:

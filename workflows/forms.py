@@ -40,6 +40,17 @@ def _bounds(field: FieldSpec, value: int | Decimal) -> None:
         raise FieldError(f"不能大于 {field.max}", f"must be at most {field.max}")
 
 
+def storable_text(text: str) -> bool:
+    """False for text no database can keep: NUL characters and lone UTF-16 surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def coerce_value(field: FieldSpec, value: Any) -> Any:
     """Check one non-empty value and return its stored (JSON-safe) form."""
     kind = field.type
@@ -47,6 +58,8 @@ def coerce_value(field: FieldSpec, value: Any) -> Any:
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise FieldError("应为文本", "must be text")
         text = str(value).strip()
+        if not storable_text(text):
+            raise FieldError("包含无法保存的字符", "contains characters that cannot be stored (NUL, lone surrogates)")
         if field.max_length is not None and len(text) > field.max_length:
             raise FieldError(f"最多 {field.max_length} 个字符", f"at most {field.max_length} characters")
         if field.pattern and not re.fullmatch(field.pattern, text):

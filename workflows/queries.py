@@ -8,18 +8,20 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from models import AuditEvent, Case, OrgUnit, Task, User
 
 from .access import Actor, can_see_case, may_take, offered_tasks_clause, visible_cases_clause
 from .engine import Engine
 from .errors import BadRequest, NotFound
+from .forms import storable_text
 from .machine import FireContext
 from .org import in_subtree
 from .spec import ProcessSpec
 
 OPEN = ("offered", "allocated")
+MAX_ID = 2**63 - 1  # ids are BIGINT: anything larger cannot name a row
 MASK = "***"
 TASK_VIEWS = ("mine", "available", "overdue", "escalated")
 
@@ -34,6 +36,11 @@ class Page:
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
+
+
+def is_row_id(value: int) -> bool:
+    """True when ``value`` can be the id of a row (so looking it up cannot overflow the column)."""
+    return isinstance(value, int) and 0 < value <= MAX_ID
 
 
 def _worked(s: Session, actor: Actor, case: Case) -> bool:
@@ -86,18 +93,28 @@ class CaseQueries:
     def case(self, actor: Actor, case_id: int) -> dict[str, Any]:
         """``{id, process, version, state, org_unit, data, tasks, actions, lock_version, ...}``."""
         with self.engine.session_factory() as s:
-            case = s.get(Case, case_id)
-            if case is None or not can_see(s, self.engine, actor, case):
+            # the case with its unit and its creator's name: one statement
+            row = s.execute(select(Case, OrgUnit, User.username).join(OrgUnit, OrgUnit.id == Case.org_unit_id)
+                            .outerjoin(User, User.id == Case.created_by_id)
+                            .where(Case.id == case_id)).first() if is_row_id(case_id) else None
+            if row is None or not can_see(s, self.engine, actor, row[0]):
                 raise NotFound("没有这个案件", f"no case {case_id}")
-            return self._view(s, actor, case)
+            return self._view(s, actor, *row)
 
-    def _view(self, s: Session, actor: Actor, case: Case) -> dict[str, Any]:
+    def _view(self, s: Session, actor: Actor, case: Case, unit: OrgUnit, creator: str | None) -> dict[str, Any]:
         spec = self.engine.spec_of(s, case.process_version_id)
-        tasks = list(s.scalars(select(Task).where(Task.case_id == case.id).order_by(Task.id)))
+        # the tasks with the names of who holds and who completed each: one statement
+        holder, finisher = aliased(User), aliased(User)
+        rows = s.execute(select(Task, holder.username, finisher.username)
+                         .outerjoin(holder, holder.id == Task.assignee_id)
+                         .outerjoin(finisher, finisher.id == Task.completed_by_id)
+                         .where(Task.case_id == case.id).order_by(Task.id)).all()
+        tasks = [t for t, _, _ in rows]
+        people = {case.created_by_id: creator}
+        for t, held_by, done_by in rows:
+            people[t.assignee_id], people[t.completed_by_id] = held_by, done_by
+        people.pop(None, None)
         open_tasks = [t for t in tasks if t.status in OPEN]
-        unit = s.get(OrgUnit, case.org_unit_id)
-        people = _usernames(s, {t.assignee_id for t in tasks} | {t.completed_by_id for t in tasks}
-                            | {case.created_by_id})
         working = works_on(s, actor, case, open_tasks)
         now = self.engine.clock()
         return {
@@ -145,7 +162,7 @@ class CaseQueries:
     def history(self, actor: Actor, case_id: int) -> list[dict[str, Any]]:
         """The audit events of a case, oldest first."""
         with self.engine.session_factory() as s:
-            case = s.get(Case, case_id)
+            case = s.get(Case, case_id) if is_row_id(case_id) else None
             if case is None or not can_see(s, self.engine, actor, case):
                 raise NotFound("没有这个案件", f"no case {case_id}")
             spec = self.engine.spec_of(s, case.process_version_id)
@@ -234,6 +251,8 @@ class CaseQueries:
             if path is None:
                 raise BadRequest("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": org_unit})
             stmt = stmt.where(in_subtree(table.org_path, path))
+        if any(v and not storable_text(str(v)) for v in (process, state, org_unit, search)):
+            raise BadRequest("查询条件包含无效字符", "filters contain characters that cannot be stored")
         if search:
             stmt = stmt.where(Case.subject.contains(search.strip()[:100], autoescape=True),
                               Case.confidential.is_(False))

@@ -421,14 +421,15 @@ class WorkflowService:
         A task offered to the actor makes its case reachable for that task's verbs, even in a
         confidential process (claiming it is how she starts working the case).
         """
-        from .queries import can_see
-        case = s.scalars(_CASE_FOR_UPDATE, {"case_id": case_id}).first()
+        from .queries import can_see, is_row_id
+        case = s.scalars(_CASE_FOR_UPDATE, {"case_id": case_id}).first() if is_row_id(case_id) else None
         if case is None or not ((task is not None and may_take(actor, task)) or can_see(s, self.engine, actor, case)):
             raise NotFound("没有这个案件", f"no case {case_id}")
         return case
 
     def _task_for_update(self, s: Session, actor: Actor, task_id: int) -> tuple[Task, Case, ProcessSpec]:
-        task = s.get(Task, task_id)
+        from .queries import is_row_id
+        task = s.get(Task, task_id) if is_row_id(task_id) else None
         if task is None:
             raise NotFound("没有这个任务", f"no task {task_id}")
         case = self._case_for_update(s, actor, task.case_id, task)
