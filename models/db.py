@@ -42,7 +42,8 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps`` default for stored values (also used by the audit hash)."""
     # Money and dates travel as strings; anything else is a programming error.
     if isinstance(value, Decimal):
         return str(value)
@@ -55,7 +56,7 @@ def _json_default(value: Any) -> Any:
 
 def json_dumps(value: Any) -> str:
     """Serialize a JSON column value: readable Chinese, Decimal and dates as strings."""
-    return json.dumps(value, ensure_ascii=False, default=_json_default)
+    return json.dumps(value, ensure_ascii=False, default=json_default)
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -37,12 +37,12 @@ from typing import Any, Iterable, Mapping
 from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request,
                    send_from_directory, url_for)
 from markupsafe import Markup, escape
-from sqlalchemy import and_, false, func, or_, select, text, true
+from sqlalchemy import and_, func, or_, select, text, true
 from sqlalchemy.orm import Session
 
 from models import Case, OrgUnit, ProcessVersion, RoleAssignment, Task, User, Vote
 from workflows import audit
-from workflows.access import MANAGER_ROLES, Actor, visible_cases_clause
+from workflows.access import MANAGER_ROLES, Actor, team_tasks_clause, visible_cases_clause
 from workflows.errors import HexieError
 from workflows.loader import load_process_text
 from workflows.org import CODE_RE, USERNAME_RE, OrgFileError, ancestor_paths, load_org
@@ -455,24 +455,16 @@ def approvals():
 
 # ====================================================================== team work
 
-def _manager_paths(actor: Actor) -> list[str]:
-    return sorted({a.unit_path for a in actor.assignments if a.role in MANAGER_ROLES})
-
-
 def _team_filter(actor: Actor):
     """Open tasks under a unit where she is a manager, of cases she may see."""
-    paths = _manager_paths(actor)
-    area = or_(*(Task.org_path.startswith(p, autoescape=True) for p in paths)) if paths else false()
-    return and_(Task.status.in_(OPEN), area, visible_cases_clause(actor, _engine().processes.values()))
+    return and_(Task.status.in_(OPEN), team_tasks_clause(actor),
+                visible_cases_clause(actor, _engine().processes.values()))
 
 
 def _team_counts(actor: Actor) -> tuple[int, int]:
-    engine = _engine()
-    stmt = select(func.count(), func.count().filter(Task.due_at < engine.clock())) \
-        .select_from(Task).join(Case, Case.id == Task.case_id).where(_team_filter(actor))
-    with engine.session_factory() as s:
-        total, overdue = s.execute(stmt).one()
-    return int(total or 0), int(overdue or 0)
+    queries = hexie_state().queries
+    return (queries.tasks(actor, "team", per_page=1).total,
+            queries.tasks(actor, "team", overdue_only=True, per_page=1).total)
 
 
 @bp.route("/tasks")
@@ -490,31 +482,16 @@ def tasks():
     search = (args.get("q") or "").strip()[:100] or None
     only_overdue = args.get("overdue") == "1"
     page = _page_arg()
-    now = engine.clock()
-    with engine.session_factory() as s:
-        stmt = (select(Task, Case.subject, Case.confidential, OrgUnit.name)
-                .join(Case, Case.id == Task.case_id).join(OrgUnit, OrgUnit.id == Task.org_unit_id)
-                .where(_team_filter(actor)))
-        if process:
-            stmt = stmt.where(Task.process_key == process)
-        if state:
-            stmt = stmt.where(Task.state == state)
-        if unit:
-            path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == unit))
-            stmt = stmt.where(Task.org_path.startswith(path, autoescape=True)) if path else stmt.where(false())
-        if search:
-            stmt = stmt.where(Case.subject.contains(search, autoescape=True), Case.confidential.is_(False))
-        if only_overdue:
-            stmt = stmt.where(Task.due_at < now)
-        total = engine.count(s, stmt)
-        rows = s.execute(stmt.order_by(Task.due_at.is_(None), Task.due_at, Task.id)
-                         .offset((page - 1) * PER_PAGE).limit(PER_PAGE)).all()
-        people = {i: u for i, (u, _) in _names(s, [r[0].assignee_id for r in rows]).items()}
-        items = []
-        for task, subject, confidential, unit_name in rows:
-            row = task_row(task, people, now)
-            row.update(subject=None if confidential else subject, unit_name=unit_name, confidential=confidential)
-            items.append(row)
+    try:
+        result = hexie_state().queries.tasks(actor, "team", process=process, state=state, org_unit=unit,
+                                             search=search, overdue_only=only_overdue, page=page,
+                                             per_page=PER_PAGE)
+    except HexieError:  # an unknown unit in the filter: nothing matches
+        result = None
+    items = result.items if result else []
+    for row in items:
+        row["unit_name"] = row["org_unit_name"]
+    total = result.total if result else 0
     pages = max(1, -(-total // PER_PAGE))
     processes = [(k, label(spec.title)) for k, spec in sorted(engine.processes.items())]
     states = [(st.name, label(st.label)) for st in engine.processes[process].states] if process else []

@@ -124,6 +124,12 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec]):
     return or_(*clauses) if clauses else false()
 
 
+def team_tasks_clause(actor: Actor):
+    """A WHERE clause for tasks in the areas where ``actor`` is a manager (who may reassign them)."""
+    paths = sorted(set(actor.paths_for(MANAGER_ROLES)))
+    return or_(*(in_subtree(Task.org_path, p) for p in paths)) if paths else false()
+
+
 def offered_tasks_clause(actor: Actor):
     """A WHERE clause for open tasks offered to ``actor``'s roles in her area."""
     clauses = []

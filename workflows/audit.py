@@ -13,14 +13,14 @@ import hashlib
 import json
 from itertools import groupby
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
-from decimal import Decimal
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from models import AuditEvent, Case, User, utcnow
+from models.db import json_default
 
 SYSTEM_ACTOR = "system"
 
@@ -29,20 +29,10 @@ HASHED_FIELDS = ("prev_hash", "case_id", "seq", "at", "actor", "kind", "trigger"
                  "from_state", "to_state", "comment", "changes")
 
 
-def _canonical_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def canonical_json(value: Any) -> str:
     """JSON that is the same text for the same content: sorted keys, no spaces."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_canonical_default)
+                      default=json_default)
 
 
 def _naive_utc(at: datetime) -> datetime:

@@ -5,9 +5,8 @@ import os
 import secrets
 from pathlib import Path
 
-from models import database_url  # noqa: F401  (HEXIE_DATABASE_URL, default sqlite:///hexie.db)
-
-from .loader import default_definitions_dir  # noqa: F401  (HEXIE_DEFINITIONS)
+# HEXIE_DATABASE_URL is read by models.database_url(), HEXIE_DEFINITIONS by
+# workflows.loader.default_definitions_dir(); what is generated lives here.
 
 
 def instance_dir() -> Path:

@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from models import AuditEvent, Case, OrgUnit, Task, User
 
-from .access import Actor, can_see_case, may_take, offered_tasks_clause, visible_cases_clause
+from .access import (Actor, can_see_case, may_take, offered_tasks_clause, team_tasks_clause,
+                     visible_cases_clause)
 from .engine import Engine
 from .errors import BadRequest, NotFound
 from .forms import storable_text
@@ -23,7 +24,7 @@ from .spec import ProcessSpec
 OPEN = ("offered", "allocated")
 MAX_ID = 2**63 - 1  # ids are BIGINT: anything larger cannot name a row
 MASK = "***"
-TASK_VIEWS = ("mine", "available", "overdue", "escalated")
+TASK_VIEWS = ("mine", "available", "overdue", "escalated", "team")
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,10 @@ class CaseQueries:
             return Page(items, total, page, per_page)
 
     def tasks(self, actor: Actor, view: str = "mine", *, process: str | None = None, state: str | None = None,
-              org_unit: str | None = None, search: str | None = None, page: int = 1, per_page: int = 50) -> Page:
-        """A task inbox: ``mine``, ``available``, ``overdue`` or ``escalated``."""
+              org_unit: str | None = None, search: str | None = None, overdue_only: bool = False,
+              page: int = 1, per_page: int = 50) -> Page:
+        """A task inbox: ``mine``, ``available``, ``overdue``, ``escalated``, or ``team`` (a manager's
+        area: every open task of the cases she may see there)."""
         if view not in TASK_VIEWS:
             raise BadRequest("未知的视图", f"view must be one of {', '.join(TASK_VIEWS)}", {"view": view})
         page, per_page = _paging(page, per_page)
@@ -217,27 +220,26 @@ class CaseQueries:
                 where = offered
             elif view == "overdue":
                 where = and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
-            else:
+            elif view == "escalated":
                 where = and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered))
-            # One statement for the page, its total (a window count) and the holders' names;
-            # a second only for a page past the end, where no row carries the total.
-            stmt = (select(Task, Case.subject, Case.confidential, User.username, func.count().over())
-                    .join(Case, Case.id == Task.case_id)
-                    .outerjoin(User, User.id == Task.assignee_id).where(where))
+            else:
+                where = and_(Task.status.in_(OPEN), team_tasks_clause(actor),
+                             visible_cases_clause(actor, self.engine.processes.values()))
+            if overdue_only:
+                where = and_(where, Task.due_at < now)
+            stmt = (select(Task, Case.subject, Case.confidential, OrgUnit.name)
+                    .join(Case, Case.id == Task.case_id).join(OrgUnit, OrgUnit.id == Task.org_unit_id)
+                    .where(where))
             stmt = self._filters(s, stmt, Task, process, state, org_unit, search)
+            total = self.engine.count(s, stmt)
             order = [Task.due_at.is_(None), Task.due_at, Task.id] if view != "mine" else [Task.id.desc()]
             rows = s.execute(stmt.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
-            if rows:
-                total = rows[0][4]
-            elif page == 1:
-                total = 0
-            else:
-                total = self.engine.count(s, stmt.with_only_columns(Task.id))
-            people = {t.assignee_id: name for t, _, _, name, _ in rows if t.assignee_id is not None}
+            people = _usernames(s, {row[0].assignee_id for row in rows})
             items = []
-            for task, subject, confidential, _name, _total in rows:
+            for task, subject, confidential, unit_name in rows:
                 row = task_row(task, people, now)
-                row["subject"] = None if confidential else subject
+                row.update(subject=None if confidential else subject, confidential=confidential,
+                           org_unit_name=unit_name)
                 items.append(row)
             return Page(items, total, page, per_page)
 

@@ -13,11 +13,9 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from workflows.engine import EVENT_KINDS
+from workflows.queries import MAX_ID, TASK_VIEWS  # one list of inbox views; ids are BIGINT
 
-#: Largest id a path may name: BIGINT on PostgreSQL.
-MAX_ID = 2**63 - 1
 MAX_PAGE = 1_000_000
-TASK_VIEWS = ("mine", "available", "overdue", "escalated")
 
 
 class UTCDateTime(fields.DateTime):
