@@ -254,15 +254,27 @@ def bench_db(kind: str, args) -> dict[str, Any]:
     stepper = RawStepper(url, sync)
     raw_round(stepper, raw_cases(engine, start_cases(engine, service, 20)), actors)
 
-    print(f"[{kind}] preparing {2 * args.rounds * per_round:,} cases ...", flush=True)
+    # what if: the same engine without the pool's ping before each checkout (models.db sets it)
+    if args.what_if:
+        nping, nping_service, _ = make_bench_engine(url, pool_pre_ping=False, **engine_kw)
+        if sync:
+            event.listen(nping.session_factory.kw["bind"], "connect",
+                         lambda dbapi, _: dbapi.execute(f"PRAGMA synchronous={sync}"))
+        hexie_round(nping, nping_service, start_cases(nping, nping_service, 20))
+    print(f"[{kind}] preparing {(3 if args.what_if else 2) * args.rounds * per_round:,} cases ...", flush=True)
     hexie_ids = [start_cases(engine, service, per_round) for _ in range(args.rounds)]
     raw_sets = [raw_cases(engine, start_cases(engine, service, per_round)) for _ in range(args.rounds)]
+    nping_ids = [start_cases(nping, nping_service, per_round) for _ in range(args.rounds)] if args.what_if else []
     rounds = []
     for r in range(args.rounds):
         raw = raw_round(stepper, raw_sets[r], actors)
         hexie = hexie_round(engine, service, hexie_ids[r])
         rounds.append({"raw": raw, "hexie": hexie, "ratio": hexie / raw})
-        print(f"[{kind}] round {r + 1}: raw {raw:,.0f}/s  hexie {hexie:,.0f}/s  ratio {hexie / raw:.2f}", flush=True)
+        if args.what_if:
+            rounds[-1]["hexie_no_pre_ping"] = hexie_round(nping, nping_service, nping_ids[r])
+            rounds[-1]["ratio_no_pre_ping"] = rounds[-1]["hexie_no_pre_ping"] / raw
+        print(f"[{kind}] round {r + 1}: raw {raw:,.0f}/s  hexie {hexie:,.0f}/s  ratio {hexie / raw:.2f}"
+              + (f"  (no pre-ping {rounds[-1]['hexie_no_pre_ping']:,.0f}/s)" if args.what_if else ""), flush=True)
     result: dict[str, Any] = {
         "url": url.split("@")[-1], "sqlite_synchronous": sync or ("FULL (default)" if kind == "sqlite" else None),
         "steps_per_round": 3 * per_round, "rounds": rounds,
@@ -271,6 +283,10 @@ def bench_db(kind: str, args) -> dict[str, Any]:
         "ratio": median([r["ratio"] for r in rounds]),
         "queries_per_step": query_counts(engine, service),
     }
+    if args.what_if:
+        result["hexie_no_pre_ping_steps_per_s"] = median([r["hexie_no_pre_ping"] for r in rounds])
+        result["ratio_no_pre_ping"] = median([r["ratio_no_pre_ping"] for r in rounds])
+        nping.session_factory.kw["bind"].dispose()
 
     if args.profile:
         ids = start_cases(engine, service, per_round)
@@ -339,6 +355,8 @@ def main() -> None:
     parser.add_argument("--pgbench-scale", type=int, default=10)
     parser.add_argument("--no-pgbench", action="store_true")
     parser.add_argument("--profile", action="store_true", help="write a cProfile of one Hexie round per database")
+    parser.add_argument("--what-if", action="store_true",
+                        help="also time Hexie with pool_pre_ping off (one round trip less per transaction)")
     args = parser.parse_args()
     args.steps = args.steps or (3000 if args.full else 900)
     args.rounds = args.rounds or (9 if args.full else 5)
@@ -359,6 +377,9 @@ def main() -> None:
         target = targets["sqlite" if name.startswith("sqlite") else "postgres"]
         rows.append([name, "1 thread", f"raw SQL {r['raw_steps_per_s']:,.0f}/s", r["hexie_steps_per_s"],
                      r["ratio"], f">= {target}", r["queries_per_step"]["submit"]["count"]])
+        if "ratio_no_pre_ping" in r:
+            rows.append([name, "1 thread, what if: no pre-ping", "", r["hexie_no_pre_ping_steps_per_s"],
+                         r["ratio_no_pre_ping"], "", ""])
         t = r.get("threads")
         if t:
             rows.append([name, f"{t['threads']} threads", f"raw SQL {t['raw']:,.0f}/s", t["hexie"],

@@ -25,7 +25,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Iterator
 
-from common import DEFINITIONS, fresh_pg, pg_url, table
+from common import DEFINITIONS, fresh_pg, table
 
 INBOX_DATABASE = "hexie_bench_inbox"
 COUNTIES, TOWNS = 100, 14
@@ -133,8 +133,8 @@ def cases_and_tasks(n: int, province: Province, flow: dict, versions: dict[str, 
             data = {"subject_name": name, "household_size": rng.randint(1, 8), "note": "基准测试数据"}
             subject = "" if spec.confidential else name
             updated = created + timedelta(days=rng.randint(1, 60))
-            yield (case_id, versions[key], key, state_name, json.dumps(data, ensure_ascii=False), vid, path,
-                   None, created, updated, updated if closed else None, subject, spec.confidential, 1)
+            case_row = (case_id, versions[key], key, state_name, json.dumps(data, ensure_ascii=False), vid, path,
+                        None, created, updated, updated if closed else None, subject, spec.confidential, 1)
             # its three tasks: the most recent steps before the current one, then the current one
             history = [steps[(idx - j) % len(steps)] for j in (2, 1)] if idx >= 2 or closed else \
                 [steps[0]] * (2 - idx) + steps[:idx]
@@ -156,6 +156,7 @@ def cases_and_tasks(n: int, province: Province, flow: dict, versions: dict[str, 
                 escalated = bool(tspec.escalate) and rng.random() < 0.15
                 task_queue.append(_task(state, case_id, key, sname, tspec, vid, path,
                                         "allocated" if holder else "offered", holder, at, escalated=escalated))
+            yield case_row   # after its tasks are queued: they are written right after its chunk of cases
 
     def gen_tasks() -> Iterator[tuple]:
         yield from task_queue

@@ -16,9 +16,11 @@ Two streaming passes, so memory stays flat whatever the file's size:
    transaction.
 
 Nothing is written when any row is invalid. A batch commits on its own: this is
-safe because pass 1 proved every row valid; should a row turn invalid between the
-passes (an org unit or a role removed meanwhile), the import stops at that batch and
-reports how many cases earlier batches had already started.
+safe because pass 1 proved every row valid. Pass 2 checks each row again (against the
+org units read afresh; the importer's roles are those of the ``Actor`` passed in, as
+for any service call); should a row turn invalid between the passes (its unit removed
+meanwhile), the import stops at that batch with :class:`ImportAborted`, which says how
+many cases earlier batches had already started.
 """
 from __future__ import annotations
 
@@ -116,6 +118,7 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
     if result.errors or not columns:
         return result
 
+    units = _load_units(engine)   # read again: a unit may have gone since pass 1
     rows = _rows(csv_path, spec)
     while True:
         batch = list(islice(rows, batch_size))

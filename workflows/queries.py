@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from models import AuditEvent, Case, OrgUnit, Task, User
@@ -227,16 +227,24 @@ class CaseQueries:
                              visible_cases_clause(actor, self.engine.processes.values()))
             if overdue_only:
                 where = and_(where, Task.due_at < now)
-            stmt = (select(Task, Case.subject, Case.confidential, OrgUnit.name)
+            # One statement for the page, its total (a window count) and the holders' names;
+            # a second only for a page past the end, where no row carries the total.
+            stmt = (select(Task, Case.subject, Case.confidential, OrgUnit.name, User.username, func.count().over())
                     .join(Case, Case.id == Task.case_id).join(OrgUnit, OrgUnit.id == Task.org_unit_id)
+                    .outerjoin(User, User.id == Task.assignee_id)
                     .where(where))
             stmt = self._filters(s, stmt, Task, process, state, org_unit, search)
-            total = self.engine.count(s, stmt)
             order = [Task.due_at.is_(None), Task.due_at, Task.id] if view != "mine" else [Task.id.desc()]
             rows = s.execute(stmt.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
-            people = _usernames(s, {row[0].assignee_id for row in rows})
+            if rows:
+                total = rows[0][5]
+            elif page == 1:
+                total = 0
+            else:
+                total = self.engine.count(s, stmt.with_only_columns(Task.id))
+            people = {row[0].assignee_id: row[4] for row in rows if row[0].assignee_id is not None}
             items = []
-            for task, subject, confidential, unit_name in rows:
+            for task, subject, confidential, unit_name, _holder, _total in rows:
                 row = task_row(task, people, now)
                 row.update(subject=None if confidential else subject, confidential=confidential,
                            org_unit_name=unit_name)
