@@ -28,7 +28,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from pathlib import Path
+
 
 from common import BENCH_DIR, ROOT, median, percentile, pg_url, table, write_result
 

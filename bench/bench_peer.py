@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
+
 
 from common import BENCH_DIR, bench_org, fresh_pg, fresh_sqlite, make_bench_engine, median, table, write_result
 

@@ -131,6 +131,11 @@ def test_guard_false_refuses_with_reason(env):
         env.service.fire(env.actor("mgr1"), case_id, "approve")
     assert "monthly_income / household_size < 600" in info.value.en
     assert env.snapshot() == before
+    view = env.queries.case(env.actor("mgr1"), case_id)        # the page can say why, not just hide it
+    assert "approve" not in view["actions"] and "reject" in view["actions"]
+    (blocked,) = view["blocked_actions"]
+    assert blocked["trigger"] == "approve" and "monthly_income / household_size < 600" in blocked["reason_zh"]
+    assert env.queries.case(env.actor("rep"), case_id)["blocked_actions"] == []   # not her action
 
 
 def test_stale_lock_version_conflicts(env):

@@ -691,3 +691,14 @@ def test_send_back_form_shows_only_its_own_fields(env):
     response = fire(env, cadre, "tc1", case_id, "return", comment="缺少户口本复印件")
     assert response.status_code == 302, page_text(response)
     assert env.queries.case(env.actor("tc1"), case_id)["state"] == "application"
+
+
+def test_an_approver_sees_why_approve_is_not_offered(env):
+    case_id = new_aid_case(env)
+    env.service.fire(env.actor("tc1"), case_id, "surveyed", {
+        "survey_date": "2026-03-03", "verified_annual_income": "90000", "household_size": 3,
+        "survey_findings": "收入较高", "aid_programme": "consolation"})
+    page = page_text(env.client("cm1").get(f"/cases/{case_id}"))
+    assert "暂不能执行" in page and "verified_annual_income / household_size &lt; 4000" in page
+    assert f'/cases/{case_id}/actions/approve"' not in page
+    assert f'/cases/{case_id}/actions/reject"' in page

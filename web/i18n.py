@@ -112,6 +112,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "case.no_tasks": ("当前没有待办任务。", "No open tasks."),
     "case.actions": ("办理", "Act on this case"),
     "case.no_actions": ("您现在不需要对此案件操作。", "There is nothing for you to do on this case now."),
+    "case.blocked": ("暂不能执行", "Not possible yet"),
     "case.claim_first": ("请先领取任务，再办理。", "Take the task first, then act on it."),
     "case.history": ("办理记录", "History"),
     "case.diagram": ("流程图", "Process map"),

@@ -118,6 +118,7 @@ class CaseQueries:
         open_tasks = [t for t in tasks if t.status in OPEN]
         working = works_on(s, actor, case, open_tasks)
         now = self.engine.clock()
+        allowed, blocked = self.action_status(s, actor, case, spec, open_tasks)
         return {
             "id": case.id, "process": case.process_key,
             "version": self.engine.version_number(s, case.process_version_id),
@@ -128,37 +129,53 @@ class CaseQueries:
             "created_by": people.get(case.created_by_id),
             "lock_version": case.lock_version,
             "tasks": [task_row(t, people, now) for t in tasks if t.status in OPEN],
-            "actions": self.actions(s, actor, case, spec, open_tasks),
+            "actions": allowed,
+            "blocked_actions": blocked,
         }
 
-    def actions(self, s: Session, actor: Actor, case: Case, spec: ProcessSpec, open_tasks: list[Task]) -> list[str]:
-        """Triggers ``actor`` may fire now: role, task holder, parallel tasks and (form-free) guards."""
+    def action_status(self, s: Session, actor: Actor, case: Case, spec: ProcessSpec,
+                      open_tasks: list[Task]) -> tuple[list[str], list[dict[str, str]]]:
+        """(triggers she may fire now, the others her roles allow with why not now).
+
+        The second list lets a manager see *why* "approve" is not offered (a guard on the
+        case's data, parallel work still open, the task held by a colleague) instead of
+        wondering where the button went. Triggers her roles do not allow are never named.
+        """
         if case.closed_at is not None or actor.is_system:
-            return []
+            return [], []
         compiled = self.engine.compiled(s, case.process_version_id)
         state = spec.state(case.state)
         ctx = FireContext.for_case(spec, case.data, actor, case.org_path, case.created_at,
                                    self.engine.clock().date())
-        waiting = state.parallel and any(not t.optional for t in open_tasks)
+        waiting = [t.name for t in open_tasks if not t.optional] if state.parallel else []
         taken_by_other = bool(open_tasks) and all(t.assignee_id not in (None, actor.user_id) for t in open_tasks)
+
         def form_fields(trigger: str) -> set[str]:
             return {f.name for f in spec.action_form(state.name, trigger)}
 
-        out = []
+        allowed: list[str] = []
+        blocked: dict[str, dict[str, str]] = {}
         for trigger in compiled.triggers(state.name):
             for _, t in compiled.candidates(state.name, trigger):
                 if not ctx.holds_any(spec.transition_roles(t, state.name)):
                     continue
                 if t.roles is None and t.quorum == 1 and taken_by_other:
+                    blocked.setdefault(trigger, _why("任务已由他人领取", "the task is held by a colleague"))
                     continue
                 if waiting and not t.interrupt:
+                    blocked.setdefault(trigger, _why(f"并行任务尚未完成：{'、'.join(waiting)}",
+                                                     f"parallel work still open: {', '.join(waiting)}"))
                     continue
-                if t.when is not None and not (t.when.names & form_fields(trigger)) \
-                        and not compiled.select(state.name, trigger, ctx).transition:
-                    continue  # the guard reads only what the case already holds, and it fails
-                out.append(trigger)
+                if t.when is not None and not (t.when.names & form_fields(trigger)):
+                    selection = compiled.select(state.name, trigger, ctx)
+                    if selection.transition is None:  # the guard reads only what the case holds, and fails
+                        reason = "; ".join(selection.reasons) or t.when.source
+                        blocked.setdefault(trigger, _why(f"条件不满足：{t.when.source}", reason))
+                        continue
+                allowed.append(trigger)
+                blocked.pop(trigger, None)
                 break
-        return out
+        return allowed, [{"trigger": k, **v} for k, v in blocked.items() if k not in allowed]
 
     def history(self, actor: Actor, case_id: int) -> list[dict[str, Any]]:
         """The audit events of a case, oldest first."""
@@ -267,6 +284,10 @@ class CaseQueries:
             stmt = stmt.where(Case.subject.contains(search.strip()[:100], autoescape=True),
                               Case.confidential.is_(False))
         return stmt
+
+
+def _why(zh: str, en: str) -> dict[str, str]:
+    return {"reason_zh": zh, "reason_en": en}
 
 
 def task_row(t: Task, people: Mapping[int, str], now) -> dict[str, Any]:

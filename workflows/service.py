@@ -6,7 +6,7 @@ Each public method is one transaction. A refused call raises a typed error
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from typing import Any, Mapping
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -21,7 +21,7 @@ from .access import MANAGER_ROLES, SYSTEM, Actor, may_take
 from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
 from .forms import defaults, validate_form
-from .machine import CompiledProcess, FireContext
+from .machine import FireContext
 from .spec import FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
 OPEN = ("offered", "allocated")

@@ -17,7 +17,7 @@ from marshmallow import Schema, ValidationError
 
 from workflows.errors import BadRequest, HexieError, NotFound
 
-from .schemas import MAX_ID
+from workflows.queries import MAX_ID
 
 #: Path id kinds and their largest value: BIGINT ids (cases, tasks) and INTEGER ones (webhooks).
 ID_RANGES = {"integer": MAX_ID, "int32": 2**31 - 1}

@@ -13,7 +13,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from workflows.engine import EVENT_KINDS
-from workflows.queries import MAX_ID, TASK_VIEWS  # one list of inbox views; ids are BIGINT
+from workflows.queries import TASK_VIEWS  # one list of inbox views
 
 MAX_PAGE = 1_000_000
 

@@ -130,6 +130,9 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
             "dest_labels": [state_label(key, d, spec) for d in sorted(dests)],
             "open": f"a:{trigger}" in bound,
         })
+    blocked = [{"label": trigger_label(key, b["trigger"], view["state"], spec),
+                "reason": b["reason_en"] if get_locale() == "en" else b["reason_zh"]}
+               for b in view.get("blocked_actions", ())]
     # A refused form whose action is no longer offered (the guard now fails, the case moved
     # on): its messages go under the banner, so nothing the engine said is lost.
     shown = {f"a:{a['trigger']}" for a in actions} | {f"t:{x['id']}" for x in tasks if x.get("form")}
@@ -143,7 +146,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
             min(candidates, key=lambda a: (a["interrupt"], not a["holder"], a["asks_comment"]))["open"] = True
 
     return render_template(
-        "case.html", case=view, spec=spec, tasks=tasks, actions=actions, error=error, extra_errors=extra_errors,
+        "case.html", case=view, spec=spec, tasks=tasks, actions=actions, blocked=blocked, error=error, extra_errors=extra_errors,
         rows=_data_rows(spec, view, attachments, names), history=_history(spec, history, names),
         diagram=render_svg(spec, view["state"], get_locale()),
         state_final=st.final, next_url=request.full_path.rstrip("?"),
