@@ -116,7 +116,8 @@ class Case(Base):
     """One running (or finished) instance of a process.
 
     ``lock_version`` is the optimistic lock: an UPDATE from a stale copy matches no
-    row and SQLAlchemy raises ``StaleDataError``. ``audit_head`` is the hash of the
+    row and SQLAlchemy raises ``StaleDataError``. ``audit_seq`` is the ``seq`` of the case's
+    latest audit event (kept here so appending needs no query); ``audit_head`` is the hash of the
     case's latest audit event, so that removing that event is detectable.
     """
 
@@ -141,6 +142,7 @@ class Case(Base):
     confidential: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     lock_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
     audit_head: Mapped[str | None] = mapped_column(String(64))
+    audit_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
 
     __mapper_args__ = {"version_id_col": lock_version}
 

@@ -301,3 +301,29 @@ def test_postgres_paths_compare_bytewise(pg_url):
         engine.dispose()
     assert {(t, c) for t, c, _ in collations} == {("org_units", "path"), ("cases", "org_path"), ("tasks", "org_path")}
     assert {coll for _, _, coll in collations} == {"C"}
+
+
+def test_migration_0003_fills_audit_seq_from_existing_events(empty_db_url):
+    """Cases recorded before 0003 get the seq of their latest event."""
+    from alembic import command
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0002")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO process_versions (id, key, version, source_text, content_hash, created_at) "
+                              "VALUES (1, 'p', 1, 'x', 'h', CURRENT_TIMESTAMP)"))
+            conn.execute(text("INSERT INTO org_units (id, code, name, level, path) VALUES (1, 'c', 'C', 'county', '/c/')"))
+            conn.execute(text("INSERT INTO cases (id, process_version_id, process_key, state, data, org_unit_id, "
+                              "org_path, created_at, updated_at, subject, confidential, lock_version, audit_head) "
+                              "VALUES (7, 1, 'p', 's', '{}', 1, '/c/', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, '', "
+                              "false, 1, 'h3')"))
+            for seq in (1, 2, 3):
+                conn.execute(text("INSERT INTO audit_events (case_id, seq, at, actor, kind, hash) "
+                                  "VALUES (7, :seq, CURRENT_TIMESTAMP, 'system', 'fired', :h)"),
+                             {"seq": seq, "h": f"h{seq}"})
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT audit_seq FROM cases WHERE id = 7")) == 3
+    finally:
+        engine.dispose()

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from models import AuditEvent, Case, User, utcnow
@@ -72,24 +72,21 @@ def append_event(session: Session, case: Case | None, *, kind: str, actor: User 
         changes = json.loads(canonical_json(changes))
     at = _naive_utc(at) if at is not None else utcnow()
 
-    # No autoflush: flushing here would UPDATE the case now and again for its new
-    # audit_head at commit (two statements, two lock_version bumps). Events of this
-    # transaction not flushed yet are counted from the session instead.
-    pending = [e for e in session.new if isinstance(e, AuditEvent) and e.case_id == case_id]
-    with session.no_autoflush:
-        if case is not None:
-            prev_hash = case.audit_head
-            last_seq = session.scalar(
-                select(func.max(AuditEvent.seq)).where(AuditEvent.case_id == case_id)) or 0
-        else:
+    # No query for a case: its row keeps the chain's end. For the case-less chain, no
+    # autoflush either; events of this transaction not flushed yet are counted from the session.
+    if case is not None:  # the case row (locked by the caller) keeps its chain's end
+        last_seq, prev_hash = case.audit_seq or 0, case.audit_head
+    else:
+        pending = [e for e in session.new if isinstance(e, AuditEvent) and e.case_id is None]
+        with session.no_autoflush:
             last = session.execute(
                 select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.case_id.is_(None))
                 .order_by(AuditEvent.seq.desc()).limit(1)).first()
-            last_seq, prev_hash = (last.seq, last.hash) if last else (0, None)
-    if pending:
-        latest = max(pending, key=lambda e: e.seq)
-        if latest.seq > last_seq:
-            last_seq, prev_hash = latest.seq, latest.hash
+        last_seq, prev_hash = (last.seq, last.hash) if last else (0, None)
+        if pending:
+            latest = max(pending, key=lambda e: e.seq)
+            if latest.seq > last_seq:
+                last_seq, prev_hash = latest.seq, latest.hash
 
     event = AuditEvent(
         case_id=case_id, seq=last_seq + 1, at=at,
@@ -101,7 +98,7 @@ def append_event(session: Session, case: Case | None, *, kind: str, actor: User 
     event.hash = event_hash(**{name: getattr(event, name) for name in HASHED_FIELDS})
     session.add(event)
     if case is not None:
-        case.audit_head = event.hash
+        case.audit_head, case.audit_seq = event.hash, event.seq
     return event
 
 
@@ -120,7 +117,7 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
     """
     problems: list[str] = []
     columns = [getattr(AuditEvent, name) for name in HASHED_FIELDS]
-    query = (select(AuditEvent.hash, Case.audit_head, *columns)
+    query = (select(AuditEvent.hash, Case.audit_head, Case.audit_seq, *columns)
              .outerjoin(Case, Case.id == AuditEvent.case_id)
              .order_by(AuditEvent.case_id, AuditEvent.seq)
              .execution_options(yield_per=batch_size))
@@ -141,7 +138,8 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
             if event_hash(**{name: getattr(row, name) for name in HASHED_FIELDS}) != row.hash:
                 problems.append(f"{label}: event {row.seq} was altered (hash mismatch)")
             expected_seq, prev_hash, last = row.seq + 1, row.hash, row
-        if current is not None and last is not None and last.audit_head != last.hash:
+        if current is not None and last is not None and (last.audit_head != last.hash
+                                                         or last.audit_seq != last.seq):
             problems.append(f"{label}: the case's audit head is not its last event {last.seq} "
                             "(later events were removed, or the head was changed)")
 

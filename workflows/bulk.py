@@ -236,7 +236,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
                               data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=user_id,
                               created_at=now, updated_at=now, closed_at=now if initial.final else None,
                               subject=_subject(spec, values), confidential=spec.confidential, lock_version=1,
-                              audit_head=event["hash"]))
+                              audit_head=event["hash"], audit_seq=1))
     _insert_many(conn, _CASES, case_rows)
     _insert_many(conn, _EVENTS, events)
     for case_id, (unit, _values) in zip(ids, prepared):
