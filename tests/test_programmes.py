@@ -215,3 +215,22 @@ def test_a_confidential_case_stays_visible_to_whoever_filed_it(env):
     assert row["subject"] is None
     env.service.claim(env.actor("ccadre"), row["id"])
     assert env.queries.case(env.actor("ccadre"), case_id)["state"] == "intake"
+
+
+def test_the_quorum_shown_is_the_one_the_case_needs(env):
+    rep = env.actor("rep")
+    base = {"applicant_name": "孙秀芳", "id_number": "320123198803051226", "phone": "13912345678",
+            "applicant_age": 38, "business_kind": "farming", "business_plan": "扩大蔬菜大棚",
+            "term_months": 24, "guarantee": "joint_guarantee"}
+    needs = {}
+    for amount in ("80000", "10000"):
+        case_id = env.service.start_case(rep, "microloan", "t01v01", {**base, "loan_amount": amount})
+        run = Runner(env, case_id)
+        run("rep", "submit")
+        run("cadre2", "eligible", {"local_resident": True, "credit_record": "good", "applicant_age": 38,
+                                   "eligibility_notes": "信用良好"})
+        run("chair", "paired", {"mentor_kind": "cadre", "mentor": "申承秀", "pairing_date": "2026-03-08"})
+        run("ccadre", "referred", {"coop_branch": "城关分社", "coop_assessment": "favourable",
+                                   "loan_amount": amount}, expect="approval")
+        needs[amount] = env.queries.case(env.actor("mgr1"), case_id)["action_quorums"]["approve"]
+    assert needs == {"80000": 2, "10000": 1}

@@ -118,7 +118,7 @@ class CaseQueries:
         open_tasks = [t for t in tasks if t.status in OPEN]
         working = works_on(s, actor, case, open_tasks)
         now = self.engine.clock()
-        allowed, blocked = self.action_status(s, actor, case, spec, open_tasks)
+        allowed, blocked, quorums = self.action_status(s, actor, case, spec, open_tasks)
         return {
             "id": case.id, "process": case.process_key,
             "version": self.engine.version_number(s, case.process_version_id),
@@ -131,18 +131,20 @@ class CaseQueries:
             "tasks": [task_row(t, people, now) for t in tasks if t.status in OPEN],
             "actions": allowed,
             "blocked_actions": blocked,
+            "action_quorums": quorums,
         }
 
     def action_status(self, s: Session, actor: Actor, case: Case, spec: ProcessSpec,
-                      open_tasks: list[Task]) -> tuple[list[str], list[dict[str, str]]]:
-        """(triggers she may fire now, the others her roles allow with why not now).
+                      open_tasks: list[Task]) -> tuple[list[str], list[dict[str, str]], dict[str, int]]:
+        """(triggers she may fire now, the others her roles allow with why not now, and how many
+        people each allowed trigger needs as the case stands: its quorum).
 
         The second list lets a manager see *why* "approve" is not offered (a guard on the
         case's data, parallel work still open, the task held by a colleague) instead of
         wondering where the button went. Triggers her roles do not allow are never named.
         """
         if case.closed_at is not None or actor.is_system:
-            return [], []
+            return [], [], {}
         compiled = self.engine.compiled(s, case.process_version_id)
         state = spec.state(case.state)
         ctx = FireContext.for_case(spec, case.data, actor, case.org_path, case.created_at,
@@ -155,6 +157,7 @@ class CaseQueries:
 
         allowed: list[str] = []
         blocked: dict[str, dict[str, str]] = {}
+        quorums: dict[str, int] = {}
         for trigger in compiled.triggers(state.name):
             for _, t in compiled.candidates(state.name, trigger):
                 if not ctx.holds_any(spec.transition_roles(t, state.name)):
@@ -173,9 +176,11 @@ class CaseQueries:
                         blocked.setdefault(trigger, _why(f"条件不满足：{t.when.source}", reason))
                         continue
                 allowed.append(trigger)
+                selected = compiled.select(state.name, trigger, ctx).transition
+                quorums[trigger] = (selected or t).quorum
                 blocked.pop(trigger, None)
                 break
-        return allowed, [{"trigger": k, **v} for k, v in blocked.items() if k not in allowed]
+        return allowed, [{"trigger": k, **v} for k, v in blocked.items() if k not in allowed], quorums
 
     def history(self, actor: Actor, case_id: int) -> list[dict[str, Any]]:
         """The audit events of a case, oldest first."""

@@ -202,6 +202,14 @@ class ActionOutcomeSchema(Schema):
     quorum = fields.Integer()
 
 
+class BlockedActionSchema(Schema):
+    """An action her roles allow that the case does not allow yet."""
+
+    trigger = fields.String(required=True)
+    reason_zh = fields.String(required=True)
+    reason_en = fields.String(required=True)
+
+
 class CaseSchema(Schema):
     """One case as the caller may see it (sensitive fields masked unless she works it).
 
@@ -225,6 +233,10 @@ class CaseSchema(Schema):
     lock_version = fields.Integer()
     tasks = fields.List(fields.Nested(TaskSchema), metadata={"description": "open tasks"})
     actions = fields.List(fields.String(), metadata={"description": "triggers the caller may fire now"})
+    blocked_actions = fields.List(fields.Nested(BlockedActionSchema), metadata={
+        "description": "triggers the caller's roles allow that are not possible now, with why"})
+    action_quorums = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
+        "description": "for each trigger in actions, how many people must fire it as the case stands"})
     outcome = fields.Nested(ActionOutcomeSchema, metadata={
         "description": "only in the answer to an action: moved, or a quorum vote recorded"})
 

@@ -117,7 +117,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
     actions = []
     for trigger in view["actions"]:
         transitions = spec.transitions_from(view["state"], trigger)
-        quorum = max((t_.quorum for t_ in transitions), default=1)
+        quorum = view["action_quorums"].get(trigger, max((t_.quorum for t_ in transitions), default=1))
         dests = {t_.dest for t_ in transitions}
         form = bound.get(f"a:{trigger}") or _action_form(spec, view, trigger, path, files_present=files_present)
         actions.append({
