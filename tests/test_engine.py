@@ -391,3 +391,18 @@ def test_unstorable_input_is_refused_cleanly(env):
             env.service.claim(rep, huge)
     with pytest.raises(NotFound):
         env.engine.actor("a\x00")
+
+
+def test_report_counts_cases_by_town_state_and_month(env):
+    for _ in range(2):
+        _start(env)                                           # two in survey at t01
+    env.service.start_case(env.actor("rep"), "aid", "t01v01", APPLICATION)   # one in application
+    env.service.start_case(env.actor("ccadre"), "complaint", "t01v01", {"victim_name": "某女士"})
+    report = env.queries.report(env.actor("mgr1"), "aid")
+    assert report["total"] == 3 and report["months"] == [("2026-03", 3)]
+    (town,) = report["towns"]
+    assert town["code"] == "t01" and town["name"] == "城关镇"
+    assert town["counts"] == {"survey": 2, "application": 1}
+    assert env.queries.report(env.actor("rep2"), "aid")["total"] == 0        # another town
+    assert env.queries.report(env.actor("chair"), "complaint")["total"] == 0  # confidential
+    assert env.queries.report(env.actor("mgr1"), "complaint")["total"] == 1

@@ -702,3 +702,15 @@ def test_an_approver_sees_why_approve_is_not_offered(env):
     assert "暂不能执行" in page and "verified_annual_income / household_size &lt; 4000" in page
     assert f'/cases/{case_id}/actions/approve"' not in page
     assert f'/cases/{case_id}/actions/reject"' in page
+
+
+def test_reports_count_only_what_she_may_see(env):
+    new_aid_case(env)
+    new_complaint(env)
+    page = page_text(env.client("tch1").get("/reports?process=poor_mother_aid"))
+    assert "城关镇" in page and "入户调查" in page and "共 1 件" in page
+    assert "共 0 件" in page_text(env.client("tch2").get("/reports?process=poor_mother_aid"))
+    assert "共 0 件" in page_text(env.client("tch1").get("/reports?process=dv_complaint"))   # confidential
+    assert "共 1 件" in page_text(env.client("cm1").get("/reports?process=dv_complaint"))
+    assert env.client("tch1").get("/reports?process=nope").status_code == 404
+    assert env.client().get("/reports").status_code in (302, 401)
