@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from models import AuditEvent, Case, OrgUnit, Task, User
 
-from .access import (Actor, can_see_case, may_take, offered_tasks_clause, team_tasks_clause,
+from .access import (OVERSEER_ROLES, Actor, can_see_case, may_take, offered_tasks_clause, team_tasks_clause,
                      visible_cases_clause)
 from .engine import Engine
 from .errors import BadRequest, NotFound
@@ -50,9 +50,8 @@ def _worked(s: Session, actor: Actor, case: Case) -> bool:
         return False
     if case.created_by_id == actor.user_id:
         return True
-    case_id = case.id
     return s.scalar(select(Task.id).where(
-        Task.case_id == case_id,
+        Task.case_id == case.id,
         or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id)).limit(1)) is not None
 
 
@@ -73,7 +72,7 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
 
 def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task]) -> bool:
     """Working the case: she may see sensitive fields unmasked."""
-    if actor.is_system or actor.holds_any(("county_manager", "admin"), case.org_path):
+    if actor.is_system or actor.holds_any(OVERSEER_ROLES, case.org_path):
         return True
     return _worked(s, actor, case) or any(may_take(actor, t) for t in open_tasks)
 
