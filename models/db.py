@@ -62,11 +62,12 @@ def json_dumps(value: Any) -> str:
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        # WAL: readers do not block the writer; busy_timeout: a second writer waits
-        # instead of failing at once; foreign_keys: SQLite ignores them otherwise.
+        # busy_timeout first: a second writer waits instead of failing at once, and
+        # switching to WAL itself needs the lock another process's upgrade may hold.
+        # WAL: readers do not block the writer; foreign_keys: SQLite ignores them otherwise.
+        cursor.execute("PRAGMA busy_timeout=15000")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
         # Org paths are compared with LIKE 'prefix%': make that case-sensitive, as on
         # PostgreSQL (unit 'T01' is not in the subtree of 't01'), which also lets SQLite
         # use the path indexes. Case-insensitive search should use ilike().
@@ -127,7 +128,9 @@ def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> None:
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK_KEY})")
             elif connection.dialect.name == "sqlite":
                 # pysqlite would run each DDL statement in autocommit; an explicit
-                # BEGIN IMMEDIATE makes the whole upgrade atomic and serialized.
+                # BEGIN IMMEDIATE makes the whole upgrade atomic and serialized. Workers
+                # starting together queue behind a whole migration: wait for it.
+                connection.exec_driver_sql("PRAGMA busy_timeout=120000")
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             command.upgrade(alembic_config(connection), revision)
     finally:
