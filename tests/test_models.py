@@ -132,7 +132,7 @@ def test_sqlite_connection_settings(tmp_path):
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 15000
             # Case-sensitive LIKE, as on PostgreSQL: 'T01' is not under 't01'.
             assert conn.exec_driver_sql("SELECT '/T01/' LIKE '/t01/%'").scalar() == 0
         assert engine.pool._pre_ping is True
