@@ -24,7 +24,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms import validators as v
 from wtforms import widgets
 
-from workflows.spec import FieldSpec, FormField, ProcessSpec, StateSpec
+from workflows.spec import FieldSpec, FormField, ProcessSpec
 
 from .i18n import detail_text, label, t
 
@@ -49,23 +49,9 @@ ACCEPT = ",".join(f".{ext}" for ext in ALLOWED_UPLOADS)
 
 # ----------------------------------------------------------------- which fields
 
-def _merge(entries: Iterable[FormField], into: dict[str, FormField]) -> None:
-    for entry in entries:
-        old = into.get(entry.name)
-        into[entry.name] = FormField(entry.name, entry.required or bool(old and old.required))
-
-
-def state_form(state: StateSpec) -> tuple[FormField, ...]:
-    """The fields of a state's task(s), required if any task requires them."""
-    merged: dict[str, FormField] = {}
-    for task in state.tasks:
-        _merge(task.form, merged)
-    return tuple(merged.values())
-
-
 def start_form(spec: ProcessSpec) -> tuple[FormField, ...]:
     """What a new case is opened with: the initial state's task form."""
-    return state_form(spec.initial_state)
+    return spec.initial_state.form
 
 
 def action_form(spec: ProcessSpec, state_name: str, trigger: str) -> tuple[FormField, ...]:

@@ -22,7 +22,7 @@ from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
 from .forms import defaults, validate_form
 from .machine import FireContext
-from .spec import FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
+from .spec import ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
 OPEN = ("offered", "allocated")
 
@@ -472,7 +472,7 @@ def check_start(levels: tuple[str, ...] | list[str], spec: ProcessSpec, actor: A
 
 def start_values(spec: ProcessSpec, data: Mapping[str, Any]) -> dict[str, Any]:
     """The stored data of a new case: its first form validated, over the fields' defaults."""
-    changes, errors = validate_form(spec, _state_form(spec.initial_state), data, {})
+    changes, errors = validate_form(spec, spec.initial_state.form, data, {})
     if errors:
         raise Invalid("表单有误", "the form has errors", errors)
     return {**defaults(spec), **changes}
@@ -541,28 +541,6 @@ class ActorRef:
 def _has_quorum(spec: ProcessSpec, state: StateSpec) -> bool:
     """Whether a transition out of ``state`` collects votes (so votes may be pending)."""
     return any(t.quorum > 1 for t in spec.transitions if state.name in t.sources)
-
-
-_STATE_FORMS: dict[int, tuple[StateSpec, tuple[FormField, ...]]] = {}
-
-
-def _state_form(state: StateSpec) -> tuple[FormField, ...]:
-    """The form of a state's task(s): one entry per field, required if any task requires it.
-
-    Remembered per state (specs are immutable; the entry keeps the state alive, so its
-    id is not reused): every start and every action asks for it.
-    """
-    hit = _STATE_FORMS.get(id(state))
-    if hit is not None and hit[0] is state:
-        return hit[1]
-    merged: dict[str, FormField] = {}
-    for task in state.tasks:
-        for entry in task.form:
-            old = merged.get(entry.name)
-            merged[entry.name] = FormField(entry.name, entry.required or bool(old and old.required))
-    form = tuple(merged.values())
-    _STATE_FORMS[id(state)] = (state, form)
-    return form
 
 
 def _foreign_attachments(s: Session, spec: ProcessSpec, case: Case, changes: Mapping[str, Any]) -> dict[str, str]:

@@ -6,9 +6,10 @@ it; the engine compiles and runs them. Nothing here touches the database or Flas
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 FIELD_TYPES = (
     "text", "textarea", "integer", "decimal", "money", "date", "datetime",
@@ -76,6 +77,16 @@ class FormField:
     required: bool
 
 
+def merge_forms(forms: Iterable[Iterable[FormField]]) -> tuple[FormField, ...]:
+    """Several forms as one: each field once, in first-seen order, required if any form requires it."""
+    merged: dict[str, FormField] = {}
+    for form in forms:
+        for entry in form:
+            old = merged.get(entry.name)
+            merged[entry.name] = FormField(entry.name, entry.required or bool(old and old.required))
+    return tuple(merged.values())
+
+
 @dataclass(frozen=True)
 class Escalation:
     after: timedelta
@@ -116,6 +127,11 @@ class StateSpec:
 
     def task(self, name: str) -> TaskSpec | None:
         return next((t for t in self.tasks if t.name == name), None)
+
+    @cached_property
+    def form(self) -> tuple[FormField, ...]:
+        """The fields of the state's task(s), once each, required if any task requires them."""
+        return merge_forms(task.form for task in self.tasks)
 
 
 @dataclass(frozen=True)
@@ -195,20 +211,9 @@ class ProcessSpec:
         candidates = self.transitions_from(state, trigger)
         spec = self.state(state)
         completes = any(t.roles is None and t.comment != "required" for t in candidates)
-        merged: dict[str, FormField] = {}
-
-        def add(entry: FormField, required: bool) -> None:
-            old = merged.get(entry.name)
-            merged[entry.name] = FormField(entry.name, required or bool(old and old.required))
-
-        if not spec.parallel:
-            for task in spec.tasks:
-                for entry in task.form:
-                    add(entry, entry.required and completes)
-        for t in candidates:
-            for entry in t.form:
-                add(entry, entry.required)
-        return tuple(merged.values())
+        task_form = () if spec.parallel else tuple(
+            FormField(entry.name, entry.required and completes) for entry in spec.form)
+        return merge_forms([task_form, *(t.form for t in candidates)])
 
     @property
     def starter_roles(self) -> tuple[tuple[str, str | None], ...]:
