@@ -5,8 +5,11 @@ application and the tests all open the database the same way.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -111,31 +114,57 @@ def alembic_config(connection: Connection | None = None):  # -> alembic.config.C
     return config
 
 
+@contextmanager
+def _sqlite_upgrade_lock(url: URL) -> Iterator[None]:
+    """Hold an exclusive lock on ``<database>.upgrade-lock`` (threads and processes).
+
+    SQLite's own locks are taken per statement: the switch to WAL on a database file
+    that is still empty, made by each new connection, can race with another
+    upgrader's first write and fail with "database is locked" whatever the busy
+    timeout. Upgraders of one file therefore queue here before they connect at all.
+    """
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    lock_path = Path(database).resolve().with_name(Path(database).name + ".upgrade-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> None:
     """Create or migrate the schema up to ``revision``; a no-op when already there.
 
     Runs in one transaction. Several processes may call it at once (gunicorn workers
-    starting together): on PostgreSQL they queue on an advisory lock, on SQLite on the
-    database's write lock, and those that come second find nothing left to do.
+    starting together): on PostgreSQL they queue on an advisory lock, on SQLite on a
+    lock file beside the database, and those that come second find nothing left to do.
     """
     from alembic import command
 
     own_engine = not isinstance(engine_or_url, Engine)
-    engine = make_engine(engine_or_url) if own_engine else engine_or_url
-    try:
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK_KEY})")
-            elif connection.dialect.name == "sqlite":
-                # pysqlite would run each DDL statement in autocommit; an explicit
-                # BEGIN IMMEDIATE makes the whole upgrade atomic and serialized. Workers
-                # starting together queue behind a whole migration: wait for it.
-                connection.exec_driver_sql("PRAGMA busy_timeout=120000")
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            command.upgrade(alembic_config(connection), revision)
-    finally:
-        if own_engine:
-            engine.dispose()
+    url = normalize_url(engine_or_url) if own_engine else engine_or_url.url
+    serialize = _sqlite_upgrade_lock(url) if url.get_backend_name() == "sqlite" else nullcontext()
+    with serialize:
+        engine = make_engine(url) if own_engine else engine_or_url
+        try:
+            with engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK_KEY})")
+                elif connection.dialect.name == "sqlite":
+                    # pysqlite would run each DDL statement in autocommit; an explicit
+                    # BEGIN IMMEDIATE makes the whole upgrade atomic, and keeps out
+                    # writers other than upgraders (the app's own connections).
+                    connection.exec_driver_sql("PRAGMA busy_timeout=120000")
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                command.upgrade(alembic_config(connection), revision)
+        finally:
+            if own_engine:
+                engine.dispose()
 
 
 def current_revision(engine: Engine) -> str | None:

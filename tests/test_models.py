@@ -1,7 +1,10 @@
 """The persistence layer: migrations, engine settings, optimistic locking, constraints."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -17,6 +20,8 @@ from models import (
     current_revision, database_url, make_engine, upgrade,
 )
 from models.db import normalize_url
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def head_revision() -> str:
@@ -91,6 +96,21 @@ def test_concurrent_upgrades_of_an_empty_database_all_succeed(empty_db_url):
         t.join()
     assert errors == []
     engine = make_engine(empty_db_url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_upgrades_from_separate_processes_queue_on_a_new_sqlite_file(tmp_path):
+    # gunicorn workers starting together on a database that does not exist yet.
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = "import sys; from models.db import upgrade; upgrade(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert outcomes == [(0, "")] * 3
+    engine = make_engine(url)
     try:
         assert current_revision(engine) == head_revision()
     finally:
