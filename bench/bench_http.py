@@ -30,7 +30,7 @@ import time
 import urllib.parse
 
 
-from common import BENCH_DIR, ROOT, median, percentile, pg_url, table, write_result
+from common import ROOT, median, percentile, pg_url, table, write_result
 
 from bench_inbox import busiest, existing_cases
 from generate import INBOX_DATABASE, generate

@@ -23,7 +23,7 @@ import argparse
 import time
 from typing import Any, Callable
 
-from common import DEFINITIONS, RESULTS, median, percentile, pg_url, table, write_result
+from common import DEFINITIONS, RESULTS, result_path, median, percentile, pg_url, table, write_result
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.pool import NullPool
@@ -151,7 +151,7 @@ def main() -> None:
             results[f"{persona}: {name}"] = rows[-1][-1]
             plans.append((persona, name, statements))
         # the case page, over the cases of her inbox in turn
-        hexie, base, k = [], [], 0
+        hexie, base = [], []
         page_statements = None
         for i in range(args.repeats + 5):
             cid = case_ids[i % len(case_ids)]
@@ -165,7 +165,7 @@ def main() -> None:
         results[f"{persona}: case()"] = rows[-1][-1]
         plans.append((persona, "case()", page_statements))
 
-    path = RESULTS / "inbox_plans.txt"
+    path = result_path("inbox_plans.txt")
     with raw.cursor() as cur, open(path, "w") as out:
         for persona, name, statements in plans:
             for sql, params in statements:

@@ -10,8 +10,6 @@ Prints a table and writes ``bench/results/load.json``.
 """
 from __future__ import annotations
 
-import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -24,11 +22,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import write_result  # noqa: E402
 from workflows.loader import load_definitions  # noqa: E402
 
 PROCESSES = 50
 RUNS = 5
-RESULTS = ROOT / "bench" / "results" / "load.json"
 
 ROLES = """\
 levels: [county, town, village]
@@ -167,16 +165,13 @@ def main() -> int:
     for name, seconds, ratio in rows:
         print(f"{name:<28}{seconds * 1000:>10.1f}{seconds * 1000 / files:>10.2f}{ratio:>8.2f}")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "load_definitions vs yaml.safe_load",
+    path = write_result("load", {
         "processes": PROCESSES, "files": files, "runs": RUNS,
         "baseline_seconds": base, "compose_seconds": composed, "ours_seconds": ours,
-        "ratio": ours / base,
-        "runs_seconds": runs,
-        "python": platform.python_version(), "pyyaml_libyaml": bool(getattr(yaml, "__with_libyaml__", False)),
-    }, indent=2) + "\n", encoding="utf-8")
-    print(f"ratio (ours / baseline): {ours / base:.2f}  -> {RESULTS.relative_to(ROOT)}")
+        "ratio": ours / base, "runs_seconds": runs,
+        "pyyaml_libyaml": bool(getattr(yaml, "__with_libyaml__", False)),
+    })
+    print(f"ratio (ours / baseline): {ours / base:.2f}  -> {path.relative_to(ROOT)}")
     return 0
 
 

@@ -29,7 +29,7 @@ from common import BENCH_DIR, bench_org, fresh_pg, fresh_sqlite, make_bench_engi
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, select, update
 
-from bench_step import APPLICATION, STEPS, hexie_round, start_cases
+from bench_step import APPLICATION, hexie_round, start_cases
 
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnParser
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer

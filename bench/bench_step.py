@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from common import (RESULTS, PG_SERVER, QueryCounter, bench_org, fresh_pg, fresh_sqlite, make_bench_engine,
+from common import (RESULTS, result_path, PG_SERVER, QueryCounter, bench_org, fresh_pg, fresh_sqlite, make_bench_engine,
                     median, table, write_result)
 
 from sqlalchemy import event, select
@@ -296,7 +296,7 @@ def bench_db(kind: str, args) -> dict[str, Any]:
         profile.disable()
         text = io.StringIO()
         pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(40)
-        path = RESULTS / f"step_profile_{kind}{'_' + sync.lower() if sync else ''}.txt"
+        path = result_path(f"step_profile_{kind}{'_' + sync.lower() if sync else ''}.txt")
         path.write_text(text.getvalue())
         result["profile"] = str(path.relative_to(RESULTS.parent.parent))
 

@@ -225,10 +225,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
+def result_path(filename: str) -> Path:
+    """``bench/results/<filename>``, the folder created if this clone has none yet."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    return RESULTS / filename
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     """Write ``bench/results/<name>.json`` (with the machine and the time) and return its path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = result_path(f"{name}.json")
     document = {"benchmark": name, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "machine": machine(), "argv": sys.argv[1:], **data}
     path.write_text(json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n")

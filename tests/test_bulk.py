@@ -50,12 +50,13 @@ def test_valid_file_starts_every_case_like_start_case(env, tmp_path):
     result = import_cases(env.engine, cadre, "elder_support", path, batch_size=10)
     assert result.errors == [] and result.started == 25 and result.rows == 25
 
-    reference = env.service.start_case(cadre, "elder_support", "t01v01",
+    reference_id = env.service.start_case(cadre, "elder_support", "t01v01",
                                        {**HOUSEHOLD, "household_head": "户主000"})
     with env.engine.session_factory() as s:
         cases = s.scalars(select(Case).order_by(Case.id)).all()
         assert len(cases) == 26
         first, ref = cases[0], cases[-1]
+        assert ref.id == reference_id
         for column in ("process_key", "process_version_id", "state", "data", "org_unit_id", "org_path",
                        "created_by_id", "subject", "confidential", "closed_at"):
             assert getattr(first, column) == getattr(ref, column), column

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from pathlib import Path
-from textwrap import dedent
 
 import pytest
 
