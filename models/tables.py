@@ -8,10 +8,11 @@ timezone-naive UTC (see :func:`models.base.utcnow`); JSON values are JSON-safe
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
+    JSON, Boolean, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
     UniqueConstraint, false, text, true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -269,6 +270,35 @@ class AuditEvent(Base):
 
     def __repr__(self) -> str:
         return f"<AuditEvent case={self.case_id} #{self.seq} {self.kind}>"
+
+
+class LedgerEntry(Base):
+    """Money into or out of an earmarked fund, posted by a transition that declares ``ledger``.
+
+    Written in the transaction of the action, which also records the posting in its
+    hash-chained audit event (``case_id``, ``audit_seq``): ``hexie ledger verify``
+    reconciles the two. ``amount`` is above zero; ``kind`` says which way it went.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("case_id", "audit_seq"),
+        Index("ix_ledger_entries_fund_at", "fund", "at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("cases.id"))
+    audit_seq: Mapped[int] = mapped_column(Integer)
+    process_key: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(64))
+    fund: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    org_path: Mapped[str] = mapped_column(PathString, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
 
 
 class Attachment(Base):

@@ -319,7 +319,8 @@ def test_postgres_paths_compare_bytewise(pg_url):
                 "WHERE column_name IN ('path', 'org_path') AND table_schema = current_schema()")).all()
     finally:
         engine.dispose()
-    assert {(t, c) for t, c, _ in collations} == {("org_units", "path"), ("cases", "org_path"), ("tasks", "org_path")}
+    assert {(t, c) for t, c, _ in collations} == {("org_units", "path"), ("cases", "org_path"), ("tasks", "org_path"),
+                                                  ("ledger_entries", "org_path")}
     assert {coll for _, _, coll in collations} == {"C"}
 
 

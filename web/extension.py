@@ -11,7 +11,7 @@ she hold where*. Without it, Hexie signs people in itself with Flask-Login again
 ``users`` table.
 
 Per application the extension keeps a :class:`HexieState` in ``app.extensions["hexie"]``
-(``.engine``, ``.service``, ``.queries``; also readable as ``state["engine"]``). Views
+(``.engine``, ``.service``, ``.queries``, ``.ledger``; also readable as ``state["engine"]``). Views
 get the current person with :func:`current_actor` (loaded once per request).
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ from models import Task, User
 from workflows.access import MANAGER_ROLES, Actor, offered_tasks_clause
 from workflows.engine import Engine
 from workflows.errors import HexieError
+from workflows.ledger import LedgerQueries
 from workflows.queries import CaseQueries
 from workflows.service import WorkflowService
 
@@ -52,6 +53,7 @@ class HexieState:
     engine: Engine
     service: WorkflowService
     queries: CaseQueries
+    ledger: LedgerQueries
     actor_loader: ActorLoader
     own_login: bool                      # True: Hexie's own sign-in (Flask-Login)
     csrf: CSRFProtect
@@ -162,7 +164,7 @@ class Hexie:
             self._setup_login(app, engine)
             actor_loader = _flask_login_actor
         state = HexieState(engine=engine, service=WorkflowService(engine), queries=CaseQueries(engine),
-                           actor_loader=actor_loader, own_login=own_login, csrf=csrf, url_prefix=prefix)
+                           ledger=LedgerQueries(engine), actor_loader=actor_loader, own_login=own_login, csrf=csrf, url_prefix=prefix)
         app.extensions["hexie"] = state
 
         from .auth import bp as auth_bp

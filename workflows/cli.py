@@ -177,6 +177,27 @@ def audit_verify(case_id: int | None) -> None:
 
 
 @main.group()
+def ledger() -> None:
+    """资金台账 / The ledger of earmarked funds."""
+
+
+@ledger.command("verify")
+def ledger_verify() -> None:
+    """核对台账与审计记录 / Reconcile the ledger with the audit trail; exit 1 on any difference."""
+    from .audit import verify_chain
+    from .ledger import verify_ledger
+    engine = build_engine()
+    with engine.session_factory() as s:
+        problems = verify_chain(s) + verify_ledger(s)
+    for p in problems:
+        click.echo(f"error: {p}")
+    if problems:
+        click.echo(f"台账与审计记录不符 / ledger does not reconcile: {len(problems)} problem(s)", err=True)
+        sys.exit(1)
+    click.echo("台账与审计记录相符 / ledger reconciles with the audit trail")
+
+
+@main.group()
 def cases() -> None:
     """案件 / Cases."""
 

@@ -37,8 +37,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from workflows.expressions import ExpressionError, compile_expression
 from workflows.spec import (
-    COMMENT_RULES, FIELD_TYPES, PRIORITIES, SYSTEM_ROLE, Diagnostic, Escalation, FieldSpec,
-    FormField, Label, ProcessSpec, RoleSpec, RolesSpec, StateSpec, TaskSpec, TimerSpec,
+    COMMENT_RULES, FIELD_TYPES, LEDGER_KINDS, PRIORITIES, SYSTEM_ROLE, Diagnostic, Escalation, FieldSpec,
+    FormField, Label, LedgerSpec, ProcessSpec, RoleSpec, RolesSpec, StateSpec, TaskSpec, TimerSpec,
     TransitionSpec,
 )
 
@@ -919,6 +919,12 @@ def _matches(pattern: str, value: str) -> bool:
         return True  # the pattern itself is reported
 
 
+class _LedgerSchema(_Strict):
+    fund = _Str(required=True)
+    amount = _Str(required=True)
+    kind = _Str(validate=_one_of(LEDGER_KINDS, "记账类型", "ledger kind"))
+
+
 class _TransitionSchema(_Strict):
     trigger = _Str(required=True)
     source = _Source(required=True)
@@ -930,6 +936,7 @@ class _TransitionSchema(_Strict):
     form = _List(_FormEntry())
     interrupt = _Bool()
     quorum = _Int(validate=_at_least(1, "quorum ", "quorum"))
+    ledger = _Nested(_LedgerSchema)
 
 
 class _ProcessSchema(_Strict):
@@ -1228,6 +1235,7 @@ class _ProcessChecker:
             for j, role in enumerate(_list(transition.get("roles"))):
                 self.role(path + ("roles", j), role, allow_system=True)
             self.form(path + ("form",), transition.get("form"))
+            self.ledger(path + ("ledger",), transition.get("ledger"))
             self.compile_guard(i, transition.get("when"))
         self.check_shadowed()
 
@@ -1248,6 +1256,19 @@ class _ProcessChecker:
             resolved = False
         if not resolved:
             self.graph_known = False
+
+    def ledger(self, path: PathKey, ledger: Any) -> None:
+        """A posting names the case's fund (a choice field) and amount (a money field)."""
+        for key, wanted in (("fund", "choice"), ("amount", "money")):
+            name = _mapping(ledger).get(key)
+            if not isinstance(name, str):
+                continue
+            if name not in self.fields:
+                self.report.error(path + (key,), _unknown("字段", "field", name, self.fields))
+            elif _mapping(self.fields[name]).get("type") != wanted:
+                self.report.error(path + (key,), _msg(
+                    f"记账的 {key} 必须是 {wanted} 类型的字段，'{name}' 不是",
+                    f"the ledger's {key} must be a {wanted} field; '{name}' is not"))
 
     def compile_guard(self, i: int, source: Any) -> None:
         """Compile ``when``; errors point into the expression when the source allows."""
@@ -1461,7 +1482,8 @@ def _build_transition(index: int, t: dict, non_final: tuple[str, ...], fields_: 
         label=Label.of(t.get("label"), t["trigger"]),
         roles=tuple(t["roles"]) if "roles" in t else None, when=when,
         comment=t.get("comment", "optional"), form=_build_form(t.get("form"), fields_),
-        interrupt=t.get("interrupt", False), quorum=t.get("quorum", 1))
+        interrupt=t.get("interrupt", False), quorum=t.get("quorum", 1),
+        ledger=LedgerSpec(**t["ledger"]) if "ledger" in t else None)
 
 
 # --------------------------------------------------------------------------- public API

@@ -207,7 +207,7 @@ class CaseQueries:
               org_unit: str | None = None, search: str | None = None, page: int = 1,
               per_page: int = 50) -> Page:
         """Cases visible to ``actor``, newest first."""
-        page, per_page = _paging(page, per_page)
+        page, per_page = paging(page, per_page)
         with self.engine.session_factory() as s:
             stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
                 visible_cases_clause(actor, self.engine.processes.values()))
@@ -230,7 +230,7 @@ class CaseQueries:
         area: every open task of the cases she may see there)."""
         if view not in TASK_VIEWS:
             raise BadRequest("未知的视图", f"view must be one of {', '.join(TASK_VIEWS)}", {"view": view})
-        page, per_page = _paging(page, per_page)
+        page, per_page = paging(page, per_page)
         now = self.engine.clock()
         with self.engine.session_factory() as s:
             mine = Task.assignee_id == actor.user_id if actor.user_id is not None else Task.id.is_(None)
@@ -337,7 +337,7 @@ def _usernames(s: Session, ids) -> dict[int, str]:
     return dict(s.execute(select(User.id, User.username).where(User.id.in_(ids))).all())
 
 
-def _paging(page: int, per_page: int) -> tuple[int, int]:
+def paging(page: int, per_page: int) -> tuple[int, int]:
     try:
         page, per_page = int(page), int(per_page)
     except (TypeError, ValueError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time
+from decimal import Decimal
 from typing import Any, Mapping
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -14,15 +15,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from models import Attachment, Case, OrgUnit, Task, Timer, User, Vote
+from models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
 
 from . import audit
 from .access import MANAGER_ROLES, SYSTEM, Actor, may_take
 from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
 from .forms import defaults, validate_form
+from .ledger import ledger_posting
 from .machine import FireContext
-from .spec import ProcessSpec, StateSpec, TaskSpec, TransitionSpec
+from .spec import LEDGER_KEY, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
 OPEN = ("offered", "allocated")
 
@@ -116,6 +118,7 @@ class WorkflowService:
             if waiting:
                 raise Invalid("并行任务尚未全部完成", f"parallel tasks still open: {', '.join(waiting)}",
                               {"tasks": waiting})
+        posting = ledger_posting(chosen, merged)
         now = self.engine.clock()
         user = self._user(s, actor)
         change_log = {k: [case.data.get(k), v] for k, v in changes.items()}
@@ -142,8 +145,15 @@ class WorkflowService:
         case.state = new_state
         case.subject = _subject(spec, merged)
         case.updated_at = now
-        audit.append_event(s, case, kind="fired", actor=user, trigger=trigger, from_state=state.name,
-                           to_state=new_state, comment=comment, changes=change_log or None, at=now)
+        if posting is not None:
+            change_log[LEDGER_KEY] = [None, posting]
+        event = audit.append_event(s, case, kind="fired", actor=user, trigger=trigger, from_state=state.name,
+                                   to_state=new_state, comment=comment, changes=change_log or None, at=now)
+        if posting is not None:
+            s.add(LedgerEntry(case_id=case.id, audit_seq=event.seq, process_key=spec.key, trigger=trigger,
+                              fund=posting["fund"], kind=posting["kind"], amount=Decimal(posting["amount"]),
+                              org_unit_id=case.org_unit_id, org_path=case.org_path, actor_id=actor.user_id,
+                              at=now))
         self.engine.emit(s, "state_changed", case_id=case.id, process=spec.key, trigger=trigger,
                          from_state=state.name, to_state=new_state, actor=actor.username)
         self._enter(s, spec, case, spec.state(new_state), actor, now)

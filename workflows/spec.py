@@ -17,6 +17,9 @@ FIELD_TYPES = (
 )
 PRIORITIES = ("low", "normal", "high")
 COMMENT_RULES = ("required", "optional", "none")
+LEDGER_KINDS = ("payment", "refund")
+#: The key under which a fired audit event records its ledger posting (never a field name).
+LEDGER_KEY = "$ledger"
 SYSTEM_ROLE = "system"
 
 
@@ -94,6 +97,19 @@ class Escalation:
 
 
 @dataclass(frozen=True)
+class LedgerSpec:
+    """A transition that moves money: it posts one entry to an earmarked fund's ledger.
+
+    ``fund`` names the case's choice field holding the fund, ``amount`` its money field;
+    a ``payment`` takes money out of the fund, a ``refund`` puts it back.
+    """
+
+    fund: str
+    amount: str
+    kind: str = "payment"
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str                      # the state's name for a single ``task``
     role: str
@@ -147,6 +163,7 @@ class TransitionSpec:
     form: tuple[FormField, ...] = ()
     interrupt: bool = False
     quorum: int = 1
+    ledger: LedgerSpec | None = None
 
     @property
     def system_only(self) -> bool:
