@@ -160,19 +160,28 @@ def verify_ledger(session: Session, *, batch_size: int = 1000) -> list[str]:
         if posted is None:
             continue
         entry = entries.pop((case_id, seq), None)
-        where = f"case {case_id} event #{seq}"
         if entry is None:
-            problems.append(f"{where}: posted {posted['kind']} {posted['amount']} to {posted['fund']}, "
-                            "but the ledger has no entry for it")
+            problems.append(f"{_where(case_id, seq)}: 审计记录有记账（{_text(posted)}），台账中没有 / "
+                            f"the audit trail posted {_text(posted)}, the ledger has no entry for it")
             continue
         recorded = {"fund": entry.fund, "kind": entry.kind, "amount": f"{_money(entry.amount):.2f}"}
         if kind != "fired" or trigger != entry.trigger or recorded != posted:
-            problems.append(f"{where}: ledger entry {entry.id} says {entry.trigger} {recorded}, "
-                            f"the audit trail says {trigger} {posted}")
+            problems.append(f"{_where(case_id, seq)}: 台账条目 {entry.id}（{entry.trigger} {_text(recorded)}）"
+                            f"与审计记录（{trigger} {_text(posted)}）不符 / ledger entry {entry.id} says "
+                            f"{entry.trigger} {_text(recorded)}, the audit trail says {trigger} {_text(posted)}")
     for (case_id, seq), entry in sorted(entries.items()):
-        problems.append(f"case {case_id} event #{seq}: ledger entry {entry.id} ({entry.kind} {_money(entry.amount)} "
-                        f"to {entry.fund}) has no posting in the audit trail")
+        recorded = {"fund": entry.fund, "kind": entry.kind, "amount": f"{_money(entry.amount):.2f}"}
+        problems.append(f"{_where(case_id, seq)}: 台账条目 {entry.id}（{_text(recorded)}）在审计记录中没有对应 / "
+                        f"ledger entry {entry.id} ({_text(recorded)}) has no posting in the audit trail")
     return problems
+
+
+def _where(case_id: int, seq: int) -> str:
+    return f"case {case_id} #{seq}"
+
+
+def _text(posting: Mapping[str, Any]) -> str:
+    return f"{posting.get('kind')} {posting.get('amount')} {posting.get('fund')}"
 
 
 def _posted(changes: Any) -> dict[str, str] | None:
