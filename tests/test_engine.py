@@ -236,7 +236,9 @@ def test_confidential_cases_are_not_found_for_outsiders(env):
         with pytest.raises(NotFound):
             env.queries.case(env.actor(outsider), case_id)
         assert env.queries.cases(env.actor(outsider), process="complaint").total == 0
-    assert env.queries.case(env.actor("mgr1"), case_id)["data"]["victim_name"] == "某女士"
+    # the leadership sees the case, but not its sensitive fields while not working it
+    assert env.queries.case(env.actor("mgr1"), case_id)["data"]["victim_name"] == "***"
+    assert env.queries.case(ccadre, case_id)["data"]["victim_name"] == "某女士"
     assert env.queries.cases(env.actor("mgr1"), process="complaint").total == 1
 
 
@@ -280,6 +282,35 @@ def test_escalation_offers_task_to_chair(env):
     assert [r["case_id"] for r in rows] == [case_id]
     assert env.queries.tasks(env.actor("chair"), "available").total == 1
 
+
+
+def test_an_escalated_task_is_the_escalation_roles_to_finish(env):
+    # Overdue past its escalation, the survey is offered to the town chair: she may claim it
+    # and fire its actions as the surveyor could, even from a cadre who claimed it and let it lapse.
+    case_id = _start(env)
+    (survey,) = _task(env, case_id)
+    env.service.claim(env.actor("cadre2"), survey.id)
+    chair = env.actor("chair")
+    assert "surveyed" not in env.queries.case(chair, case_id)["actions"]
+    with pytest.raises(Forbidden):
+        env.service.fire(chair, case_id, "surveyed", {"visit_date": "2026-03-04"})
+    env.clock.advance(days=10)
+    assert env.service.escalate_overdue() == 1
+    assert [r["case_id"] for r in env.queries.tasks(chair, "escalated").items] == [case_id]
+    assert "surveyed" in env.queries.case(chair, case_id)["actions"]
+    env.service.claim(chair, survey.id)                       # takes it over from the cadre
+    (held,) = _task(env, case_id)
+    assert held.assignee_id == chair.user_id
+    env.service.fire(chair, case_id, "surveyed", {"visit_date": "2026-03-12"})
+    assert env.queries.case(chair, case_id)["state"] == "approval"
+
+
+def test_an_overseer_not_working_a_case_sees_its_sensitive_fields_masked(env):
+    case_id = env.service.start_case(env.actor("rep"), "aid", "t01v01", APPLICATION)
+    for overseer in ("mgr1", "admin"):
+        view = env.queries.case(env.actor(overseer), case_id)
+        assert view["masked"] and view["data"]["id_number"] == "***"
+    assert env.queries.case(env.actor("rep"), case_id)["data"]["id_number"] == APPLICATION["id_number"]
 
 def test_new_version_keeps_running_cases(env, tmp_path):
     import shutil
@@ -406,3 +437,43 @@ def test_report_counts_cases_by_town_state_and_month(env):
     assert env.queries.report(env.actor("rep2"), "aid")["total"] == 0        # another town
     assert env.queries.report(env.actor("chair"), "complaint")["total"] == 0  # confidential
     assert env.queries.report(env.actor("mgr1"), "complaint")["total"] == 1
+
+
+def test_a_date_field_timer_honours_the_time_zone_offset():
+    from datetime import datetime
+    from workflows.service import _field_moment
+    assert _field_moment("2026-11-29T08:21:15+08:00") == datetime(2026, 11, 29, 0, 21, 15)
+    assert _field_moment("2026-11-29T08:21:15") == datetime(2026, 11, 29, 8, 21, 15)
+    assert _field_moment("2026-11-29") == datetime(2026, 11, 29)
+
+
+def test_a_timer_fires_in_a_parallel_state_and_cancels_the_open_work(session_factory, tmp_path):
+    import shutil
+    from .engine_helpers import FIXTURES
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    shutil.copy(FIXTURES / "roles.yaml", defs / "roles.yaml")
+    (defs / "deadline.yaml").write_text("""
+process: deadline
+title: Deadline
+org_level: village
+states:
+  - name: work
+    tasks:
+      - {name: one, role: town_cadre}
+      - {name: two, role: town_chair}
+    timers:
+      - {after: 3d, trigger: expire}
+  - {name: finished, final: true}
+  - {name: expired, final: true}
+transitions:
+  - {trigger: finish, source: work, dest: finished}
+  - {trigger: expire, source: work, dest: expired, roles: [system]}
+""", encoding="utf-8")
+    env = make_env(session_factory, definitions=defs)
+    case_id = env.service.start_case(env.actor("cadre"), "deadline", "t01v01")
+    env.clock.advance(days=4)
+    assert env.service.run_due_timers() == 1
+    assert env.queries.case(SYSTEM, case_id)["state"] == "expired"
+    assert sorted(t.status for t in _task(env, case_id, ("cancelled",))) == ["cancelled", "cancelled"]
+

@@ -192,6 +192,9 @@ def test_null_semantics():
     assert ev("missing == null") is True and ev("missing != null") is False
     assert ev("x == null", {"x": 0}) is False and ev("x != null", {"x": 0}) is True
     assert ev("missing == 0") is False
+    # "comparing null is false": != too, and two missing values are not equal
+    assert ev("missing != 0") is False and ev("0 != missing") is False and ev("missing == missing") is False
+    assert ev("x != 0", {"x": 1}) is True and ev("1 < x != 5", {"x": 3}) is True and ev("1 < missing != 5") is False
     assert ev("not missing") is True
     assert ev("x == None", {"x": None}) is True
 

@@ -90,6 +90,15 @@ def may_take(actor: Actor, task: Task) -> bool:
     """Offered to her: the task's role at the case's unit or above (with ``at``), or its escalation."""
     if actor.holds(task.role, task.org_path, task.at_level):
         return True
+    return escalated_to(actor, task)
+
+
+def escalated_to(actor: Actor, task: Task) -> bool:
+    """The task is overdue past its escalation and she holds the escalation role above it.
+
+    She may then do the task's work as its own role could (fire its actions, take it over
+    even from a holder who let it lapse): that is what the escalation is for.
+    """
     return bool(task.escalated and task.escalate_to and actor.holds(task.escalate_to, task.org_path))
 
 

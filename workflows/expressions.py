@@ -160,6 +160,12 @@ def _plus(a: Any) -> Any:
     return a
 
 
+def _is_null(node: ast.AST) -> bool:
+    """The literal null (``null``, ``None``) as written in the expression."""
+    return (isinstance(node, ast.Constant) and node.value is None) or (
+        isinstance(node, ast.Name) and _LITERALS.get(node.id, 0) is None)
+
+
 def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) != isinstance(b, bool):  # true is not 1 here
         return False
@@ -403,15 +409,22 @@ class _Compiler:
 
     def n_Compare(self, node: ast.Compare, d: int) -> Node:
         first, steps = self.build(node.left, d), []
+        left = node.left
         for op, right in zip(node.ops, node.comparators):
             if type(op) in (ast.Is, ast.IsNot):
                 self.fail("'is' is not allowed; use == null or != null", node)
-            steps.append((_COMPARE[type(op)], self.build(right, d), self.offset(right)))
+            # "Comparing null is false": a missing value makes == and != false too, unless
+            # the comparison is with the literal null (``x == null``, ``x != null``).
+            strict = type(op) in (ast.Eq, ast.NotEq) and not (_is_null(left) or _is_null(right))
+            steps.append((_COMPARE[type(op)], self.build(right, d), self.offset(right), strict))
+            left = right
 
         def run(env: _Env) -> bool:
             a = first(env)
-            for fn, right, off in steps:  # chained: a < b < c means a < b and b < c
+            for fn, right, off, strict in steps:  # chained: a < b < c means a < b and b < c
                 b = right(env)
+                if strict and (a is None or b is None):
+                    return False
                 if not _guarded(off, fn, a, b):
                     return False
                 a = b

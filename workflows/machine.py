@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from transitions import Machine
 from transitions.core import EventData
@@ -37,11 +37,17 @@ class FireContext:
 
     @classmethod
     def for_case(cls, spec: ProcessSpec, data: Mapping[str, Any], actor: Any, org_path: str,
-                 created_at: Any, today: date) -> "FireContext":
-        """The context for ``actor`` (a workflows.access.Actor) acting on a case."""
+                 created_at: Any, today: date, open_tasks: Iterable[Any] = ()) -> "FireContext":
+        """The context for ``actor`` (a workflows.access.Actor) acting on a case.
+
+        An open task escalated to her (``open_tasks``) lets her act as its role would: the
+        escalation offers her the task, so the task's default-role actions are hers too.
+        """
+        from .access import escalated_to
         from .forms import typed_data
         held = actor.held_at(org_path)
-        return cls(data=typed_data(spec, data), held=held, is_system=actor.is_system,
+        standing_in = frozenset((t.role, t.at_level) for t in open_tasks if escalated_to(actor, t))
+        return cls(data=typed_data(spec, data), held=held | standing_in, is_system=actor.is_system,
                    actor={"username": actor.username, "roles": sorted({r for r, _ in held})},
                    case={"org_unit": org_path.rstrip("/").rsplit("/", 1)[-1], "created_at": created_at},
                    today=today)

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, aliased
 
 from models import AuditEvent, Case, OrgUnit, Task, User
 
-from .access import (OVERSEER_ROLES, Actor, can_see_case, may_take, offered_tasks_clause, team_tasks_clause,
+from .access import (Actor, can_see_case, escalated_to, may_take, offered_tasks_clause,
+                     team_tasks_clause,
                      visible_cases_clause)
 from .engine import Engine
 from .errors import BadRequest, NotFound
@@ -71,8 +72,10 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
 
 
 def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task]) -> bool:
-    """Working the case: she may see sensitive fields unmasked."""
-    if actor.is_system or actor.holds_any(OVERSEER_ROLES, case.org_path):
+    """Working the case (she filed it, holds or finished one of its tasks, or may take an open
+    one): she may see sensitive fields unmasked. Overseeing it (a county chair, an
+    administrator) is not working it: "masked for anyone not working the case"."""
+    if actor.is_system:
         return True
     return _worked(s, actor, case) or any(may_take(actor, t) for t in open_tasks)
 
@@ -147,9 +150,10 @@ class CaseQueries:
         compiled = self.engine.compiled(s, case.process_version_id)
         state = spec.state(case.state)
         ctx = FireContext.for_case(spec, case.data, actor, case.org_path, case.created_at,
-                                   self.engine.clock().date())
+                                   self.engine.clock().date(), open_tasks)
         waiting = [t.name for t in open_tasks if not t.optional] if state.parallel else []
-        taken_by_other = bool(open_tasks) and all(t.assignee_id not in (None, actor.user_id) for t in open_tasks)
+        taken_by_other = bool(open_tasks) and all(t.assignee_id not in (None, actor.user_id)
+                                                  and not escalated_to(actor, t) for t in open_tasks)
 
         def form_fields(trigger: str) -> set[str]:
             return {f.name for f in spec.action_form(state.name, trigger)}
@@ -241,8 +245,8 @@ class CaseQueries:
                 where = offered
             elif view == "overdue":
                 where = and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
-            elif view == "escalated":
-                where = and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered))
+            elif view == "escalated":  # escalated to her: held by a colleague who let it lapse, too
+                where = and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered_tasks_clause(actor)))
             else:
                 where = and_(Task.status.in_(OPEN), team_tasks_clause(actor),
                              visible_cases_clause(actor, self.engine.processes.values()))

@@ -6,7 +6,7 @@ Each public method is one transaction. A refused call raises a typed error
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timezone
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -18,7 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
 
 from . import audit
-from .access import MANAGER_ROLES, SYSTEM, Actor, may_take
+from .access import MANAGER_ROLES, SYSTEM, Actor, escalated_to, may_take
 from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
 from .forms import defaults, validate_form
@@ -88,7 +88,7 @@ class WorkflowService:
             raise Conflict("案件已进入其他环节，此操作不再可用",
                            f"the case is in {state.name}; {trigger!r} is not possible there")
         open_tasks = list(s.scalars(OPEN_TASKS, {"case_id": case.id}))
-        ctx = self._context(spec, case, actor, case.data)
+        ctx = self._context(spec, case, actor, case.data, open_tasks)
         if not any(ctx.holds_any(spec.transition_roles(t, state.name))
                    for _, t in compiled.candidates(state.name, trigger)):
             raise Forbidden("您无权执行此操作", f"you may not {trigger} here")
@@ -99,7 +99,7 @@ class WorkflowService:
         if errors:
             raise Invalid("表单有误", "the form has errors", errors)
         merged = {**case.data, **changes}
-        ctx = self._context(spec, case, actor, merged)
+        ctx = self._context(spec, case, actor, merged, open_tasks)
         selection = compiled.select(state.name, trigger, ctx)
         chosen = selection.transition
         if chosen is None:
@@ -113,7 +113,9 @@ class WorkflowService:
             raise Invalid("此操作不接受意见", "this action takes no comment", {"comment": "not allowed"})
         if not actor.is_system:
             self._check_task_holder(s, actor, spec, state, chosen, open_tasks, case)
-        if state.parallel and not chosen.interrupt:
+        # A timer fires "if the case is still in the state then": a deadline does not wait
+        # for the parallel work it cuts short (the open tasks are cancelled, as by an interrupt).
+        if state.parallel and not chosen.interrupt and not actor.is_system:
             waiting = [t.name for t in open_tasks if not t.optional]
             if waiting:
                 raise Invalid("并行任务尚未全部完成", f"parallel tasks still open: {', '.join(waiting)}",
@@ -166,7 +168,8 @@ class WorkflowService:
         if chosen.roles is not None:
             return
         mine = [t for t in open_tasks if may_take(actor, t) or t.assignee_id == actor.user_id]
-        if chosen.quorum == 1 and mine and all(t.assignee_id not in (None, actor.user_id) for t in mine):
+        if chosen.quorum == 1 and mine and all(t.assignee_id not in (None, actor.user_id) and not escalated_to(actor, t)
+                                               for t in mine):
             raise Conflict("任务已由他人领取", "the task is allocated to someone else")
         for task_spec in state.tasks:
             self._check_separation(s, actor, case, task_spec)
@@ -235,7 +238,7 @@ class WorkflowService:
             task, case, spec = self._task_for_update(s, actor, task_id)
             if task.assignee_id == actor.user_id and task.status == "allocated":
                 return task.id
-            if task.status != "offered":
+            if task.status != "offered" and not (task.status == "allocated" and escalated_to(actor, task)):
                 raise Conflict("任务已由他人领取", "the task is already taken")
             if not may_take(actor, task):
                 raise Forbidden("您不能领取此任务", "this task is not offered to your roles here")
@@ -422,8 +425,10 @@ class WorkflowService:
             return len(cases)
 
     # --------------------------------------------------------------- helpers
-    def _context(self, spec: ProcessSpec, case: Case, actor: Actor, data: Mapping[str, Any]) -> FireContext:
-        return FireContext.for_case(spec, data, actor, case.org_path, case.created_at, self.engine.clock().date())
+    def _context(self, spec: ProcessSpec, case: Case, actor: Actor, data: Mapping[str, Any],
+                 open_tasks: list[Task]) -> FireContext:
+        return FireContext.for_case(spec, data, actor, case.org_path, case.created_at, self.engine.clock().date(),
+                                    open_tasks)
 
     def _case_for_update(self, s: Session, actor: Actor, case_id: int, task: Task | None = None) -> Case:
         """Lock the case row (PostgreSQL) so concurrent actions on it run one after another.
@@ -576,10 +581,14 @@ def _subject(spec: ProcessSpec, data: Mapping[str, Any]) -> str:
 
 
 def _field_moment(value: Any) -> datetime | None:
+    """A date or datetime field's value as the engine's naive-UTC time (an offset is honoured)."""
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value) if "T" in str(value) else datetime.combine(
+        moment = datetime.fromisoformat(value) if "T" in str(value) else datetime.combine(
             datetime.fromisoformat(value).date(), time())
     except ValueError:
         return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
