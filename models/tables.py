@@ -108,6 +108,8 @@ class ProcessVersion(Base):
     source_text: Mapped[str] = mapped_column(Text)
     content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created_at()
+    #: ``file`` (read from definitions/) or ``published`` (edited in the browser)
+    origin: Mapped[str] = mapped_column(String(16), default="file", server_default=text("'file'"))
 
     def __repr__(self) -> str:
         return f"<ProcessVersion {self.key} v{self.version}>"

@@ -409,6 +409,22 @@ def test_a_version_published_by_one_worker_reaches_the_others(env):
     assert restarted.sync_definitions()["aid"] == 2
 
 
+def test_a_file_put_back_as_it_was_is_a_new_version(env, tmp_path):
+    import shutil
+    from workflows.loader import load_definitions_strict
+    from .engine_helpers import FIXTURES
+    shutil.copytree(FIXTURES, tmp_path / "defs")
+    path = tmp_path / "defs" / "aid.yaml"
+    original = path.read_text()
+    path.write_text(original.replace("due: 3d", "due: 4d"))
+    env.engine.registry = load_definitions_strict(tmp_path / "defs")
+    assert env.engine.sync_definitions()["aid"] == 2
+    path.write_text(original)                                  # reverted: its content changed again
+    env.engine.registry = load_definitions_strict(tmp_path / "defs")
+    assert env.engine.sync_definitions()["aid"] == 3
+    assert env.engine.current("aid")[0].content_hash == env.engine.registry.processes["aid"].content_hash
+
+
 def test_unstorable_input_is_refused_cleanly(env):
     rep = env.actor("rep")
     for bad in ("a\x00b", "\ud800"):

@@ -55,26 +55,31 @@ class Engine:
         return cls(make_session_factory(engine), load_definitions_strict(definitions), **kw)
 
     # -- definitions and versions --------------------------------------------
-    def sync_definitions(self) -> dict[str, int]:
-        """Record a new version of each process whose file content changed; return key -> version.
+    def sync_definitions(self, published: str | None = None) -> dict[str, int]:
+        """Record a new version of each process whose content changed; return key -> version.
 
-        A file whose content equals an *older* stored version does not roll back a newer
-        one published from the browser: the newest stored version stays current.
+        Content that differs from the newest stored version is a new version, even when it
+        equals an older one (a file put back as it was: the number still grows). Except
+        that a file still holding an older version does not roll back a newer one that was
+        published from the browser (``published``: the key :meth:`publish` is recording)
+        into a folder it could not write.
         """
         with self.session_factory() as s:
             for key, spec in sorted(self.registry.processes.items()):
+                origin = "published" if key == published else "file"
                 for _attempt in range(3):
                     latest = self._latest(s, key)
                     if latest is not None and latest.content_hash == spec.content_hash:
                         break
-                    if latest is not None and s.scalar(select(ProcessVersion.id).where(
-                            ProcessVersion.key == key, ProcessVersion.content_hash == spec.content_hash)):
-                        log.warning("%s: the file is an older version than v%s; keeping v%s",
-                                    key, latest.version, latest.version)
+                    if latest is not None and latest.origin == "published" and origin == "file" and s.scalar(
+                            select(ProcessVersion.id).where(ProcessVersion.key == key,
+                                                            ProcessVersion.content_hash == spec.content_hash)):
+                        log.warning("%s: the file holds an older version than v%s, published from the browser; "
+                                    "keeping v%s", key, latest.version, latest.version)
                         break
                     row = ProcessVersion(key=key, version=(latest.version + 1) if latest else 1,
                                          source_text=spec.source_text, content_hash=spec.content_hash,
-                                         created_at=self.clock())
+                                         created_at=self.clock(), origin=origin)
                     s.add(row)
                     try:
                         s.commit()
@@ -118,7 +123,7 @@ class Engine:
         """Make ``spec`` the current definition of its process (admin edit); returns its version."""
         with self._lock:
             self.registry = Registry(self.registry.roles, {**self.registry.processes, spec.key: spec}, [])
-        return self.sync_definitions()[spec.key]
+        return self.sync_definitions(published=spec.key)[spec.key]
 
     @property
     def processes(self) -> dict[str, ProcessSpec]:
