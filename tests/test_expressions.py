@@ -211,7 +211,8 @@ def test_floats_in_data_become_decimal():
 
 def test_actor_and_case():
     actor = {"username": "li", "roles": ["county_manager"]}
-    assert ev("actor.username == 'li'", actor=actor) is True
+    with pytest.raises(ExpressionError, match="unknown attribute 'actor.username'"):   # only actor.roles
+        compile_expression("actor.username == 'li'", FIELDS)
     assert ev("'county_manager' in actor.roles", actor=actor) is True
     assert ev("'county_manager' in actor.roles") is False  # no actor -> null
     assert ev("case.org_unit == 'east'", case={"org_unit": "east"}) is True
@@ -511,3 +512,11 @@ def test_division_and_comparison_match_reference(top, bottom, x, y):
         assert abs(Fraction(result) - a / b) <= abs(a / b) * Fraction(1, 10**45)
     for op, check in (("<", a < b), ("<=", a <= b), ("==", a == b), ("!=", a != b), (">", a > b)):
         assert compile_expression(f"{_render(top)} {op} {_render(bottom)}", FIELDS).evaluate(env) is check
+
+
+def test_a_datetime_compares_with_a_date_by_its_day():
+    e = compile_expression("deadline < today()", ("deadline",))
+    today = dt.date(2026, 11, 29)
+    assert e.holds({"deadline": dt.datetime(2026, 11, 28, 23, 0)}, today=today) is True
+    assert e.holds({"deadline": dt.datetime(2026, 11, 29, 8, 0)}, today=today) is False
+

@@ -222,9 +222,23 @@ def test_invalid_process_key(roles):
           "invalid process key 'Demo-1'", filename="Demo-1.yaml")
 
 
-def test_process_key_must_match_the_file_name(roles):
-    d = check(VALID, roles, 1, "demo", "process", "does not match the file name 'other'", filename="defs/other.yaml")
-    assert d.file == "defs/other.yaml"
+def test_the_file_name_need_not_be_the_process_key(roles):
+    spec, diagnostics = load(VALID, roles, filename="defs/other.yaml")
+    assert diagnostics == [] and spec.key == "demo"
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ("5", "expected a field name or {field, required}, got an integer"), ("[1]", "got a list"),
+    ("true", "got a boolean"), ("1.5", "got a number"), ("[]", "got a list"), ("null", "has no value")])
+def test_a_form_entry_of_the_wrong_type_is_reported_where_it_is(roles, entry, fragment):
+    text = VALID.replace("form: [amount]", f"form: [{entry}]")
+    check(text, roles, 7, entry, "states[0].task.form[0]", fragment)
+
+
+def test_a_duplicate_state_name_is_reported_once(roles):
+    text = VALID.replace("  - {name: done, final: true}", "  - {name: done, final: true}\n  - {name: draft, final: true}")
+    d = problem(text, roles)
+    assert d.path == "states[2].name" and "duplicate state name 'draft'" in d.message
 
 
 def test_invalid_field_type_suggests_the_nearest(roles):

@@ -36,7 +36,7 @@ MAX_ITEMS = 10_000          # length of text/lists built by + and *
 _CTX = decimal.Context(prec=50, rounding=decimal.ROUND_HALF_EVEN,
                        traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
 _LITERALS = {"true": True, "false": False, "null": None}
-_ATTRIBUTES = {"actor": ("roles", "username"), "case": ("org_unit", "created_at")}
+_ATTRIBUTES = {"actor": ("roles",), "case": ("org_unit", "created_at")}  # nothing else (definitions.md)
 _SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%", ast.Pow: "**",
             ast.FloorDiv: "//", ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>",
             ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^"}
@@ -160,6 +160,10 @@ def _plus(a: Any) -> Any:
     return a
 
 
+def _day(value: Any) -> Any:
+    return value.date() if isinstance(value, _dt.datetime) else value
+
+
 def _is_null(node: ast.AST) -> bool:
     """The literal null (``null``, ``None``) as written in the expression."""
     return (isinstance(node, ast.Constant) and node.value is None) or (
@@ -189,6 +193,8 @@ def _ordering(sym: str, op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], 
         if a is None or b is None:
             return False
         ka, kb = _kind(a), _kind(b)
+        if {ka, kb} == {"date", "datetime"}:  # deadline < today(): compare calendar days
+            a, b, ka, kb = _day(a), _day(b), "date", "date"
         if ka != kb or ka not in ("number", "text", "date", "datetime"):
             raise EvaluationError(f"cannot compare {ka} and {kb} with '{sym}'")
         return op(a, b)

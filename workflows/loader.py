@@ -576,7 +576,7 @@ class _Choices(_Base, fields.Field):
 class _FormEntry(_Base, fields.Field):
     """A form entry: a field name, or ``{field: name, required: true}``."""
 
-    default_error_messages = {"invalid": _expected("字段名或 {field, required}", "a field name or {field, required}")}
+    default_error_messages = {"invalid": _expected("字段名或 {{field, required}}", "a field name or {{field, required}}")}
 
     @property
     def schema(self) -> Schema:
@@ -1040,8 +1040,8 @@ class _ProcessChecker:
     Every check skips values of the wrong type: the schema pass reported those.
     """
 
-    def __init__(self, data: dict, roles: RolesSpec | None, stem: str, report: _Report) -> None:
-        self.data, self.roles, self.stem, self.report = data, roles, stem, report
+    def __init__(self, data: dict, roles: RolesSpec | None, report: _Report) -> None:
+        self.data, self.roles, self.report = data, roles, report
         self.fields = _mapping(data.get("fields"))
         self.states = _items(data.get("states"))
         self.transitions = _items(data.get("transitions"))
@@ -1049,9 +1049,10 @@ class _ProcessChecker:
         for i, state in self.states:
             if isinstance(state.get("name"), str):
                 self.state_index.setdefault(state["name"], i)
-        self.final = {s["name"] for _, s in self.states if isinstance(s.get("name"), str) and s.get("final") is True}
-        self.with_tasks = {s["name"] for _, s in self.states
-                           if isinstance(s.get("name"), str) and (isinstance(s.get("task"), dict) or _list(s.get("tasks")))}
+        # A duplicate name is reported once; checks that follow use the first state of that name.
+        first = [s for i, s in self.states if isinstance(s.get("name"), str) and self.state_index[s["name"]] == i]
+        self.final = {s["name"] for s in first if s.get("final") is True}
+        self.with_tasks = {s["name"] for s in first if isinstance(s.get("task"), dict) or _list(s.get("tasks"))}
         self.compiled: dict[int, Any] = {}
         # Reachability is judged only when every transition's ends are known states;
         # otherwise one typo would also be reported as unreachable states.
@@ -1115,11 +1116,6 @@ class _ProcessChecker:
     # -- sections
 
     def check_header(self) -> None:
-        key = self.data.get("process")
-        if isinstance(key, str) and PROCESS_KEY.fullmatch(key) and key != self.stem:
-            self.report.error(("process",), _msg(
-                f"流程键 '{key}' 与文件名 '{self.stem}' 不一致（文件应命名为 {key}.yaml）",
-                f"process key '{key}' does not match the file name '{self.stem}' (name the file {key}.yaml)"))
         self.level(("org_level",), self.data.get("org_level"))
         for j, role in enumerate(_list(self.data.get("starters"))):
             self.role(("starters", j), role)
@@ -1519,7 +1515,7 @@ def _load_process(text: str, filename: str, roles: RolesSpec | None, report: _Re
     _choices_as_text(tree)
     schema = _schema(_ProcessSchema)
     _report_schema_errors(schema.validate(tree.data), schema, (), report)
-    compiled = _ProcessChecker(tree.data, roles, Path(filename).stem, report).run()
+    compiled = _ProcessChecker(tree.data, roles, report).run()
     if report.has_errors:
         return None
     return _build_process(tree.data, roles, compiled, text, filename)
@@ -1537,8 +1533,8 @@ def _guarded(report: _Report, load: Any, *args: Any) -> Any:
 def load_process_text(text: str, filename: str, roles: RolesSpec | None) -> tuple[ProcessSpec | None, list[Diagnostic]]:
     """Check one process definition; the spec is None when any error was found.
 
-    ``filename`` names the file in diagnostics and must have the process key as its
-    stem. With ``roles`` None, role and level names are not checked.
+    ``filename`` names the file in diagnostics. With ``roles`` None, role and level names
+    are not checked.
     """
     report = _Report(str(filename))
     spec = _guarded(report, _load_process, text, str(filename), roles)
