@@ -493,3 +493,40 @@ transitions:
     assert env.queries.case(SYSTEM, case_id)["state"] == "expired"
     assert sorted(t.status for t in _task(env, case_id, ("cancelled",))) == ["cancelled", "cancelled"]
 
+
+def test_actions_leave_out_what_separation_of_duties_or_a_cast_vote_forbid(env):
+    cadre = env.actor("cadre")                     # village_rep and town_cadre at t01
+    case_id = env.service.start_case(cadre, "aid", "t01v01", APPLICATION)
+    env.service.fire(cadre, case_id, "submit")
+    view = env.queries.case(cadre, case_id)
+    assert "surveyed" not in view["actions"]
+    assert any(b["trigger"] == "surveyed" and "separation of duties" in b["reason_en"] for b in view["blocked_actions"])
+    assert "surveyed" in env.queries.case(env.actor("cadre2"), case_id)["actions"]
+
+    approval = _to_approval(env)
+    mgr1 = env.actor("mgr1")
+    assert "approve" in env.queries.case(mgr1, approval)["actions"]
+    env.service.fire(mgr1, approval, "approve")
+    view = env.queries.case(mgr1, approval)
+    assert "approve" not in view["actions"] and "reject" in view["actions"]
+    assert "approve" in env.queries.case(env.actor("mgr2"), approval)["actions"]
+
+
+def test_a_task_held_by_a_colleague_is_a_conflict_before_any_form_error(env):
+    case_id = _start(env)
+    (survey,) = _task(env, case_id)
+    env.service.claim(env.actor("cadre2"), survey.id)
+    with pytest.raises(Conflict):
+        env.service.fire(env.actor("cadre"), case_id, "surveyed", {})   # the form is missing too
+
+
+def test_who_acted_on_a_confidential_case_keeps_seeing_it(env):
+    case_id = env.service.start_case(env.actor("ccadre"), "complaint", "t01v01", {"victim_name": "某女士"})
+    env.service.fire(env.actor("ccadre"), case_id, "refer")
+    police = env.actor("police")
+    task = next(t for t in _task(env, case_id) if t.name == "police")
+    env.service.claim(police, task.id)
+    env.service.release(police, task.id)           # no longer holds it, but took part
+    assert env.queries.case(police, case_id)["state"] == "referral"
+    assert env.queries.cases(police, process="complaint").total == 1
+

@@ -11,7 +11,7 @@ from typing import Iterable
 
 from sqlalchemy import and_, false, or_, select
 
-from models import Case, Task
+from models import AuditEvent, Case, Task
 
 from .org import in_subtree
 from .spec import SYSTEM_ROLE, ProcessSpec
@@ -129,6 +129,8 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec]):
         worked = select(Task.case_id).where(
             or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id))
         clauses.append(Case.id.in_(worked))
+        # acted on it (claimed a task she then handed on, voted, ...): she keeps seeing it
+        clauses.append(Case.id.in_(select(AuditEvent.case_id).where(AuditEvent.actor_id == actor.user_id)))
         clauses.append(Case.created_by_id == actor.user_id)
     return or_(*clauses) if clauses else false()
 

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from models import AuditEvent, Case, OrgUnit, Task, User
+from models import AuditEvent, Case, OrgUnit, Task, User, Vote
 
 from .access import (Actor, can_see_case, escalated_to, may_take, offered_tasks_clause,
                      team_tasks_clause,
@@ -20,7 +20,7 @@ from .errors import BadRequest, NotFound
 from .forms import storable_text
 from .machine import FireContext
 from .org import in_subtree
-from .spec import ProcessSpec
+from .spec import ProcessSpec, TaskSpec
 
 OPEN = ("offered", "allocated")
 MAX_ID = 2**63 - 1  # ids are BIGINT: anything larger cannot name a row
@@ -46,14 +46,17 @@ def is_row_id(value: int) -> bool:
 
 
 def _worked(s: Session, actor: Actor, case: Case) -> bool:
-    """She filed the case, or was assigned or completed one of its tasks."""
+    """She filed the case, holds or completed one of its tasks, or acted on it before (claimed a
+    task and handed it on, voted, ...): the same rule as the lists' :func:`visible_cases_clause`."""
     if actor.user_id is None:
         return False
     if case.created_by_id == actor.user_id:
         return True
-    return s.scalar(select(Task.id).where(
+    held = s.scalar(select(Task.id).where(
         Task.case_id == case.id,
-        or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id)).limit(1)) is not None
+        or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id)).limit(1))
+    return held is not None or s.scalar(select(AuditEvent.id).where(
+        AuditEvent.case_id == case.id, AuditEvent.actor_id == actor.user_id).limit(1)) is not None
 
 
 def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
@@ -78,6 +81,15 @@ def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task]) -> bo
     if actor.is_system:
         return True
     return _worked(s, actor, case) or any(may_take(actor, t) for t in open_tasks)
+
+
+def barred_by_separation(s: Session, actor: Actor, case_id: int, task_spec: TaskSpec) -> bool:
+    """Separation of duties: she completed a task of one of ``task_spec.separate_from`` in this case."""
+    if not task_spec.separate_from or actor.user_id is None:
+        return False
+    return s.scalar(select(Task.id).where(
+        Task.case_id == case_id, Task.state.in_(task_spec.separate_from),
+        Task.status == "completed", Task.completed_by_id == actor.user_id).limit(1)) is not None
 
 
 def mask(spec: ProcessSpec, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -154,6 +166,11 @@ class CaseQueries:
         waiting = [t.name for t in open_tasks if not t.optional] if state.parallel else []
         taken_by_other = bool(open_tasks) and all(t.assignee_id not in (None, actor.user_id)
                                                   and not escalated_to(actor, t) for t in open_tasks)
+        barred = any(barred_by_separation(s, actor, case.id, task) for task in state.tasks)
+        voted = set(s.scalars(select(Vote.trigger).where(
+            Vote.case_id == case.id, Vote.state == state.name, Vote.user_id == actor.user_id))) \
+            if actor.user_id is not None and any(t.quorum > 1 for t in spec.transitions if state.name in t.sources) \
+            else set()
 
         def form_fields(trigger: str) -> set[str]:
             return {f.name for f in spec.action_form(state.name, trigger)}
@@ -167,6 +184,13 @@ class CaseQueries:
                     continue
                 if t.roles is None and t.quorum == 1 and taken_by_other:
                     blocked.setdefault(trigger, _why("任务已由他人领取", "the task is held by a colleague"))
+                    continue
+                if t.roles is None and barred:
+                    blocked.setdefault(trigger, _why("职责分离：您已办理本案前序环节",
+                                                     "separation of duties: you worked an earlier step of this case"))
+                    continue
+                if t.quorum > 1 and trigger in voted:
+                    blocked.setdefault(trigger, _why("您已投过票，等待其他人", "you have voted; waiting for the others"))
                     continue
                 if waiting and not t.interrupt:
                     blocked.setdefault(trigger, _why(f"并行任务尚未完成：{'、'.join(waiting)}",

@@ -23,6 +23,7 @@ from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
 from .forms import defaults, validate_form
 from .ledger import ledger_posting
+from .queries import barred_by_separation, works_on
 from .machine import FireContext
 from .spec import LEDGER_KEY, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
@@ -89,9 +90,11 @@ class WorkflowService:
                            f"the case is in {state.name}; {trigger!r} is not possible there")
         open_tasks = list(s.scalars(OPEN_TASKS, {"case_id": case.id}))
         ctx = self._context(spec, case, actor, case.data, open_tasks)
-        if not any(ctx.holds_any(spec.transition_roles(t, state.name))
-                   for _, t in compiled.candidates(state.name, trigger)):
+        candidates = [t for _, t in compiled.candidates(state.name, trigger)]
+        if not any(ctx.holds_any(spec.transition_roles(t, state.name)) for t in candidates):
             raise Forbidden("您无权执行此操作", f"you may not {trigger} here")
+        if not actor.is_system:  # before the form: "taken by a colleague" is the answer, not its errors
+            self._check_task_holder(s, actor, state, candidates, open_tasks, case)
 
         form = spec.action_form(state.name, trigger)
         changes, errors = validate_form(spec, form, data, case.data)
@@ -111,8 +114,6 @@ class WorkflowService:
                           {"comment": "必填 / required"})
         if chosen.comment == "none" and comment:
             raise Invalid("此操作不接受意见", "this action takes no comment", {"comment": "not allowed"})
-        if not actor.is_system:
-            self._check_task_holder(s, actor, spec, state, chosen, open_tasks, case)
         # A timer fires "if the case is still in the state then": a deadline does not wait
         # for the parallel work it cuts short (the open tasks are cancelled, as by an interrupt).
         if state.parallel and not chosen.interrupt and not actor.is_system:
@@ -162,25 +163,21 @@ class WorkflowService:
         self._flush(s)
         return {"outcome": "moved", "case_id": case.id, "state": new_state}
 
-    def _check_task_holder(self, s: Session, actor: Actor, spec: ProcessSpec, state: StateSpec,
-                           chosen: TransitionSpec, open_tasks: list[Task], case: Case) -> None:
+    def _check_task_holder(self, s: Session, actor: Actor, state: StateSpec, candidates: list[TransitionSpec],
+                           open_tasks: list[Task], case: Case) -> None:
         """Default-role actions belong to the task's holder, and respect separation of duties."""
-        if chosen.roles is not None:
+        own = [t for t in candidates if t.roles is None]
+        if not own:
             return
         mine = [t for t in open_tasks if may_take(actor, t) or t.assignee_id == actor.user_id]
-        if chosen.quorum == 1 and mine and all(t.assignee_id not in (None, actor.user_id) and not escalated_to(actor, t)
-                                               for t in mine):
+        if all(t.quorum == 1 for t in own) and mine and all(
+                t.assignee_id not in (None, actor.user_id) and not escalated_to(actor, t) for t in mine):
             raise Conflict("任务已由他人领取", "the task is allocated to someone else")
         for task_spec in state.tasks:
             self._check_separation(s, actor, case, task_spec)
 
     def _check_separation(self, s: Session, actor: Actor, case: Case, task_spec: TaskSpec) -> None:
-        if not task_spec.separate_from or actor.user_id is None:
-            return
-        clash = s.scalar(select(Task.id).where(
-            Task.case_id == case.id, Task.state.in_(task_spec.separate_from),
-            Task.status == "completed", Task.completed_by_id == actor.user_id).limit(1))
-        if clash is not None:
+        if barred_by_separation(s, actor, case.id, task_spec):
             raise Forbidden("职责分离：您已办理本案前序环节，不能办理此任务",
                             "separation of duties: you worked an earlier step of this case "
                             f"({', '.join(task_spec.separate_from)})")
@@ -331,7 +328,6 @@ class WorkflowService:
     def add_attachment(self, actor: Actor, case_id: int, field: str, filename: str, content_type: str,
                        size: int, storage_key: str) -> int:
         """Record a file already stored outside the web root for a case's ``file`` field."""
-        from .queries import works_on
         with self.engine.transaction() as s:
             case = self._case_for_update(s, actor, case_id)
             spec = self.engine.spec_of(s, case.process_version_id)
