@@ -502,6 +502,8 @@ def test_actions_leave_out_what_separation_of_duties_or_a_cast_vote_forbid(env):
     assert "surveyed" not in view["actions"]
     assert any(b["trigger"] == "surveyed" and "separation of duties" in b["reason_en"] for b in view["blocked_actions"])
     assert "surveyed" in env.queries.case(env.actor("cadre2"), case_id)["actions"]
+    assert case_id not in [t["case_id"] for t in env.queries.tasks(cadre, "available").items]
+    assert case_id in [t["case_id"] for t in env.queries.tasks(env.actor("cadre2"), "available").items]
 
     approval = _to_approval(env)
     mgr1 = env.actor("mgr1")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, exists, false, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from models import AuditEvent, Case, OrgUnit, Task, User, Vote
@@ -262,7 +262,8 @@ class CaseQueries:
         now = self.engine.clock()
         with self.engine.session_factory() as s:
             mine = Task.assignee_id == actor.user_id if actor.user_id is not None else Task.id.is_(None)
-            offered = and_(Task.status == "offered", offered_tasks_clause(actor))
+            offered = and_(Task.status == "offered", offered_tasks_clause(actor),
+                           not_(_separated_clause(actor, self.engine.processes.values())))
             if view == "mine":
                 where = and_(Task.status == "allocated", mine)
             elif view == "available":
@@ -345,6 +346,18 @@ class CaseQueries:
             stmt = stmt.where(Case.subject.contains(search.strip()[:100], autoescape=True),
                               Case.confidential.is_(False))
         return stmt
+
+
+def _separated_clause(actor: Actor, processes):
+    """Tasks separation of duties keeps from her: she completed an earlier step they name in that case."""
+    if actor.user_id is None:
+        return false()
+    done = aliased(Task)
+    barred = [and_(Task.process_key == spec.key, Task.state == state.name, Task.name == task.name,
+                   exists().where(done.case_id == Task.case_id, done.state.in_(task.separate_from),
+                                  done.status == "completed", done.completed_by_id == actor.user_id))
+              for spec in processes for state in spec.states for task in state.tasks if task.separate_from]
+    return or_(*barred) if barred else false()
 
 
 def _why(zh: str, en: str) -> dict[str, str]:
