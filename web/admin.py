@@ -178,7 +178,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "admin.edit.stale": ("在您编辑期间，该流程已发布了第 {version} 版。请先查看最新版本再修改。",
                          "Version {version} was published while you were editing. Look at it before "
                          "publishing your changes."),
-    "admin.edit.key_changed": ("不能在此修改流程键（应为 {key}）。", "The process key cannot change here (it is {key})."),
+    "admin.edit.key_changed": ("不能在此修改流程键（应为 {process}）。", "The process key cannot change here (it is {process})."),
     "admin.edit.too_long": ("定义过长。", "The definition is too long."),
     "admin.edit.written": ("已写回定义文件 {path}。", "Written back to {path}."),
     "admin.edit.preview": ("实时预览", "Live preview"),
@@ -758,7 +758,7 @@ def check_source(key: str, source: str) -> tuple[ProcessSpec | None, list[Diagno
     filename = current.path if current is not None and current.path else f"{key}.yaml"
     spec, diagnostics = load_process_text(source, filename, engine.registry.roles)
     if spec is not None and spec.key != key:
-        diagnostics = list(diagnostics) + [Diagnostic(filename, 1, 1, "error", t("admin.edit.key_changed", key=key),
+        diagnostics = list(diagnostics) + [Diagnostic(filename, 1, 1, "error", t("admin.edit.key_changed", process=key),
                                                       "process")]
         spec = None
     return spec, diagnostics

@@ -20,6 +20,7 @@ from models import AuditEvent, Case, LedgerEntry, OrgUnit
 
 from .access import Actor, visible_cases_clause
 from .engine import Engine
+from .org import town_path
 from .errors import Invalid
 from .queries import Page, paging
 from .spec import LEDGER_KEY, ProcessSpec, TransitionSpec
@@ -98,7 +99,7 @@ class LedgerQueries:
                                  .group_by(year, month).order_by(year, month)).all()
             towns: dict[str, dict[tuple[str, str], Decimal]] = {}
             for path, key, fund_key, net in by_unit:
-                town = "/".join(path.split("/")[:3]) + "/"   # /county/t01/ (the county itself stays)
+                town = town_path(path)
                 sums = towns.setdefault(town, {})
                 sums[(key, fund_key)] = sums.get((key, fund_key), ZERO) + _money(net)
             names = dict(s.execute(select(OrgUnit.path, OrgUnit.name).where(OrgUnit.path.in_(list(towns)))).all())

@@ -88,6 +88,13 @@ def ancestor_paths(path: str) -> list[str]:
     return ["/" + "/".join(codes[:i]) + "/" for i in range(1, len(codes) + 1)]
 
 
+def town_path(path: str) -> str:
+    """The path of the unit one level below the root that ``path`` lies in (its town in a
+    county); the root's own path for the root itself. Reports group by it."""
+    parts = [p for p in path.split("/") if p]
+    return "/" + "/".join(parts[:2]) + "/"
+
+
 def in_subtree(column: Any, path: str) -> ColumnElement[bool]:
     """SQL condition: ``column`` (an org path) lies in the subtree at ``path``.
 

@@ -19,7 +19,7 @@ from .engine import Engine
 from .errors import BadRequest, NotFound
 from .forms import storable_text
 from .machine import FireContext
-from .org import in_subtree
+from .org import in_subtree, town_path
 from .spec import ProcessSpec, TaskSpec
 
 OPEN = ("offered", "allocated")
@@ -320,7 +320,7 @@ class CaseQueries:
                                  .group_by(year, month).order_by(year, month)).all()
             towns: dict[str, dict[str, int]] = {}
             for path, state, n in by_unit:
-                town = "/".join(path.split("/")[:3]) + "/"   # /county/t01/ (the county itself stays)
+                town = town_path(path)
                 counts = towns.setdefault(town, {})
                 counts[state] = counts.get(state, 0) + n
             names = dict(s.execute(select(OrgUnit.path, OrgUnit.name).where(OrgUnit.path.in_(list(towns)))).all())

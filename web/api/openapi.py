@@ -76,7 +76,7 @@ def _operation(op: Operation) -> dict[str, Any]:
             responses[str(status)] = {"description": text}
         else:
             responses[str(status)] = {"description": text, "content": {"application/json": {"schema": schema}}}
-            if op.query is not None and status == 200:  # a paged list
+            if op.query is not None and status == 200 and "page" in op.query().fields:  # a paged list
                 responses[str(status)]["headers"] = _PAGING_HEADERS
     automatic = [400] if (op.query or op.body or op.path_params) else []
     automatic += [401] if op.auth else []

@@ -8,6 +8,7 @@ ISO 8601 with an explicit UTC offset (they are stored as naive UTC).
 from __future__ import annotations
 
 from datetime import timezone
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -265,6 +266,77 @@ class HistoryEventSchema(Schema):
                           required=True, metadata={"description": "field -> [old, new]"})
 
 
+# ------------------------------------------------------------------ ledger
+class Money(fields.String):
+    """An amount of yuan as decimal text with two places ("800.00"), like every money value of the API."""
+
+    def __init__(self, **kw: Any) -> None:
+        metadata = {"example": "800.00", "pattern": r"^-?[0-9]+\.[0-9]{2}$", **kw.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kw)
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return f"{Decimal(str(value)).quantize(Decimal('0.01')):.2f}"
+
+
+class LedgerEntrySchema(Schema):
+    """One posting to a fund: what a disbursement (or a refund) wrote, with its case."""
+
+    id = fields.Integer(required=True)
+    at = UTCDateTime(required=True, metadata={"description": "when it was posted"})
+    case_id = fields.Integer(required=True)
+    process = fields.String(required=True)
+    trigger = fields.String(required=True, metadata={"description": "the action that posted it"})
+    fund = fields.String(required=True, metadata={"description": "the fund's key (a choice of the process)"})
+    kind = fields.String(required=True, validate=validate.OneOf(("payment", "refund")))
+    amount = Money(required=True, metadata={"description": "always above zero; kind says which way"})
+    audit_seq = fields.Integer(required=True, metadata={
+        "description": "the case's audit event that records the same posting"})
+    org_unit = fields.String(required=True)
+    org_unit_name = fields.String(required=True)
+    state = fields.String(required=True, metadata={"description": "the case's state now"})
+    subject = _text(required=True, metadata={"description": "null for confidential cases"})
+
+
+class LedgerTotalsSchema(Schema):
+    entries = fields.Integer(required=True)
+    paid = Money(required=True)
+    refunded = Money(required=True)
+    net = Money(required=True, metadata={"description": "paid - refunded"})
+
+
+class LedgerFundSchema(LedgerTotalsSchema):
+    process = fields.String(required=True)
+    fund = fields.String(required=True)
+    label = fields.String(required=True, metadata={"description": "the fund's name, in the caller's language"})
+    label_i18n = fields.Nested(LabelSchema, allow_none=True)
+
+
+class LedgerTownSchema(Schema):
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+    net = fields.Dict(keys=fields.String(), values=Money(), required=True,
+                      metadata={"description": "\"process/fund\" -> net amount"})
+    total = Money(required=True)
+
+
+class LedgerMonthSchema(Schema):
+    month = fields.String(required=True, metadata={"example": "2026-03"})
+    paid = Money(required=True)
+    refunded = Money(required=True)
+    net = Money(required=True)
+
+
+class LedgerSummarySchema(Schema):
+    """Totals of the entries the caller may see: per fund, per town and fund, per month, overall."""
+
+    funds = fields.List(fields.Nested(LedgerFundSchema), required=True)
+    towns = fields.List(fields.Nested(LedgerTownSchema), required=True)
+    months = fields.List(fields.Nested(LedgerMonthSchema), required=True)
+    total = fields.Nested(LedgerTotalsSchema, required=True)
+
+
 # ---------------------------------------------------------------- inputs
 def _data_field(description: str) -> fields.Dict:
     return fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), load_default=dict,
@@ -347,3 +419,13 @@ class TaskListQuery(_PagingQuery):
     state = _filter()
     org_unit = _filter()
     search = _filter(100)
+
+
+class LedgerListQuery(_PagingQuery):
+    process = _filter()
+    fund = _filter()
+
+
+class LedgerSummaryQuery(Schema):
+    process = _filter()
+    fund = _filter()

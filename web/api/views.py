@@ -14,6 +14,7 @@ from sqlalchemy import select
 from models import Case, Task, User
 from workflows import webhooks
 from workflows.errors import BadRequest, NotFound
+from workflows.ledger import fund_labels
 from workflows.queries import task_row
 
 from . import bp
@@ -22,8 +23,9 @@ from .present import locale_of, process_detail, process_summary
 from .routing import hexie, json_response, operation
 from .schemas import (
     ActionSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
-    HandoverSchema, HistoryEventSchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema,
-    TaskListQuery, TaskSchema, TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
+    HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
+    LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
+    TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
 )
 
 ERR = None  # responses documented with the error schema (see openapi.py)
@@ -218,6 +220,47 @@ def _check_filters(query: dict[str, Any]) -> None:
         specs = [processes[query["process"]]] if query.get("process") else processes.values()
         if not any(s.name == query["state"] for spec in specs for s in spec.states):
             raise BadRequest("没有这个环节", f"unknown state {query['state']!r}", {"state": "unknown"})
+
+
+# ------------------------------------------------------------------- ledger
+@operation(bp, "/ledger", "GET", summary="Ledger entries / 资金明细", tag="ledger", query=LedgerListQuery,
+           responses={200: ("the postings to earmarked funds of the cases visible to the caller, newest first; "
+                            "paging in X-Total-Count, X-Page, X-Per-Page, X-Pages", LedgerEntrySchema(many=True))})
+def list_ledger(query: dict[str, Any]) -> Response:
+    """Every disbursement (and refund) posted to a fund, filtered by process and fund."""
+    _check_ledger_filters(query)
+    return _paged(hexie()["ledger"].entries(g.actor, **query), LedgerEntrySchema)
+
+
+@operation(bp, "/ledger/summary", "GET", summary="Money by fund / 资金统计", tag="ledger", query=LedgerSummaryQuery,
+           responses={200: ("totals per fund, net per town and fund, and per month posted, "
+                            "of the cases visible to the caller", LedgerSummarySchema)})
+def ledger_summary(query: dict[str, Any]) -> Response:
+    """Paid, refunded and net per fund, town and month: what an auditor reconciles."""
+    labels = _check_ledger_filters(query)
+    summary = hexie()["ledger"].summary(g.actor, **query)
+    locale = locale_of(g.actor)
+    funds = []
+    for row in summary["funds"]:
+        text = labels.get((row["process"], row["fund"]))
+        funds.append({**row, "label": text.get(locale) if text is not None else row["fund"],
+                      "label_i18n": {"zh": text.zh, "en": text.en} if text is not None else None})
+    towns = [{**town, "net": {f"{key}/{fund}": amount for (key, fund), amount in town["net"].items()}}
+             for town in summary["towns"]]
+    return json_response(LedgerSummarySchema().dump({**summary, "funds": funds, "towns": towns}))
+
+
+def _check_ledger_filters(query: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    """As for cases: a process or fund that no definition has is a malformed request (400).
+
+    Returns every fund's label, keyed by (process, fund).
+    """
+    _check_filters(query)
+    labels = fund_labels(spec for _, spec in sorted(hexie()["engine"].processes.items()))
+    fund = query.get("fund")
+    if fund and not any(f == fund and query.get("process") in (None, p) for p, f in labels):
+        raise BadRequest("没有这个资金来源", f"unknown fund {fund!r}", {"fund": "unknown"})
+    return labels
 
 
 # ----------------------------------------------------------------- webhooks

@@ -114,8 +114,10 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
         tasks.append(row)
 
     my_votes, vote_counts = _votes(case_id, view["state"], actor.user_id)
+    # an action she already voted for is no longer hers to fire: shown with her vote and the count
+    voted = [b["trigger"] for b in view.get("blocked_actions", ()) if b["trigger"] in my_votes]
     actions = []
-    for trigger in view["actions"]:
+    for trigger in [*view["actions"], *voted]:
         transitions = spec.transitions_from(view["state"], trigger)
         quorum = view["action_quorums"].get(trigger, max((t_.quorum for t_ in transitions), default=1))
         dests = {t_.dest for t_ in transitions}
@@ -132,7 +134,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
         })
     blocked = [{"label": trigger_label(key, b["trigger"], view["state"], spec),
                 "reason": b["reason_en"] if get_locale() == "en" else b["reason_zh"]}
-               for b in view.get("blocked_actions", ())]
+               for b in view.get("blocked_actions", ()) if b["trigger"] not in voted]
     # A refused form whose action is no longer offered (the guard now fails, the case moved
     # on): its messages go under the banner, so nothing the engine said is lost.
     shown = {f"a:{a['trigger']}" for a in actions} | {f"t:{x['id']}" for x in tasks if x.get("form")}

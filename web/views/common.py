@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, request
 from sqlalchemy import or_, select
+from sqlalchemy.orm import aliased
 
 from models import OrgUnit, ProcessVersion, User
 from workflows.access import Actor
@@ -267,3 +268,20 @@ def template_helpers() -> dict[str, Any]:
         "trigger_label": trigger_label, "role_label": role_label, "kind_label": kind_label,
         "fmt_dt": fmt_dt, "fmt_date": fmt_date, "due_hint": due_hint, "money": money,
     }
+
+
+def places(key: Any, where: Any, join: tuple[Any, Any] | None = None) -> dict[Any, str]:
+    """``key`` -> where its unit is, as people say it: "城关镇 东村" for a village, the name otherwise.
+
+    ``key`` is the column to map by (``OrgUnit.code``, or ``Task.id`` with ``join=(Task, on)``),
+    ``where`` selects the rows; one query.
+    """
+    parent = aliased(OrgUnit)
+    stmt = select(key, OrgUnit.name, OrgUnit.level, parent.name)
+    if join is not None:
+        stmt = stmt.select_from(join[0]).join(OrgUnit, join[1])
+    with hexie_state().engine.session_factory() as s:
+        rows = s.execute(stmt.outerjoin(parent, parent.id == OrgUnit.parent_id).where(where)).all()
+    lowest = (hexie_state().engine.registry.roles.levels or ("",))[-1]
+    return {k: f"{town} {name}" if level == lowest and town else name for k, name, level, town in rows}
+

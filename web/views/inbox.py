@@ -4,8 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app, render_template, request
-from sqlalchemy import select
-from sqlalchemy.orm import aliased
 
 from models import OrgUnit, Task
 
@@ -15,7 +13,7 @@ from workflows.queries import TASK_VIEWS
 from ..extension import current_actor, hexie_state
 from ..i18n import label
 from . import bp
-from .common import display_names, indent, unit_names, units_in_area
+from .common import display_names, indent, places, unit_names, units_in_area
 
 #: Above this many units in her area, the area filter lists only the upper levels.
 MAX_UNIT_OPTIONS = 80
@@ -73,16 +71,7 @@ def _query(kind: str, actor, filters: dict[str, Any]):
 def task_places(task_ids) -> dict[int, str]:
     """task id -> the name of its case's unit (with its town for a village), in one query."""
     ids = list(task_ids)
-    if not ids:
-        return {}
-    parent = aliased(OrgUnit)
-    with hexie_state().engine.session_factory() as s:
-        rows = s.execute(select(Task.id, OrgUnit.name, OrgUnit.level, parent.name)
-                         .join(OrgUnit, OrgUnit.id == Task.org_unit_id)
-                         .outerjoin(parent, parent.id == OrgUnit.parent_id)
-                         .where(Task.id.in_(ids))).all()
-    lowest = (hexie_state().engine.registry.roles.levels or ("",))[-1]
-    return {tid: f"{town} {name}" if level == lowest and town else name for tid, name, level, town in rows}
+    return places(Task.id, Task.id.in_(ids), join=(Task, OrgUnit.id == Task.org_unit_id)) if ids else {}
 
 
 @bp.route("/")
