@@ -101,24 +101,14 @@ def build_engine(sa_engine: Any, clock: Any = None) -> Engine:
 
 
 def make_app(engine: Engine, **extra: Any) -> Flask:
-    """The real app when the web core is importable, else a bare app with just the API blueprint.
+    """The app (API at /api/v1) on ``engine``.
 
     Webhook delivery is off unless asked for (``HEXIE_WEBHOOKS=True``): the webhook tests
     start their own dispatcher with a policy of their choosing.
     """
+    from web import create_app
     config = {"TESTING": True, "SECRET_KEY": SECRET, "WTF_CSRF_ENABLED": False, "HEXIE_WEBHOOKS": False, **extra}
-    try:
-        from web import create_app
-        return create_app(engine=engine, config=config)
-    except ImportError:  # the web core is not (fully) there: the API alone
-        pass
-    from web.api import bp
-    app = Flask("api-test")
-    app.config.update(config)
-    app.extensions["hexie"] = {"engine": engine, "service": WorkflowService(engine),
-                               "queries": CaseQueries(engine)}
-    app.register_blueprint(bp, url_prefix="/api/v1")
-    return app
+    return create_app(engine=engine, config=config)
 
 
 @dataclass

@@ -99,7 +99,9 @@ def _state(s: StateSpec, locale: str, initial: bool) -> dict[str, Any]:
 
 
 def _transition(t: TransitionSpec, locale: str) -> dict[str, Any]:
-    return {"trigger": t.trigger, "sources": list(t.sources), "dest": t.dest, "label": t.label.get(locale),
+    return {"trigger": t.trigger, "source": t.sources[0] if len(t.sources) == 1 else list(t.sources),
+            "sources": list(t.sources), "dest": t.dest, "label": t.label.get(locale),
             "label_i18n": _i18n(t.label), "roles": list(t.roles) if t.roles is not None else None,
             "when": getattr(t.when, "source", None), "comment": t.comment, "form": _form(t.form),
-            "interrupt": t.interrupt, "quorum": t.quorum}
+            "interrupt": t.interrupt, "quorum": t.quorum,
+            "ledger": {"fund": t.ledger.fund, "amount": t.ledger.amount, "kind": t.ledger.kind} if t.ledger else None}

@@ -145,8 +145,16 @@ class StateDefSchema(Schema):
     timers = fields.List(fields.Nested(TimerDefSchema))
 
 
+class LedgerDefSchema(Schema):
+    fund = fields.String(required=True)
+    amount = fields.String(required=True)
+    kind = fields.String(required=True)
+
+
 class TransitionDefSchema(Schema):
     trigger = fields.String(required=True)
+    source = fields.Raw(required=True, metadata={"description": "a state, or a list of states, as in the language "
+                                                                 "('*' expanded)"})
     sources = fields.List(fields.String(), required=True)
     dest = fields.String(required=True)
     label = fields.String(required=True)
@@ -158,6 +166,8 @@ class TransitionDefSchema(Schema):
     form = fields.List(fields.Nested(FormEntrySchema))
     interrupt = fields.Boolean()
     quorum = fields.Integer()
+    ledger = fields.Nested(LedgerDefSchema, allow_none=True,
+                           metadata={"description": "the fund posting this action makes (ledger: in the definition)"})
 
 
 class ProcessSchema(ProcessSummarySchema):
@@ -209,6 +219,16 @@ class BlockedActionSchema(Schema):
     trigger = fields.String(required=True)
     reason_zh = fields.String(required=True)
     reason_en = fields.String(required=True)
+
+
+class AttachmentSchema(Schema):
+    id = fields.Integer(required=True, metadata={"description": "put it in the file field's value: "
+                                                               "data: {FIELD: id} (or [id, ...] for multiple)"})
+    case_id = fields.Integer(required=True)
+    field = fields.String(required=True)
+    filename = fields.String(required=True)
+    content_type = fields.String(required=True)
+    size = fields.Integer(required=True)
 
 
 class CaseSchema(Schema):

@@ -11,18 +11,20 @@ from typing import Any
 from flask import Response, g, request
 from sqlalchemy import select
 
-from models import Case, Task, User
+from models import Attachment, Case, Task, User
 from workflows import webhooks
-from workflows.errors import BadRequest, NotFound
+from workflows.errors import BadRequest, Invalid, NotFound
 from workflows.ledger import fund_labels
 from workflows.queries import task_row
 
+from ..forms import check_upload
+from ..views.files import store_uploads
 from . import bp
 from .auth import issue_token
 from .present import locale_of, process_detail, process_summary
 from .routing import hexie, json_response, operation
 from .schemas import (
-    ActionSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
+    ActionSchema, AttachmentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
     HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
     TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
@@ -139,6 +141,33 @@ def fire_action(case_id: int, trigger: str, body: dict[str, Any]) -> Response:
 def case_history(case_id: int) -> Response:
     """Who did what and when: every audit event of the case, oldest first."""
     return json_response(HistoryEventSchema(many=True).dump(hexie()["queries"].history(g.actor, case_id)))
+
+
+@operation(bp, "/cases/<case_id>/attachments", "POST", summary="Attach a file / 上传附件", tag="cases",
+           path_params=CASE_ID,
+           description="multipart/form-data with `field` (a file field of the case's process) and `file` "
+                       "(PDF, JPEG, PNG, ...; at most 10 MiB, its leading bytes must match its type). Only people "
+                       "working the case may attach. The answer's `id` goes into the field's value when the form "
+                       "is submitted: `data: {FIELD: id}` (a list of ids for `multiple`).",
+           responses={201: ("the stored attachment", AttachmentSchema),
+                      400: ("no field or no file in the multipart body", ERR),
+                      403: ("may see the case but does not work it", ERR),
+                      404: ("no such case, or not visible", ERR),
+                      422: ("not a file field of the process, or a refused file (type, content, size)", ERR)})
+def upload_attachment(case_id: int) -> Response:
+    """Store one file for a ``file`` field of the case, outside the web root."""
+    field, storage = request.form.get("field", ""), request.files.get("file")
+    missing = {name: "必填 / required" for name, value in (("field", field), ("file", storage)) if not value}
+    if missing:
+        raise BadRequest("请以 multipart/form-data 提交 field 和 file", "send field and file as multipart/form-data",
+                         missing)
+    problem = check_upload(storage)
+    if problem:
+        raise Invalid("文件不被接受", "the file is refused", {"file": problem})
+    ((_, attachment_id),) = store_uploads(g.actor, case_id, [(field, storage)])
+    with hexie()["engine"].session_factory() as s:
+        row = s.get(Attachment, attachment_id)
+        return json_response(AttachmentSchema().dump(row), 201)
 
 
 # -------------------------------------------------------------------- tasks
