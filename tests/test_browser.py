@@ -164,6 +164,13 @@ def test_aid_case_from_application_to_follow_up(browser, site, tmp_path):
     form.locator("[name=a-disburse-voucher_number]").fill("JZ-2026-031")
     form.locator("button[type=submit]").click()
     assert site.queries.case(site.actor("fo1"), case_id)["state"] == "agreement"
+    # the payment is in the fund's ledger, on the money page and in its entries
+    finance.page.goto(site.base + "/reports/money")
+    money = finance.page.locator("main").inner_text()
+    assert "800.00" in money and "首轮捐款" in money
+    finance.shot("money")
+    finance.page.goto(site.base + "/reports/ledger")
+    assert f"#{case_id}" in finance.page.locator("main").inner_text()
     finance.close()
 
     # 5. the town chair signs the agreement, uploading the signed file
