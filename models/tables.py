@@ -119,7 +119,8 @@ class Case(Base):
     """One running (or finished) instance of a process.
 
     ``lock_version`` is the optimistic lock: an UPDATE from a stale copy matches no
-    row and SQLAlchemy raises ``StaleDataError``. ``audit_seq`` is the ``seq`` of the case's
+    row (the service's ``save_case`` then refuses; through the ORM, SQLAlchemy raises
+    ``StaleDataError``). ``audit_seq`` is the ``seq`` of the case's
     latest audit event (kept here so appending needs no query); ``audit_head`` is the hash of the
     case's latest audit event, so that removing that event is detectable.
     """

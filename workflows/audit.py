@@ -14,9 +14,10 @@ import json
 from itertools import groupby
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session
 
 from models import AuditEvent, Case, User, utcnow
@@ -53,10 +54,13 @@ def event_hash(*, prev_hash: str | None, case_id: int | None, seq: int, at: date
     return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
 
 
+_INSERT_EVENT = insert(AuditEvent.__table__).returning(AuditEvent.__table__.c.id)
+
+
 def append_event(session: Session, case: Case | None, *, kind: str, actor: User | None,
                  trigger: str | None = None, from_state: str | None = None,
                  to_state: str | None = None, comment: str | None = None,
-                 changes: Mapping[str, Any] | None = None, at: datetime | None = None) -> AuditEvent:
+                 changes: Mapping[str, Any] | None = None, at: datetime | None = None) -> SimpleNamespace:
     """Append an event to ``case``'s history (``case=None``: the case-less chain).
 
     ``actor=None`` means the engine itself (recorded as ``system``). ``changes`` maps
@@ -72,34 +76,27 @@ def append_event(session: Session, case: Case | None, *, kind: str, actor: User 
         changes = json.loads(canonical_json(changes))
     at = _naive_utc(at) if at is not None else utcnow()
 
-    # No query for a case: its row keeps the chain's end. For the case-less chain, no
-    # autoflush either; events of this transaction not flushed yet are counted from the session.
+    # No query for a case: its row keeps the chain's end. The case-less chain reads its end
+    # (events are inserted at once, so this transaction's own are found too).
     if case is not None:  # the case row (locked by the caller) keeps its chain's end
         last_seq, prev_hash = case.audit_seq or 0, case.audit_head
     else:
-        pending = [e for e in session.new if isinstance(e, AuditEvent) and e.case_id is None]
         with session.no_autoflush:
             last = session.execute(
                 select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.case_id.is_(None))
                 .order_by(AuditEvent.seq.desc()).limit(1)).first()
         last_seq, prev_hash = (last.seq, last.hash) if last else (0, None)
-        if pending:
-            latest = max(pending, key=lambda e: e.seq)
-            if latest.seq > last_seq:
-                last_seq, prev_hash = latest.seq, latest.hash
 
-    event = AuditEvent(
-        case_id=case_id, seq=last_seq + 1, at=at,
-        actor_id=actor.id if actor is not None else None,
-        actor=actor.username if actor is not None else SYSTEM_ACTOR,
-        kind=kind, trigger=trigger, from_state=from_state, to_state=to_state,
-        comment=comment, changes=changes, prev_hash=prev_hash,
-    )
-    event.hash = event_hash(**{name: getattr(event, name) for name in HASHED_FIELDS})
-    session.add(event)
+    event = {"case_id": case_id, "seq": last_seq + 1, "at": at,
+             "actor_id": actor.id if actor is not None else None,
+             "actor": actor.username if actor is not None else SYSTEM_ACTOR,
+             "kind": kind, "trigger": trigger, "from_state": from_state, "to_state": to_state,
+             "comment": comment, "changes": changes, "prev_hash": prev_hash}
+    event["hash"] = event_hash(**{name: event[name] for name in HASHED_FIELDS})
+    event["id"] = session.connection().execute(_INSERT_EVENT, event).scalar_one()   # no unit of work for an append
     if case is not None:
-        case.audit_head, case.audit_seq = event.hash, event.seq
-    return event
+        case.audit_head, case.audit_seq = event["hash"], event["seq"]
+    return SimpleNamespace(**event)   # the event as written (seq, hash, prev_hash, ...)
 
 
 def _label(case_id: int | None) -> str:

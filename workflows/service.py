@@ -2,18 +2,24 @@
 
 Each public method is one transaction. A refused call raises a typed error
 (:mod:`workflows.errors`) and writes nothing. Reads live in :mod:`workflows.queries`.
+
+The case and tasks an action works on are read as plain :class:`Record` objects and
+written with statements built once: no ORM identity map, no unit of work (they cost more
+than everything else an action does). The action changes its records in place and
+:func:`save_case` / :func:`save_task` write each back with one UPDATE, checked against
+the ``lock_version`` it was read with (a concurrent change is a :class:`Conflict`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import datetime, time, timezone
 from decimal import Decimal
 from typing import Any, Mapping
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
 
@@ -31,9 +37,25 @@ OPEN = ("offered", "allocated")
 
 # Statements built once: building and cache-keying a statement costs more than running it
 # on a fast connection, and these run on every action.
-OPEN_TASKS = select(Task).where(Task.case_id == bindparam("case_id"), Task.status.in_(OPEN))
-_CASE_FOR_UPDATE = (select(Case).where(Case.id == bindparam("case_id")).with_for_update()
-                    .execution_options(populate_existing=True))
+_cases, _tasks = Case.__table__, Task.__table__
+_CASE_FOR_UPDATE = select(_cases).where(_cases.c.id == bindparam("case_id")).with_for_update()
+_TASK = select(_tasks).where(_tasks.c.id == bindparam("task_id"))
+_OPEN_TASKS = select(_tasks).where(_tasks.c.case_id == bindparam("case_id"), _tasks.c.status.in_(OPEN))
+_SAVE_CASE = (update(_cases).where(_cases.c.id == bindparam("b_id"), _cases.c.lock_version == bindparam("b_lock"))
+              .values(process_version_id=bindparam("v_version"), state=bindparam("v_state"),
+                      data=bindparam("v_data", type_=_cases.c.data.type), subject=bindparam("v_subject"),
+                      updated_at=bindparam("v_updated"), closed_at=bindparam("v_closed"),
+                      audit_seq=bindparam("v_seq"), audit_head=bindparam("v_head"),
+                      lock_version=_cases.c.lock_version + 1))
+_SAVE_TASK = (update(_tasks).where(_tasks.c.id == bindparam("b_id"), _tasks.c.lock_version == bindparam("b_lock"))
+              .values(status=bindparam("v_status"), assignee_id=bindparam("v_assignee"),
+                      completed_at=bindparam("v_completed_at"), completed_by_id=bindparam("v_completed_by"),
+                      escalated=bindparam("v_escalated"), lock_version=_tasks.c.lock_version + 1))
+_INSERT_CASE = insert(_cases).returning(_cases.c.id)
+_INSERT_TASK = insert(_tasks).returning(_tasks.c.id)
+_INSERT_TIMER = insert(Timer.__table__)
+_INSERT_VOTE = insert(Vote.__table__)
+_INSERT_LEDGER = insert(LedgerEntry.__table__)
 
 
 class WorkflowService:
@@ -54,17 +76,18 @@ class WorkflowService:
             values = start_values(spec, data)
             initial = spec.initial_state
             now = self.engine.clock()
-            case = Case(process_version_id=version_id, process_key=spec.key, state=initial.name,
-                        data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=actor.user_id,
-                        created_at=now, updated_at=now, subject=_subject(spec, values),
-                        confidential=spec.confidential)
-            s.add(case)
-            s.flush()
+            case = Record(process_version_id=version_id, process_key=spec.key, state=initial.name,
+                          data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=actor.user_id,
+                          created_at=now, updated_at=now, closed_at=None, subject=_subject(spec, values),
+                          confidential=spec.confidential, audit_seq=0, audit_head=None)
+            case.id = s.connection().execute(_INSERT_CASE, vars(case)).scalar_one()
+            case.lock_version = 1
             audit.append_event(s, case, kind="started", actor=self._user(s, actor), to_state=initial.name,
                                comment=comment or None, changes=start_changes(values), at=now)
             self.engine.emit(s, "case_started", case_id=case.id, process=spec.key, state=initial.name,
                              org_unit=unit.code)
             self._enter(s, spec, case, initial, actor, now, starter=actor)
+            save_case(s, case)
             return case.id
 
     # ------------------------------------------------------------------- fire
@@ -88,7 +111,7 @@ class WorkflowService:
         if trigger not in compiled.triggers(state.name):
             raise Conflict("案件已进入其他环节，此操作不再可用",
                            f"the case is in {state.name}; {trigger!r} is not possible there")
-        open_tasks = list(s.scalars(OPEN_TASKS, {"case_id": case.id}))
+        open_tasks = open_tasks_of(s, case.id)
         ctx = self._context(spec, case, actor, case.data, open_tasks)
         candidates = [t for _, t in compiled.candidates(state.name, trigger)]
         if not any(ctx.holds_any(spec.transition_roles(t, state.name)) for t in candidates):
@@ -126,10 +149,9 @@ class WorkflowService:
         user = self._user(s, actor)
         change_log = {k: [case.data.get(k), v] for k, v in changes.items()}
         if chosen.quorum > 1:
-            s.add(Vote(case_id=case.id, state=state.name, trigger=trigger, user_id=actor.user_id,
-                       comment=comment, created_at=now))
             try:
-                s.flush()
+                s.connection().execute(_INSERT_VOTE, {"case_id": case.id, "state": state.name, "trigger": trigger,
+                                                      "user_id": actor.user_id, "comment": comment, "created_at": now})
             except IntegrityError:
                 raise Conflict("您已投过票", "you have already voted on this") from None
             votes = s.scalar(select(func.count()).select_from(Vote).where(
@@ -139,7 +161,7 @@ class WorkflowService:
                 case.updated_at = now  # bumps lock_version: voters are serialized on the case
                 audit.append_event(s, case, kind="vote", actor=user, trigger=trigger, from_state=state.name,
                                    to_state=state.name, comment=comment, changes=change_log or None, at=now)
-                self._flush(s)
+                save_case(s, case)
                 return {"outcome": "voted", "votes": votes, "quorum": chosen.quorum, "case_id": case.id}
         new_state = compiled.fire(state.name, trigger, ctx)
         self._leave(s, case, state, actor, chosen.interrupt, now, open_tasks=open_tasks,
@@ -153,14 +175,14 @@ class WorkflowService:
         event = audit.append_event(s, case, kind="fired", actor=user, trigger=trigger, from_state=state.name,
                                    to_state=new_state, comment=comment, changes=change_log or None, at=now)
         if posting is not None:
-            s.add(LedgerEntry(case_id=case.id, audit_seq=event.seq, process_key=spec.key, trigger=trigger,
-                              fund=posting["fund"], kind=posting["kind"], amount=Decimal(posting["amount"]),
-                              org_unit_id=case.org_unit_id, org_path=case.org_path, actor_id=actor.user_id,
-                              at=now))
+            s.connection().execute(_INSERT_LEDGER, {
+                "case_id": case.id, "audit_seq": event.seq, "process_key": spec.key, "trigger": trigger,
+                "fund": posting["fund"], "kind": posting["kind"], "amount": Decimal(posting["amount"]),
+                "org_unit_id": case.org_unit_id, "org_path": case.org_path, "actor_id": actor.user_id, "at": now})
         self.engine.emit(s, "state_changed", case_id=case.id, process=spec.key, trigger=trigger,
                          from_state=state.name, to_state=new_state, actor=actor.username)
         self._enter(s, spec, case, spec.state(new_state), actor, now)
-        self._flush(s)
+        save_case(s, case)
         return {"outcome": "moved", "case_id": case.id, "state": new_state}
 
     def _check_task_holder(self, s: Session, actor: Actor, state: StateSpec, candidates: list[TransitionSpec],
@@ -191,17 +213,16 @@ class WorkflowService:
             self.engine.emit(s, "case_closed", case_id=case.id, process=spec.key, state=state.name)
             return
         for task_spec in state.tasks:
-            task = Task(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id,
-                                                           case.org_path, now))
+            task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
             holder = first_holder(s, self.engine, case.id, case.org_path, task_spec, starter)
             if holder is not None:
-                task.status, task.assignee_id = "allocated", holder
-            s.add(task)
-            s.flush()
-            self.engine.emit(s, "task_created", case_id=case.id, task_id=task.id, process=spec.key,
-                             state=state.name, name=task.name, role=task.role, assignee_id=task.assignee_id)
+                task.update(status="allocated", assignee_id=holder)
+            task_id = s.connection().execute(_INSERT_TASK, task).scalar_one()
+            self.engine.emit(s, "task_created", case_id=case.id, task_id=task_id, process=spec.key,
+                             state=state.name, name=task["name"], role=task["role"], assignee_id=holder)
         for trigger, due in timer_dues(state, case.data, now):
-            s.add(Timer(case_id=case.id, state=state.name, trigger=trigger, due_at=due, status="pending"))
+            s.connection().execute(_INSERT_TIMER, {"case_id": case.id, "state": state.name, "trigger": trigger,
+                                                   "due_at": due, "status": "pending"})
 
     def _leave(self, s: Session, case: Case, state: StateSpec, actor: Actor, interrupt: bool, now: datetime,
                open_tasks: list[Task] | None = None, sweep: bool = True) -> None:
@@ -214,7 +235,7 @@ class WorkflowService:
         such a state and a vote on its transitions create them).
         """
         if open_tasks is None:
-            open_tasks = list(s.scalars(OPEN_TASKS, {"case_id": case.id}))
+            open_tasks = open_tasks_of(s, case.id)
         for task in open_tasks:
             finished = not actor.is_system and (not interrupt or task.assignee_id == actor.user_id
                                                 or may_take(actor, task))
@@ -222,6 +243,7 @@ class WorkflowService:
             task.completed_at = now
             if finished:
                 task.completed_by_id = actor.user_id
+            save_task(s, task)
         if not sweep:
             return
         s.execute(update(Timer).where(Timer.case_id == case.id, Timer.status == "pending")
@@ -250,9 +272,11 @@ class WorkflowService:
             if task.assignee_id != actor.user_id or task.status != "allocated":
                 raise Forbidden("这不是您的任务", "only the holder may release a task")
             task.status, task.assignee_id = "offered", None
+            save_task(s, task)
             audit.append_event(s, case, kind="released", actor=self._user(s, actor), from_state=case.state,
                                to_state=case.state, changes={"task": [task.name, None]}, at=self.engine.clock())
             case.updated_at = self.engine.clock()
+            save_case(s, case)
             return task.id
 
     def delegate(self, actor: Actor, task_id: int, to_username: str) -> int:
@@ -287,13 +311,14 @@ class WorkflowService:
     def _assign(self, s: Session, case: Case, task: Task, actor: Actor, user_id: int, kind: str) -> None:
         previous = task.assignee_id
         task.status, task.assignee_id = "allocated", user_id
+        save_task(s, task)
         now = self.engine.clock()
         case.updated_at = now
         names = dict(s.execute(select(User.id, User.username).where(User.id.in_([i for i in (previous, user_id) if i]))).all())
         audit.append_event(s, case, kind=kind, actor=self._user(s, actor), from_state=case.state,
                            to_state=case.state, at=now,
                            changes={"task": [task.name, task.name], "assignee": [names.get(previous), names.get(user_id)]})
-        self._flush(s)
+        save_case(s, case)
 
     def done(self, actor: Actor, task_id: int, data: Mapping[str, Any] | None = None) -> int:
         """Mark one parallel task done (its form, if any, is saved)."""
@@ -317,12 +342,13 @@ class WorkflowService:
             now = self.engine.clock()
             task.status, task.assignee_id = "completed", actor.user_id
             task.completed_at, task.completed_by_id = now, actor.user_id
+            save_task(s, task)
             case.data = {**case.data, **changes}
             case.updated_at = now
             audit.append_event(s, case, kind="task_done", actor=self._user(s, actor), from_state=case.state,
                                to_state=case.state, at=now, changes={"task": [task.name, "done"],
                                                                      **{k: [None, v] for k, v in changes.items()}})
-            self._flush(s)
+            save_case(s, case)
             return task.id
 
     def add_attachment(self, actor: Actor, case_id: int, field: str, filename: str, content_type: str,
@@ -333,17 +359,18 @@ class WorkflowService:
             spec = self.engine.spec_of(s, case.process_version_id)
             if field not in spec.fields or spec.fields[field].type != "file":
                 raise Invalid("不是附件字段", f"{field!r} is not a file field", {field: "not a file field"})
-            open_tasks = list(s.scalars(OPEN_TASKS, {"case_id": case.id}))
+            open_tasks = open_tasks_of(s, case.id)
             if case.closed_at is not None or not works_on(s, actor, case, open_tasks):
                 raise Forbidden("您不能为此案件上传附件", "only people working the case may attach files")
             now = self.engine.clock()
             row = Attachment(case_id=case.id, field=field, filename=filename[:255], content_type=content_type[:100],
                              size=size, storage_key=storage_key, uploaded_by_id=actor.user_id, created_at=now)
             s.add(row)
+            s.flush()
             case.updated_at = now
             audit.append_event(s, case, kind="attached", actor=self._user(s, actor), from_state=case.state,
                                to_state=case.state, at=now, changes={field: [None, filename[:255]]})
-            self._flush(s)
+            save_case(s, case)
             return row.id
 
     # ---------------------------------------------------------------- timers
@@ -359,13 +386,12 @@ class WorkflowService:
                 if timer is None:
                     return fired
                 timer.attempts = (timer.attempts or 0) + 1
-                case = s.get(Case, timer.case_id)
-                if case.state != timer.state:  # the case moved on: nothing to do
-                    timer.status = "cancelled"
+                if s.scalar(select(Case.state).where(Case.id == timer.case_id)) != timer.state:
+                    timer.status = "cancelled"   # the case moved on: nothing to do
                     continue
                 try:
                     with s.begin_nested():
-                        self._fire(s, SYSTEM, case.id, timer.trigger, {}, None, None)
+                        self._fire(s, SYSTEM, timer.case_id, timer.trigger, {}, None, None)
                 except HexieError as err:
                     timer.status, timer.last_error = "failed", err.message
                 else:
@@ -377,15 +403,17 @@ class WorkflowService:
         """Flag tasks overdue past their escalation and offer them to the escalation role."""
         now = self.engine.clock()
         with self.engine.transaction() as s:
-            tasks = list(s.scalars(select(Task).where(Task.status.in_(OPEN), Task.escalated.is_(False),
-                                                      Task.escalate_at <= now)
-                                   .order_by(Task.escalate_at).limit(limit).with_for_update(skip_locked=True)))
+            tasks = records(s, select(_tasks).where(_tasks.c.status.in_(OPEN), _tasks.c.escalated.is_(False),
+                                                    _tasks.c.escalate_at <= now)
+                            .order_by(_tasks.c.escalate_at).limit(limit).with_for_update(skip_locked=True))
             for task in tasks:
                 task.escalated = True
-                case = s.get(Case, task.case_id)
+                save_task(s, task)
+                (case,) = records(s, _CASE_FOR_UPDATE, {"case_id": task.case_id})
                 audit.append_event(s, case, kind="escalated", actor=None, from_state=case.state,
                                    to_state=case.state, at=now,
                                    changes={"task": [task.name, task.name], "escalate_to": [None, task.escalate_to]})
+                save_case(s, case)
             return len(tasks)
 
     # ------------------------------------------------------------- migration
@@ -402,7 +430,8 @@ class WorkflowService:
             if old is None:
                 raise NotFound("没有这个版本", f"{process} has no version {from_version}")
             names = {st.name for st in spec.states}
-            cases = list(s.scalars(select(Case).where(Case.process_version_id == old.id, Case.closed_at.is_(None))))
+            cases = records(s, select(_cases).where(_cases.c.process_version_id == old.id, _cases.c.closed_at.is_(None))
+                            .with_for_update())
             missing = sorted({state_map.get(c.state, c.state) for c in cases} - names)
             if missing:
                 raise Invalid("新版本中没有这些环节", f"states missing in the new version: {', '.join(missing)}",
@@ -418,6 +447,7 @@ class WorkflowService:
                 audit.append_event(s, case, kind="migrated", actor=user, from_state=old_state, to_state=case.state,
                                    at=now, changes={"version": [from_version, self.engine.version_number(s, version_id)]})
                 self._enter(s, spec, case, spec.state(case.state), actor, now)
+                save_case(s, case)
             return len(cases)
 
     # --------------------------------------------------------------- helpers
@@ -433,18 +463,19 @@ class WorkflowService:
         confidential process (claiming it is how she starts working the case).
         """
         from .queries import can_see, is_row_id
-        case = s.scalars(_CASE_FOR_UPDATE, {"case_id": case_id}).first() if is_row_id(case_id) else None
+        found = records(s, _CASE_FOR_UPDATE, {"case_id": case_id}) if is_row_id(case_id) else []
+        case = found[0] if found else None
         if case is None or not ((task is not None and may_take(actor, task)) or can_see(s, self.engine, actor, case)):
             raise NotFound("没有这个案件", f"no case {case_id}")
         return case
 
     def _task_for_update(self, s: Session, actor: Actor, task_id: int) -> tuple[Task, Case, ProcessSpec]:
         from .queries import is_row_id
-        task = s.get(Task, task_id) if is_row_id(task_id) else None
-        if task is None:
+        found = records(s, _TASK, {"task_id": task_id}) if is_row_id(task_id) else []
+        if not found:
             raise NotFound("没有这个任务", f"no task {task_id}")
-        case = self._case_for_update(s, actor, task.case_id, task)
-        s.refresh(task)
+        case = self._case_for_update(s, actor, found[0].case_id, found[0])
+        (task,) = records(s, _TASK, {"task_id": task_id})   # as it is now that the case is locked
         if task.status not in OPEN:
             raise Conflict("任务已关闭", "the task is already closed")
         return task, case, self.engine.spec_of(s, case.process_version_id)
@@ -454,12 +485,46 @@ class WorkflowService:
         """Who the audit trail names: the actor's id and username, known without a query."""
         return None if actor.is_system or actor.user_id is None else ActorRef(actor.user_id, actor.username)
 
-    @staticmethod
-    def _flush(s: Session) -> None:
-        try:
-            s.flush()
-        except StaleDataError:
-            raise Conflict("案件已被他人修改，请刷新", "the case was changed by someone else meanwhile") from None
+
+
+# --------------------------------------------------------------------------------------
+# Writing back what an action changed.
+
+class Record(SimpleNamespace):
+    """A row an action reads, changes in place and writes back (:func:`save_case`, :func:`save_task`):
+    its columns as attributes, nothing more (no identity map, no lazy loading)."""
+
+
+def records(s: Session, stmt, params: Mapping[str, Any] | None = None) -> list[Record]:
+    """The rows of ``stmt`` (a Core select of whole rows) as records."""
+    return [Record(**row._mapping) for row in s.connection().execute(stmt, params or {})]
+
+
+def open_tasks_of(s: Session, case_id: int) -> list[Record]:
+    """The case's open tasks (the action changes them; :func:`save_task` writes them)."""
+    return records(s, _OPEN_TASKS, {"case_id": case_id})
+
+
+def save_case(s: Session, case: Case) -> None:
+    """Write a case record back: one UPDATE, refused if someone changed it since it was read."""
+    written = s.connection().execute(_SAVE_CASE, {
+        "b_id": case.id, "b_lock": case.lock_version, "v_version": case.process_version_id, "v_state": case.state,
+        "v_data": case.data, "v_subject": case.subject, "v_updated": case.updated_at, "v_closed": case.closed_at,
+        "v_seq": case.audit_seq, "v_head": case.audit_head}).rowcount
+    if written != 1:
+        raise Conflict("案件已被他人修改，请刷新", "the case was changed by someone else meanwhile")
+    case.lock_version += 1
+
+
+def save_task(s: Session, task: Task) -> None:
+    """Write a task record back: one UPDATE, refused if someone changed it since it was read."""
+    written = s.connection().execute(_SAVE_TASK, {
+        "b_id": task.id, "b_lock": task.lock_version, "v_status": task.status, "v_assignee": task.assignee_id,
+        "v_completed_at": task.completed_at, "v_completed_by": task.completed_by_id,
+        "v_escalated": task.escalated}).rowcount
+    if written != 1:
+        raise Conflict("任务已被他人修改，请刷新", "the task was changed by someone else meanwhile")
+    task.lock_version += 1
 
 
 # --------------------------------------------------------------------------------------
