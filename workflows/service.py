@@ -112,7 +112,7 @@ class WorkflowService:
             raise Conflict("案件已进入其他环节，此操作不再可用",
                            f"the case is in {state.name}; {trigger!r} is not possible there")
         open_tasks = open_tasks_of(s, case.id)
-        ctx = self._context(spec, case, actor, case.data, open_tasks)
+        ctx = self._context(spec, case, actor, {}, open_tasks)   # who she is here; the data comes below
         candidates = [t for _, t in compiled.candidates(state.name, trigger)]
         if not any(ctx.holds_any(spec.transition_roles(t, state.name)) for t in candidates):
             raise Forbidden("您无权执行此操作", f"you may not {trigger} here")
