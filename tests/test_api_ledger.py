@@ -6,10 +6,8 @@ from __future__ import annotations
 import pytest
 
 from .api_support import AID_DISBURSE, ApiEnv, api_env, error_of
+from .engine_helpers import pay_spring_bud as pay, spring_bud_to_disbursement
 
-NOMINATION = {"student_name": "李小红", "birth_date": "2014-09-01", "school": "城关中心小学", "grade": "primary_5",
-              "class_name": "春蕾班", "guardian_name": "李大山", "family_hardships": ["low_income"],
-              "nomination_reason": "家庭困难"}
 ENTRY_KEYS = {"id", "at", "case_id", "process", "trigger", "fund", "kind", "amount", "audit_seq", "org_unit",
               "org_unit_name", "state", "subject"}
 
@@ -30,17 +28,9 @@ def pay_aid(env: ApiEnv) -> int:
 
 
 def pay_spring_bud(env: ApiEnv, amount: str = "1000.5") -> int:
-    fire = env.service.fire
-    case_id = env.service.start_case(env.actor("vrep1"), "spring_bud", "t01v01", dict(NOMINATION))
-    fire(env.actor("vrep1"), case_id, "nominate")
-    fire(env.actor("cadre1"), case_id, "verified", {"household_size": 3, "household_annual_income": "5400",
-                                                    "verification_notes": "情况属实"})
-    fire(env.actor("manager"), case_id, "approve")
-    fire(env.actor("ccadre"), case_id, "matched", {"sponsor_name": "县建设银行", "sponsor_kind": "enterprise",
-                                                   "annual_grant": "1200"})
-    fire(env.actor("finance"), case_id, "disburse", {"fund": "spring_bud_sponsors", "school_year": "2026-2027",
-                                                     "disbursed_amount": amount, "disbursed_on": "2026-03-20",
-                                                     "voucher_number": "CL-2026-007"})
+    people = {"rep": "vrep1", "cadre": "cadre1", "manager": "manager", "matcher": "ccadre"}
+    case_id = spring_bud_to_disbursement(env.service, env.actor, people)
+    pay(env.service, env.actor, "finance", case_id, amount)
     return case_id
 
 

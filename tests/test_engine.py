@@ -464,12 +464,8 @@ def test_a_date_field_timer_honours_the_time_zone_offset():
 
 
 def test_a_timer_fires_in_a_parallel_state_and_cancels_the_open_work(session_factory, tmp_path):
-    import shutil
-    from .engine_helpers import FIXTURES
-    defs = tmp_path / "defs"
-    defs.mkdir()
-    shutil.copy(FIXTURES / "roles.yaml", defs / "roles.yaml")
-    (defs / "deadline.yaml").write_text("""
+    from .engine_helpers import env_with
+    env = env_with(session_factory, tmp_path / "defs", deadline="""
 process: deadline
 title: Deadline
 org_level: village
@@ -485,8 +481,7 @@ states:
 transitions:
   - {trigger: finish, source: work, dest: finished}
   - {trigger: expire, source: work, dest: expired, roles: [system]}
-""", encoding="utf-8")
-    env = make_env(session_factory, definitions=defs)
+""")
     case_id = env.service.start_case(env.actor("cadre"), "deadline", "t01v01")
     env.clock.advance(days=4)
     assert env.service.run_due_timers() == 1

@@ -3,7 +3,6 @@ posts, the money totals (only of cases one may see) and the reconciliation with 
 audit trail — on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-import shutil
 from decimal import Decimal
 
 import pytest
@@ -15,7 +14,7 @@ from workflows.errors import Invalid
 from workflows.ledger import LedgerQueries, fund_labels, verify_ledger
 from workflows.spec import LEDGER_KEY
 
-from .engine_helpers import DEFINITIONS, FIXTURES, make_env
+from .engine_helpers import DEFINITIONS, env_with, make_env, pay_spring_bud, spring_bud_to_disbursement
 from .test_loader import check, load, roles  # noqa: F401  (the roles fixture)
 
 # ------------------------------------------------------------------ the language
@@ -74,25 +73,15 @@ def env(session_factory):
     return make_env(session_factory, definitions=DEFINITIONS)
 
 
+PEOPLE = {"rep": "rep", "cadre": "cadre2", "manager": "mgr1", "matcher": "ccadre"}
+
+
 def _spring_bud_to_disbursement(env) -> int:
-    case_id = env.service.start_case(env.actor("rep"), "spring_bud", "t01v01", {
-        "student_name": "李小红", "birth_date": "2014-09-01", "school": "城关中心小学", "grade": "primary_5",
-        "class_name": "春蕾班", "guardian_name": "李大山", "family_hardships": ["low_income"],
-        "nomination_reason": "家庭困难"})
-    fire = env.service.fire
-    fire(env.actor("rep"), case_id, "nominate")
-    fire(env.actor("cadre2"), case_id, "verified", {"household_size": 3, "household_annual_income": "5400",
-                                                     "verification_notes": "情况属实"})
-    fire(env.actor("mgr1"), case_id, "approve")
-    fire(env.actor("ccadre"), case_id, "matched", {"sponsor_name": "县建设银行", "sponsor_kind": "enterprise",
-                                                    "annual_grant": "1200"})
-    return case_id
+    return spring_bud_to_disbursement(env.service, env.actor, PEOPLE)
 
 
 def _pay(env, case_id, amount="1200", year="2026-2027"):
-    return env.service.fire(env.actor("fin"), case_id, "disburse", {
-        "fund": "spring_bud_sponsors", "school_year": year, "disbursed_amount": amount,
-        "disbursed_on": "2026-03-20", "voucher_number": "CL-2026-007"})
+    return pay_spring_bud(env.service, env.actor, "fin", case_id, amount, year)
 
 
 def _entries(env):
@@ -183,10 +172,7 @@ def test_reconciliation_finds_edited_missing_and_invented_entries(env):
 
 
 def test_a_refund_counts_against_the_fund(session_factory, tmp_path):
-    defs = tmp_path / "defs"
-    defs.mkdir()
-    shutil.copy(FIXTURES / "roles.yaml", defs / "roles.yaml")
-    (defs / "grant.yaml").write_text("""
+    env = env_with(session_factory, tmp_path / "defs", grant="""
 process: grant
 title: {zh: 补助, en: Grant}
 org_level: village
@@ -203,8 +189,7 @@ states:
 transitions:
   - {trigger: pay, source: payment, dest: paid, ledger: {fund: fund, amount: amount}}
   - {trigger: refund, source: paid, dest: closed, ledger: {fund: fund, amount: returned, kind: refund}}
-""", encoding="utf-8")
-    env = make_env(session_factory, definitions=defs)
+""")
     fin = env.actor("fin")
     case_id = env.service.start_case(fin, "grant", "t01v01", {"fund": "relief", "amount": "500"})
     env.service.fire(fin, case_id, "pay")
@@ -214,3 +199,21 @@ transitions:
         (2, Decimal("500.00"), Decimal("120.40"), Decimal("379.60"))
     with env.engine.session_factory() as s:
         assert verify_ledger(s) == []
+
+
+def test_hexie_ledger_verify_on_the_demo_county(tmp_path, monkeypatch):
+    import sqlite3
+    from click.testing import CliRunner
+    from workflows.cli import main
+    db = tmp_path / "demo.db"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEXIE_DATABASE_URL", f"sqlite:///{db}")
+    runner = CliRunner()
+    assert runner.invoke(main, ["demo"]).exit_code == 0
+    out = runner.invoke(main, ["ledger", "verify"])
+    assert out.exit_code == 0 and "ledger reconciles" in out.output
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM ledger_entries").fetchone()[0] > 0   # the demo paid out
+        conn.execute("UPDATE ledger_entries SET amount = amount + 1 WHERE id = (SELECT min(id) FROM ledger_entries)")
+    out = runner.invoke(main, ["ledger", "verify"])
+    assert out.exit_code == 1 and "台账条目" in out.output and "ledger does not reconcile: 1 problem(s)" in out.output

@@ -12,15 +12,13 @@ import pytest
 from web.i18n import both
 from web.views import reports
 
+from .engine_helpers import pay_spring_bud as pay, spring_bud_to_disbursement
 from .web_helpers import make_web_env
 
 APPLICATION = {"applicant_name": "王小红", "id_number": "11010119800101123X", "household_size": 4,
                "declared_annual_income": "6000", "hardships": ["illness"], "self_reliant": True}
 SURVEY = {"survey_date": "2026-03-03", "verified_annual_income": "5600.50", "household_size": 4,
           "survey_findings": "属实", "aid_programme": "consolation"}
-NOMINATION = {"student_name": "李小红", "birth_date": "2014-09-01", "school": "城关中心小学", "grade": "primary_5",
-              "class_name": "春蕾班", "guardian_name": "李大山", "family_hardships": ["low_income"],
-              "nomination_reason": "家庭困难"}
 AID_FUND = "“奉献你的爱心 救助贫困母亲”首轮捐款"
 BUD_FUND = "春蕾班资助方专款"
 
@@ -47,17 +45,9 @@ def pay_aid(env, amount="1200.50", name="王小红") -> int:
 
 def pay_spring_bud(env, amount="1000") -> int:
     """A Spring Bud pupil of 东村 (t01) sponsored and paid for one school year."""
-    fire = env.service.fire
-    case_id = env.service.start_case(env.actor("vr1"), "spring_bud", "t01v01", NOMINATION)
-    fire(env.actor("vr1"), case_id, "nominate")
-    fire(env.actor("tc1"), case_id, "verified", {"household_size": 3, "household_annual_income": "5400",
-                                                 "verification_notes": "情况属实"})
-    fire(env.actor("cm1"), case_id, "approve")
-    fire(env.actor("cc1"), case_id, "matched", {"sponsor_name": "县建设银行", "sponsor_kind": "enterprise",
-                                                "annual_grant": "1200"})
-    fire(env.actor("fo1"), case_id, "disburse", {"fund": "spring_bud_sponsors", "school_year": "2026-2027",
-                                                 "disbursed_amount": amount, "disbursed_on": "2026-03-20",
-                                                 "voucher_number": "CL-2026-007"})
+    people = {"rep": "vr1", "cadre": "tc1", "manager": "cm1", "matcher": "cc1"}
+    case_id = spring_bud_to_disbursement(env.service, env.actor, people)
+    pay(env.service, env.actor, "fo1", case_id, amount)
     return case_id
 
 

@@ -165,15 +165,19 @@ def audit() -> None:
 def audit_verify(case_id: int | None) -> None:
     """校验审计哈希链 / Verify the audit hash chain; exit 1 when tampered."""
     from .audit import verify_chain
-    engine = build_engine()
-    with engine.session_factory() as s:
+    with build_engine().session_factory() as s:
         problems = verify_chain(s, case_id)
+    _verdict(problems, "审计链被篡改 / audit chain broken", "审计链完整 / audit chain intact")
+
+
+def _verdict(problems: list[str], broken: str, intact: str) -> None:
+    """Print each problem, then the verdict; exit 1 when there is any."""
     for p in problems:
         click.echo(f"error: {p}")
     if problems:
-        click.echo(f"审计链被篡改 / audit chain broken: {len(problems)} problem(s)", err=True)
+        click.echo(f"{broken}: {len(problems)} problem(s)", err=True)
         sys.exit(1)
-    click.echo("审计链完整 / audit chain intact")
+    click.echo(intact)
 
 
 @main.group()
@@ -186,15 +190,10 @@ def ledger_verify() -> None:
     """核对台账与审计记录 / Reconcile the ledger with the audit trail; exit 1 on any difference."""
     from .audit import verify_chain
     from .ledger import verify_ledger
-    engine = build_engine()
-    with engine.session_factory() as s:
+    with build_engine().session_factory() as s:
         problems = verify_chain(s) + verify_ledger(s)
-    for p in problems:
-        click.echo(f"error: {p}")
-    if problems:
-        click.echo(f"台账与审计记录不符 / ledger does not reconcile: {len(problems)} problem(s)", err=True)
-        sys.exit(1)
-    click.echo("台账与审计记录相符 / ledger reconciles with the audit trail")
+    _verdict(problems, "台账与审计记录不符 / ledger does not reconcile",
+             "台账与审计记录相符 / ledger reconciles with the audit trail")
 
 
 @main.group()
