@@ -829,3 +829,12 @@ def test_project_definitions_load_without_errors():
     registry = load_definitions(PROJECT_DEFINITIONS)
     assert registry.errors == [], "\n".join(map(str, registry.errors))
     assert sorted(registry.processes) == sorted(Path(n).stem for n in _project_files())
+
+
+@pytest.mark.parametrize("guard, holds", [("true", True), ("false", False), ("True", True), ("1", True)])
+def test_an_unquoted_guard_is_an_expression(roles, guard, holds):
+    spec, diagnostics = load(VALID.replace("{trigger: submit, source: draft, dest: done}",
+                                           f"{{trigger: submit, source: draft, dest: done, when: {guard}}}"), roles)
+    assert diagnostics == [], diagnostics
+    assert spec.transitions[0].when.holds({}) is holds
+

@@ -1502,6 +1502,14 @@ def _choices_as_text(tree: _Tree) -> None:
             spec["default"] = _as_text(spec["default"], base + ("default",), tree)
 
 
+def _guards_as_text(tree: _Tree) -> None:
+    """An unquoted guard such as ``when: true`` is an expression, not a YAML boolean."""
+    transitions = tree.data.get("transitions")
+    for i, transition in enumerate(transitions if isinstance(transitions, list) else ()):
+        if isinstance(transition, dict) and not isinstance(transition.get("when"), (str, type(None))):
+            transition["when"] = tree.plain.get(("transitions", i, "when"), transition["when"])
+
+
 def _as_text(items: list, path: PathKey, tree: _Tree) -> list:
     """List items with each unquoted non-text scalar replaced by its source text."""
     return [tree.plain.get(path + (i,), item) if not isinstance(item, (str, type(None))) else item
@@ -1513,6 +1521,7 @@ def _load_process(text: str, filename: str, roles: RolesSpec | None, report: _Re
     if tree is None:
         return None
     _choices_as_text(tree)
+    _guards_as_text(tree)
     schema = _schema(_ProcessSchema)
     _report_schema_errors(schema.validate(tree.data), schema, (), report)
     compiled = _ProcessChecker(tree.data, roles, report).run()
