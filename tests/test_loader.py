@@ -543,12 +543,6 @@ def test_expression_in_quotes(roles):
           "transitions[0].when", "unknown name 'x'")
 
 
-def test_expression_in_a_folded_scalar_is_reported_at_its_start(roles):
-    text = VALID.replace("  - {trigger: submit, source: draft, dest: done}",
-                         "  - trigger: submit\n    source: draft\n    dest: done\n    when: >-\n      amount > 5\n      and x")
-    check(text, roles, 13, ">-", "transitions[0].when", "unknown name 'x'")
-
-
 def test_expression_is_compiled(roles):
     spec, diagnostics = load(VALID.replace("dest: done}", "dest: done, when: amount > 5}"), roles)
     assert diagnostics == []
@@ -838,3 +832,14 @@ def test_an_unquoted_guard_is_an_expression(roles, guard, holds):
     assert diagnostics == [], diagnostics
     assert spec.transitions[0].when.holds({}) is holds
 
+
+@pytest.mark.parametrize("style, body, line", [
+    (">-", "      amount > 1 and\n      nofield < 2", 15),      # folded: the lines join with a space
+    ("|-", "      nofield < 2", 14)])                           # literal, on one line
+def test_an_expression_error_in_a_block_scalar_points_into_it(roles, style, body, line):
+    text = VALID.replace("  - {trigger: submit, source: draft, dest: done}", f"""  - trigger: submit
+    source: draft
+    dest: done
+    when: {style}
+{body}""")
+    check(text, roles, line, "nofield", "transitions[0].when", "nofield")

@@ -230,10 +230,15 @@ class _Tree:
     def locate_inside(self, path: PathKey, offset: int) -> tuple[int, int]:
         """Position of character ``offset`` of a scalar, when the source shows it verbatim.
 
-        That holds for a plain scalar on one line, or a quoted one without escapes;
-        otherwise the scalar's own position is the best we can say.
+        That holds for a plain scalar on one line, a quoted one without escapes, and a
+        block scalar (``|`` or ``>``) whose lines join simply; otherwise the scalar's own
+        position is the best we can say.
         """
         node = self.nodes.get(tuple(path))
+        if isinstance(node, ScalarNode) and node.style in ("|", ">"):
+            found = self._inside_block(node, offset)
+            if found is not None:
+                return found
         if isinstance(node, ScalarNode) and node.start_mark.line == node.end_mark.line:
             source = self.text[node.start_mark.index:node.end_mark.index]
             value = node.value
@@ -244,6 +249,26 @@ class _Tree:
             if node.style in ("'", '"') and source == f"{node.style}{value}{node.style}":
                 return line, column + 1 + offset
         return self.locate(path)
+
+
+    def _inside_block(self, node: ScalarNode, offset: int) -> tuple[int, int] | None:
+        """``offset`` in a block scalar's value, mapped back onto its source lines."""
+        lines = self.text[node.start_mark.index:node.end_mark.index].split("\n")[1:]
+        filled = [line for line in lines if line.strip()]
+        if not filled:
+            return None
+        indent = min(len(line) - len(line.lstrip(" ")) for line in filled)
+        joiner = "\n" if node.style == "|" else " "
+        rebuilt, places = [], []
+        for k, line in enumerate(lines):
+            for j, char in enumerate(line[indent:]):
+                rebuilt.append(char)
+                places.append((node.start_mark.line + 2 + k, indent + j + 1))
+            rebuilt.append(joiner)
+            places.append((node.start_mark.line + 2 + k, len(line) + 1))
+        if offset >= len(places) or "".join(rebuilt)[:offset + 1] != node.value[:offset + 1]:
+            return None   # folding or chomping the simple join does not explain
+        return places[offset]
 
 
 class _TooLarge(Exception):
