@@ -277,21 +277,27 @@ class CaseQueries:
                              visible_cases_clause(actor, self.engine.processes.values()))
             if overdue_only:
                 where = and_(where, Task.due_at < now)
-            # One statement for the page, its total (a window count) and the holders' names;
-            # a second only for a page past the end, where no row carries the total.
-            stmt = (select(Task, Case.subject, Case.confidential, OrgUnit.name, User.username, func.count().over())
-                    .join(Case, Case.id == Task.case_id).join(OrgUnit, OrgUnit.id == Task.org_unit_id)
-                    .outerjoin(User, User.id == Task.assignee_id)
-                    .where(where))
-            stmt = self._filters(s, stmt, Task, process, state, org_unit, search)
-            order = [Task.due_at.is_(None), Task.due_at, Task.id] if view != "mine" else [Task.id.desc()]
-            rows = s.execute(stmt.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
+            # One statement for the page, its total (a window count) and the holders' names; a
+            # second only for a page past the end, where no row carries the total. The page is cut
+            # first and only its rows meet their units and holders: joined before the LIMIT, a
+            # loose row estimate made PostgreSQL hash both whole tables (2 → 7 ms at a million cases).
+            matching = select(Task, Case.subject, Case.confidential, func.count().over().label("total")) \
+                .join(Case, Case.id == Task.case_id).where(where)
+            matching = self._filters(s, matching, Task, process, state, org_unit, search)
+
+            def order(t):
+                return [t.due_at.is_(None), t.due_at, t.id] if view != "mine" else [t.id.desc()]
+            cut = matching.order_by(*order(Task)).offset((page - 1) * per_page).limit(per_page).subquery()
+            paged = aliased(Task, cut)
+            rows = s.execute(select(paged, cut.c.subject, cut.c.confidential, OrgUnit.name, User.username, cut.c.total)
+                             .join(OrgUnit, OrgUnit.id == paged.org_unit_id)
+                             .outerjoin(User, User.id == paged.assignee_id).order_by(*order(paged))).all()
             if rows:
                 total = rows[0][5]
             elif page == 1:
                 total = 0
             else:
-                total = self.engine.count(s, stmt.with_only_columns(Task.id))
+                total = self.engine.count(s, matching.with_only_columns(Task.id))
             people = {row[0].assignee_id: row[4] for row in rows if row[0].assignee_id is not None}
             items = []
             for task, subject, confidential, unit_name, _holder, _total in rows:
