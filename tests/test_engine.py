@@ -527,3 +527,19 @@ def test_who_acted_on_a_confidential_case_keeps_seeing_it(env):
     assert env.queries.case(police, case_id)["state"] == "referral"
     assert env.queries.cases(police, process="complaint").total == 1
 
+
+
+def test_the_navigation_counts_are_the_inbox_views_totals(env):
+    cadre = env.actor("cadre")                      # files one case (then barred from its survey)
+    env.service.fire(cadre, env.service.start_case(cadre, "aid", "t01v01", APPLICATION), "submit")
+    _start(env)
+    held = _start(env)
+    env.service.claim(env.actor("cadre2"), _task(env, held)[0].id)
+    env.clock.advance(days=10)
+    env.service.escalate_overdue()
+    for who in ("cadre", "cadre2", "chair", "rep"):
+        actor = env.actor(who)
+        counts = env.queries.task_counts(actor)
+        assert counts == {view: env.queries.tasks(actor, view).total for view in counts}, who
+    assert env.queries.task_counts(env.actor("cadre2"))["mine"] == 1
+    assert env.queries.task_counts(env.actor("chair"))["escalated"] == 3

@@ -25,11 +25,11 @@ from typing import Any, Callable
 from flask import Flask, current_app, g, jsonify, render_template, request, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from models import Task, User
-from workflows.access import MANAGER_ROLES, Actor, offered_tasks_clause
+from models import User
+from workflows.access import MANAGER_ROLES, Actor
 from workflows.engine import Engine
 from workflows.errors import HexieError
 from workflows.ledger import LedgerQueries
@@ -41,7 +41,6 @@ from . import i18n
 log = logging.getLogger(__name__)
 
 ActorLoader = Callable[[], "Actor | None"]
-OPEN = ("offered", "allocated")
 #: Statuses whose error page we render (others pass through untouched).
 ERROR_PAGES = (400, 401, 403, 404, 405, 409, 413, 422, 500)
 
@@ -112,19 +111,7 @@ def nav_counts() -> dict[str, int]:
     actor = current_actor()
     counts = {"mine": 0, "available": 0, "overdue": 0, "escalated": 0}
     if actor is not None:
-        engine = hexie_state().engine
-        mine = Task.assignee_id == actor.user_id if actor.user_id is not None else Task.id.is_(None)
-        offered = and_(Task.status == "offered", offered_tasks_clause(actor))
-        relevant = or_(and_(Task.status == "allocated", mine), offered)
-        stmt = select(
-            func.count().filter(and_(Task.status == "allocated", mine)),
-            func.count().filter(offered),
-            func.count().filter(Task.due_at < engine.clock()),
-            func.count().filter(Task.escalated.is_(True)),
-        ).where(Task.status.in_(OPEN), relevant)
-        with engine.session_factory() as s:
-            row = s.execute(stmt).one()
-        counts = dict(zip(counts, (int(v or 0) for v in row)))
+        counts = hexie_state().queries.task_counts(actor, tuple(counts))
     g.hexie_nav = counts
     return counts
 

@@ -265,20 +265,7 @@ class CaseQueries:
         page, per_page = paging(page, per_page)
         now = self.engine.clock()
         with self.engine.session_factory() as s:
-            mine = Task.assignee_id == actor.user_id if actor.user_id is not None else Task.id.is_(None)
-            offered = and_(Task.status == "offered", offered_tasks_clause(actor),
-                           not_(_separated_clause(actor, self.engine.processes.values())))
-            if view == "mine":
-                where = and_(Task.status == "allocated", mine)
-            elif view == "available":
-                where = offered
-            elif view == "overdue":
-                where = and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
-            elif view == "escalated":  # escalated to her: held by a colleague who let it lapse, too
-                where = and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered_tasks_clause(actor)))
-            else:
-                where = and_(Task.status.in_(OPEN), team_tasks_clause(actor),
-                             visible_cases_clause(actor, self.engine.processes.values()))
+            where = self._view_clause(actor, view, now)
             if overdue_only:
                 where = and_(where, Task.due_at < now)
             # One statement for the page, its total (a window count) and the holders' names; a
@@ -304,6 +291,33 @@ class CaseQueries:
                            org_unit_name=task.unit_name)
                 items.append(row)
             return Page(items, total, page, per_page)
+
+    def _view_clause(self, actor: Actor, view: str, now):
+        """Which tasks a view of her inbox holds (the one definition the page, the API and the
+        navigation's counts share)."""
+        mine = Task.assignee_id == actor.user_id if actor.user_id is not None else Task.id.is_(None)
+        offered = and_(Task.status == "offered", offered_tasks_clause(actor),
+                       not_(_separated_clause(actor, self.engine.processes.values())))
+        if view == "mine":
+            return and_(Task.status == "allocated", mine)
+        if view == "available":
+            return offered
+        if view == "overdue":
+            return and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
+        if view == "escalated":  # escalated to her: held by a colleague who let it lapse, too
+            return and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered_tasks_clause(actor)))
+        return and_(Task.status.in_(OPEN), team_tasks_clause(actor),
+                    visible_cases_clause(actor, self.engine.processes.values()))
+
+    def task_counts(self, actor: Actor, views: tuple[str, ...] = ("mine", "available", "overdue", "escalated")
+                    ) -> dict[str, int]:
+        """How many tasks each view of her inbox holds, in one statement (the navigation's badges)."""
+        now = self.engine.clock()
+        clauses = [self._view_clause(actor, view, now) for view in views]
+        with self.engine.session_factory() as s:
+            row = s.execute(select(*(func.count().filter(c) for c in clauses))
+                            .where(Task.status.in_(OPEN), or_(*clauses))).one()
+        return {view: int(n or 0) for view, n in zip(views, row)}
 
     def report(self, actor: Actor, process: str) -> dict[str, Any]:
         """Cases of ``process`` she may see, counted by town and state and by month opened.
