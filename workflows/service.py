@@ -12,9 +12,9 @@ the ``lock_version`` it was read with (a concurrent change is a :class:`Conflict
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 from datetime import datetime, time, timezone
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, Mapping
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -186,7 +186,7 @@ class WorkflowService:
         return {"outcome": "moved", "case_id": case.id, "state": new_state}
 
     def _check_task_holder(self, s: Session, actor: Actor, state: StateSpec, candidates: list[TransitionSpec],
-                           open_tasks: list[Task], case: Case) -> None:
+                           open_tasks: list[Record], case: Record) -> None:
         """Default-role actions belong to the task's holder, and respect separation of duties."""
         own = [t for t in candidates if t.roles is None]
         if not own:
@@ -198,14 +198,14 @@ class WorkflowService:
         for task_spec in state.tasks:
             self._check_separation(s, actor, case, task_spec)
 
-    def _check_separation(self, s: Session, actor: Actor, case: Case, task_spec: TaskSpec) -> None:
+    def _check_separation(self, s: Session, actor: Actor, case: Record, task_spec: TaskSpec) -> None:
         if barred_by_separation(s, actor, case.id, task_spec):
             raise Forbidden("职责分离：您已办理本案前序环节，不能办理此任务",
                             "separation of duties: you worked an earlier step of this case "
                             f"({', '.join(task_spec.separate_from)})")
 
     # --------------------------------------------------------- state changes
-    def _enter(self, s: Session, spec: ProcessSpec, case: Case, state: StateSpec, actor: Actor,
+    def _enter(self, s: Session, spec: ProcessSpec, case: Record, state: StateSpec, actor: Actor,
                now: datetime, starter: Actor | None = None) -> None:
         """Open the state's tasks and schedule its timers; close the case on a final state."""
         if state.final:
@@ -224,8 +224,8 @@ class WorkflowService:
             s.connection().execute(_INSERT_TIMER, {"case_id": case.id, "state": state.name, "trigger": trigger,
                                                    "due_at": due, "status": "pending"})
 
-    def _leave(self, s: Session, case: Case, state: StateSpec, actor: Actor, interrupt: bool, now: datetime,
-               open_tasks: list[Task] | None = None, sweep: bool = True) -> None:
+    def _leave(self, s: Session, case: Record, state: StateSpec, actor: Actor, interrupt: bool, now: datetime,
+               open_tasks: list[Record] | None = None, sweep: bool = True) -> None:
         """Close the state's open tasks, cancel its timers, discard its votes.
 
         ``open_tasks``: the case's open tasks when the caller already loaded them in this
@@ -295,7 +295,7 @@ class WorkflowService:
                 raise Forbidden("只有主管可以改派任务", "only a manager of this area may reassign tasks")
             return self._handover(s, task, case, to_username, "reassigned", actor)
 
-    def _handover(self, s: Session, task: Task, case: Case, to_username: str, kind: str, actor: Actor) -> int:
+    def _handover(self, s: Session, task: Record, case: Record, to_username: str, kind: str, actor: Actor) -> int:
         target = s.scalars(select(User).where(User.username == to_username)).first()
         if target is None or not target.active:
             raise Invalid("没有这个用户", f"no active user {to_username!r}", {"to": "unknown user"})
@@ -308,7 +308,7 @@ class WorkflowService:
         self._assign(s, case, task, actor, target.id, kind)
         return task.id
 
-    def _assign(self, s: Session, case: Case, task: Task, actor: Actor, user_id: int, kind: str) -> None:
+    def _assign(self, s: Session, case: Record, task: Record, actor: Actor, user_id: int, kind: str) -> None:
         previous = task.assignee_id
         task.status, task.assignee_id = "allocated", user_id
         save_task(s, task)
@@ -451,12 +451,12 @@ class WorkflowService:
             return len(cases)
 
     # --------------------------------------------------------------- helpers
-    def _context(self, spec: ProcessSpec, case: Case, actor: Actor, data: Mapping[str, Any],
-                 open_tasks: list[Task]) -> FireContext:
+    def _context(self, spec: ProcessSpec, case: Record, actor: Actor, data: Mapping[str, Any],
+                 open_tasks: list[Record]) -> FireContext:
         return FireContext.for_case(spec, data, actor, case.org_path, case.created_at, self.engine.clock().date(),
                                     open_tasks)
 
-    def _case_for_update(self, s: Session, actor: Actor, case_id: int, task: Task | None = None) -> Case:
+    def _case_for_update(self, s: Session, actor: Actor, case_id: int, task: Record | None = None) -> Record:
         """Lock the case row (PostgreSQL) so concurrent actions on it run one after another.
 
         A task offered to the actor makes its case reachable for that task's verbs, even in a
@@ -469,7 +469,7 @@ class WorkflowService:
             raise NotFound("没有这个案件", f"no case {case_id}")
         return case
 
-    def _task_for_update(self, s: Session, actor: Actor, task_id: int) -> tuple[Task, Case, ProcessSpec]:
+    def _task_for_update(self, s: Session, actor: Actor, task_id: int) -> tuple[Record, Record, ProcessSpec]:
         from .queries import is_row_id
         found = records(s, _TASK, {"task_id": task_id}) if is_row_id(task_id) else []
         if not found:
@@ -505,7 +505,7 @@ def open_tasks_of(s: Session, case_id: int) -> list[Record]:
     return records(s, _OPEN_TASKS, {"case_id": case_id})
 
 
-def save_case(s: Session, case: Case) -> None:
+def save_case(s: Session, case: Record) -> None:
     """Write a case record back: one UPDATE, refused if someone changed it since it was read."""
     written = s.connection().execute(_SAVE_CASE, {
         "b_id": case.id, "b_lock": case.lock_version, "v_version": case.process_version_id, "v_state": case.state,
@@ -516,7 +516,7 @@ def save_case(s: Session, case: Case) -> None:
     case.lock_version += 1
 
 
-def save_task(s: Session, task: Task) -> None:
+def save_task(s: Session, task: Record) -> None:
     """Write a task record back: one UPDATE, refused if someone changed it since it was read."""
     written = s.connection().execute(_SAVE_TASK, {
         "b_id": task.id, "b_lock": task.lock_version, "v_status": task.status, "v_assignee": task.assignee_id,
@@ -619,7 +619,7 @@ def _has_quorum(spec: ProcessSpec, state: StateSpec) -> bool:
     return any(t.quorum > 1 for t in spec.transitions if state.name in t.sources)
 
 
-def _foreign_attachments(s: Session, spec: ProcessSpec, case: Case, changes: Mapping[str, Any]) -> dict[str, str]:
+def _foreign_attachments(s: Session, spec: ProcessSpec, case: Record, changes: Mapping[str, Any]) -> dict[str, str]:
     """Errors for file fields naming attachments that are not this case's uploads for that field."""
     errors = {}
     for name, value in changes.items():
