@@ -713,4 +713,16 @@ def test_reports_count_only_what_she_may_see(env):
     assert "共 0 件" in page_text(env.client("tch1").get("/reports?process=dv_complaint"))   # confidential
     assert "共 1 件" in page_text(env.client("cm1").get("/reports?process=dv_complaint"))
     assert env.client("tch1").get("/reports?process=nope").status_code == 404
+
+
+
+def test_reports_show_each_final_states_share(env):
+    # a case withdrawn (final) beside one still open: 50.0 % of the town's cases, and in the totals
+    new_aid_case(env)
+    withdrawn = new_aid_case(env)
+    env.service.fire(env.actor("vr1"), withdrawn, "withdraw", comment="申请人撤回")
+    report = env.queries.report(env.actor("tch1"), "poor_mother_aid")
+    assert report["totals"] == {"home_survey": 1, "withdrawn": 1} and "withdrawn" in report["final_states"]
+    page = page_text(env.client("tch1").get("/reports?process=poor_mother_aid"))
+    assert page.count("50.0%") == 2                                   # the town's row and the totals row
     assert env.client().get("/reports").status_code in (302, 401)

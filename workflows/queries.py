@@ -322,9 +322,10 @@ class CaseQueries:
     def report(self, actor: Actor, process: str) -> dict[str, Any]:
         """Cases of ``process`` she may see, counted by town and state and by month opened.
 
-        ``{"states": [...], "towns": [{"code", "name", "counts": {state: n}, "total"}],
-        "months": [("2026-03", n), ...], "total": n}``: what a chair reports upward (cases by
-        state, town and month; for elder support the signing rate is ``archived / total``).
+        ``{"states": [...], "final_states": [...], "towns": [{"code", "name", "counts": {state: n},
+        "total"}], "totals": {state: n}, "months": [("2026-03", n), ...], "total": n}``: what a chair
+        reports upward (cases by state, town and month; the page shows each final state's share of
+        a town's cases, so elder support's signing rate is the ``archived`` column).
         Grouped in the database (a few hundred rows whatever the number of cases).
         """
         spec = self.engine.current(process)[0]
@@ -344,7 +345,12 @@ class CaseQueries:
             names = dict(s.execute(select(OrgUnit.path, OrgUnit.name).where(OrgUnit.path.in_(list(towns)))).all())
         rows = [{"code": path.rstrip("/").rsplit("/", 1)[-1], "name": names.get(path, path),
                  "counts": counts, "total": sum(counts.values())} for path, counts in sorted(towns.items())]
-        return {"process": process, "states": [st.name for st in spec.states], "towns": rows,
+        totals: dict[str, int] = {}
+        for row in rows:
+            for state, n in row["counts"].items():
+                totals[state] = totals.get(state, 0) + n
+        return {"process": process, "states": [st.name for st in spec.states],
+                "final_states": [st.name for st in spec.states if st.final], "towns": rows, "totals": totals,
                 "months": [(f"{int(y):04d}-{int(m):02d}", n) for y, m, n in by_month],
                 "total": sum(r["total"] for r in rows)}
 
