@@ -722,7 +722,12 @@ def test_reports_show_each_final_states_share(env):
     withdrawn = new_aid_case(env)
     env.service.fire(env.actor("vr1"), withdrawn, "withdraw", comment="申请人撤回")
     report = env.queries.report(env.actor("tch1"), "poor_mother_aid")
-    assert report["totals"] == {"home_survey": 1, "withdrawn": 1} and "withdrawn" in report["final_states"]
+    assert report["totals"] == {"home_survey": 1, "withdrawn": 1, "open_tasks": 1, "overdue": 0}
+    assert "withdrawn" in report["final_states"]
     page = page_text(env.client("tch1").get("/reports?process=poor_mother_aid"))
     assert page.count("50.0%") == 2                                   # the town's row and the totals row
+    env.clock.advance(days=30)                                        # the survey's SLA is long past
+    (town,) = env.queries.report(env.actor("tch1"), "poor_mother_aid")["towns"]
+    assert (town["open_tasks"], town["overdue"]) == (1, 1)
+    assert "逾期" in page_text(env.client("tch1").get("/reports?process=poor_mother_aid"))
     assert env.client().get("/reports").status_code in (302, 401)

@@ -117,6 +117,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "report.show": ("查看", "Show"),
     "report.total": ("您可查看的案件共 {n} 件。", "{n} cases you may see."),
     "report.all": ("合计", "Total"),
+    "report.open_tasks": ("在办任务", "Open tasks"),
+    "report.overdue": ("逾期", "Overdue"),
     "report.by_month": ("按立案月份", "By month opened"),
     "report.month": ("月份", "Month"),
     "report.opened": ("立案数", "Opened"),

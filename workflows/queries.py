@@ -323,9 +323,10 @@ class CaseQueries:
         """Cases of ``process`` she may see, counted by town and state and by month opened.
 
         ``{"states": [...], "final_states": [...], "towns": [{"code", "name", "counts": {state: n},
-        "total"}], "totals": {state: n}, "months": [("2026-03", n), ...], "total": n}``: what a chair
-        reports upward (cases by state, town and month; the page shows each final state's share of
-        a town's cases, so elder support's signing rate is the ``archived`` column).
+        "total", "open_tasks", "overdue"}], "totals": {state: n, "open_tasks": n, "overdue": n},
+        "months": [("2026-03", n), ...], "total": n}``: what a chair reports upward (cases by state,
+        town and month; the page shows each final state's share of a town's cases, so elder
+        support's signing rate is the ``archived`` column; and the work open and overdue now).
         Grouped in the database (a few hundred rows whatever the number of cases).
         """
         spec = self.engine.current(process)[0]
@@ -334,6 +335,10 @@ class CaseQueries:
             by_unit = s.execute(select(Case.org_path, Case.state, func.count())
                                 .where(Case.process_key == process, visible)
                                 .group_by(Case.org_path, Case.state)).all()
+            work = s.execute(select(Task.org_path, func.count(), func.count().filter(Task.due_at < self.engine.clock()))
+                             .join(Case, Case.id == Task.case_id)
+                             .where(Task.status.in_(OPEN), Case.process_key == process, visible)
+                             .group_by(Task.org_path)).all()
             year, month = func.extract("year", Case.created_at), func.extract("month", Case.created_at)
             by_month = s.execute(select(year, month, func.count()).where(Case.process_key == process, visible)
                                  .group_by(year, month).order_by(year, month)).all()
@@ -342,13 +347,19 @@ class CaseQueries:
                 town = town_path(path)
                 counts = towns.setdefault(town, {})
                 counts[state] = counts.get(state, 0) + n
+            open_work: dict[str, list[int]] = {}
+            for path, n, late in work:
+                sums = open_work.setdefault(town_path(path), [0, 0])
+                sums[0], sums[1] = sums[0] + n, sums[1] + late
             names = dict(s.execute(select(OrgUnit.path, OrgUnit.name).where(OrgUnit.path.in_(list(towns)))).all())
         rows = [{"code": path.rstrip("/").rsplit("/", 1)[-1], "name": names.get(path, path),
-                 "counts": counts, "total": sum(counts.values())} for path, counts in sorted(towns.items())]
-        totals: dict[str, int] = {}
+                 "counts": counts, "total": sum(counts.values()),
+                 "open_tasks": open_work.get(path, [0, 0])[0], "overdue": open_work.get(path, [0, 0])[1]}
+                for path, counts in sorted(towns.items())]
+        totals: dict[str, int] = {"open_tasks": 0, "overdue": 0}
         for row in rows:
-            for state, n in row["counts"].items():
-                totals[state] = totals.get(state, 0) + n
+            for key, n in [*row["counts"].items(), ("open_tasks", row["open_tasks"]), ("overdue", row["overdue"])]:
+                totals[key] = totals.get(key, 0) + n
         return {"process": process, "states": [st.name for st in spec.states],
                 "final_states": [st.name for st in spec.states if st.final], "towns": rows, "totals": totals,
                 "months": [(f"{int(y):04d}-{int(m):02d}", n) for y, m, n in by_month],
