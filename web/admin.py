@@ -53,6 +53,7 @@ from . import i18n
 from .auth import safe_next, unauthenticated
 from .extension import current_actor, hexie_state
 from .i18n import error_text, label, t
+from .views.common import page_arg
 
 _WEB = Path(__file__).resolve().parent
 ASSETS = _WEB / "templates" / "admin"
@@ -340,13 +341,6 @@ def _details_text(details: Mapping[str, Any] | None) -> str:
     return ("（" + "；".join(parts) + "）") if parts else ""
 
 
-def _page_arg() -> int:
-    try:
-        return max(1, min(int(request.args.get("page", 1)), 100_000))
-    except ValueError:
-        return 1
-
-
 def _record(s: Session, actor: Actor, kind: str, changes: Mapping[str, Any] | None = None,
             comment: str | None = None) -> None:
     """An administrative change, in the audit trail's case-less chain (same transaction)."""
@@ -471,21 +465,14 @@ def _team_counts(actor: Actor) -> tuple[int, int]:
 @manager_required
 def tasks():
     """Every open task of my area (cases I may see), soonest due first, with a reassign link."""
+    from .views.inbox import filter_options, query_filters   # the inbox's filters, the same bar
     actor = current_actor()
-    engine = _engine()
-    args = request.args
-    process = args.get("process") if args.get("process") in engine.processes else None
-    state = args.get("state") or None
-    if state and (process is None or state not in {s_.name for s_ in engine.processes[process].states}):
-        state = None
-    unit = (args.get("unit") or "").strip() or None
-    search = (args.get("q") or "").strip()[:100] or None
-    only_overdue = args.get("overdue") == "1"
-    page = _page_arg()
+    filters = dict(query_filters(), overdue=request.args.get("overdue") == "1")
+    page = filters["page"]
     try:
-        result = hexie_state().queries.tasks(actor, "team", process=process, state=state, org_unit=unit,
-                                             search=search, overdue_only=only_overdue, page=page,
-                                             per_page=PER_PAGE)
+        result = hexie_state().queries.tasks(actor, "team", process=filters["process"], state=filters["state"],
+                                             org_unit=filters["org_unit"], search=filters["search"],
+                                             overdue_only=filters["overdue"], page=page, per_page=PER_PAGE)
     except HexieError:  # an unknown unit in the filter: nothing matches
         result = None
     items = result.items if result else []
@@ -493,12 +480,8 @@ def tasks():
         row["unit_name"] = row["org_unit_name"]
     total = result.total if result else 0
     pages = max(1, -(-total // PER_PAGE))
-    processes = [(k, label(spec.title)) for k, spec in sorted(engine.processes.items())]
-    states = [(st.name, label(st.label)) for st in engine.processes[process].states] if process else []
     return render_template("admin/tasks.html", items=items, total=total, page=page, pages=pages,
-                           filters={"process": process, "state": state, "unit": unit, "q": search,
-                                    "overdue": only_overdue},
-                           processes=processes, states=states)
+                           filters=filters, options=filter_options(actor))
 
 
 def eligible_people(s: Session, task: Task) -> list[dict[str, Any]]:
@@ -983,7 +966,7 @@ def users():
                 flash(message, "error")
             status = 422
     search = (request.args.get("q") or "").strip()[:80]
-    page = _page_arg()
+    page = page_arg()
     with engine.session_factory() as s:
         stmt = select(User)
         if search:

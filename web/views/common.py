@@ -285,3 +285,11 @@ def places(key: Any, where: Any, join: tuple[Any, Any] | None = None) -> dict[An
     lowest = (hexie_state().engine.registry.roles.levels or ("",))[-1]
     return {k: f"{town} {name}" if level == lowest and town else name for k, name, level, town in rows}
 
+
+def page_arg() -> int:
+    """The ``page`` of the query string: a whole number from 1 (nonsense reads as 1)."""
+    try:
+        return max(1, min(int(request.args.get("page", 1)), 100_000))
+    except ValueError:
+        return 1
+

@@ -13,13 +13,13 @@ from workflows.queries import TASK_VIEWS
 from ..extension import current_actor, hexie_state
 from ..i18n import label
 from . import bp
-from .common import display_names, indent, places, unit_names, units_in_area
+from .common import display_names, indent, page_arg, places, unit_names, units_in_area
 
 #: Above this many units in her area, the area filter lists only the upper levels.
 MAX_UNIT_OPTIONS = 80
 
 
-def _filters() -> dict[str, Any]:
+def query_filters() -> dict[str, Any]:
     """The filter values of the query string, cleaned."""
     args = request.args
     processes = hexie_state().engine.processes
@@ -30,15 +30,11 @@ def _filters() -> dict[str, Any]:
     if state and process and state not in {s.name for s in processes[process].states}:
         state = None
     search = (args.get("q") or "").strip()[:100] or None
-    try:
-        page = max(1, min(int(args.get("page", 1)), 100_000))
-    except ValueError:
-        page = 1
     return {"process": process, "state": state, "org_unit": args.get("unit") or None,
-            "search": search, "page": page}
+            "search": search, "page": page_arg()}
 
 
-def _filter_options(actor) -> dict[str, Any]:
+def filter_options(actor) -> dict[str, Any]:
     """Programmes, their steps and the units of her area, for the filter bar."""
     engine = hexie_state().engine
     processes = [(key, label(spec.title)) for key, spec in sorted(engine.processes.items())]
@@ -81,10 +77,10 @@ def inbox():
     view = request.args.get("view", "mine")
     if view not in TASK_VIEWS:
         view = "mine"
-    filters = _filters()
+    filters = query_filters()
     page = _query(view, actor, filters)
     return render_template("inbox.html", view=view, views=TASK_VIEWS, page=page, filters=filters,
-                           options=_filter_options(actor), places=task_places(t["id"] for t in page.items),
+                           options=filter_options(actor), places=task_places(t["id"] for t in page.items),
                            names=display_names(t["assignee"] for t in page.items) if view in ("overdue", "escalated") else {})
 
 
@@ -92,7 +88,7 @@ def inbox():
 def cases():
     """Every case she may see, newest first, with the same filters."""
     actor = current_actor()
-    filters = _filters()
+    filters = query_filters()
     page = _query("cases", actor, filters)
-    return render_template("cases.html", page=page, filters=filters, options=_filter_options(actor),
+    return render_template("cases.html", page=page, filters=filters, options=filter_options(actor),
                            unit_names=unit_names(c["org_unit"] for c in page.items))

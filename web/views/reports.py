@@ -24,7 +24,7 @@ from workflows.ledger import fund_labels, fund_field
 from ..extension import current_actor, hexie_state
 from ..i18n import both, label, t
 from . import bp
-from .common import places, process_title, to_local
+from .common import page_arg, places, process_title, to_local
 
 #: Entries read per query when writing the CSV file (the most a page may hold).
 CSV_BATCH = 200
@@ -86,13 +86,6 @@ def money_filters() -> MoneyFilters:
     return MoneyFilters(process, fund, names, posting, [g for g in groups if g[1]])
 
 
-def _page_number() -> int:
-    try:
-        return max(1, min(int(request.args.get("page", 1)), 100_000))
-    except ValueError:
-        return 1
-
-
 def unit_places(codes: Iterable[str]) -> dict[str, str]:
     """unit code -> where it is as people say it (see :func:`common.places`)."""
     wanted = sorted(set(codes))
@@ -113,7 +106,7 @@ def reports_ledger():
     filters = money_filters()
     per_page = min(int(current_app.config.get("HEXIE_PER_PAGE", 25)), 200)
     page = hexie_state().ledger.entries(current_actor(), process=filters.process, fund=filters.fund,
-                                        page=_page_number(), per_page=per_page)
+                                        page=page_arg(), per_page=per_page)
     return render_template("money.html", view="entries", page=page, filters=filters, ledger_kind=kind_name,
                            places=unit_places(e["org_unit"] for e in page.items))
 
