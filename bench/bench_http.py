@@ -143,10 +143,10 @@ def throughput(port: int, path: str, headers: dict[str, str], threads: int, budg
 def set_password(url: str, username: str) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
-    from workflows.auth import hash_password
+    from hexie.workflows.auth import hash_password
     db = create_engine(url, poolclass=NullPool)
     with db.begin() as conn:
-        conn.execute(text("UPDATE users SET password_hash = :h WHERE username = :u"),
+        conn.execute(text("UPDATE hexie_users SET password_hash = :h WHERE username = :u"),
                      {"h": hash_password(PASSWORD), "u": username})
     db.dispose()
 
@@ -175,7 +175,7 @@ def main() -> None:
         servers.append(Server("web:create_app()", HEXIE_PORT, env))
         servers.append(Server("bench.minimal_app:app", MINIMAL_PORT, env))
         cookie = sign_in(HEXIE_PORT, username)
-        from workflows.tokens import make_token
+        from hexie.workflows.tokens import make_token
         bearer = {"Authorization": f"Bearer {make_token(SECRET, username)}", "Accept": "application/json"}
         targets = {
             "inbox page (available)": (HEXIE_PORT, "/?view=available", {"Cookie": cookie}),

@@ -95,18 +95,18 @@ def raw_import(url: str, csv_path: Path, batch: int, version_id: int, units: dic
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         p = "?"
-        first = (conn.execute("SELECT coalesce(max(id), 0) FROM cases").fetchone()[0]) + 1
+        first = (conn.execute("SELECT coalesce(max(id), 0) FROM hexie_cases").fetchone()[0]) + 1
     else:
         import psycopg
         conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
         p = "%s"
-        first = conn.execute("SELECT coalesce(max(id), 0) FROM cases").fetchone()[0] + 1
-    case_sql = ("INSERT INTO cases (id, process_version_id, process_key, state, data, org_unit_id, org_path, "
+        first = conn.execute("SELECT coalesce(max(id), 0) FROM hexie_cases").fetchone()[0] + 1
+    case_sql = ("INSERT INTO hexie_cases (id, process_version_id, process_key, state, data, org_unit_id, org_path, "
                 "created_at, updated_at, subject, confidential, lock_version, audit_head) VALUES "
                 f"({', '.join([p] * 13)})")
-    event_sql = ("INSERT INTO audit_events (case_id, seq, at, actor, kind, to_state, changes, hash) VALUES "
+    event_sql = ("INSERT INTO hexie_audit_events (case_id, seq, at, actor, kind, to_state, changes, hash) VALUES "
                  f"({', '.join([p] * 8)})")
-    task_sql = ("INSERT INTO tasks (case_id, process_key, state, name, role, org_unit_id, org_path, status, "
+    task_sql = ("INSERT INTO hexie_tasks (case_id, process_key, state, name, role, org_unit_id, org_path, status, "
                 "created_at, due_at, priority, optional, escalated, lock_version) VALUES "
                 f"({', '.join([p] * 14)})")
     began = time.perf_counter()
@@ -145,7 +145,7 @@ def raw_import(url: str, csv_path: Path, batch: int, version_id: int, units: dic
                 conn.commit()
     seconds = time.perf_counter() - began
     if not sqlite:
-        conn.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), (SELECT max(id) FROM cases))")
+        conn.execute("SELECT setval(pg_get_serial_sequence('hexie_cases', 'id'), (SELECT max(id) FROM hexie_cases))")
         conn.commit()
     conn.close()
     return seconds
@@ -154,7 +154,7 @@ def raw_import(url: str, csv_path: Path, batch: int, version_id: int, units: dic
 def prepare(kind: str, tag: str) -> tuple[str, int, dict[str, tuple[int, str]]]:
     """A fresh database with the county loaded: (url, elder_support version id, units)."""
     from sqlalchemy import select
-    from models import OrgUnit
+    from hexie.models import OrgUnit
     url = fresh_sqlite(f"import_{tag}") if kind == "sqlite" else fresh_pg(f"hexie_bench_import_{tag}")
     engine, _, _ = make_bench_engine(url, definitions=DEFINITIONS, org=bench_org(14, 10))
     _, version_id, _ = engine.current("elder_support")
@@ -167,8 +167,8 @@ def prepare(kind: str, tag: str) -> tuple[str, int, dict[str, tuple[int, str]]]:
 def check(url: str, rows: int, verify: bool) -> dict:
     """Counts after the import, and (optionally) the whole audit chain verified."""
     from sqlalchemy import func, select
-    from models import AuditEvent, Case, Task, make_engine, make_session_factory
-    from workflows.audit import verify_chain
+    from hexie.models import AuditEvent, Case, Task, make_engine, make_session_factory
+    from hexie.workflows.audit import verify_chain
     db = make_engine(url)
     with make_session_factory(db)() as s:
         counts = {"cases": s.scalar(select(func.count()).select_from(Case)),

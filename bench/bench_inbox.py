@@ -41,7 +41,7 @@ def existing_cases(url: str) -> int | None:
     try:
         db = create_engine(url, poolclass=NullPool)
         with db.connect() as conn:
-            n = conn.scalar(text("SELECT count(*) FROM cases"))
+            n = conn.scalar(text("SELECT count(*) FROM hexie_cases"))
         db.dispose()
         return n
     except Exception:
@@ -56,7 +56,7 @@ def busiest(url: str) -> dict[str, str]:
         for persona, (role, prefix) in PERSONAS.items():
             level = {"village_rep": "village", "town_cadre": "town", "county_manager": "county"}[role]
             code = conn.scalar(text(
-                "SELECT u.code FROM org_units u JOIN tasks t ON t.org_path LIKE u.path || '%' "
+                "SELECT u.code FROM hexie_org_units u JOIN hexie_tasks t ON t.org_path LIKE u.path || '%' "
                 "WHERE u.level = :level AND t.status IN ('offered', 'allocated') AND t.role = :role "
                 "GROUP BY u.code ORDER BY count(*) DESC, u.code LIMIT 1"), {"level": level, "role": role})
             out[persona] = prefix + code
@@ -107,10 +107,10 @@ def main() -> None:
         print(f"generated in {generated['timings']['total_s']:.0f} s: {generated['counts']}", flush=True)
 
     import psycopg
-    from models import make_engine, make_session_factory
-    from workflows.engine import Engine
-    from workflows.loader import load_definitions_strict
-    from workflows.queries import CaseQueries
+    from hexie.models import make_engine, make_session_factory
+    from hexie.workflows.engine import Engine
+    from hexie.workflows.loader import load_definitions_strict
+    from hexie.workflows.queries import CaseQueries
 
     engine = Engine(make_session_factory(make_engine(url)), load_definitions_strict(DEFINITIONS))
     engine.sync_definitions()

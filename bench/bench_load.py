@@ -1,7 +1,7 @@
 """Benchmark: loading and checking definitions versus plain ``yaml.safe_load``.
 
 Generates 50 distinct process definitions (variations of a realistic 8-state
-process) in a temporary folder, then times :func:`workflows.loader.load_definitions`
+process) in a temporary folder, then times :func:`hexie.workflows.loader.load_definitions`
 over them against a baseline measured in the same run on the same files: reading
 them with ``yaml.safe_load`` and nothing else. Each figure is the median of 5 runs.
 Prints a table and writes ``bench/results/load.json``.
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import write_result  # noqa: E402
-from workflows.loader import load_definitions  # noqa: E402
+from hexie.workflows.loader import load_definitions  # noqa: E402
 
 PROCESSES = 50
 RUNS = 5

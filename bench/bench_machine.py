@@ -6,7 +6,7 @@ run:
 
 * **per case**: build a ``transitions.Machine`` with the process's states and
   transitions for one case object, then fire one trigger on it;
-* **shared**: fire the same trigger through ``workflows.machine.compile_process(spec)``,
+* **shared**: fire the same trigger through ``hexie.workflows.machine.compile_process(spec)``,
   the one machine all cases of a version share (built once, outside the timing).
 
 Time per case is the median over rounds; memory per case is measured with
@@ -28,9 +28,9 @@ from common import DEFINITIONS, median, table, write_result
 
 from transitions import Machine
 
-from workflows.access import Actor, Assignment
-from workflows.loader import load_definitions_strict
-from workflows.machine import FireContext, compile_process
+from hexie.workflows.access import Actor, Assignment
+from hexie.workflows.loader import load_definitions_strict
+from hexie.workflows.machine import FireContext, compile_process
 
 
 class CaseModel:

@@ -4,8 +4,7 @@ A *step* is ``WorkflowService.fire``: load and lock the case, check the actor's 
 the task holder and the guard, validate the form, move the compiled machine, write
 the audit event (hash-chained), close the old task and open the next one, commit.
 The *baseline* does the same writes with the database driver alone, in one
-transaction: UPDATE the case with its version check, INSERT the audit event, UPDATE
-the old task, INSERT the new task.
+transaction: UPDATE the case with its version check, INSERT the audit event, UPDATE the old task, INSERT the new task.
 
 Each case of ``bench/definitions/approval.yaml`` gives three such steps (submit,
 reviewed, approve). Rounds alternate baseline and Hexie on fresh cases of the same
@@ -75,7 +74,7 @@ class RawCase:
 
 
 def raw_cases(engine, ids: list[int]) -> list[RawCase]:
-    from models import AuditEvent, Case, Task
+    from hexie.models import AuditEvent, Case, Task
     out = []
     with engine.session_factory() as s:
         for cid in ids:
@@ -106,16 +105,16 @@ class RawStepper:
             self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
             self.p = "%s"
         p = self.p
-        self.update_case = (f"UPDATE cases SET state={p}, data={p}, updated_at={p}, lock_version={p}, audit_head={p} "
+        self.update_case = (f"UPDATE hexie_cases SET state={p}, data={p}, updated_at={p}, lock_version={p}, audit_head={p} "
                             f"WHERE id={p} AND lock_version={p}")
-        self.update_case_nodata = (f"UPDATE cases SET state={p}, updated_at={p}, lock_version={p}, audit_head={p} "
+        self.update_case_nodata = (f"UPDATE hexie_cases SET state={p}, updated_at={p}, lock_version={p}, audit_head={p} "
                                    f"WHERE id={p} AND lock_version={p}")
-        self.insert_event = ("INSERT INTO audit_events (case_id, seq, at, actor_id, actor, kind, \"trigger\", "
+        self.insert_event = ("INSERT INTO hexie_audit_events (case_id, seq, at, actor_id, actor, kind, \"trigger\", "
                              "from_state, to_state, comment, changes, prev_hash, hash) VALUES "
                              f"({', '.join([p] * 13)})")
-        self.update_task = (f"UPDATE tasks SET status='completed', completed_at={p}, completed_by_id={p}, "
+        self.update_task = (f"UPDATE hexie_tasks SET status='completed', completed_at={p}, completed_by_id={p}, "
                             f"lock_version={p} WHERE id={p} AND lock_version={p}")
-        self.insert_task = ("INSERT INTO tasks (case_id, process_key, state, name, role, at_level, org_unit_id, "
+        self.insert_task = ("INSERT INTO hexie_tasks (case_id, process_key, state, name, role, at_level, org_unit_id, "
                             "org_path, status, created_at, due_at, escalate_at, escalate_to, escalated, priority, "
                             f"optional, lock_version) VALUES ({', '.join([p] * 17)}) RETURNING id")
 
@@ -254,7 +253,7 @@ def bench_db(kind: str, args) -> dict[str, Any]:
     stepper = RawStepper(url, sync)
     raw_round(stepper, raw_cases(engine, start_cases(engine, service, 20)), actors)
 
-    # what if: the same engine without the pool's ping before each checkout (models.db sets it)
+    # what if: the same engine without the pool's ping before each checkout (hexie.models.db sets it)
     if args.what_if:
         nping, nping_service, _ = make_bench_engine(url, pool_pre_ping=False, **engine_kw)
         if sync:

@@ -51,7 +51,7 @@ def fresh_pg(database: str = PG_DATABASE, upgrade: bool = True) -> str:
     admin.dispose()
     url = pg_url(database)
     if upgrade:
-        from models import upgrade as upgrade_schema
+        from hexie.models import upgrade as upgrade_schema
         upgrade_schema(url)
     return url
 
@@ -63,7 +63,7 @@ def fresh_sqlite(name: str, upgrade: bool = True) -> str:
         Path(str(path) + suffix).unlink(missing_ok=True)
     url = f"sqlite:///{path}"
     if upgrade:
-        from models import upgrade as upgrade_schema
+        from hexie.models import upgrade as upgrade_schema
         upgrade_schema(url)
     return url
 
@@ -96,12 +96,12 @@ def bench_org(towns: int = 14, villages: int = 10, county: str = "county") -> di
 def make_bench_engine(url: str, definitions: Path = BENCH_DEFINITIONS, org: dict | None = None,
                       **engine_kw: Any):
     """(Engine, WorkflowService, CaseQueries) over ``url`` with the bench org loaded."""
-    from models import make_engine, make_session_factory
-    from workflows.engine import Engine
-    from workflows.loader import load_definitions_strict
-    from workflows.org import load_org
-    from workflows.queries import CaseQueries
-    from workflows.service import WorkflowService
+    from hexie.models import make_engine, make_session_factory
+    from hexie.workflows.engine import Engine
+    from hexie.workflows.loader import load_definitions_strict
+    from hexie.workflows.org import load_org
+    from hexie.workflows.queries import CaseQueries
+    from hexie.workflows.service import WorkflowService
 
     db = make_engine(url, **engine_kw)
     engine = Engine(make_session_factory(db), load_definitions_strict(definitions))

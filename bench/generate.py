@@ -186,9 +186,9 @@ TASK_COLUMNS = ("id, case_id, process_key, state, name, role, at_level, org_unit
 def generate(n: int, seed: int = 2026) -> dict:
     """Recreate the inbox database with ``n`` cases (3 tasks each); returns counts and timings."""
     import psycopg
-    from workflows.engine import Engine
-    from workflows.loader import load_definitions_strict
-    from models import make_engine, make_session_factory
+    from hexie.workflows.engine import Engine
+    from hexie.workflows.loader import load_definitions_strict
+    from hexie.models import make_engine, make_session_factory
 
     began = time.perf_counter()
     url = fresh_pg(INBOX_DATABASE)
@@ -233,7 +233,7 @@ def generate(n: int, seed: int = 2026) -> dict:
         counts = {tbl: conn.execute(f"SELECT count(*) FROM {tbl}").fetchone()[0]
                   for tbl in ("org_units", "users", "cases", "tasks")}
         counts["open_tasks"] = conn.execute(
-            "SELECT count(*) FROM tasks WHERE status IN ('offered', 'allocated')").fetchone()[0]
+            "SELECT count(*) FROM hexie_tasks WHERE status IN ('offered', 'allocated')").fetchone()[0]
         counts["database_size"] = conn.execute(
             "SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
     timings["total_s"] = time.perf_counter() - began

@@ -15,9 +15,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from .naming import LEGACY_TABLES, LEGACY_VERSION_TABLE, PREFIX, VERSION_TABLE, prefixed
 
 DEFAULT_DATABASE_URL = "sqlite:///hexie.db"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -29,6 +31,19 @@ _UPGRADE_LOCK_KEY = 0x4E58_1E00
 def database_url() -> str:
     """The database to use: ``$HEXIE_DATABASE_URL``, else ``hexie.db`` in the cwd."""
     return os.environ.get("HEXIE_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def db_schema() -> str | None:
+    """``$HEXIE_DB_SCHEMA``: the PostgreSQL schema that holds all of Hexie's tables, if any."""
+    schema = (os.environ.get("HEXIE_DB_SCHEMA") or "").strip()
+    if schema and not schema.replace("_", "").isalnum():
+        raise ValueError(f"HEXIE_DB_SCHEMA={schema!r}: use letters, digits and _ only")
+    return schema or None
+
+
+def owns(table_name: str) -> bool:
+    """Whether a table of the database is Hexie's (the others are the host's)."""
+    return table_name.startswith(PREFIX)
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -79,15 +94,18 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+def make_engine(url: str | URL, schema: str | None = None, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` configured for Hexie.
 
     SQLite: WAL journal, foreign keys on, 5 s busy timeout, usable from several
-    threads. PostgreSQL through psycopg 3. Connections are pinged before use, so a
-    restarted database server does not break the first request after it.
-    Extra ``kwargs`` go to :func:`sqlalchemy.create_engine`.
+    threads. PostgreSQL through psycopg 3; with ``schema`` (default
+    ``$HEXIE_DB_SCHEMA``) every connection looks in that schema first, so that all
+    of Hexie's tables live there. Connections are pinged before use, so a restarted
+    database server does not break the first request after it. Extra ``kwargs`` go
+    to :func:`sqlalchemy.create_engine`.
     """
     parsed = normalize_url(url)
+    schema = schema or db_schema()
     options: dict[str, Any] = {"pool_pre_ping": True, "json_serializer": json_dumps}
     if parsed.get_backend_name() == "sqlite":
         options["connect_args"] = {"check_same_thread": False}
@@ -95,6 +113,13 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     engine = create_engine(parsed, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _set_sqlite_pragmas)
+    elif schema:
+        def _set_search_path(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f'SET search_path TO "{schema}", public')
+            dbapi_connection.commit()
+        event.listen(engine, "connect", _set_search_path)
+        engine.hexie_schema = schema  # read by upgrade()
     return engine
 
 
@@ -161,6 +186,13 @@ def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> None:
                     # writers other than upgraders (the app's own connections).
                     connection.exec_driver_sql("PRAGMA busy_timeout=120000")
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
+                if connection.dialect.name == "postgresql":
+                    schema = getattr(engine, "hexie_schema", None)
+                    if schema:
+                        connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    _adopt_legacy_postgres(connection, schema)
+                elif connection.dialect.name == "sqlite":
+                    _adopt_legacy_sqlite(connection)
                 command.upgrade(alembic_config(connection), revision)
         finally:
             if own_engine:
@@ -172,4 +204,99 @@ def current_revision(engine: Engine) -> str | None:
     from alembic.migration import MigrationContext
 
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+# --- databases made by Hexie 0.1 (bare table names, the shared alembic_version) ---------
+
+#: The revisions Hexie 0.1 wrote into ``alembic_version``.
+LEGACY_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+
+
+def _legacy_revision(connection: Connection) -> str | None:
+    """Hexie 0.1's revision when ``connection``'s database was made by it, else None."""
+    names = set(inspect(connection).get_table_names())
+    if VERSION_TABLE in names or LEGACY_VERSION_TABLE not in names:
+        return None
+    if not {"process_versions", "cases", "audit_events"} <= names:
+        return None
+    rows = connection.exec_driver_sql(f"SELECT version_num FROM {LEGACY_VERSION_TABLE}").scalars().all()
+    ours = [r for r in rows if r in LEGACY_REVISIONS]
+    return ours[0] if len(ours) == 1 else None
+
+
+def _move_revision(connection: Connection, revision: str) -> None:
+    """Hexie's revision goes to its own version table; ``alembic_version`` is left to the host."""
+    connection.exec_driver_sql(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+                               f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))")
+    connection.exec_driver_sql(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('{revision}')")
+    connection.exec_driver_sql(f"DELETE FROM {LEGACY_VERSION_TABLE} WHERE version_num = '{revision}'")
+    if not connection.exec_driver_sql(f"SELECT count(*) FROM {LEGACY_VERSION_TABLE}").scalar():
+        connection.exec_driver_sql(f"DROP TABLE {LEGACY_VERSION_TABLE}")
+
+
+def _adopt_legacy_postgres(connection: Connection, schema: str | None) -> None:
+    """Rename a 0.1 database's tables, indexes, constraints and sequences in place (every row kept)."""
+    revision = _legacy_revision(connection)
+    if revision is None:
+        return
+    present = set(inspect(connection).get_table_names())
+    for table in LEGACY_TABLES:
+        if table in present:
+            connection.exec_driver_sql(f'ALTER TABLE "{table}" RENAME TO "{prefixed(table)}"')
+    here = "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+    for name, relkind in connection.exec_driver_sql(
+            f"SELECT relname, relkind FROM pg_class WHERE relnamespace = {here} AND relkind IN ('i', 'S')").all():
+        if prefixed(name) != name:
+            kind = "SEQUENCE" if relkind == "S" else "INDEX"
+            connection.exec_driver_sql(f'ALTER {kind} "{name}" RENAME TO "{prefixed(name)}"')
+    for table, name in connection.exec_driver_sql(
+            f"SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+            f"WHERE c.relnamespace = {here}").all():
+        if owns(table) and prefixed(name) != name:
+            connection.exec_driver_sql(f'ALTER TABLE "{table}" RENAME CONSTRAINT "{name}" TO "{prefixed(name)}"')
+    _move_revision(connection, revision)
+    if schema:
+        for table in [VERSION_TABLE, *(prefixed(t) for t in LEGACY_TABLES if t in present)]:
+            connection.exec_driver_sql(f'ALTER TABLE public."{table}" SET SCHEMA "{schema}"')
+
+
+def _adopt_legacy_sqlite(connection: Connection) -> None:
+    """The same for SQLite: each table rebuilt under its new name (SQLite renames no constraint).
+
+    Foreign keys are switched off for the copy (``PRAGMA foreign_keys`` cannot change
+    inside a transaction, so this runs before the upgrade's own one) and checked after it.
+    """
+    if _legacy_revision(connection) is None:
+        return
+    connection.exec_driver_sql("COMMIT")          # leave upgrade()'s BEGIN IMMEDIATE for a moment
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        revision = _legacy_revision(connection)   # another upgrader may have done it meanwhile
+        if revision is not None:
+            schema_rows = connection.exec_driver_sql(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL").all()
+            legacy = [r for r in schema_rows if r.tbl_name in LEGACY_TABLES]
+            for row in (r for r in legacy if r.type == "table"):
+                connection.exec_driver_sql(prefixed(row.sql))
+                connection.exec_driver_sql(f'INSERT INTO "{prefixed(row.name)}" SELECT * FROM "{row.name}"')
+            for row in (r for r in legacy if r.type == "table"):
+                connection.exec_driver_sql(f'DROP TABLE "{row.name}"')
+            for row in (r for r in legacy if r.type == "index"):
+                connection.exec_driver_sql(prefixed(row.sql))
+            if "sqlite_sequence" in {r.name for r in schema_rows}:
+                for table in LEGACY_TABLES:
+                    connection.exec_driver_sql(
+                        f"UPDATE sqlite_sequence SET name = '{prefixed(table)}' WHERE name = '{table}'")
+            _move_revision(connection, revision)
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if broken:
+                raise RuntimeError(f"renaming the tables of Hexie 0.1 broke foreign keys: {broken[:5]}")
+        connection.exec_driver_sql("COMMIT")
+    except BaseException:
+        connection.exec_driver_sql("ROLLBACK")
+        raise
+    finally:
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -2,7 +2,7 @@
 
 Structure only: columns, keys, indexes and navigation between rows. The rules
 (who may do what, how a case moves) live in :mod:`workflows`. Datetimes are
-timezone-naive UTC (see :func:`models.base.utcnow`); JSON values are JSON-safe
+timezone-naive UTC (see :func:`hexie.models.base.utcnow`); JSON values are JSON-safe
 (money as strings).
 """
 from __future__ import annotations
@@ -36,13 +36,13 @@ class OrgUnit(Base):
     subtree is every path starting with its own, its ancestors are the prefixes.
     """
 
-    __tablename__ = "org_units"
+    __tablename__ = "hexie_org_units"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     level: Mapped[str] = mapped_column(String(32))
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_org_units.id"), index=True)
     path: Mapped[str] = mapped_column(PathString, index=True)
 
     parent: Mapped[OrgUnit | None] = relationship(back_populates="children", remote_side=[id])
@@ -55,7 +55,7 @@ class OrgUnit(Base):
 class User(Base):
     """A person who signs in; while away (``away_until``) work goes to ``delegate_to``."""
 
-    __tablename__ = "users"
+    __tablename__ = "hexie_users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(80), unique=True)
@@ -64,7 +64,7 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     locale: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
     away_until: Mapped[datetime | None] = mapped_column(DateTime())
-    delegate_to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    delegate_to_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     created_at: Mapped[datetime] = _created_at()
 
     delegate_to: Mapped[User | None] = relationship(remote_side=[id])
@@ -78,16 +78,16 @@ class User(Base):
 class RoleAssignment(Base):
     """``user`` holds ``role`` at ``org_unit`` (and so over its whole subtree)."""
 
-    __tablename__ = "role_assignments"
+    __tablename__ = "hexie_role_assignments"
     __table_args__ = (
         UniqueConstraint("user_id", "role", "org_unit_id"),
-        Index("ix_role_assignments_role_org_unit_id", "role", "org_unit_id"),
+        Index("ix_hexie_role_assignments_role_org_unit_id", "role", "org_unit_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("hexie_users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(64))
-    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("hexie_org_units.id"))
 
     user: Mapped[User] = relationship(back_populates="role_assignments")
     org_unit: Mapped[OrgUnit] = relationship()
@@ -99,7 +99,7 @@ class RoleAssignment(Base):
 class ProcessVersion(Base):
     """One version of a process definition, kept verbatim for the cases that run on it."""
 
-    __tablename__ = "process_versions"
+    __tablename__ = "hexie_process_versions"
     __table_args__ = (UniqueConstraint("key", "version"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -125,20 +125,20 @@ class Case(Base):
     case's latest audit event, so that removing that event is detectable.
     """
 
-    __tablename__ = "cases"
+    __tablename__ = "hexie_cases"
     __table_args__ = (
-        Index("ix_cases_process_key_state", "process_key", "state"),
+        Index("ix_hexie_cases_process_key_state", "process_key", "state"),
         {"sqlite_autoincrement": True},  # never reuse a case number
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    process_version_id: Mapped[int] = mapped_column(ForeignKey("process_versions.id"))
+    process_version_id: Mapped[int] = mapped_column(ForeignKey("hexie_process_versions.id"))
     process_key: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("hexie_org_units.id"))
     org_path: Mapped[str] = mapped_column(PathString, index=True)
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow, onupdate=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime())
@@ -162,30 +162,30 @@ class Case(Base):
 class Task(Base):
     """A work item: offered to a role in an area, allocated to one person, then done."""
 
-    __tablename__ = "tasks"
+    __tablename__ = "hexie_tasks"
     __table_args__ = (
-        Index("ix_tasks_assignee_id_status", "assignee_id", "status"),
-        Index("ix_tasks_role_status_org_path", "role", "status", "org_path"),
-        Index("ix_tasks_status_due_at", "status", "due_at"),
-        Index("ix_tasks_status_escalate_at", "status", "escalate_at"),
-        Index("ix_tasks_case_id_status", "case_id", "status"),
+        Index("ix_hexie_tasks_assignee_id_status", "assignee_id", "status"),
+        Index("ix_hexie_tasks_role_status_org_path", "role", "status", "org_path"),
+        Index("ix_hexie_tasks_status_due_at", "status", "due_at"),
+        Index("ix_hexie_tasks_status_escalate_at", "status", "escalate_at"),
+        Index("ix_hexie_tasks_case_id_status", "case_id", "status"),
         # the escalation arm of the "available" inbox (migration 0002)
-        Index("ix_tasks_escalate_to_status_org_path", "escalate_to", "status", "org_path",
+        Index("ix_hexie_tasks_escalate_to_status_org_path", "escalate_to", "status", "org_path",
               postgresql_where=text("escalated IS TRUE"), sqlite_where=text("escalated IS 1")),
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("cases.id"))
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
     process_key: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(64))
     at_level: Mapped[str | None] = mapped_column(String(32))
-    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("hexie_org_units.id"))
     org_path: Mapped[str] = mapped_column(PathString)
     status: Mapped[str] = mapped_column(String(16), default="offered", server_default="offered")
-    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     created_at: Mapped[datetime] = _created_at()
     due_at: Mapped[datetime | None] = mapped_column(DateTime())
     escalate_at: Mapped[datetime | None] = mapped_column(DateTime())
@@ -194,7 +194,7 @@ class Task(Base):
     priority: Mapped[str] = mapped_column(String(8), default="normal", server_default="normal")
     optional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime())
-    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     lock_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
 
     __mapper_args__ = {"version_id_col": lock_version}
@@ -211,14 +211,14 @@ class Task(Base):
 class Vote(Base):
     """One person's vote towards a trigger's quorum in a state of a case."""
 
-    __tablename__ = "votes"
+    __tablename__ = "hexie_votes"
     __table_args__ = (UniqueConstraint("case_id", "state", "trigger", "user_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("cases.id"))
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
     state: Mapped[str] = mapped_column(String(64))
     trigger: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("hexie_users.id"))
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
 
@@ -228,14 +228,14 @@ class Vote(Base):
 class Timer(Base):
     """A trigger to fire as ``system`` at ``due_at`` if the case is still in ``state``."""
 
-    __tablename__ = "timers"
+    __tablename__ = "hexie_timers"
     __table_args__ = (
-        Index("ix_timers_status_due_at", "status", "due_at"),
-        Index("ix_timers_case_id_status", "case_id", "status"),
+        Index("ix_hexie_timers_status_due_at", "status", "due_at"),
+        Index("ix_hexie_timers_case_id_status", "case_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("cases.id"))
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
     state: Mapped[str] = mapped_column(String(64))
     trigger: Mapped[str] = mapped_column(String(64))
     due_at: Mapped[datetime] = mapped_column(DateTime())
@@ -249,18 +249,18 @@ class AuditEvent(Base):
     """One entry of a case's history, hash-chained to the previous one.
 
     Append-only by convention: nothing updates or deletes these rows, and
-    :func:`workflows.audit.verify_chain` detects it when something does.
+    :func:`hexie.workflows.audit.verify_chain` detects it when something does.
     """
 
-    __tablename__ = "audit_events"
+    __tablename__ = "hexie_audit_events"
     # (case_id, seq) is unique, and its index also serves lookups by case_id.
     __table_args__ = (UniqueConstraint("case_id", "seq"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("cases.id"))
+    case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
     seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)  # "cases she acted on"
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"), index=True)  # "cases she acted on"
     actor: Mapped[str] = mapped_column(String(80))
     kind: Mapped[str] = mapped_column(String(32))
     trigger: Mapped[str | None] = mapped_column(String(64))
@@ -283,40 +283,40 @@ class LedgerEntry(Base):
     reconciles the two. ``amount`` is above zero; ``kind`` says which way it went.
     """
 
-    __tablename__ = "ledger_entries"
+    __tablename__ = "hexie_ledger_entries"
     __table_args__ = (
         UniqueConstraint("case_id", "audit_seq"),
-        Index("ix_ledger_entries_fund_at", "fund", "at"),
+        Index("ix_hexie_ledger_entries_fund_at", "fund", "at"),
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("cases.id"))
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
     audit_seq: Mapped[int] = mapped_column(Integer)
     process_key: Mapped[str] = mapped_column(String(64))
     trigger: Mapped[str] = mapped_column(String(64))
     fund: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
-    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("hexie_org_units.id"))
     org_path: Mapped[str] = mapped_column(PathString, index=True)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
 
 
 class Attachment(Base):
     """An uploaded file of a case's ``file`` field, stored on disk as ``storage_key``."""
 
-    __tablename__ = "attachments"
+    __tablename__ = "hexie_attachments"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("cases.id"), index=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
     field: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(255), unique=True)
-    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("hexie_users.id"))
     created_at: Mapped[datetime] = _created_at()
 
     case: Mapped[Case] = relationship()
@@ -326,7 +326,7 @@ class Attachment(Base):
 class WebhookSubscription(Base):
     """An outside URL told about the listed events, signed with ``secret``."""
 
-    __tablename__ = "webhook_subscriptions"
+    __tablename__ = "hexie_webhook_subscriptions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(String(1000))
@@ -342,14 +342,14 @@ class WebhookSubscription(Base):
 class WebhookDelivery(Base):
     """One event to send to one subscription, retried until delivered or given up."""
 
-    __tablename__ = "webhook_deliveries"
+    __tablename__ = "hexie_webhook_deliveries"
     __table_args__ = (
-        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_hexie_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subscription_id: Mapped[int] = mapped_column(
-        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), index=True)
+        ForeignKey("hexie_webhook_subscriptions.id", ondelete="CASCADE"), index=True)
     event: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")

@@ -12,13 +12,13 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
-from models import AuditEvent, Case, Task, Vote, make_session_factory, utcnow
-from workflows.engine import Engine
-from workflows.loader import load_definitions_strict
-from workflows.org import load_org
-from workflows.queries import CaseQueries
-from workflows.service import WorkflowService
-from workflows.tokens import make_token
+from hexie.models import AuditEvent, Case, Task, Vote, make_session_factory, utcnow
+from hexie.workflows.engine import Engine
+from hexie.workflows.loader import load_definitions_strict
+from hexie.workflows.org import load_org
+from hexie.workflows.queries import CaseQueries
+from hexie.workflows.service import WorkflowService
+from hexie.workflows.tokens import make_token
 
 DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
 SECRET = "api-test-secret-0123456789abcdef"
@@ -106,7 +106,7 @@ def make_app(engine: Engine, **extra: Any) -> Flask:
     Webhook delivery is off unless asked for (``HEXIE_WEBHOOKS=True``): the webhook tests
     start their own dispatcher with a policy of their choosing.
     """
-    from web import create_app
+    from hexie.web import create_app
     config = {"TESTING": True, "SECRET_KEY": SECRET, "WTF_CSRF_ENABLED": False, "HEXIE_WEBHOOKS": False, **extra}
     return create_app(engine=engine, config=config)
 

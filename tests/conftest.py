@@ -30,11 +30,17 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from models import make_engine, make_session_factory, upgrade
-from models.db import normalize_url
-from workflows import auth
+from hexie.models import make_engine, make_session_factory, upgrade
+from hexie.models.db import normalize_url
+from hexie.workflows import auth
 
 PG_ENV = "HEXIE_TEST_DATABASE_URL"
+
+# The suite checks the same thing whatever the developer's shell holds: every HEXIE_*
+# setting but the two that say where PostgreSQL is and that nothing may be skipped is
+# dropped before any test (or any subprocess a test starts) reads it.
+for _name in [n for n in os.environ if n.startswith("HEXIE_") and n not in (PG_ENV, "HEXIE_REQUIRE_ALL")]:
+    del os.environ[_name]
 
 DATABASES = [
     pytest.param("sqlite", id="sqlite"),
@@ -98,14 +104,14 @@ def _drop_database(server: URL, name: str) -> None:
 
 
 def _deletion_order(url: str) -> list[str]:
-    """The database's tables (but alembic_version), children before parents."""
+    """The database's tables (but hexie_alembic_version), children before parents."""
     engine = create_engine(normalize_url(url), poolclass=NullPool)
     try:
         metadata = MetaData()
         metadata.reflect(engine)
     finally:
         engine.dispose()
-    return [t.name for t in reversed(metadata.sorted_tables) if t.name != "alembic_version"]
+    return [t.name for t in reversed(metadata.sorted_tables) if t.name != "hexie_alembic_version"]
 
 
 def _empty_tables(url: str, tables: list[str]) -> None:

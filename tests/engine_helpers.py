@@ -7,12 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from models import AuditEvent, Case, Task, Timer, Vote
-from workflows.engine import Engine
-from workflows.loader import load_definitions_strict
-from workflows.org import load_org_file
-from workflows.queries import CaseQueries
-from workflows.service import WorkflowService
+from hexie.models import AuditEvent, Case, Task, Timer, Vote
+from hexie.workflows.engine import Engine
+from hexie.workflows.loader import load_definitions_strict
+from hexie.workflows.org import load_org_file
+from hexie.workflows.queries import CaseQueries
+from hexie.workflows.service import WorkflowService
 
 FIXTURES = Path(__file__).parent / "fixtures" / "engine"
 DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"

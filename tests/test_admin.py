@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from models import AuditEvent, Case, OrgUnit, Task, User, make_session_factory
-from workflows.audit import verify_chain
-from workflows.auth import verify_password
-from workflows.demo import DEMO_PASSWORD, load_demo
-from workflows.engine import Engine
-from workflows.loader import load_definitions_strict
+from hexie.models import AuditEvent, Case, OrgUnit, Task, User, make_session_factory
+from hexie.workflows.audit import verify_chain
+from hexie.workflows.auth import verify_password
+from hexie.workflows.demo import DEMO_PASSWORD, load_demo
+from hexie.workflows.engine import Engine
+from hexie.workflows.loader import load_definitions_strict
 
 DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -52,7 +52,7 @@ def hexie(engine, defs) -> Engine:
 def app(hexie, tmp_path, monkeypatch):
     monkeypatch.setenv("HEXIE_SECRET_KEY", "test-secret")
     monkeypatch.setenv("HEXIE_INSTANCE", str(tmp_path / "instance"))
-    from web import create_app
+    from hexie.web import create_app
     application = create_app(engine=hexie, config={"TESTING": True, "HEXIE_UPLOAD_DIR": str(tmp_path / "up")})
     assert "admin" in application.blueprints
     return application

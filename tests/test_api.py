@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from models import WebhookDelivery
-from workflows.tokens import make_token
-from workflows.webhooks import (
+from hexie.models import WebhookDelivery
+from hexie.workflows.tokens import make_token
+from hexie.workflows.webhooks import (
     RetryPolicy, WebhookDispatcher, deliver_pending, ensure_dispatcher, verify_signature,
 )
 
@@ -94,7 +94,7 @@ def test_missing_or_bad_token_is_401(env: ApiEnv, header: str | None) -> None:
 
 
 def test_deactivated_user_token_is_401(env: ApiEnv) -> None:
-    from models import User
+    from hexie.models import User
     with env.engine.session_factory() as s:
         s.scalars(select(User).where(User.username == "vrep1")).one().active = False
         s.commit()

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from web.api.openapi import build_spec  # noqa: E402
+from hexie.web.api.openapi import build_spec  # noqa: E402
 
 from .api_support import ApiEnv, api_env  # noqa: E402
 

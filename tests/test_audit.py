@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, text
 
-from models import AuditEvent, Case, User
+from hexie.models import AuditEvent, Case, User
 from tests.test_models import new_case
-from workflows.audit import SYSTEM_ACTOR, append_event, canonical_json, event_hash, verify_chain
+from hexie.workflows.audit import SYSTEM_ACTOR, append_event, canonical_json, event_hash, verify_chain
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_events_without_a_case_form_their_own_chain(session, actor):
     session.commit()
     assert (first.seq, second.seq, second.prev_hash) == (1, 2, first.hash)
     assert verify_chain(session) == []
-    session.execute(text("UPDATE audit_events SET comment = 'other.yaml' WHERE case_id IS NULL AND seq = 1"))
+    session.execute(text("UPDATE hexie_audit_events SET comment = 'other.yaml' WHERE case_id IS NULL AND seq = 1"))
     session.commit()
     assert verify_chain(session) == ["events without a case: event 1 was altered (hash mismatch)"]
 
@@ -139,7 +139,7 @@ def tamper(session, sql: str, **params) -> None:
 def test_editing_a_comment_is_detected(session, actor):
     case = new_case(session)
     record_history(session, case, actor)
-    tamper(session, "UPDATE audit_events SET comment = '不同意' WHERE case_id = :c AND seq = 4", c=case.id)
+    tamper(session, "UPDATE hexie_audit_events SET comment = '不同意' WHERE case_id = :c AND seq = 4", c=case.id)
     assert verify_chain(session) == [f"case {case.id}: event 4 was altered (hash mismatch)"]
     assert verify_chain(session, case.id) == [f"case {case.id}: event 4 was altered (hash mismatch)"]
 
@@ -147,10 +147,10 @@ def test_editing_a_comment_is_detected(session, actor):
 def test_editing_changes_actor_or_time_is_detected(session, actor):
     case = new_case(session)
     record_history(session, case, actor)
-    tamper(session, "UPDATE audit_events SET changes = :v WHERE case_id = :c AND seq = 1",
+    tamper(session, "UPDATE hexie_audit_events SET changes = :v WHERE case_id = :c AND seq = 1",
            v='{"applicant_name": [null, "王某"]}', c=case.id)
-    tamper(session, "UPDATE audit_events SET actor = 'someone' WHERE case_id = :c AND seq = 2", c=case.id)
-    tamper(session, "UPDATE audit_events SET at = :at WHERE case_id = :c AND seq = 3",
+    tamper(session, "UPDATE hexie_audit_events SET actor = 'someone' WHERE case_id = :c AND seq = 2", c=case.id)
+    tamper(session, "UPDATE hexie_audit_events SET at = :at WHERE case_id = :c AND seq = 3",
            at=datetime(2020, 1, 1), c=case.id)
     assert verify_chain(session) == [f"case {case.id}: event {n} was altered (hash mismatch)" for n in (1, 2, 3)]
 
@@ -161,7 +161,7 @@ def test_rehashing_an_edited_event_still_breaks_the_next_link(session, actor):
     forged = event_hash(prev_hash=events[1].prev_hash, case_id=case.id, seq=2, at=events[1].at,
                         actor=events[1].actor, kind="fired", trigger="submit", from_state="application",
                         to_state="survey", comment="伪造", changes=None)
-    tamper(session, "UPDATE audit_events SET comment = '伪造', hash = :h WHERE case_id = :c AND seq = 2",
+    tamper(session, "UPDATE hexie_audit_events SET comment = '伪造', hash = :h WHERE case_id = :c AND seq = 2",
            h=forged, c=case.id)
     assert verify_chain(session) == [f"case {case.id}: event 3 does not link to the event before it"]
 
@@ -169,7 +169,7 @@ def test_rehashing_an_edited_event_still_breaks_the_next_link(session, actor):
 def test_deleting_the_last_event_is_detected(session, actor):
     case = new_case(session)
     record_history(session, case, actor)
-    tamper(session, "DELETE FROM audit_events WHERE case_id = :c AND seq = 5", c=case.id)
+    tamper(session, "DELETE FROM hexie_audit_events WHERE case_id = :c AND seq = 5", c=case.id)
     assert verify_chain(session) == [
         f"case {case.id}: the case's audit head is not its last event 4 "
         "(later events were removed, or the head was changed)"]
@@ -178,7 +178,7 @@ def test_deleting_the_last_event_is_detected(session, actor):
 def test_deleting_a_middle_event_is_detected(session, actor):
     case = new_case(session)
     record_history(session, case, actor)
-    tamper(session, "DELETE FROM audit_events WHERE case_id = :c AND seq = 3", c=case.id)
+    tamper(session, "DELETE FROM hexie_audit_events WHERE case_id = :c AND seq = 3", c=case.id)
     assert verify_chain(session) == [
         f"case {case.id}: event 3 is missing (found 4)",
         f"case {case.id}: event 4 does not link to the event before it"]
@@ -187,7 +187,7 @@ def test_deleting_a_middle_event_is_detected(session, actor):
 def test_deleting_the_first_event_is_detected(session, actor):
     case = new_case(session)
     record_history(session, case, actor)
-    tamper(session, "DELETE FROM audit_events WHERE case_id = :c AND seq = 1", c=case.id)
+    tamper(session, "DELETE FROM hexie_audit_events WHERE case_id = :c AND seq = 1", c=case.id)
     assert verify_chain(session) == [
         f"case {case.id}: event 1 is missing (found 2)",
         f"case {case.id}: event 2 does not link to the event before it"]
@@ -196,7 +196,7 @@ def test_deleting_the_first_event_is_detected(session, actor):
 def test_deleting_every_event_is_detected(session, actor):
     case = new_case(session)
     record_history(session, case, actor)
-    tamper(session, "DELETE FROM audit_events WHERE case_id = :c", c=case.id)
+    tamper(session, "DELETE FROM hexie_audit_events WHERE case_id = :c", c=case.id)
     expected = [f"case {case.id}: every event is missing (the case has an audit head)"]
     assert verify_chain(session) == expected
     assert verify_chain(session, case.id) == expected
@@ -206,7 +206,7 @@ def test_tampering_with_one_case_does_not_implicate_another(session, actor):
     tampered, intact = new_case(session), new_case(session)
     record_history(session, tampered, actor)
     record_history(session, intact, actor)
-    tamper(session, "DELETE FROM audit_events WHERE case_id = :c AND seq = 2", c=tampered.id)
+    tamper(session, "DELETE FROM hexie_audit_events WHERE case_id = :c AND seq = 2", c=tampered.id)
     assert verify_chain(session, intact.id) == []
     assert len(verify_chain(session)) == 2
     assert all(p.startswith(f"case {tampered.id}:") for p in verify_chain(session))
@@ -219,7 +219,7 @@ def test_verification_streams_in_batches(session, actor):
             append_event(session, case, kind="fired", actor=actor, trigger=f"t{n}")
     session.commit()
     assert verify_chain(session, batch_size=3) == []
-    tamper(session, "UPDATE audit_events SET trigger = 'x' WHERE case_id = :c AND seq = 6", c=cases[2].id)
+    tamper(session, "UPDATE hexie_audit_events SET trigger = 'x' WHERE case_id = :c AND seq = 6", c=cases[2].id)
     assert verify_chain(session, batch_size=3) == [f"case {cases[2].id}: event 6 was altered (hash mismatch)"]
 
 

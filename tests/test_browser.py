@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from models import make_engine, make_session_factory, upgrade
+from hexie.models import make_engine, make_session_factory, upgrade
 
 from .web_helpers import PASSWORD, make_web_env
 

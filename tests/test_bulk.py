@@ -1,4 +1,4 @@
-"""Bulk start from CSV (workflows.bulk, ``hexie cases import``) on SQLite and PostgreSQL."""
+"""Bulk start from CSV (hexie.workflows.bulk, ``hexie cases import``) on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import csv
@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from models import AuditEvent, Case, Task
-from workflows.access import SYSTEM
-from workflows.audit import verify_chain
-from workflows.bulk import import_cases
+from hexie.models import AuditEvent, Case, Task
+from hexie.workflows.access import SYSTEM
+from hexie.workflows.audit import verify_chain
+from hexie.workflows.bulk import import_cases
 
 from .engine_helpers import DEFINITIONS, FIXTURES, make_env
 
@@ -120,7 +120,7 @@ def test_unknown_column_is_an_error_of_the_header(env, tmp_path):
 
 
 def test_cli_import(tmp_path, monkeypatch):
-    from workflows.cli import main
+    from hexie.workflows.cli import main
     monkeypatch.setenv("HEXIE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     runner = CliRunner()
     assert runner.invoke(main, ["org", "load", str(FIXTURES.parent / "engine_org.yaml")]).exit_code == 0

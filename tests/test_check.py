@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workflows.check import check_paths
+from hexie.workflows.check import check_paths
 
 FIXTURES = Path(__file__).parent / "fixtures" / "defs"
 

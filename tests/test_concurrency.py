@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, insert, select
 
-from models import AuditEvent, Case, Timer, make_engine, make_session_factory
-from workflows.errors import Conflict, HexieError
+from hexie.models import AuditEvent, Case, Timer, make_engine, make_session_factory
+from hexie.workflows.errors import Conflict, HexieError
 
 from .engine_helpers import make_env
 from .test_engine import APPLICATION, _task, _to_approval

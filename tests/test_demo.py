@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from models import Attachment, AuditEvent, Case, OrgUnit, RoleAssignment, Task, User, Vote, make_session_factory
-from workflows.audit import verify_chain
-from workflows.auth import verify_password
-from workflows.demo import DEMO_PASSWORD, demo_org, load_demo
-from workflows.engine import Engine
-from workflows.loader import load_definitions_strict
-from workflows.queries import CaseQueries
+from hexie.models import Attachment, AuditEvent, Case, OrgUnit, RoleAssignment, Task, User, Vote, make_session_factory
+from hexie.workflows.audit import verify_chain
+from hexie.workflows.auth import verify_password
+from hexie.workflows.demo import DEMO_PASSWORD, demo_org, load_demo
+from hexie.workflows.engine import Engine
+from hexie.workflows.loader import load_definitions_strict
+from hexie.workflows.queries import CaseQueries
 
 DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "demo-users.md"
@@ -28,7 +28,7 @@ def hexie(engine, tmp_path, monkeypatch) -> Engine:
 
 
 def hexie_uploads() -> Path:
-    from workflows.config import instance_dir
+    from hexie.workflows.config import instance_dir
     return instance_dir() / "uploads"
 
 

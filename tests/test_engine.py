@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text
 
-from models import Case, Task, Timer
-from workflows.access import SYSTEM
-from workflows.audit import verify_chain
-from workflows.errors import Conflict, Forbidden, Invalid, NotFound
+from hexie.models import Case, Task, Timer
+from hexie.workflows.access import SYSTEM
+from hexie.workflows.audit import verify_chain
+from hexie.workflows.errors import Conflict, Forbidden, Invalid, NotFound
 
 from .engine_helpers import make_env
 
@@ -314,7 +314,7 @@ def test_an_overseer_not_working_a_case_sees_its_sensitive_fields_masked(env):
 
 def test_new_version_keeps_running_cases(env, tmp_path):
     import shutil
-    from workflows.loader import load_definitions_strict
+    from hexie.workflows.loader import load_definitions_strict
     case_id = env.service.start_case(env.actor("rep"), "aid", "t01v01", APPLICATION)
     from .engine_helpers import FIXTURES
     shutil.copytree(FIXTURES, tmp_path / "defs")
@@ -335,7 +335,7 @@ def test_audit_tampering_detected(env):
     case_id = _start(env)
     with env.engine.session_factory() as s:
         assert verify_chain(s) == []
-        s.execute(text("UPDATE audit_events SET comment = 'forged' WHERE case_id = :c AND seq = 1"),
+        s.execute(text("UPDATE hexie_audit_events SET comment = 'forged' WHERE case_id = :c AND seq = 1"),
                   {"c": case_id})
         s.commit()
         assert verify_chain(s)
@@ -394,8 +394,8 @@ def test_send_backs_and_withdrawals_do_not_demand_the_task_form(env):
 
 
 def test_a_version_published_by_one_worker_reaches_the_others(env):
-    from workflows.engine import Engine
-    from workflows.loader import load_definitions_strict, load_process_text
+    from hexie.workflows.engine import Engine
+    from hexie.workflows.loader import load_definitions_strict, load_process_text
     from .engine_helpers import FIXTURES
     other = Engine(env.engine.session_factory, load_definitions_strict(FIXTURES), clock=env.clock)
     other.sync_definitions()
@@ -411,7 +411,7 @@ def test_a_version_published_by_one_worker_reaches_the_others(env):
 
 def test_a_file_put_back_as_it_was_is_a_new_version(env, tmp_path):
     import shutil
-    from workflows.loader import load_definitions_strict
+    from hexie.workflows.loader import load_definitions_strict
     from .engine_helpers import FIXTURES
     shutil.copytree(FIXTURES, tmp_path / "defs")
     path = tmp_path / "defs" / "aid.yaml"
@@ -457,7 +457,7 @@ def test_report_counts_cases_by_town_state_and_month(env):
 
 def test_a_date_field_timer_honours_the_time_zone_offset():
     from datetime import datetime
-    from workflows.service import _field_moment
+    from hexie.workflows.service import _field_moment
     assert _field_moment("2026-11-29T08:21:15+08:00") == datetime(2026, 11, 29, 0, 21, 15)
     assert _field_moment("2026-11-29T08:21:15") == datetime(2026, 11, 29, 8, 21, 15)
     assert _field_moment("2026-11-29") == datetime(2026, 11, 29)

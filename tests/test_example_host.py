@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import inspect
 
 from examples.host_app.app import HOST_USERS, LoanApplication, create_host_app
-from models import make_session_factory
-from workflows.engine import Engine
-from workflows.errors import Conflict, Forbidden, Invalid
-from workflows.tokens import make_token
+from hexie.models import make_session_factory
+from hexie.workflows.engine import Engine
+from hexie.workflows.errors import Conflict, Forbidden, Invalid
+from hexie.workflows.tokens import make_token
 
 from .api_support import LOAN_APPLICATION, _registry
 

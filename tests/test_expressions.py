@@ -1,4 +1,4 @@
-"""Tests for workflows.expressions: the guard-expression language of definitions."""
+"""Tests for hexie.workflows.expressions: the guard-expression language of definitions."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflows.expressions import EvaluationError, Expression, ExpressionError, compile_expression
+from hexie.workflows.expressions import EvaluationError, Expression, ExpressionError, compile_expression
 
 FIELDS = ["income", "monthly_income", "household_size", "aid_kind", "x", "y", "name", "tags",
           "born", "flag", "missing"]
@@ -401,7 +401,7 @@ def test_security_huge_repetition_fails_fast_at_run_time():
 def test_security_no_eval_in_module():
     import inspect
 
-    import workflows.expressions as module
+    import hexie.workflows.expressions as module
     text = inspect.getsource(module)
     for banned in ("eval(", "exec(", "compile(", "__import__", "getattr(env", "globals("):
         assert banned not in text.replace("ast.parse", "").replace("compile_expression(", ""), banned

@@ -8,11 +8,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import delete, select, update
 
-from models import AuditEvent, LedgerEntry
-from workflows.audit import verify_chain
-from workflows.errors import Invalid
-from workflows.ledger import LedgerQueries, fund_labels, verify_ledger
-from workflows.spec import LEDGER_KEY
+from hexie.models import AuditEvent, LedgerEntry
+from hexie.workflows.audit import verify_chain
+from hexie.workflows.errors import Invalid
+from hexie.workflows.ledger import LedgerQueries, fund_labels, verify_ledger
+from hexie.workflows.spec import LEDGER_KEY
 
 from .engine_helpers import DEFINITIONS, env_with, make_env, pay_spring_bud, spring_bud_to_disbursement
 from .test_loader import check, load, roles  # noqa: F401  (the roles fixture)
@@ -204,7 +204,7 @@ transitions:
 def test_hexie_ledger_verify_on_the_demo_county(tmp_path, monkeypatch):
     import sqlite3
     from click.testing import CliRunner
-    from workflows.cli import main
+    from hexie.workflows.cli import main
     db = tmp_path / "demo.db"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HEXIE_DATABASE_URL", f"sqlite:///{db}")
@@ -213,7 +213,7 @@ def test_hexie_ledger_verify_on_the_demo_county(tmp_path, monkeypatch):
     out = runner.invoke(main, ["ledger", "verify"])
     assert out.exit_code == 0 and "ledger reconciles" in out.output
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM ledger_entries").fetchone()[0] > 0   # the demo paid out
-        conn.execute("UPDATE ledger_entries SET amount = amount + 1 WHERE id = (SELECT min(id) FROM ledger_entries)")
+        assert conn.execute("SELECT count(*) FROM hexie_ledger_entries").fetchone()[0] > 0   # the demo paid out
+        conn.execute("UPDATE hexie_ledger_entries SET amount = amount + 1 WHERE id = (SELECT min(id) FROM hexie_ledger_entries)")
     out = runner.invoke(main, ["ledger", "verify"])
     assert out.exit_code == 1 and "台账条目" in out.output and "ledger does not reconcile: 1 problem(s)" in out.output

@@ -11,11 +11,11 @@ from textwrap import dedent
 
 import pytest
 
-from workflows.loader import (
+from hexie.workflows.loader import (
     DefinitionError, Registry, default_definitions_dir, load_definitions, load_definitions_strict,
     load_process_file, load_process_text, load_roles, parse_duration,
 )
-from workflows.spec import Diagnostic, ProcessSpec
+from hexie.workflows.spec import Diagnostic, ProcessSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "defs"
 PROJECT_DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"

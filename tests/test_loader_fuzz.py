@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workflows.loader import load_process_text, load_roles
+from hexie.workflows.loader import load_process_text, load_roles
 
 FIXTURES = Path(__file__).parent / "fixtures" / "defs"
 VALID_TEXT = (FIXTURES / "small_grant.yaml").read_text(encoding="utf-8")

@@ -8,6 +8,8 @@ from pathlib import Path
 from decimal import Decimal
 
 import pytest
+from hexie.models.db import owns
+from hexie.models.naming import VERSION_TABLE
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -15,11 +17,11 @@ from sqlalchemy import delete, event, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from models import (
+from hexie.models import (
     Base, Case, OrgUnit, ProcessVersion, RoleAssignment, Task, User, alembic_config,
     current_revision, database_url, make_engine, upgrade,
 )
-from models.db import normalize_url
+from hexie.models.db import normalize_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +33,8 @@ def head_revision() -> str:
 def schema_differences(engine) -> list:
     with engine.connect() as conn:
         context = MigrationContext.configure(
-            conn, opts={"compare_type": True, "compare_server_default": True})
+            conn, opts={"compare_type": True, "compare_server_default": True, "version_table": VERSION_TABLE,
+                        "include_name": lambda name, type_, _parents: type_ != "table" or owns(name)})
         return compare_metadata(context, Base.metadata)
 
 
@@ -105,7 +108,7 @@ def test_concurrent_upgrades_of_an_empty_database_all_succeed(empty_db_url):
 def test_upgrades_from_separate_processes_queue_on_a_new_sqlite_file(tmp_path):
     # gunicorn workers starting together on a database that does not exist yet.
     url = f"sqlite:///{tmp_path / 'new.db'}"
-    code = "import sys; from models.db import upgrade; upgrade(sys.argv[1])"
+    code = "import sys; from hexie.models.db import upgrade; upgrade(sys.argv[1])"
     procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=ROOT,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
@@ -137,7 +140,7 @@ def test_downgrade_to_base_and_back(empty_db_url):
     try:
         with engine.begin() as conn:
             command.downgrade(alembic_config(conn), "base")
-        assert set(inspect(engine).get_table_names()) <= {"alembic_version", "sqlite_sequence"}
+        assert set(inspect(engine).get_table_names()) <= {"hexie_alembic_version", "sqlite_sequence"}
         upgrade(engine)
         assert schema_differences(engine) == []
     finally:
@@ -302,11 +305,11 @@ def test_the_schema_has_the_inbox_indexes(engine):
         return found
 
     assert {("assignee_id", "status"), ("role", "status", "org_path"), ("status", "due_at"),
-            ("status", "escalate_at"), ("case_id", "status")} <= indexes("tasks")
-    assert {("process_key", "state"), ("org_path",), ("subject",)} <= indexes("cases")
-    assert {("role", "org_unit_id"), ("user_id", "role", "org_unit_id")} <= indexes("role_assignments")
-    assert ("case_id", "seq") in indexes("audit_events")
-    assert ("status", "due_at") in indexes("timers")
+            ("status", "escalate_at"), ("case_id", "status")} <= indexes("hexie_tasks")
+    assert {("process_key", "state"), ("org_path",), ("subject",)} <= indexes("hexie_cases")
+    assert {("role", "org_unit_id"), ("user_id", "role", "org_unit_id")} <= indexes("hexie_role_assignments")
+    assert ("case_id", "seq") in indexes("hexie_audit_events")
+    assert ("status", "due_at") in indexes("hexie_timers")
 
 
 def test_postgres_paths_compare_bytewise(pg_url):
@@ -319,8 +322,8 @@ def test_postgres_paths_compare_bytewise(pg_url):
                 "WHERE column_name IN ('path', 'org_path') AND table_schema = current_schema()")).all()
     finally:
         engine.dispose()
-    assert {(t, c) for t, c, _ in collations} == {("org_units", "path"), ("cases", "org_path"), ("tasks", "org_path"),
-                                                  ("ledger_entries", "org_path")}
+    assert {(t, c) for t, c, _ in collations} == {("hexie_org_units", "path"), ("hexie_cases", "org_path"), ("hexie_tasks", "org_path"),
+                                                  ("hexie_ledger_entries", "org_path")}
     assert {coll for _, _, coll in collations} == {"C"}
 
 
@@ -332,19 +335,19 @@ def test_migration_0003_fills_audit_seq_from_existing_events(empty_db_url):
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), "0002")
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO process_versions (id, key, version, source_text, content_hash, created_at) "
+            conn.execute(text("INSERT INTO hexie_process_versions (id, key, version, source_text, content_hash, created_at) "
                               "VALUES (1, 'p', 1, 'x', 'h', CURRENT_TIMESTAMP)"))
-            conn.execute(text("INSERT INTO org_units (id, code, name, level, path) VALUES (1, 'c', 'C', 'county', '/c/')"))
-            conn.execute(text("INSERT INTO cases (id, process_version_id, process_key, state, data, org_unit_id, "
+            conn.execute(text("INSERT INTO hexie_org_units (id, code, name, level, path) VALUES (1, 'c', 'C', 'county', '/c/')"))
+            conn.execute(text("INSERT INTO hexie_cases (id, process_version_id, process_key, state, data, org_unit_id, "
                               "org_path, created_at, updated_at, subject, confidential, lock_version, audit_head) "
                               "VALUES (7, 1, 'p', 's', '{}', 1, '/c/', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, '', "
                               "false, 1, 'h3')"))
             for seq in (1, 2, 3):
-                conn.execute(text("INSERT INTO audit_events (case_id, seq, at, actor, kind, hash) "
+                conn.execute(text("INSERT INTO hexie_audit_events (case_id, seq, at, actor, kind, hash) "
                                   "VALUES (7, :seq, CURRENT_TIMESTAMP, 'system', 'fired', :h)"),
                              {"seq": seq, "h": f"h{seq}"})
         upgrade(engine)
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT audit_seq FROM cases WHERE id = 7")) == 3
+            assert conn.scalar(text("SELECT audit_seq FROM hexie_cases WHERE id = 7")) == 3
     finally:
         engine.dispose()

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from sqlalchemy import event, select
 
-from models import Case, OrgUnit, RoleAssignment, Task, User
-from workflows.auth import UNUSABLE_PASSWORD, verify_password
-from workflows.org import (
+from hexie.models import Case, OrgUnit, RoleAssignment, Task, User
+from hexie.workflows.auth import UNUSABLE_PASSWORD, verify_password
+from hexie.workflows.org import (
     OrgFileError, ancestor_paths, in_subtree, load_org, load_org_file, parse_role, unit_by_code,
 )
 

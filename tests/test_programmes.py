@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from models import Task
-from workflows.access import SYSTEM
-from workflows.audit import verify_chain
-from workflows.errors import Forbidden, Invalid, NotFound
+from hexie.models import Task
+from hexie.workflows.access import SYSTEM
+from hexie.workflows.audit import verify_chain
+from hexie.workflows.errors import Forbidden, Invalid, NotFound
 
 from .engine_helpers import DEFINITIONS, make_env
 
@@ -191,7 +191,7 @@ def test_elder_support(env):
 
 def _attach(env, case_id, field):
     """Record an uploaded file for the case, as the web layer does after storing it."""
-    from models import Attachment
+    from hexie.models import Attachment
     with env.engine.transaction() as s:
         row = Attachment(case_id=case_id, field=field, filename="agreement.pdf", content_type="application/pdf",
                          size=1234, storage_key="test-key", uploaded_by_id=env.actor("rep").user_id,

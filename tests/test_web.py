@@ -14,10 +14,10 @@ from html.parser import HTMLParser
 import pytest
 from flask import Flask
 
-from models import Attachment
-from web.auth import LoginThrottle
-from web.extension import Hexie, current_actor
-from workflows.access import SYSTEM
+from hexie.models import Attachment
+from hexie.web.auth import LoginThrottle
+from hexie.web.extension import Hexie, current_actor
+from hexie.workflows.access import SYSTEM
 
 from .web_helpers import PASSWORD, PEOPLE, csrf_token, login, make_engine, make_web_env
 
@@ -162,8 +162,8 @@ def test_repeated_failures_are_slowed_down(env):
 
 def test_password_change_signs_out_other_sessions(env):
     from sqlalchemy import select
-    from models import User
-    from workflows.auth import hash_password
+    from hexie.models import User
+    from hexie.workflows.auth import hash_password
     client = env.client("vr1")
     assert client.get("/").status_code == 200
     with env.engine.session_factory() as s:
@@ -473,8 +473,8 @@ def test_everything_is_escaped(env):
 def test_diagram_escapes_labels():
     from dataclasses import replace
 
-    from web.diagram import render_svg
-    from workflows.loader import load_definitions_strict
+    from hexie.web.diagram import render_svg
+    from hexie.workflows.loader import load_definitions_strict
     from .web_helpers import DEFINITIONS
     spec = load_definitions_strict(DEFINITIONS).processes["poor_mother_aid"]
     state = replace(spec.states[0], label=replace(spec.states[0].label, zh="<b>申请</b>&"))
@@ -579,7 +579,7 @@ def test_hexie_mounted_in_a_host_application(session_factory):
     assert client.get("/workflow/login").status_code == 404            # the host signs people in
     assert "退出" not in page_text(inbox)
     case_id = new_aid_case(type("E", (), {"actor": engine.actor, "service": __import__(
-        "workflows.service", fromlist=["WorkflowService"]).WorkflowService(engine)})())
+        "hexie.workflows.service", fromlist=["WorkflowService"]).WorkflowService(engine)})())
     assert client.get(f"/workflow/cases/{case_id}").status_code == 200
     who["username"] = "tc2"
     assert client.get(f"/workflow/cases/{case_id}").status_code == 404

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from web.i18n import both
-from web.views import reports
+from hexie.web.i18n import both
+from hexie.web.views import reports
 
 from .engine_helpers import pay_spring_bud as pay, spring_bud_to_disbursement
 from .web_helpers import make_web_env

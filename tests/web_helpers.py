@@ -38,11 +38,11 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from workflows.engine import Engine
-from workflows.loader import load_definitions_strict
-from workflows.org import load_org
-from workflows.queries import CaseQueries
-from workflows.service import WorkflowService
+from hexie.workflows.engine import Engine
+from hexie.workflows.loader import load_definitions_strict
+from hexie.workflows.org import load_org
+from hexie.workflows.queries import CaseQueries
+from hexie.workflows.service import WorkflowService
 
 DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
 PASSWORD = "s3cret-pass-1"
@@ -128,7 +128,7 @@ def make_engine(session_factory, clock: Clock | None = None) -> Engine:
 
 def make_web_env(session_factory, tmp_path: Path, csrf: bool = False, **config: Any) -> WebEnv:
     """An app on the test database. CSRF is off unless ``csrf=True`` (then use :func:`csrf_token`)."""
-    from web import create_app
+    from hexie.web import create_app
 
     clock = Clock(datetime(2026, 3, 2, 1, 0))
     engine = make_engine(session_factory, clock)

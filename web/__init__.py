@@ -1,7 +1,7 @@
 """Hexie's web application: the app factory.
 
 ``create_app()`` builds a stand-alone Flask app around an engine; a host application
-mounts Hexie instead with :class:`web.extension.Hexie` and its own ``actor_loader``.
+mounts Hexie instead with :class:`hexie.web.extension.Hexie` and its own ``actor_loader``.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ MAX_UPLOAD = 10 * 1024 * 1024  # 10 MiB per request
 
 def create_app(engine: Any = None, config: Mapping[str, Any] | None = None) -> Flask:
     """A Flask app serving Hexie on ``engine`` (default: the environment's, see interfaces.md)."""
-    from workflows.config import secret_key
+    from hexie.workflows.config import secret_key
 
     if engine is None:
-        from workflows.cli import build_engine
+        from hexie.workflows.cli import build_engine
         engine = build_engine()
     # Static files are served by Hexie's own blueprint (the same under a host app).
     app = Flask(__name__, static_folder=None)

@@ -16,13 +16,13 @@ For administrators (role ``admin``): process definitions (list, read with line n
 edit in the browser with a server-side check that shows every diagnostic at its line and a
 live diagram, publish as a new version), users (create, rename, deactivate, reset the
 password, role assignments ``role@unit``) and org units (create, rename, move). People and
-units change only through :func:`workflows.org.load_org`, so the rules of the org file
+units change only through :func:`hexie.workflows.org.load_org`, so the rules of the org file
 (known roles and levels, no cycles, re-pathing cases on a move) hold here too. Each
 administrative change is recorded in the audit trail's case-less chain.
 
 Every page checks the role (403 otherwise), every POST carries the CSRF token (the app's
 CSRFProtect), and every text a person typed is escaped by the templates. Texts are Chinese
-first, English second, through :func:`web.i18n.t` (this module adds its ``admin.*`` keys).
+first, English second, through :func:`hexie.web.i18n.t` (this module adds its ``admin.*`` keys).
 """
 from __future__ import annotations
 
@@ -40,14 +40,14 @@ from markupsafe import Markup, escape
 from sqlalchemy import and_, func, or_, select, text, true
 from sqlalchemy.orm import Session
 
-from models import Case, OrgUnit, ProcessVersion, RoleAssignment, Task, User, Vote
-from workflows import audit
-from workflows.access import MANAGER_ROLES, Actor, team_tasks_clause, visible_cases_clause
-from workflows.errors import HexieError
-from workflows.loader import load_process_text
-from workflows.org import CODE_RE, USERNAME_RE, OrgFileError, ancestor_paths, load_org
-from workflows.queries import task_row
-from workflows.spec import Diagnostic, ProcessSpec
+from hexie.models import Case, OrgUnit, ProcessVersion, RoleAssignment, Task, User, Vote
+from hexie.workflows import audit
+from hexie.workflows.access import MANAGER_ROLES, Actor, team_tasks_clause, visible_cases_clause
+from hexie.workflows.errors import HexieError
+from hexie.workflows.loader import load_process_text
+from hexie.workflows.org import CODE_RE, USERNAME_RE, OrgFileError, ancestor_paths, load_org
+from hexie.workflows.queries import task_row
+from hexie.workflows.spec import Diagnostic, ProcessSpec
 
 from . import i18n
 from .auth import safe_next, unauthenticated

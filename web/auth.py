@@ -1,6 +1,6 @@
 """Signing in and out (Hexie's own users; a host application brings its own sign-in).
 
-Passwords are checked with Argon2 (:mod:`workflows.auth`). Repeated failures for one
+Passwords are checked with Argon2 (:mod:`hexie.workflows.auth`). Repeated failures for one
 username from one address are slowed down: after five within fifteen minutes, that
 pair is refused for a minute. Messages never tell whether a username exists.
 """
@@ -20,8 +20,8 @@ from sqlalchemy import select
 from wtforms import Form, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
-from models import User
-from workflows.auth import hash_password, needs_rehash, verify_password
+from hexie.models import User
+from hexie.workflows.auth import hash_password, needs_rehash, verify_password
 
 from .extension import LoginUser, current_actor, hexie_state, password_stamp
 from .i18n import t

@@ -14,7 +14,7 @@ from collections import deque
 
 from markupsafe import Markup, escape
 
-from workflows.spec import ProcessSpec
+from hexie.workflows.spec import ProcessSpec
 
 BOX_W, BOX_H = 116, 46
 GAP_X, GAP_Y = 64, 26

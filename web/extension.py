@@ -5,7 +5,7 @@ Usage (``create_app`` does exactly this)::
     hexie = Hexie(app, engine)                  # or: hexie = Hexie(); hexie.init_app(app, engine)
 
 A host application (an ERP with its own sign-in) passes ``actor_loader``: a callable
-returning the current :class:`workflows.access.Actor` (or None when nobody is signed
+returning the current :class:`hexie.workflows.access.Actor` (or None when nobody is signed
 in). That is the whole plugin protocol: *who is the current user, and which roles does
 she hold where*. Without it, Hexie signs people in itself with Flask-Login against the
 ``users`` table.
@@ -28,13 +28,13 @@ from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from models import User
-from workflows.access import MANAGER_ROLES, Actor
-from workflows.engine import Engine
-from workflows.errors import HexieError
-from workflows.ledger import LedgerQueries
-from workflows.queries import CaseQueries
-from workflows.service import WorkflowService
+from hexie.models import User
+from hexie.workflows.access import MANAGER_ROLES, Actor
+from hexie.workflows.engine import Engine
+from hexie.workflows.errors import HexieError
+from hexie.workflows.ledger import LedgerQueries
+from hexie.workflows.queries import CaseQueries
+from hexie.workflows.service import WorkflowService
 
 from . import i18n
 
@@ -131,7 +131,7 @@ class Hexie:
         """Install Hexie on ``app``: engine, sign-in, CSRF, blueprints, error pages, helpers."""
         engine = engine or self.engine
         if engine is None:
-            from workflows.cli import build_engine
+            from hexie.workflows.cli import build_engine
             engine = build_engine()
         actor_loader = actor_loader or self.actor_loader
         prefix = (app.config.get("HEXIE_URL_PREFIX") or "").rstrip("/")
@@ -198,14 +198,14 @@ class Hexie:
         try:
             from .admin import bp as admin_bp
         except ModuleNotFoundError as err:
-            if err.name not in ("web.admin", f"{__package__}.admin"):
+            if err.name not in ("hexie.web.admin", f"{__package__}.admin"):
                 raise
         else:
             app.register_blueprint(admin_bp, url_prefix=f"{prefix}/admin")
         try:
             from .api import bp as api_bp
         except ModuleNotFoundError as err:
-            if err.name not in ("web.api", f"{__package__}.api"):
+            if err.name not in ("hexie.web.api", f"{__package__}.api"):
                 raise
         else:
             csrf.exempt(api_bp)  # bearer tokens, no cookies: CSRF does not apply

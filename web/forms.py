@@ -4,7 +4,7 @@ Each field type becomes a proper input (``money`` a number with two decimals,
 ``date`` a date picker, ``multichoice`` checkboxes, ``file`` an upload...) with the
 definition's validators, so that most mistakes are caught next to the field before
 the engine sees them. The engine checks everything again; its
-:class:`~workflows.errors.Invalid` ``details`` are put back next to the same fields
+:class:`~hexie.workflows.errors.Invalid` ``details`` are put back next to the same fields
 (:func:`apply_engine_errors`).
 
 Which fields a form has mirrors the engine: starting a case fills the initial state's
@@ -24,7 +24,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms import validators as v
 from wtforms import widgets
 
-from workflows.spec import FieldSpec, FormField, ProcessSpec
+from hexie.workflows.spec import FieldSpec, FormField, ProcessSpec
 
 from .i18n import detail_text, label, t
 

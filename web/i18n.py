@@ -299,7 +299,7 @@ def both(key: str, **params: Any) -> str:
 
 
 def label(value: Any, fallback: str = "") -> str:
-    """A definition text (``workflows.spec.Label`` or a plain string) in the current locale."""
+    """A definition text (``hexie.workflows.spec.Label`` or a plain string) in the current locale."""
     if value is None:
         return fallback
     getter = getattr(value, "get", None)

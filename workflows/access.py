@@ -11,7 +11,7 @@ from typing import Iterable
 
 from sqlalchemy import and_, false, or_, select
 
-from models import AuditEvent, Case, Task
+from hexie.models import AuditEvent, Case, Task
 
 from .org import in_subtree
 from .spec import SYSTEM_ROLE, ProcessSpec

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session
 
-from models import AuditEvent, Case, User, utcnow
-from models.db import json_default
+from hexie.models import AuditEvent, Case, User, utcnow
+from hexie.models.db import json_default
 
 SYSTEM_ACTOR = "system"
 

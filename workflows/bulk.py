@@ -2,7 +2,7 @@
 
 The header names the fields of the process's first form, plus ``org_unit`` (the code
 of the unit each case is filed at). Every row is checked exactly as
-:meth:`workflows.service.WorkflowService.start_case` checks a start (the same
+:meth:`hexie.workflows.service.WorkflowService.start_case` checks a start (the same
 functions: unit, level and starter rules, the form with its defaults), and every case
 is written as ``start_case`` writes it: the case, its "started" audit event (hash
 chained, ``seq`` 1), the first state's tasks with their holders, due dates and
@@ -34,7 +34,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from models import AuditEvent, Case, OrgUnit, Task, Timer
+from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer
 
 from . import audit
 from .access import Actor
@@ -316,6 +316,6 @@ def _allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
 
 
 def _event_hash(event: dict[str, Any]) -> str:
-    """The event's hash exactly as :func:`workflows.audit.append_event` computes it."""
+    """The event's hash exactly as :func:`hexie.workflows.audit.append_event` computes it."""
     return audit.event_hash(**{name: event[name] for name in audit.HASHED_FIELDS})
 

@@ -11,10 +11,10 @@ import os
 import sys
 from typing import Sequence, TextIO
 
-from workflows.loader import (
+from hexie.workflows.loader import (
     ROLES_FILE, default_definitions_dir, load_definitions, load_process_file, load_roles,
 )
-from workflows.spec import Diagnostic, RolesSpec
+from hexie.workflows.spec import Diagnostic, RolesSpec
 
 __all__ = ["check_paths"]
 

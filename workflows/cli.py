@@ -16,20 +16,14 @@ def _definitions(path: str | None) -> Path:
 
 
 def build_engine(definitions: str | None = None, upgrade: bool = True):
-    """Engine + service + queries over $HEXIE_DATABASE_URL, schema upgraded, definitions synced."""
-    from models import database_url, upgrade as upgrade_schema
-    from .engine import Engine
+    """The engine over $HEXIE_DATABASE_URL, schema upgraded, definitions synced."""
+    from .engine import create_engine
     from .loader import DefinitionError
 
-    url = database_url()
-    if upgrade:
-        upgrade_schema(url)
     try:
-        engine = Engine.from_config(url, _definitions(definitions))
+        return create_engine(None, _definitions(definitions), upgrade=upgrade)
     except DefinitionError as err:
         raise click.ClickException(f"定义有误 / definitions have errors:\n{err}") from None
-    engine.sync_definitions()
-    return engine
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,7 +66,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """创建或迁移数据库结构 / Create or migrate the schema (Alembic)."""
-    from models import database_url, upgrade
+    from hexie.models import database_url, upgrade
     upgrade(database_url())
     click.echo("数据库已是最新 / schema is up to date")
 
@@ -128,7 +122,7 @@ def demo(cases: bool) -> None:
 @click.option("--debug", is_flag=True)
 def serve(host: str, port: int, debug: bool) -> None:
     """运行网页应用 / Run the web app (loads definitions, upgrades the schema first)."""
-    from web import create_app  # the one place the CLI reaches up to the web layer
+    from hexie.web import create_app  # the one place the CLI reaches up to the web layer
     app = create_app(engine=build_engine())
     click.echo(f"Hexie: http://{host}:{port}/")
     app.run(host=host, port=port, debug=debug, use_reloader=False)

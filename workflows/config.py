@@ -5,8 +5,8 @@ import os
 import secrets
 from pathlib import Path
 
-# HEXIE_DATABASE_URL is read by models.database_url(), HEXIE_DEFINITIONS by
-# workflows.loader.default_definitions_dir(); what is generated lives here.
+# HEXIE_DATABASE_URL is read by hexie.models.database_url(), HEXIE_DEFINITIONS by
+# hexie.workflows.loader.default_definitions_dir(); what is generated lives here.
 
 
 def instance_dir() -> Path:

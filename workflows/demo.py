@@ -2,9 +2,9 @@
 
 ``hexie demo`` calls :func:`load_demo`. The org (``demo_org.yaml`` next to this
 module: 某县, 14 towns, 3–5 villages each, people in every role, one password
-:data:`DEMO_PASSWORD`) goes through :func:`workflows.org.load_org`, so loading it
+:data:`DEMO_PASSWORD`) goes through :func:`hexie.workflows.org.load_org`, so loading it
 again changes nothing. The sample cases are made only through
-:class:`workflows.service.WorkflowService`, by the demo people themselves (start,
+:class:`hexie.workflows.service.WorkflowService`, by the demo people themselves (start,
 claim, fire with realistic data, two managers voting, the parallel referral tasks of
 a complaint marked done), so every case has a real, hash-chained history.
 
@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 import yaml
 from sqlalchemy import func, select
 
-from models import Attachment, Case, Task, User
+from hexie.models import Attachment, Case, Task, User
 
 from .access import Actor
 from .auth import hash_password

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import OrgUnit, ProcessVersion, RoleAssignment, User, make_engine, make_session_factory
+from hexie.models import OrgUnit, ProcessVersion, RoleAssignment, User, make_engine, make_session_factory
 
 from .access import Actor, Assignment
 from .errors import NotFound
@@ -215,3 +215,24 @@ class Engine:
 
     def count(self, session: Session, stmt) -> int:
         return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+
+
+def create_engine(database_url: str | None = None, definitions: str | Path | None = None,
+                  *, upgrade: bool = True, **kw: Any) -> Engine:
+    """The engine a host (or Hexie's own app) runs on: schema upgraded, definitions recorded.
+
+    ``database_url`` defaults to ``$HEXIE_DATABASE_URL`` (else ``sqlite:///hexie.db``),
+    ``definitions`` to ``$HEXIE_DEFINITIONS`` (else the federation's programmes shipped
+    with Hexie). Raises :class:`~hexie.workflows.loader.DefinitionError` when a
+    definition does not load.
+    """
+    from hexie.models import database_url as default_url, upgrade as upgrade_schema
+
+    from .loader import default_definitions_dir
+
+    url = database_url or default_url()
+    if upgrade:
+        upgrade_schema(url)
+    engine = Engine.from_config(url, definitions or default_definitions_dir(), **kw)
+    engine.sync_definitions()
+    return engine

@@ -60,3 +60,10 @@ class Invalid(HexieError):
 
     code = "invalid"
     status = 422
+
+
+class WorkflowLocked(Conflict):
+    """A host record under review: its mapped fields may not change in this state (host.md)."""
+
+    code = "workflow_locked"
+    status = 409

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Text, case as when, cast, func, select
 from sqlalchemy.orm import Session
 
-from models import AuditEvent, Case, LedgerEntry, OrgUnit
+from hexie.models import AuditEvent, Case, LedgerEntry, OrgUnit
 
 from .access import Actor, visible_cases_clause
 from .engine import Engine
@@ -144,7 +144,7 @@ def verify_ledger(session: Session, *, batch_size: int = 1000) -> list[str]:
 
     Every entry must match the posting recorded in its action's audit event (same case
     and ``seq``, same trigger, fund, kind and amount), and every posting in the audit
-    trail must have its entry. Together with :func:`workflows.audit.verify_chain` (the
+    trail must have its entry. Together with :func:`hexie.workflows.audit.verify_chain` (the
     events themselves untouched) this shows that the fund totals are the ones the
     recorded actions produced.
     """

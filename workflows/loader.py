@@ -1,7 +1,7 @@
-"""Load process definitions from YAML, check them, and build :mod:`workflows.spec` objects.
+"""Load process definitions from YAML, check them, and build :mod:`hexie.workflows.spec` objects.
 
 A file goes through four passes. None of them raises on bad input: every problem
-becomes a :class:`~workflows.spec.Diagnostic` with the file, a 1-based line and
+becomes a :class:`~hexie.workflows.spec.Diagnostic` with the file, a 1-based line and
 column, and the path inside the file (``states[1].task.role``; indices are 0-based).
 
 1. *Compose*: PyYAML's ``compose`` (SafeLoader) keeps every node's position. The
@@ -35,8 +35,8 @@ import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from workflows.expressions import ExpressionError, compile_expression
-from workflows.spec import (
+from hexie.workflows.expressions import ExpressionError, compile_expression
+from hexie.workflows.spec import (
     COMMENT_RULES, FIELD_TYPES, LEDGER_KINDS, PRIORITIES, SYSTEM_ROLE, Diagnostic, Escalation, FieldSpec,
     FormField, Label, LedgerSpec, ProcessSpec, RoleSpec, RolesSpec, StateSpec, TaskSpec, TimerSpec,
     TransitionSpec,

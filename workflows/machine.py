@@ -38,7 +38,7 @@ class FireContext:
     @classmethod
     def for_case(cls, spec: ProcessSpec, data: Mapping[str, Any], actor: Any, org_path: str,
                  created_at: Any, today: date, open_tasks: Iterable[Any] = ()) -> "FireContext":
-        """The context for ``actor`` (a workflows.access.Actor) acting on a case.
+        """The context for ``actor`` (a hexie.workflows.access.Actor) acting on a case.
 
         An open task escalated to her (``open_tasks``) lets her act as its role would: the
         escalation offers her the task, so the task's default-role actions are hers too.

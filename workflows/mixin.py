@@ -15,7 +15,7 @@ which process governs it and gains a link to its case plus a few verbs::
 
 The record only stores the case id (``hexie_case_id``); the case itself, its tasks
 and its history live in Hexie's tables and are changed only through
-:class:`workflows.service.WorkflowService`, so every rule (roles, guards, forms,
+:class:`hexie.workflows.service.WorkflowService`, so every rule (roles, guards, forms,
 separation of duties) applies to the host exactly as to Hexie's own screens.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Mapping
 
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from models import BigID
+from hexie.models import BigID
 
 from .access import Actor
 from .errors import Conflict
@@ -48,7 +48,7 @@ class WorkflowMixin:
                        data: Mapping[str, Any] | None = None, comment: str | None = None) -> int:
         """Open the case for this record and remember its id (the host then commits its session).
 
-        Raises :class:`workflows.errors.Conflict` when the record already has a case, and
+        Raises :class:`hexie.workflows.errors.Conflict` when the record already has a case, and
         whatever :meth:`WorkflowService.start_case` raises (nothing is stored then).
         """
         if getattr(self, "hexie_case_id", None) is not None:

@@ -33,8 +33,8 @@ import yaml
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from models import Case, OrgUnit, RoleAssignment, Task, User
-from models.base import PATH_LENGTH
+from hexie.models import Case, OrgUnit, RoleAssignment, Task, User
+from hexie.models.base import PATH_LENGTH
 
 from .auth import UNUSABLE_PASSWORD, hash_password, verify_password
 

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from sqlalchemy import and_, exists, false, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from models import AuditEvent, Case, OrgUnit, Task, User, Vote
+from hexie.models import AuditEvent, Case, OrgUnit, Task, User, Vote
 
 from .access import (Actor, can_see_case, escalated_to, may_take, offered_tasks_clause,
                      team_tasks_clause,

@@ -1,7 +1,7 @@
 """The service layer: the only way anything changes a case.
 
 Each public method is one transaction. A refused call raises a typed error
-(:mod:`workflows.errors`) and writes nothing. Reads live in :mod:`workflows.queries`.
+(:mod:`hexie.workflows.errors`) and writes nothing. Reads live in :mod:`hexie.workflows.queries`.
 
 The case and tasks an action works on are read as plain :class:`Record` objects and
 written with statements built once: no ORM identity map, no unit of work (they cost more
@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
+from hexie.models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
 
 from . import audit
 from .access import MANAGER_ROLES, SYSTEM, Actor, escalated_to, may_take
@@ -424,7 +424,7 @@ class WorkflowService:
         spec, version_id, _ = self.engine.current(process)
         state_map = dict(state_map or {})
         with self.engine.transaction() as s:
-            from models import ProcessVersion
+            from hexie.models import ProcessVersion
             old = s.scalars(select(ProcessVersion).where(ProcessVersion.key == process,
                                                          ProcessVersion.version == from_version)).first()
             if old is None:
@@ -529,7 +529,7 @@ def save_task(s: Session, task: Record) -> None:
 
 # --------------------------------------------------------------------------------------
 # The pieces of starting a case and entering a state, shared with the bulk import
-# (workflows.bulk) so that both apply the same rules.
+# (hexie.workflows.bulk) so that both apply the same rules.
 
 def check_start(levels: tuple[str, ...] | list[str], spec: ProcessSpec, actor: Actor, unit: Any,
                 org_unit: str) -> None:
@@ -608,7 +608,7 @@ def _user_may_take(s: Session, engine: Engine, user_id: int, org_path: str, task
 
 @dataclass(frozen=True)
 class ActorRef:
-    """The two things :func:`workflows.audit.append_event` reads of the acting user."""
+    """The two things :func:`hexie.workflows.audit.append_event` reads of the acting user."""
 
     id: int
     username: str

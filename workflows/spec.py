@@ -1,6 +1,6 @@
 """The typed, immutable in-memory form of a process definition.
 
-The loader (:mod:`workflows.loader`) turns YAML into these objects after checking
+The loader (:mod:`hexie.workflows.loader`) turns YAML into these objects after checking
 it; the engine compiles and runs them. Nothing here touches the database or Flask.
 """
 from __future__ import annotations

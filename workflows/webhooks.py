@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping
 
 from sqlalchemy import delete, select, update
 
-from models import WebhookDelivery, WebhookSubscription
+from hexie.models import WebhookDelivery, WebhookSubscription
 
 from .access import Actor
 from .engine import EVENT_KINDS, Engine

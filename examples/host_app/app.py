@@ -1,10 +1,10 @@
 """A minimal ERP-like host application that puts its own records under Hexie workflows.
 
 The host has its own database (its own SQLAlchemy engine and ``Base``), its own users
-and its own sign-in. It mounts Hexie with :class:`web.extension.Hexie`, telling it
+and its own sign-in. It mounts Hexie with :class:`hexie.web.extension.Hexie`, telling it
 who the current person is through an ``actor_loader`` -- the whole plugin protocol:
 a username and the roles she holds where (see docs/api.md). Its ``LoanApplication``
-model uses :class:`workflows.mixin.WorkflowMixin` with ``__workflow__ = "microloan"``,
+model uses :class:`hexie.workflows.mixin.WorkflowMixin` with ``__workflow__ = "microloan"``,
 so each loan record is linked to a Hexie case and moves only through Hexie's rules.
 
 Run it::
@@ -34,10 +34,10 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy import DateTime, Numeric, String, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from workflows.access import Actor
-from workflows.engine import Engine
-from workflows.errors import HexieError, NotFound
-from workflows.mixin import WorkflowMixin
+from hexie.workflows.access import Actor
+from hexie.workflows.engine import Engine
+from hexie.workflows.errors import HexieError, NotFound
+from hexie.workflows.mixin import WorkflowMixin
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
@@ -217,16 +217,16 @@ def create_host_app(hexie_engine: Engine | None = None, host_database_url: str =
     definitions, the schema upgraded. ``org_file`` (Hexie's view of the host's people)
     is loaded idempotently.
     """
-    from web.extension import Hexie
+    from hexie.web.extension import Hexie
 
     if hexie_engine is None:
-        from models import database_url, upgrade
+        from hexie.models import database_url, upgrade
         url = hexie_database_url or database_url()
         upgrade(url)
         hexie_engine = Engine.from_config(url, PROJECT / "definitions")
     hexie_engine.sync_definitions()
     if org_file is not None:
-        from workflows.org import load_org
+        from hexie.workflows.org import load_org
         roles = hexie_engine.registry.roles
         with hexie_engine.transaction() as s:
             load_org(s, yaml.safe_load(Path(org_file).read_text(encoding="utf-8")),

@@ -1,6 +1,6 @@
 """The JSON API, mounted at ``/api/v1`` (interfaces.md, "HTTP API").
 
-``bp`` is registered by :class:`web.extension.Hexie`, CSRF-exempt (Bearer tokens, no
+``bp`` is registered by :class:`hexie.web.extension.Hexie`, CSRF-exempt (Bearer tokens, no
 cookies). The blueprint reads ``current_app.extensions["hexie"]`` and needs only its
 ``"engine"``, ``"service"`` and ``"queries"`` entries.
 
@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
-from workflows.errors import HexieError
+from hexie.workflows.errors import HexieError
 
 from .routing import error_response, hexie_error_response
 
@@ -90,7 +90,7 @@ def _start_webhooks(setup) -> None:
     state = app.extensions.get("hexie")
     if state is None or not app.config.get("HEXIE_WEBHOOKS", True):
         return
-    from workflows.webhooks import ensure_dispatcher
+    from hexie.workflows.webhooks import ensure_dispatcher
     ensure_dispatcher(state["engine"])
 
 

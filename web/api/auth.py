@@ -1,8 +1,8 @@
 """Bearer tokens for the API: issued by ``POST /token``, checked on every other call.
 
-Tokens are signed with the app's secret key (:mod:`workflows.tokens`); the same key
+Tokens are signed with the app's secret key (:mod:`hexie.workflows.tokens`); the same key
 signs the tokens printed by ``hexie token``, so ``create_app`` must use
-:func:`workflows.config.secret_key` as its ``SECRET_KEY`` unless told otherwise.
+:func:`hexie.workflows.config.secret_key` as its ``SECRET_KEY`` unless told otherwise.
 """
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 from flask import current_app, request
 from sqlalchemy import select
 
-from models import User
-from workflows.access import Actor
-from workflows.auth import hash_password, verify_password
-from workflows.config import secret_key
-from workflows.errors import HexieError, NotFound
-from workflows.tokens import TOKEN_MAX_AGE, make_token, read_token
+from hexie.models import User
+from hexie.workflows.access import Actor
+from hexie.workflows.auth import hash_password, verify_password
+from hexie.workflows.config import secret_key
+from hexie.workflows.errors import HexieError, NotFound
+from hexie.workflows.tokens import TOKEN_MAX_AGE, make_token, read_token
 
 from .routing import Unauthorized, hexie
 
@@ -38,7 +38,7 @@ class TooManyAttempts(HexieError):
 def _throttle() -> Any:
     """The sign-in throttle shared with the web sign-in form (so alternating does not help)."""
     try:
-        from web.auth import LoginThrottle, throttle
+        from hexie.web.auth import LoginThrottle, throttle
     except ImportError:  # the web core is not there: the API alone
         return None
     try:

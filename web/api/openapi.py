@@ -1,5 +1,5 @@
 """``GET /openapi.json``: the OpenAPI 3.0.3 document, generated with apispec from the
-marshmallow schemas and the operations declared in :mod:`web.api.views`.
+marshmallow schemas and the operations declared in :mod:`hexie.web.api.views`.
 
 A client holding only this document can drive a case from start to close: every
 path, parameter, request body and response (with its status codes and the error

@@ -12,8 +12,8 @@ from typing import Any
 
 from flask import request
 
-from workflows.access import Actor
-from workflows.spec import FieldSpec, FormField, Label, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
+from hexie.workflows.access import Actor
+from hexie.workflows.spec import FieldSpec, FormField, Label, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
 LOCALES = ("zh", "en")
 

@@ -15,9 +15,9 @@ from typing import Any, Callable, Mapping
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import Schema, ValidationError
 
-from workflows.errors import BadRequest, HexieError, NotFound
+from hexie.workflows.errors import BadRequest, HexieError, NotFound
 
-from workflows.queries import MAX_ID
+from hexie.workflows.queries import MAX_ID
 
 #: Path id kinds and their largest value: BIGINT ids (cases, tasks) and INTEGER ones (webhooks).
 ID_RANGES = {"integer": MAX_ID, "int32": 2**31 - 1}
@@ -64,7 +64,7 @@ OPERATIONS: list[Operation] = []
 
 
 def hexie() -> Mapping[str, Any]:
-    """The app's Hexie objects: ``engine``, ``service``, ``queries`` (see web.extension)."""
+    """The app's Hexie objects: ``engine``, ``service``, ``queries`` (see hexie.web.extension)."""
     return current_app.extensions["hexie"]
 
 

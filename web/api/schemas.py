@@ -2,7 +2,7 @@
 
 Input schemas reject unknown fields and wrong types (the API answers 400); the
 engine judges the values themselves (422). Output schemas fix the shape of every
-answer and feed the OpenAPI document (:mod:`web.api.openapi`). Datetimes go out as
+answer and feed the OpenAPI document (:mod:`hexie.web.api.openapi`). Datetimes go out as
 ISO 8601 with an explicit UTC offset (they are stored as naive UTC).
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from workflows.engine import EVENT_KINDS
-from workflows.queries import TASK_VIEWS  # one list of inbox views
+from hexie.workflows.engine import EVENT_KINDS
+from hexie.workflows.queries import TASK_VIEWS  # one list of inbox views
 
 MAX_PAGE = 1_000_000
 

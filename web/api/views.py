@@ -1,7 +1,7 @@
 """The endpoints of the JSON API (interfaces.md, "HTTP API").
 
 Thin handlers: parse (schemas), call :class:`WorkflowService` / :class:`CaseQueries`
-(or :mod:`workflows.webhooks`), dump (schemas). No rule is decided here; every
+(or :mod:`hexie.workflows.webhooks`), dump (schemas). No rule is decided here; every
 refusal is the engine's, translated once by the blueprint's error handlers.
 """
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 from flask import Response, g, request
 from sqlalchemy import select
 
-from models import Attachment, Case, Task, User
-from workflows import webhooks
-from workflows.errors import BadRequest, Invalid, NotFound
-from workflows.ledger import fund_labels
-from workflows.queries import task_row
+from hexie.models import Attachment, Case, Task, User
+from hexie.workflows import webhooks
+from hexie.workflows.errors import BadRequest, Invalid, NotFound
+from hexie.workflows.ledger import fund_labels
+from hexie.workflows.queries import task_row
 
 from ..forms import check_upload
 from ..views.files import store_uploads

@@ -2,8 +2,8 @@
 
 Two blueprints: ``hexie`` (every page; sign-in required) and ``hexie_assets`` (CSS,
 JS and icons from ``web/static``, also for the sign-in page). Handlers stay thin:
-every read goes through :class:`workflows.queries.CaseQueries`, every change through
-:class:`workflows.service.WorkflowService`, which enforce roles and org units.
+every read goes through :class:`hexie.workflows.queries.CaseQueries`, every change through
+:class:`hexie.workflows.service.WorkflowService`, which enforce roles and org units.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def set_language(code: str):
     actor = current_actor()
     state = hexie_state()
     if actor is not None and state.own_login and actor.user_id is not None:
-        from models import User
+        from hexie.models import User
         with state.engine.session_factory() as s:
             user = s.get(User, actor.user_id)
             if user is not None and user.locale != code:

@@ -13,10 +13,10 @@ from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 from werkzeug.datastructures import CombinedMultiDict
 
-from models import OrgUnit, RoleAssignment, User, Vote
-from workflows.errors import Conflict, Forbidden, Invalid, NotFound
-from workflows.org import ancestor_paths
-from workflows.spec import FormField, ProcessSpec
+from hexie.models import OrgUnit, RoleAssignment, User, Vote
+from hexie.workflows.errors import Conflict, Forbidden, Invalid, NotFound
+from hexie.workflows.org import ancestor_paths
+from hexie.workflows.spec import FormField, ProcessSpec
 
 from ..auth import safe_next
 from ..diagram import render_svg

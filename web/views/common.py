@@ -10,9 +10,9 @@ from flask import current_app, request
 from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased
 
-from models import OrgUnit, ProcessVersion, User
-from workflows.access import Actor
-from workflows.spec import ProcessSpec
+from hexie.models import OrgUnit, ProcessVersion, User
+from hexie.workflows.access import Actor
+from hexie.workflows.spec import ProcessSpec
 
 from ..extension import hexie_state
 from ..i18n import get_locale, label, t

@@ -14,8 +14,8 @@ from typing import Any, Iterable
 from flask import abort, current_app, send_file
 from sqlalchemy import select
 
-from models import Attachment
-from workflows.access import Actor
+from hexie.models import Attachment
+from hexie.workflows.access import Actor
 
 from ..extension import current_actor, hexie_state
 from ..forms import ALLOWED_UPLOADS
@@ -30,7 +30,7 @@ def upload_dir() -> Path:
     if configured:
         path = Path(configured)
     else:
-        from workflows.config import instance_dir
+        from hexie.workflows.config import instance_dir
         path = instance_dir() / "uploads"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -5,10 +5,10 @@ from typing import Any
 
 from flask import current_app, render_template, request
 
-from models import OrgUnit, Task
+from hexie.models import OrgUnit, Task
 
-from workflows.errors import BadRequest
-from workflows.queries import TASK_VIEWS
+from hexie.workflows.errors import BadRequest
+from hexie.workflows.queries import TASK_VIEWS
 
 from ..extension import current_actor, hexie_state
 from ..i18n import label

@@ -2,7 +2,7 @@
 
 Only the cases she may see are counted (the same Access rules as every list), so a town
 chair reports on her town and a county chair on the county. The money pages read the
-ledger through :class:`workflows.ledger.LedgerQueries` (``hexie_state().ledger``), which
+ledger through :class:`hexie.workflows.ledger.LedgerQueries` (``hexie_state().ledger``), which
 applies those rules too: totals per fund, town and month, the entries themselves, and
 the entries as a CSV file an auditor ticks off against the vouchers.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 from flask import Response, abort, current_app, render_template, request, stream_with_context
 
-from models import OrgUnit
-from workflows.ledger import fund_labels, fund_field
+from hexie.models import OrgUnit
+from hexie.workflows.ledger import fund_labels, fund_field
 
 from ..extension import current_actor, hexie_state
 from ..i18n import both, label, t

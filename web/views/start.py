@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import CombinedMultiDict
 
-from workflows.errors import Forbidden, Invalid
-from workflows.forms import defaults
-from workflows.spec import ProcessSpec
+from hexie.workflows.errors import Forbidden, Invalid
+from hexie.workflows.forms import defaults
+from hexie.workflows.spec import ProcessSpec
 
 from ..extension import current_actor, hexie_state
 from ..forms import apply_engine_errors, build_form, comment_of, engine_data, start_form, uploads_of

@@ -26,10 +26,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_tasks_escalate_to_status_org_path", "tasks", ["escalate_to", "status", "org_path"],
+    op.create_index("ix_hexie_tasks_escalate_to_status_org_path", "hexie_tasks", ["escalate_to", "status", "org_path"],
                     unique=False, postgresql_where=sa.text("escalated IS TRUE"),
                     sqlite_where=sa.text("escalated IS 1"))
 
 
 def downgrade() -> None:
-    op.drop_index("ix_tasks_escalate_to_status_org_path", table_name="tasks")
+    op.drop_index("ix_hexie_tasks_escalate_to_status_org_path", table_name="hexie_tasks")

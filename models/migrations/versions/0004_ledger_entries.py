@@ -18,7 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table('ledger_entries',
+    op.create_table('hexie_ledger_entries',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('case_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('audit_seq', sa.Integer(), nullable=False),
@@ -31,21 +31,21 @@ def upgrade() -> None:
     sa.Column('org_path', sa.String(length=1000).with_variant(sa.String(length=1000, collation='C'), 'postgresql'), nullable=False),
     sa.Column('actor_id', sa.Integer(), nullable=True),
     sa.Column('at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['actor_id'], ['users.id'], name=op.f('fk_ledger_entries_actor_id_users')),
-    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_ledger_entries_case_id_cases')),
-    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_ledger_entries_org_unit_id_org_units')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_entries')),
-    sa.UniqueConstraint('case_id', 'audit_seq', name=op.f('uq_ledger_entries_case_id_audit_seq')),
+    sa.ForeignKeyConstraint(['actor_id'], ['hexie_users.id'], name=op.f('fk_hexie_ledger_entries_actor_id_hexie_users')),
+    sa.ForeignKeyConstraint(['case_id'], ['hexie_cases.id'], name=op.f('fk_hexie_ledger_entries_case_id_hexie_cases')),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['hexie_org_units.id'], name=op.f('fk_hexie_ledger_entries_org_unit_id_hexie_org_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_hexie_ledger_entries')),
+    sa.UniqueConstraint('case_id', 'audit_seq', name=op.f('uq_hexie_ledger_entries_case_id_audit_seq')),
     sqlite_autoincrement=True
     )
-    with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
-        batch_op.create_index('ix_ledger_entries_fund_at', ['fund', 'at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_ledger_entries_org_path'), ['org_path'], unique=False)
+    with op.batch_alter_table('hexie_ledger_entries', schema=None) as batch_op:
+        batch_op.create_index('ix_hexie_ledger_entries_fund_at', ['fund', 'at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hexie_ledger_entries_org_path'), ['org_path'], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_ledger_entries_org_path'))
-        batch_op.drop_index('ix_ledger_entries_fund_at')
+    with op.batch_alter_table('hexie_ledger_entries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_hexie_ledger_entries_org_path'))
+        batch_op.drop_index('ix_hexie_ledger_entries_fund_at')
 
-    op.drop_table('ledger_entries')
+    op.drop_table('hexie_ledger_entries')

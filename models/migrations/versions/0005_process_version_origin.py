@@ -22,9 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("process_versions", sa.Column("origin", sa.String(length=16), nullable=False,
+    op.add_column("hexie_process_versions", sa.Column("origin", sa.String(length=16), nullable=False,
                                                 server_default=sa.text("'file'")))
 
 
 def downgrade() -> None:
-    op.drop_column("process_versions", "origin")  # SQLite >= 3.35 drops columns in place
+    op.drop_column("hexie_process_versions", "origin")  # SQLite >= 3.35 drops columns in place

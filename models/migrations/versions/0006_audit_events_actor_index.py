@@ -17,8 +17,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index(op.f("ix_audit_events_actor_id"), "audit_events", ["actor_id"], unique=False)
+    op.create_index(op.f("ix_hexie_audit_events_actor_id"), "hexie_audit_events", ["actor_id"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_audit_events_actor_id"), table_name="audit_events")
+    op.drop_index(op.f("ix_hexie_audit_events_actor_id"), table_name="hexie_audit_events")
