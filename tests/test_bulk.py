@@ -120,7 +120,7 @@ def test_unknown_column_is_an_error_of_the_header(env, tmp_path):
 
 
 def test_cli_import(tmp_path, monkeypatch):
-    from hexie.workflows.cli import main
+    from hexie.cli import main
     monkeypatch.setenv("HEXIE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     runner = CliRunner()
     assert runner.invoke(main, ["org", "load", str(FIXTURES.parent / "engine_org.yaml")]).exit_code == 0

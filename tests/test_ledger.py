@@ -204,7 +204,7 @@ transitions:
 def test_hexie_ledger_verify_on_the_demo_county(tmp_path, monkeypatch):
     import sqlite3
     from click.testing import CliRunner
-    from hexie.workflows.cli import main
+    from hexie.cli import main
     db = tmp_path / "demo.db"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HEXIE_DATABASE_URL", f"sqlite:///{db}")

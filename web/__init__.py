@@ -23,8 +23,8 @@ def create_app(engine: Any = None, config: Mapping[str, Any] | None = None) -> F
     from hexie.workflows.config import secret_key
 
     if engine is None:
-        from hexie.workflows.cli import build_engine
-        engine = build_engine()
+        from hexie.workflows.engine import create_engine
+        engine = create_engine()
     # Static files are served by Hexie's own blueprint (the same under a host app).
     app = Flask(__name__, static_folder=None)
     app.config.update(

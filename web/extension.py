@@ -131,8 +131,8 @@ class Hexie:
         """Install Hexie on ``app``: engine, sign-in, CSRF, blueprints, error pages, helpers."""
         engine = engine or self.engine
         if engine is None:
-            from hexie.workflows.cli import build_engine
-            engine = build_engine()
+            from hexie.workflows.engine import create_engine
+            engine = create_engine()
         actor_loader = actor_loader or self.actor_loader
         prefix = (app.config.get("HEXIE_URL_PREFIX") or "").rstrip("/")
         app.config.setdefault("HEXIE_TIMEZONE", "Asia/Shanghai")

@@ -1,4 +1,8 @@
-"""The ``hexie`` command line (interfaces.md). Engine errors become exit status 1 here."""
+"""The ``hexie`` command line (interfaces.md): a face at the edge, beside the web.
+
+It drives the engine (:mod:`hexie.workflows`) as the web does, and reaches the web layer
+only to serve it; the engine imports neither. Engine errors become exit status 1 here.
+"""
 from __future__ import annotations
 
 import sys
@@ -7,18 +11,18 @@ from pathlib import Path
 
 import click
 
-from .errors import HexieError
+from hexie.workflows.errors import HexieError
 
 
 def _definitions(path: str | None) -> Path:
-    from .loader import default_definitions_dir
+    from hexie.workflows.loader import default_definitions_dir
     return Path(path) if path else default_definitions_dir()
 
 
 def build_engine(definitions: str | None = None, upgrade: bool = True):
     """The engine over $HEXIE_DATABASE_URL, schema upgraded, definitions synced."""
-    from .engine import create_engine
-    from .loader import DefinitionError
+    from hexie.workflows.engine import create_engine
+    from hexie.workflows.loader import DefinitionError
 
     try:
         return create_engine(None, _definitions(definitions), upgrade=upgrade)
@@ -35,7 +39,7 @@ def main() -> None:
 @click.argument("paths", nargs=-1, type=click.Path())
 def check(paths: tuple[str, ...]) -> None:
     """检查流程定义 / Check process definitions (default: definitions/)."""
-    from .check import check_paths
+    from hexie.workflows.check import check_paths
     sys.exit(check_paths(list(paths) or [str(_definitions(None))]))
 
 
@@ -45,8 +49,8 @@ def check(paths: tuple[str, ...]) -> None:
 @click.option("--locale", default="zh", type=click.Choice(["zh", "en"]))
 def graph(process: str, definitions: str | None, locale: str) -> None:
     """以 Mermaid 输出流程状态机 / Print a process's state machine as Mermaid."""
-    from .loader import DefinitionError, load_definitions_strict
-    from .machine import compile_process
+    from hexie.workflows.loader import DefinitionError, load_definitions_strict
+    from hexie.workflows.machine import compile_process
     try:
         registry = load_definitions_strict(_definitions(definitions))
     except DefinitionError as err:
@@ -80,7 +84,7 @@ def org() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def org_load(file: str) -> None:
     """从 YAML 导入单位和用户（可重复执行）/ Create or update units and users from YAML (idempotent)."""
-    from .org import OrgFileError, load_org_file
+    from hexie.workflows.org import OrgFileError, load_org_file
     engine = build_engine()
     roles = engine.registry.roles
     with engine.transaction() as s:
@@ -96,8 +100,8 @@ def org_load(file: str) -> None:
 @click.argument("username")
 def token(username: str) -> None:
     """输出该用户的 API 令牌 / Print an API token for a user."""
-    from .config import secret_key
-    from .tokens import make_token
+    from hexie.workflows.config import secret_key
+    from hexie.workflows.tokens import make_token
     engine = build_engine()
     try:
         engine.actor(username)
@@ -110,7 +114,7 @@ def token(username: str) -> None:
 @click.option("--cases/--no-cases", default=True, help="also start sample cases")
 def demo(cases: bool) -> None:
     """载入演示县、人员和示例案件 / Load the demo county, its people and sample cases."""
-    from .demo import load_demo
+    from hexie.workflows.demo import load_demo
     engine = build_engine()
     summary = load_demo(engine, with_cases=cases)
     click.echo(summary)
@@ -122,7 +126,7 @@ def demo(cases: bool) -> None:
 @click.option("--debug", is_flag=True)
 def serve(host: str, port: int, debug: bool) -> None:
     """运行网页应用 / Run the web app (loads definitions, upgrades the schema first)."""
-    from hexie.web import create_app  # the one place the CLI reaches up to the web layer
+    from hexie.web import create_app
     app = create_app(engine=build_engine())
     click.echo(f"Hexie: http://{host}:{port}/")
     app.run(host=host, port=port, debug=debug, use_reloader=False)
@@ -133,8 +137,8 @@ def serve(host: str, port: int, debug: bool) -> None:
 @click.option("--interval", default=30.0, show_default=True, help="seconds between rounds")
 def worker(once: bool, interval: float) -> None:
     """执行到期定时器、升级和推送 / Run due timers, escalations and webhook deliveries."""
-    from .service import WorkflowService
-    from .webhooks import deliver_pending, enqueue
+    from hexie.workflows.service import WorkflowService
+    from hexie.workflows.webhooks import deliver_pending, enqueue
     engine = build_engine()
     engine.subscribe(lambda event: enqueue(engine, event))  # timers' state changes reach webhooks too
     service = WorkflowService(engine)
@@ -158,7 +162,7 @@ def audit() -> None:
 @click.option("--case", "case_id", type=int, default=None)
 def audit_verify(case_id: int | None) -> None:
     """校验审计哈希链 / Verify the audit hash chain; exit 1 when tampered."""
-    from .audit import verify_chain
+    from hexie.workflows.audit import verify_chain
     with build_engine().session_factory() as s:
         problems = verify_chain(s, case_id)
     _verdict(problems, "审计链被篡改 / audit chain broken", "审计链完整 / audit chain intact")
@@ -182,8 +186,8 @@ def ledger() -> None:
 @ledger.command("verify")
 def ledger_verify() -> None:
     """核对台账与审计记录 / Reconcile the ledger with the audit trail; exit 1 on any difference."""
-    from .audit import verify_chain
-    from .ledger import verify_ledger
+    from hexie.workflows.audit import verify_chain
+    from hexie.workflows.ledger import verify_ledger
     with build_engine().session_factory() as s:
         problems = verify_chain(s) + verify_ledger(s)
     _verdict(problems, "台账与审计记录不符 / ledger does not reconcile",
@@ -201,8 +205,8 @@ def cases() -> None:
 @click.option("--map", "mapping", multiple=True, help="OLD=NEW state mapping")
 def cases_migrate(process: str, from_version: int, mapping: tuple[str, ...]) -> None:
     """把运行中的案件迁到当前版本 / Move running cases of a version to the current one."""
-    from .access import SYSTEM
-    from .service import WorkflowService
+    from hexie.workflows.access import SYSTEM
+    from hexie.workflows.service import WorkflowService
     state_map = dict(m.split("=", 1) for m in mapping)
     try:
         moved = WorkflowService(build_engine()).migrate(SYSTEM, process, from_version, state_map)
@@ -225,8 +229,8 @@ def cases_import(process: str, file: str, username: str | None, batch: int) -> N
     any row has an error nothing is imported. Rows are numbered as in a spreadsheet
     (the header is row 1).
     """
-    from .access import SYSTEM
-    from .bulk import ImportAborted, import_cases
+    from hexie.workflows.access import SYSTEM
+    from hexie.workflows.bulk import ImportAborted, import_cases
     engine = build_engine()
     began = time.perf_counter()
     try:
