@@ -279,7 +279,9 @@ def test_engine_refusals_come_back_on_the_page(env):
     response = fire(env, chair, "cm1", case_id, "approve", comment="同意")
     assert response.status_code == 422                         # the guard (income line) refuses
     page = page_text(response)
-    assert "条件不满足" in page and "verified_annual_income" in page
+    # in words (the definition's message), never as the expression (issue 12)
+    assert "不能执行此操作" in page and "人均年收入" in page and "4000" in page
+    assert "verified_annual_income" not in page and "household_size" not in page
     # a required comment is asked for next to the comment box
     response = fire(env, chair, "cm1", case_id, "reject")
     assert response.status_code == 422
@@ -731,3 +733,28 @@ def test_reports_show_each_final_states_share(env):
     assert (town["open_tasks"], town["overdue"]) == (1, 1)
     assert "逾期" in page_text(env.client("tch1").get("/reports?process=poor_mother_aid"))
     assert env.client().get("/reports").status_code in (302, 401)
+
+
+@pytest.mark.parametrize("now, due, zh, en", [
+    # (UTC) 23:30 in Shanghai; due at 09:00 the next local morning: tomorrow, not "today"
+    ("2026-03-02 15:30", "2026-03-03 01:00", "明天到期", "due tomorrow"),
+    ("2026-03-02 01:00", "2026-03-02 09:00", "今天到期", "due today"),
+    # 7 calendar days away though only 6 days and 20 hours
+    ("2026-03-02 05:00", "2026-03-09 01:00", "7 天后到期", "due in 7 days"),
+    ("2026-03-02 05:00", "2026-03-02 04:00", "逾期 1 小时", "1 hour late"),
+    ("2026-03-02 09:00", "2026-03-02 04:00", "逾期 5 小时", "5 hours late"),
+    ("2026-03-03 01:00", "2026-03-02 15:00", "逾期 1 天", "1 day late"),   # yesterday 23:00, local
+    ("2026-03-05 01:00", "2026-03-02 01:00", "逾期 3 天", "3 days late"),
+])
+def test_due_labels_count_calendar_days_in_the_office_time_zone(env, now, due, zh, en):
+    from datetime import datetime
+
+    from flask import g
+
+    from hexie.web.views.common import due_hint
+
+    env.clock.now = datetime.fromisoformat(now)
+    with env.app.test_request_context("/"):
+        assert due_hint(datetime.fromisoformat(due)) == zh
+        g.hexie_locale = "en"
+        assert due_hint(datetime.fromisoformat(due)) == en

@@ -962,6 +962,7 @@ class _TransitionSchema(_Strict):
     interrupt = _Bool()
     quorum = _Int(validate=_at_least(1, "quorum ", "quorum"))
     ledger = _Nested(_LedgerSchema)
+    message = _Text()
 
 
 class _ProcessSchema(_Strict):
@@ -1504,7 +1505,8 @@ def _build_transition(index: int, t: dict, non_final: tuple[str, ...], fields_: 
         roles=tuple(t["roles"]) if "roles" in t else None, when=when,
         comment=t.get("comment", "optional"), form=_build_form(t.get("form"), fields_),
         interrupt=t.get("interrupt", False), quorum=t.get("quorum", 1),
-        ledger=LedgerSpec(**t["ledger"]) if "ledger" in t else None)
+        ledger=LedgerSpec(**t["ledger"]) if "ledger" in t else None,
+        message=Label.of(t["message"]) if t.get("message") is not None else None)
 
 
 # --------------------------------------------------------------------------- public API

@@ -15,7 +15,8 @@ from typing import Any, Iterable, Mapping
 from transitions import Machine
 from transitions.core import EventData
 
-from .spec import SYSTEM_ROLE, ProcessSpec, TransitionSpec
+from .refusals import refusal
+from .spec import SYSTEM_ROLE, Label, ProcessSpec, TransitionSpec
 
 try:  # the expression module raises these at run time
     from .expressions import ExpressionError
@@ -33,7 +34,6 @@ class FireContext:
     case: Mapping[str, Any] = field(default_factory=dict)
     today: date | None = None
     is_system: bool = False
-    guard_errors: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def for_case(cls, spec: ProcessSpec, data: Mapping[str, Any], actor: Any, org_path: str,
@@ -80,7 +80,8 @@ class Selection:
 
     transition: TransitionSpec | None
     permitted: tuple[TransitionSpec, ...]   # role check passed (guards may still fail)
-    reasons: tuple[str, ...]                # why each permitted transition's guard failed
+    reasons: tuple[Label, ...]              # why each permitted transition's guard failed, in words
+    expressions: tuple[str, ...] = ()       # and the guards themselves, for those who wrote them
 
 
 class CompiledProcess:
@@ -125,8 +126,7 @@ class CompiledProcess:
             ctx: FireContext = event.kwargs["ctx"]
             try:
                 return t.when.holds(ctx.data, actor=ctx.actor, case=ctx.case, today=ctx.today)
-            except ExpressionError as err:
-                ctx.guard_errors[t.index] = str(getattr(err, "message", err))
+            except ExpressionError:   # a value of the wrong kind: the guard does not hold (refusals.py says why)
                 return False
 
         guard.__name__ = f"guard_{t.index}"
@@ -144,7 +144,7 @@ class CompiledProcess:
         """Try the transitions in file order: the first whose role and guard hold wins."""
         event = self.machine.events.get(trigger)
         permitted: list[TransitionSpec] = []
-        reasons: list[str] = []
+        refused: list[TransitionSpec] = []
         if event is None:
             return Selection(None, (), ())
         event_data = EventData(self.machine.get_state(state), event, self.machine,
@@ -155,10 +155,14 @@ class CompiledProcess:
                 continue
             permitted.append(tspec)
             if guard_ok:
-                return Selection(tspec, tuple(permitted), tuple(reasons))
-            reasons.append(ctx.guard_errors.get(tspec.index)
-                           or f"condition not met: {tspec.when.source}")
-        return Selection(None, tuple(permitted), tuple(reasons))
+                return self._selection(tspec, permitted, refused)
+            refused.append(tspec)
+        return self._selection(None, permitted, refused)
+
+    def _selection(self, chosen: TransitionSpec | None, permitted: list[TransitionSpec],
+                   refused: list[TransitionSpec]) -> Selection:
+        return Selection(chosen, tuple(permitted), tuple(refusal(t, self.spec) for t in refused),
+                         tuple(t.when.source for t in refused if t.when is not None))
 
     def fire(self, state: str, trigger: str, ctx: FireContext) -> str:
         """Run the machine from ``state``; returns the state it lands in."""

@@ -167,7 +167,7 @@ class CaseQueries:
         state = spec.state(case.state)
         ctx = FireContext.for_case(spec, case.data, actor, case.org_path, case.created_at,
                                    self.engine.clock().date(), open_tasks)
-        waiting = [t.name for t in open_tasks if not t.optional] if state.parallel else []
+        waiting = [state.task(t.name).label for t in open_tasks if not t.optional] if state.parallel else []
         taken_by_other = bool(open_tasks) and all(t.assignee_id not in (None, actor.user_id)
                                                   and not escalated_to(actor, t) for t in open_tasks)
         barred = any(barred_by_separation(s, actor, case.id, task) for task in state.tasks)
@@ -197,14 +197,14 @@ class CaseQueries:
                     blocked.setdefault(trigger, _why("您已投过票，等待其他人", "you have voted; waiting for the others"))
                     continue
                 if waiting and not t.interrupt:
-                    blocked.setdefault(trigger, _why(f"并行任务尚未完成：{'、'.join(waiting)}",
-                                                     f"parallel work still open: {', '.join(waiting)}"))
+                    blocked.setdefault(trigger, _why(f"并行任务尚未完成：{'、'.join(w.zh for w in waiting)}",
+                                                     f"parallel work still open: {', '.join(w.en for w in waiting)}"))
                     continue
                 if t.when is not None and not (t.when.names & form_fields(trigger)):
                     selection = compiled.select(state.name, trigger, ctx)
                     if selection.transition is None:  # the guard reads only what the case holds, and fails
-                        reason = "; ".join(selection.reasons) or t.when.source
-                        blocked.setdefault(trigger, _why(f"条件不满足：{t.when.source}", reason))
+                        blocked.setdefault(trigger, _why("；或者".join(r.zh for r in selection.reasons),
+                                                         "; or ".join(r.en for r in selection.reasons)))
                         continue
                 allowed.append(trigger)
                 selected = compiled.select(state.name, trigger, ctx).transition

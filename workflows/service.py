@@ -129,8 +129,10 @@ class WorkflowService:
         selection = compiled.select(state.name, trigger, ctx)
         chosen = selection.transition
         if chosen is None:
-            reasons = "; ".join(selection.reasons) or "no transition applies"
-            raise Invalid("条件不满足，不能执行此操作", f"not allowed now: {reasons}", {"when": reasons})
+            zh = "；或者".join(r.zh for r in selection.reasons) or "没有可用的办理路径"
+            en = "; or ".join(r.en for r in selection.reasons) or "no way forward applies"
+            raise Invalid(f"不能执行此操作：{zh}", f"not allowed now: {en}",
+                          {"when": f"{zh} / {en}", "expression": "; ".join(selection.expressions)})
         comment = (comment or "").strip() or None
         if chosen.comment == "required" and not comment:
             raise Invalid("此操作必须填写意见", "a comment is required for this action",
@@ -142,8 +144,9 @@ class WorkflowService:
         if state.parallel and not chosen.interrupt and not actor.is_system:
             waiting = [t.name for t in open_tasks if not t.optional]
             if waiting:
-                raise Invalid("并行任务尚未全部完成", f"parallel tasks still open: {', '.join(waiting)}",
-                              {"tasks": waiting})
+                labels = [state.task(name).label for name in waiting]
+                raise Invalid(f"并行任务尚未全部完成：{'、'.join(l.zh for l in labels)}",
+                              f"parallel tasks still open: {', '.join(l.en for l in labels)}", {"tasks": waiting})
         posting = ledger_posting(chosen, merged)
         now = self.engine.clock()
         user = self._user(s, actor)

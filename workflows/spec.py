@@ -164,6 +164,7 @@ class TransitionSpec:
     interrupt: bool = False
     quorum: int = 1
     ledger: LedgerSpec | None = None
+    message: Label | None = None    # what a person reads when the guard is false (refusals.py)
 
     @property
     def system_only(self) -> bool:

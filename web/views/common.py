@@ -140,17 +140,26 @@ def fmt_date(value: datetime | None) -> str:
 
 
 def due_hint(value: datetime | None) -> str:
-    """"due in 3 days" / "2 days late", against the engine's clock."""
+    """"due tomorrow" / "2 days late", by calendar day in the office's time zone.
+
+    Something due at 09:00 tomorrow is due tomorrow whatever the hour now, and a date
+    seven calendar days away is "in 7 days" (not six whole 24-hour periods). Within
+    today: hours late, or "due today".
+    """
     if value is None:
         return ""
     now = hexie_state().engine.clock()
-    delta = value - now
-    hours = int(abs(delta.total_seconds()) // 3600)
-    if delta.total_seconds() < 0:
-        return t("due.late_days", n=hours // 24) if hours >= 24 else t("due.late_hours", n=max(hours, 1))
-    if hours < 24:
-        return t("due.in_hours", n=max(hours, 1)) if hours < 12 else t("due.today")
-    return t("due.in_days", n=hours // 24)
+    days = (to_local(value).date() - to_local(now).date()).days
+    if days == 0:
+        if value < now:
+            hours = int((now - value).total_seconds() // 3600)
+            return t("due.late_hours", n=hours) if hours > 1 else t("due.late_hour")
+        return t("due.today")
+    if days == 1:
+        return t("due.tomorrow")
+    if days > 1:
+        return t("due.in_days", n=days)
+    return t("due.late_day") if days == -1 else t("due.late_days", n=-days)
 
 
 # --------------------------------------------------------------------- values
