@@ -129,12 +129,15 @@ def test_guard_false_refuses_with_reason(env):
     before = env.snapshot()
     with pytest.raises(Invalid) as info:
         env.service.fire(env.actor("mgr1"), case_id, "approve")
-    assert "monthly_income / household_size < 600" in info.value.en
+    # in words from the field labels (here the fields' names: the fixture gives no labels);
+    # the expression itself only for those who wrote it
+    assert "monthly_income ÷ household_size must be less than 600" in info.value.en
+    assert info.value.details["expression"] == "monthly_income / household_size < 600"
     assert env.snapshot() == before
     view = env.queries.case(env.actor("mgr1"), case_id)        # the page can say why, not just hide it
     assert "approve" not in view["actions"] and "reject" in view["actions"]
     (blocked,) = view["blocked_actions"]
-    assert blocked["trigger"] == "approve" and "monthly_income / household_size < 600" in blocked["reason_zh"]
+    assert blocked["trigger"] == "approve" and "monthly_income ÷ household_size须小于 600" in blocked["reason_zh"]
     assert env.queries.case(env.actor("rep"), case_id)["blocked_actions"] == []   # not her action
 
 

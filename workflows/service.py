@@ -268,6 +268,26 @@ class WorkflowService:
             self._assign(s, case, task, actor, actor.user_id, "claimed")
             return task.id
 
+    def withdraw_vote(self, actor: Actor, case_id: int, trigger: str, comment: str | None = None) -> dict[str, Any]:
+        """Take back my vote for ``trigger`` while the quorum is not reached yet (audited as ``vote_withdrawn``)."""
+        with self.engine.transaction() as s:
+            case = self._case_for_update(s, actor, case_id)
+            vote = s.scalars(select(Vote).where(Vote.case_id == case.id, Vote.state == case.state,
+                                                Vote.trigger == trigger, Vote.user_id == actor.user_id)).first()
+            if vote is None:   # a reached quorum has moved the case on and cleared the votes
+                raise Conflict("没有可撤回的投票（可能已达到规定人数）",
+                               "you have no vote to withdraw here (the quorum may have been reached)")
+            s.execute(delete(Vote).where(Vote.id == vote.id))
+            now = self.engine.clock()
+            audit.append_event(s, case, kind="vote_withdrawn", actor=self._user(s, actor), trigger=trigger,
+                               from_state=case.state, to_state=case.state,
+                               comment=(comment or "").strip() or None, at=now)
+            case.updated_at = now
+            save_case(s, case)
+            votes = s.scalar(select(func.count()).select_from(Vote).where(
+                Vote.case_id == case.id, Vote.state == case.state, Vote.trigger == trigger))
+            return {"outcome": "vote_withdrawn", "votes": votes, "case_id": case.id}
+
     def release(self, actor: Actor, task_id: int) -> int:
         """Give my task back to the pool."""
         with self.engine.transaction() as s:

@@ -207,7 +207,7 @@ class TaskSchema(Schema):
 
 
 class ActionOutcomeSchema(Schema):
-    outcome = fields.String(required=True, validate=validate.OneOf(("moved", "voted")))
+    outcome = fields.String(required=True, validate=validate.OneOf(("moved", "voted", "vote_withdrawn")))
     state = fields.String()
     votes = fields.Integer()
     quorum = fields.Integer()
@@ -376,6 +376,10 @@ class ActionSchema(Schema):
     lock_version = fields.Integer(strict=True, allow_none=True, load_default=None,
                                   metadata={"description": "the case's lock_version as you read it; "
                                                            "409 when it changed meanwhile"})
+
+
+class CommentSchema(Schema):
+    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=10000))
 
 
 class TaskDoneSchema(Schema):

@@ -24,7 +24,7 @@ from .auth import issue_token
 from .present import locale_of, process_detail, process_summary
 from .routing import hexie, json_response, operation
 from .schemas import (
-    ActionSchema, AttachmentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
+    ActionSchema, AttachmentSchema, CommentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
     HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
     TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
@@ -132,6 +132,20 @@ def fire_action(case_id: int, trigger: str, body: dict[str, Any]) -> Response:
     except NotFound:  # the action took the case out of the caller's sight: say only what she did
         case = {"id": case_id, "state": result.get("state")}
     return json_response(CaseSchema().dump({**case, "outcome": outcome}))
+
+
+@operation(bp, "/cases/<case_id>/actions/<trigger>/withdraw-vote", "POST",
+           summary="Withdraw my vote / 撤回投票", tag="cases", path_params={**CASE_ID, "trigger": "string"},
+           body=CommentSchema, body_required=False,
+           responses={200: ("the case, with outcome.outcome = vote_withdrawn and the votes left", CaseSchema),
+                      404: ("no such case, or not visible", ERR),
+                      409: ("no vote of yours to withdraw (the quorum was reached, or you did not vote)", ERR)})
+def withdraw_vote(case_id: int, trigger: str, body: dict[str, Any]) -> Response:
+    """Take back the caller's vote for ``trigger`` while the quorum is not reached."""
+    state = hexie()
+    result = state["service"].withdraw_vote(g.actor, case_id, trigger, body.get("comment"))
+    outcome = {k: result[k] for k in ("outcome", "votes")}
+    return json_response(CaseSchema().dump({**state["queries"].case(g.actor, case_id), "outcome": outcome}))
 
 
 @operation(bp, "/cases/<case_id>/history", "GET", summary="A case's history / 办理记录", tag="cases",

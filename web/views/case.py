@@ -140,18 +140,23 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
     shown = {f"a:{a['trigger']}" for a in actions} | {f"t:{x['id']}" for x in tasks if x.get("form")}
     extra_errors = [msg for key, form in bound.items() if key not in shown
                     for msg in form.general_errors + [e for f in form for e in (f.errors or [])]]
-    if actions and not any(a["open"] for a in actions):
-        # Open the step's usual action: the task holder's own, not an interruption, not a
-        # return (those ask for a comment); the definition's order breaks ties.
-        candidates = [a for a in actions if not a["voted"]]
-        if candidates:
-            min(candidates, key=lambda a: (a["interrupt"], not a["holder"], a["asks_comment"]))["open"] = True
+    own_task_form = next((x for x in tasks if x.get("form") and x["mine"]), None) \
+        or next((x for x in tasks if x.get("form") and x["assignee"] is None), None)
+    if own_task_form is not None and not bound:
+        own_task_form["open"] = True         # her own parallel work first (the police desk's report)
+    elif actions and not any(a["open"] for a in actions) and not any(a["voted"] for a in actions):
+        # Open the step's usual action: the task holder's own, the one that moves the work
+        # forward (not an interruption, not a return or a refusal: those ask for a comment);
+        # the definition's order breaks ties. After her vote, nothing opens by itself.
+        min(actions, key=lambda a: (a["interrupt"], not a["holder"], a["asks_comment"]))["open"] = True
+    wanted = request.values.get("next")
+    return_to = safe_next(wanted) if wanted else None   # e.g. back to her approvals after a vote
 
     return render_template(
         "case.html", case=view, spec=spec, tasks=tasks, actions=actions, blocked=blocked, error=error, extra_errors=extra_errors,
         rows=_data_rows(spec, view, attachments, names), history=_history(spec, history, names),
         diagram=render_svg(spec, view["state"], get_locale()),
-        state_final=st.final, next_url=request.full_path.rstrip("?"),
+        state_final=st.final, next_url=request.full_path.rstrip("?"), return_to=return_to,
     ), status
 
 
@@ -303,6 +308,19 @@ def fire(case_id: int, trigger: str):
         flash({"text": t("case.moved", id=case_id, state=state_label(spec.key, result.get("state"), spec)),
                "case_id": case_id}, "success")
     return redirect(safe_next(request.form.get("next"), url_for("hexie.inbox")))
+
+
+@bp.route("/cases/<int:case_id>/actions/<trigger>/withdraw-vote", methods=["POST"])
+def withdraw_vote(case_id: int, trigger: str):
+    """Take back my vote while the others have not all voted."""
+    actor = current_actor()
+    try:
+        result = hexie_state().service.withdraw_vote(actor, case_id, trigger)
+    except (Conflict, Invalid) as err:
+        flash(error_text(err), "error")
+    else:
+        flash({"text": t("case.vote_withdrawn", votes=result["votes"]), "case_id": case_id}, "success")
+    return redirect(url_for("hexie.case", case_id=case_id, next=request.form.get("next") or None))
 
 
 @bp.route("/tasks/<int:task_id>/claim", methods=["POST"])

@@ -10,7 +10,7 @@ from hexie.models import OrgUnit, Task
 from hexie.workflows.errors import BadRequest
 from hexie.workflows.queries import TASK_VIEWS
 
-from ..extension import current_actor, hexie_state
+from ..extension import current_actor, hexie_state, nav_counts
 from ..i18n import label
 from . import bp
 from .common import display_names, indent, page_arg, places, unit_names, units_in_area
@@ -74,9 +74,12 @@ def task_places(task_ids) -> dict[int, str]:
 def inbox():
     """The task inbox, one tab per view."""
     actor = current_actor()
-    view = request.args.get("view", "mine")
+    view = request.args.get("view")
     if view not in TASK_VIEWS:
-        view = "mine"
+        # The first thing she sees is work she can do: hers, else what waits for her role
+        # (a county chair's approvals are offered to her, not allocated).
+        counts = nav_counts()
+        view = "available" if not counts["mine"] and counts["available"] else "mine"
     filters = query_filters()
     page = _query(view, actor, filters)
     return render_template("inbox.html", view=view, views=TASK_VIEWS, page=page, filters=filters,
