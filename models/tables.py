@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from .base import BigID, Base, PathString, utcnow
 
 # Task statuses, timer statuses and delivery statuses, for reference by the engine.
-TASK_STATUSES = ("offered", "allocated", "completed", "cancelled")
+TASK_STATUSES = ("offered", "allocated", "completed", "cancelled", "skipped")
 TIMER_STATUSES = ("pending", "fired", "cancelled")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 

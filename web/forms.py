@@ -385,9 +385,9 @@ def apply_engine_errors(form: DynamicForm, details: Mapping[str, Any]) -> None:
         if isinstance(message, (list, tuple)):
             message = "; ".join(map(str, message))
         field = form._fields.get(name)
-        if name == "when":  # a guard's reason quotes the expression: keep it whole
-            form.general_errors.append(str(message))
-        elif field is not None:
+        if name == "expression":  # the guard itself is for the API's readers, not for the page
+            continue
+        if field is not None:
             field.errors = list(field.errors or []) + [detail_text(message)]
         else:
             form.general_errors.append(detail_text(message))

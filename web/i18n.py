@@ -102,6 +102,9 @@ CATALOG: dict[str, tuple[str, str]] = {
     "task.done_ok": ("已完成此项任务。", "Task done."),
     "task.status.offered": ("待领取", "Waiting to be taken"),
     "task.status.allocated": ("办理中", "In hand"),
+    "task.status.completed": ("已完成", "Done"),
+    "task.status.cancelled": ("已取消", "Cancelled"),
+    "task.status.skipped": ("已跳过", "Skipped"),
     "task.yours": ("您的任务", "Yours"),
     "task.nobody": ("尚无人领取", "Not taken yet"),
     # --- case page

@@ -240,11 +240,9 @@ class WorkflowService:
         if open_tasks is None:
             open_tasks = open_tasks_of(s, case.id)
         for task in open_tasks:
-            finished = not actor.is_system and (not interrupt or task.assignee_id == actor.user_id
-                                                or may_take(actor, task))
-            task.status = "completed" if finished else "cancelled"
+            task.status = _how_it_ended(task, state, actor, interrupt)
             task.completed_at = now
-            if finished:
+            if task.status == "completed":
                 task.completed_by_id = actor.user_id
             save_task(s, task)
         if not sweep:
@@ -635,6 +633,21 @@ class ActorRef:
 
     id: int
     username: str
+
+
+def _how_it_ended(task: Record, state: StateSpec, actor: Actor, interrupt: bool) -> str:
+    """How an open task ends when the case leaves its state (the task's ``status``).
+
+    ``completed``: she did the step herself, firing its own action as its holder (or as
+    one who may take it). ``skipped``: an optional parallel task nobody did. ``cancelled``:
+    the work was cut short by someone else's transition (a withdrawal, an interruption, a
+    timer). Separation of duties and retain-familiar read only ``completed``.
+    """
+    if state.parallel and task.optional and not interrupt:
+        return "skipped"
+    own = not actor.is_system and not interrupt and (
+        task.assignee_id == actor.user_id or (task.assignee_id is None and may_take(actor, task)))
+    return "completed" if own and not state.parallel else "cancelled"
 
 
 def _has_quorum(spec: ProcessSpec, state: StateSpec) -> bool:
