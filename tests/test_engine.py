@@ -450,7 +450,7 @@ def test_report_counts_cases_by_town_state_and_month(env):
     env.service.start_case(env.actor("ccadre"), "complaint", "t01v01", {"victim_name": "某女士"})
     report = env.queries.report(env.actor("mgr1"), "aid")
     assert report["total"] == 3 and report["months"] == [("2026-03", 3)]
-    (town,) = report["towns"]
+    (town,) = report["units"]
     assert town["code"] == "t01" and town["name"] == "城关镇"
     assert town["counts"] == {"survey": 2, "application": 1}
     assert env.queries.report(env.actor("rep2"), "aid")["total"] == 0        # another town

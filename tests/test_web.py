@@ -730,7 +730,7 @@ def test_reports_show_each_final_states_share(env):
     page = page_text(env.client("tch1").get("/reports?process=poor_mother_aid"))
     assert page.count("50.0%") == 2                                   # the town's row and the totals row
     env.clock.advance(days=30)                                        # the survey's SLA is long past
-    (town,) = env.queries.report(env.actor("tch1"), "poor_mother_aid")["towns"]
+    (town,) = env.queries.report(env.actor("tch1"), "poor_mother_aid")["units"]
     assert (town["open_tasks"], town["overdue"]) == (1, 1)
     assert "逾期" in page_text(env.client("tch1").get("/reports?process=poor_mother_aid"))
     assert env.client().get("/reports").status_code in (302, 401)

@@ -38,7 +38,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from hexie.workflows.expressions import ExpressionError, compile_expression
 from hexie.workflows.spec import (
     COMMENT_RULES, FIELD_TYPES, LEDGER_KINDS, PRIORITIES, SYSTEM_ROLE, Diagnostic, Escalation, FieldSpec,
-    FormField, Label, LedgerSpec, ProcessSpec, RoleSpec, RolesSpec, StateSpec, TaskSpec, TimerSpec,
+    FormField, Label, LedgerSpec, ProcessSpec, RateSpec, RoleSpec, RolesSpec, StateSpec, TaskSpec, TimerSpec,
     TransitionSpec,
 )
 
@@ -965,6 +965,12 @@ class _TransitionSchema(_Strict):
     message = _Text()
 
 
+class _RateSchema(_Strict):
+    label = _Text(required=True)
+    of = _List(_Str(), required=True, validate=_at_least(1, "状态数", "the number of states"))
+    over = _List(_Str())
+
+
 class _ProcessSchema(_Strict):
     process = _Str(required=True, validate=_process_key)
     title = _Text(required=True)
@@ -975,6 +981,7 @@ class _ProcessSchema(_Strict):
     fields = _NamedMap(_FieldSchema, allow_none=True)
     states = _List(_Nested(_StateSchema), required=True, validate=_at_least(1, "状态数", "the number of states"))
     transitions = _List(_Nested(_TransitionSchema), required=True)
+    rates = _NamedMap(_RateSchema)
 
 
 class _RoleSchema(_Strict):
@@ -1092,7 +1099,15 @@ class _ProcessChecker:
         self.check_transitions()
         self.check_timers()
         self.check_graph()
+        self.check_rates()
         return self.compiled
+
+    def check_rates(self) -> None:
+        """A rate counts states of this process."""
+        for name, rate in _mapping(self.data.get("rates")).items():
+            for key in ("of", "over"):
+                for j, state in enumerate(_list(_mapping(rate).get(key))):
+                    self.state_ref(("rates", name, key, j), state)
 
     # -- names
 
@@ -1429,6 +1444,8 @@ def _build_process(data: dict, roles: RolesSpec | None, compiled: Mapping[int, A
         description=Label.of(description) if description is not None else None,
         org_level=data.get("org_level", default_level), confidential=data.get("confidential", False),
         starters=tuple(data["starters"]) if "starters" in data else None,
+        rates=tuple(RateSpec(name, Label.of(r["label"], name), tuple(r["of"]), tuple(r.get("over", ())))
+                    for name, r in _mapping(data.get("rates")).items()),
         source_text=text, path=filename, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 

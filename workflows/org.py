@@ -91,8 +91,14 @@ def ancestor_paths(path: str) -> list[str]:
 def town_path(path: str) -> str:
     """The path of the unit one level below the root that ``path`` lies in (its town in a
     county); the root's own path for the root itself. Reports group by it."""
+    return unit_at_depth(path, 2)
+
+
+def unit_at_depth(path: str, depth: int) -> str:
+    """The path of ``path``'s ancestor (or itself) ``depth`` levels down from the root
+    (1 the county, 2 its town, 3 its village); a unit higher up stands for itself."""
     parts = [p for p in path.split("/") if p]
-    return "/" + "/".join(parts[:2]) + "/"
+    return "/" + "/".join(parts[:depth]) + "/"
 
 
 def in_subtree(column: Any, path: str) -> ColumnElement[bool]:

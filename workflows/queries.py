@@ -5,6 +5,7 @@ Every list is paged and costs a fixed number of queries whatever the page size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Any, Mapping
 
 from sqlalchemy import and_, exists, false, func, not_, or_, select
@@ -19,7 +20,7 @@ from .engine import Engine
 from .errors import BadRequest, NotFound
 from .forms import storable_text
 from .machine import FireContext
-from .org import in_subtree, town_path
+from .org import in_subtree, unit_at_depth
 from .spec import ProcessSpec, TaskSpec
 
 OPEN = ("offered", "allocated")
@@ -319,49 +320,77 @@ class CaseQueries:
                             .where(Task.status.in_(OPEN), or_(*clauses))).one()
         return {view: int(n or 0) for view, n in zip(views, row)}
 
-    def report(self, actor: Actor, process: str) -> dict[str, Any]:
-        """Cases of ``process`` she may see, counted by town and state and by month opened.
+    def report(self, actor: Actor, process: str, *, by: str = "town", within: str | None = None,
+               since: date | None = None, until: date | None = None) -> dict[str, Any]:
+        """Cases of ``process`` she may see, counted by unit and state and by month opened.
 
-        ``{"states": [...], "final_states": [...], "towns": [{"code", "name", "counts": {state: n},
-        "total", "open_tasks", "overdue"}], "totals": {state: n, "open_tasks": n, "overdue": n},
-        "months": [("2026-03", n), ...], "total": n}``: what a chair reports upward (cases by state,
-        town and month; the page shows each final state's share of a town's cases, so elder
-        support's signing rate is the ``archived`` column; and the work open and overdue now).
-        Grouped in the database (a few hundred rows whatever the number of cases).
+        ``by``: ``town`` (each unit one level below the root, as a county reports) or
+        ``village`` (each unit two levels below: cases filed at a town itself count for the
+        town); ``within``: only the subtree of that unit; ``since``/``until``: cases opened
+        on those days (inclusive). ``{"states", "final_states", "rates": [{name, label}],
+        "units": [{"code", "name", "counts": {state: n}, "total", "rates": {name: [n, of]},
+        "open_tasks", "overdue"}], "totals": {...}, "months": [("2026-03", n)], "total"}``:
+        what a chair reports upward (elder support's signing rate among them: a definition's
+        ``rates``). Grouped in the database (a few hundred rows whatever the number of cases).
         """
+        if by not in ("town", "village"):
+            raise BadRequest("分组方式只能是镇或村", f"by must be town or village, not {by!r}")
+        if since and until and since > until:
+            raise BadRequest("开始日期晚于结束日期", "the first day is after the last one")
         spec = self.engine.current(process)[0]
-        visible = visible_cases_clause(actor, [spec])
+        depth = 2 if by == "town" else 3
         with self.engine.session_factory() as s:
+            cases = [Case.process_key == process, visible_cases_clause(actor, [spec])]
+            if within:
+                path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == within))
+                if path is None:
+                    raise BadRequest("没有这个单位", f"unknown org unit {within!r}", {"within": within})
+                cases.append(in_subtree(Case.org_path, path))
+            if since:
+                cases.append(Case.created_at >= datetime.combine(since, time()))
+            if until:
+                cases.append(Case.created_at < datetime.combine(until + timedelta(days=1), time()))
             by_unit = s.execute(select(Case.org_path, Case.state, func.count())
-                                .where(Case.process_key == process, visible)
-                                .group_by(Case.org_path, Case.state)).all()
+                                .where(*cases).group_by(Case.org_path, Case.state)).all()
             work = s.execute(select(Task.org_path, func.count(), func.count().filter(Task.due_at < self.engine.clock()))
                              .join(Case, Case.id == Task.case_id)
-                             .where(Task.status.in_(OPEN), Case.process_key == process, visible)
+                             .where(Task.status.in_(OPEN), *cases)
                              .group_by(Task.org_path)).all()
             year, month = func.extract("year", Case.created_at), func.extract("month", Case.created_at)
-            by_month = s.execute(select(year, month, func.count()).where(Case.process_key == process, visible)
+            by_month = s.execute(select(year, month, func.count()).where(*cases)
                                  .group_by(year, month).order_by(year, month)).all()
-            towns: dict[str, dict[str, int]] = {}
+            units: dict[str, dict[str, int]] = {}
             for path, state, n in by_unit:
-                town = town_path(path)
-                counts = towns.setdefault(town, {})
+                counts = units.setdefault(unit_at_depth(path, depth), {})
                 counts[state] = counts.get(state, 0) + n
             open_work: dict[str, list[int]] = {}
             for path, n, late in work:
-                sums = open_work.setdefault(town_path(path), [0, 0])
+                sums = open_work.setdefault(unit_at_depth(path, depth), [0, 0])
                 sums[0], sums[1] = sums[0] + n, sums[1] + late
-            names = dict(s.execute(select(OrgUnit.path, OrgUnit.name).where(OrgUnit.path.in_(list(towns)))).all())
-        rows = [{"code": path.rstrip("/").rsplit("/", 1)[-1], "name": names.get(path, path),
-                 "counts": counts, "total": sum(counts.values()),
-                 "open_tasks": open_work.get(path, [0, 0])[0], "overdue": open_work.get(path, [0, 0])[1]}
-                for path, counts in sorted(towns.items())]
+            names = dict(s.execute(select(OrgUnit.path, OrgUnit.name).where(OrgUnit.path.in_(list(units)))).all())
+            towns = {path: name for path, name in s.execute(select(OrgUnit.path, OrgUnit.name).where(
+                OrgUnit.path.in_({unit_at_depth(p, 2) for p in units}))).all()} if by == "village" else {}
+        def rates(counts: Mapping[str, int]) -> dict[str, list[int]]:
+            return {r.name: [sum(counts.get(st, 0) for st in r.of),
+                             sum(n for st, n in counts.items() if not r.over or st in r.over)] for r in spec.rates}
+
+        rows = []
+        for path, counts in sorted(units.items()):
+            name = names.get(path, path)
+            town = towns.get(unit_at_depth(path, 2))
+            rows.append({"code": path.rstrip("/").rsplit("/", 1)[-1],
+                         "name": f"{town} · {name}" if town and town != name else name,
+                         "counts": counts, "total": sum(counts.values()), "rates": rates(counts),
+                         "open_tasks": open_work.get(path, [0, 0])[0], "overdue": open_work.get(path, [0, 0])[1]})
         totals: dict[str, int] = {"open_tasks": 0, "overdue": 0}
         for row in rows:
             for key, n in [*row["counts"].items(), ("open_tasks", row["open_tasks"]), ("overdue", row["overdue"])]:
                 totals[key] = totals.get(key, 0) + n
-        return {"process": process, "states": [st.name for st in spec.states],
-                "final_states": [st.name for st in spec.states if st.final], "towns": rows, "totals": totals,
+        state_totals = {k: v for k, v in totals.items() if k not in ("open_tasks", "overdue")}
+        return {"process": process, "by": by, "states": [st.name for st in spec.states],
+                "final_states": [st.name for st in spec.states if st.final],
+                "rates": [{"name": r.name, "label": r.label} for r in spec.rates],
+                "units": rows, "totals": totals, "total_rates": rates(state_totals),
                 "months": [(f"{int(y):04d}-{int(m):02d}", n) for y, m, n in by_month],
                 "total": sum(r["total"] for r in rows)}
 

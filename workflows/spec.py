@@ -172,6 +172,16 @@ class TransitionSpec:
 
 
 @dataclass(frozen=True)
+class RateSpec:
+    """A share that reports show by unit: cases in ``of`` among cases in ``over`` (all when empty)."""
+
+    name: str
+    label: Label
+    of: tuple[str, ...]
+    over: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
     key: str
     title: Label
@@ -182,6 +192,7 @@ class ProcessSpec:
     org_level: str = "county"
     confidential: bool = False
     starters: tuple[str, ...] | None = None
+    rates: tuple[RateSpec, ...] = ()   # report columns such as elder support's signing rate
     source_text: str = ""
     path: str = ""
     content_hash: str = ""

@@ -13,6 +13,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +25,7 @@ from hexie.workflows.ledger import fund_labels, fund_field
 from ..extension import current_actor, hexie_state
 from ..i18n import both, label, t
 from . import bp
-from .common import page_arg, places, process_title, to_local
+from .common import indent, page_arg, places, process_title, to_local, units_in_area
 
 #: Entries read per query when writing the CSV file (the most a page may hold).
 CSV_BATCH = 200
@@ -40,9 +41,32 @@ def reports():
     key = request.args.get("process") or processes[0][0]
     if key not in state.engine.processes:
         abort(404)
-    report = state.queries.report(current_actor(), key)
+    actor = current_actor()
+    by = request.args.get("by") if request.args.get("by") in ("town", "village") else "town"
+    within = request.args.get("within") or None
+    since, until, problem = _day("since"), _day("until"), None
+    if since and until and since > until:
+        since, until, problem = None, None, t("report.bad_range")
+    units = [(u.code, indent(u)) for u in units_in_area(actor) if u.level != _lowest_level()]
+    if within not in {code for code, _ in units}:
+        within = None
+    report = state.queries.report(actor, key, by=by, within=within, since=since, until=until)
     return render_template("reports.html", report=report, spec=state.engine.processes[key],
-                           processes=[(k, label(spec.title)) for k, spec in processes])
+                           processes=[(k, label(spec.title)) for k, spec in processes],
+                           units=units, within=within, since=since, until=until, problem=problem)
+
+
+def _day(name: str) -> date | None:
+    """A date of the query string; a malformed one is ignored (the field shows empty)."""
+    try:
+        return date.fromisoformat(request.args.get(name) or "")
+    except ValueError:
+        return None
+
+
+def _lowest_level() -> str | None:
+    levels = hexie_state().engine.registry.roles.levels
+    return levels[-1] if levels else None
 
 
 # ------------------------------------------------------------------------ money
