@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import and_, exists, false, func, not_, or_, select
+from sqlalchemy import and_, case, exists, false, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from hexie.models import AuditEvent, Case, OrgUnit, Task, User, Vote
+from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer, User, Vote
 
 from .access import (Actor, can_see_case, escalated_to, may_take, offered_tasks_clause,
                      team_tasks_clause,
@@ -27,6 +27,10 @@ OPEN = ("offered", "allocated")
 MAX_ID = 2**63 - 1  # ids are BIGINT: anything larger cannot name a row
 MASK = "***"
 TASK_VIEWS = ("mine", "available", "overdue", "escalated", "team")
+#: Orders of a task list (interfaces.md): ``due`` soonest first, ``priority`` most urgent first,
+#: ``created`` oldest first; a leading ``-`` turns one round. The default: due, then priority.
+TASK_SORTS = ("due", "-due", "priority", "-priority", "created", "-created")
+_PRIORITY_RANK = case((Task.priority == "high", 0), (Task.priority == "low", 2), else_=1)
 # The columns of an inbox row, built once: plain rows, no ORM objects for a page of tasks.
 _TASK_COLUMNS = tuple(Task.__table__.c)
 _UNIT_NAME = select(OrgUnit.name).where(OrgUnit.id == Task.org_unit_id).scalar_subquery().label("unit_name")
@@ -258,11 +262,13 @@ class CaseQueries:
 
     def tasks(self, actor: Actor, view: str = "mine", *, process: str | None = None, state: str | None = None,
               org_unit: str | None = None, search: str | None = None, overdue_only: bool = False,
-              page: int = 1, per_page: int = 50) -> Page:
+              sort: str | None = None, page: int = 1, per_page: int = 50) -> Page:
         """A task inbox: ``mine``, ``available``, ``overdue``, ``escalated``, or ``team`` (a manager's
-        area: every open task of the cases she may see there)."""
+        area: every open task of the cases she may see there), in the order ``sort`` (TASK_SORTS)."""
         if view not in TASK_VIEWS:
             raise BadRequest("未知的视图", f"view must be one of {', '.join(TASK_VIEWS)}", {"view": view})
+        if sort is not None and sort not in TASK_SORTS:
+            raise BadRequest("未知的排序方式", f"sort must be one of {', '.join(TASK_SORTS)}", {"sort": sort})
         page, per_page = paging(page, per_page)
         now = self.engine.clock()
         with self.engine.session_factory() as s:
@@ -276,7 +282,7 @@ class CaseQueries:
             matching = select(*_TASK_COLUMNS, Case.subject, Case.confidential, _UNIT_NAME, _HOLDER,
                               func.count().over().label("total")).join(Case, Case.id == Task.case_id).where(where)
             matching = self._filters(s, matching, Task, process, state, org_unit, search)
-            order = [Task.due_at.is_(None), Task.due_at, Task.id] if view != "mine" else [Task.id.desc()]
+            order = _task_order(sort)
             rows = s.execute(matching.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
             if rows:
                 total = rows[0].total
@@ -292,6 +298,68 @@ class CaseQueries:
                            org_unit_name=task.unit_name)
                 items.append(row)
             return Page(items, total, page, per_page)
+
+    def upcoming(self, actor: Actor, days: int = 30, *, process: str | None = None,
+                 page: int = 1, per_page: int = 50) -> Page:
+        """The work timers and follow-ups will open in the next ``days`` for her or her roles.
+
+        Rows ``{case_id, process, state, trigger, due_at, role, assignee}``, soonest first:
+        each pending timer of a case she may see, with the task its firing opens (the role it
+        is offered to, and who will get it: the holder of the state's task when the timer
+        stays in the state, as a follow-up visit does, or the one retain-familiar names).
+        Only the rows that will be hers, or offered to a role she holds there, are listed.
+        """
+        if not isinstance(days, int) or not 1 <= days <= 366:
+            raise BadRequest("天数须在 1 到 366 之间", "days must be between 1 and 366", {"days": days})
+        page, per_page = paging(page, per_page)
+        now = self.engine.clock()
+        processes = list(self.engine.processes.values())
+        with self.engine.session_factory() as s:
+            stmt = (select(Timer.case_id, Timer.state, Timer.trigger, Timer.due_at, Case.process_key,
+                           Case.process_version_id, Case.org_path)
+                    .join(Case, Case.id == Timer.case_id)
+                    .where(Timer.status == "pending", Timer.due_at <= now + timedelta(days=days),
+                           Case.closed_at.is_(None), visible_cases_clause(actor, processes))
+                    .order_by(Timer.due_at, Timer.id))
+            if process:
+                stmt = stmt.where(Case.process_key == process)
+            rows = []
+            for timer in s.execute(stmt).all():
+                spec = self.engine.spec_of(s, timer.process_version_id)
+                for role, assignee_id in self._opened_by(s, spec, timer):
+                    mine = assignee_id is not None and assignee_id == actor.user_id
+                    offered = assignee_id is None and actor.holds(role, timer.org_path)
+                    if mine or offered:
+                        rows.append((timer, role, assignee_id))
+                        break
+            total = len(rows)
+            window = rows[(page - 1) * per_page: page * per_page]
+            names = dict(s.execute(select(User.id, User.username).where(
+                User.id.in_({a for _, _, a in window if a is not None}))).all()) if window else {}
+        items = [{"case_id": t.case_id, "process": t.process_key, "state": t.state, "trigger": t.trigger,
+                  "due_at": t.due_at, "role": role, "assignee": names.get(a)} for t, role, a in window]
+        return Page(items, total, page, per_page)
+
+    @staticmethod
+    def _opened_by(s: Session, spec: ProcessSpec, timer) -> list[tuple[str, int | None]]:
+        """(role, person it goes to or None) of each task the timer's firing opens."""
+        transitions = [t for t in spec.transitions_from(timer.state, timer.trigger)]
+        if not transitions:
+            return []
+        dest = spec.state(transitions[0].dest)
+        out = []
+        for task in dest.tasks:
+            assignee = None
+            if dest.name == timer.state:   # it stays: the visit goes to whoever holds the work now
+                assignee = s.scalar(select(Task.assignee_id).where(
+                    Task.case_id == timer.case_id, Task.state == dest.name, Task.name == task.name,
+                    Task.status.in_(OPEN)).limit(1))
+            if assignee is None and task.same_as:
+                assignee = s.scalar(select(Task.completed_by_id).where(
+                    Task.case_id == timer.case_id, Task.state == task.same_as, Task.status == "completed")
+                    .order_by(Task.completed_at.desc()).limit(1))
+            out.append((task.role, assignee))
+        return out
 
     def _view_clause(self, actor: Actor, view: str, now):
         """Which tasks a view of her inbox holds (the one definition the page, the API and the
@@ -410,6 +478,22 @@ class CaseQueries:
             stmt = stmt.where(Case.subject.contains(search.strip()[:100], autoescape=True),
                               Case.confidential.is_(False))
         return stmt
+
+
+def _task_order(sort: str | None) -> list:
+    """ORDER BY of a task list: undated work last whichever way the dates run; ties by id."""
+    undated_last = Task.due_at.is_(None)
+    if sort in (None, "due"):
+        return [undated_last, Task.due_at, _PRIORITY_RANK, Task.id]
+    if sort == "-due":
+        return [undated_last, Task.due_at.desc(), _PRIORITY_RANK, Task.id]
+    if sort == "priority":
+        return [_PRIORITY_RANK, undated_last, Task.due_at, Task.id]
+    if sort == "-priority":
+        return [_PRIORITY_RANK.desc(), undated_last, Task.due_at, Task.id]
+    if sort == "created":
+        return [Task.created_at, Task.id]
+    return [Task.created_at.desc(), Task.id.desc()]
 
 
 def _separated_clause(actor: Actor, processes):

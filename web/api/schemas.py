@@ -14,7 +14,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from hexie.workflows.engine import EVENT_KINDS
-from hexie.workflows.queries import TASK_VIEWS  # one list of inbox views
+from hexie.workflows.queries import TASK_SORTS, TASK_VIEWS  # one list of inbox views and orders
 
 MAX_PAGE = 1_000_000
 
@@ -438,11 +438,26 @@ class CaseListQuery(_PagingQuery):
 
 
 class TaskListQuery(_PagingQuery):
-    view = fields.String(load_default="mine", validate=validate.OneOf(TASK_VIEWS))
+    view = fields.String(load_default="mine", validate=validate.OneOf((*TASK_VIEWS, "upcoming")))
+    sort = fields.String(load_default=None, validate=validate.OneOf(TASK_SORTS),
+                         metadata={"description": "due (default, then priority; undated last), -due, "
+                                                  "priority (high first), -priority, created, -created"})
+    days = fields.Integer(load_default=30, validate=validate.Range(1, 366),
+                          metadata={"description": "view=upcoming: how many days ahead (default 30)"})
     process = _filter()
     state = _filter()
     org_unit = _filter()
     search = _filter(100)
+
+
+class UpcomingSchema(Schema):
+    case_id = fields.Integer(required=True)
+    process = fields.String(required=True)
+    state = fields.String(required=True)
+    trigger = fields.String(required=True)
+    due_at = UTCDateTime(required=True)
+    role = fields.String(required=True)
+    assignee = fields.String(allow_none=True)
 
 
 class LedgerListQuery(_PagingQuery):

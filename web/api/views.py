@@ -27,7 +27,7 @@ from .schemas import (
     ActionSchema, AttachmentSchema, CommentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
     HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
-    TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
+    TokenRequestSchema, TokenSchema, UpcomingSchema, WebhookCreateSchema, WebhookSchema,
 )
 
 ERR = None  # responses documented with the error schema (see openapi.py)
@@ -187,12 +187,18 @@ def upload_attachment(case_id: int) -> Response:
 # -------------------------------------------------------------------- tasks
 @operation(bp, "/tasks", "GET", summary="Task inbox / 待办", tag="tasks", query=TaskListQuery,
            responses={200: ("view=mine: allocated to me; available: offered to my roles in my area; overdue; "
-                            "escalated. Paging in X-Total-Count, X-Page, X-Per-Page, X-Pages",
+                            "escalated; team (managers: the open work of their area); upcoming (the work "
+                            "timers and follow-ups will open in the next `days`, rows {case_id, process, "
+                            "state, trigger, due_at, role, assignee}). Paging in X-Total-Count, X-Page, "
+                            "X-Per-Page, X-Pages",
                             TaskSchema(many=True))})
 def list_tasks(query: dict[str, Any]) -> Response:
     """The caller's work items."""
     _check_filters(query)
-    view = query.pop("view")
+    view, days = query.pop("view"), query.pop("days")
+    if view == "upcoming":   # what timers and follow-ups will open: rows of their own shape
+        return _paged(hexie()["queries"].upcoming(g.actor, days, process=query.get("process"),
+                                                  page=query["page"], per_page=query["per_page"]), UpcomingSchema)
     return _paged(hexie()["queries"].tasks(g.actor, view, **query), TaskSchema)
 
 

@@ -8,12 +8,12 @@ from flask import current_app, render_template, request
 from hexie.models import OrgUnit, Task
 
 from hexie.workflows.errors import BadRequest
-from hexie.workflows.queries import TASK_VIEWS
+from hexie.workflows.queries import TASK_SORTS, TASK_VIEWS
 
 from ..extension import current_actor, hexie_state, nav_counts
 from ..i18n import label
 from . import bp
-from .common import display_names, indent, page_arg, places, unit_names, units_in_area
+from .common import display_names, fmt_date, indent, page_arg, places, unit_names, units_in_area
 
 #: Above this many units in her area, the area filter lists only the upper levels.
 MAX_UNIT_OPTIONS = 80
@@ -54,6 +54,8 @@ def _query(kind: str, actor, filters: dict[str, Any]):
     queries = hexie_state().queries
     per_page = current_app.config.get("HEXIE_PER_PAGE", 25)
     args = dict(filters, per_page=per_page)
+    if kind == "cases":
+        args.pop("sort", None)        # cases come newest first
     try:
         if kind == "cases":
             return queries.cases(actor, **args)
@@ -81,10 +83,25 @@ def inbox():
         counts = nav_counts()
         view = "available" if not counts["mine"] and counts["available"] else "mine"
     filters = query_filters()
+    filters["sort"] = request.args.get("sort") if request.args.get("sort") in TASK_SORTS else None
     page = _query(view, actor, filters)
-    return render_template("inbox.html", view=view, views=TASK_VIEWS, page=page, filters=filters,
+    return render_template("inbox.html", view=view, views=TASK_VIEWS, page=page, filters=filters, sorts=TASK_SORTS,
                            options=filter_options(actor), places=task_places(t["id"] for t in page.items),
                            names=display_names(t["assignee"] for t in page.items) if view in ("overdue", "escalated") else {})
+
+
+@bp.route("/upcoming")
+def upcoming():
+    """The visits and renewals that timers will open for her in the next days, day by day."""
+    actor = current_actor()
+    days = request.args.get("days", type=int)
+    days = days if days in (7, 30, 90, 180) else 30
+    page = hexie_state().queries.upcoming(actor, days, page=page_arg(), per_page=200)
+    by_day: dict[str, list[dict[str, Any]]] = {}
+    for row in page.items:
+        by_day.setdefault(fmt_date(row["due_at"]), []).append(row)
+    return render_template("upcoming.html", days=days, by_day=by_day, page=page,
+                           names=display_names(r["assignee"] for r in page.items))
 
 
 @bp.route("/cases")

@@ -1,0 +1,98 @@
+"""Work queues: the order of a task list (sort) and the work that timers will open (view=upcoming)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from hexie.models import Task
+from hexie.workflows.errors import BadRequest
+
+from .engine_helpers import make_env
+from .test_engine import APPLICATION, _to_approval
+
+
+@pytest.fixture
+def env(session_factory):
+    return make_env(session_factory)
+
+
+def to_follow_up(env) -> int:
+    case_id = _to_approval(env)
+    env.service.fire(env.actor("mgr1"), case_id, "approve")
+    env.service.fire(env.actor("mgr2"), case_id, "approve")
+    env.service.fire(env.actor("fin"), case_id, "disburse", {"approved_amount": "800"})
+    return case_id
+
+
+def test_upcoming_lists_the_visits_timers_will_open_for_her(env):
+    case_id = to_follow_up(env)                        # the visit is due in 180 days, to the surveyor
+    cadre2 = env.actor("cadre2")
+    (row,) = env.queries.upcoming(cadre2, 200).items
+    assert row == {"case_id": case_id, "process": "aid", "state": "follow_up", "trigger": "visit_due",
+                   "due_at": env.clock() + timedelta(days=180), "role": "town_cadre", "assignee": "cadre2"}
+    assert env.queries.upcoming(cadre2, 30).total == 0             # not within a month
+    assert env.queries.upcoming(env.actor("cadre"), 200).total == 0  # a colleague's visit is not hers
+    assert env.queries.upcoming(env.actor("rep"), 200).total == 0
+    with pytest.raises(BadRequest):
+        env.queries.upcoming(cadre2, 0)
+
+
+def test_sort_orders_by_due_priority_or_creation(env):
+    rep = env.actor("rep")
+    ids = [env.service.start_case(rep, "aid", "t01v01", APPLICATION) for _ in range(4)]
+    now = env.clock()
+    with env.engine.transaction() as s:               # give the four application tasks dates and priorities
+        for case_id, due, priority in zip(ids, [now + timedelta(days=3), None, now + timedelta(days=1),
+                                                now + timedelta(days=2)], ["low", "high", "normal", "high"]):
+            s.execute(update(Task).where(Task.case_id == case_id).values(due_at=due, priority=priority))
+
+    def order(sort):
+        return [t["case_id"] for t in env.queries.tasks(rep, "mine", sort=sort).items]
+
+    assert order(None) == order("due") == [ids[2], ids[3], ids[0], ids[1]]        # undated last
+    assert order("-due") == [ids[0], ids[3], ids[2], ids[1]]                       # still undated last
+    assert order("priority")[:2] == [ids[3], ids[1]] and order("priority")[-1] == ids[0]
+    assert order("created") == ids and order("-created") == ids[::-1]
+    with pytest.raises(BadRequest):
+        env.queries.tasks(rep, "mine", sort="subject")
+
+
+def test_the_api_takes_sort_and_view_upcoming(engine):
+    from .api_support import api_env
+
+    api = api_env(engine)
+    first, second = api.start_aid(), api.start_aid()
+    with api.engine.transaction() as s:
+        s.execute(update(Task).where(Task.case_id == second).values(priority="high"))
+    rows = api.as_("vrep1").get("/tasks?view=mine&sort=priority").get_json()
+    assert [r["case_id"] for r in rows] == [second, first]
+    rows = api.as_("vrep1").get("/tasks?view=mine&sort=-created").get_json()
+    assert [r["case_id"] for r in rows] == [second, first]
+    bad = api.as_("vrep1").get("/tasks?sort=subject")
+    assert bad.status_code == 400 and "sort" in bad.get_json()["error"]["details"]
+    upcoming = api.as_("vrep1").get("/tasks?view=upcoming&days=60")
+    assert upcoming.status_code == 200 and upcoming.get_json() == [] and upcoming.headers["X-Total-Count"] == "0"
+    assert api.as_("vrep1").get("/tasks?view=upcoming&days=0").status_code == 400
+
+
+def test_the_coming_up_page_lists_her_visits_by_day(session_factory, tmp_path):
+    from hexie.models import Case, Timer
+
+    from .test_web import new_aid_case
+    from .web_helpers import login, make_web_env
+
+    web = make_web_env(session_factory, tmp_path)
+    case_id = new_aid_case(web)                                    # waiting for t01's home survey
+    with web.engine.transaction() as s:                             # a timer that will open the survey's next step
+        state = s.get(Case, case_id).state
+        s.add(Timer(case_id=case_id, state=state, trigger="surveyed", due_at=web.clock() + timedelta(days=5)))
+    chair = web.app.test_client()
+    login(chair, "cm1")
+    page = chair.get("/upcoming").get_data(as_text=True)
+    assert f"#{case_id}" in page and (web.clock() + timedelta(days=5)).strftime("%Y-%m-%d") in page
+    assert "县妇联主席" in page                                       # offered to her role, named
+    rep = web.app.test_client()
+    login(rep, "vr1")
+    assert f"#{case_id}" not in rep.get("/upcoming").get_data(as_text=True)   # not work for her role
