@@ -75,6 +75,19 @@ class User(Base):
         return f"<User {self.username}>"
 
 
+class SavedView(Base):
+    """An inbox view a person keeps under a name: the query string of ``GET /tasks``."""
+
+    __tablename__ = "hexie_saved_views"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("hexie_users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    query: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = _created_at()
+
+
 class RoleAssignment(Base):
     """``user`` holds ``role`` at ``org_unit`` (and so over its whole subtree)."""
 

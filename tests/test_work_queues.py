@@ -96,3 +96,46 @@ def test_the_coming_up_page_lists_her_visits_by_day(session_factory, tmp_path):
     rep = web.app.test_client()
     login(rep, "vr1")
     assert f"#{case_id}" not in rep.get("/upcoming").get_data(as_text=True)   # not work for her role
+
+
+def test_saved_views_are_kept_checked_and_private(engine):
+    from .api_support import api_env
+
+    api = api_env(engine)
+    rep, other = api.as_("vrep1"), api.as_("cadre1")
+    made = rep.post("/me/views", {"name": "逾期的救助", "query": "?view=overdue&process=poor_mother_aid&sort=priority"})
+    assert made.status_code == 201, made.get_json()
+    view = made.get_json()
+    assert view["query"] == "view=overdue&sort=priority&process=poor_mother_aid"   # normalised
+    assert rep.get("/tasks?" + view["query"]).status_code == 200                    # it opens
+    assert [v["name"] for v in rep.get("/me/views").get_json()] == ["逾期的救助"]
+    assert other.get("/me/views").get_json() == []                                 # hers alone
+    assert rep.post("/me/views", {"name": "逾期的救助", "query": "view=mine"}).status_code == 409
+    for bad in ("view=everything", "sort=subject", "process=nope", "colour=red", "days=0", "view=mine&view=overdue"):
+        answer = rep.post("/me/views", {"name": "x", "query": bad})
+        assert answer.status_code == 422, bad
+        assert "query" in answer.get_json()["error"]["details"]
+    assert other.delete(f"/me/views/{view['id']}").status_code == 404               # not hers to delete
+    assert rep.delete(f"/me/views/{view['id']}").status_code == 204
+    assert rep.get("/me/views").get_json() == []
+
+
+def test_the_inbox_saves_and_opens_a_view(session_factory, tmp_path):
+    import re
+
+    from .web_helpers import csrf_token, login, make_web_env
+
+    web = make_web_env(session_factory, tmp_path, csrf=True)
+    cadre = web.app.test_client()
+    login(cadre, "tc1")
+    page = cadre.get("/?view=overdue&sort=priority&process=poor_mother_aid").get_data(as_text=True)
+    query = re.search(r'name="query" value="([^"]*)"', page).group(1).replace("&amp;", "&")
+    assert query == "view=overdue&sort=priority&process=poor_mother_aid"
+    token = csrf_token(cadre, "/")
+    saved = cadre.post("/views", data={"name": "逾期救助", "query": query, "csrf_token": token})
+    assert saved.status_code == 302 and "view=overdue" in saved.headers["Location"]
+    page = cadre.get("/").get_data(as_text=True)
+    assert "逾期救助" in page and "/?view=overdue&amp;sort=priority&amp;process=poor_mother_aid" in page
+    bad = cadre.post("/views", data={"name": "坏的", "query": "colour=red", "csrf_token": token},
+                     follow_redirects=True)
+    assert "不能包含" in bad.get_data(as_text=True)

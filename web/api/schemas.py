@@ -450,6 +450,14 @@ class TaskListQuery(_PagingQuery):
     search = _filter(100)
 
 
+class SavedViewSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    query = fields.String(required=True, validate=validate.Length(max=2000),
+                          metadata={"description": "the query string of GET /tasks, e.g. view=overdue&sort=priority"})
+    created_at = UTCDateTime(dump_only=True)
+
+
 class UpcomingSchema(Schema):
     case_id = fields.Integer(required=True)
     process = fields.String(required=True)

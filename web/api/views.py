@@ -16,6 +16,7 @@ from hexie.workflows import webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
 from hexie.workflows.ledger import fund_labels
 from hexie.workflows.queries import task_row
+from hexie.workflows.saved_views import SavedViews
 
 from ..forms import check_upload
 from ..views.files import store_uploads
@@ -27,7 +28,7 @@ from .schemas import (
     ActionSchema, AttachmentSchema, CommentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
     HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
-    TokenRequestSchema, TokenSchema, UpcomingSchema, WebhookCreateSchema, WebhookSchema,
+    SavedViewSchema, TokenRequestSchema, TokenSchema, UpcomingSchema, WebhookCreateSchema, WebhookSchema,
 )
 
 ERR = None  # responses documented with the error schema (see openapi.py)
@@ -200,6 +201,31 @@ def list_tasks(query: dict[str, Any]) -> Response:
         return _paged(hexie()["queries"].upcoming(g.actor, days, process=query.get("process"),
                                                   page=query["page"], per_page=query["per_page"]), UpcomingSchema)
     return _paged(hexie()["queries"].tasks(g.actor, view, **query), TaskSchema)
+
+
+# ------------------------------------------------------------------ saved views
+@operation(bp, "/me/views", "GET", summary="My saved views / 我的视图", tag="me",
+           responses={200: ("the caller's saved inbox views", SavedViewSchema(many=True))})
+def list_views() -> Response:
+    """Saved inbox views: a name and the query string of GET /tasks."""
+    return json_response(SavedViewSchema(many=True).dump(SavedViews(hexie()["engine"]).list(g.actor)))
+
+
+@operation(bp, "/me/views", "POST", summary="Save a view / 保存视图", tag="me", body=SavedViewSchema,
+           body_required=True, responses={201: ("the view", SavedViewSchema),
+                                          409: ("a view of that name exists", ERR),
+                                          422: ("a key or value GET /tasks does not take", ERR)})
+def create_view(body: dict[str, Any]) -> Response:
+    """Keep a query of GET /tasks under a name (checked as the list would check it)."""
+    view = SavedViews(hexie()["engine"]).create(g.actor, body["name"], body["query"])
+    return json_response(SavedViewSchema().dump(view), status=201)
+
+
+@operation(bp, "/me/views/<view_id>", "DELETE", summary="Delete a view / 删除视图", tag="me",
+           path_params={"view_id": "integer"}, responses={204: ("deleted", None), 404: ("no such view of yours", ERR)})
+def delete_view(view_id: int) -> Response:
+    SavedViews(hexie()["engine"]).delete(g.actor, view_id)
+    return Response(status=204)
 
 
 def _task_op(rule: str, summary: str, body: Any = EmptySchema, extra: dict[int, tuple[str, Any]] | None = None):

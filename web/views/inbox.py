@@ -3,15 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, render_template, request
+from urllib.parse import parse_qsl, urlencode
+
+from flask import current_app, flash, redirect, render_template, request, url_for
 
 from hexie.models import OrgUnit, Task
 
-from hexie.workflows.errors import BadRequest
+from hexie.workflows.errors import BadRequest, HexieError
+from hexie.workflows.saved_views import SavedViews
 from hexie.workflows.queries import TASK_SORTS, TASK_VIEWS
 
 from ..extension import current_actor, hexie_state, nav_counts
-from ..i18n import label
+from ..i18n import error_text, label, t
 from . import bp
 from .common import display_names, fmt_date, indent, page_arg, places, unit_names, units_in_area
 
@@ -85,9 +88,48 @@ def inbox():
     filters = query_filters()
     filters["sort"] = request.args.get("sort") if request.args.get("sort") in TASK_SORTS else None
     page = _query(view, actor, filters)
+    saved = [dict(v, href=_inbox_href(v["query"])) for v in SavedViews(hexie_state().engine).list(actor)] \
+        if actor.user_id is not None else []
+    here = urlencode([(k, v) for k, v in (("view", view), ("sort", filters.get("sort")),
+                                          ("process", filters.get("process")), ("state", filters.get("state")),
+                                          ("org_unit", filters.get("org_unit")), ("search", filters.get("search"))) if v])
     return render_template("inbox.html", view=view, views=TASK_VIEWS, page=page, filters=filters, sorts=TASK_SORTS,
+                           saved_views=saved, current_query=here,
                            options=filter_options(actor), places=task_places(t["id"] for t in page.items),
                            names=display_names(t["assignee"] for t in page.items) if view in ("overdue", "escalated") else {})
+
+
+#: The inbox's own names for two of GET /tasks's keys (a saved view keeps the API's).
+_PAGE_KEYS = {"org_unit": "unit", "search": "q"}
+
+
+def _inbox_href(query: str) -> str:
+    pairs = [(_PAGE_KEYS.get(k, k), v) for k, v in parse_qsl(query)]
+    if any(k == "view" and v == "upcoming" for k, v in pairs):
+        return url_for("hexie.upcoming", **{k: v for k, v in pairs if k == "days"})
+    return url_for("hexie.inbox") + "?" + urlencode(pairs)
+
+
+@bp.route("/views", methods=["POST"])
+def save_view():
+    """Keep the inbox as it is now (tab, order, filters) under a name."""
+    actor = current_actor()
+    try:
+        SavedViews(hexie_state().engine).create(actor, request.form.get("name", ""), request.form.get("query", ""))
+    except HexieError as err:
+        flash(error_text(err), "error")
+    else:
+        flash(t("views.saved", name=request.form.get("name", "").strip()), "success")
+    return redirect(_inbox_href(request.form.get("query", "")))
+
+
+@bp.route("/views/<int:view_id>/delete", methods=["POST"])
+def delete_view(view_id: int):
+    try:
+        SavedViews(hexie_state().engine).delete(current_actor(), view_id)
+    except HexieError as err:
+        flash(error_text(err), "error")
+    return redirect(url_for("hexie.inbox"))
 
 
 @bp.route("/upcoming")
