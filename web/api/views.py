@@ -222,7 +222,7 @@ def create_view(body: dict[str, Any]) -> Response:
 
 
 @operation(bp, "/me/views/<view_id>", "DELETE", summary="Delete a view / 删除视图", tag="me",
-           path_params={"view_id": "integer"}, responses={204: ("deleted", None), 404: ("no such view of yours", ERR)})
+           path_params={"view_id": "int32"}, responses={204: ("deleted", None), 404: ("no such view of yours", ERR)})
 def delete_view(view_id: int) -> Response:
     SavedViews(hexie()["engine"]).delete(g.actor, view_id)
     return Response(status=204)
