@@ -10,6 +10,10 @@ from hexie.models import OrgUnit, Task
 from hexie.workflows.errors import BadRequest
 from hexie.workflows.queries import TASK_VIEWS
 
+#: The inbox's tabs: her own views of the task list. The managers' "team" view has its own
+#: page (admin "team work"), so it is no tab here.
+INBOX_VIEWS = tuple(v for v in TASK_VIEWS if v != "team")
+
 from ..extension import current_actor, hexie_state
 from ..i18n import label
 from . import bp
@@ -75,11 +79,11 @@ def inbox():
     """The task inbox, one tab per view."""
     actor = current_actor()
     view = request.args.get("view", "mine")
-    if view not in TASK_VIEWS:
+    if view not in INBOX_VIEWS:
         view = "mine"
     filters = query_filters()
     page = _query(view, actor, filters)
-    return render_template("inbox.html", view=view, views=TASK_VIEWS, page=page, filters=filters,
+    return render_template("inbox.html", view=view, views=INBOX_VIEWS, page=page, filters=filters,
                            options=filter_options(actor), places=task_places(t["id"] for t in page.items),
                            names=display_names(t["assignee"] for t in page.items) if view in ("overdue", "escalated") else {})
 
