@@ -92,7 +92,8 @@
 
   // --------------------------------------------------------------- the ELK graph
 
-  // The drawings tried for a map; the one that fits its panel best is shown (Map.choose).
+  // The drawings tried for a map, shortest first; the first that fits its panel is shown
+  // (Map.choose).
   //   row:    left to right, one row (short programmes on a wide screen)
   //   column: top to bottom
   //   narrow: top to bottom with narrower boxes and labels (phones)
@@ -102,7 +103,7 @@
     narrow: { direction: "DOWN", node: 92, label: 84 }
   };
 
-  function elkGraph(data, measure, shape, room) {
+  function elkGraph(data, measure, shape) {
     var direction = shape.direction;
     var nodes = [];
     var edges = [];
@@ -307,38 +308,40 @@
     return this.wrap.clientWidth - parseFloat(style.paddingLeft || 0) - parseFloat(style.paddingRight || 0);
   };
 
-  Map.prototype.layout = function (name, room) {
-    var shape = SHAPES[name];
-    var key = name;
-    if (!this.layouts[key]) {
+  Map.prototype.layout = function (name) {
+    if (!this.layouts[name]) {
       var measure = new Measure(this.wrap);
-      var graph = elkGraph(this.data, measure, shape, room);
+      var graph = elkGraph(this.data, measure, SHAPES[name]);
       measure.done();
-      this.layouts[key] = elk.layout(graph.input).then(function (laid) {
-        laid.shape = key;
+      this.layouts[name] = elk.layout(graph.input).then(function (laid) {
+        laid.shape = name;
         laid.info = graph.info;
         return laid;
       });
     }
-    return this.layouts[key];
+    return this.layouts[name];
   };
 
-  // Of the drawings that fit the panel, the shortest; when none fits, the one that needs
-  // the least shrinking.
-  Map.prototype.choose = function (drawings, room) {
-    var fits = drawings.filter(function (d) { return d.width <= room; });
-    if (fits.length) {
-      return fits.reduce(function (a, b) { return b.height < a.height * 0.9 ? b : a; });
+  // The first shape (in SHAPES' order: shortest first) that fits the panel; when none
+  // fits, the narrowest. Each shape is laid out once, and only when it is needed.
+  Map.prototype.choose = function (room) {
+    var self = this;
+    var names = Object.keys(SHAPES);
+    var tried = [];
+    function next(i) {
+      return self.layout(names[i]).then(function (laid) {
+        tried.push(laid);
+        if (laid.width <= room) { return laid; }
+        if (i + 1 < names.length) { return next(i + 1); }
+        return tried.reduce(function (a, b) { return b.width < a.width ? b : a; });
+      });
     }
-    return drawings.reduce(function (a, b) { return b.width < a.width ? b : a; });
+    return next(0);
   };
 
   Map.prototype.render = function () {
     var self = this;
-    var room = this.room();
-    var names = Object.keys(SHAPES);
-    return Promise.all(names.map(function (name) { return self.layout(name, room); })).then(function (all) {
-      var laid = self.choose(all, room);
+    return this.choose(this.room()).then(function (laid) {
       if (self.shown && self.shown.getAttribute("data-shape") === laid.shape) {
         self.fit(self.shown, laid);
         return;
