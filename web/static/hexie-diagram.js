@@ -93,14 +93,14 @@
   // --------------------------------------------------------------- the ELK graph
 
   // The drawings tried for a map, shortest first; the first that fits its panel is shown
-  // (Map.choose).
+  // (ProcessMap.choose).
   //   row:    left to right, one row (short programmes on a wide screen)
   //   column: top to bottom
   //   narrow: top to bottom with narrower boxes and labels (phones)
   var SHAPES = {
     row: { direction: "RIGHT", node: 136, label: 118 },
     column: { direction: "DOWN", node: 136, label: 150 },
-    narrow: { direction: "DOWN", node: 92, label: 84 }
+    narrow: { direction: "DOWN", node: 80, label: 72, tight: true }
   };
 
   function elkGraph(data, measure, shape) {
@@ -152,14 +152,15 @@
         "elk.direction": direction,
         "elk.edgeRouting": "ORTHOGONAL",
         "elk.padding": "[top=10,left=10,bottom=10,right=10]",
-        "elk.spacing.nodeNode": "22",
-        "elk.spacing.edgeNode": "14",
-        "elk.spacing.edgeEdge": "9",
+        "elk.spacing.nodeNode": shape.tight ? "12" : "22",
+        "elk.spacing.edgeNode": shape.tight ? "9" : "14",
+        "elk.spacing.edgeEdge": shape.tight ? "6" : "9",
         "elk.spacing.edgeLabel": "3",
         "elk.spacing.labelNode": "6",
+        "elk.spacing.nodeSelfLoop": "20",
         "elk.layered.spacing.nodeNodeBetweenLayers": "34",
-        "elk.layered.spacing.edgeNodeBetweenLayers": "14",
-        "elk.layered.spacing.edgeEdgeBetweenLayers": "9",
+        "elk.layered.spacing.edgeNodeBetweenLayers": shape.tight ? "10" : "14",
+        "elk.layered.spacing.edgeEdgeBetweenLayers": shape.tight ? "6" : "9",
         "elk.layered.edgeLabels.sideSelection": "SMART_UP",
         "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES",
         "elk.layered.cycleBreaking.strategy": "MODEL_ORDER",
@@ -295,7 +296,7 @@
 
   // --------------------------------------------------------------- one map
 
-  function Map(fallback) {
+  function ProcessMap(fallback) {
     this.fallback = fallback;
     this.data = JSON.parse(fallback.getAttribute("data-graph"));
     this.wrap = fallback.parentNode;
@@ -303,12 +304,12 @@
     this.shown = null;
   }
 
-  Map.prototype.room = function () {
+  ProcessMap.prototype.room = function () {
     var style = window.getComputedStyle(this.wrap);
     return this.wrap.clientWidth - parseFloat(style.paddingLeft || 0) - parseFloat(style.paddingRight || 0);
   };
 
-  Map.prototype.layout = function (name) {
+  ProcessMap.prototype.layout = function (name) {
     if (!this.layouts[name]) {
       var measure = new Measure(this.wrap);
       var graph = elkGraph(this.data, measure, SHAPES[name]);
@@ -324,7 +325,7 @@
 
   // The first shape (in SHAPES' order: shortest first) that fits the panel; when none
   // fits, the narrowest. Each shape is laid out once, and only when it is needed.
-  Map.prototype.choose = function (room) {
+  ProcessMap.prototype.choose = function (room) {
     var self = this;
     var names = Object.keys(SHAPES);
     var tried = [];
@@ -339,7 +340,7 @@
     return next(0);
   };
 
-  Map.prototype.render = function () {
+  ProcessMap.prototype.render = function () {
     var self = this;
     return this.choose(this.room()).then(function (laid) {
       if (self.shown && self.shown.getAttribute("data-shape") === laid.shape) {
@@ -356,7 +357,7 @@
 
   // Shrink to the panel (CSS max-width: 100%, the viewBox keeps the proportions), but not
   // below MIN_SCALE: narrower than that, the panel scrolls.
-  Map.prototype.fit = function (svg, laid) {
+  ProcessMap.prototype.fit = function (svg, laid) {
     svg.style.minWidth = Math.min(Math.ceil(laid.width), Math.ceil(laid.width * MIN_SCALE)) + "px";
   };
 
@@ -370,9 +371,18 @@
       if (fallback.hasAttribute("data-hx-seen")) { return; }
       fallback.setAttribute("data-hx-seen", "1");
       var map;
-      try { map = new Map(fallback); } catch (err) { return; }   // no graph: the server's drawing stays
+      try { map = new ProcessMap(fallback); } catch (err) { return; }   // no graph: the server's drawing stays
       maps.push(map);
-      map.render().catch(function () { /* the server's drawing stays */ });
+      // While ELK works, the panel keeps the height of the map it showed last (the
+      // editor's preview is drawn again after every check) and the fallback stays hidden.
+      var wrap = map.wrap;
+      var last = wrap.getAttribute("data-hx-height");
+      if (last) { wrap.style.minHeight = last + "px"; fallback.style.visibility = "hidden"; }
+      map.render().then(function () {
+        wrap.setAttribute("data-hx-height", Math.round(map.shown.getBoundingClientRect().height));
+      }).catch(function () {
+        fallback.style.visibility = "";       // the server's drawing stays
+      }).then(function () { wrap.style.minHeight = ""; });
     });
   }
 
