@@ -139,19 +139,19 @@ def graph(spec: ProcessSpec, current: str | None = None, locale: str = "zh") -> 
     ``states``: ``{id, label, initial, final, current}`` in the definition's order.
     ``edges``: one per (source, target) pair in the order the definition first names it
     (and another one for the timers' transitions between them, which are drawn dashed):
-    ``{id, source, target, label, title, loop, timer, quorum, hot}``; a transition from
-    every other working step (``from: '*'``) is one edge with ``source`` ``"*"`` ("any step"). ``label`` is what is
-    written on the edge: the transitions' labels, each with its quorum or timer note; a
-    transition from several states is written once, on its first edge (the others carry
-    it in ``title``, the hover text, which also names the roles). ``hot``: the edge leaves
-    the current state.
+    ``{id, source, target, label, title, loop, timer, quorum, hot}``. A transition from
+    every other working step (``from: '*'``) is one edge from ``"*"``, drawn as "any step".
+    ``label`` is what is written on the edge: the transitions' labels, each with its quorum
+    or timer note; a transition from several states is written once, on its first edge
+    (the others carry it in ``title``, the hover text, which also names the roles).
+    ``hot``: the edge leaves the current state (what can be done now).
     """
     roles = _role_labels(locale)
     timers = {(s.name, tm.trigger): tm for s in spec.states for tm in s.timers}
     by_name = {s.name: s for s in spec.states}
     fields = spec.fields
     working = {s.name for s in spec.states if not s.final}
-    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    pairs: dict[tuple[str, str, bool], dict[str, Any]] = {}
     for t in spec.transitions:
         text = t.label.get(locale)
         notes = []
@@ -198,8 +198,8 @@ def graph(spec: ProcessSpec, current: str | None = None, locale: str = "zh") -> 
         "current": current,
         "start": _t("diagram.start", locale),
         "any": _t("diagram.any", locale),
-        "states": [{"id": s.name, "label": s.label.get(locale), "initial": s.name == spec.initial_state.name, "final": s.final,
-                    "current": s.name == current} for s in spec.states],
+        "states": [{"id": s.name, "label": s.label.get(locale), "initial": s.name == spec.initial_state.name,
+                    "final": s.final, "current": s.name == current} for s in spec.states],
         "edges": edges,
     }
 

@@ -103,22 +103,20 @@
     narrow: { direction: "DOWN", node: 80, label: 72, tight: true }
   };
 
+  // The graph in ELK's JSON (``input``), every box and label measured in the page's font,
+  // and ``info``: id -> what the drawing needs besides ELK's coordinates.
   function elkGraph(data, measure, shape) {
-    var direction = shape.direction;
     var nodes = [];
     var edges = [];
-    var byId = {};
     var lineH = Math.round(FONT * 1.35);
     data.states.forEach(function (s) {
       var bold = !!s.current;
       var lines = wrap(measure, s.label, FONT, shape.node, bold);
       var textW = Math.max.apply(null, lines.map(function (l) { return measure.width(l, FONT, bold); }));
-      var node = {
+      nodes.push({
         id: "s:" + s.id, width: Math.ceil(Math.max(textW + 28, 86)),
         height: Math.max(40, lines.length * lineH + 20), state: s, lines: lines
-      };
-      byId[s.id] = node;
-      nodes.push(node);
+      });
     });
     var initial = data.states.filter(function (s) { return s.initial; })[0];
     if (initial) {
@@ -148,26 +146,26 @@
       (e.labels || []).forEach(function (l) { info[l.id] = l; });
     });
     var options = {
-        "elk.algorithm": "layered",
-        "elk.direction": direction,
-        "elk.edgeRouting": "ORTHOGONAL",
-        "elk.padding": "[top=10,left=10,bottom=10,right=10]",
-        "elk.spacing.nodeNode": shape.tight ? "12" : "22",
-        "elk.spacing.edgeNode": shape.tight ? "9" : "14",
-        "elk.spacing.edgeEdge": shape.tight ? "6" : "9",
-        "elk.spacing.edgeLabel": "3",
-        "elk.spacing.labelNode": "6",
-        "elk.spacing.nodeSelfLoop": "20",
-        "elk.layered.spacing.nodeNodeBetweenLayers": "34",
-        "elk.layered.spacing.edgeNodeBetweenLayers": shape.tight ? "10" : "14",
-        "elk.layered.spacing.edgeEdgeBetweenLayers": shape.tight ? "6" : "9",
-        "elk.layered.edgeLabels.sideSelection": "SMART_UP",
-        "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES",
-        "elk.layered.cycleBreaking.strategy": "MODEL_ORDER",
-        "elk.layered.nodePlacement.strategy": "NETWORK_SIMPLEX",
-        "elk.layered.crossingMinimization.semiInteractive": "false",
-        "elk.layered.thoroughness": "20",
-        "elk.separateConnectedComponents": "false"
+      "elk.algorithm": "layered",
+      "elk.direction": shape.direction,
+      "elk.edgeRouting": "ORTHOGONAL",
+      "elk.padding": "[top=10,left=10,bottom=10,right=10]",
+      "elk.spacing.nodeNode": shape.tight ? "12" : "22",
+      "elk.spacing.edgeNode": shape.tight ? "9" : "14",
+      "elk.spacing.edgeEdge": shape.tight ? "6" : "9",
+      "elk.spacing.edgeLabel": "3",
+      "elk.spacing.labelNode": "6",
+      "elk.spacing.nodeSelfLoop": "20",
+      "elk.layered.spacing.nodeNodeBetweenLayers": "34",
+      "elk.layered.spacing.edgeNodeBetweenLayers": shape.tight ? "10" : "14",
+      "elk.layered.spacing.edgeEdgeBetweenLayers": shape.tight ? "6" : "9",
+      "elk.layered.edgeLabels.sideSelection": "SMART_UP",
+      "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES",
+      "elk.layered.cycleBreaking.strategy": "MODEL_ORDER",
+      "elk.layered.nodePlacement.strategy": "NETWORK_SIMPLEX",
+      "elk.layered.crossingMinimization.semiInteractive": "false",
+      "elk.layered.thoroughness": "20",
+      "elk.separateConnectedComponents": "false"
     };
     return { info: info, input: {
       id: "root",
