@@ -235,12 +235,16 @@ def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
 
     # Edges: one per (source, dest) pair, labels joined; a final state's label is shown once.
     edges: dict[tuple[str, str], list[str]] = {}
+    timed = {(s.name, tm.trigger) for s in spec.states for tm in s.timers}
+    manual: set[tuple[str, str]] = set()   # pairs with a transition a person takes (the others: dashed)
     for t in spec.transitions:
         text = t.label.get(locale)
         for source in t.sources:
             labels = edges.setdefault((source, t.dest), [])
             if text not in labels:
                 labels.append(text)
+            if (source, t.trigger) not in timed:
+                manual.add((source, t.dest))
     final_set = set(finals)
 
     def kind(a: str, b: str) -> str:
@@ -332,7 +336,8 @@ def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
             lx, ly = (x1 + x2) / 2, lane - 0.5
         stroke = ACCENT if hot else "#9ca3af"
         marker = f"url(#{uid}-arrow{'-hot' if hot else ''})"
-        edge_svg.append(f'<path d="{d}" fill="none" stroke="{stroke}" stroke-width="{2 if hot else 1.3}" '
+        dashed = '' if (a, b) in manual else ' stroke-dasharray="5 4"'
+        edge_svg.append(f'<path d="{d}" fill="none" stroke="{stroke}" stroke-width="{2 if hot else 1.3}"{dashed} '
                         f'marker-end="{marker}"/>')
         text = " / ".join(lab for lab in labels if (b, lab) not in labelled or b not in final_set)
         labelled.update((b, lab) for lab in labels)
