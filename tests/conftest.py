@@ -37,9 +37,11 @@ from hexie.workflows import auth
 PG_ENV = "HEXIE_TEST_DATABASE_URL"
 
 # The suite checks the same thing whatever the developer's shell holds: every HEXIE_*
-# setting but the two that say where PostgreSQL is and that nothing may be skipped is
-# dropped before any test (or any subprocess a test starts) reads it.
-for _name in [n for n in os.environ if n.startswith("HEXIE_") and n not in (PG_ENV, "HEXIE_REQUIRE_ALL")]:
+# setting but the two that say where PostgreSQL is and that nothing may be skipped (and
+# HEXIE_SCREENSHOTS, where the browser tests keep their screenshots: it changes no
+# behaviour) is dropped before any test (or any subprocess a test starts) reads it.
+_KEPT = (PG_ENV, "HEXIE_REQUIRE_ALL", "HEXIE_SCREENSHOTS")
+for _name in [n for n in os.environ if n.startswith("HEXIE_") and n not in _KEPT]:
     del os.environ[_name]
 
 DATABASES = [

@@ -7,14 +7,26 @@ neighbouring columns, edges to an ending go down, edges that skip columns or go 
 (returns) arc above the grid, each on its own lane. Boxes are drawn over the edges, and
 labels over everything with a white halo, so crossings stay readable. Every text is
 escaped: labels come from definitions that managers edit.
+
+That drawing is the fallback (no JavaScript, printing, tests). Its ``<svg>`` carries the
+process as a graph in ``data-graph`` (:func:`graph`: states with their flags, transitions
+with their labels, quorum, timers and roles); ``static/hexie-diagram.js`` lays that graph
+out with the Eclipse Layout Kernel (``static/vendor/elkjs``, served by the app itself)
+and puts its own drawing in place of this one, sized to its panel.
 """
 from __future__ import annotations
 
+import json
 from collections import deque
+from datetime import timedelta
+from typing import Any
 
+from flask import current_app, has_app_context
 from markupsafe import Markup, escape
 
 from hexie.workflows.spec import ProcessSpec
+
+from .i18n import CATALOG
 
 BOX_W, BOX_H = 116, 46
 GAP_X, GAP_Y = 64, 26
@@ -94,6 +106,104 @@ def layers(spec: ProcessSpec) -> dict[str, int]:
     return depth
 
 
+def _t(key: str, locale: str, **params: Any) -> str:
+    zh, en = CATALOG[key]
+    return (en if locale == "en" else zh).format(**params)
+
+
+def _role_labels(locale: str) -> dict[str, str]:
+    """role key -> its label, from the running app's registry (the keys themselves elsewhere)."""
+    state = current_app.extensions.get("hexie") if has_app_context() else None
+    roles = getattr(getattr(getattr(state, "engine", None), "registry", None), "roles", None)
+    return {key: role.label.get(locale) for key, role in getattr(roles, "roles", {}).items()}
+
+
+def _after(delay: timedelta, locale: str) -> str:
+    hours = delay.total_seconds() / 3600
+    if hours >= 24 and hours % 24 == 0:
+        return _t("diagram.after_days", locale, n=int(hours // 24))
+    return _t("diagram.after_hours", locale, n=round(hours, 1) if hours % 1 else int(hours))
+
+
+def _who(keys, roles: dict[str, str], locale: str) -> str:
+    """"\n" and the roles that may take a transition, for its hover text ("" for none)."""
+    names = [roles.get(r, r) for r in dict.fromkeys(keys) if r != "system"]
+    if not names:
+        return ""
+    return "\n" + _t("diagram.roles", locale, roles=(", " if locale == "en" else "、").join(names))
+
+
+def graph(spec: ProcessSpec, current: str | None = None, locale: str = "zh") -> dict[str, Any]:
+    """The process as plain data for a layout engine, every text in ``locale``.
+
+    ``states``: ``{id, label, initial, final, current}`` in the definition's order.
+    ``edges``: one per (source, target) pair in the order the definition first names it
+    (and another one for the timers' transitions between them, which are drawn dashed):
+    ``{id, source, target, label, title, loop, timer, quorum, hot}``. A transition from
+    every other working step (``from: '*'``) is one edge from ``"*"``, drawn as "any step".
+    ``label`` is what is written on the edge: the transitions' labels, each with its quorum
+    or timer note; a transition from several states is written once, on its first edge
+    (the others carry it in ``title``, the hover text, which also names the roles).
+    ``hot``: the edge leaves the current state (what can be done now).
+    """
+    roles = _role_labels(locale)
+    timers = {(s.name, tm.trigger): tm for s in spec.states for tm in s.timers}
+    by_name = {s.name: s for s in spec.states}
+    fields = spec.fields
+    working = {s.name for s in spec.states if not s.final}
+    pairs: dict[tuple[str, str, bool], dict[str, Any]] = {}
+    for t in spec.transitions:
+        text = t.label.get(locale)
+        notes = []
+        if t.quorum > 1:
+            notes.append(_t("diagram.quorum", locale, n=t.quorum))
+        anywhere = len(t.sources) >= 3 and set(t.sources) == working - {t.dest}
+        for source in t.sources:
+            if anywhere:   # from every other working step ('*'): one edge from "any step"
+                edge = pairs.setdefault(("*", t.dest, False), {
+                    "id": f"e{len(pairs)}", "source": "*", "target": t.dest, "labels": [text], "titles": [],
+                    "loop": False, "timer": False, "quorum": t.quorum, "hot": current in t.sources})
+                if source == t.sources[0]:
+                    edge["titles"].append(text + _who(t.roles or (), roles, locale))
+                continue
+            timer = timers.get((source, t.trigger))
+            extra = list(notes)
+            if timer is not None:
+                if timer.after is not None:
+                    extra.append(_after(timer.after, locale))
+                elif timer.at_field:
+                    field = fields.get(timer.at_field)
+                    extra.append(_t("diagram.on_field", locale,
+                                    field=field.label.get(locale) if field else timer.at_field))
+            full = f"{text}（{'，'.join(extra)}）" if extra and locale != "en" else (
+                f"{text} ({', '.join(extra)})" if extra else text)
+            edge = pairs.setdefault((source, t.dest, timer is not None), {
+                "id": f"e{len(pairs)}", "source": source, "target": t.dest, "labels": [], "titles": [],
+                "loop": source == t.dest, "timer": False, "quorum": 1, "hot": source == current})
+            if full not in edge["titles"]:
+                edge["titles"].append(full + _who(t.roles if t.roles is not None else
+                                                  [task.role for task in by_name[source].tasks], roles, locale))
+            first = source == t.sources[0]
+            if first and full not in edge["labels"]:
+                edge["labels"].append(full)
+            edge["timer"] = timer is not None
+            edge["quorum"] = max(edge["quorum"], t.quorum)
+    edges = []
+    for edge in pairs.values():
+        labels, titles = edge.pop("labels"), edge.pop("titles")
+        edges.append({**edge, "label": " / ".join(labels), "title": "\n".join(titles)})
+    return {
+        "process": spec.key,
+        "title": spec.title.get(locale),
+        "current": current,
+        "start": _t("diagram.start", locale),
+        "any": _t("diagram.any", locale),
+        "states": [{"id": s.name, "label": s.label.get(locale), "initial": s.name == spec.initial_state.name,
+                    "final": s.final, "current": s.name == current} for s in spec.states],
+        "edges": edges,
+    }
+
+
 def render_svg(spec: ProcessSpec, current: str | None = None, locale: str = "zh") -> Markup:
     """The process as an ``<svg>`` element, ``current`` highlighted."""
     return Markup(_render(spec, current, locale))
@@ -125,12 +235,16 @@ def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
 
     # Edges: one per (source, dest) pair, labels joined; a final state's label is shown once.
     edges: dict[tuple[str, str], list[str]] = {}
+    timed = {(s.name, tm.trigger) for s in spec.states for tm in s.timers}
+    manual: set[tuple[str, str]] = set()   # pairs with a transition a person takes (the others: dashed)
     for t in spec.transitions:
         text = t.label.get(locale)
         for source in t.sources:
             labels = edges.setdefault((source, t.dest), [])
             if text not in labels:
                 labels.append(text)
+            if (source, t.trigger) not in timed:
+                manual.add((source, t.dest))
     final_set = set(finals)
 
     def kind(a: str, b: str) -> str:
@@ -167,10 +281,11 @@ def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
 
     uid = f"hx-{escape(spec.key)}"
     title = escape(spec.title.get(locale))
+    data = escape(json.dumps(graph(spec, current, locale), ensure_ascii=False, separators=(",", ":")))
     parts = [
         f'<svg class="diagram" role="img" '
         f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'aria-label="{title}">',
+        f'aria-label="{title}" data-graph="{data}">',
         f"<title>{title}</title>",
         f'<defs><marker id="{uid}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" '
         f'markerHeight="9" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="#6b7280"/></marker>'
@@ -221,7 +336,8 @@ def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
             lx, ly = (x1 + x2) / 2, lane - 0.5
         stroke = ACCENT if hot else "#9ca3af"
         marker = f"url(#{uid}-arrow{'-hot' if hot else ''})"
-        edge_svg.append(f'<path d="{d}" fill="none" stroke="{stroke}" stroke-width="{2 if hot else 1.3}" '
+        dashed = '' if (a, b) in manual else ' stroke-dasharray="5 4"'
+        edge_svg.append(f'<path d="{d}" fill="none" stroke="{stroke}" stroke-width="{2 if hot else 1.3}"{dashed} '
                         f'marker-end="{marker}"/>')
         text = " / ".join(lab for lab in labels if (b, lab) not in labelled or b not in final_set)
         labelled.update((b, lab) for lab in labels)

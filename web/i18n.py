@@ -195,7 +195,17 @@ CATALOG: dict[str, tuple[str, str]] = {
     "case.claim_first": ("请先领取任务，再办理。", "Take the task first, then act on it."),
     "case.history": ("办理记录", "History"),
     "case.diagram": ("流程图", "Process map"),
-    "case.diagram.note": ("红色为当前环节。", "The current step is shown in red."),
+    "case.diagram.note": ("红色为当前环节和现在可办理的操作；粗框为第一步，双框为结束，虚线为到期自动转入。",
+                          "Red: the current step and what can be done now. Thick border: the first step; "
+                          "double border: an ending; dashed: automatic when due."),
+    # --- the process map (web/diagram.py; drawn in the browser by web/static/hexie-diagram.js)
+    "diagram.start": ("开始", "Start"),
+    "diagram.any": ("任一办理环节", "Any open step"),
+    "diagram.quorum": ("需{n}人同意", "{n} approvals"),
+    "diagram.after_days": ("{n}天后自动", "auto after {n} days"),
+    "diagram.after_hours": ("{n}小时后自动", "auto after {n} h"),
+    "diagram.on_field": ("到“{field}”自动", "auto on \"{field}\""),
+    "diagram.roles": ("办理岗位：{roles}", "Who: {roles}"),
     "case.unit": ("所属单位", "Unit"),
     "case.process": ("业务", "Programme"),
     "case.state": ("当前环节", "Current step"),

@@ -1,6 +1,18 @@
 /* Hexie: small progressive enhancements; every page works without this file. */
 (function () {
   "use strict";
+  // A page with a process map: load the layout engine and the map's script, both served by
+  // the app itself next to this file (static/vendor/elkjs, static/hexie-diagram.js).
+  var here = document.currentScript && document.currentScript.src;
+  if (here && document.querySelector("svg.diagram[data-graph]")) {
+    var base = here.replace(/[^/]*([?#].*)?$/, "");
+    ["vendor/elkjs/elk.bundled.js", "hexie-diagram.js"].forEach(function (name) {
+      var script = document.createElement("script");
+      script.src = base + name;
+      script.async = false;            // in this order: the map needs ELK
+      document.head.appendChild(script);
+    });
+  }
   // Ask before actions that finish a case (reject, withdraw, close...).
   document.addEventListener("submit", function (event) {
     var form = event.target;

@@ -18,6 +18,10 @@ from ..i18n import error_text, label, t
 from . import bp
 from .common import display_names, fmt_date, indent, page_arg, places, unit_names, units_in_area
 
+#: The inbox's tabs: her own views of the task list. The managers' "team" view has its own
+#: page (admin "team work"), so it is no tab here.
+INBOX_VIEWS = tuple(v for v in TASK_VIEWS if v != "team")
+
 #: Above this many units in her area, the area filter lists only the upper levels.
 MAX_UNIT_OPTIONS = 80
 
@@ -80,7 +84,7 @@ def inbox():
     """The task inbox, one tab per view."""
     actor = current_actor()
     view = request.args.get("view")
-    if view not in TASK_VIEWS:
+    if view not in INBOX_VIEWS:
         # The first thing she sees is work she can do: hers, else what waits for her role
         # (a county chair's approvals are offered to her, not allocated).
         counts = nav_counts()
@@ -93,7 +97,7 @@ def inbox():
     here = urlencode([(k, v) for k, v in (("view", view), ("sort", filters.get("sort")),
                                           ("process", filters.get("process")), ("state", filters.get("state")),
                                           ("org_unit", filters.get("org_unit")), ("search", filters.get("search"))) if v])
-    return render_template("inbox.html", view=view, views=TASK_VIEWS, page=page, filters=filters, sorts=TASK_SORTS,
+    return render_template("inbox.html", view=view, views=INBOX_VIEWS, page=page, filters=filters, sorts=TASK_SORTS,
                            saved_views=saved, current_query=here,
                            options=filter_options(actor), places=task_places(t["id"] for t in page.items),
                            names=display_names(t["assignee"] for t in page.items) if view in ("overdue", "escalated") else {})
