@@ -29,7 +29,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from hexie.models import User
-from hexie.workflows.access import MANAGER_ROLES, Actor
+from hexie.workflows.access import Actor, is_manager
 from hexie.workflows.engine import Engine
 from hexie.workflows.errors import HexieError
 from hexie.workflows.ledger import LedgerQueries
@@ -283,7 +283,7 @@ def admin_url() -> tuple[str, str] | None:
     actor = current_actor()
     if actor is None or "admin" not in current_app.blueprints:
         return None
-    manager = bool(actor.all_roles & set(MANAGER_ROLES))
+    manager = is_manager(actor, hexie_state().engine.registry.roles)
     wanted = f"{hexie_state().url_prefix}/admin" + ("" if manager else "/away")
     for rule in current_app.url_map.iter_rules():
         if rule.endpoint.startswith("admin.") and rule.rule.rstrip("/") == wanted \

@@ -68,7 +68,7 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
     if actor.is_system:
         return True
     spec = engine.spec_of(s, case.process_version_id)
-    if can_see_case(actor, spec, case, worked=False, could_take=False):
+    if can_see_case(actor, spec, case, worked=False, could_take=False, roles=engine.registry.roles):
         return True
     if _worked(s, actor, case):
         return True
@@ -242,7 +242,7 @@ class CaseQueries:
         page, per_page = paging(page, per_page)
         with self.engine.session_factory() as s:
             stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
-                visible_cases_clause(actor, self.engine.processes.values()))
+                visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
             stmt = self._filters(s, stmt, Case, process, state, org_unit, search)
             total = self.engine.count(s, stmt)
             rows = s.execute(stmt.order_by(Case.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
@@ -306,8 +306,8 @@ class CaseQueries:
             return and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
         if view == "escalated":  # escalated to her: held by a colleague who let it lapse, too
             return and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered_tasks_clause(actor)))
-        return and_(Task.status.in_(OPEN), team_tasks_clause(actor),
-                    visible_cases_clause(actor, self.engine.processes.values()))
+        return and_(Task.status.in_(OPEN), team_tasks_clause(actor, self.engine.registry.roles),
+                    visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
 
     def task_counts(self, actor: Actor, views: tuple[str, ...] = ("mine", "available", "overdue", "escalated")
                     ) -> dict[str, int]:
@@ -330,7 +330,7 @@ class CaseQueries:
         Grouped in the database (a few hundred rows whatever the number of cases).
         """
         spec = self.engine.current(process)[0]
-        visible = visible_cases_clause(actor, [spec])
+        visible = visible_cases_clause(actor, [spec], self.engine.registry.roles)
         with self.engine.session_factory() as s:
             by_unit = s.execute(select(Case.org_path, Case.state, func.count())
                                 .where(Case.process_key == process, visible)

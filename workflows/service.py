@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from hexie.models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
 
 from . import audit
-from .access import MANAGER_ROLES, SYSTEM, Actor, escalated_to, may_take
+from .access import SYSTEM, Actor, escalated_to, is_admin, is_manager, may_take
 from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
 from .forms import defaults, validate_form
@@ -291,7 +291,7 @@ class WorkflowService:
         """A manager gives a task to someone else in the area."""
         with self.engine.transaction() as s:
             task, case, _ = self._task_for_update(s, actor, task_id)
-            if not actor.holds_any(MANAGER_ROLES, case.org_path):
+            if not is_manager(actor, self.engine.registry.roles, case.org_path):
                 raise Forbidden("只有主管可以改派任务", "only a manager of this area may reassign tasks")
             return self._handover(s, task, case, to_username, "reassigned", actor)
 
@@ -419,7 +419,7 @@ class WorkflowService:
     # ------------------------------------------------------------- migration
     def migrate(self, actor: Actor, process: str, from_version: int, state_map: Mapping[str, str] | None = None) -> int:
         """Move running cases of ``from_version`` to the current version; returns how many moved."""
-        if not actor.is_system and "admin" not in actor.all_roles:
+        if not is_admin(actor, self.engine.registry.roles):
             raise Forbidden("只有管理员可以迁移案件", "only an administrator may migrate cases")
         spec, version_id, _ = self.engine.current(process)
         state_map = dict(state_map or {})
