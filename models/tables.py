@@ -151,6 +151,8 @@ class Case(Base):
     audit_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
     #: The outside record this case is about (``"purchase_requests:42"``, ``"PR-9"``); host.md.
     business_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    #: The case fields a host record owns (its ``__workflow_fields__``): Hexie's forms never edit them.
+    host_fields: Mapped[list[str] | None] = mapped_column(JSON)
 
     __mapper_args__ = {"version_id_col": lock_version}
 

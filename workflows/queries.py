@@ -145,6 +145,7 @@ class CaseQueries:
             "masked": not working, "subject": case.subject,
             "created_at": case.created_at, "updated_at": case.updated_at, "closed_at": case.closed_at,
             "created_by": people.get(case.created_by_id),
+            "business_key": case.business_key, "host_fields": list(case.host_fields or ()),
             "lock_version": case.lock_version,
             "tasks": [task_row(t, people, now) for t in tasks if t.status in OPEN],
             "actions": allowed,
@@ -236,14 +237,18 @@ class CaseQueries:
 
     # ------------------------------------------------------------------ lists
     def cases(self, actor: Actor, *, process: str | None = None, state: str | None = None,
-              org_unit: str | None = None, search: str | None = None, page: int = 1,
-              per_page: int = 50) -> Page:
-        """Cases visible to ``actor``, newest first."""
+              org_unit: str | None = None, search: str | None = None, business_key: str | None = None,
+              page: int = 1, per_page: int = 50) -> Page:
+        """Cases visible to ``actor``, newest first (``business_key``: exactly that key)."""
         page, per_page = paging(page, per_page)
         with self.engine.session_factory() as s:
             stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
                 visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
             stmt = self._filters(s, stmt, Case, process, state, org_unit, search)
+            if business_key is not None:
+                if not storable_text(business_key):
+                    raise BadRequest("查询条件包含无效字符", "filters contain characters that cannot be stored")
+                stmt = stmt.where(Case.business_key == business_key)
             total = self.engine.count(s, stmt)
             rows = s.execute(stmt.order_by(Case.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
             items = []
@@ -251,6 +256,7 @@ class CaseQueries:
                 spec = self.engine.spec_of(s, case.process_version_id)
                 items.append({"id": case.id, "process": case.process_key, "state": case.state,
                               "org_unit": code, "subject": None if spec.confidential else case.subject,
+                              "business_key": case.business_key,
                               "created_at": case.created_at, "updated_at": case.updated_at,
                               "closed_at": case.closed_at, "lock_version": case.lock_version})
             return Page(items, total, page, per_page)
@@ -378,8 +384,9 @@ class CaseQueries:
         if any(v and not storable_text(str(v)) for v in (process, state, org_unit, search)):
             raise BadRequest("查询条件包含无效字符", "filters contain characters that cannot be stored")
         if search:
-            stmt = stmt.where(Case.subject.contains(search.strip()[:100], autoescape=True),
-                              Case.confidential.is_(False))
+            words = search.strip()[:100]
+            stmt = stmt.where(or_(and_(Case.subject.contains(words, autoescape=True), Case.confidential.is_(False)),
+                                  Case.business_key.contains(words, autoescape=True)))
         return stmt
 
 
