@@ -210,6 +210,7 @@ class Engine:
     @contextmanager
     def _joined(self, session: Session) -> Iterator[Session]:
         _begin_sqlite(session)
+        session.info["hexie_joined"] = True      # the mixin's lock check reads the case through it
         outer = session.info.pop("events", None)
         session.info["events"] = []
         savepoint = session.begin_nested()
@@ -256,6 +257,20 @@ class Engine:
 
     def count(self, session: Session, stmt) -> int:
         return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+
+
+_default: "Engine | None" = None
+
+
+def default_engine() -> "Engine | None":
+    """The engine made last by :func:`create_engine` or mounted by the ``Hexie`` extension (the
+    mixin's fallback when a model is not bound to one)."""
+    return _default
+
+
+def set_default_engine(engine: "Engine") -> None:
+    global _default
+    _default = engine
 
 
 #: Key in a host session's ``info``: {id(engine): (engine, events)} waiting for its commit.
@@ -306,4 +321,5 @@ def create_engine(database_url: str | None = None, definitions: str | Path | Non
         upgrade_schema(url)
     engine = Engine.from_config(url, definitions or default_definitions_dir(), **kw)
     engine.sync_definitions()
+    set_default_engine(engine)
     return engine
