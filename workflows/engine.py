@@ -278,6 +278,8 @@ _PENDING = "hexie_pending_events"
 
 
 def _publish_pending(session: Session) -> None:
+    if session.in_nested_transaction():   # a SAVEPOINT released (after_commit fires for those too)
+        return
     for engine, events in session.info.pop(_PENDING, {}).values():
         engine._publish(events)
 
