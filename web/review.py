@@ -49,6 +49,7 @@ TEXTS = {
     "review.history": ("最近记录", "Latest history"),
     "review.done": ("已执行：{action}", "Done: {action}"),
     "kind.synced": ("业务系统同步", "Synced from the host"),
+    "case.business_key": ("业务编号", "Business key"),
 }
 for _key, _pair in TEXTS.items():
     i18n.CATALOG.setdefault(_key, _pair)
