@@ -266,3 +266,36 @@ def test_hexie_forms_never_edit_the_hosts_fields(host):
     # /start does not offer a process only the host starts
     _sign_in(client, "alice")
     assert "purchase_request" not in client.get("/hexie/start").get_data(as_text=True)
+
+
+def test_hexies_case_page_offers_no_input_for_the_hosts_fields(empty_db_url, tmp_path):
+    """A definition whose draft form lists the mapped fields: Hexie's page leaves them out."""
+    import shutil
+    host_app, models = _example()
+    shutil.copy(EXAMPLE / "definitions" / "roles.yaml", tmp_path)
+    text = (EXAMPLE / "definitions" / "purchase_request.yaml").read_text(encoding="utf-8")
+    (tmp_path / "purchase_request.yaml").write_text(
+        text.replace("task: {role: requester}", "task: {role: requester, form: [title, amount, budget_code]}", 1),
+        encoding="utf-8")
+    app = host_app.create_app(empty_db_url, {"TESTING": True, "SECRET_KEY": SECRET, "WTF_CSRF_ENABLED": False},
+                              definitions=tmp_path)
+    try:
+        alice = _actor(app, "alice")
+        with app.extensions["host_sessions"]() as db:
+            pr = models.PurchaseRequest(title="白板", amount=Decimal("120.00"), department="it", requester_id=1)
+            db.add(pr)
+            case_id = pr.start_workflow(alice, "it", session=db)
+            db.commit()
+        client = app.test_client()
+        _sign_in(client, "alice")
+        page = client.get(f"/hexie/cases/{case_id}").get_data(as_text=True)
+        assert re.search(r'name="[^"]*budget_code"', page)                # an ordinary field: an input
+        assert not re.search(r'name="[^"]*-amount"', page) and not re.search(r'name="[^"]*-title"', page)
+        assert "120.00" in page                                              # shown, read-only
+        r = client.post(f"/hexie/cases/{case_id}/actions/submit",
+                        data={"a-submit-amount": "99999", "a-submit-budget_code": "IT-01"})
+        assert r.status_code in (302, 303)
+        case = _case(app, pr.id)
+        assert case.state == "head_review" and case.data["amount"] == "120.00" and case.data["budget_code"] == "IT-01"
+    finally:
+        app.extensions["host_db_engine"].dispose()

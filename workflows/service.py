@@ -89,8 +89,8 @@ class WorkflowService:
             if business_key is not None and s.scalar(select(Case.id).where(
                     Case.process_key == spec.key, Case.business_key == business_key).limit(1)) is not None:
                 raise _duplicate_key(spec.key, business_key)
-            values = start_values(spec, {k: v for k, v in data.items() if k not in host_values})
-            values.update(host_start_values(spec, host_values))
+            owned = host_start_values(spec, host_values)   # they fill the first form's fields too
+            values = start_values(spec, {k: v for k, v in data.items() if k not in host_values}, owned)
             initial = spec.initial_state
             now = self.engine.clock()
             case = Record(process_version_id=version_id, process_key=spec.key, state=initial.name,
@@ -618,12 +618,16 @@ def check_start(levels: tuple[str, ...] | list[str], spec: ProcessSpec, actor: A
         raise Forbidden("您不能在此单位发起该流程", f"you may not start {spec.key} at {org_unit}")
 
 
-def start_values(spec: ProcessSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored data of a new case: its first form validated, over the fields' defaults."""
-    changes, errors = validate_form(spec, spec.initial_state.form, data, {})
+def start_values(spec: ProcessSpec, data: Mapping[str, Any],
+                 host_values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The stored data of a new case: its first form validated, over the fields' defaults
+    (``host_values``: a host record's mapped fields, already checked, which the form does not edit)."""
+    host_values = dict(host_values or {})
+    form = [entry for entry in spec.initial_state.form if entry.name not in host_values]
+    changes, errors = validate_form(spec, form, data, {})
     if errors:
         raise Invalid("表单有误", "the form has errors", errors)
-    return {**defaults(spec), **changes}
+    return {**defaults(spec), **host_values, **changes}
 
 
 def host_start_values(spec: ProcessSpec, host_values: Mapping[str, Any]) -> dict[str, Any]:

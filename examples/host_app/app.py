@@ -96,10 +96,11 @@ def sync_people(engine: Any, db: Session) -> None:
 
 
 # ------------------------------------------------------------------ the factory
-def create_app(database_url: str | None = None, config: dict[str, Any] | None = None) -> Flask:
+def create_app(database_url: str | None = None, config: dict[str, Any] | None = None,
+               definitions: str | Path = DEFINITIONS) -> Flask:
     url = database_url or os.environ.get("HOST_DATABASE_URL") or f"sqlite:///{HERE / 'host_app.db'}"
     upgrade_host(url)                                              # the host's tables
-    engine = hexie.create_engine(url, definitions=DEFINITIONS)    # Hexie's hexie_* tables, same database
+    engine = hexie.create_engine(url, definitions=definitions)    # Hexie's hexie_* tables, same database
     db_engine = sa_create_engine(url, **({"connect_args": {"check_same_thread": False}}
                                          if url.startswith("sqlite") else {}))
     Sessions = sessionmaker(bind=db_engine, expire_on_commit=False)
