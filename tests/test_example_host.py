@@ -198,6 +198,7 @@ def test_a_purchase_request_through_the_host_pages_the_review_box_and_the_api(ho
     bob = app.test_client()
     _sign_in(bob, "bob")
     page = bob.get(f"/requests/{pr_id}").get_data(as_text=True)
+    assert "可办理：Bob 王" in page                                     # who may act on the open task
     buttons = re.findall(r'action="(/hexie/review/\d+/(\w+))"', page)
     assert {b for _, b in buttons} == {"approve", "return", "reject"}
     assert page.count('name="comment" rows="2" required') == 2          # return and reject
@@ -233,6 +234,10 @@ def test_a_purchase_request_through_the_host_pages_the_review_box_and_the_api(ho
     assert case.state == "rejected" and case.closed_at is not None
     page = carol.get(f"/requests/{pr_id}").get_data(as_text=True)
     assert "预算不足" in page and "已驳回" in page
+    with carol.session_transaction() as cookie:        # the box speaks the person's language
+        cookie["lang"] = "en"
+    page = carol.get(f"/requests/{pr_id}").get_data(as_text=True)
+    assert "Rejected" in page and "Latest history" in page and "已驳回" not in page
     with app.extensions["host_sessions"]() as db:
         assert db.get(models.PurchaseRequest, pr_id).amount == Decimal("9999.00")   # host and case agree
 

@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, get_flashed_messages, redirect, render_template, request, url_for
 from markupsafe import Markup
+from sqlalchemy import select
+
+from hexie.models import OrgUnit, RoleAssignment, Task, User
 
 from hexie.workflows.errors import HexieError, NotFound
 
@@ -39,6 +42,7 @@ TEXTS = {
     "review.closed": ("已办结", "Closed"),
     "review.tasks": ("待办", "Open tasks"),
     "review.offered": ("待{role}领取", "waiting for a {role}"),
+    "review.may_take": ("可办理：{names}", "may act: {names}"),
     "review.held": ("{name}办理中", "with {name}"),
     "review.due": ("期限 {due}", "due {due}"),
     "review.actions": ("您可以", "You may"),
@@ -70,10 +74,32 @@ def hexie_review(record: Any, history: int = HISTORY) -> Markup:
             context["hidden"] = True
         else:
             context.update(case=case, history=list(reversed(events[-history:])),
-                           actions=_actions(case), next=request.full_path.rstrip("?"))
+                           actions=_actions(case), next=request.full_path.rstrip("?"),
+                           candidates=_candidates(case))
     elif case_id is not None:
         context["hidden"] = True
     return Markup(render_template("_hexie_review.html", **context))
+
+
+def _candidates(case: dict[str, Any], most: int = 5) -> dict[int, list[str]]:
+    """Task id -> the names of the people who may take it now (an offered task's "who may act")."""
+    offered = [task["id"] for task in case["tasks"] if task["assignee"] is None]
+    if not offered:
+        return {}
+    out: dict[int, list[str]] = {}
+    with hexie_state().engine.session_factory() as s:
+        tasks = s.execute(select(Task.id, Task.role, Task.org_path, Task.at_level).where(Task.id.in_(offered))).all()
+        roles = {task.role for task in tasks}
+        holders = s.execute(select(RoleAssignment.role, User.name, User.username, OrgUnit.path, OrgUnit.level)
+                            .join(User, User.id == RoleAssignment.user_id)
+                            .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
+                            .where(RoleAssignment.role.in_(roles), User.active.is_(True))
+                            .order_by(User.username)).all()
+        for task in tasks:
+            names = sorted({h.name or h.username for h in holders if h.role == task.role
+                            and task.org_path.startswith(h.path) and task.at_level in (None, h.level)})
+            out[task.id] = names[:most] + (["…"] if len(names) > most else [])
+    return out
 
 
 def _actions(case: dict[str, Any]) -> list[dict[str, Any]]:
