@@ -141,6 +141,8 @@ class Case(Base):
     __tablename__ = "hexie_cases"
     __table_args__ = (
         Index("ix_hexie_cases_process_key_state", "process_key", "state"),
+        # a host record's key is unique per process when given (NULLs never clash; migration 0007)
+        Index("ix_hexie_cases_process_key_business_key", "process_key", "business_key", unique=True),
         {"sqlite_autoincrement": True},  # never reuse a case number
     )
 
@@ -160,6 +162,10 @@ class Case(Base):
     lock_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
     audit_head: Mapped[str | None] = mapped_column(String(64))
     audit_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
+    #: The outside record this case is about (``"purchase_requests:42"``, ``"PR-9"``); host.md.
+    business_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    #: The case fields a host record owns (its ``__workflow_fields__``): Hexie's forms never edit them.
+    host_fields: Mapped[list[str] | None] = mapped_column(JSON)
 
     __mapper_args__ = {"version_id_col": lock_version}
 

@@ -140,8 +140,8 @@ def test_roles_file_alone(tmp_path):
     (tmp_path / "roles.yaml").write_text("levels: [county]\nroles: {a: {lable: A}}\n", encoding="utf-8")
     status, lines, err = run(str(tmp_path / "roles.yaml"))
     assert status == 1
-    assert lines == [f"{tmp_path}/roles.yaml:2:13: error: roles.a.lable: 未知的键 'lable'，是否应为 'label'？（可选：label） / "
-                     "unknown key 'lable'; did you mean 'label'? (expected one of: label)"]
+    assert lines == [f"{tmp_path}/roles.yaml:2:13: error: roles.a.lable: 未知的键 'lable'，是否应为 'label'？（可选：label, manager, overseer, admin） / "
+                     "unknown key 'lable'; did you mean 'label'? (expected one of: label, manager, overseer, admin)"]
     assert "1 error, 0 warnings in 1 file" in err
 
 

@@ -1,6 +1,7 @@
 """Manager and administrator pages, mounted at ``/admin``.
 
-For managers (``county_manager``, ``town_chair``; administrators too):
+For managers (roles marked ``manager: true`` in roles.yaml: the federation's county leaders,
+town chairs and administrators):
 
 * ``/admin/`` — a start page with what waits for them;
 * ``/admin/approvals`` — approvals waiting for me: tasks of states that need a
@@ -12,7 +13,7 @@ For everybody signed in: ``/admin/away`` — "I am away until …": sets ``away_
 ``delegate_to`` (new work then goes to the colleague) and hands my open tasks over with
 ``WorkflowService.delegate``.
 
-For administrators (role ``admin``): process definitions (list, read with line numbers,
+For administrators (roles marked ``admin: true``): process definitions (list, read with line numbers,
 edit in the browser with a server-side check that shows every diagnostic at its line and a
 live diagram, publish as a new version), users (create, rename, deactivate, reset the
 password, role assignments ``role@unit``) and org units (create, rename, move). People and
@@ -42,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from hexie.models import Case, OrgUnit, ProcessVersion, RoleAssignment, Task, User, Vote
 from hexie.workflows import audit
-from hexie.workflows.access import MANAGER_ROLES, Actor, team_tasks_clause, visible_cases_clause
+from hexie.workflows.access import Actor, admin_roles, manager_roles, team_tasks_clause, visible_cases_clause
 from hexie.workflows.errors import HexieError
 from hexie.workflows.loader import load_process_text
 from hexie.workflows.org import CODE_RE, USERNAME_RE, OrgFileError, ancestor_paths, load_org
@@ -61,9 +62,6 @@ ASSETS = _WEB / "templates" / "admin"
 bp = Blueprint("admin", __name__, template_folder=str(_WEB / "templates"))
 
 OPEN = ("offered", "allocated")
-ADMIN_ROLE = "admin"
-#: Roles whose tasks are sign-offs: a county leader's approval, a town chair's signature.
-APPROVER_ROLES = ("county_manager", "town_chair")
 MIN_PASSWORD = 8
 MAX_SOURCE = 200_000          # characters of YAML accepted by the editor
 PER_PAGE = 25
@@ -298,19 +296,19 @@ def _require(roles: Iterable[str], message_key: str) -> Actor:
 
 
 def admin_required(view):
-    """Only holders of ``admin`` (403 for everyone else)."""
+    """Only holders of a role marked ``admin: true`` in roles.yaml (403 for everyone else)."""
     @wraps(view)
     def wrapped(*args, **kwargs):
-        _require((ADMIN_ROLE,), "admin.forbidden")
+        _require(admin_roles(_engine().registry.roles), "admin.forbidden")
         return view(*args, **kwargs)
     return wrapped
 
 
 def manager_required(view):
-    """Only county leaders, town chairs and administrators (403 for everyone else)."""
+    """Only holders of a role marked ``manager: true`` in roles.yaml (403 for everyone else)."""
     @wraps(view)
     def wrapped(*args, **kwargs):
-        _require(MANAGER_ROLES, "admin.forbidden.manager")
+        _require(manager_roles(_engine().registry.roles), "admin.forbidden.manager")
         return view(*args, **kwargs)
     return wrapped
 
@@ -327,7 +325,8 @@ def asset(name: str):
 def _admin_context() -> dict[str, Any]:
     actor = current_actor()
     roles = actor.all_roles if actor is not None else frozenset()
-    return {"is_admin": ADMIN_ROLE in roles, "is_manager": bool(roles & set(MANAGER_ROLES)),
+    flags = _engine().registry.roles
+    return {"is_admin": bool(roles & admin_roles(flags)), "is_manager": bool(roles & manager_roles(flags)),
             "admin_asset": lambda name: url_for("admin.asset", name=name)}
 
 
@@ -406,13 +405,15 @@ def approval_states(processes: Mapping[str, ProcessSpec], actor: Actor) -> list[
     """(process, state, quorum) of the states whose work is a sign-off this person may give."""
     out = []
     mine = actor.all_roles
+    flags = _engine().registry.roles
+    approvers, admin = manager_roles(flags), bool(mine & admin_roles(flags))
     for key, spec in sorted(processes.items()):
         for st in spec.states:
             if st.final or not st.tasks:
                 continue
             quorum = max((t_.quorum for t_ in spec.transitions_from(st.name)), default=1)
             roles = {task.role for task in st.tasks}
-            if (quorum > 1 or roles & set(APPROVER_ROLES)) and (roles & mine or ADMIN_ROLE in mine):
+            if (quorum > 1 or roles & approvers) and (roles & mine or admin):
                 out.append((key, st.name, quorum))
     return out
 
@@ -504,8 +505,8 @@ def approvals_bulk():
 
 def _team_filter(actor: Actor):
     """Open tasks under a unit where she is a manager, of cases she may see."""
-    return and_(Task.status.in_(OPEN), team_tasks_clause(actor),
-                visible_cases_clause(actor, _engine().processes.values()))
+    return and_(Task.status.in_(OPEN), team_tasks_clause(actor, _engine().registry.roles),
+                visible_cases_clause(actor, _engine().processes.values(), _engine().registry.roles))
 
 
 def _team_counts(actor: Actor) -> tuple[int, int]:
@@ -1144,8 +1145,9 @@ def _user_action(actor: Actor, username: str, action: str) -> int | None:
         changes["roles"] = [roles, item["roles"]]
     elif action == "remove_role":
         text_ = (form.get("assignment") or "").strip()
-        if username == actor.username and text_.startswith(f"{ADMIN_ROLE}@") \
-                and sum(1 for r in roles if r.startswith(f"{ADMIN_ROLE}@")) <= 1:
+        admins = admin_roles(_engine().registry.roles)
+        if username == actor.username and text_.partition("@")[0] in admins \
+                and sum(1 for r in roles if r.partition("@")[0] in admins) <= 1:
             flash(t("admin.user.self"), "error")
             return 409
         item["roles"] = [r for r in roles if r != text_]

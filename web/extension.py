@@ -29,8 +29,8 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from hexie.models import User
-from hexie.workflows.access import MANAGER_ROLES, Actor
-from hexie.workflows.engine import Engine
+from hexie.workflows.access import Actor, is_manager
+from hexie.workflows.engine import Engine, set_default_engine
 from hexie.workflows.errors import HexieError
 from hexie.workflows.ledger import LedgerQueries
 from hexie.workflows.queries import CaseQueries
@@ -153,6 +153,7 @@ class Hexie:
         state = HexieState(engine=engine, service=WorkflowService(engine), queries=CaseQueries(engine),
                            ledger=LedgerQueries(engine), actor_loader=actor_loader, own_login=own_login, csrf=csrf, url_prefix=prefix)
         app.extensions["hexie"] = state
+        set_default_engine(engine)    # host models' WorkflowMixin falls back to it
 
         from .auth import bp as auth_bp
         from .views import assets, bp as views_bp
@@ -161,6 +162,10 @@ class Hexie:
             app.register_blueprint(auth_bp, url_prefix=prefix or None)
         app.register_blueprint(views_bp, url_prefix=prefix or None)
         self._register_optional(app, csrf, prefix)
+        from .review import bp as review_bp, hexie_review
+        app.register_blueprint(review_bp, url_prefix=prefix or None)
+        app.jinja_env.globals["hexie_review"] = hexie_review     # {{ hexie_review(record) }} in host templates
+        app.jinja_env.globals.setdefault("hexie_csrf_token", generate_csrf)
 
         app.register_error_handler(HexieError, _hexie_error)
         # A host keeps its own error pages and headers unless it asks for Hexie's.
@@ -213,7 +218,7 @@ class Hexie:
 
 
 #: Blueprints whose pages are Hexie's (CSRF and headers apply to them in a host app).
-HEXIE_BLUEPRINTS = ("hexie", "hexie_auth", "hexie_assets", "admin")
+HEXIE_BLUEPRINTS = ("hexie", "hexie_auth", "hexie_assets", "admin", "hexie_review")
 
 
 def _protect_blueprints(app: Flask, csrf: CSRFProtect) -> None:
@@ -283,7 +288,7 @@ def admin_url() -> tuple[str, str] | None:
     actor = current_actor()
     if actor is None or "admin" not in current_app.blueprints:
         return None
-    manager = bool(actor.all_roles & set(MANAGER_ROLES))
+    manager = is_manager(actor, hexie_state().engine.registry.roles)
     wanted = f"{hexie_state().url_prefix}/admin" + ("" if manager else "/away")
     for rule in current_app.url_map.iter_rules():
         if rule.endpoint.startswith("admin.") and rule.rule.rstrip("/") == wanted \

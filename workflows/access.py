@@ -14,11 +14,39 @@ from sqlalchemy import and_, false, or_, select
 from hexie.models import AuditEvent, Case, Task
 
 from .org import in_subtree
-from .spec import SYSTEM_ROLE, ProcessSpec
+from .spec import SYSTEM_ROLE, ProcessSpec, RolesSpec
 
-OVERSEER_ROLES = ("county_manager", "admin")       # see every case in their area
-MANAGER_ROLES = ("county_manager", "town_chair", "admin")   # may reassign tasks in their area
-CONFIDENTIAL_OVERSEERS = ("county_manager",)
+# Which roles manage, oversee and administer is data (roles.yaml: ``manager: true``,
+# ``overseer: true``, ``admin: true``; host.md), never a name in the code: every rule below
+# that depends on it takes the loaded :class:`RolesSpec`.
+
+
+def manager_roles(roles: RolesSpec | None) -> frozenset[str]:
+    """Roles that may reassign work and see every non-confidential case and task of their area."""
+    return frozenset() if roles is None else roles.managers
+
+
+def overseer_roles(roles: RolesSpec | None) -> frozenset[str]:
+    """Roles that also see the confidential cases below their unit (the leadership)."""
+    return frozenset() if roles is None else roles.overseers
+
+
+def admin_roles(roles: RolesSpec | None) -> frozenset[str]:
+    """Roles that administer definitions, people, units and webhooks."""
+    return frozenset() if roles is None else roles.admins
+
+
+def is_admin(actor: "Actor", roles: RolesSpec | None) -> bool:
+    """The engine itself, or someone holding an administrator role anywhere."""
+    return actor.is_system or bool(actor.all_roles & admin_roles(roles))
+
+
+def is_manager(actor: "Actor", roles: RolesSpec | None, org_path: str | None = None) -> bool:
+    """Holds a manager role (at or above ``org_path`` when given)."""
+    wanted = manager_roles(roles)
+    if org_path is None:
+        return bool(actor.all_roles & wanted)
+    return actor.holds_any(wanted, org_path)
 
 
 @dataclass(frozen=True)
@@ -79,11 +107,12 @@ class Actor:
 SYSTEM = Actor(username="system", is_system=True)
 
 
-def viewer_roles(process: ProcessSpec) -> tuple[str, ...]:
-    """Roles whose holders at or above a case's unit see it."""
+def viewer_roles(process: ProcessSpec, roles: RolesSpec | None) -> tuple[str, ...]:
+    """Roles whose holders at or above a case's unit see it: overseers for a confidential
+    process; otherwise the roles the process names, its managers and its overseers."""
     if process.confidential:
-        return CONFIDENTIAL_OVERSEERS
-    return tuple(sorted(process.roles_named() | set(OVERSEER_ROLES)))
+        return tuple(sorted(overseer_roles(roles)))
+    return tuple(sorted(process.roles_named() | manager_roles(roles) | overseer_roles(roles)))
 
 
 def may_take(actor: Actor, task: Task) -> bool:
@@ -102,7 +131,8 @@ def escalated_to(actor: Actor, task: Task) -> bool:
     return bool(task.escalated and task.escalate_to and actor.holds(task.escalate_to, task.org_path))
 
 
-def can_see_case(actor: Actor, process: ProcessSpec, case: Case, worked: bool, could_take: bool) -> bool:
+def can_see_case(actor: Actor, process: ProcessSpec, case: Case, worked: bool, could_take: bool,
+                 roles: RolesSpec | None) -> bool:
     """The Access rule for one case.
 
     ``worked``: she filed it, or was assigned or completed one of its tasks; ``could_take``: one of
@@ -110,19 +140,19 @@ def can_see_case(actor: Actor, process: ProcessSpec, case: Case, worked: bool, c
     """
     if actor.is_system or worked:
         return True
-    if actor.holds_any(viewer_roles(process), case.org_path):
+    if actor.holds_any(viewer_roles(process, roles), case.org_path):
         return True
     return could_take and not process.confidential
 
 
-def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec]):
+def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec], roles: RolesSpec | None):
     """A WHERE clause selecting the cases ``actor`` may see (one query, any page size)."""
     if actor.is_system:
         return Case.id.isnot(None)
     clauses = []
     for process in processes:
         # "could take one of its tasks" is covered: task roles are among the roles named
-        paths = actor.paths_for(viewer_roles(process))
+        paths = actor.paths_for(viewer_roles(process, roles))
         for path in sorted(set(paths)):
             clauses.append(and_(Case.process_key == process.key, in_subtree(Case.org_path, path)))
     if actor.user_id is not None:
@@ -135,9 +165,9 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec]):
     return or_(*clauses) if clauses else false()
 
 
-def team_tasks_clause(actor: Actor):
+def team_tasks_clause(actor: Actor, roles: RolesSpec | None):
     """A WHERE clause for tasks in the areas where ``actor`` is a manager (who may reassign them)."""
-    paths = sorted(set(actor.paths_for(MANAGER_ROLES)))
+    paths = sorted(set(actor.paths_for(manager_roles(roles))))
     return or_(*(in_subtree(Task.org_path, p) for p in paths)) if paths else false()
 
 

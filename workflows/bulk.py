@@ -240,10 +240,10 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     _insert_many(conn, _CASES, case_rows)
     _insert_many(conn, _EVENTS, events)
     for case_id, (unit, _values) in zip(ids, prepared):
-        engine.emit(s, "case_started", case_id=case_id, process=spec.key, state=initial.name, org_unit=unit.code)
+        engine.emit(s, "case_started", case_id=case_id, business_key=None, process=spec.key, state=initial.name, org_unit=unit.code)
     if initial.final:
         for case_id in ids:
-            engine.emit(s, "case_closed", case_id=case_id, process=spec.key, state=initial.name)
+            engine.emit(s, "case_closed", case_id=case_id, business_key=None, process=spec.key, state=initial.name)
         return
 
     task_rows = []
@@ -260,7 +260,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
             row["id"] = task_id
         _insert_many(conn, _TASKS, task_rows)
         for row in task_rows:
-            engine.emit(s, "task_created", case_id=row["case_id"], task_id=row["id"], process=spec.key,
+            engine.emit(s, "task_created", case_id=row["case_id"], business_key=None, task_id=row["id"], process=spec.key,
                         state=initial.name, name=row["name"], role=row["role"], assignee_id=row["assignee_id"])
     timer_rows = [dict(case_id=case_id, state=initial.name, trigger=trigger, due_at=due, status="pending",
                        attempts=0)

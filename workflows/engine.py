@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import func, select
+from sqlalchemy import event as sa_event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -181,8 +181,19 @@ class Engine:
 
     # -- transactions and events -------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One service call: commit on success, roll back on any error, then publish events."""
+    def transaction(self, session: Session | None = None) -> Iterator[Session]:
+        """One service call: commit on success, roll back on any error, then publish events.
+
+        ``session``: a host's own SQLAlchemy session on the same database (host.md, "One
+        transaction with the host"). The call then runs inside it, in a SAVEPOINT: a refused
+        call leaves nothing of its own behind (the host's pending work is kept), a successful
+        one is committed or rolled back by the host together with the host's records, and its
+        events are published only after the host's session commits (dropped if it rolls back).
+        """
+        if session is not None:
+            with self._joined(session) as joined:
+                yield joined
+            return
         session = self.session_factory()
         session.info["events"] = []
         try:
@@ -195,6 +206,37 @@ class Engine:
         finally:
             session.close()
         self._publish(events)
+
+    @contextmanager
+    def _joined(self, session: Session) -> Iterator[Session]:
+        _begin_sqlite(session)
+        session.info["hexie_joined"] = True      # the mixin's lock check reads the case through it
+        outer = session.info.pop("events", None)
+        session.info["events"] = []
+        savepoint = session.begin_nested()
+        try:
+            yield session
+            savepoint.commit()
+            events = session.info["events"]
+        except BaseException:
+            if savepoint.is_active:
+                savepoint.rollback()
+            raise
+        finally:
+            if outer is None:
+                session.info.pop("events", None)
+            else:
+                session.info["events"] = outer
+        if events:
+            self._publish_after_commit(session, events)
+
+    def _publish_after_commit(self, session: Session, events: list[dict[str, Any]]) -> None:
+        """Keep ``events`` on the host's session until it commits (then publish) or rolls back (drop)."""
+        pending = session.info.setdefault(_PENDING, {})
+        pending.setdefault(id(self), (self, []))[1].extend(events)
+        if not sa_event.contains(session, "after_commit", _publish_pending):
+            sa_event.listen(session, "after_commit", _publish_pending)
+            sa_event.listen(session, "after_transaction_end", _drop_pending)
 
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(event)`` after each commit that produced an event."""
@@ -217,6 +259,52 @@ class Engine:
         return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
 
 
+_default: "Engine | None" = None
+
+
+def default_engine() -> "Engine | None":
+    """The engine made last by :func:`create_engine` or mounted by the ``Hexie`` extension (the
+    mixin's fallback when a model is not bound to one)."""
+    return _default
+
+
+def set_default_engine(engine: "Engine") -> None:
+    global _default
+    _default = engine
+
+
+#: Key in a host session's ``info``: {id(engine): (engine, events)} waiting for its commit.
+_PENDING = "hexie_pending_events"
+
+
+def _publish_pending(session: Session) -> None:
+    if session.in_nested_transaction():   # a SAVEPOINT released (after_commit fires for those too)
+        return
+    for engine, events in session.info.pop(_PENDING, {}).values():
+        engine._publish(events)
+
+
+def _drop_pending(session: Session, transaction: Any) -> None:
+    """The host's outermost transaction ended without a commit: its events never happened."""
+    if transaction.parent is None and not transaction.nested:
+        session.info.pop(_PENDING, None)
+
+
+def _begin_sqlite(session: Session) -> None:
+    """Make sure a host's SQLite connection is inside a transaction before the SAVEPOINT.
+
+    Python's sqlite3 driver begins a transaction only before the first INSERT/UPDATE/DELETE;
+    a SAVEPOINT outside one would start a transaction of its own, which its RELEASE would
+    commit behind the host's back.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = connection.connection.dbapi_connection
+    if raw is not None and getattr(raw, "in_transaction", True) is False:
+        connection.exec_driver_sql("BEGIN")
+
+
 def create_engine(database_url: str | None = None, definitions: str | Path | None = None,
                   *, upgrade: bool = True, **kw: Any) -> Engine:
     """The engine a host (or Hexie's own app) runs on: schema upgraded, definitions recorded.
@@ -235,4 +323,5 @@ def create_engine(database_url: str | None = None, definitions: str | Path | Non
         upgrade_schema(url)
     engine = Engine.from_config(url, definitions or default_definitions_dir(), **kw)
     engine.sync_definitions()
+    set_default_engine(engine)
     return engine

@@ -69,7 +69,7 @@ class LedgerQueries:
         self.engine = engine
 
     def _visible(self, actor: Actor):
-        return visible_cases_clause(actor, self.engine.processes.values())
+        return visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles)
 
     def summary(self, actor: Actor, *, process: str | None = None, fund: str | None = None) -> dict[str, Any]:
         """Totals per fund, per town and fund, and per month.

@@ -50,6 +50,8 @@ __all__ = [
 
 PathKey = tuple[Any, ...]          # ('states', 1, 'task', 'role')
 ROLES_FILE = "roles.yaml"
+#: What a role in roles.yaml may be marked as (host.md): data, so that no code names a role.
+ROLE_FLAGS = ("manager", "overseer", "admin")
 DEFINITION_SUFFIXES = (".yaml", ".yml")
 PROCESS_KEY = re.compile(r"[a-z][a-z0-9_]*")
 NUMBER_TYPES = ("integer", "decimal", "money")
@@ -852,6 +854,7 @@ class _StateSchema(_Strict):
     task = _Nested(_TaskSchema)
     tasks = _List(_Nested(_ParallelTaskSchema), validate=_at_least(1, "并行任务数", "the number of parallel tasks"))
     timers = _List(_Nested(_TimerSchema))
+    host_editable = _Bool()
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _task_or_tasks(self, data: dict, original: Any, **kwargs: Any) -> None:
@@ -986,6 +989,9 @@ class _ProcessSchema(_Strict):
 
 class _RoleSchema(_Strict):
     label = _Text()
+    manager = _Bool()
+    overseer = _Bool()
+    admin = _Bool()
 
 
 class _RolesFileSchema(_Strict):
@@ -1159,7 +1165,7 @@ class _ProcessChecker:
     def check_header(self) -> None:
         self.level(("org_level",), self.data.get("org_level"))
         for j, role in enumerate(_list(self.data.get("starters"))):
-            self.role(("starters", j), role)
+            self.role(("starters", j), role, allow_system=True)   # system: only the host starts it
 
     def check_fields(self) -> None:
         for name, spec in self.fields.items():
@@ -1506,7 +1512,8 @@ def _build_state(state: dict, fields_: Mapping[str, FieldSpec]) -> StateSpec:
                              after=parse_duration(t["after"]) if "after" in t else None,
                              at_field=t.get("at")) for t in state.get("timers", ()))
     return StateSpec(name=name, label=label, initial=state.get("initial", False), final=state.get("final", False),
-                     tasks=tasks, parallel="tasks" in state, timers=timers)
+                     tasks=tasks, parallel="tasks" in state, timers=timers,
+                     host_editable=state.get("host_editable", False))
 
 
 def _build_transition(index: int, t: dict, non_final: tuple[str, ...], fields_: Mapping[str, FieldSpec],
@@ -1633,7 +1640,9 @@ def _load_roles(text: str, filename: str, report: _Report) -> RolesSpec | None:
     if report.has_errors:
         return None
     return RolesSpec(levels=tuple(levels), roles=MappingProxyType(
-        {key: RoleSpec(key, Label.of(_mapping(spec).get("label"), key)) for key, spec in roles.items()}))
+        {key: RoleSpec(key, Label.of(_mapping(spec).get("label"), key),
+                       **{flag: _mapping(spec).get(flag) is True for flag in ROLE_FLAGS})
+         for key, spec in roles.items()}))
 
 
 def load_roles(path: str | Path) -> tuple[RolesSpec | None, list[Diagnostic]]:

@@ -73,7 +73,7 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
     if actor.is_system:
         return True
     spec = engine.spec_of(s, case.process_version_id)
-    if can_see_case(actor, spec, case, worked=False, could_take=False):
+    if can_see_case(actor, spec, case, worked=False, could_take=False, roles=engine.registry.roles):
         return True
     if _worked(s, actor, case):
         return True
@@ -150,6 +150,7 @@ class CaseQueries:
             "masked": not working, "subject": case.subject,
             "created_at": case.created_at, "updated_at": case.updated_at, "closed_at": case.closed_at,
             "created_by": people.get(case.created_by_id),
+            "business_key": case.business_key, "host_fields": list(case.host_fields or ()),
             "lock_version": case.lock_version,
             "tasks": [task_row(t, people, now) for t in tasks if t.status in OPEN],
             "actions": allowed,
@@ -241,14 +242,18 @@ class CaseQueries:
 
     # ------------------------------------------------------------------ lists
     def cases(self, actor: Actor, *, process: str | None = None, state: str | None = None,
-              org_unit: str | None = None, search: str | None = None, page: int = 1,
-              per_page: int = 50) -> Page:
-        """Cases visible to ``actor``, newest first."""
+              org_unit: str | None = None, search: str | None = None, business_key: str | None = None,
+              page: int = 1, per_page: int = 50) -> Page:
+        """Cases visible to ``actor``, newest first (``business_key``: exactly that key)."""
         page, per_page = paging(page, per_page)
         with self.engine.session_factory() as s:
             stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
-                visible_cases_clause(actor, self.engine.processes.values()))
+                visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
             stmt = self._filters(s, stmt, Case, process, state, org_unit, search)
+            if business_key is not None:
+                if not storable_text(business_key):
+                    raise BadRequest("查询条件包含无效字符", "filters contain characters that cannot be stored")
+                stmt = stmt.where(Case.business_key == business_key)
             total = self.engine.count(s, stmt)
             rows = s.execute(stmt.order_by(Case.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
             items = []
@@ -256,6 +261,7 @@ class CaseQueries:
                 spec = self.engine.spec_of(s, case.process_version_id)
                 items.append({"id": case.id, "process": case.process_key, "state": case.state,
                               "org_unit": code, "subject": None if spec.confidential else case.subject,
+                              "business_key": case.business_key,
                               "created_at": case.created_at, "updated_at": case.updated_at,
                               "closed_at": case.closed_at, "lock_version": case.lock_version})
             return Page(items, total, page, per_page)
@@ -319,7 +325,7 @@ class CaseQueries:
                            Case.process_version_id, Case.org_path)
                     .join(Case, Case.id == Timer.case_id)
                     .where(Timer.status == "pending", Timer.due_at <= now + timedelta(days=days),
-                           Case.closed_at.is_(None), visible_cases_clause(actor, processes))
+                           Case.closed_at.is_(None), visible_cases_clause(actor, processes, self.engine.registry.roles))
                     .order_by(Timer.due_at, Timer.id))
             if process:
                 stmt = stmt.where(Case.process_key == process)
@@ -375,8 +381,8 @@ class CaseQueries:
             return and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
         if view == "escalated":  # escalated to her: held by a colleague who let it lapse, too
             return and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered_tasks_clause(actor)))
-        return and_(Task.status.in_(OPEN), team_tasks_clause(actor),
-                    visible_cases_clause(actor, self.engine.processes.values()))
+        return and_(Task.status.in_(OPEN), team_tasks_clause(actor, self.engine.registry.roles),
+                    visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
 
     def task_counts(self, actor: Actor, views: tuple[str, ...] = ("mine", "available", "overdue", "escalated")
                     ) -> dict[str, int]:
@@ -408,7 +414,7 @@ class CaseQueries:
         spec = self.engine.current(process)[0]
         depth = 2 if by == "town" else 3
         with self.engine.session_factory() as s:
-            cases = [Case.process_key == process, visible_cases_clause(actor, [spec])]
+            cases = [Case.process_key == process, visible_cases_clause(actor, [spec], self.engine.registry.roles)]
             if within:
                 path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == within))
                 if path is None:
@@ -475,8 +481,9 @@ class CaseQueries:
         if any(v and not storable_text(str(v)) for v in (process, state, org_unit, search)):
             raise BadRequest("查询条件包含无效字符", "filters contain characters that cannot be stored")
         if search:
-            stmt = stmt.where(Case.subject.contains(search.strip()[:100], autoescape=True),
-                              Case.confidential.is_(False))
+            words = search.strip()[:100]
+            stmt = stmt.where(or_(and_(Case.subject.contains(words, autoescape=True), Case.confidential.is_(False)),
+                                  Case.business_key.contains(words, autoescape=True)))
         return stmt
 
 

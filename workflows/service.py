@@ -11,6 +11,7 @@ the ``lock_version`` it was read with (a concurrent change is a :class:`Conflict
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, time, timezone
 from decimal import Decimal
@@ -24,14 +25,14 @@ from sqlalchemy.orm import Session
 from hexie.models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
 
 from . import audit
-from .access import MANAGER_ROLES, SYSTEM, Actor, escalated_to, may_take
+from .access import SYSTEM, Actor, escalated_to, is_admin, is_manager, may_take
 from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
 from .forms import defaults, validate_form
 from .ledger import ledger_posting
 from .queries import barred_by_separation, works_on
 from .machine import FireContext
-from .spec import LEDGER_KEY, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
+from .spec import LEDGER_KEY, SYSTEM_ROLE, FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
 OPEN = ("offered", "allocated")
 
@@ -66,35 +67,94 @@ class WorkflowService:
 
     # ------------------------------------------------------------------ start
     def start_case(self, actor: Actor, process: str, org_unit: str, data: Mapping[str, Any] | None = None,
-                   comment: str | None = None) -> int:
-        """Open a case of ``process`` at unit ``org_unit`` with its first form filled; returns its id."""
+                   comment: str | None = None, *, business_key: str | None = None,
+                   host_values: Mapping[str, Any] | None = None, host: bool = False,
+                   session: Session | None = None) -> int:
+        """Open a case of ``process`` at unit ``org_unit`` with its first form filled; returns its id.
+
+        ``business_key``: the outside record the case is about, unique per process (a second
+        case with the same key is a :class:`Conflict`). ``host_values``: case fields owned by a
+        host record (its ``__workflow_fields__``), copied in whatever the first form lists and
+        never editable by Hexie's forms afterwards. ``host``: the host application starts the
+        case for ``actor`` (through the mixin): a process with ``starters: [system]`` accepts
+        it. ``session``: a host's session to run in (:meth:`Engine.transaction`).
+        """
         spec, version_id, _ = self.engine.current(process)
         data = dict(data or {})
-        with self.engine.transaction() as s:
+        host_values = dict(host_values or {})
+        business_key = _business_key(business_key)
+        with self.engine.transaction(session) as s:
             unit = s.scalars(select(OrgUnit).where(OrgUnit.code == org_unit)).first()
-            check_start(self.engine.registry.roles.levels, spec, actor, unit, org_unit)
-            values = start_values(spec, data)
+            check_start(self.engine.registry.roles.levels, spec, actor, unit, org_unit, host=host)
+            if business_key is not None and s.scalar(select(Case.id).where(
+                    Case.process_key == spec.key, Case.business_key == business_key).limit(1)) is not None:
+                raise _duplicate_key(spec.key, business_key)
+            owned = host_start_values(spec, host_values)   # they fill the first form's fields too
+            values = start_values(spec, {k: v for k, v in data.items() if k not in host_values}, owned)
             initial = spec.initial_state
             now = self.engine.clock()
             case = Record(process_version_id=version_id, process_key=spec.key, state=initial.name,
                           data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=actor.user_id,
                           created_at=now, updated_at=now, closed_at=None, subject=_subject(spec, values),
-                          confidential=spec.confidential, audit_seq=0, audit_head=None)
-            case.id = s.connection().execute(_INSERT_CASE, vars(case)).scalar_one()
+                          confidential=spec.confidential, audit_seq=0, audit_head=None,
+                          business_key=business_key, host_fields=sorted(host_values) or None)
+            try:
+                case.id = s.connection().execute(_INSERT_CASE, vars(case)).scalar_one()
+            except IntegrityError:   # the same key, started meanwhile by someone else (all rolled back)
+                if business_key is None:
+                    raise
+                raise _duplicate_key(spec.key, business_key) from None
             case.lock_version = 1
             audit.append_event(s, case, kind="started", actor=self._user(s, actor), to_state=initial.name,
                                comment=comment or None, changes=start_changes(values), at=now)
-            self.engine.emit(s, "case_started", case_id=case.id, process=spec.key, state=initial.name,
-                             org_unit=unit.code)
+            self.engine.emit(s, "case_started", case_id=case.id, business_key=business_key, process=spec.key,
+                             state=initial.name, org_unit=unit.code)
             self._enter(s, spec, case, initial, actor, now, starter=actor)
             save_case(s, case)
             return case.id
 
+    def sync_fields(self, actor: Actor, case_id: int, values: Mapping[str, Any], *,
+                    session: Session | None = None) -> dict[str, list[Any]]:
+        """Copy a host record's mapped values into its case; returns the changes (``{field: [old, new]}``).
+
+        Only the case's host fields (set when it was started) are accepted. Nothing changed:
+        nothing is written. Otherwise one audit event (kind ``synced``) by ``actor``.
+        """
+        with self.engine.transaction(session) as s:
+            case = self._case_for_update(s, actor, case_id)
+            spec = self.engine.spec_of(s, case.process_version_id)
+            owned = set(case.host_fields or ())
+            foreign = sorted(set(values) - owned)
+            if foreign:
+                raise Invalid("这些字段不由业务系统维护", f"not host fields of this case: {', '.join(foreign)}",
+                              {name: "not a host field / 非业务系统字段" for name in foreign})
+            changes, errors = validate_form(spec, [FormField(name, False) for name in sorted(owned)],
+                                            dict(values), case.data)
+            if errors:
+                raise Invalid("业务系统的数据不符合流程字段", "the host's values do not fit the case's fields", errors)
+            if not changes:
+                return {}
+            if case.closed_at is not None:
+                raise Conflict("案件已办结，不能再同步", "the case is closed: its fields no longer change")
+            now = self.engine.clock()
+            change_log = {k: [case.data.get(k), v] for k, v in changes.items()}
+            case.data = {**case.data, **changes}
+            case.subject = _subject(spec, case.data)
+            case.updated_at = now
+            audit.append_event(s, case, kind="synced", actor=self._user(s, actor), from_state=case.state,
+                               to_state=case.state, changes=change_log, at=now)
+            save_case(s, case)
+            return json.loads(audit.canonical_json(change_log))
+
     # ------------------------------------------------------------------- fire
     def fire(self, actor: Actor, case_id: int, trigger: str, data: Mapping[str, Any] | None = None,
-             comment: str | None = None, lock_version: int | None = None) -> dict[str, Any]:
-        """Fire ``trigger`` on a case. Returns ``{"outcome": "moved"|"voted", ...}``."""
-        with self.engine.transaction() as s:
+             comment: str | None = None, lock_version: int | None = None, *,
+             session: Session | None = None) -> dict[str, Any]:
+        """Fire ``trigger`` on a case. Returns ``{"outcome": "moved"|"voted", ...}``.
+
+        ``session``: a host's session to run in (:meth:`Engine.transaction`).
+        """
+        with self.engine.transaction(session) as s:
             return self._fire(s, actor, case_id, trigger, dict(data or {}), comment, lock_version)
 
     def _fire(self, s: Session, actor: Actor, case_id: int, trigger: str, data: dict[str, Any],
@@ -120,6 +180,7 @@ class WorkflowService:
             self._check_task_holder(s, actor, state, candidates, open_tasks, case)
 
         form = spec.action_form(state.name, trigger)
+        refuse_host_fields(case, data)
         changes, errors = validate_form(spec, form, data, case.data)
         errors.update(_foreign_attachments(s, spec, case, changes))
         if errors:
@@ -182,7 +243,8 @@ class WorkflowService:
                 "case_id": case.id, "audit_seq": event.seq, "process_key": spec.key, "trigger": trigger,
                 "fund": posting["fund"], "kind": posting["kind"], "amount": Decimal(posting["amount"]),
                 "org_unit_id": case.org_unit_id, "org_path": case.org_path, "actor_id": actor.user_id, "at": now})
-        self.engine.emit(s, "state_changed", case_id=case.id, process=spec.key, trigger=trigger,
+        self.engine.emit(s, "state_changed", case_id=case.id, business_key=case.business_key,
+                         process=spec.key, trigger=trigger,
                          from_state=state.name, to_state=new_state, actor=actor.username)
         self._enter(s, spec, case, spec.state(new_state), actor, now)
         save_case(s, case)
@@ -213,7 +275,8 @@ class WorkflowService:
         """Open the state's tasks and schedule its timers; close the case on a final state."""
         if state.final:
             case.closed_at = now
-            self.engine.emit(s, "case_closed", case_id=case.id, process=spec.key, state=state.name)
+            self.engine.emit(s, "case_closed", case_id=case.id, business_key=case.business_key,
+                             process=spec.key, state=state.name)
             return
         for task_spec in state.tasks:
             task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
@@ -221,7 +284,8 @@ class WorkflowService:
             if holder is not None:
                 task.update(status="allocated", assignee_id=holder)
             task_id = s.connection().execute(_INSERT_TASK, task).scalar_one()
-            self.engine.emit(s, "task_created", case_id=case.id, task_id=task_id, process=spec.key,
+            self.engine.emit(s, "task_created", case_id=case.id, business_key=case.business_key,
+                             task_id=task_id, process=spec.key,
                              state=state.name, name=task["name"], role=task["role"], assignee_id=holder)
         for trigger, due in timer_dues(state, case.data, now):
             s.connection().execute(_INSERT_TIMER, {"case_id": case.id, "state": state.name, "trigger": trigger,
@@ -312,7 +376,7 @@ class WorkflowService:
         """A manager gives a task to someone else in the area."""
         with self.engine.transaction() as s:
             task, case, _ = self._task_for_update(s, actor, task_id)
-            if not actor.holds_any(MANAGER_ROLES, case.org_path):
+            if not is_manager(actor, self.engine.registry.roles, case.org_path):
                 raise Forbidden("只有主管可以改派任务", "only a manager of this area may reassign tasks")
             return self._handover(s, task, case, to_username, "reassigned", actor)
 
@@ -356,6 +420,7 @@ class WorkflowService:
                 raise Forbidden("您不能办理此任务", "this task is not offered to you")
             task_spec = state.task(task.name)
             self._check_separation(s, actor, case, task_spec)
+            refuse_host_fields(case, data or {})
             changes, errors = validate_form(spec, task_spec.form, dict(data or {}), case.data)
             errors.update(_foreign_attachments(s, spec, case, changes))
             if errors:
@@ -440,7 +505,7 @@ class WorkflowService:
     # ------------------------------------------------------------- migration
     def migrate(self, actor: Actor, process: str, from_version: int, state_map: Mapping[str, str] | None = None) -> int:
         """Move running cases of ``from_version`` to the current version; returns how many moved."""
-        if not actor.is_system and "admin" not in actor.all_roles:
+        if not is_admin(actor, self.engine.registry.roles):
             raise Forbidden("只有管理员可以迁移案件", "only an administrator may migrate cases")
         spec, version_id, _ = self.engine.current(process)
         state_map = dict(state_map or {})
@@ -553,9 +618,12 @@ def save_task(s: Session, task: Record) -> None:
 # (hexie.workflows.bulk) so that both apply the same rules.
 
 def check_start(levels: tuple[str, ...] | list[str], spec: ProcessSpec, actor: Actor, unit: Any,
-                org_unit: str) -> None:
+                org_unit: str, host: bool = False) -> None:
     """Refuse to file a case of ``spec`` at ``unit`` (an OrgUnit, or anything with ``level``
-    and ``path``; None when no unit has the code ``org_unit``) unless the rules allow it."""
+    and ``path``; None when no unit has the code ``org_unit``) unless the rules allow it.
+
+    ``host``: the host application starts it for ``actor`` (the mixin); a process with
+    ``starters: [system]`` is started only that way (or by the engine itself)."""
     if unit is None:
         raise Invalid("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": "unknown / 不存在"})
     if unit.level in levels and spec.org_level in levels \
@@ -563,16 +631,58 @@ def check_start(levels: tuple[str, ...] | list[str], spec: ProcessSpec, actor: A
         raise Invalid("该流程不能在此级别单位立案",
                       f"{spec.key} cases are filed at {spec.org_level} level or below",
                       {"org_unit": f"must be at {spec.org_level} level or below"})
+    if host and spec.host_started:
+        return
+    if spec.host_started and not actor.is_system and spec.starters == (SYSTEM_ROLE,):
+        raise Forbidden("该流程只能由业务系统发起", f"{spec.key} cases are started only by the host application")
     if not actor.is_system and not any(actor.holds(r, unit.path, at) for r, at in spec.starter_roles):
         raise Forbidden("您不能在此单位发起该流程", f"you may not start {spec.key} at {org_unit}")
 
 
-def start_values(spec: ProcessSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored data of a new case: its first form validated, over the fields' defaults."""
-    changes, errors = validate_form(spec, spec.initial_state.form, data, {})
+def start_values(spec: ProcessSpec, data: Mapping[str, Any],
+                 host_values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The stored data of a new case: its first form validated, over the fields' defaults
+    (``host_values``: a host record's mapped fields, already checked, which the form does not edit)."""
+    host_values = dict(host_values or {})
+    form = [entry for entry in spec.initial_state.form if entry.name not in host_values]
+    changes, errors = validate_form(spec, form, data, {})
     if errors:
         raise Invalid("表单有误", "the form has errors", errors)
-    return {**defaults(spec), **changes}
+    return {**defaults(spec), **host_values, **changes}
+
+
+def host_start_values(spec: ProcessSpec, host_values: Mapping[str, Any]) -> dict[str, Any]:
+    """A host record's mapped values, checked against the case's fields (whatever the form lists)."""
+    unknown = sorted(set(host_values) - set(spec.fields))
+    if unknown:
+        raise Invalid("流程没有这些字段", f"{spec.key} has no fields {', '.join(unknown)}",
+                      {name: "unknown field / 无此字段" for name in unknown})
+    changes, errors = validate_form(spec, [FormField(name, False) for name in host_values], host_values, {})
+    if errors:
+        raise Invalid("业务系统的数据不符合流程字段", "the host's values do not fit the case's fields", errors)
+    return changes
+
+
+def refuse_host_fields(case: Any, data: Mapping[str, Any]) -> None:
+    """Hexie's forms never edit a field a host record owns (host.md): a form naming one is refused."""
+    owned = sorted(set(data) & set(getattr(case, "host_fields", None) or ()))
+    if owned:
+        raise Invalid("这些字段由业务系统维护，不能在此修改", f"kept by the host application: {', '.join(owned)}",
+                      {name: "由业务系统维护 / kept by the host application" for name in owned})
+
+
+def _business_key(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 200 or "\x00" in value:
+        raise Invalid("业务编号无效", "business_key must be text of 1 to 200 characters",
+                      {"business_key": "1–200 个字符 / 1 to 200 characters"})
+    return value
+
+
+def _duplicate_key(process: str, business_key: str | None) -> Conflict:
+    return Conflict(f"业务编号 {business_key} 已有该流程的案件", f"a {process} case with business key "
+                    f"{business_key!r} already exists", {"business_key": business_key})
 
 
 def start_changes(values: Mapping[str, Any]) -> dict[str, list[Any]]:

@@ -140,6 +140,7 @@ class StateSpec:
     tasks: tuple[TaskSpec, ...] = ()
     parallel: bool = False          # declared with ``tasks:`` (several work items)
     timers: tuple[TimerSpec, ...] = ()
+    host_editable: bool = False     # a host's mapped fields may change here (host.md)
 
     def task(self, name: str) -> TaskSpec | None:
         return next((t for t in self.tasks if t.name == name), None)
@@ -250,6 +251,11 @@ class ProcessSpec:
             return tuple((r, None) for r in self.starters)
         return tuple((t.role, t.at) for t in self.initial_state.tasks)
 
+    @property
+    def host_started(self) -> bool:
+        """``starters: [system]``: only the host (through the engine) starts such cases."""
+        return self.starters is not None and SYSTEM_ROLE in self.starters
+
     def roles_named(self) -> frozenset[str]:
         """Every role the process names for a task, an escalation or a transition."""
         names: set[str] = set()
@@ -269,12 +275,30 @@ class ProcessSpec:
 class RoleSpec:
     key: str
     label: Label
+    manager: bool = False    # may reassign; sees every non-confidential case and task of her area
+    overseer: bool = False   # also sees the confidential cases below her unit
+    admin: bool = False      # definitions, people, units, webhooks, migrations
 
 
 @dataclass(frozen=True)
 class RolesSpec:
     levels: tuple[str, ...]
     roles: Mapping[str, RoleSpec]
+
+    @cached_property
+    def managers(self) -> frozenset[str]:
+        """The roles marked ``manager: true``."""
+        return frozenset(k for k, r in self.roles.items() if r.manager)
+
+    @cached_property
+    def overseers(self) -> frozenset[str]:
+        """The roles marked ``overseer: true``."""
+        return frozenset(k for k, r in self.roles.items() if r.overseer)
+
+    @cached_property
+    def admins(self) -> frozenset[str]:
+        """The roles marked ``admin: true``."""
+        return frozenset(k for k, r in self.roles.items() if r.admin)
 
     def level_rank(self, level: str) -> int:
         """0 for the top level (county); larger is lower in the tree."""

@@ -36,7 +36,7 @@ from sqlalchemy import delete, select, update
 
 from hexie.models import WebhookDelivery, WebhookSubscription
 
-from .access import Actor
+from .access import Actor, is_admin
 from .engine import EVENT_KINDS, Engine
 from .errors import Forbidden, Invalid, NotFound
 
@@ -282,8 +282,8 @@ def ensure_dispatcher(engine: Engine, **kw: Any) -> WebhookDispatcher:
 
 
 # ------------------------------------------------------ managing subscriptions
-def _require_admin(actor: Actor) -> None:
-    if not actor.is_system and "admin" not in actor.all_roles:
+def _require_admin(engine: Engine, actor: Actor) -> None:
+    if not is_admin(actor, engine.registry.roles):
         raise Forbidden("只有管理员可以管理 Webhook", "only an administrator may manage webhooks")
 
 
@@ -297,7 +297,7 @@ def _view(sub: WebhookSubscription, with_secret: bool = False) -> dict[str, Any]
 
 def list_subscriptions(engine: Engine, actor: Actor) -> list[dict[str, Any]]:
     """Every subscription (secrets left out); administrators only."""
-    _require_admin(actor)
+    _require_admin(engine, actor)
     with engine.session_factory() as s:
         return [_view(sub) for sub in s.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id))]
 
@@ -305,7 +305,7 @@ def list_subscriptions(engine: Engine, actor: Actor) -> list[dict[str, Any]]:
 def create_subscription(engine: Engine, actor: Actor, url: str, events: Iterable[str] | None = None,
                         secret: str | None = None, active: bool = True) -> dict[str, Any]:
     """Subscribe ``url`` to ``events`` (default: all); the answer is the only place the secret is shown."""
-    _require_admin(actor)
+    _require_admin(engine, actor)
     events = list(dict.fromkeys(events if events is not None else EVENT_KINDS))
     unknown = [e for e in events if e not in EVENT_KINDS]
     if unknown or not events:
@@ -323,7 +323,7 @@ def create_subscription(engine: Engine, actor: Actor, url: str, events: Iterable
 
 def delete_subscription(engine: Engine, actor: Actor, subscription_id: int) -> None:
     """Remove a subscription and its deliveries."""
-    _require_admin(actor)
+    _require_admin(engine, actor)
     with engine.session_factory() as s, s.begin():
         sub = s.get(WebhookSubscription, subscription_id)
         if sub is None:

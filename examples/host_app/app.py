@@ -1,252 +1,283 @@
-"""A minimal ERP-like host application that puts its own records under Hexie workflows.
+"""An ordinary Flask host (a small ERP) with Hexie mounted in it as a plugin.
 
-The host has its own database (its own SQLAlchemy engine and ``Base``), its own users
-and its own sign-in. It mounts Hexie with :class:`hexie.web.extension.Hexie`, telling it
-who the current person is through an ``actor_loader`` -- the whole plugin protocol:
-a username and the roles she holds where (see docs/api.md). Its ``LoanApplication``
-model uses :class:`hexie.workflows.mixin.WorkflowMixin` with ``__workflow__ = "microloan"``,
-so each loan record is linked to a Hexie case and moves only through Hexie's rules.
+The host has everything of its own: a top-level ``models.py`` (imported as ``models``, next to
+Hexie's ``hexie.models``), its ``users`` table and its own login (a session cookie), its own
+Alembic history (``migrations/``, version table ``alembic_version``), and its own pages. Hexie's
+``hexie_*`` tables live in the same database; its screens are under ``/hexie`` and its API
+under ``/hexie/api/v1``.
 
-Run it::
+A purchase request (``models.PurchaseRequest``, a :class:`hexie.WorkflowMixin`) is approved by
+the department head, and by finance too above 5000 yuan; either may return it for revision or
+reject it with a comment (``definitions/purchase_request.yaml``, ``starters: [system]``: only
+this host starts such cases). The request's page is the host's own form with
+``{{ hexie_review(pr) }}`` under it.
 
-    python -m examples.host_app.app            # http://127.0.0.1:5050/  (Hexie under /hexie)
+Run it (demo people: alice/bob/carol/dave, password ``<name>-pass-1``)::
 
-Routes of the host (JSON, signed in with the host's own session)::
-
-    POST /login {username, password}     GET /csrf          POST /logout
-    GET  /loans                          POST /loans {applicant_name, amount, org_unit, data}
-    GET  /loans/<id>                     POST /loans/<id>/actions/<trigger> {data, comment}
-
-Hexie's own screens are at ``/hexie/`` and its API at ``/hexie/api/v1``.
+    python examples/host_app/app.py        # http://127.0.0.1:5050/  (HOST_DATABASE_URL to choose the database)
 """
 from __future__ import annotations
 
-import hmac
 import os
-from datetime import datetime, timezone
-from decimal import Decimal
+import sys
+from decimal import Decimal, InvalidOperation
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
-import yaml
-from flask import Blueprint, Flask, jsonify, request, session
-from flask_wtf.csrf import generate_csrf
-from sqlalchemy import DateTime, Numeric, String, create_engine, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-
-from hexie.workflows.access import Actor
-from hexie.workflows.engine import Engine
-from hexie.workflows.errors import HexieError, NotFound
-from hexie.workflows.mixin import WorkflowMixin
-
 HERE = Path(__file__).resolve().parent
-PROJECT = HERE.parent.parent
+if str(HERE) not in sys.path:            # the host's own modules are top-level: models, ...
+    sys.path.insert(0, str(HERE))
 
-#: The host's own users (an ERP would have a table; a dict keeps the example short).
-#: ``hexie`` names the Hexie user each maps to. Demo passwords only.
-HOST_USERS: dict[str, dict[str, str]] = {
-    "lifang": {"password": "host-lifang", "hexie": "lifang", "name": "李芳"},
-    "wangmin": {"password": "host-wangmin", "hexie": "wangmin", "name": "王敏"},
-    "chenjing": {"password": "host-chenjing", "hexie": "chenjing", "name": "陈静"},
-    "zhengli": {"password": "host-zhengli", "hexie": "zhengli", "name": "郑丽"},
-    "liuhong": {"password": "host-liuhong", "hexie": "liuhong", "name": "刘红"},
-    "qianhui": {"password": "host-qianhui", "hexie": "qianhui", "name": "钱慧"},
-}
+from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for  # noqa: E402
+from flask_wtf.csrf import CSRFProtect  # noqa: E402
+from sqlalchemy import create_engine as sa_create_engine, select  # noqa: E402
+from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
+from werkzeug.security import check_password_hash, generate_password_hash  # noqa: E402
 
+import hexie  # noqa: E402
+from hexie import Actor, Hexie, HexieError, NotFound, WorkflowLocked  # noqa: E402
+from models import FINANCE_THRESHOLD, PurchaseRequest, User  # noqa: E402
 
-# ---------------------------------------------------------------- the host's own model
-class HostBase(DeclarativeBase):
-    """The host's declarative base: its tables live in its own database."""
+DEFINITIONS = HERE / "definitions"
+MIGRATIONS = HERE / "migrations"
 
-
-class LoanApplication(HostBase, WorkflowMixin):
-    """The host's loan record; its approval runs as a Hexie ``microloan`` case."""
-
-    __tablename__ = "loan_applications"
-    __workflow__ = "microloan"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    applicant_name: Mapped[str] = mapped_column(String(50))
-    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
-    created_by: Mapped[str] = mapped_column(String(80))
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(), default=lambda: datetime.now(timezone.utc).replace(tzinfo=None))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "applicant_name": self.applicant_name, "amount": str(self.amount),
-                "created_by": self.created_by, "hexie_case_id": self.hexie_case_id}
+#: The host's org as Hexie is told it: a company and its departments.
+UNITS = [
+    {"code": "acme", "name": "示例公司 Acme", "level": "company"},
+    {"code": "it", "name": "信息部 IT", "level": "department", "parent": "acme"},
+    {"code": "ops", "name": "运营部 Operations", "level": "department", "parent": "acme"},
+]
+#: Demo people (username, name, department, Hexie roles). Passwords: "<username>-pass-1".
+DEMO_PEOPLE = [
+    ("alice", "Alice 李", "it", "requester@it"),
+    ("bob", "Bob 王", "it", "dept_head@it"),
+    ("carol", "Carol 陈", "acme", "finance@acme"),
+    ("dave", "Dave 赵", "acme", "it_admin@acme"),
+    ("erin", "Erin 周", "ops", "requester@ops"),
+]
 
 
-# ---------------------------------------------------------------- who is acting
-class SignInRequired(HexieError):
-    """The host's own refusal: nobody is signed in."""
+# ------------------------------------------------------------------ the host's database
+def upgrade_host(url: str) -> None:
+    """Run the host's own Alembic history (its ``alembic_version``, not Hexie's)."""
+    from alembic import command
+    from alembic.config import Config
 
-    code = "unauthorized"
-    status = 401
+    engine = sa_create_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
 
 
-def host_user() -> str | None:
-    """The host's signed-in user (its own session), or None."""
-    return session.get("host_user")
+def seed_people(db: Session) -> None:
+    if db.scalar(select(User.id).limit(1)) is None:
+        for username, name, department, roles in DEMO_PEOPLE:
+            db.add(User(username=username, name=name, department=department, roles=roles,
+                        password_hash=generate_password_hash(f"{username}-pass-1")))
+        db.commit()
 
 
-def make_actor_loader(hexie_engine: Engine):
-    """Hexie's ``actor_loader``: the current host user as a Hexie Actor (or None)."""
+def sync_people(engine: Any, db: Session) -> None:
+    """Tell Hexie who the host's people are and which roles they hold where (no passwords:
+    they sign in to the host; Hexie only learns their names and roles)."""
+    from hexie.workflows.org import load_org
+
+    people = [{"username": u.username, "name": u.name, "roles": u.roles.split()}
+              for u in db.scalars(select(User).order_by(User.id))]
+    roles = engine.registry.roles
+    with engine.transaction() as s:
+        load_org(s, {"units": UNITS, "users": people}, roles=list(roles.roles), levels=list(roles.levels))
+
+
+# ------------------------------------------------------------------ the factory
+def create_app(database_url: str | None = None, config: dict[str, Any] | None = None,
+               definitions: str | Path = DEFINITIONS) -> Flask:
+    url = database_url or os.environ.get("HOST_DATABASE_URL") or f"sqlite:///{HERE / 'host_app.db'}"
+    upgrade_host(url)                                              # the host's tables
+    engine = hexie.create_engine(url, definitions=definitions)    # Hexie's hexie_* tables, same database
+    db_engine = sa_create_engine(url, **({"connect_args": {"check_same_thread": False}}
+                                         if url.startswith("sqlite") else {}))
+    Sessions = sessionmaker(bind=db_engine, expire_on_commit=False)
+    with Sessions() as db:
+        seed_people(db)
+        sync_people(engine, db)
+    PurchaseRequest.bind_workflow(engine)
+
+    app = Flask(__name__, template_folder=str(HERE / "templates"))
+    app.config.update(SECRET_KEY=os.environ.get("HOST_SECRET_KEY", "host-demo-secret-change-me"),
+                      HEXIE_URL_PREFIX="/hexie", HEXIE_LOGIN_VIEW="login")
+    app.config.update(config or {})
+    CSRFProtect(app)                                               # the host's own CSRF (Hexie uses it too)
 
     def current_actor() -> Actor | None:
-        user = HOST_USERS.get(host_user() or "")
+        """Hexie's actor_loader: the host's signed-in user as Hexie knows her (or None)."""
+        user = current_user()
         if user is None:
             return None
         try:
-            return hexie_engine.actor(user["hexie"])
-        except NotFound:  # known to the host, not (or no longer) to Hexie
+            return engine.actor(user.username)
+        except NotFound:
             return None
 
-    return current_actor
+    Hexie(app, engine=engine, actor_loader=current_actor)
+    app.extensions["host_sessions"] = Sessions
+    app.extensions["host_db_engine"] = db_engine
 
+    def current_user() -> User | None:
+        if "host_user" not in g:
+            uid = session.get("uid")
+            with Sessions() as db:
+                g.host_user = db.get(User, uid) if uid else None
+        return g.host_user
 
-# ---------------------------------------------------------------- the host's routes
-def _host_blueprint(host_sessions: sessionmaker, current_actor) -> Blueprint:
-    bp = Blueprint("host", __name__)
+    def login_required(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if current_user() is None:
+                return redirect(url_for("login", next=request.full_path.rstrip("?")))
+            return view(*args, **kwargs)
+        return wrapped
 
-    def state() -> Any:
-        from flask import current_app
-        return current_app.extensions["hexie"]
+    @app.context_processor
+    def host_context() -> dict[str, Any]:
+        return {"me": current_user(), "threshold": FINANCE_THRESHOLD}
 
-    def acting() -> Actor:
-        actor = current_actor()
-        if actor is None:
-            raise SignInRequired("请先登录", "sign in first")
-        return actor
-
-    @bp.errorhandler(HexieError)
-    def _refused(err: HexieError):
-        return jsonify({"error": {"code": err.code, "message": err.message, "details": err.details}}), err.status
-
-    @bp.post("/login")
+    # -- sign-in (the host's own) ---------------------------------------------------
+    @app.route("/login", methods=["GET", "POST"])
     def login():
-        body = request.get_json(silent=True) or {}
-        user = HOST_USERS.get(str(body.get("username", "")))
-        if user is None or not hmac.compare_digest(user["password"], str(body.get("password", ""))):
-            return jsonify({"error": {"code": "unauthorized", "message": "用户名或密码错误 / wrong username or password",
-                                      "details": {}}}), 401
-        session.clear()
-        session["host_user"] = body["username"]
-        return jsonify({"user": body["username"], "csrf_token": generate_csrf()})
+        error = None
+        if request.method == "POST":
+            with Sessions() as db:
+                user = db.scalar(select(User).where(User.username == request.form.get("username", "")))
+            if user is not None and check_password_hash(user.password_hash, request.form.get("password", "")):
+                session.clear()
+                session["uid"] = user.id
+                target = request.args.get("next") or ""
+                return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("index"))
+            error = "用户名或密码错误 / Wrong username or password"
+        return render_template("login.html", error=error), 401 if error else 200
 
-    @bp.get("/csrf")
-    def csrf():
-        return jsonify({"csrf_token": generate_csrf()})
-
-    @bp.post("/logout")
+    @app.post("/logout")
     def logout():
         session.clear()
-        return jsonify({})
+        return redirect(url_for("login"))
 
-    @bp.get("/loans")
-    def loans():
-        actor = acting()
-        with host_sessions() as s:
-            out = []
-            for loan in s.scalars(select(LoanApplication).order_by(LoanApplication.id)):
-                row = loan.as_dict()
-                try:
-                    row["state"] = loan.workflow_state(state()["queries"], actor)
-                except NotFound:  # a case she may not see: the host shows no state
-                    row["state"] = None
-                out.append(row)
-            return jsonify(out)
+    # -- the host's pages -----------------------------------------------------------
+    @app.get("/")
+    @login_required
+    def index():
+        with Sessions() as db:
+            rows = db.scalars(select(PurchaseRequest).order_by(PurchaseRequest.id.desc())).all()
+        actor = current_actor()
+        items = []
+        for pr in rows:
+            try:
+                state = pr.workflow_state(actor)
+            except NotFound:            # a request whose case she may not see
+                continue
+            items.append((pr, state))
+        return render_template("index.html", items=items)
 
-    @bp.post("/loans")
-    def new_loan():
-        actor = acting()
-        body = request.get_json(silent=True) or {}
-        data = dict(body.get("data") or {})
-        data.setdefault("applicant_name", body.get("applicant_name"))
-        data.setdefault("loan_amount", str(body.get("amount")))
-        with host_sessions() as s:
-            loan = LoanApplication(applicant_name=str(body.get("applicant_name") or ""),
-                                   amount=Decimal(str(body.get("amount") or 0)), created_by=actor.username)
-            s.add(loan)
-            s.flush()
-            # Hexie's transaction commits first; if it refuses, the host rolls its record back.
-            loan.start_workflow(state()["service"], actor, str(body.get("org_unit") or ""), data)
-            s.commit()
-            return jsonify(_loan_view(loan, actor, state())), 201
+    @app.route("/requests/new", methods=["GET", "POST"])
+    @login_required
+    def new_request():
+        if request.method == "GET":
+            return render_template("request.html", pr=None, editable=True, error=None, values={})
+        values, error = _read_form()
+        if error:
+            return render_template("request.html", pr=None, editable=True, error=error, values=values), 422
+        user, actor = current_user(), current_actor()
+        with Sessions() as db:
+            pr = PurchaseRequest(title=values["title"], amount=values["amount"], department=user.department,
+                                 requester_id=user.id)
+            db.add(pr)
+            try:
+                # one transaction: the host's record and Hexie's case, committed together
+                pr.start_workflow(actor, user.department, session=db)
+                if request.form.get("submit"):
+                    pr.fire_workflow(actor, "submit", session=db)
+                db.commit()
+            except HexieError as err:
+                db.rollback()           # neither the record nor the case
+                return render_template("request.html", pr=None, editable=True, error=err.message,
+                                       values=values), err.status
+            return redirect(url_for("show_request", pr_id=pr.id))
 
-    @bp.get("/loans/<int:loan_id>")
-    def show_loan(loan_id: int):
-        actor = acting()
-        with host_sessions() as s:
-            return jsonify(_loan_view(_get(s, loan_id), actor, state()))
+    @app.get("/requests/<int:pr_id>")
+    @login_required
+    def show_request(pr_id: int):
+        with Sessions() as db:
+            pr = _get(db, pr_id)
+            return render_template("request.html", pr=pr, editable=_editable(pr), error=None,
+                                   values={"title": pr.title, "amount": pr.amount})
 
-    @bp.post("/loans/<int:loan_id>/actions/<trigger>")
-    def act(loan_id: int, trigger: str):
-        actor = acting()
-        body = request.get_json(silent=True) or {}
-        with host_sessions() as s:
-            loan = _get(s, loan_id)
-            loan.fire_workflow(state()["service"], actor, trigger, data=body.get("data") or {},
-                               comment=body.get("comment"))
-            return jsonify(_loan_view(loan, actor, state()))
+    @app.post("/requests/<int:pr_id>")
+    @login_required
+    def save_request(pr_id: int):
+        values, error = _read_form()
+        actor = current_actor()
+        with Sessions() as db:
+            pr = _get(db, pr_id)
+            if pr.requester_id != current_user().id:
+                abort(403)
+            if error:
+                return render_template("request.html", pr=pr, editable=_editable(pr), error=error, values=values), 422
+            pr.title, pr.amount = values["title"], values["amount"]
+            try:
+                db.flush()              # WorkflowLocked while the request is under review
+                pr.sync_workflow(actor, session=db)      # the case holds the new amount too
+                if request.form.get("submit"):
+                    pr.fire_workflow(actor, "submit", session=db)
+                db.commit()
+            except HexieError as err:
+                db.rollback()
+                pr = _get(db, pr_id)
+                status = 409 if isinstance(err, WorkflowLocked) else err.status
+                return render_template("request.html", pr=pr, editable=_editable(pr), error=err.message,
+                                       values=values), status
+            flash("已保存 / Saved")
+            return redirect(url_for("show_request", pr_id=pr_id))
 
-    return bp
+    def _get(db: Session, pr_id: int) -> PurchaseRequest:
+        pr = db.get(PurchaseRequest, pr_id)
+        if pr is None:
+            abort(404)
+        try:
+            pr.workflow_case(current_actor())     # 404 for a request she may not see
+        except NotFound:
+            abort(404)
+        return pr
 
+    def _editable(pr: PurchaseRequest) -> bool:
+        case = pr.workflow_case(current_actor())
+        if case is None or pr.requester_id != current_user().id:
+            return case is None
+        return engine.current(case["process"])[0].state(case["state"]).host_editable
 
-def _get(s: Session, loan_id: int) -> LoanApplication:
-    loan = s.get(LoanApplication, loan_id)
-    if loan is None:
-        raise NotFound("没有这笔贷款", f"no loan {loan_id}")
-    return loan
-
-
-def _loan_view(loan: LoanApplication, actor: Actor, state: Any) -> dict[str, Any]:
-    case = loan.workflow_case(state["queries"], actor)
-    return {**loan.as_dict(), "state": case and case["state"], "actions": case["actions"] if case else [],
-            "case": case and {k: case[k] for k in ("id", "process", "state", "lock_version")}}
-
-
-# ---------------------------------------------------------------- the factory
-def create_host_app(hexie_engine: Engine | None = None, host_database_url: str = "sqlite:///host.db",
-                    hexie_database_url: str | None = None, org_file: str | Path | None = HERE / "org.yaml",
-                    config: dict[str, Any] | None = None) -> Flask:
-    """The host app with Hexie mounted under ``/hexie``.
-
-    ``hexie_engine``: an engine already built (tests); otherwise one is built on
-    ``hexie_database_url`` (default ``$HEXIE_DATABASE_URL``) with the project's
-    definitions, the schema upgraded. ``org_file`` (Hexie's view of the host's people)
-    is loaded idempotently.
-    """
-    from hexie.web.extension import Hexie
-
-    if hexie_engine is None:
-        from hexie.models import database_url, upgrade
-        url = hexie_database_url or database_url()
-        upgrade(url)
-        hexie_engine = Engine.from_config(url, PROJECT / "definitions")
-    hexie_engine.sync_definitions()
-    if org_file is not None:
-        from hexie.workflows.org import load_org
-        roles = hexie_engine.registry.roles
-        with hexie_engine.transaction() as s:
-            load_org(s, yaml.safe_load(Path(org_file).read_text(encoding="utf-8")),
-                     roles=list(roles.roles), levels=list(roles.levels))
-
-    # The host's own database and tables.
-    host_engine = create_engine(host_database_url)
-    HostBase.metadata.create_all(host_engine)
-    host_sessions = sessionmaker(bind=host_engine, expire_on_commit=False)
-
-    app = Flask(__name__)
-    app.config.update(SECRET_KEY=os.environ.get("HOST_SECRET_KEY", "host-demo-secret-change-me"),
-                      HEXIE_URL_PREFIX="/hexie")
-    app.config.update(config or {})
-    current_actor = make_actor_loader(hexie_engine)
-    Hexie(app, engine=hexie_engine, actor_loader=current_actor)  # screens at /hexie, API at /hexie/api/v1
-    app.register_blueprint(_host_blueprint(host_sessions, current_actor))
-    app.extensions["host_sessions"] = host_sessions
     return app
 
 
+def _read_form() -> tuple[dict[str, Any], str | None]:
+    title = (request.form.get("title") or "").strip()
+    raw = (request.form.get("amount") or "").strip()
+    values: dict[str, Any] = {"title": title, "amount": raw}
+    try:
+        amount = Decimal(raw).quantize(Decimal("0.01"))
+    except (InvalidOperation, ValueError):
+        return values, "金额无效 / Invalid amount"
+    if not title:
+        return values, "请填写采购事项 / The item is required"
+    if amount <= 0:
+        return values, "金额须大于 0 / The amount must be above 0"
+    values["amount"] = amount
+    return values, None
+
+
 if __name__ == "__main__":  # pragma: no cover - manual demo
-    create_host_app().run(port=5050, debug=True)
+    create_app().run(port=5050, debug=True)

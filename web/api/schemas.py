@@ -251,6 +251,9 @@ class CaseSchema(Schema):
     updated_at = UTCDateTime(allow_none=True)
     closed_at = UTCDateTime(allow_none=True)
     created_by = _text()
+    business_key = _text(metadata={"description": "the outside record the case is about (unique per process)"})
+    host_fields = fields.List(fields.String(), metadata={
+        "description": "fields a host record owns: Hexie's forms never edit them (422 if sent)"})
     lock_version = fields.Integer()
     tasks = fields.List(fields.Nested(TaskSchema), metadata={"description": "open tasks"})
     actions = fields.List(fields.String(), metadata={"description": "triggers the caller may fire now"})
@@ -268,6 +271,7 @@ class CaseSummarySchema(Schema):
     state = fields.String(required=True)
     org_unit = fields.String(required=True)
     subject = _text()
+    business_key = _text()
     created_at = UTCDateTime(allow_none=True)
     updated_at = UTCDateTime(allow_none=True)
     closed_at = UTCDateTime(allow_none=True)
@@ -368,6 +372,9 @@ class CaseStartSchema(Schema):
     org_unit = fields.String(required=True, validate=validate.Length(min=1, max=64))
     data = _data_field("the first state's form: field name -> value")
     comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=10000))
+    business_key = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=200),
+                                 metadata={"description": "the outside record the case is about; unique per "
+                                                          "process (409 when taken)"})
 
 
 class ActionSchema(Schema):
@@ -435,6 +442,7 @@ class CaseListQuery(_PagingQuery):
     state = _filter()
     org_unit = _filter()
     search = _filter(100)
+    business_key = _filter(200)
 
 
 class TaskListQuery(_PagingQuery):

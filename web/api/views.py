@@ -80,13 +80,16 @@ def get_process(process: str) -> Response:
 # -------------------------------------------------------------------- cases
 @operation(bp, "/cases", "POST", summary="Start a case / 发起案件", tag="cases", body=CaseStartSchema,
            body_required=True,
-           responses={201: ("the new case", CaseSchema), 403: ("may not start it at this unit", ERR),
-                      404: ("no such process", ERR), 422: ("form or unit invalid; details per field", ERR)})
+           responses={201: ("the new case", CaseSchema),
+                      403: ("may not start it at this unit, or only the host starts it (starters: [system])", ERR),
+                      404: ("no such process", ERR),
+                      409: ("a case of this process already has this business_key", ERR),
+                      422: ("form or unit invalid; details per field", ERR)})
 def start_case(body: dict[str, Any]) -> Response:
     """Open a case of ``process`` at ``org_unit`` with the first form filled."""
     state = hexie()
     case_id = state["service"].start_case(g.actor, body["process"], body["org_unit"], body["data"],
-                                          comment=body["comment"])
+                                          comment=body["comment"], business_key=body["business_key"])
     try:
         case = state["queries"].case(g.actor, case_id)
     except NotFound:  # a confidential case its starter does not work on: she may not read it back
@@ -98,7 +101,7 @@ def start_case(body: dict[str, Any]) -> Response:
            responses={200: ("cases visible to the caller, newest first; paging in X-Total-Count, "
                             "X-Page, X-Per-Page, X-Pages", CaseSummarySchema(many=True))})
 def list_cases(query: dict[str, Any]) -> Response:
-    """Cases the caller may see, filtered by process, state and org unit (its subtree)."""
+    """Cases the caller may see, filtered by process, state, org unit (its subtree) and business key."""
     _check_filters(query)
     page = hexie()["queries"].cases(g.actor, **query)
     return _paged(page, CaseSummarySchema)

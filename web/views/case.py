@@ -59,9 +59,16 @@ def _formdata():
     return CombinedMultiDict([request.files, request.form])
 
 
+def _not_host_owned(entries, view: Mapping[str, Any]):
+    """A host record's mapped fields are never inputs of Hexie's forms (host.md): the case page
+    shows them read-only with the rest of the data, and the engine refuses them if sent anyway."""
+    owned = set(view.get("host_fields") or ())
+    return tuple(entry for entry in entries if entry.name not in owned) if owned else entries
+
+
 def _action_form(spec: ProcessSpec, view: Mapping[str, Any], trigger: str, path: str | None,
                  formdata: Any = None, files_present=()) -> DynamicForm:
-    entries = action_form(spec, view["state"], trigger)
+    entries = _not_host_owned(action_form(spec, view["state"], trigger), view)
     return build_form(spec, entries, formdata=formdata, current=view["data"], masked=view["masked"],
                       comment=comment_rule(spec, view["state"], trigger), prefix=f"a-{trigger}",
                       choices=_choices(spec, entries, path), files_present=files_present)
@@ -69,7 +76,7 @@ def _action_form(spec: ProcessSpec, view: Mapping[str, Any], trigger: str, path:
 
 def _task_form(spec: ProcessSpec, view: Mapping[str, Any], task: Mapping[str, Any], path: str | None,
                formdata: Any = None, files_present=()) -> DynamicForm:
-    entries = task_form(spec, view["state"], task["name"])
+    entries = _not_host_owned(task_form(spec, view["state"], task["name"]), view)
     return build_form(spec, entries, formdata=formdata, current=view["data"], masked=view["masked"],
                       prefix=f"t{task['id']}", choices=_choices(spec, entries, path), files_present=files_present)
 
