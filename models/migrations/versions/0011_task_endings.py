@@ -7,7 +7,7 @@ held by one person and "completed" by another was cut short by that other (a hol
 be overtaken otherwise), and one "completed" by nobody was ended by the system.
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-01 08:00:00
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Sequence
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
