@@ -10,8 +10,10 @@ from datetime import timedelta
 from typing import Any, Mapping
 
 from flask import Flask
+from flask_babel import Babel
 
 from .extension import Hexie, current_actor, hexie_state
+from .i18n import TRANSLATIONS, babel_locale
 
 __all__ = ["create_app", "Hexie", "current_actor", "hexie_state"]
 
@@ -44,5 +46,8 @@ def create_app(engine: Any = None, config: Mapping[str, Any] | None = None) -> F
     )
     if config:
         app.config.update(config)
+    # Hexie's own app: Flask-Babel picks the locale Hexie chose, so that the Babel formatters
+    # and any gettext call follow the person (a host keeps its own Babel, if it has one).
+    Babel(app, locale_selector=babel_locale, default_translation_directories=str(TRANSLATIONS))
     Hexie(app, engine)
     return app

@@ -26,7 +26,7 @@ from markupsafe import Markup, escape
 
 from hexie.workflows.spec import ProcessSpec
 
-from .i18n import CATALOG
+from .i18n import text_in
 
 BOX_W, BOX_H = 116, 46
 GAP_X, GAP_Y = 64, 26
@@ -107,8 +107,7 @@ def layers(spec: ProcessSpec) -> dict[str, int]:
 
 
 def _t(key: str, locale: str, **params: Any) -> str:
-    zh, en = CATALOG[key]
-    return (en if locale == "en" else zh).format(**params)
+    return text_in(locale, key, **params)
 
 
 def _role_labels(locale: str) -> dict[str, str]:

@@ -34,29 +34,6 @@ bp = Blueprint("hexie_review", __name__)
 FLASH = "hexie_review"
 HISTORY = 5
 
-TEXTS = {
-    "review.title": ("审批流程", "Review"),
-    "review.none": ("尚未提交审批。", "Not submitted for review yet."),
-    "review.hidden": ("您无权查看此审批。", "You may not see this review."),
-    "review.state": ("当前环节", "Current step"),
-    "review.closed": ("已办结", "Closed"),
-    "review.tasks": ("待办", "Open tasks"),
-    "review.offered": ("待{role}领取", "waiting for a {role}"),
-    "review.may_take": ("可办理：{names}", "may act: {names}"),
-    "review.held": ("{name}办理中", "with {name}"),
-    "review.due": ("期限 {due}", "due {due}"),
-    "review.actions": ("您可以", "You may"),
-    "review.no_actions": ("目前没有您可执行的操作。", "Nothing for you to do here now."),
-    "review.comment": ("意见（必填）", "Comment (required)"),
-    "review.comment_optional": ("意见（选填）", "Comment (optional)"),
-    "review.open_case": ("在审批页办理", "Open in the case page"),
-    "review.history": ("最近记录", "Latest history"),
-    "review.done": ("已执行：{action}", "Done: {action}"),
-    "kind.synced": ("业务系统同步", "Synced from the host"),
-    "case.business_key": ("业务编号", "Business key"),
-}
-for _key, _pair in TEXTS.items():
-    i18n.CATALOG.setdefault(_key, _pair)
 
 
 def hexie_review(record: Any, history: int = HISTORY) -> Markup:

@@ -6,6 +6,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
 from flask import current_app, request
 from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased
@@ -15,7 +17,7 @@ from hexie.workflows.access import Actor
 from hexie.workflows.spec import ProcessSpec
 
 from ..extension import hexie_state
-from ..i18n import get_locale, label, t
+from ..i18n import babel_locale, get_locale, label, t
 
 MASK = "***"
 
@@ -130,13 +132,14 @@ def to_local(value: datetime | None) -> datetime | None:
 
 
 def fmt_dt(value: datetime | None) -> str:
+    """A stored time as the office reads it, by Babel (ISO order in both languages: 2026-03-02 09:00)."""
     local = to_local(value)
-    return local.strftime("%Y-%m-%d %H:%M") if local else ""
+    return format_datetime(local, "yyyy-MM-dd HH:mm", locale=babel_locale()) if local else ""
 
 
 def fmt_date(value: datetime | None) -> str:
     local = to_local(value)
-    return local.strftime("%Y-%m-%d") if local else ""
+    return format_date(local, "yyyy-MM-dd", locale=babel_locale()) if local else ""
 
 
 def due_hint(value: datetime | None) -> str:
@@ -165,10 +168,14 @@ def due_hint(value: datetime | None) -> str:
 # --------------------------------------------------------------------- values
 
 def money(value: Any) -> str:
+    """Yuan with two decimals and the locale's grouping, by Babel: ¥1,200.00."""
     try:
-        return f"¥{Decimal(str(value)):,.2f}"
+        amount = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return str(value)
+    if not amount.is_finite():
+        return str(value)
+    return "¥" + format_decimal(amount, "#,##0.00", locale=babel_locale())
 
 
 def format_value(spec: ProcessSpec, name: str, value: Any, names: Mapping[str, str] | None = None,
