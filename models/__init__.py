@@ -5,7 +5,7 @@ from .db import (
     normalize_url, upgrade,
 )
 from .tables import (
-    Attachment, AuditEvent, Case, LedgerEntry, OrgUnit, ProcessVersion, RoleAssignment, Task, Timer,
+    ApiToken, LoginAttempt, Attachment, AuditEvent, Case, LedgerEntry, OrgUnit, ProcessVersion, RoleAssignment, Task, Timer,
     User, Vote, WebhookDelivery, WebhookSubscription,
 )
 
@@ -13,6 +13,6 @@ __all__ = [
     "Base", "BigID", "NAMING_CONVENTION", "utcnow",
     "alembic_config", "current_revision", "database_url", "make_engine",
     "make_session_factory", "normalize_url", "upgrade",
-    "Attachment", "AuditEvent", "Case", "LedgerEntry", "OrgUnit", "ProcessVersion", "RoleAssignment",
+    "ApiToken", "LoginAttempt", "Attachment", "AuditEvent", "Case", "LedgerEntry", "OrgUnit", "ProcessVersion", "RoleAssignment",
     "Task", "Timer", "User", "Vote", "WebhookDelivery", "WebhookSubscription",
 ]
