@@ -14,7 +14,7 @@ from examples.host_app.app import HOST_USERS, LoanApplication, create_host_app
 from hexie.models import make_session_factory
 from hexie.workflows.engine import Engine
 from hexie.workflows.errors import Conflict, Forbidden, Invalid
-from hexie.workflows.tokens import make_token
+from hexie.workflows.tokens import issue_token
 
 from .api_support import LOAN_APPLICATION, _registry
 
@@ -118,7 +118,8 @@ def test_the_host_routes_and_hexie_mounted_inside_it(host) -> None:
     # Hexie's screens see the host's signed-in person through the actor_loader
     assert app.extensions["hexie"].actor_loader is not None
     # and its API is mounted under the host's prefix, with Hexie's own tokens
-    token = make_token(SECRET, "wangmin")
+    with app.app_context():  # the host's engine and key (its SECRET_KEY: no HEXIE_SECRET_KEY set)
+        token = issue_token("wangmin")
     r = client.get("/hexie/api/v1/tasks?view=available", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
     assert [t["case_id"] for t in r.get_json()] == [loan["hexie_case_id"]]

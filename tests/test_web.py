@@ -585,8 +585,8 @@ def test_hexie_mounted_in_a_host_application(session_factory):
     assert client.get(f"/workflow/cases/{case_id}").status_code == 404
     who["username"] = None
     assert client.get("/workflow/").status_code == 401
-    host.config["HEXIE_LOGIN_URL"] = "/host-login"
-    assert client.get("/workflow/").headers["Location"] == "/host-login"
+    host.config["HEXIE_LOGIN_URL"] = "/host-login"   # the older name of HEXIE_LOGIN_VIEW
+    assert client.get("/workflow/").headers["Location"] == "/host-login?next=%2Fworkflow%2F"
 
 
 def test_create_app_settings(env):

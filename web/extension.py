@@ -22,13 +22,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from flask import Flask, current_app, g, jsonify, render_template, request, url_for
+from flask import Flask, current_app, g, has_app_context, jsonify, render_template, request, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
-from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from hexie.models import User
+from hexie.workflows import tokens
 from hexie.workflows.access import MANAGER_ROLES, Actor
 from hexie.workflows.engine import Engine
 from hexie.workflows.errors import HexieError
@@ -78,12 +78,13 @@ def current_actor() -> Actor | None:
 class LoginUser:
     """The Flask-Login user: a signed-in person and the roles she holds (her Actor)."""
 
-    def __init__(self, actor: Actor, stamp: str) -> None:
+    def __init__(self, actor: Actor, stamp: str, sid: str = "") -> None:
         self.actor = actor
         self.username = actor.username
         self.name = actor.name or actor.username
         self.locale = actor.locale
         self._stamp = stamp
+        self.sid = sid          # the jti of this sign-in's row in hexie_api_tokens (kind session)
 
     is_authenticated = True
     is_active = True
@@ -91,7 +92,27 @@ class LoginUser:
 
     def get_id(self) -> str:
         # The stamp changes with the password: changing it signs out every other session.
-        return f"{self.username}:{self._stamp}"
+        # The session id names a row that signing out revokes (a replayed cookie is refused).
+        return f"{self.username}:{self._stamp}:{self.sid}"
+
+
+def signing_key(app: Flask | None = None) -> str:
+    """The key API tokens are signed with: ``HEXIE_SECRET_KEY`` of the app's config, else its
+    ``SECRET_KEY``, else ``$HEXIE_SECRET_KEY`` or the instance key (what ``hexie token`` uses)."""
+    from hexie.workflows.config import secret_key
+    config = (app or current_app).config
+    return config.get("HEXIE_SECRET_KEY") or config.get("SECRET_KEY") or secret_key()
+
+
+def _token_context() -> tuple[Engine, str] | None:
+    """The current app's engine and key, for :func:`hexie.issue_token` called inside a request or
+    an app context."""
+    if has_app_context() and "hexie" in current_app.extensions:
+        return hexie_state().engine, signing_key()
+    return None
+
+
+tokens.context_providers.append(_token_context)
 
 
 def password_stamp(password_hash: str | None) -> str:
@@ -182,15 +203,18 @@ class Hexie:
 
         @manager.user_loader
         def load_user(user_id: str) -> LoginUser | None:
-            username, _, stamp = user_id.rpartition(":")
+            parts = user_id.rsplit(":", 2)
+            if len(parts) != 3:
+                return None     # a cookie from before sessions had rows: sign in again
+            username, stamp, sid = parts
             with engine.session_factory() as s:
-                user = s.scalars(select(User).where(User.username == username)).first()
-                if user is None or not user.active:
+                user = tokens.credential_user(s, username, sid, "session", engine.clock())
+                if user is None:
                     return None
                 expected = password_stamp(user.password_hash)
                 if not hmac.compare_digest(expected, stamp):
                     return None
-                return LoginUser(engine.actor_for(s, user), expected)
+                return LoginUser(engine.actor_for(s, user), expected, sid)
 
     # -- blueprints of the other parts, when present ---------------------------------
     @staticmethod

@@ -41,6 +41,9 @@ CATALOG: dict[str, tuple[str, str]] = {
     "logout.done": ("您已退出。", "You have signed out."),
     "logout.title": ("退出登录", "Sign out"),
     "logout.confirm": ("确定要退出吗？", "Do you want to sign out?"),
+    "logout.everywhere": ("在所有设备上退出", "Sign out everywhere"),
+    "logout.everywhere.help": ("同时作废您的全部登录和 API 令牌。",
+                               "Also ends every other sign-in and revokes all your API tokens."),
     # --- inbox
     "inbox.title": ("我的待办", "My inbox"),
     "tab.mine": ("我的任务", "Mine"),

@@ -95,15 +95,20 @@ def org_load(file: str) -> None:
 @main.command()
 @click.argument("username")
 def token(username: str) -> None:
-    """输出该用户的 API 令牌 / Print an API token for a user."""
+    """输出该用户的 API 令牌 / Print an API token for a user.
+
+    签名密钥为 $HEXIE_SECRET_KEY（否则为实例目录中的密钥）；宿主应用中请让其
+    HEXIE_SECRET_KEY（或 SECRET_KEY）与之相同。Signed with $HEXIE_SECRET_KEY (else the
+    instance folder's key): a host accepts it when its app.config["HEXIE_SECRET_KEY"] (else
+    its SECRET_KEY) is the same key, on the same database.
+    """
     from .config import secret_key
-    from .tokens import make_token
+    from .tokens import issue_token
     engine = build_engine()
     try:
-        engine.actor(username)
+        click.echo(issue_token(username, engine=engine, secret=secret_key(), origin="cli"))
     except HexieError as err:
         raise click.ClickException(err.message) from None
-    click.echo(make_token(secret_key(), username))
 
 
 @main.command()

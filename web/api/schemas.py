@@ -65,6 +65,15 @@ class TokenSchema(Schema):
     expires_in = fields.Integer(metadata={"description": "seconds"})
 
 
+class TokenRevokeSchema(Schema):
+    everywhere = fields.Boolean(load_default=False, metadata={
+        "description": "also every other token and sign-in session of the user (sign out everywhere)"})
+
+
+class TokenRevokedSchema(Schema):
+    revoked = fields.Integer(required=True, metadata={"description": "how many tokens and sessions were revoked"})
+
+
 # -------------------------------------------------------------- processes
 class LabelSchema(Schema):
     """A text in both languages."""

@@ -20,14 +20,14 @@ from hexie.workflows.queries import task_row
 from ..forms import check_upload
 from ..views.files import store_uploads
 from . import bp
-from .auth import issue_token
+from .auth import issue_token, revoke_request_token
 from .present import locale_of, process_detail, process_summary
 from .routing import hexie, json_response, operation
 from .schemas import (
     ActionSchema, AttachmentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
     HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
-    TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
+    TokenRequestSchema, TokenRevokedSchema, TokenRevokeSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
 )
 
 ERR = None  # responses documented with the error schema (see openapi.py)
@@ -49,8 +49,17 @@ def _paged(page: Any, schema: Any) -> Response:
                       400: ("malformed body", ERR), 401: ("wrong username or password", ERR),
                       429: ("too many wrong passwords for this username: wait a minute", ERR)})
 def create_token(body: dict[str, Any]) -> Response:
-    """Exchange a username and password for a signed, time-limited token."""
+    """Exchange a username and password for a signed, time-limited, revocable token."""
     return json_response(TokenSchema().dump(issue_token(body["username"], body["password"])))
+
+
+@operation(bp, "/token/revoke", "POST", summary="Revoke this token / 作废当前令牌", tag="auth",
+           body=TokenRevokeSchema,
+           responses={200: ("how many credentials were revoked", TokenRevokedSchema)})
+def revoke_token(body: dict[str, Any]) -> Response:
+    """Revoke the token of this request; with ``{"everywhere": true}`` every token and sign-in
+    session of its user (sign out everywhere). The token is refused from then on."""
+    return json_response(TokenRevokedSchema().dump({"revoked": revoke_request_token(body["everywhere"])}))
 
 
 # ---------------------------------------------------------------- processes
