@@ -78,18 +78,24 @@ def org() -> None:
 
 @org.command("load")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def org_load(file: str) -> None:
+@click.option("--prune", is_flag=True,
+              help="停用文件中未列出的用户 / deactivate the users the file no longer lists")
+def org_load(file: str, prune: bool) -> None:
     """从 YAML 导入单位和用户（可重复执行）/ Create or update units and users from YAML (idempotent)."""
     from .org import OrgFileError, load_org_file
     engine = build_engine()
     roles = engine.registry.roles
     with engine.transaction() as s:
         try:
-            result = load_org_file(s, file, roles=list(roles.roles), levels=list(roles.levels))
+            result = load_org_file(s, file, roles=list(roles.roles), levels=list(roles.levels), prune=prune,
+                                   now=engine.clock())
         except OrgFileError as err:
             raise click.ClickException(str(err)) from None
-    click.echo(f"单位 / units: {len(result.created_units)} 新建 created, {len(result.updated_units)} 更新 updated; "
-               f"用户 / users: {len(result.created_users)} 新建 created, {len(result.updated_users)} 更新 updated")
+    line = (f"单位 / units: {len(result.created_units)} 新建 created, {len(result.updated_units)} 更新 updated; "
+            f"用户 / users: {len(result.created_users)} 新建 created, {len(result.updated_users)} 更新 updated")
+    if prune:
+        line += f", {len(result.pruned_users)} 停用 deactivated"
+    click.echo(line)
 
 
 @main.command()
