@@ -66,6 +66,9 @@ class User(Base):
     away_until: Mapped[datetime | None] = mapped_column(DateTime())
     delegate_to_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     created_at: Mapped[datetime] = _created_at()
+    #: whether ``locale`` was chosen (the language switch, the org file, an administrator); when
+    #: not, the browser's Accept-Language decides, then HEXIE_DEFAULT_LOCALE
+    locale_chosen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     email: Mapped[str | None] = mapped_column(String(254))
     #: words such as ``sign_language`` or ``lawyer`` (a task's ``requires:``), a JSON list
     capabilities: Mapped[list[str] | None] = mapped_column(JSON)

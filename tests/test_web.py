@@ -491,18 +491,22 @@ def test_english_switch(env):
     new_aid_case(env)
     client = env.client("tc1")
     assert "待办" in page_text(client.get("/"))
-    response = client.get("/lang/en", headers={"Referer": "http://localhost/cases"})
+    response = client.post("/lang/en", headers={"Referer": "http://localhost/cases"})
     assert response.status_code == 302 and response.headers["Location"] == "/cases"
     page = page_text(client.get("/?view=available"))
     assert "Inbox" in page and "Sign out" in page and "Aid to poor mothers" in page and "Home survey" in page
     assert 'lang="en"' in page
     # remembered for the user: a new session starts in English
     assert "Inbox" in page_text(env.client("tc1").get("/"))
-    client.get("/lang/zh")
+    client.post("/lang/zh")
     assert "待办" in page_text(client.get("/"))
-    assert env.app.test_client().get("/lang/xx").status_code == 404
+    assert env.app.test_client().post("/lang/xx").status_code == 404
     # an outside referrer is not followed
-    assert client.get("/lang/zh", headers={"Referer": "https://evil.example/"}).headers["Location"] == "/"
+    assert client.post("/lang/zh", headers={"Referer": "https://evil.example/"}).headers["Location"] == "/"
+    # a GET (a link, another site's <img>) changes nothing: it offers the button
+    offered = client.get("/lang/en")
+    assert offered.status_code == 200 and 'action="/lang/en"' in page_text(offered)
+    assert "待办" in page_text(client.get("/"))
 
 
 # ----------------------------------------------------------------------- files

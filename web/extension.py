@@ -156,8 +156,12 @@ class Hexie:
             engine = build_engine()
         actor_loader = actor_loader or self.actor_loader
         prefix = (app.config.get("HEXIE_URL_PREFIX") or "").rstrip("/")
-        app.config.setdefault("HEXIE_TIMEZONE", "Asia/Shanghai")
+        from hexie.workflows.config import SETTINGS
+        for name, default in SETTINGS.items():
+            if default is not None:
+                app.config.setdefault(name, default)
         app.config.setdefault("HEXIE_PER_PAGE", 25)
+        engine.set_timezone(app.config["HEXIE_TIMEZONE"])   # "today" in guards, local dates of timers
 
         own_login = actor_loader is None
         csrf = app.extensions.get("csrf")
@@ -316,10 +320,19 @@ def admin_url() -> tuple[str, str] | None:
     return None
 
 
+def site_name() -> str:
+    """``HEXIE_SITE_NAME`` (a text, or ``{"zh": …, "en": …}``) in the current language, else
+    县妇联业务办理系统 / County Women's Federation casework."""
+    name = current_app.config.get("HEXIE_SITE_NAME")
+    if isinstance(name, dict):
+        return str(name.get(i18n.get_locale()) or name.get("zh") or next(iter(name.values()), ""))
+    return str(name) if name else i18n.t("app.tagline")
+
+
 def _template_context() -> dict[str, Any]:
     from . import views
     return {
-        "t": i18n.t, "label": i18n.label, "locale": i18n.get_locale(),
+        "t": i18n.t, "label": i18n.label, "locale": i18n.get_locale(), "site_name": site_name,
         "current_actor": current_actor, "nav_counts": nav_counts, "admin_url": admin_url,
         "hexie_own_login": hexie_state().own_login if "hexie" in current_app.extensions else False,
         "has_admin": "admin" in current_app.blueprints,

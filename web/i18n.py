@@ -1,14 +1,15 @@
 """Chinese first, English second: a small dict-based catalog, no compiled .mo files.
 
 ``t(key)`` returns the text for the current locale; ``label(Label)`` does the same for
-texts that come from process definitions. The locale is the session's choice
-(``/lang/zh``, ``/lang/en``), else the user's stored preference, else Chinese.
+texts that come from process definitions. The locale is the session's choice (the language
+switch, ``POST /lang/en``), else the person's stored choice, else the browser's
+``Accept-Language`` (zh or en), else ``HEXIE_DEFAULT_LOCALE`` (default zh).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from flask import g, has_request_context, session
+from flask import current_app, g, has_request_context, request, session
 
 LOCALES = ("zh", "en")
 DEFAULT_LOCALE = "zh"
@@ -257,6 +258,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "error.home": ("返回首页", "Back to the inbox"),
     # --- misc
     "lang.switched": ("已切换为中文。", "Switched to English."),
+    "lang.title": ("切换语言", "Language"),
+    "lang.confirm": ("切换界面语言：", "Switch the interface language:"),
     "sep": ("：", ": "),
     "yes": ("是", "Yes"),
     "no": ("否", "No"),
@@ -265,10 +268,27 @@ CATALOG: dict[str, tuple[str, str]] = {
 }
 
 
+def default_locale() -> str:
+    """``HEXIE_DEFAULT_LOCALE`` of the current app when it is one of ours, else zh."""
+    try:
+        value = current_app.config.get("HEXIE_DEFAULT_LOCALE")
+    except RuntimeError:  # no app
+        value = None
+    return value if value in LOCALES else DEFAULT_LOCALE
+
+
+def browser_locale() -> str | None:
+    """The best of our locales for the request's ``Accept-Language`` (``zh-CN`` counts as zh)."""
+    if not has_request_context() or not request.accept_languages:
+        return None
+    return request.accept_languages.best_match(LOCALES)
+
+
 def get_locale() -> str:
-    """The current request's locale: session choice, else the user's preference, else zh."""
+    """The current request's locale: the session's choice, else the person's stored choice,
+    else Accept-Language, else HEXIE_DEFAULT_LOCALE."""
     if not has_request_context():
-        return DEFAULT_LOCALE
+        return default_locale()
     cached = g.get("hexie_locale")
     if cached:
         return cached
@@ -282,7 +302,7 @@ def get_locale() -> str:
             actor = None
         if actor is not None and getattr(actor, "locale", None) in LOCALES:
             locale = actor.locale
-    g.hexie_locale = locale or DEFAULT_LOCALE
+    g.hexie_locale = locale or browser_locale() or default_locale()
     return g.hexie_locale
 
 

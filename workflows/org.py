@@ -493,7 +493,7 @@ def _write_users(session: Session, file_users: list[_UserItem], units: Mapping[s
                 username=item.username, name=item.name,
                 password_hash=hash_password(item.password) if item.password else UNUSABLE_PASSWORD,
                 active=item.active if item.active is not None else True,
-                locale=item.locale or "zh",
+                locale=item.locale or "zh", locale_chosen=item.locale is not None,
                 email=item.email or None,
                 capabilities=list(item.capabilities) if item.capabilities else None,
                 role_assignments=[RoleAssignment(role=r, org_unit=units[c]) for r, c in item.roles or ()],
@@ -509,8 +509,8 @@ def _write_users(session: Session, file_users: list[_UserItem], units: Mapping[s
             user.active, changed = item.active, True
             if not item.active:
                 result.revoked_users.append(item.username)
-        if item.locale is not None and user.locale != item.locale:
-            user.locale, changed = item.locale, True
+        if item.locale is not None and (user.locale != item.locale or not user.locale_chosen):
+            user.locale, user.locale_chosen, changed = item.locale, True, True
         if item.email is not UNSET and user.email != item.email:
             user.email, changed = item.email, True
         if item.capabilities is not UNSET and (user.capabilities or []) != item.capabilities:

@@ -143,7 +143,7 @@ class People:
     @staticmethod
     def _user_dict(user: User, roles: list[str]) -> dict[str, Any]:
         return {"username": user.username, "name": user.name, "email": user.email, "active": user.active,
-                "locale": user.locale, "capabilities": list(user.capabilities or []), "roles": roles,
+                "locale": user.locale if user.locale_chosen else None, "capabilities": list(user.capabilities or []), "roles": roles,
                 "created_at": user.created_at}
 
     def _find_user(self, s: Session, rights: PeopleRights, username: str) -> User:

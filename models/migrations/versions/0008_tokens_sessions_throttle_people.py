@@ -52,6 +52,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_hexie_api_tokens_user_id_revoked_at", ["user_id", "revoked_at"], unique=False)
 
     # ADD COLUMN only: SQLite adds them in place (no rebuild of a table others refer to).
+    # Existing users' locale was the default, not a choice: their browsers decide from now on.
+    op.add_column("hexie_users", sa.Column("locale_chosen", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.add_column("hexie_users", sa.Column("email", sa.String(length=254), nullable=True))
     op.add_column("hexie_users", sa.Column("capabilities", sa.JSON(), nullable=True))
 
@@ -61,6 +63,7 @@ def downgrade() -> None:
     # cascade into the tables that refer to it.
     op.drop_column("hexie_users", "capabilities")
     op.drop_column("hexie_users", "email")
+    op.drop_column("hexie_users", "locale_chosen")
     with op.batch_alter_table("hexie_api_tokens", schema=None) as batch_op:
         batch_op.drop_index("ix_hexie_api_tokens_user_id_revoked_at")
     op.drop_table("hexie_api_tokens")
