@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from flask import Flask, session as flask_session
+from flask import Flask
 
 from hexie.web import Hexie, create_app
 from hexie.web.views.common import fmt_dt

@@ -37,15 +37,15 @@ from typing import Any, Iterable, Mapping
 from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request,
                    send_from_directory, url_for)
 from markupsafe import Markup, escape
-from sqlalchemy import and_, func, or_, select, text, true
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from hexie.models import Case, OrgUnit, ProcessVersion, RoleAssignment, Task, User, Vote
-from hexie.workflows import audit
 from hexie.workflows.access import MANAGER_ROLES, Actor, team_tasks_clause, visible_cases_clause
 from hexie.workflows.errors import HexieError
 from hexie.workflows.loader import load_process_text
 from hexie.workflows.org import CODE_RE, USERNAME_RE, OrgFileError, ancestor_paths, load_org
+from hexie.workflows.people import record_admin_change
 from hexie.workflows.queries import task_row
 from hexie.workflows.spec import Diagnostic, ProcessSpec
 
@@ -344,12 +344,7 @@ def _details_text(details: Mapping[str, Any] | None) -> str:
 def _record(s: Session, actor: Actor, kind: str, changes: Mapping[str, Any] | None = None,
             comment: str | None = None) -> None:
     """An administrative change, in the audit trail's case-less chain (same transaction)."""
-    if s.get_bind().dialect.name == "postgresql":
-        # Two administrators at once must not both append "the next" case-less event.
-        s.execute(text("SELECT pg_advisory_xact_lock(4865786901)"))
-    user = s.get(User, actor.user_id) if actor.user_id is not None else None
-    audit.append_event(s, None, kind=kind, actor=user, changes=dict(changes) if changes else None,
-                       comment=comment, at=_engine().clock())
+    record_admin_change(s, actor, kind, changes, comment, at=_engine().clock())
 
 
 def local_midnight_after(day: date) -> datetime:

@@ -27,7 +27,6 @@ from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.exceptions import HTTPException
 
-from hexie.models import User
 from hexie.workflows import tokens
 from hexie.workflows.access import MANAGER_ROLES, Actor
 from hexie.workflows.engine import Engine

@@ -24,7 +24,7 @@ from hexie.models import OrgUnit, RoleAssignment, User
 from . import audit
 from .access import MANAGER_ROLES, Actor
 from .errors import Conflict, Forbidden, Invalid, NotFound
-from .org import OrgFileError, in_subtree, load_org, parse_role
+from .org import OrgFileError, in_subtree, load_org
 from .queries import Page, paging
 
 ADMIN_ROLE = "admin"
@@ -320,4 +320,4 @@ def _check_password(password: str | None) -> None:
 
 
 __all__ = ["People", "PeopleRights", "people_rights", "record_admin_change", "org_error_details",
-           "parse_role", "ADMIN_ROLE", "MIN_PASSWORD"]
+           "ADMIN_ROLE", "MIN_PASSWORD"]

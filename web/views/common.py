@@ -1,7 +1,7 @@
 """Helpers shared by the pages: definition labels, dates, units, names, paths."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
