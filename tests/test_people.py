@@ -88,6 +88,33 @@ def test_hexie_token_command_gives_a_token_the_host_accepts(env: ApiEnv, db_url:
     assert CliRunner().invoke(main, ["token", "nobody"]).exit_code == 1
 
 
+def test_hexie_token_with_the_host_app(env: ApiEnv, db_url: str, tmp_path, monkeypatch) -> None:
+    module = f"somehost_{abs(hash(db_url))}"            # a module of its own per database
+    (tmp_path / f"{module}.py").write_text(
+        "import os\nfrom flask import Flask\nimport hexie\n"
+        "app = Flask('somehost')\napp.config['SECRET_KEY'] = 'the-host-key-only'\n"
+        "hexie.Hexie(app, hexie.create_engine(os.environ['HEXIE_DATABASE_URL']), actor_loader=lambda: None)\n",
+        encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEXIE_DATABASE_URL", db_url)
+    out = CliRunner().invoke(main, ["token", "cadre2", "--app", f"{module}:app"])
+    assert out.exit_code == 0, out.output
+    host = Flask("host")
+    host.config.update(SECRET_KEY="the-host-key-only", TESTING=True)
+    Hexie(host, env.engine, actor_loader=lambda: None)
+    assert Api(host.test_client(), out.output.strip()).get("/processes").status_code == 200
+    assert CliRunner().invoke(main, ["token", "cadre2", "--app", f"{module}:nothing"]).exit_code == 1
+
+
+def test_issue_token_is_public_and_outside_a_request_uses_the_mounted_app(env: ApiEnv) -> None:
+    import hexie
+    assert hexie.issue_token is issue_token
+    token = hexie.issue_token("vrep2", engine=env.engine)     # no app context: env.app's key (SECRET)
+    assert works(env, token)
+    with pytest.raises(hexie.NotFound):
+        hexie.issue_token("nobody", engine=env.engine)
+
+
 # ------------------------------------------------------------------ revocable tokens
 def test_a_token_without_its_row_is_refused(env: ApiEnv) -> None:
     assert not works(env, make_token(SECRET, "vrep1"))                  # well signed, no jti
@@ -187,8 +214,13 @@ def test_sign_out_everywhere_and_deactivation_end_sessions(session_factory, tmp_
     r = Api(web.app.test_client(), admin_token).call("PATCH", "/users/tc1", {"active": False})
     assert r.status_code == 200
     assert desk.get("/").status_code == 302
+    # so does the admin page's
+    desk = web.client("tch1")
+    admin_page = web.client("admin")
+    assert admin_page.post("/admin/users/tch1", data={"action": "deactivate"}).status_code == 302
+    assert desk.get("/").status_code == 302
     # the logout page offers both
-    page = web.client("tch1").get("/logout").get_data(as_text=True)
+    page = web.client("tch2").get("/logout").get_data(as_text=True)
     assert 'name="everywhere" value="1"' in page
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -103,12 +104,23 @@ def signing_key(app: Flask | None = None) -> str:
     return config.get("HEXIE_SECRET_KEY") or config.get("SECRET_KEY") or secret_key()
 
 
-def _token_context() -> tuple[Engine, str] | None:
-    """The current app's engine and key, for :func:`hexie.issue_token` called inside a request or
-    an app context."""
-    if has_app_context() and "hexie" in current_app.extensions:
+#: The apps Hexie is mounted on in this process (for issue_token outside any app context).
+_APPS: "weakref.WeakSet[Flask]" = weakref.WeakSet()
+
+
+def _token_context(engine: Engine | None = None) -> tuple[Engine, str] | None:
+    """The engine and key for :func:`hexie.issue_token`: the current app's inside a request or an
+    app context; outside one, those of the app Hexie is mounted on (on ``engine`` when given),
+    when there is one, or all of them agree."""
+    if has_app_context() and "hexie" in current_app.extensions \
+            and (engine is None or hexie_state().engine is engine):
         return hexie_state().engine, signing_key()
-    return None
+    found = {}
+    for app in list(_APPS):
+        state = app.extensions.get("hexie")
+        if state is not None and (engine is None or state.engine is engine):
+            found[(id(state.engine), signing_key(app))] = (state.engine, signing_key(app))
+    return next(iter(found.values())) if len(found) == 1 else None
 
 
 tokens.context_providers.append(_token_context)
@@ -177,6 +189,7 @@ class Hexie:
         state = HexieState(engine=engine, service=WorkflowService(engine), queries=CaseQueries(engine),
                            ledger=LedgerQueries(engine), actor_loader=actor_loader, own_login=own_login, csrf=csrf, url_prefix=prefix)
         app.extensions["hexie"] = state
+        _APPS.add(app)
 
         from .auth import bp as auth_bp
         from .views import assets, bp as views_bp

@@ -34,10 +34,10 @@ TOKEN_MAX_AGE = 30 * 24 * 3600  # a month
 TOUCH_EVERY = timedelta(minutes=5)
 KINDS = ("token", "session")
 
-#: Where :func:`issue_token` finds the engine and the key when not given them: callables
-#: returning ``(engine, key)`` or None. The web extension adds one for the current Flask app
-#: (so that this module needs no Flask).
-context_providers: list[Callable[[], "tuple[Engine, str] | None"]] = []
+#: Where :func:`issue_token` finds the engine and the key when not given them: callables taking
+#: the engine given (or None) and returning ``(engine, key)`` or None. The web extension adds one
+#: for the current Flask app (so that this module needs no Flask).
+context_providers: list[Callable[["Engine | None"], "tuple[Engine, str] | None"]] = []
 
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:
@@ -86,17 +86,25 @@ def new_credential(session: Session, user_id: int, kind: str = "token", origin: 
 def _context(engine: "Engine | None", secret: str | None) -> tuple["Engine", str]:
     if engine is None or secret is None:
         for provider in context_providers:
-            found = provider()
-            if found is not None:
+            found = provider(engine)
+            if found is not None and (engine is None or found[0] is engine):
                 engine, secret = engine or found[0], secret or found[1]
                 break
     if secret is None:
         from .config import secret_key
         secret = secret_key()
     if engine is None:
-        from .engine import create_engine
-        engine = create_engine()
+        from hexie.models import database_url
+        url = database_url()
+        if url not in _env_engines:
+            from .engine import create_engine
+            _env_engines[url] = create_engine(url)
+        engine = _env_engines[url]
     return engine, secret
+
+
+#: engines made from the environment by :func:`issue_token`, one per database URL
+_env_engines: dict[str, "Engine"] = {}
 
 
 def issue_token(username: str, *, engine: "Engine | None" = None, secret: str | None = None,
