@@ -16,9 +16,12 @@ The org file (see interfaces.md)::
 
 Loading is declarative and idempotent: each listed unit gets exactly the listed name,
 level and parent (no parent: a root); each listed user gets the listed name, and,
-when given, password, roles (exactly those), ``active`` and ``locale``. Nothing that
-the file does not list is deleted. The whole file is checked before anything is
-written.
+when given, password, roles (exactly those), ``active``, ``locale``, ``email`` and
+``capabilities`` (a list of words such as ``sign_language``, matched by a task's
+``requires:``). Nothing that the file does not list is deleted; with ``prune`` the
+users it does not list are deactivated. A user deactivated, or given a new password,
+loses her API tokens and sign-in sessions. The whole file is checked before anything
+is written.
 """
 from __future__ import annotations
 
