@@ -34,7 +34,7 @@ PAIR_LOCKOUT = timedelta(minutes=1)
 USER_FAILURES = 20
 ADDRESS_FAILURES = 100
 RATE_WINDOW = timedelta(minutes=1)
-ADDRESS_RATE = 60
+ADDRESS_RATE = 120
 KNOWN_FOR = timedelta(days=30)
 #: how long rows are kept: failures for the window (a day, for the record), successes for KNOWN_FOR
 KEEP_FAILURES = timedelta(days=1)
