@@ -113,11 +113,14 @@ def login():
                      next=request.args.get("next", ""))
     error = None
     status = 200
+    headers: dict[str, str] = {}
     if request.method == "POST" and form.validate():
         username = form.username.data.strip()
         address = request.remote_addr or "-"
-        if throttle().blocked(username, address):
+        verdict = throttle().check(username, address)
+        if not verdict:
             error, status = t("login.throttled"), 429
+            headers["Retry-After"] = str(verdict.retry_after)
         else:
             user = _check_password(username, form.password.data)
             if user is None:
@@ -138,7 +141,7 @@ def login():
                 return redirect(safe_next(form.next.data))
     elif request.method == "POST":
         error, status = t("login.failed"), 400
-    return render_template("login.html", form=form, error=error), status
+    return render_template("login.html", form=form, error=error), status, headers
 
 
 def _check_password(username: str, password: str) -> User | None:
