@@ -4,6 +4,7 @@ revocable tokens and sessions, the key tokens are signed with, the shared sign-i
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -423,3 +424,15 @@ def test_org_units_are_created_moved_and_checked(env: ApiEnv) -> None:
     assert r.status_code == 422 and "cycle" in error_of(r)["details"]["parent"]
     units = admin.get("/org-units?per_page=3")
     assert units.headers["X-Total-Count"] == "7" and [u["code"] for u in units.get_json()] == ["county", "t01", "t01v02"]
+
+
+def test_the_admin_page_shows_email_capabilities_and_live_sign_ins(session_factory, tmp_path) -> None:
+    web = make_web_env(session_factory, tmp_path)
+    admin_token = issue_token("admin", engine=web.engine, secret="test-secret")
+    r = Api(web.app.test_client(), admin_token).call("PATCH", "/users/la1", {
+        "email": "la1@example.org", "capabilities": ["lawyer", "sign_language"]})
+    assert r.status_code == 200
+    web.client("la1"), web.client("la1")                  # two sign-ins
+    page = web.client("admin").get("/admin/users/la1").get_data(as_text=True)
+    assert "la1@example.org" in page and "lawyer、sign_language" in page
+    assert re.search(r"有效登录和令牌：\s*2", page)

@@ -46,6 +46,7 @@ from hexie.workflows.errors import HexieError
 from hexie.workflows.loader import load_process_text
 from hexie.workflows.org import CODE_RE, USERNAME_RE, OrgFileError, ancestor_paths, load_org
 from hexie.workflows.people import record_admin_change
+from hexie.workflows.tokens import live_credentials
 from hexie.workflows.queries import task_row
 from hexie.workflows.spec import Diagnostic, ProcessSpec
 
@@ -204,6 +205,9 @@ TEXTS: dict[str, tuple[str, str]] = {
     "admin.user.password2": ("再次输入密码", "Password again"),
     "admin.user.password.help": ("至少 {n} 个字符", "At least {n} characters"),
     "admin.user.locale": ("界面语言", "Language"),
+    "admin.user.email": ("电子邮箱", "E-mail"),
+    "admin.user.capabilities": ("专长", "Capabilities"),
+    "admin.user.signed_in": ("有效登录和令牌", "Live sign-ins and tokens"),
     "admin.user.roles": ("角色", "Roles"),
     "admin.user.no_roles": ("尚未分配角色。", "No roles yet."),
     "admin.user.add_role": ("添加角色", "Add a role"),
@@ -1034,7 +1038,8 @@ def user(username: str):
         held = s.scalar(select(func.count()).select_from(Task).where(
             Task.assignee_id == person.id, Task.status == "allocated")) or 0
         info = {"username": person.username, "name": person.name, "active": person.active,
-                "locale": person.locale, "created_at": person.created_at}
+                "locale": person.locale, "created_at": person.created_at, "email": person.email,
+                "capabilities": person.capabilities or [], "signed_in": len(live_credentials(s, person.id))}
         units = _unit_options(s)
     return render_template("admin/user.html", person=info, assignments=assignments, away=away, held=held,
                            role_options=_role_options(), unit_options=units, min_password=MIN_PASSWORD,
