@@ -82,32 +82,68 @@ def org() -> None:
 
 @org.command("load")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def org_load(file: str) -> None:
+@click.option("--prune", is_flag=True,
+              help="停用文件中未列出的用户 / deactivate the users the file no longer lists")
+def org_load(file: str, prune: bool) -> None:
     """从 YAML 导入单位和用户（可重复执行）/ Create or update units and users from YAML (idempotent)."""
     from hexie.workflows.org import OrgFileError, load_org_file
     engine = build_engine()
     roles = engine.registry.roles
     with engine.transaction() as s:
         try:
-            result = load_org_file(s, file, roles=list(roles.roles), levels=list(roles.levels))
+            result = load_org_file(s, file, roles=list(roles.roles), levels=list(roles.levels), prune=prune,
+                                   now=engine.clock())
         except OrgFileError as err:
             raise click.ClickException(str(err)) from None
-    click.echo(f"单位 / units: {len(result.created_units)} 新建 created, {len(result.updated_units)} 更新 updated; "
-               f"用户 / users: {len(result.created_users)} 新建 created, {len(result.updated_users)} 更新 updated")
+    line = (f"单位 / units: {len(result.created_units)} 新建 created, {len(result.updated_units)} 更新 updated; "
+            f"用户 / users: {len(result.created_users)} 新建 created, {len(result.updated_users)} 更新 updated")
+    if prune:
+        line += f", {len(result.pruned_users)} 停用 deactivated"
+    click.echo(line)
 
 
 @main.command()
 @click.argument("username")
-def token(username: str) -> None:
-    """输出该用户的 API 令牌 / Print an API token for a user."""
+@click.option("--app", "app_path", default=None, metavar="MODULE:APP",
+              help="宿主应用（用其配置和引擎）/ a host's Flask app (its key and engine), e.g. host:app")
+def token(username: str, app_path: str | None) -> None:
+    """输出该用户的 API 令牌 / Print an API token for a user.
+
+    签名密钥为 $HEXIE_SECRET_KEY（否则为实例目录中的密钥）；宿主应用中请让其
+    HEXIE_SECRET_KEY（或 SECRET_KEY）与之相同，或用 --app 指定宿主应用。Signed with
+    $HEXIE_SECRET_KEY (else the instance folder's key): a host accepts it when its
+    app.config["HEXIE_SECRET_KEY"] (else its SECRET_KEY) is the same key, on the same
+    database. With --app, the host's own app is loaded and its key and engine are used.
+    """
     from hexie.workflows.config import secret_key
-    from hexie.workflows.tokens import make_token
-    engine = build_engine()
+    from hexie.workflows.tokens import issue_token
     try:
-        engine.actor(username)
+        if app_path:
+            app = _load_app(app_path)
+            with app.app_context():
+                click.echo(issue_token(username, origin="cli"))
+            return
+        engine = build_engine()
+        click.echo(issue_token(username, engine=engine, secret=secret_key(), origin="cli"))
     except HexieError as err:
         raise click.ClickException(err.message) from None
-    click.echo(make_token(secret_key(), username))
+
+
+def _load_app(path: str):
+    """``module:attribute`` (an app, or a factory called without arguments), as Flask's --app."""
+    import importlib
+    module_name, _, attribute = path.partition(":")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise click.ClickException(f"无法导入 / cannot import {module_name!r}: {err}") from None
+    app = getattr(module, attribute or "app", None)
+    if app is not None and not hasattr(app, "app_context") and callable(app):
+        app = app()
+    if app is None or "hexie" not in getattr(app, "extensions", {}):
+        raise click.ClickException(f"{path!r} 不是挂载了 Hexie 的 Flask 应用 / is not a Flask app with Hexie mounted")
+    return app
 
 
 @main.command()
@@ -138,11 +174,14 @@ def serve(host: str, port: int, debug: bool) -> None:
 def worker(once: bool, interval: float) -> None:
     """执行到期定时器、升级和推送 / Run due timers, escalations and webhook deliveries."""
     from hexie.workflows.service import WorkflowService
+    from hexie.workflows.tokens import prune as prune_credentials
     from hexie.workflows.webhooks import deliver_pending, enqueue
     engine = build_engine()
     engine.subscribe(lambda event: enqueue(engine, event))  # timers' state changes reach webhooks too
     service = WorkflowService(engine)
     while True:
+        with engine.transaction() as s:    # tokens and sessions revoked or expired long ago
+            prune_credentials(s, engine.clock())
         fired = service.run_due_timers()
         escalated = service.escalate_overdue()
         delivered = deliver_pending(engine)

@@ -175,8 +175,10 @@ def main() -> None:
         servers.append(Server("web:create_app()", HEXIE_PORT, env))
         servers.append(Server("bench.minimal_app:app", MINIMAL_PORT, env))
         cookie = sign_in(HEXIE_PORT, username)
-        from hexie.workflows.tokens import make_token
-        bearer = {"Authorization": f"Bearer {make_token(SECRET, username)}", "Accept": "application/json"}
+        from hexie.workflows.engine import create_engine
+        from hexie.workflows.tokens import issue_token
+        token = issue_token(username, engine=create_engine(url), secret=SECRET, origin="cli")
+        bearer = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         targets = {
             "inbox page (available)": (HEXIE_PORT, "/?view=available", {"Cookie": cookie}),
             "GET /api/v1/tasks?view=available": (HEXIE_PORT, "/api/v1/tasks?view=available", bearer),

@@ -5,14 +5,15 @@ from .db import (
     normalize_url, upgrade,
 )
 from .tables import (
-    Attachment, AuditEvent, Case, LedgerEntry, OrgUnit, ProcessVersion, RoleAssignment, SavedView, Task,
-    Timer, User, Vote, WebhookDelivery, WebhookSubscription,
+    ApiToken, Attachment, AuditEvent, Case, LedgerEntry, LoginAttempt, OrgUnit, ProcessVersion, RoleAssignment,
+    SavedView, Task, Timer, User, Vote, WebhookDelivery, WebhookSubscription,
 )
 
 __all__ = [
     "Base", "BigID", "NAMING_CONVENTION", "utcnow",
     "alembic_config", "current_revision", "database_url", "make_engine",
     "make_session_factory", "normalize_url", "upgrade",
-    "Attachment", "AuditEvent", "Case", "LedgerEntry", "OrgUnit", "ProcessVersion", "RoleAssignment", "SavedView",
+    "ApiToken", "Attachment", "AuditEvent", "Case", "LedgerEntry", "LoginAttempt", "OrgUnit", "ProcessVersion",
+    "RoleAssignment", "SavedView",
     "Task", "Timer", "User", "Vote", "WebhookDelivery", "WebhookSubscription",
 ]

@@ -66,6 +66,12 @@ class User(Base):
     away_until: Mapped[datetime | None] = mapped_column(DateTime())
     delegate_to_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     created_at: Mapped[datetime] = _created_at()
+    #: whether ``locale`` was chosen (the language switch, the org file, an administrator); when
+    #: not, the browser's Accept-Language decides, then HEXIE_DEFAULT_LOCALE
+    locale_chosen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    email: Mapped[str | None] = mapped_column(String(254))
+    #: words such as ``sign_language`` or ``lawyer`` (a task's ``requires:``), a JSON list
+    capabilities: Mapped[list[str] | None] = mapped_column(JSON)
 
     delegate_to: Mapped[User | None] = relationship(remote_side=[id])
     role_assignments: Mapped[list[RoleAssignment]] = relationship(
@@ -86,6 +92,49 @@ class SavedView(Base):
     name: Mapped[str] = mapped_column(String(100))
     query: Mapped[str] = mapped_column(String(2000))
     created_at: Mapped[datetime] = _created_at()
+
+
+class ApiToken(Base):
+    """A credential Hexie issued and can take back: an API token or a sign-in session.
+
+    The signed token (or the session cookie) carries ``jti``; it is honoured only while
+    this row has no ``revoked_at`` and its user is active. A password change, a
+    deactivation or "sign out everywhere" revoke every row of the user; reactivating her
+    revives none of them.
+    """
+
+    __tablename__ = "hexie_api_tokens"
+    __table_args__ = (Index("ix_hexie_api_tokens_user_id_revoked_at", "user_id", "revoked_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    jti: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("hexie_users.id", ondelete="CASCADE"))
+    #: ``token`` (an API token) or ``session`` (a sign-in to the web pages)
+    kind: Mapped[str] = mapped_column(String(16), default="token", server_default=text("'token'"))
+    #: how it was made: ``password`` (POST /token), ``cli`` (hexie token), ``host`` (hexie.issue_token), ``login``
+    origin: Mapped[str] = mapped_column(String(16), default="password", server_default=text("'password'"))
+    created_at: Mapped[datetime] = _created_at()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.kind} user={self.user_id} revoked={self.revoked_at}>"
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt (form or ``POST /token``), for the throttle every process shares."""
+
+    __tablename__ = "hexie_login_attempts"
+    __table_args__ = (
+        Index("ix_hexie_login_attempts_username_at", "username", "at"),
+        Index("ix_hexie_login_attempts_address_at", "address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80))     # lower-cased, cut to 80
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(), index=True)
+    ok: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class RoleAssignment(Base):

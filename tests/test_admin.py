@@ -156,7 +156,7 @@ def test_the_admin_link_and_texts_are_bilingual(browse):
     admin = browse("admin")
     page = text_of(admin.get("/admin/"))
     assert "流程定义" in page and 'href="/admin/"' in page
-    admin.get("/lang/en")
+    admin.post("/lang/en")
     page = text_of(admin.get("/admin/"))
     assert "Process definitions" in page
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, inspect, select, text
 
 from hexie.models import AuditEvent, Case as HexieCase, make_engine
 from hexie.workflows.errors import Conflict, Invalid, WorkflowLocked
-from hexie.workflows.tokens import make_token
+from hexie.workflows.tokens import issue_token
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "host_app"
 SECRET = "host-test-secret-0123456789"
@@ -242,7 +242,8 @@ def test_a_purchase_request_through_the_host_pages_the_review_box_and_the_api(ho
         assert db.get(models.PurchaseRequest, pr_id).amount == Decimal("9999.00")   # host and case agree
 
     # Hexie's API: the business key, the host's fields refused, the host-only start
-    token = make_token(SECRET, "bob")
+    with app.app_context():                  # a token for the host's user, signed with the host's key
+        token = issue_token("bob")
     auth = {"Authorization": f"Bearer {token}"}
     r = client.get(f"/hexie/api/v1/cases?business_key=PR-{pr_id}", headers=auth)
     assert r.status_code == 200 and [c["business_key"] for c in r.get_json()] == [f"PR-{pr_id}"]
@@ -263,7 +264,8 @@ def test_hexie_forms_never_edit_the_hosts_fields(host):
         case_id = pr.start_workflow(alice, "it", session=db)
         db.commit()
     client = app.test_client()
-    auth = {"Authorization": f"Bearer {make_token(SECRET, 'alice')}"}
+    with app.app_context():
+        auth = {"Authorization": f"Bearer {issue_token('alice')}"}
     r = client.post(f"/hexie/api/v1/cases/{case_id}/actions/submit", json={"data": {"amount": "99999.00"}},
                     headers=auth)
     assert r.status_code == 422 and "amount" in r.get_json()["error"]["details"]

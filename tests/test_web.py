@@ -493,18 +493,22 @@ def test_english_switch(env):
     new_aid_case(env)
     client = env.client("tc1")
     assert "待办" in page_text(client.get("/"))
-    response = client.get("/lang/en", headers={"Referer": "http://localhost/cases"})
+    response = client.post("/lang/en", headers={"Referer": "http://localhost/cases"})
     assert response.status_code == 302 and response.headers["Location"] == "/cases"
     page = page_text(client.get("/?view=available"))
     assert "Inbox" in page and "Sign out" in page and "Aid to poor mothers" in page and "Home survey" in page
     assert 'lang="en"' in page
     # remembered for the user: a new session starts in English
     assert "Inbox" in page_text(env.client("tc1").get("/"))
-    client.get("/lang/zh")
+    client.post("/lang/zh")
     assert "待办" in page_text(client.get("/"))
-    assert env.app.test_client().get("/lang/xx").status_code == 404
+    assert env.app.test_client().post("/lang/xx").status_code == 404
     # an outside referrer is not followed
-    assert client.get("/lang/zh", headers={"Referer": "https://evil.example/"}).headers["Location"] == "/"
+    assert client.post("/lang/zh", headers={"Referer": "https://evil.example/"}).headers["Location"] == "/"
+    # a GET (a link, another site's <img>) changes nothing: it offers the button
+    offered = client.get("/lang/en")
+    assert offered.status_code == 200 and 'action="/lang/en"' in page_text(offered)
+    assert "待办" in page_text(client.get("/"))
 
 
 # ----------------------------------------------------------------------- files
@@ -587,8 +591,8 @@ def test_hexie_mounted_in_a_host_application(session_factory):
     assert client.get(f"/workflow/cases/{case_id}").status_code == 404
     who["username"] = None
     assert client.get("/workflow/").status_code == 401
-    host.config["HEXIE_LOGIN_URL"] = "/host-login"
-    assert client.get("/workflow/").headers["Location"] == "/host-login"
+    host.config["HEXIE_LOGIN_URL"] = "/host-login"   # the older name of HEXIE_LOGIN_VIEW
+    assert client.get("/workflow/").headers["Location"] == "/host-login?next=%2Fworkflow%2F"
 
 
 def test_create_app_settings(env):

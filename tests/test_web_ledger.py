@@ -204,7 +204,7 @@ def test_formula_like_text_is_neutralized_in_the_csv_and_escaped_on_the_page(env
 
 def test_english(env, paid):
     client = env.client("cm1")
-    client.get("/lang/en")
+    client.post("/lang/en")
     page = text_of(client.get("/reports/money"))
     assert "Money by fund" in page and "Paid out" in page and "Net by town and fund" in page
     assert "Aid-poor-mothers donations, first round" in page and "Spring Bud sponsors&#39; earmarked fund" in page

@@ -22,7 +22,7 @@ MAX_UPLOAD = 10 * 1024 * 1024  # 10 MiB per request
 
 def create_app(engine: Any = None, config: Mapping[str, Any] | None = None) -> Flask:
     """A Flask app serving Hexie on ``engine`` (default: the environment's, see interfaces.md)."""
-    from hexie.workflows.config import secret_key
+    from hexie.workflows.config import environment_settings, secret_key
 
     if engine is None:
         from hexie.workflows.engine import create_engine
@@ -44,6 +44,9 @@ def create_app(engine: Any = None, config: Mapping[str, Any] | None = None) -> F
         WTF_CSRF_TIME_LIMIT=None,  # a form left open over lunch still submits (token bound to the session)
         JSON_AS_ASCII=False,
     )
+    # HEXIE_SITE_NAME, HEXIE_DEFAULT_LOCALE, HEXIE_TIMEZONE, HEXIE_LOGIN_VIEW from the environment
+    # (a host sets the same names in its app.config)
+    app.config.update(environment_settings())
     if config:
         app.config.update(config)
     # Hexie's own app: Flask-Babel picks the locale Hexie chose, so that the Babel formatters

@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping
 from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request,
                    send_from_directory, url_for)
 from markupsafe import Markup, escape
-from sqlalchemy import and_, func, or_, select, text, true
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from hexie.models import Case, OrgUnit, ProcessVersion, RoleAssignment, Task, User, Vote
@@ -47,6 +47,8 @@ from hexie.workflows.access import Actor, admin_roles, manager_roles, team_tasks
 from hexie.workflows.errors import HexieError
 from hexie.workflows.loader import load_process_text
 from hexie.workflows.org import CODE_RE, USERNAME_RE, OrgFileError, ancestor_paths, load_org
+from hexie.workflows.people import record_admin_change
+from hexie.workflows.tokens import live_credentials
 from hexie.workflows.queries import task_row
 from hexie.workflows.spec import Diagnostic, ProcessSpec
 
@@ -149,12 +151,7 @@ def _details_text(details: Mapping[str, Any] | None) -> str:
 def _record(s: Session, actor: Actor, kind: str, changes: Mapping[str, Any] | None = None,
             comment: str | None = None) -> None:
     """An administrative change, in the audit trail's case-less chain (same transaction)."""
-    if s.get_bind().dialect.name == "postgresql":
-        # Two administrators at once must not both append "the next" case-less event.
-        s.execute(text("SELECT pg_advisory_xact_lock(4865786901)"))
-    user = s.get(User, actor.user_id) if actor.user_id is not None else None
-    audit.append_event(s, None, kind=kind, actor=user, changes=dict(changes) if changes else None,
-                       comment=comment, at=_engine().clock())
+    record_admin_change(s, actor, kind, changes, comment, at=_engine().clock())
 
 
 def local_midnight_after(day: date) -> datetime:
@@ -892,7 +889,8 @@ def user(username: str):
         held = s.scalar(select(func.count()).select_from(Task).where(
             Task.assignee_id == person.id, Task.status == "allocated")) or 0
         info = {"username": person.username, "name": person.name, "active": person.active,
-                "locale": person.locale, "created_at": person.created_at}
+                "locale": person.locale, "created_at": person.created_at, "email": person.email,
+                "capabilities": person.capabilities or [], "signed_in": len(live_credentials(s, person.id))}
         units = _unit_options(s)
     return render_template("admin/user.html", person=info, assignments=assignments, away=away, held=held,
                            role_options=_role_options(), unit_options=units, min_password=MIN_PASSWORD,

@@ -1,83 +1,39 @@
 """Signing in and out (Hexie's own users; a host application brings its own sign-in).
 
-Passwords are checked with Argon2 (:mod:`hexie.workflows.auth`). Repeated failures for one
-username from one address are slowed down: after five within fifteen minutes, that
-pair is refused for a minute. Messages never tell whether a username exists.
+Passwords are checked with Argon2 (:mod:`hexie.workflows.auth`), after the throttle that every
+process shares (:mod:`hexie.workflows.throttle`: after five failures within fifteen minutes a
+username is refused from that address for a minute; wider limits per username and per
+address). Messages never tell whether a username exists. Each sign-in is a session row
+(:mod:`hexie.workflows.tokens`): signing out revokes it, so a replayed cookie signs nobody in.
 """
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from functools import wraps
-from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    session, url_for)
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 from wtforms import Form, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
 from hexie.models import User
 from hexie.workflows.auth import hash_password, needs_rehash, verify_password
+from hexie.workflows.throttle import LoginThrottle
+from hexie.workflows.tokens import new_credential, revoke, revoke_all
 
 from .extension import LoginUser, current_actor, hexie_state, password_stamp
 from .i18n import t
 
 bp = Blueprint("hexie_auth", __name__)
 
-MAX_FAILURES = 5
-WINDOW = 15 * 60        # seconds in which failures count
-LOCKOUT = 60            # seconds refused after too many
-
-
-class LoginThrottle:
-    """Failed sign-ins per (username, address), in this process's memory."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
-        while times and now - times[0] > WINDOW:
-            times.popleft()
-        if not times:
-            self._failures.pop(key, None)
-        return times
-
-    def blocked(self, username: str, address: str) -> bool:
-        """True while this pair must wait (five failures in the window, the last under a minute ago)."""
-        now = self.clock()
-        with self._lock:
-            times = self._recent((username.lower(), address), now)
-            return len(times) >= MAX_FAILURES and now - times[-1] < LOCKOUT
-
-    def failed(self, username: str, address: str) -> None:
-        now = self.clock()
-        with self._lock:
-            if len(self._failures) > 10_000:  # a flood of made-up names must not eat memory
-                for key in list(self._failures):
-                    self._recent(key, now)
-            times = self._failures.setdefault((username.lower(), address), deque(maxlen=50))
-            times.append(now)
-
-    def succeeded(self, username: str, address: str) -> None:
-        with self._lock:
-            self._failures.pop((username.lower(), address), None)
-
-
 def throttle() -> LoginThrottle:
-    """The application's throttle (one per app)."""
+    """The application's throttle (one per app, counting in the database every process shares)."""
     state = hexie_state()
     if "throttle" not in state.extra:
         state.extra["throttle"] = LoginThrottle()
-    return state.extra["throttle"]
+    return state.extra["throttle"].bind(state.engine)
 
 
 # A hash to verify against when the username is unknown, so both cases take as long.
@@ -119,18 +75,33 @@ def login_required(view):
     return wrapped
 
 
+def login_url(next_path: str | None = None) -> str | None:
+    """Where a person signs in: ``HEXIE_LOGIN_VIEW`` (an endpoint such as ``"auth.login"`` or a
+    path), else Hexie's own ``/login`` in its own app, else the host's Flask-Login
+    ``login_view``; with ``next`` when given. None: nowhere known (a 401 then)."""
+    config = current_app.config
+    view = config.get("HEXIE_LOGIN_VIEW") or config.get("HEXIE_LOGIN_URL")
+    if not view and hexie_state().own_login:
+        view = "hexie_auth.login"
+    if not view:
+        view = getattr(getattr(current_app, "login_manager", None), "login_view", None)
+    if not view:
+        return None
+    base = view if "/" in view else url_for(view)
+    if not next_path:
+        return base
+    return f"{base}{'&' if '?' in base else '?'}{urlencode({'next': next_path})}"
+
+
 def unauthenticated():
-    """What a request without a signed-in person gets."""
-    state = hexie_state()
-    if not state.own_login:
-        login_url = current_app.config.get("HEXIE_LOGIN_URL")
-        if login_url:
-            return redirect(login_url)
+    """What a request without a signed-in person gets: a page request goes to the sign-in
+    view (with ``next``), anything else is a 401."""
+    target = login_url(request.full_path.rstrip("?")) if request.method in ("GET", "HEAD") else None
+    if target is None:
         abort(401)
-    if request.method == "GET":
+    if hexie_state().own_login:
         flash(t("login.required"), "info")
-        return redirect(url_for("hexie_auth.login", next=request.full_path.rstrip("?")))
-    abort(401)
+    return redirect(target)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -142,11 +113,14 @@ def login():
                      next=request.args.get("next", ""))
     error = None
     status = 200
+    headers: dict[str, str] = {}
     if request.method == "POST" and form.validate():
         username = form.username.data.strip()
         address = request.remote_addr or "-"
-        if throttle().blocked(username, address):
+        verdict = throttle().check(username, address)
+        if not verdict:
             error, status = t("login.throttled"), 429
+            headers["Retry-After"] = str(verdict.retry_after)
         else:
             user = _check_password(username, form.password.data)
             if user is None:
@@ -154,17 +128,20 @@ def login():
                 error, status = t("login.failed"), 401
             else:
                 throttle().succeeded(username, address)
-                actor = hexie_state().engine.actor(user.username)
+                engine = hexie_state().engine
+                actor = engine.actor(user.username)
+                with engine.transaction() as s:
+                    sid = new_credential(s, user.id, "session", "login", engine.clock())
                 lang = session.get("lang")
                 session.clear()  # a fresh session on sign-in (no fixation)
                 if lang:
                     session["lang"] = lang
-                login_user(LoginUser(actor, password_stamp(user.password_hash)))
+                login_user(LoginUser(actor, password_stamp(user.password_hash), sid))
                 flash(t("login.welcome", name=actor.name or actor.username), "success")
                 return redirect(safe_next(form.next.data))
     elif request.method == "POST":
         error, status = t("login.failed"), 400
-    return render_template("login.html", form=form, error=error), status
+    return render_template("login.html", form=form, error=error), status, headers
 
 
 def _check_password(username: str, password: str) -> User | None:
@@ -180,16 +157,29 @@ def _check_password(username: str, password: str) -> User | None:
         if needs_rehash(user.password_hash):  # stronger parameters since: upgrade quietly
             user.password_hash = hash_password(password)
             s.commit()
+            s.refresh(user)
         return user
 
 
 @bp.route("/logout", methods=["GET", "POST"])
 def logout():
-    """POST signs out (a link alone must not); GET asks first."""
+    """POST signs out (a link alone must not); GET asks first.
+
+    Signing out revokes this session's row, so the cookie is worth nothing afterwards, even
+    replayed; ``everywhere=1`` revokes every session and API token of the person.
+    """
     if request.method == "GET":
         if current_actor() is None:
             return redirect(url_for("hexie_auth.login"))
         return render_template("logout.html")
+    user = current_user if current_user and current_user.is_authenticated else None
+    if user is not None:
+        engine = hexie_state().engine
+        with engine.transaction() as s:
+            if request.form.get("everywhere") == "1" and user.actor.user_id is not None:
+                revoke_all(s, user.actor.user_id, engine.clock())
+            elif getattr(user, "sid", None):
+                revoke(s, user.sid, engine.clock())
     lang = session.get("lang")
     logout_user()
     session.clear()

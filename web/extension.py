@@ -19,16 +19,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from flask import Flask, current_app, g, jsonify, render_template, request, url_for
+from flask import Flask, current_app, g, has_app_context, jsonify, render_template, request, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
-from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from hexie.models import User
+from hexie.workflows import tokens
 from hexie.workflows.access import Actor, is_manager
 from hexie.workflows.engine import Engine, set_default_engine
 from hexie.workflows.errors import HexieError
@@ -78,12 +79,13 @@ def current_actor() -> Actor | None:
 class LoginUser:
     """The Flask-Login user: a signed-in person and the roles she holds (her Actor)."""
 
-    def __init__(self, actor: Actor, stamp: str) -> None:
+    def __init__(self, actor: Actor, stamp: str, sid: str = "") -> None:
         self.actor = actor
         self.username = actor.username
         self.name = actor.name or actor.username
         self.locale = actor.locale
         self._stamp = stamp
+        self.sid = sid          # the jti of this sign-in's row in hexie_api_tokens (kind session)
 
     is_authenticated = True
     is_active = True
@@ -91,7 +93,38 @@ class LoginUser:
 
     def get_id(self) -> str:
         # The stamp changes with the password: changing it signs out every other session.
-        return f"{self.username}:{self._stamp}"
+        # The session id names a row that signing out revokes (a replayed cookie is refused).
+        return f"{self.username}:{self._stamp}:{self.sid}"
+
+
+def signing_key(app: Flask | None = None) -> str:
+    """The key API tokens are signed with: ``HEXIE_SECRET_KEY`` of the app's config, else its
+    ``SECRET_KEY``, else ``$HEXIE_SECRET_KEY`` or the instance key (what ``hexie token`` uses)."""
+    from hexie.workflows.config import secret_key
+    config = (app or current_app).config
+    return config.get("HEXIE_SECRET_KEY") or config.get("SECRET_KEY") or secret_key()
+
+
+#: The apps Hexie is mounted on in this process (for issue_token outside any app context).
+_APPS: "weakref.WeakSet[Flask]" = weakref.WeakSet()
+
+
+def _token_context(engine: Engine | None = None) -> tuple[Engine, str] | None:
+    """The engine and key for :func:`hexie.issue_token`: the current app's inside a request or an
+    app context; outside one, those of the app Hexie is mounted on (on ``engine`` when given),
+    when there is one, or all of them agree."""
+    if has_app_context() and "hexie" in current_app.extensions \
+            and (engine is None or hexie_state().engine is engine):
+        return hexie_state().engine, signing_key()
+    found = {}
+    for app in list(_APPS):
+        state = app.extensions.get("hexie")
+        if state is not None and (engine is None or state.engine is engine):
+            found[(id(state.engine), signing_key(app))] = (state.engine, signing_key(app))
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+tokens.context_providers.append(_token_context)
 
 
 def password_stamp(password_hash: str | None) -> str:
@@ -135,8 +168,12 @@ class Hexie:
             engine = create_engine()
         actor_loader = actor_loader or self.actor_loader
         prefix = (app.config.get("HEXIE_URL_PREFIX") or "").rstrip("/")
-        app.config.setdefault("HEXIE_TIMEZONE", "Asia/Shanghai")
+        from hexie.workflows.config import SETTINGS
+        for name, default in SETTINGS.items():
+            if default is not None:
+                app.config.setdefault(name, default)
         app.config.setdefault("HEXIE_PER_PAGE", 25)
+        engine.set_timezone(app.config["HEXIE_TIMEZONE"])   # "today" in guards, local dates of timers
 
         own_login = actor_loader is None
         csrf = app.extensions.get("csrf")
@@ -154,6 +191,7 @@ class Hexie:
                            ledger=LedgerQueries(engine), actor_loader=actor_loader, own_login=own_login, csrf=csrf, url_prefix=prefix)
         app.extensions["hexie"] = state
         set_default_engine(engine)    # host models' WorkflowMixin falls back to it
+        _APPS.add(app)
 
         from .auth import bp as auth_bp
         from .views import assets, bp as views_bp
@@ -187,15 +225,18 @@ class Hexie:
 
         @manager.user_loader
         def load_user(user_id: str) -> LoginUser | None:
-            username, _, stamp = user_id.rpartition(":")
+            parts = user_id.rsplit(":", 2)
+            if len(parts) != 3:
+                return None     # a cookie from before sessions had rows: sign in again
+            username, stamp, sid = parts
             with engine.session_factory() as s:
-                user = s.scalars(select(User).where(User.username == username)).first()
-                if user is None or not user.active:
+                user = tokens.credential_user(s, username, sid, "session", engine.clock())
+                if user is None:
                     return None
                 expected = password_stamp(user.password_hash)
                 if not hmac.compare_digest(expected, stamp):
                     return None
-                return LoginUser(engine.actor_for(s, user), expected)
+                return LoginUser(engine.actor_for(s, user), expected, sid)
 
     # -- blueprints of the other parts, when present ---------------------------------
     @staticmethod
@@ -297,10 +338,19 @@ def admin_url() -> tuple[str, str] | None:
     return None
 
 
+def site_name() -> str:
+    """``HEXIE_SITE_NAME`` (a text, or ``{"zh": …, "en": …}``) in the current language, else
+    县妇联业务办理系统 / County Women's Federation casework."""
+    name = current_app.config.get("HEXIE_SITE_NAME")
+    if isinstance(name, dict):
+        return str(name.get(i18n.get_locale()) or name.get("zh") or next(iter(name.values()), ""))
+    return str(name) if name else i18n.t("app.tagline")
+
+
 def _template_context() -> dict[str, Any]:
     from . import views
     return {
-        "t": i18n.t, "label": i18n.label, "locale": i18n.get_locale(),
+        "t": i18n.t, "label": i18n.label, "locale": i18n.get_locale(), "site_name": site_name,
         "current_actor": current_actor, "nav_counts": nav_counts, "admin_url": admin_url,
         "hexie_own_login": hexie_state().own_login if "hexie" in current_app.extensions else False,
         "has_admin": "admin" in current_app.blueprints,

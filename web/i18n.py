@@ -6,8 +6,9 @@ message ids are stable keys (``case.voted``), never shown: ``translations/messag
 lists them, ``translations/zh_CN/LC_MESSAGES/messages.po`` and ``.../en/...`` translate
 them, with the tools translators use (Poedit, pybabel, Weblate). The ``.po`` files are read
 and compiled in memory when Hexie starts: there is no compiled file to forget. The locale
-is the person's choice (a POST to ``/lang/<code>``), else her stored preference, else the
-site's default. Numbers, money and dates are formatted by Babel for the locale.
+is the session's choice (the language switch, ``POST /lang/en``), else the person's stored
+choice, else the browser's ``Accept-Language`` (zh or en), else ``HEXIE_DEFAULT_LOCALE``.
+Numbers, money and dates are formatted by Babel for the locale.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
-from flask import g, has_request_context, session
+from flask import current_app, g, has_request_context, request, session
 
 LOCALES = ("zh", "en")
 DEFAULT_LOCALE = "zh"
@@ -50,10 +51,27 @@ CATALOG: Mapping[str, tuple[str, str]] = MappingProxyType(
 
 
 
+def default_locale() -> str:
+    """``HEXIE_DEFAULT_LOCALE`` of the current app when it is one of ours, else zh."""
+    try:
+        value = current_app.config.get("HEXIE_DEFAULT_LOCALE")
+    except RuntimeError:  # no app
+        value = None
+    return value if value in LOCALES else DEFAULT_LOCALE
+
+
+def browser_locale() -> str | None:
+    """The best of our locales for the request's ``Accept-Language`` (``zh-CN`` counts as zh)."""
+    if not has_request_context() or not request.accept_languages:
+        return None
+    return request.accept_languages.best_match(LOCALES)
+
+
 def get_locale() -> str:
-    """The current request's locale: session choice, else the user's preference, else zh."""
+    """The current request's locale: the session's choice, else the person's stored choice,
+    else Accept-Language, else HEXIE_DEFAULT_LOCALE."""
     if not has_request_context():
-        return DEFAULT_LOCALE
+        return default_locale()
     cached = g.get("hexie_locale")
     if cached:
         return cached
@@ -67,7 +85,7 @@ def get_locale() -> str:
             actor = None
         if actor is not None and getattr(actor, "locale", None) in LOCALES:
             locale = actor.locale
-    g.hexie_locale = locale or DEFAULT_LOCALE
+    g.hexie_locale = locale or browser_locale() or default_locale()
     return g.hexie_locale
 
 

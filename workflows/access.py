@@ -72,7 +72,7 @@ class Actor:
     assignments: tuple[Assignment, ...] = ()
     name: str = ""
     is_system: bool = False
-    locale: str = "zh"
+    locale: str | None = None      # her chosen language; None: the browser's, else HEXIE_DEFAULT_LOCALE
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def held_at(self, org_path: str) -> frozenset[tuple[str, str]]:

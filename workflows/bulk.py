@@ -265,7 +265,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     timer_rows = [dict(case_id=case_id, state=initial.name, trigger=trigger, due_at=due, status="pending",
                        attempts=0)
                   for case_id, (_unit, values) in zip(ids, prepared)
-                  for trigger, due in timer_dues(initial, values, now)]
+                  for trigger, due in timer_dues(initial, values, now, engine.timezone)]
     if timer_rows:
         _insert_many(conn, _TIMERS, timer_rows)
 

@@ -26,3 +26,25 @@ def secret_key() -> str:
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+# --- the settings a host may also give as app.config keys (interfaces.md, "Configuration")
+
+#: name -> default. Hexie's own app reads each from the environment; a host sets the same
+#: names in ``app.config`` (the extension fills in what the host left out from here).
+SETTINGS: dict[str, str | None] = {
+    "HEXIE_SITE_NAME": None,              # None: 县妇联业务办理系统 / County Women's Federation casework
+    "HEXIE_DEFAULT_LOCALE": "zh",
+    "HEXIE_TIMEZONE": "Asia/Shanghai",
+    "HEXIE_LOGIN_VIEW": None,             # None: Hexie's own /login (its own app), else a 401
+}
+
+
+def setting(name: str) -> str | None:
+    """``$NAME`` when set and not empty, else the default of :data:`SETTINGS`."""
+    return os.environ.get(name) or SETTINGS[name]
+
+
+def environment_settings() -> dict[str, str]:
+    """The settings given in the environment (for ``create_app``'s config)."""
+    return {name: os.environ[name] for name in SETTINGS if os.environ.get(name)}

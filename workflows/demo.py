@@ -21,7 +21,7 @@ micro-loans of about 15,000 yuan, Spring Bud grants of about 420 yuan a year.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -165,8 +165,12 @@ class DemoCases:
         """Move the clock forward (never past the real now)."""
         self.at(self.days_ago - days)
 
+    def local_date(self) -> date:
+        """The shifted clock's date in the office's time zone (HEXIE_TIMEZONE)."""
+        return self.now().replace(tzinfo=timezone.utc).astimezone(self.engine.timezone).date()
+
     def today(self, plus_days: int = 0) -> str:
-        return (self.now().date() + timedelta(days=plus_days)).isoformat()
+        return (self.local_date() + timedelta(days=plus_days)).isoformat()
 
     def run(self) -> dict[str, int]:
         """Make every sample case; returns how many per process."""
@@ -318,7 +322,7 @@ class DemoCases:
 
     def _year_end_visit(self) -> str:
         """The coming 20 December, at least two months away (the visit closes the aid year)."""
-        today = self.now().date()
+        today = self.local_date()
         visit = date(today.year, 12, 20)
         return (visit if (visit - today).days >= 60 else date(today.year + 1, 12, 20)).isoformat()
 
@@ -550,7 +554,7 @@ class DemoCases:
         if reached < 7:
             return case
         self.later(5)
-        paid_on = self.now().date()
+        paid_on = self.local_date()
         maturity = date(paid_on.year + woman.get("term", 24) // 12, paid_on.month, min(paid_on.day, 28))
         self.fire("caiwu", case, "disburse", {
             "disbursed_amount": woman["amount"], "loan_contract_number": f"信贷字{paid_on:%Y}第{case:05d}号",

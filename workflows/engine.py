@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -30,6 +30,18 @@ log = logging.getLogger(__name__)
 EVENT_KINDS = ("case_started", "state_changed", "task_created", "case_closed")
 
 
+def local_timezone(name: str | None = None) -> tzinfo:
+    """The zone ``name``, else ``$HEXIE_TIMEZONE``, else Asia/Shanghai (UTC+8 without a tz database)."""
+    import os
+    name = name or os.environ.get("HEXIE_TIMEZONE") or "Asia/Shanghai"
+    try:
+        from zoneinfo import ZoneInfo
+        return ZoneInfo(name)
+    except Exception:  # no tz database on this host (or an unknown name)
+        log.warning("time zone %r is not known here; using UTC+8", name)
+        return timezone(timedelta(hours=8))
+
+
 def utcnow() -> datetime:
     """Naive UTC, as every timestamp is stored."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -48,6 +60,20 @@ class Engine:
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
         self._checked_at = 0.0
+        self.timezone: tzinfo = local_timezone(None)
+
+    # -- the office's time zone (HEXIE_TIMEZONE) ---------------------------------
+    def set_timezone(self, name: str | None) -> None:
+        """Use the time zone ``name`` (IANA, e.g. ``Asia/Shanghai``) for local dates and times."""
+        self.timezone = local_timezone(name)
+
+    def local_now(self) -> datetime:
+        """The engine's clock (naive UTC) as an aware time in the office's zone."""
+        return self.clock().replace(tzinfo=timezone.utc).astimezone(self.timezone)
+
+    def today(self) -> date:
+        """Today's date in the office's time zone (what ``today()`` in a guard means)."""
+        return self.local_now().date()
 
     @classmethod
     def from_config(cls, database_url: str, definitions: str | Path, **kw: Any) -> "Engine":
@@ -176,7 +202,7 @@ class Engine:
             select(RoleAssignment.role, OrgUnit.code, OrgUnit.path, OrgUnit.level)
             .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
             .where(RoleAssignment.user_id == user.id)).all()
-        return Actor(username=user.username, user_id=user.id, name=user.name, locale=user.locale or "zh",
+        return Actor(username=user.username, user_id=user.id, name=user.name, locale=user.locale if user.locale_chosen else None,
                      assignments=tuple(Assignment(*r) for r in rows))
 
     # -- transactions and events -------------------------------------------------

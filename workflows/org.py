@@ -16,15 +16,19 @@ The org file (see interfaces.md)::
 
 Loading is declarative and idempotent: each listed unit gets exactly the listed name,
 level and parent (no parent: a root); each listed user gets the listed name, and,
-when given, password, roles (exactly those), ``active`` and ``locale``. Nothing that
-the file does not list is deleted. The whole file is checked before anything is
-written.
+when given, password, roles (exactly those), ``active``, ``locale``, ``email`` and
+``capabilities`` (a list of words such as ``sign_language``, matched by a task's
+``requires:``). Nothing that the file does not list is deleted; with ``prune`` the
+users it does not list are deactivated. A user deactivated, or given a new password,
+loses her API tokens and sign-in sessions. The whole file is checked before anything
+is written.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -40,9 +44,15 @@ from .auth import UNUSABLE_PASSWORD, hash_password, verify_password
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 USERNAME_RE = re.compile(r"^[^\s@/]+$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+WORD_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")   # a capability: sign_language, lawyer
+LOCALES = ("zh", "en")
 
 UNIT_KEYS = {"code", "name", "level", "parent"}
-USER_KEYS = {"username", "name", "password", "roles", "active", "locale"}
+USER_KEYS = {"username", "name", "password", "roles", "active", "locale", "email", "capabilities"}
+
+#: "not given" for a user's optional keys (``None`` there means "clear it")
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET", "__bool__": lambda self: False})()
 
 
 class OrgFileError(ValueError):
@@ -61,15 +71,20 @@ class OrgLoadResult:
     updated_units: list[str] = field(default_factory=list)
     created_users: list[str] = field(default_factory=list)
     updated_users: list[str] = field(default_factory=list)
+    #: deactivated because the file no longer lists them (``prune``)
+    pruned_users: list[str] = field(default_factory=list)
+    #: users whose tokens and sessions were revoked (deactivated, or a new password)
+    revoked_users: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return bool(self.created_units or self.updated_units
-                    or self.created_users or self.updated_users)
+                    or self.created_users or self.updated_users or self.pruned_users)
 
     def __str__(self) -> str:
-        return (f"units: {len(self.created_units)} created, {len(self.updated_units)} updated; "
+        text = (f"units: {len(self.created_units)} created, {len(self.updated_units)} updated; "
                 f"users: {len(self.created_users)} created, {len(self.updated_users)} updated")
+        return text + (f", {len(self.pruned_users)} deactivated" if self.pruned_users else "")
 
 
 # --- path helpers -------------------------------------------------------------------
@@ -143,6 +158,8 @@ class _UserItem:
     roles: list[tuple[str, str]] | None
     active: bool | None
     locale: str | None
+    email: Any = UNSET               # UNSET: not given; None: clear it
+    capabilities: Any = UNSET        # UNSET: not given; else the list (exactly those)
 
 
 class _Checker:
@@ -248,6 +265,25 @@ def _check_users(chk: _Checker, data: Mapping[str, Any]
                 password = None
         if item.get("locale") is not None:
             locale = chk.text(f"{where}.locale", item["locale"], 8)
+            if locale is not None and locale not in LOCALES:
+                chk.error(f"{where}.locale", f"expected one of {', '.join(LOCALES)}")
+                locale = None
+        email: Any = UNSET
+        if "email" in item:
+            email = None
+            if item["email"] is not None and item["email"] != "":
+                email = chk.text(f"{where}.email", item["email"], 254, EMAIL_RE)
+        capabilities: Any = UNSET
+        if "capabilities" in item:
+            raw_caps = item["capabilities"] if item["capabilities"] is not None else []
+            if not isinstance(raw_caps, list):
+                chk.error(f"{where}.capabilities", "expected a list of words")
+            else:
+                capabilities = []
+                for j, word in enumerate(raw_caps):
+                    word = chk.text(f"{where}.capabilities[{j}]", word, 64, WORD_RE)
+                    if word is not None and word not in capabilities:
+                        capabilities.append(word)
         active = item.get("active")
         if active is not None and not isinstance(active, bool):
             chk.error(f"{where}.active", "expected true or false")
@@ -273,19 +309,23 @@ def _check_users(chk: _Checker, data: Mapping[str, Any]
         if username is not None:
             seen[username] = i
         if username:
-            users.append(_UserItem(i, username, name, password, roles, active, locale))
+            users.append(_UserItem(i, username, name, password, roles, active, locale, email, capabilities))
     return users, places
 
 
 # --- loading ------------------------------------------------------------------------
 
 def load_org(session: Session, data: Mapping[str, Any], roles: Collection[str] | None = None,
-             levels: Sequence[str] | None = None) -> OrgLoadResult:
+             levels: Sequence[str] | None = None, prune: bool = False,
+             now: datetime | None = None) -> OrgLoadResult:
     """Create or update org units and users from an org file's content.
 
     ``roles`` (the known role keys) and ``levels`` (the org levels, top first), when
-    given, are checked too. Raises :class:`OrgFileError` listing every problem, and
-    then writes nothing. Flushes, but does not commit: the caller owns the transaction.
+    given, are checked too. ``prune``: every active user the file does not list is
+    deactivated (the file must then have a ``users`` list). A user deactivated, or given a
+    new password, loses every API token and sign-in session (:func:`hexie.workflows.tokens.revoke_all`).
+    Raises :class:`OrgFileError` listing every problem, and then writes nothing. Flushes,
+    but does not commit: the caller owns the transaction.
     """
     chk = _Checker()
     if not isinstance(data, Mapping):
@@ -293,6 +333,8 @@ def load_org(session: Session, data: Mapping[str, Any], roles: Collection[str] |
     for key in data:
         if key not in ("units", "users"):
             chk.error("", f"unknown key '{key}'")
+    if prune and not isinstance(data.get("users"), list):
+        chk.error("users", "--prune needs the list of every user (a file without 'users' would deactivate everyone)")
     file_units = _check_units(chk, data)
     file_users, role_places = _check_users(chk, data)
 
@@ -354,18 +396,36 @@ def load_org(session: Session, data: Mapping[str, Any], roles: Collection[str] |
     result = OrgLoadResult()
     units = _write_units(session, file_units, existing, parent_of, paths, result)
     _write_users(session, file_users, units, result)
+    if prune:
+        _prune_users(session, {u.username for u in file_users}, result)
     session.flush()
+    if result.revoked_users:
+        from .tokens import revoke_all
+        names = result.revoked_users
+        for start in range(0, len(names), 500):
+            for user_id in session.scalars(select(User.id).where(User.username.in_(names[start:start + 500]))):
+                revoke_all(session, user_id, now)
     return result
 
 
 def load_org_file(session: Session, path: str | PathLike[str], roles: Collection[str] | None = None,
-                  levels: Sequence[str] | None = None) -> OrgLoadResult:
+                  levels: Sequence[str] | None = None, prune: bool = False,
+                  now: datetime | None = None) -> OrgLoadResult:
     """:func:`load_org` on a YAML file; a file that does not parse is an :class:`OrgFileError`."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise OrgFileError([f"{path}: {exc}"]) from exc
-    return load_org(session, data if data is not None else {}, roles=roles, levels=levels)
+    return load_org(session, data if data is not None else {}, roles=roles, levels=levels, prune=prune, now=now)
+
+
+def _prune_users(session: Session, listed: set[str], result: OrgLoadResult) -> None:
+    """Deactivate every active user not in ``listed`` (their tasks stay, to be reassigned)."""
+    for user in session.scalars(select(User).where(User.active.is_(True)).order_by(User.username)):
+        if user.username not in listed:
+            user.active = False
+            result.pruned_users.append(user.username)
+            result.revoked_users.append(user.username)
 
 
 def _paths(parent_of: Mapping[str, str | None]) -> dict[str, str]:
@@ -442,7 +502,9 @@ def _write_users(session: Session, file_users: list[_UserItem], units: Mapping[s
                 username=item.username, name=item.name,
                 password_hash=hash_password(item.password) if item.password else UNUSABLE_PASSWORD,
                 active=item.active if item.active is not None else True,
-                locale=item.locale or "zh",
+                locale=item.locale or "zh", locale_chosen=item.locale is not None,
+                email=item.email or None,
+                capabilities=list(item.capabilities) if item.capabilities else None,
                 role_assignments=[RoleAssignment(role=r, org_unit=units[c]) for r, c in item.roles or ()],
             )
             session.add(user)
@@ -454,11 +516,19 @@ def _write_users(session: Session, file_users: list[_UserItem], units: Mapping[s
             user.name, changed = item.name, True
         if item.active is not None and user.active != item.active:
             user.active, changed = item.active, True
-        if item.locale is not None and user.locale != item.locale:
-            user.locale, changed = item.locale, True
+            if not item.active:
+                result.revoked_users.append(item.username)
+        if item.locale is not None and (user.locale != item.locale or not user.locale_chosen):
+            user.locale, user.locale_chosen, changed = item.locale, True, True
+        if item.email is not UNSET and user.email != item.email:
+            user.email, changed = item.email, True
+        if item.capabilities is not UNSET and (user.capabilities or []) != item.capabilities:
+            user.capabilities, changed = (list(item.capabilities) or None), True
         # Verify before re-hashing: a fresh salt would change the row on every load.
         if item.password is not None and not verify_password(user.password_hash, item.password):
             user.password_hash, changed = hash_password(item.password), True
+            if item.username not in result.revoked_users:
+                result.revoked_users.append(item.username)
         if item.roles is not None:
             wanted = {(r, units[c].id) for r, c in item.roles}
             have = {(a.role, a.org_unit_id): a for a in user.role_assignments}

@@ -172,7 +172,7 @@ class CaseQueries:
         compiled = self.engine.compiled(s, case.process_version_id)
         state = spec.state(case.state)
         ctx = FireContext.for_case(spec, case.data, actor, case.org_path, case.created_at,
-                                   self.engine.clock().date(), open_tasks)
+                                   self.engine.today(), open_tasks)
         waiting = [state.task(t.name).label for t in open_tasks if not t.optional] if state.parallel else []
         taken_by_other = bool(open_tasks) and all(t.assignee_id not in (None, actor.user_id)
                                                   and not escalated_to(actor, t) for t in open_tasks)

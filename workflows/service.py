@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, time, timezone
+from datetime import datetime, time, timezone, tzinfo
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any, Mapping
@@ -287,7 +287,7 @@ class WorkflowService:
             self.engine.emit(s, "task_created", case_id=case.id, business_key=case.business_key,
                              task_id=task_id, process=spec.key,
                              state=state.name, name=task["name"], role=task["role"], assignee_id=holder)
-        for trigger, due in timer_dues(state, case.data, now):
+        for trigger, due in timer_dues(state, case.data, now, self.engine.timezone):
             s.connection().execute(_INSERT_TIMER, {"case_id": case.id, "state": state.name, "trigger": trigger,
                                                    "due_at": due, "status": "pending"})
 
@@ -539,7 +539,7 @@ class WorkflowService:
     # --------------------------------------------------------------- helpers
     def _context(self, spec: ProcessSpec, case: Record, actor: Actor, data: Mapping[str, Any],
                  open_tasks: list[Record]) -> FireContext:
-        return FireContext.for_case(spec, data, actor, case.org_path, case.created_at, self.engine.clock().date(),
+        return FireContext.for_case(spec, data, actor, case.org_path, case.created_at, self.engine.today(),
                                     open_tasks)
 
     def _case_for_update(self, s: Session, actor: Actor, case_id: int, task: Record | None = None) -> Record:
@@ -701,11 +701,15 @@ def new_task_values(spec: ProcessSpec, state: StateSpec, task_spec: TaskSpec, or
                 escalate_at=escalate_at, escalate_to=task_spec.escalate.to if task_spec.escalate else None)
 
 
-def timer_dues(state: StateSpec, data: Mapping[str, Any], now: datetime) -> list[tuple[str, datetime]]:
-    """(trigger, due) of the timers entering ``state`` schedules (a date field left empty: none)."""
+def timer_dues(state: StateSpec, data: Mapping[str, Any], now: datetime,
+               zone: tzinfo | None = None) -> list[tuple[str, datetime]]:
+    """(trigger, due) of the timers entering ``state`` schedules (a date field left empty: none).
+
+    A date or a datetime without an offset is a local one, in ``zone`` (the office's, HEXIE_TIMEZONE).
+    """
     out = []
     for timer in state.timers:
-        due = now + timer.after if timer.after else _field_moment(data.get(timer.at_field))
+        due = now + timer.after if timer.after else _field_moment(data.get(timer.at_field), zone)
         if due is not None:
             out.append((timer.trigger, due))
     return out
@@ -787,8 +791,9 @@ def _subject(spec: ProcessSpec, data: Mapping[str, Any]) -> str:
     return ""
 
 
-def _field_moment(value: Any) -> datetime | None:
-    """A date or datetime field's value as the engine's naive-UTC time (an offset is honoured)."""
+def _field_moment(value: Any, zone: tzinfo | None = None) -> datetime | None:
+    """A date or datetime field's value as the engine's naive-UTC time (an offset is honoured;
+    without one it is a time in ``zone``, UTC when None)."""
     if not value:
         return None
     try:
@@ -796,6 +801,8 @@ def _field_moment(value: Any) -> datetime | None:
             datetime.fromisoformat(value).date(), time())
     except ValueError:
         return None
+    if moment.tzinfo is None and zone is not None:
+        moment = moment.replace(tzinfo=zone)
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment

@@ -19,9 +19,11 @@ LOCALES = ("zh", "en")
 
 
 def locale_of(actor: Actor | None) -> str:
-    """The caller's language: Accept-Language when it names zh or en, else her own setting (zh)."""
+    """The caller's language: Accept-Language when it names zh or en, else her own setting, else
+    HEXIE_DEFAULT_LOCALE (zh)."""
+    from ..i18n import default_locale
     best = request.accept_languages.best_match(LOCALES) if request.accept_languages else None
-    return best or (actor.locale if actor is not None and actor.locale in LOCALES else "zh")
+    return best or (actor.locale if actor is not None and actor.locale in LOCALES else default_locale())
 
 
 def iso_duration(value: timedelta | None) -> str | None:

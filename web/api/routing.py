@@ -83,7 +83,7 @@ def error_response(status: int, code: str, message: str, details: Mapping[str, A
 
 def hexie_error_response(err: HexieError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="hexie"'} if err.status == 401 else \
-        {"Retry-After": "60"} if err.status == 429 else None
+        {"Retry-After": str(getattr(err, "retry_after", 60))} if err.status == 429 else None
     return error_response(err.status, err.code, err.message, _jsonable(err.details), headers)
 
 

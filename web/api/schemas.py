@@ -65,6 +65,15 @@ class TokenSchema(Schema):
     expires_in = fields.Integer(metadata={"description": "seconds"})
 
 
+class TokenRevokeSchema(Schema):
+    everywhere = fields.Boolean(load_default=False, metadata={
+        "description": "also every other token and sign-in session of the user (sign out everywhere)"})
+
+
+class TokenRevokedSchema(Schema):
+    revoked = fields.Integer(required=True, metadata={"description": "how many tokens and sessions were revoked"})
+
+
 # -------------------------------------------------------------- processes
 class LabelSchema(Schema):
     """A text in both languages."""
@@ -427,6 +436,71 @@ class WebhookSchema(Schema):
     secret = fields.String(metadata={"description": "only in the answer to POST /webhooks"})
 
 
+# ------------------------------------------------------------------- people
+_ROLE_TEXT = fields.String(validate=validate.Length(min=3, max=200), metadata={"example": "town_cadre@t01"})
+_CAPABILITY = fields.String(validate=validate.Length(min=1, max=64), metadata={"example": "sign_language"})
+
+
+class UserSchema(Schema):
+    username = fields.String(required=True)
+    name = fields.String(required=True)
+    email = _text()
+    active = fields.Boolean(required=True)
+    locale = _text(metadata={"description": "zh or en; null: Accept-Language decides"})
+    capabilities = fields.List(fields.String(), required=True,
+                               metadata={"description": "words matched by a task's requires:"})
+    roles = fields.List(fields.String(), required=True, metadata={"description": "role@unit, e.g. town_cadre@t01"})
+    created_at = UTCDateTime(allow_none=True)
+
+
+class UserCreateSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    email = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=254))
+    password = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200),
+                             metadata={"description": "none: no password sign-in (a host's user)"})
+    roles = fields.List(_ROLE_TEXT, load_default=list, validate=validate.Length(max=100))
+    capabilities = fields.List(_CAPABILITY, allow_none=True, load_default=None, validate=validate.Length(max=100))
+    locale = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(("zh", "en")))
+    active = fields.Boolean(load_default=True)
+
+
+class UserPatchSchema(Schema):
+    """Only the fields given change; ``roles`` and ``capabilities`` become exactly the lists given."""
+
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    email = fields.String(allow_none=True, validate=validate.Length(max=254), metadata={"description": "null: none"})
+    active = fields.Boolean(metadata={"description": "false: deactivated, her tokens and sessions revoked"})
+    roles = fields.List(_ROLE_TEXT, validate=validate.Length(max=100))
+    capabilities = fields.List(_CAPABILITY, allow_none=True, validate=validate.Length(max=100))
+    locale = fields.String(validate=validate.OneOf(("zh", "en")))
+    password = fields.String(validate=validate.Length(max=200),
+                             metadata={"description": "a new password: her tokens and sessions are revoked"})
+
+
+class OrgUnitSchema(Schema):
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+    level = fields.String(required=True)
+    parent = _text(metadata={"description": "the parent's code; null for a root"})
+    path = fields.String(required=True, metadata={"example": "/county/t01/"})
+
+
+class OrgUnitCreateSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    level = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    parent = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=64))
+
+
+class OrgUnitPatchSchema(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    level = fields.String(validate=validate.Length(min=1, max=32))
+    parent = fields.String(allow_none=True, validate=validate.Length(min=1, max=64),
+                           metadata={"description": "move under this unit (its subtree, cases and tasks follow); "
+                                                    "null: a root"})
+
+
 # ----------------------------------------------------------- query strings
 def _filter(max_length: int = 64) -> fields.String:
     return fields.String(validate=validate.Length(min=1, max=max_length))
@@ -484,3 +558,14 @@ class LedgerListQuery(_PagingQuery):
 class LedgerSummaryQuery(Schema):
     process = _filter()
     fund = _filter()
+
+
+class UserListQuery(_PagingQuery):
+    q = _filter(80)
+    active = fields.Boolean()
+    org_unit = _filter()
+    role = _filter()
+
+
+class OrgUnitListQuery(_PagingQuery):
+    pass

@@ -15,20 +15,24 @@ from hexie.models import Attachment, Case, Task, User
 from hexie.workflows import webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
 from hexie.workflows.ledger import fund_labels
+from hexie.workflows.people import People
 from hexie.workflows.queries import task_row
 from hexie.workflows.saved_views import SavedViews
 
 from ..forms import check_upload
 from ..views.files import store_uploads
 from . import bp
-from .auth import issue_token
+from .auth import issue_token, revoke_request_token
 from .present import locale_of, process_detail, process_summary
 from .routing import hexie, json_response, operation
 from .schemas import (
     ActionSchema, AttachmentSchema, CommentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
     HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
-    SavedViewSchema, TokenRequestSchema, TokenSchema, UpcomingSchema, WebhookCreateSchema, WebhookSchema,
+    SavedViewSchema, TokenRequestSchema, TokenRevokedSchema, TokenRevokeSchema, TokenSchema, UpcomingSchema,
+    WebhookCreateSchema, WebhookSchema,
+    OrgUnitCreateSchema, OrgUnitListQuery, OrgUnitPatchSchema, OrgUnitSchema, UserCreateSchema, UserListQuery,
+    UserPatchSchema, UserSchema,
 )
 
 ERR = None  # responses documented with the error schema (see openapi.py)
@@ -50,8 +54,17 @@ def _paged(page: Any, schema: Any) -> Response:
                       400: ("malformed body", ERR), 401: ("wrong username or password", ERR),
                       429: ("too many wrong passwords for this username: wait a minute", ERR)})
 def create_token(body: dict[str, Any]) -> Response:
-    """Exchange a username and password for a signed, time-limited token."""
+    """Exchange a username and password for a signed, time-limited, revocable token."""
     return json_response(TokenSchema().dump(issue_token(body["username"], body["password"])))
+
+
+@operation(bp, "/token/revoke", "POST", summary="Revoke this token / 作废当前令牌", tag="auth",
+           body=TokenRevokeSchema,
+           responses={200: ("how many credentials were revoked", TokenRevokedSchema)})
+def revoke_token(body: dict[str, Any]) -> Response:
+    """Revoke the token of this request; with ``{"everywhere": true}`` every token and sign-in
+    session of its user (sign out everywhere). The token is refused from then on."""
+    return json_response(TokenRevokedSchema().dump({"revoked": revoke_request_token(body["everywhere"])}))
 
 
 # ---------------------------------------------------------------- processes
@@ -368,3 +381,90 @@ def delete_webhook(webhook_id: int) -> Response:
     """Remove the subscription and its pending deliveries."""
     webhooks.delete_subscription(hexie()["engine"], g.actor, webhook_id)
     return Response(status=204)
+
+
+# ------------------------------------------------------------------- people
+def _people() -> People:
+    state = hexie()
+    return state.extra.setdefault("people", People(state["engine"])) if hasattr(state, "extra") \
+        else People(state["engine"])
+
+
+USERNAME = {"username": "string"}
+UNIT_CODE = {"code": "string"}
+
+
+@operation(bp, "/users", "GET", summary="List people (admins, managers) / 人员列表", tag="people",
+           query=UserListQuery,
+           responses={200: ("the people the caller may read (administrators: everyone; managers: those holding a "
+                            "role in their area), by username; paging in X-Total-Count, X-Page, X-Per-Page, X-Pages",
+                            UserSchema(many=True)),
+                      403: ("neither an administrator nor a manager", ERR)})
+def list_users(query: dict[str, Any]) -> Response:
+    """People, filtered by a text in the username or name (``q``), ``active``, ``role`` and ``org_unit``
+    (holding a role in its subtree)."""
+    return _paged(_people().list_users(g.actor, **query), UserSchema)
+
+
+@operation(bp, "/users", "POST", summary="Create a person (admins) / 新增人员", tag="people",
+           body=UserCreateSchema, body_required=True,
+           responses={201: ("the person", UserSchema), 403: ("administrators only", ERR),
+                      409: ("the username is taken", ERR),
+                      422: ("the org file's rules: unknown role or unit, bad e-mail, short password; "
+                            "details per field", ERR)})
+def create_user(body: dict[str, Any]) -> Response:
+    """A new person with roles ``role@unit`` (the same rules as the org file)."""
+    user = _people().create_user(g.actor, **body)
+    return json_response(UserSchema().dump(user), 201, {"Location": f"{request.base_url}/{user['username']}"})
+
+
+@operation(bp, "/users/<username>", "GET", summary="One person (admins, managers) / 人员详情", tag="people",
+           path_params=USERNAME,
+           responses={200: ("the person", UserSchema), 403: ("neither an administrator nor a manager", ERR),
+                      404: ("no such person, or not in the caller's area", ERR)})
+def get_user(username: str) -> Response:
+    """A person: name, e-mail, active, language, capabilities and roles."""
+    return json_response(UserSchema().dump(_people().get_user(g.actor, username)))
+
+
+@operation(bp, "/users/<username>", "PATCH", summary="Change a person (admins) / 修改人员", tag="people",
+           path_params=USERNAME, body=UserPatchSchema,
+           responses={200: ("the person after the change", UserSchema), 403: ("administrators only", ERR),
+                      404: ("no such person, or not in the caller's area", ERR),
+                      409: ("would deactivate the caller or drop her own last admin role", ERR),
+                      422: ("the org file's rules; details per field", ERR)})
+def update_user(username: str, body: dict[str, Any]) -> Response:
+    """Change what is given. ``active: false`` deactivates her: her API tokens and sign-in sessions are
+    revoked (reactivating her does not revive them) and her tasks wait to be reassigned."""
+    return json_response(UserSchema().dump(_people().update_user(g.actor, username, body)))
+
+
+@operation(bp, "/org-units", "GET", summary="List org units (admins, managers) / 单位列表", tag="people",
+           query=OrgUnitListQuery,
+           responses={200: ("the units the caller may read, in tree order; paging in X-Total-Count, X-Page, "
+                            "X-Per-Page, X-Pages", OrgUnitSchema(many=True)),
+                      403: ("neither an administrator nor a manager", ERR)})
+def list_org_units(query: dict[str, Any]) -> Response:
+    """The org tree (administrators: all of it; managers: their area), parents before children."""
+    return _paged(_people().list_units(g.actor, **query), OrgUnitSchema)
+
+
+@operation(bp, "/org-units", "POST", summary="Create an org unit (admins) / 新增单位", tag="people",
+           body=OrgUnitCreateSchema, body_required=True,
+           responses={201: ("the unit", OrgUnitSchema), 403: ("administrators only", ERR),
+                      409: ("the code is taken", ERR),
+                      422: ("unknown level or parent, a level not below its parent's; details per field", ERR)})
+def create_org_unit(body: dict[str, Any]) -> Response:
+    """A new unit under ``parent`` (none: a root), at one of roles.yaml's levels."""
+    unit = _people().create_unit(g.actor, **body)
+    return json_response(OrgUnitSchema().dump(unit), 201, {"Location": f"{request.base_url}/{unit['code']}"})
+
+
+@operation(bp, "/org-units/<code>", "PATCH", summary="Change an org unit (admins) / 修改单位", tag="people",
+           path_params=UNIT_CODE, body=OrgUnitPatchSchema,
+           responses={200: ("the unit after the change", OrgUnitSchema), 403: ("administrators only", ERR),
+                      404: ("no such unit, or not in the caller's area", ERR),
+                      422: ("unknown level or parent, a cycle; details per field", ERR)})
+def update_org_unit(code: str, body: dict[str, Any]) -> Response:
+    """Rename a unit, change its level, or move it (its subtree, cases and tasks follow)."""
+    return json_response(OrgUnitSchema().dump(_people().update_unit(g.actor, code, body)))

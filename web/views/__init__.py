@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, abort, redirect, request, session, url_for
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
 from ..auth import unauthenticated
 from ..extension import current_actor, hexie_state
@@ -37,11 +37,17 @@ def _require_login():
     return None
 
 
-@bp.route("/lang/<code>")
+@bp.route("/lang/<code>", methods=["GET", "POST"])
 def set_language(code: str):
-    """Switch the interface language (kept in the session and, when signed in, on the user)."""
+    """Switch the interface language (kept in the session and, when signed in, on the user).
+
+    Only a POST (with the CSRF token) changes anything; a GET (an old link, another site's
+    image) shows a button that does.
+    """
     if code not in LOCALES:
         abort(404)
+    if request.method != "POST":
+        return render_template("lang.html", code=code)
     session["lang"] = code
     actor = current_actor()
     state = hexie_state()
@@ -49,8 +55,8 @@ def set_language(code: str):
         from hexie.models import User
         with state.engine.session_factory() as s:
             user = s.get(User, actor.user_id)
-            if user is not None and user.locale != code:
-                user.locale = code
+            if user is not None and (user.locale != code or not user.locale_chosen):
+                user.locale, user.locale_chosen = code, True
                 s.commit()
     return redirect(same_site_path(request.referrer) or url_for("hexie.inbox"))
 

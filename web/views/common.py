@@ -1,7 +1,7 @@
 """Helpers shared by the pages: definition labels, dates, units, names, paths."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -116,12 +116,9 @@ def kind_label(kind: str) -> str:
 # ---------------------------------------------------------------------- times
 
 def local_zone() -> tzinfo:
-    name = current_app.config.get("HEXIE_TIMEZONE") or "Asia/Shanghai"
-    try:
-        from zoneinfo import ZoneInfo
-        return ZoneInfo(name)
-    except Exception:  # no tz database on this host: China has one offset all year
-        return timezone(timedelta(hours=8))
+    """The office's time zone: ``HEXIE_TIMEZONE`` of the app (default Asia/Shanghai)."""
+    from hexie.workflows.engine import local_timezone
+    return local_timezone(current_app.config.get("HEXIE_TIMEZONE"))
 
 
 def to_local(value: datetime | None) -> datetime | None:
