@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from hexie.models import ApiToken, AuditEvent, LoginAttempt, User, make_engine as make_sa_engine
 from hexie.web import Hexie
 from hexie.workflows import auth
-from hexie.workflows.cli import main
+from hexie.cli import main
 from hexie.workflows.tokens import issue_token, make_token
 
 from .api_support import PASSWORD, SECRET, Api, ApiEnv, api_env, build_engine, error_of, make_app

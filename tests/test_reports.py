@@ -78,7 +78,7 @@ def test_the_report_page_labels_every_number_for_a_phone(browse, hexie):
 
     from hexie.models import User
     with hexie.session_factory() as s:                                    # she reads English
-        s.execute(update(User).where(User.username == "fuzhuxi").values(locale="en"))
+        s.execute(update(User).where(User.username == "fuzhuxi").values(locale="en", locale_chosen=True))
         s.commit()
     assert "Signing rate" in text_of(browse("fuzhuxi").get("/reports?process=elder_support"))
 
