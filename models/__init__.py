@@ -5,8 +5,9 @@ from .db import (
     normalize_url, upgrade,
 )
 from .tables import (
-    Attachment, AuditEvent, Case, LedgerEntry, OrgUnit, ProcessVersion, RoleAssignment, Task, Timer,
-    User, Vote, WebhookDelivery, WebhookSubscription,
+    Attachment, AuditEvent, Case, LedgerEntry, Notification, NotificationDelivery, NotificationPreference,
+    OrgUnit, OutboxMessage, ProcessVersion, RoleAssignment, Task, Timer, User, Vote, WebhookDelivery,
+    WebhookSubscription,
 )
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "make_session_factory", "normalize_url", "upgrade",
     "Attachment", "AuditEvent", "Case", "LedgerEntry", "OrgUnit", "ProcessVersion", "RoleAssignment",
     "Task", "Timer", "User", "Vote", "WebhookDelivery", "WebhookSubscription",
+    "Notification", "NotificationDelivery", "NotificationPreference", "OutboxMessage",
 ]
