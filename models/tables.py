@@ -350,7 +350,8 @@ class OutboxMessage(Base):
     notification has one row per channel). ``hexie worker`` sends what is ``pending``
     and due (``next_attempt_at``), retrying with backoff; ``attempts`` counts the claims
     and names the claim that may mark the row sent. ``digest`` rows wait for the
-    recipient's daily digest.
+    recipient's daily digest. ``attempts`` counts the tries made; each claim sets a new
+    ``claim_token`` and leases the row (``next_attempt_at`` moves past the lease).
     """
 
     __tablename__ = "hexie_outbox"
@@ -375,6 +376,8 @@ class OutboxMessage(Base):
     digest: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    #: set by each claim: only the sender holding it may record the outcome
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime())

@@ -134,9 +134,8 @@ def serve(host: str, port: int, debug: bool) -> None:
 def worker(once: bool, interval: float) -> None:
     """执行到期定时器、升级和推送 / Run due timers, escalations and webhook deliveries."""
     from .service import WorkflowService
-    from .webhooks import deliver_pending, enqueue
-    engine = build_engine()
-    engine.subscribe(lambda event: enqueue(engine, event))  # timers' state changes reach webhooks too
+    from .webhooks import deliver_pending
+    engine = build_engine()   # every action writes its events to the outbox itself: the worker only sends
     service = WorkflowService(engine)
     while True:
         fired = service.run_due_timers()

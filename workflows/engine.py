@@ -23,11 +23,11 @@ from .access import Actor, Assignment
 from .errors import NotFound
 from .loader import Registry, load_definitions_strict, load_process_text
 from .machine import CompiledProcess, compile_process
+from .outbox import EVENT_KINDS, write_events
 from .spec import ProcessSpec
 
 log = logging.getLogger(__name__)
 
-EVENT_KINDS = ("case_started", "state_changed", "task_created", "case_closed")
 
 
 def utcnow() -> datetime:
@@ -47,6 +47,7 @@ class Engine:
         self._by_version_id: dict[int, ProcessSpec] = {}
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
+        self._outbox_listeners: list[Callable[[dict[str, list[int]]], None]] = []
         self._checked_at = 0.0
 
     @classmethod
@@ -182,27 +183,46 @@ class Engine:
     # -- transactions and events -------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One service call: commit on success, roll back on any error, then publish events."""
+        """One service call: commit on success, roll back on any error, then publish events.
+
+        The events the call emitted are written to the outbox (one webhook row per
+        subscription) in the call's own transaction, just before it commits; after the
+        commit they go to the in-process subscribers, and the ids of the outbox rows
+        written to the outbox listeners (the webhook dispatcher).
+        """
         session = self.session_factory()
         session.info["events"] = []
+        session.info["outbox"] = {}
         try:
             yield session
-            session.commit()
             events = session.info["events"]
+            if events:
+                stamp = self.clock().isoformat() + "Z"
+                for event in events:
+                    event.setdefault("occurred_at", stamp)
+                write_events(session, events, self.clock())
+            written = session.info["outbox"]
+            session.commit()
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
         self._publish(events)
+        if written:
+            self._tell_outbox(written)
 
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(event)`` after each commit that produced an event."""
         self._subscribers.append(callback)
 
+    def on_outbox(self, callback: Callable[[dict[str, list[int]]], None]) -> None:
+        """Call ``callback({kind: [outbox row id, ...]})`` after each commit that wrote outbox rows."""
+        self._outbox_listeners.append(callback)
+
     @staticmethod
     def emit(session: Session, kind: str, **payload: Any) -> None:
-        """Queue an outbound event; it is published only if the transaction commits."""
+        """Queue an outbound event: written to the outbox in this transaction, published after it commits."""
         session.info.setdefault("events", []).append({"event": kind, **payload})
 
     def _publish(self, events: list[dict[str, Any]]) -> None:
@@ -212,6 +232,13 @@ class Engine:
                     callback(event)
                 except Exception:  # a subscriber never breaks the person acting
                     log.exception("event subscriber failed for %s", event.get("event"))
+
+    def _tell_outbox(self, written: dict[str, list[int]]) -> None:
+        for callback in self._outbox_listeners:
+            try:
+                callback(written)
+            except Exception:  # the rows are committed: the worker sends them if this fails
+                log.exception("outbox listener failed")
 
     def count(self, session: Session, stmt) -> int:
         return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0

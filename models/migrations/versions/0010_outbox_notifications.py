@@ -70,6 +70,7 @@ def upgrade() -> None:
         sa.Column("digest", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(), nullable=False),
+        sa.Column("claim_token", sa.String(length=32), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("delivered_at", sa.DateTime(), nullable=True),
