@@ -415,7 +415,8 @@ class Notification(Base):
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("hexie_users.id"))
+    #: none: the worker announced a task's due date to no one (kept so that it is announced once)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     kind: Mapped[str] = mapped_column(String(32))
     case_id: Mapped[int | None] = mapped_column(BigID)
     task_id: Mapped[int | None] = mapped_column(BigID)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from hexie.models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
 
-from . import audit
+from . import audit, notifications
 from .access import MANAGER_ROLES, SYSTEM, Actor, escalated_to, may_take
 from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
@@ -180,7 +180,10 @@ class WorkflowService:
                 "org_unit_id": case.org_unit_id, "org_path": case.org_path, "actor_id": actor.user_id, "at": now})
         emit(self.engine, s, case, "state_changed", process=spec.key, trigger=trigger, from_state=state.name,
              to_state=new_state, actor=actor.username)
-        self._enter(s, spec, case, spec.state(new_state), actor, now)
+        entered = spec.state(new_state)
+        returned = bool(entered.tasks) and new_state != state.name and s.scalar(
+            select(Task.id).where(Task.case_id == case.id, Task.state == new_state).limit(1)) is not None
+        self._enter(s, spec, case, entered, actor, now, returned=returned)
         save_case(s, case)
         return {"outcome": "moved", "case_id": case.id, "state": new_state}
 
@@ -205,11 +208,18 @@ class WorkflowService:
 
     # --------------------------------------------------------- state changes
     def _enter(self, s: Session, spec: ProcessSpec, case: Record, state: StateSpec, actor: Actor,
-               now: datetime, starter: Actor | None = None) -> None:
-        """Open the state's tasks and schedule its timers; close the case on a final state."""
+               now: datetime, starter: Actor | None = None, returned: bool = False) -> None:
+        """Open the state's tasks and schedule its timers; close the case on a final state.
+
+        The people of each new task are told (``returned``: the case was sent back to this
+        step, a return for revision); on a final state, the case's owner and those who worked it.
+        """
         if state.final:
             case.closed_at = now
             emit(self.engine, s, case, "case_closed", process=spec.key, state=state.name)
+            people = [case.created_by_id, *s.scalars(select(Task.completed_by_id).where(
+                Task.case_id == case.id, Task.completed_by_id.isnot(None)).distinct())]
+            notifications.notify(s, self.engine, "case_closed", people, case, actor=actor, state=state.name)
             return
         for task_spec in state.tasks:
             task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
@@ -219,6 +229,11 @@ class WorkflowService:
             task_id = s.connection().execute(_INSERT_TASK, task).scalar_one()
             emit(self.engine, s, case, "task_created", task_id=task_id, process=spec.key, state=state.name,
                  name=task["name"], role=task["role"], assignee_id=holder)
+            created = Record(id=task_id, escalated=False, **{k: v for k, v in task.items() if k != "assignee_id"},
+                             assignee_id=holder)
+            kind = "task_returned" if returned else "task_allocated" if holder is not None else "task_offered"
+            notifications.notify(s, self.engine, kind, notifications.task_people(s, created), case, task=created,
+                                 actor=actor)
         for trigger, due in timer_dues(state, case.data, now):
             s.connection().execute(_INSERT_TIMER, {"case_id": case.id, "state": state.name, "trigger": trigger,
                                                    "due_at": due, "status": "pending"})
@@ -318,6 +333,8 @@ class WorkflowService:
                            to_state=case.state, at=now,
                            changes={"task": [task.name, task.name], "assignee": [names.get(previous), names.get(user_id)]})
         save_case(s, case)
+        if kind != "claimed":
+            notifications.notify(s, self.engine, "task_allocated", [user_id], case, task=task, actor=actor)
 
     def done(self, actor: Actor, task_id: int, data: Mapping[str, Any] | None = None) -> int:
         """Mark one parallel task done (its form, if any, is saved)."""
@@ -415,6 +432,8 @@ class WorkflowService:
                                    to_state=case.state, at=now,
                                    changes={"task": [task.name, task.name], "escalate_to": [None, task.escalate_to]})
                 save_case(s, case)
+                notifications.notify(s, self.engine, "task_escalated",
+                                     notifications.holders(s, task.escalate_to, task.org_path), case, task=task)
             return len(tasks)
 
     # ------------------------------------------------------------- migration

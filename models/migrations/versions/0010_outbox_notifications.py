@@ -27,7 +27,7 @@ def upgrade() -> None:
     op.create_table(
         "hexie_notifications",
         sa.Column("id", BIG_ID, nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=True),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("case_id", BIG_ID, nullable=True),
         sa.Column("task_id", BIG_ID, nullable=True),
