@@ -382,8 +382,8 @@ def list_notifications(engine: Any, actor: Actor, *, unread: bool = False, page:
         if unread:
             stmt = stmt.where(Notification.read_at.is_(None))
         total = engine.count(s, stmt)
-        offset, limit = paging(page, per_page)
-        rows = s.scalars(stmt.order_by(Notification.id.desc()).offset(offset).limit(limit)).all()
+        page, per_page = paging(page, per_page)
+        rows = s.scalars(stmt.order_by(Notification.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
         return [_view(r, actor.locale) for r in rows], total
 
 

@@ -315,8 +315,8 @@ def list_deliveries(engine: Engine, actor: Actor, subscription_id: int, *, page:
         if status:
             stmt = stmt.where(WebhookDelivery.status == status)
         total = engine.count(s, stmt)
-        offset, limit = paging(page, per_page)
-        rows = s.scalars(stmt.order_by(WebhookDelivery.id.desc()).offset(offset).limit(limit)).all()
+        page, per_page = paging(page, per_page)
+        rows = s.scalars(stmt.order_by(WebhookDelivery.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
         return [_delivery_view(r) for r in rows], total
 
 

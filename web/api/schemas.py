@@ -449,3 +449,47 @@ class LedgerListQuery(_PagingQuery):
 class LedgerSummaryQuery(Schema):
     process = _filter()
     fund = _filter()
+
+
+# ------------------------------------------------------- notifications, deliveries
+class NotificationSchema(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True, metadata={"description": "task_offered, task_allocated, task_returned, "
+                                                                 "task_escalated, due_soon, overdue, mention, "
+                                                                 "consult, case_closed"})
+    case_id = fields.Integer(allow_none=True)
+    task_id = fields.Integer(allow_none=True)
+    text = fields.String(required=True, metadata={"description": "Chinese / English"})
+    text_zh = fields.String()
+    text_en = fields.String()
+    link = _text(metadata={"description": "the path of the case page (the task's place on it)"})
+    at = UTCDateTime(required=True)
+    read = fields.Boolean(required=True)
+
+
+class NotificationListQuery(_PagingQuery):
+    unread = fields.Boolean(load_default=False, metadata={"description": "1: only the unread ones"})
+
+
+class PreferencesSchema(Schema):
+    email = fields.String(allow_none=True, validate=validate.Length(max=254))
+    channels = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                           metadata={"description": "kind -> channels (in_app, email, and plug-ins such as wecom)"})
+    digest = fields.String(allow_none=True, metadata={"description": "HH:MM: one e-mail a day at that time "
+                                                                     "instead of one per notification; null: none"})
+
+
+class DeliverySchema(Schema):
+    id = fields.Integer(required=True, metadata={"description": "also the X-Hexie-Delivery header"})
+    event = fields.String(required=True)
+    seq = fields.Integer(allow_none=True)
+    case_id = fields.Integer(allow_none=True)
+    status = fields.String(required=True, metadata={"description": "pending, delivered or failed"})
+    attempts = fields.Integer(required=True)
+    last_error = _text()
+    created_at = UTCDateTime(allow_none=True)
+    delivered_at = UTCDateTime(allow_none=True)
+
+
+class DeliveryListQuery(_PagingQuery):
+    status = fields.String(validate=validate.OneOf(("pending", "delivered", "failed")))

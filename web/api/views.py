@@ -12,10 +12,10 @@ from flask import Response, g, request
 from sqlalchemy import select
 
 from hexie.models import Attachment, Case, Task, User
-from hexie.workflows import webhooks
+from hexie.workflows import notifications, webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
 from hexie.workflows.ledger import fund_labels
-from hexie.workflows.queries import task_row
+from hexie.workflows.queries import Page, task_row
 
 from ..forms import check_upload
 from ..views.files import store_uploads
@@ -28,6 +28,7 @@ from .schemas import (
     HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
     TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
+    DeliveryListQuery, DeliverySchema, NotificationListQuery, NotificationSchema, PreferencesSchema,
 )
 
 ERR = None  # responses documented with the error schema (see openapi.py)
@@ -319,3 +320,73 @@ def delete_webhook(webhook_id: int) -> Response:
     """Remove the subscription and its pending deliveries."""
     webhooks.delete_subscription(hexie()["engine"], g.actor, webhook_id)
     return Response(status=204)
+
+
+@operation(bp, "/webhooks/<webhook_id>/deliveries", "GET", summary="A webhook's deliveries (admin) / 推送记录",
+           tag="webhooks", path_params={"webhook_id": "int32"}, query=DeliveryListQuery,
+           responses={200: ("newest first; paging in X-Total-Count, X-Page, X-Per-Page, X-Pages",
+                            DeliverySchema(many=True)),
+                      403: ("administrators only", ERR), 404: ("no such webhook", ERR)})
+def list_webhook_deliveries(webhook_id: int, query: dict[str, Any]) -> Response:
+    """Every event written to the outbox for this subscription, and how sending it went."""
+    items, total = webhooks.list_deliveries(hexie()["engine"], g.actor, webhook_id, page=query["page"],
+                                            per_page=query["per_page"], status=query.get("status"))
+    return _paged(Page(items, total, query["page"], query["per_page"]), DeliverySchema)
+
+
+@operation(bp, "/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver", "POST",
+           summary="Send a delivery again now (admin) / 重新推送", tag="webhooks", body=EmptySchema,
+           path_params={"webhook_id": "int32", "delivery_id": "integer"},
+           responses={200: ("the delivery after the attempt", DeliverySchema),
+                      403: ("administrators only", ERR), 404: ("no such webhook or delivery", ERR)})
+def redeliver_webhook(webhook_id: int, delivery_id: int, body: dict[str, Any]) -> Response:
+    """POST the event again (same X-Hexie-Delivery id), whatever its status."""
+    return json_response(DeliverySchema().dump(
+        webhooks.redeliver(hexie()["engine"], g.actor, webhook_id, delivery_id)))
+
+
+# ----------------------------------------------------------- notifications
+@operation(bp, "/me/notifications", "GET", summary="My notifications / 我的通知", tag="notifications",
+           query=NotificationListQuery,
+           responses={200: ("newest first; paging in X-Total-Count, X-Page, X-Per-Page, X-Pages",
+                            NotificationSchema(many=True))})
+def list_my_notifications(query: dict[str, Any]) -> Response:
+    """The caller's notification centre (``unread=1``: only what she has not read)."""
+    items, total = notifications.list_notifications(hexie()["engine"], g.actor, unread=query["unread"],
+                                                    page=query["page"], per_page=query["per_page"])
+    return _paged(Page(items, total, query["page"], query["per_page"]), NotificationSchema)
+
+
+@operation(bp, "/me/notifications/<notification_id>/read", "POST", summary="Mark read / 标为已读",
+           tag="notifications", path_params={"notification_id": "integer"}, body=EmptySchema,
+           responses={204: ("read", None), 404: ("no such notification of hers", ERR)})
+def read_my_notification(notification_id: int, body: dict[str, Any]) -> Response:
+    """Mark one of the caller's notifications read."""
+    notifications.mark_read(hexie()["engine"], g.actor, notification_id)
+    return Response(status=204)
+
+
+@operation(bp, "/me/notifications/read-all", "POST", summary="Mark all read / 全部标为已读", tag="notifications",
+           body=EmptySchema, responses={204: ("all read", None)})
+def read_all_my_notifications(body: dict[str, Any]) -> Response:
+    """Mark every notification of the caller read."""
+    notifications.mark_all_read(hexie()["engine"], g.actor)
+    return Response(status=204)
+
+
+@operation(bp, "/me/preferences", "GET", summary="My notification preferences / 通知设置", tag="notifications",
+           responses={200: ("her address, the channels of each kind, the digest time", PreferencesSchema)})
+def get_my_preferences() -> Response:
+    """How the caller is told: e-mail address, channels per kind, daily digest."""
+    return json_response(PreferencesSchema().dump(notifications.get_preferences(hexie()["engine"], g.actor)))
+
+
+@operation(bp, "/me/preferences", "PUT", summary="Set my notification preferences / 修改通知设置",
+           tag="notifications", body=PreferencesSchema, body_required=True,
+           responses={200: ("the preferences", PreferencesSchema), 400: ("malformed body", ERR),
+                      422: ("an invalid address, kind, channel or digest time", ERR)})
+def put_my_preferences(body: dict[str, Any]) -> Response:
+    """Replace the fields given (the others stay as they were)."""
+    return json_response(PreferencesSchema().dump(
+        notifications.set_preferences(hexie()["engine"], g.actor, body)))
+
