@@ -18,7 +18,7 @@ from hexie.models import Notification, NotificationDelivery, OutboxMessage, User
 from hexie.workflows import channels, notifications
 from hexie.workflows.webhooks import deliver_pending
 
-from .api_support import AID_SURVEY, ApiEnv, api_env, error_of
+from .api_support import AID_SURVEY, PASSWORD, ApiEnv, api_env, error_of
 from .outbox_support import SmtpServer
 from .test_api import Receiver
 
@@ -347,3 +347,47 @@ def test_mention_and_consult_are_for_features_to_come(env: ApiEnv) -> None:
     assert len(made) == 1                                   # cadre2 (another town) may not see it; vrep1 wrote it
     (note,) = _mine(env, "cadre1")
     assert note["kind"] == "mention" and "请看一下" in note["text"]
+
+
+# ------------------------------------------------------------------ the pages
+def test_the_bell_counts_unread_and_the_centre_marks_them_read(env: ApiEnv) -> None:
+    import re
+    from .web_helpers import login
+    for _ in range(2):
+        case_id = env.start_aid()
+        env.as_("vrep1").post(f"/cases/{case_id}/actions/submit", {})
+    client = env.app.test_client()
+    login(client, "cadre1", PASSWORD, follow=True)
+    page = client.get("/").get_data(as_text=True)
+    assert re.search(r'class="bell".*?<span class="badge badge-alert"[^>]*>2</span>', page, re.S)
+    page = client.get("/notifications").get_data(as_text=True)
+    assert page.count('class="notice-unread"') == 2 and "入户调查" in page
+    client.get("/lang/en")
+    page = client.get("/notifications").get_data(as_text=True)
+    assert "Home survey" in page and "Mark all read" in page
+    first = _mine(env, "cadre1")[0]
+    r = client.post(f"/notifications/{first['id']}/read", data={"open": first["link"]})
+    assert r.status_code == 302 and r.headers["Location"].endswith(first["link"])
+    assert len(_mine(env, "cadre1", unread=1)) == 1
+    other = _mine(env, "cadre1b")[0]["id"]
+    assert client.post(f"/notifications/{other}/read").status_code == 404
+    assert client.post("/notifications/read-all").status_code == 302
+    page = client.get("/").get_data(as_text=True)
+    assert "badge" not in page[page.index('class="bell"'):page.index('class="who"')]
+
+
+def test_the_preferences_page_saves_channels_digest_and_address(env: ApiEnv) -> None:
+    from .web_helpers import login
+    client = env.app.test_client()
+    login(client, "cadre1", PASSWORD, follow=True)
+    page = client.get("/notifications/preferences").get_data(as_text=True)
+    assert 'name="task_offered:email"' in page and "通知设置" in page
+    form = {f"{k}:in_app": "1" for k in notifications.KINDS}
+    form.update({"email": MAIL["cadre1"], "digest": "18:30", "overdue:email": "1"})
+    assert client.post("/notifications/preferences", data=form).status_code == 302
+    prefs = env.as_("cadre1").get("/me/preferences").get_json()
+    assert prefs["email"] == MAIL["cadre1"] and prefs["digest"] == "18:30"
+    assert prefs["channels"]["overdue"] == ["in_app", "email"] and prefs["channels"]["task_offered"] == ["in_app"]
+    r = client.post("/notifications/preferences", data={"email": "nonsense", "digest": ""})
+    assert r.status_code == 200 and "nonsense" in r.get_data(as_text=True)
+    assert env.as_("cadre1").get("/me/preferences").get_json() == prefs

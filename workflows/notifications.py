@@ -30,6 +30,7 @@ from hexie.models import Notification, NotificationPreference, OrgUnit, RoleAssi
 from . import outbox
 from .access import Actor, Assignment, may_take
 from .errors import Invalid, NotFound
+from .org import ancestor_paths
 
 KINDS = ("task_offered", "task_allocated", "task_returned", "task_escalated", "due_soon", "overdue", "mention",
          "consult", "case_closed")
@@ -219,19 +220,13 @@ def _actors(s: Session, users: Iterable[User]) -> dict[int, Actor]:
                        assignments=tuple(held[uid])) for uid, u in users.items()}
 
 
-def ancestors(org_path: str) -> list[str]:
-    """``/county/t01/t01v01/`` -> its own path and every ancestor's."""
-    parts = [p for p in org_path.split("/") if p]
-    return ["/" + "/".join(parts[:i]) + "/" for i in range(1, len(parts) + 1)]
-
-
 def holders(s: Session, role: str | None, org_path: str, at_level: str | None = None) -> list[int]:
     """Active people holding ``role`` at the unit ``org_path`` or above (at that level, with ``at_level``)."""
     if not role:
         return []
     stmt = (select(User.id).join(RoleAssignment, RoleAssignment.user_id == User.id)
             .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
-            .where(RoleAssignment.role == role, OrgUnit.path.in_(ancestors(org_path)), User.active.is_(True))
+            .where(RoleAssignment.role == role, OrgUnit.path.in_(ancestor_paths(org_path)), User.active.is_(True))
             .distinct().order_by(User.id).limit(MAX_RECIPIENTS))
     if at_level:
         stmt = stmt.where(OrgUnit.level == at_level)
