@@ -22,11 +22,13 @@ plug-in, ``wecom`` (a WeCom group robot's webhook). :func:`send_pending` is the 
 round: it claims due rows from the outbox (``FOR UPDATE SKIP LOCKED`` on PostgreSQL),
 sends each through its channel, and gathers a person's ``digest`` rows into one e-mail.
 
-E-mail is sent once: the message is handed to the server up to the end of its DATA, the
-outbox row is committed as sent, and only then the final ``.`` that makes the server
-take it. A process killed before the commit leaves a message the server discards (and
-a row that is sent again after its lease); killed after, the row is sent. Every message
-carries ``Message-ID: <hexie.outbox.ID@…>`` as well.
+E-mail is never sent twice: the message is handed to the server up to the end of its
+DATA, the outbox row is committed as sent, and only then the final ``.`` that makes the
+server take it; its ``250`` confirms the row (``delivered_at``). A process killed before
+the commit leaves a message the server discards (and a row sent again once its lease
+runs out); killed between the commit and the ``250``, the row is left ``delivered``
+without ``delivered_at``: in doubt (at most one row per killed process), never sent
+again. Every message carries ``Message-ID: <hexie.outbox.ID@…>`` and ``X-Hexie-Outbox``.
 """
 from __future__ import annotations
 
@@ -187,8 +189,7 @@ class EmailChannel:
         return self.base_url + (path or "/")
 
     # -- sending, with the outbox's commit inside the SMTP transaction
-    def send(self, message: Message, commit: Callable[[], bool]) -> None:
-        mail = self.compose(message)
+    def _connect(self) -> smtplib.SMTP:
         settings = self.settings
         try:
             if settings.tls:
@@ -196,14 +197,29 @@ class EmailChannel:
                                                       context=ssl.create_default_context())
             else:
                 smtp = smtplib.SMTP(settings.host, settings.port, timeout=self.timeout)
+            smtp.ehlo()
+            if settings.user:
+                smtp.login(settings.user, settings.password or "")
         except (OSError, smtplib.SMTPException) as err:
             raise Undelivered(f"SMTP connect: {err}") from None
+        return smtp
+
+    def send(self, message: Message, commit: Callable[[], bool]) -> None:
+        """One SMTP transaction on the round's connection (opened on first use, see :meth:`close`)."""
+        mail = self.compose(message)
+        smtp = getattr(self, "_smtp", None)
+        if smtp is not None:
+            try:
+                if smtp.noop()[0] != 250:
+                    raise smtplib.SMTPException("not ready")
+            except (OSError, smtplib.SMTPException):
+                self.close()
+                smtp = None
+        if smtp is None:
+            smtp = self._smtp = self._connect()
         try:
             try:
-                smtp.ehlo()
-                if settings.user:
-                    smtp.login(settings.user, settings.password or "")
-                code, reply = smtp.mail(settings.sender)
+                code, reply = smtp.mail(self.settings.sender)
                 if code != 250:
                     raise Undelivered(f"MAIL FROM: {code} {reply!r}")
                 code, reply = smtp.rcpt(message.to)
@@ -219,17 +235,24 @@ class EmailChannel:
             except (OSError, smtplib.SMTPException) as err:
                 raise Undelivered(f"SMTP: {err}") from None
             if not commit():                         # no longer ours: drop the connection, nothing is taken
-                smtp.close()
+                self.close()
                 return
             smtp.send(b".\r\n")                      # the point of no return
             code, reply = smtp.getreply()
             if code != 250:
                 raise Undelivered(f"end of DATA: {code} {reply!r}")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """End the round's SMTP connection."""
+        smtp, self._smtp = getattr(self, "_smtp", None), None
+        if smtp is not None:
             try:
                 smtp.quit()
             except (OSError, smtplib.SMTPException):
                 pass
-        finally:
             smtp.close()
 
 
@@ -339,14 +362,23 @@ def _message(row: Any, items: list[dict[str, Any]] | None = None) -> Message:
 
 
 def _send(engine: Any, channel: Any, message: Message, rows: list[Any], policy: RetryPolicy) -> bool:
-    """Send one message standing for ``rows`` (one, or a digest's); True when it went out."""
-    committed = False
+    """Send one message standing for ``rows`` (one, or a digest's); True when it went out.
 
-    def commit() -> bool:
-        nonlocal committed
+    A channel that calls ``commit()`` at its commit point gets its rows recorded as sent
+    there, and confirmed (``delivered_at``) once ``send`` returns: a process killed in
+    between leaves them ``delivered`` without ``delivered_at`` (in doubt, never sent
+    again). For a channel that does not, the rows are recorded after ``send`` returns
+    (a process killed in between sends them again: at least once).
+    """
+    committed = called = False
+
+    def commit(confirmed: bool = False) -> bool:
+        nonlocal committed, called
+        called = True
         if not committed:
             with engine.session_factory() as s:
-                statuses = [outbox.finish(engine, row, None, policy, session=s) for row in rows]
+                statuses = [outbox.finish(engine, row, None, policy, session=s, confirmed=confirmed)
+                            for row in rows]
                 if any(st != "delivered" for st in statuses):
                     s.rollback()   # a row is no longer ours: none of them is sent by us
                     return False
@@ -375,7 +407,11 @@ def _send(engine: Any, channel: Any, message: Message, rows: list[Any], policy: 
             with engine.session_factory() as s, s.begin():
                 s.execute(update(OUTBOX).where(OUTBOX.c.id.in_([r.id for r in rows])).values(last_error=error))
         return False
-    return commit()
+    if not called:
+        return commit(confirmed=True)
+    if committed:
+        outbox.confirm(engine, [r.id for r in rows])
+    return committed
 
 
 def _reopen(engine: Any, rows: list[Any], error: str, policy: RetryPolicy) -> None:
@@ -396,6 +432,16 @@ def send_pending(engine: Any, policy: RetryPolicy = NOTIFY_POLICY, limit: int = 
     channels = writable_channels(engine)
     if not channels:
         return 0
+    try:
+        return _send_rounds(engine, channels, policy, limit)
+    finally:
+        for channel in channels.values():
+            closing = getattr(channel, "close", None)
+            if closing is not None:
+                closing()
+
+
+def _send_rounds(engine: Any, channels: Mapping[str, Any], policy: RetryPolicy, limit: int) -> int:
     sent = 0
     while True:
         rows = outbox.claim(engine, OUTBOX.c.kind == "notification", OUTBOX.c.channel.in_(list(channels)),

@@ -132,20 +132,36 @@ def serve(host: str, port: int, debug: bool) -> None:
 @click.option("--once", is_flag=True, help="run what is due now and exit")
 @click.option("--interval", default=30.0, show_default=True, help="seconds between rounds")
 def worker(once: bool, interval: float) -> None:
-    """执行到期定时器、升级和推送 / Run due timers, escalations and webhook deliveries."""
+    """执行到期定时器、升级、提醒，发送通知与推送 / Run due timers, escalations and reminders; send
+    notifications and webhooks from the outbox.
+
+    Several workers may run at once, on several hosts. $HEXIE_OUTBOX_LEASE (seconds) is how
+    long a claimed outbox row is left to its sender before another takes it again.
+    """
+    import os
+
+    from .channels import NOTIFY_POLICY, send_pending
+    from .notifications import notify_due
+    from .outbox import DEFAULT_POLICY
     from .service import WorkflowService
     from .webhooks import deliver_pending
-    engine = build_engine()   # every action writes its events to the outbox itself: the worker only sends
+    engine = build_engine()   # every action writes its messages to the outbox itself: the worker sends them
     service = WorkflowService(engine)
+    lease = float(os.environ["HEXIE_OUTBOX_LEASE"]) if os.environ.get("HEXIE_OUTBOX_LEASE") else None
+    webhook_policy, notify_policy = DEFAULT_POLICY.with_lease(lease), NOTIFY_POLICY.with_lease(lease)
+    click.echo("工作进程已启动 / worker started")
     while True:
         fired = service.run_due_timers()
         escalated = service.escalate_overdue()
-        delivered = deliver_pending(engine)
-        click.echo(f"定时器 / timers fired: {fired}; 升级 / escalated: {escalated}; "
-                   f"推送 / webhooks delivered: {delivered}")
+        reminded = notify_due(engine)
+        sent = send_pending(engine, notify_policy)
+        delivered = deliver_pending(engine, webhook_policy)
+        click.echo(f"定时器 / timers fired: {fired}; 升级 / escalated: {escalated}; 提醒 / reminders: {reminded}; "
+                   f"通知 / notifications sent: {sent}; 推送 / webhooks delivered: {delivered}")
         if once:
             return
-        time.sleep(interval)
+        if not (fired or escalated or reminded or sent or delivered):
+            time.sleep(interval)
 
 
 @main.group()

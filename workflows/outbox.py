@@ -51,6 +51,7 @@ class RetryPolicy:
     factor: float = 2.0
     max_delay: float = 6 * 3600.0
     timeout: float = 10.0         # seconds to wait for the receiving server
+    lease_seconds: float | None = None   # how long a claim holds a row (default: timeout + 30 s)
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed try."""
@@ -58,8 +59,12 @@ class RetryPolicy:
 
     @property
     def lease(self) -> timedelta:
-        """How long a claimed row is left alone by other senders."""
-        return timedelta(seconds=self.timeout + 30)
+        """How long a claimed row is left alone by other senders (then a crashed sender's row is taken again)."""
+        return timedelta(seconds=self.lease_seconds if self.lease_seconds is not None else self.timeout + 30)
+
+    def with_lease(self, seconds: float | None) -> "RetryPolicy":
+        from dataclasses import replace
+        return self if seconds is None else replace(self, lease_seconds=seconds)
 
 
 DEFAULT_POLICY = RetryPolicy()
@@ -121,16 +126,19 @@ def claim(engine: Any, *where: Any, lease: timedelta, limit: int = 100) -> list[
 
 
 def finish(engine: Any, row: Row, error: str | None, policy: RetryPolicy, *,
-           session: Session | None = None) -> str | None:
+           session: Session | None = None, confirmed: bool = True) -> str | None:
     """Record how sending a claimed row went; returns its status (None: no longer ours).
 
     ``row`` is as :func:`claim` returned it. With ``session``, the update joins that
-    session's transaction (the caller commits).
+    session's transaction (the caller commits). ``confirmed=False``: recorded as sent
+    before the receiver confirmed it (a channel's commit point), ``delivered_at`` is set by
+    :func:`confirm` once it has; a row left ``delivered`` without it is in doubt.
     """
     now = engine.clock()
     attempts = row.attempts + 1
     if error is None:
-        values: dict[str, Any] = {"status": "delivered", "delivered_at": now, "last_error": None}
+        values: dict[str, Any] = {"status": "delivered", "delivered_at": now if confirmed else None,
+                                  "last_error": None}
     elif attempts >= policy.max_attempts:
         values = {"status": "failed", "last_error": error[:2000]}
     else:
@@ -145,6 +153,13 @@ def finish(engine: Any, row: Row, error: str | None, policy: RetryPolicy, *,
     if done != 1:
         return None
     return values.get("status", "pending")
+
+
+def confirm(engine: Any, row_ids: list[int]) -> None:
+    """The receiver confirmed rows recorded as sent at a commit point: they are no longer in doubt."""
+    with engine.session_factory() as s, s.begin():
+        s.execute(update(OUTBOX).where(OUTBOX.c.id.in_(row_ids), OUTBOX.c.status == "delivered",
+                                       OUTBOX.c.delivered_at.is_(None)).values(delivered_at=engine.clock()))
 
 
 def give_up(engine: Any, row_id: int, error: str) -> None:

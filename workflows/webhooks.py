@@ -86,8 +86,15 @@ def _post(url: str, secret: str, event: str, delivery_id: int, payload: Mapping[
     return None if 200 <= status < 300 else f"HTTP {status}"
 
 
+FINISH_EVERY = 20   # deliveries recorded per transaction (a sender killed before recording resends those)
+
+
 def _send_claimed(engine: Engine, rows: list[Any], policy: RetryPolicy) -> dict[int, str | None]:
-    """POST claimed webhook rows one after another (their order is the events' order)."""
+    """POST claimed webhook rows one after another (their order is the events' order).
+
+    Outcomes are recorded a few at a time, each batch in one transaction: a sender killed
+    before recording a batch leaves those rows to be sent again (at least once).
+    """
     if not rows:
         return {}
     with engine.session_factory() as s:
@@ -96,6 +103,15 @@ def _send_claimed(engine: Engine, rows: list[Any], policy: RetryPolicy) -> dict[
                    WebhookSubscription.active)
             .where(WebhookSubscription.id.in_({r.subscription_id for r in rows}))).all()}
     statuses: dict[int, str | None] = {}
+    outcomes: list[tuple[Any, str | None]] = []
+
+    def record() -> None:
+        if outcomes:
+            with engine.session_factory() as s, s.begin():
+                for row, error in outcomes:
+                    statuses[row.id] = outbox.finish(engine, row, error, policy, session=s)
+            outcomes.clear()
+
     for row in rows:
         sub = subs.get(row.subscription_id)
         if sub is None:          # deleted meanwhile (its rows went with it)
@@ -105,8 +121,10 @@ def _send_claimed(engine: Engine, rows: list[Any], policy: RetryPolicy) -> dict[
             outbox.give_up(engine, row.id, "subscription inactive")
             statuses[row.id] = "failed"
             continue
-        error = _post(sub.url, sub.secret, row.event, row.id, row.payload, policy.timeout)
-        statuses[row.id] = outbox.finish(engine, row, error, policy)
+        outcomes.append((row, _post(sub.url, sub.secret, row.event, row.id, row.payload, policy.timeout)))
+        if len(outcomes) >= FINISH_EVERY:
+            record()
+    record()
     return statuses
 
 
