@@ -391,3 +391,14 @@ def test_the_preferences_page_saves_channels_digest_and_address(env: ApiEnv) -> 
     r = client.post("/notifications/preferences", data={"email": "nonsense", "digest": ""})
     assert r.status_code == 200 and "nonsense" in r.get_data(as_text=True)
     assert env.as_("cadre1").get("/me/preferences").get_json() == prefs
+
+
+def test_the_channels_are_the_hexie_channels_entry_points() -> None:
+    from importlib.metadata import entry_points
+    names = {ep.name for ep in entry_points(group="hexie.channels")}
+    assert {"in_app", "email", "wecom"} <= names
+    assert set(channels.channel_names()) >= names
+    assert channels.EmailChannel({}) is None                    # not configured: in-app only
+    email = channels.EmailChannel({"HEXIE_SMTP_URL": "smtps://hexie%40x:p%3Ass@mail.example.cn:465"})
+    assert (email.settings.tls, email.settings.user, email.settings.password, email.settings.port) == \
+        (True, "hexie@x", "p:ss", 465)
