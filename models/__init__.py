@@ -5,7 +5,7 @@ from .db import (
     normalize_url, upgrade,
 )
 from .tables import (
-    Attachment, AuditEvent, Case, LedgerEntry, Notification, NotificationDelivery, NotificationPreference,
+    Attachment, AuditEvent, Case, ExternalTask, LedgerEntry, Notification, NotificationDelivery, NotificationPreference,
     OrgUnit, OutboxMessage, ProcessVersion, RoleAssignment, Task, Timer, User, Vote, WebhookDelivery,
     WebhookSubscription,
 )
@@ -16,5 +16,5 @@ __all__ = [
     "make_session_factory", "normalize_url", "upgrade",
     "Attachment", "AuditEvent", "Case", "LedgerEntry", "OrgUnit", "ProcessVersion", "RoleAssignment",
     "Task", "Timer", "User", "Vote", "WebhookDelivery", "WebhookSubscription",
-    "Notification", "NotificationDelivery", "NotificationPreference", "OutboxMessage",
+    "ExternalTask", "Notification", "NotificationDelivery", "NotificationPreference", "OutboxMessage",
 ]

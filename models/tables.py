@@ -438,3 +438,28 @@ class NotificationPreference(Base):
     channels: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
     digest: Mapped[str | None] = mapped_column(String(5))      # "HH:MM" local time, or none
     updated_at: Mapped[datetime] = _created_at()
+
+
+class ExternalTask(Base):
+    """The machine side of a task with ``external: TOPIC``: who holds its lock, its retries, its incident.
+
+    One row per such task (``task_id``), written when the task opens. A worker's
+    fetch-and-lock sets ``worker_id`` and ``lock_expires_at``; an expired lock frees it.
+    A failure counts ``retries`` down and waits ``retry_at``; at 0 retries the task is an
+    incident (``incident_at``) until an administrator sets retries again.
+    """
+
+    __tablename__ = "hexie_external_tasks"
+    __table_args__ = (Index("ix_hexie_external_tasks_topic_lock_expires_at", "topic", "lock_expires_at"),)
+
+    task_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_tasks.id", ondelete="CASCADE"), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    lock_expires_at: Mapped[datetime | None] = mapped_column(DateTime())
+    retries: Mapped[int] = mapped_column(Integer, default=3, server_default=text("3"))
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime())
+    error_message: Mapped[str | None] = mapped_column(Text)
+    incident_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
+    #: when its worker completed it (the row keeps who did: ``worker_id``)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime())
+    created_at: Mapped[datetime] = _created_at()

@@ -343,12 +343,17 @@ def notify_due(engine: Any, soon: timedelta = DUE_SOON, limit: int = 500) -> int
         with engine.transaction() as s:
             if s.connection().dialect.name == "sqlite":
                 s.connection().exec_driver_sql("BEGIN IMMEDIATE")
-            told = exists().where(_NOTIFICATIONS.c.task_id == Task.id, _NOTIFICATIONS.c.kind.in_(
-                ("overdue",) if kind == "overdue" else ("due_soon", "overdue")))
+            kinds = ("overdue",) if kind == "overdue" else ("due_soon", "overdue")
+            told = exists().where(_NOTIFICATIONS.c.task_id == Task.id, _NOTIFICATIONS.c.kind.in_(kinds))
             tasks = records(s, select(Task.__table__).where(Task.status.in_(("offered", "allocated")),
                                                            Task.due_at.isnot(None), window, ~told)
                             .order_by(Task.due_at, Task.id).limit(limit).with_for_update(skip_locked=True))
             for task in tasks:
+                # asked again now that the task is locked: a statement started before another
+                # worker's commit may have missed what it wrote (READ COMMITTED)
+                if s.scalar(select(_NOTIFICATIONS.c.id).where(_NOTIFICATIONS.c.task_id == task.id,
+                                                              _NOTIFICATIONS.c.kind.in_(kinds)).limit(1)):
+                    continue
                 (case,) = records(s, select(Case.__table__).where(Case.id == task.case_id))
                 if case.closed_at is not None:
                     continue

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hexie.models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
+from hexie.models import Attachment, Case, ExternalTask, LedgerEntry, OrgUnit, Task, Timer, User, Vote
 
 from . import audit, notifications
 from .access import MANAGER_ROLES, SYSTEM, Actor, escalated_to, may_take
@@ -56,6 +56,7 @@ _INSERT_TASK = insert(_tasks).returning(_tasks.c.id)
 _INSERT_TIMER = insert(Timer.__table__)
 _INSERT_VOTE = insert(Vote.__table__)
 _INSERT_LEDGER = insert(LedgerEntry.__table__)
+_INSERT_EXTERNAL = insert(ExternalTask.__table__)
 
 
 class WorkflowService:
@@ -223,12 +224,17 @@ class WorkflowService:
             return
         for task_spec in state.tasks:
             task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
-            holder = first_holder(s, self.engine, case.id, case.org_path, task_spec, starter)
+            holder = None if task_spec.external else first_holder(s, self.engine, case.id, case.org_path,
+                                                                   task_spec, starter)
             if holder is not None:
                 task.update(status="allocated", assignee_id=holder)
             task_id = s.connection().execute(_INSERT_TASK, task).scalar_one()
             emit(self.engine, s, case, "task_created", task_id=task_id, process=spec.key, state=state.name,
                  name=task["name"], role=task["role"], assignee_id=holder)
+            if task_spec.external:   # a machine step: fetched by its workers, nobody to tell
+                s.connection().execute(_INSERT_EXTERNAL, {"task_id": task_id, "topic": task_spec.external,
+                                                          "retries": task_spec.retries, "created_at": now})
+                continue
             created = Record(id=task_id, escalated=False, **{k: v for k, v in task.items() if k != "assignee_id"},
                              assignee_id=holder)
             kind = "task_returned" if returned else "task_allocated" if holder is not None else "task_offered"

@@ -493,3 +493,55 @@ class DeliverySchema(Schema):
 
 class DeliveryListQuery(_PagingQuery):
     status = fields.String(validate=validate.OneOf(("pending", "delivered", "failed")))
+
+
+# ------------------------------------------------------------- external tasks
+class _Topic(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    lock_duration_ms = fields.Integer(strict=True, required=True)
+
+
+class FetchAndLockSchema(Schema):
+    worker_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    max_tasks = fields.Integer(strict=True, load_default=10)
+    topics = fields.List(fields.Nested(_Topic), required=True)
+
+
+class ExternalCompleteSchema(Schema):
+    worker_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    trigger = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    data = _data_field("the action's form: field name -> value")
+
+
+class ExternalFailureSchema(Schema):
+    worker_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    error = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
+    retries = fields.Integer(strict=True, required=True, metadata={"description": "tries left; 0: an incident"})
+    retry_timeout_ms = fields.Integer(strict=True, load_default=0)
+
+
+class ExternalLockSchema(Schema):
+    worker_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    new_duration_ms = fields.Integer(strict=True, load_default=None)
+
+
+class ExternalRetriesSchema(Schema):
+    retries = fields.Integer(strict=True, required=True)
+
+
+class ExternalTaskSchema(Schema):
+    id = fields.Integer(required=True)
+    topic = fields.String(required=True)
+    case_id = fields.Integer(required=True)
+    business_key = _text()
+    process = fields.String(required=True)
+    state = fields.String(required=True)
+    data = fields.Dict(metadata={"description": "the task's variables"})
+    retries = fields.Integer(required=True)
+    worker_id = _text()
+    lock_expires_at = UTCDateTime(allow_none=True)
+    error_message = _text()
+    incident = fields.Boolean()
+    incident_at = UTCDateTime(allow_none=True)
+    retry_at = UTCDateTime(allow_none=True)
+    status = fields.String()

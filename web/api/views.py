@@ -12,7 +12,7 @@ from flask import Response, g, request
 from sqlalchemy import select
 
 from hexie.models import Attachment, Case, Task, User
-from hexie.workflows import notifications, webhooks
+from hexie.workflows import external, notifications, webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
 from hexie.workflows.ledger import fund_labels
 from hexie.workflows.queries import Page, task_row
@@ -28,7 +28,8 @@ from .schemas import (
     HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
     TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
-    DeliveryListQuery, DeliverySchema, NotificationListQuery, NotificationSchema, PreferencesSchema,
+    DeliveryListQuery, DeliverySchema, ExternalCompleteSchema, ExternalFailureSchema, ExternalLockSchema,
+    ExternalRetriesSchema, ExternalTaskSchema, FetchAndLockSchema, NotificationListQuery, NotificationSchema, PreferencesSchema,
 )
 
 ERR = None  # responses documented with the error schema (see openapi.py)
@@ -390,3 +391,88 @@ def put_my_preferences(body: dict[str, Any]) -> Response:
     return json_response(PreferencesSchema().dump(
         notifications.set_preferences(hexie()["engine"], g.actor, body)))
 
+
+
+# ----------------------------------------------------------- external tasks
+EXT_ID = {"task_id": "integer"}
+_NOT_HELD = (409, ("this worker does not hold the task's lock (never had it, or it expired), "
+                   "or the task is closed", ERR))
+
+
+@operation(bp, "/external-tasks/fetch-and-lock", "POST", summary="Fetch and lock external tasks / 领取外部任务",
+           tag="external tasks", body=FetchAndLockSchema, body_required=True,
+           responses={200: ("the tasks now locked to worker_id, with their variables", ExternalTaskSchema(many=True)),
+                      400: ("malformed body", ERR), 422: ("max_tasks or a lock duration out of range", ERR)})
+def fetch_and_lock(body: dict[str, Any]) -> Response:
+    """Lock up to max_tasks free tasks of the topics to this worker (its token's user must hold the worker role)."""
+    tasks = external.fetch_and_lock(hexie()["engine"], g.actor, body["worker_id"], body["max_tasks"], body["topics"])
+    return json_response(ExternalTaskSchema(many=True).dump(tasks))
+
+
+@operation(bp, "/external-tasks/<task_id>/complete", "POST", summary="Complete an external task / 完成外部任务",
+           tag="external tasks", path_params=EXT_ID, body=ExternalCompleteSchema, body_required=True,
+           responses={200: ("the case after the action", CaseSchema), 403: ("may not fire this", ERR),
+                      404: ("no such external task, or not visible", ERR), 409: _NOT_HELD[1],
+                      422: ("not allowed now: guard failed, form invalid", ERR)})
+def complete_external(task_id: int, body: dict[str, Any]) -> Response:
+    """Fire ``trigger`` on the task's case (as POST /cases/{id}/actions/{trigger}), if this worker holds the lock."""
+    state = hexie()
+    case_id = external.complete(state["engine"], state["service"], g.actor, task_id, body["worker_id"],
+                                body["trigger"], body["data"])
+    try:
+        case = state["queries"].case(g.actor, case_id)
+    except NotFound:
+        case = {"id": case_id}
+    return json_response(CaseSchema().dump({**case, "outcome": {"outcome": "moved", "state": case.get("state")}}))
+
+
+@operation(bp, "/external-tasks/<task_id>/failure", "POST", summary="Report a failure / 报告外部任务失败",
+           tag="external tasks", path_params=EXT_ID, body=ExternalFailureSchema, body_required=True,
+           responses={200: ("the task (at 0 retries: an incident)", ExternalTaskSchema),
+                      404: ("no such external task, or not visible", ERR), 409: _NOT_HELD[1],
+                      422: ("retries or retry_timeout_ms out of range", ERR)})
+def fail_external(task_id: int, body: dict[str, Any]) -> Response:
+    """Unlock the task with ``retries`` tries left, fetchable again after ``retry_timeout_ms``."""
+    return json_response(ExternalTaskSchema().dump(external.failure(
+        hexie()["engine"], g.actor, task_id, body["worker_id"], body["error"], body["retries"],
+        body["retry_timeout_ms"])))
+
+
+@operation(bp, "/external-tasks/<task_id>/extend-lock", "POST", summary="Extend the lock / 延长锁定",
+           tag="external tasks", path_params=EXT_ID, body=ExternalLockSchema, body_required=True,
+           responses={200: ("the task", ExternalTaskSchema), 404: ("no such external task, or not visible", ERR),
+                      409: _NOT_HELD[1], 422: ("new_duration_ms out of range", ERR)})
+def extend_external_lock(task_id: int, body: dict[str, Any]) -> Response:
+    """The lock now ends new_duration_ms from now."""
+    return json_response(ExternalTaskSchema().dump(external.extend_lock(
+        hexie()["engine"], g.actor, task_id, body["worker_id"], body["new_duration_ms"])))
+
+
+@operation(bp, "/external-tasks/<task_id>/unlock", "POST", summary="Unlock / 释放外部任务",
+           tag="external tasks", path_params=EXT_ID, body=ExternalLockSchema, body_required=True,
+           responses={200: ("the task, free for any worker", ExternalTaskSchema),
+                      404: ("no such external task, or not visible", ERR), 409: _NOT_HELD[1]})
+def unlock_external(task_id: int, body: dict[str, Any]) -> Response:
+    """Give the task back."""
+    return json_response(ExternalTaskSchema().dump(external.unlock(hexie()["engine"], g.actor, task_id,
+                                                                   body["worker_id"])))
+
+
+@operation(bp, "/external-tasks/<task_id>/retries", "POST", summary="Set retries (admin) / 设置重试次数",
+           tag="external tasks", path_params=EXT_ID, body=ExternalRetriesSchema, body_required=True,
+           responses={200: ("the task (retries above 0: the incident is resolved)", ExternalTaskSchema),
+                      403: ("administrators only", ERR), 404: ("no such external task", ERR),
+                      409: ("the task is closed", ERR), 422: ("retries below 0", ERR)})
+def set_external_retries(task_id: int, body: dict[str, Any]) -> Response:
+    """Give the task more tries."""
+    return json_response(ExternalTaskSchema().dump(external.set_retries(hexie()["engine"], g.actor, task_id,
+                                                                        body["retries"])))
+
+
+@operation(bp, "/external-tasks/incidents", "GET", summary="Incidents (admin) / 外部任务故障",
+           tag="external tasks", responses={200: ("open external tasks out of retries, newest first",
+                                                  ExternalTaskSchema(many=True)),
+                                             403: ("administrators only", ERR)})
+def list_external_incidents() -> Response:
+    """External tasks that ran out of retries and wait for an administrator."""
+    return json_response(ExternalTaskSchema(many=True).dump(external.incidents(hexie()["engine"], g.actor)))

@@ -1,4 +1,4 @@
-"""One outbox for everything that leaves Hexie; notifications and their preferences.
+"""One outbox for everything that leaves Hexie; notifications and their preferences; external tasks.
 
 Webhook deliveries move into ``hexie_outbox`` (kind ``webhook``), beside the
 notifications' outside channels (kind ``notification``); cases count their outbound
@@ -95,12 +95,33 @@ def upgrade() -> None:
     op.drop_index("ix_hexie_webhook_deliveries_status_next_attempt_at", table_name="hexie_webhook_deliveries")
     op.drop_index(op.f("ix_hexie_webhook_deliveries_subscription_id"), table_name="hexie_webhook_deliveries")
     op.drop_table("hexie_webhook_deliveries")
+    op.create_table(
+        "hexie_external_tasks",
+        sa.Column("task_id", BIG_ID, nullable=False),
+        sa.Column("topic", sa.String(length=64), nullable=False),
+        sa.Column("worker_id", sa.String(length=255), nullable=True),
+        sa.Column("lock_expires_at", sa.DateTime(), nullable=True),
+        sa.Column("retries", sa.Integer(), server_default=sa.text("3"), nullable=False),
+        sa.Column("retry_at", sa.DateTime(), nullable=True),
+        sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column("incident_at", sa.DateTime(), nullable=True),
+        sa.Column("completed_at", sa.DateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["task_id"], ["hexie_tasks.id"], name=op.f("fk_hexie_external_tasks_task_id_hexie_tasks"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("task_id", name=op.f("pk_hexie_external_tasks")),
+    )
+    op.create_index("ix_hexie_external_tasks_topic_lock_expires_at", "hexie_external_tasks", ["topic", "lock_expires_at"])
+    op.create_index(op.f("ix_hexie_external_tasks_incident_at"), "hexie_external_tasks", ["incident_at"])
     # a plain ADD COLUMN (as 0003): no table rebuild under foreign keys
     op.add_column("hexie_cases", sa.Column("event_seq", sa.Integer(), nullable=False, server_default=sa.text("0")))
 
 
 def downgrade() -> None:
     op.drop_column("hexie_cases", "event_seq")
+    op.drop_index(op.f("ix_hexie_external_tasks_incident_at"), table_name="hexie_external_tasks")
+    op.drop_index("ix_hexie_external_tasks_topic_lock_expires_at", table_name="hexie_external_tasks")
+    op.drop_table("hexie_external_tasks")
     op.create_table(
         "hexie_webhook_deliveries",
         sa.Column("id", sa.Integer(), nullable=False),
