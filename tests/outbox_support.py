@@ -51,12 +51,15 @@ class Mailbox:
 class SmtpServer:
     """aiosmtpd on 127.0.0.1 (a free port) collecting into :attr:`mailbox`."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.mailbox = Mailbox()
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
         self.controller.start()
+        self.running = True
         self.url = f"smtp://127.0.0.1:{self.port}"
 
     def close(self) -> None:
-        self.controller.stop()
+        if self.running:
+            self.running = False
+            self.controller.stop()

@@ -282,20 +282,14 @@ def test_unreachable_smtp_is_retried_with_backoff(env: ApiEnv, smtp) -> None:
         (row,) = s.scalars(select(NotificationDelivery)).all()
     assert row.status == "pending" and row.attempts == 1 and "SMTP" in row.last_error
     assert row.next_attempt_at - env.clock() == timedelta(seconds=channels.NOTIFY_POLICY.base_delay)
-    again = SmtpServer.__new__(SmtpServer)   # the server comes back on the same port
-    from aiosmtpd.controller import Controller
-    from .outbox_support import Mailbox
-    again.mailbox, again.port = Mailbox(), port
-    again.controller = Controller(again.mailbox, hostname="127.0.0.1", port=port)
-    again.controller.start()
+    again = SmtpServer(port)                     # the server comes back on the same port
     try:
         assert channels.send_pending(env.engine) == 0          # not due yet
         env.clock.advance(seconds=31)
         assert channels.send_pending(env.engine) == 1
         assert again.mailbox.wait_for(1)[0]["To"] == MAIL["cadre1"]
     finally:
-        again.controller.stop()
-    smtp.close = lambda: None
+        again.close()
 
 
 # ------------------------------------------------------------------ webhooks
