@@ -29,7 +29,6 @@ from .spec import ProcessSpec
 log = logging.getLogger(__name__)
 
 
-
 def utcnow() -> datetime:
     """Naive UTC, as every timestamp is stored."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
