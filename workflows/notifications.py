@@ -42,7 +42,8 @@ _DIGEST = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 _EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}$")
 
 _NOTIFICATIONS = Notification.__table__
-_INSERT_NOTIFICATION = insert(_NOTIFICATIONS).returning(_NOTIFICATIONS.c.id)
+_INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
+_INSERT_NOTIFICATIONS = insert(_NOTIFICATIONS).returning(_NOTIFICATIONS.c.id, sort_by_parameter_order=True)
 
 #: kind -> (zh, en) with {case}, {task}, {who}, {due}, {note}
 TEXTS: dict[str, tuple[str, str]] = {
@@ -106,10 +107,23 @@ class Preferences:
         return {"email": self.email, "channels": {k: self.channels_for(k) for k in KINDS}, "digest": self.digest}
 
 
-def _preferences(s: Session, users: Iterable[User]) -> dict[int, Preferences]:
+_USERS = User.__table__
+#: what a notification needs of a person (her address too, where the people records carry one)
+_PERSON = [c for c in (_USERS.c.id, _USERS.c.username, _USERS.c.name, _USERS.c.locale, _USERS.c.get("email"))
+           if c is not None]
+_PREFS = NotificationPreference.__table__
+
+
+def _people(s: Session, ids: list[int]) -> dict[int, Any]:
+    """Active people by id, as plain rows."""
+    return {r.id: r for r in s.connection().execute(
+        select(*_PERSON).where(_USERS.c.id.in_(ids), _USERS.c.active.is_(True)))}
+
+
+def _preferences(s: Session, users: Iterable[Any]) -> dict[int, Preferences]:
     users = list(users)
-    rows = {p.user_id: p for p in s.scalars(select(NotificationPreference).where(
-        NotificationPreference.user_id.in_([u.id for u in users])))} if users else {}
+    rows = {p.user_id: p for p in s.connection().execute(select(_PREFS).where(
+        _PREFS.c.user_id.in_([u.id for u in users])))} if users else {}
     out = {}
     for user in users:
         row = rows.get(user.id)
@@ -208,7 +222,7 @@ def link_of(case_id: int | None, task_id: int | None = None) -> str | None:
     return f"/cases/{case_id}" + (f"#task-{task_id}" if task_id else "")
 
 
-def _actors(s: Session, users: Iterable[User]) -> dict[int, Actor]:
+def _actors(s: Session, users: Iterable[Any]) -> dict[int, Actor]:
     users = {u.id: u for u in users}
     rows = s.execute(select(RoleAssignment.user_id, RoleAssignment.role, OrgUnit.code, OrgUnit.path, OrgUnit.level)
                      .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
@@ -257,7 +271,7 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
     wanted = [u for u in dict.fromkeys(user_ids) if u is not None and u != skip]
     if not wanted:
         return []
-    users = {u.id: u for u in s.scalars(select(User).where(User.id.in_(wanted), User.active.is_(True)))}
+    users = _people(s, wanted)
     if not users:
         return []
     actors = _actors(s, users.values())
@@ -288,7 +302,7 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
     link = link_of(case.id, getattr(task, "id", None))
     task_id = getattr(task, "id", None)
     outside = writable_channels(engine)
-    created, rows = [], []
+    told: list[tuple[Any, Preferences, list[tuple[str, str]], bool]] = []
     for uid in wanted:
         user = users.get(uid)
         # her task is how she starts working a confidential case: offered to her, she may be told of it
@@ -305,18 +319,22 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
             address = channel.address(user, pref)
             if address:
                 sends.append((name, address))
-        if IN_APP not in chosen and not sends:
-            continue
-        notification_id = s.connection().execute(_INSERT_NOTIFICATION, {
-            "user_id": uid, "kind": kind, "case_id": case.id, "task_id": task_id, "text_zh": zh, "text_en": en,
-            "link": link, "in_app": IN_APP in chosen, "created_at": now, "read_at": None}).scalar_one()
-        created.append(notification_id)
+        if IN_APP in chosen or sends:
+            told.append((user, pref, sends, IN_APP in chosen))
+    if not told:
+        return []
+    created = list(s.connection().execute(_INSERT_NOTIFICATIONS, [
+        {"user_id": user.id, "kind": kind, "case_id": case.id, "task_id": task_id, "text_zh": zh, "text_en": en,
+         "link": link, "in_app": in_app, "created_at": now, "read_at": None}
+        for user, _, _, in_app in told]).scalars())
+    rows = []
+    for notification_id, (user, pref, sends, _) in zip(created, told):
         for name, address in sends:
             digest = name == EMAIL and bool(pref.digest)
             payload = {"kind": kind, "zh": zh, "en": en, "link": link, "case_id": case.id, "task_id": task_id,
                        "to": address, "name": user.name or user.username, "username": user.username}
             rows.append(outbox.row_values("notification", name, kind, payload, now, notification_id=notification_id,
-                                          recipient_id=uid, case_id=case.id, digest=digest,
+                                          recipient_id=user.id, case_id=case.id, digest=digest,
                                           next_attempt_at=next_digest(pref.digest, now) if digest else now))
     outbox.add_rows(s, rows)
     return created
