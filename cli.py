@@ -172,24 +172,39 @@ def serve(host: str, port: int, debug: bool) -> None:
 @click.option("--once", is_flag=True, help="run what is due now and exit")
 @click.option("--interval", default=30.0, show_default=True, help="seconds between rounds")
 def worker(once: bool, interval: float) -> None:
-    """执行到期定时器、升级和推送 / Run due timers, escalations and webhook deliveries."""
+    """执行到期定时器、升级、提醒，发送通知与推送 / Run due timers, escalations and reminders; send
+    notifications and webhooks from the outbox.
+
+    Several workers may run at once, on several hosts. $HEXIE_OUTBOX_LEASE (seconds) is how
+    long a claimed outbox row is left to its sender before another takes it again.
+    """
+    import os
+
+    from hexie.workflows.channels import NOTIFY_POLICY, send_pending
+    from hexie.workflows.notifications import notify_due
+    from hexie.workflows.outbox import DEFAULT_POLICY
     from hexie.workflows.service import WorkflowService
     from hexie.workflows.tokens import prune as prune_credentials
-    from hexie.workflows.webhooks import deliver_pending, enqueue
-    engine = build_engine()
-    engine.subscribe(lambda event: enqueue(engine, event))  # timers' state changes reach webhooks too
+    from hexie.workflows.webhooks import deliver_pending
+    engine = build_engine()   # every action writes its messages to the outbox itself: the worker sends them
     service = WorkflowService(engine)
+    lease = float(os.environ["HEXIE_OUTBOX_LEASE"]) if os.environ.get("HEXIE_OUTBOX_LEASE") else None
+    webhook_policy, notify_policy = DEFAULT_POLICY.with_lease(lease), NOTIFY_POLICY.with_lease(lease)
+    click.echo("工作进程已启动 / worker started")
     while True:
         with engine.transaction() as s:    # tokens and sessions revoked or expired long ago
             prune_credentials(s, engine.clock())
         fired = service.run_due_timers()
         escalated = service.escalate_overdue()
-        delivered = deliver_pending(engine)
-        click.echo(f"定时器 / timers fired: {fired}; 升级 / escalated: {escalated}; "
-                   f"推送 / webhooks delivered: {delivered}")
+        reminded = notify_due(engine)
+        sent = send_pending(engine, notify_policy)
+        delivered = deliver_pending(engine, webhook_policy)
+        click.echo(f"定时器 / timers fired: {fired}; 升级 / escalated: {escalated}; 提醒 / reminders: {reminded}; "
+                   f"通知 / notifications sent: {sent}; 推送 / webhooks delivered: {delivered}")
         if once:
             return
-        time.sleep(interval)
+        if not (fired or escalated or reminded or sent or delivered):
+            time.sleep(interval)
 
 
 @main.group()

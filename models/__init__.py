@@ -5,8 +5,9 @@ from .db import (
     normalize_url, upgrade,
 )
 from .tables import (
-    ApiToken, Attachment, AuditEvent, Case, LedgerEntry, LoginAttempt, OrgUnit, ProcessVersion, RoleAssignment,
-    SavedView, Task, Timer, User, Vote, WebhookDelivery, WebhookSubscription,
+    ApiToken, Attachment, AuditEvent, Case, ExternalTask, LedgerEntry, LoginAttempt, Notification,
+    NotificationDelivery, NotificationPreference, OrgUnit, OutboxMessage, ProcessVersion, RoleAssignment, SavedView,
+    Task, Timer, User, Vote, WebhookDelivery, WebhookSubscription,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "ApiToken", "Attachment", "AuditEvent", "Case", "LedgerEntry", "LoginAttempt", "OrgUnit", "ProcessVersion",
     "RoleAssignment", "SavedView",
     "Task", "Timer", "User", "Vote", "WebhookDelivery", "WebhookSubscription",
+    "ExternalTask", "Notification", "NotificationDelivery", "NotificationPreference", "OutboxMessage",
 ]

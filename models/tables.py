@@ -215,6 +215,8 @@ class Case(Base):
     business_key: Mapped[str | None] = mapped_column(String(200), index=True)
     #: The case fields a host record owns (its ``__workflow_fields__``): Hexie's forms never edit them.
     host_fields: Mapped[list[str] | None] = mapped_column(JSON)
+    #: ``seq`` of the case's latest outbound event (webhook payloads): one more for each
+    event_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
 
     __mapper_args__ = {"version_id_col": lock_version}
 
@@ -407,24 +409,125 @@ class WebhookSubscription(Base):
         back_populates="subscription", passive_deletes=True)
 
 
-class WebhookDelivery(Base):
-    """One event to send to one subscription, retried until delivered or given up."""
+class OutboxMessage(Base):
+    """One message that leaves Hexie, written in the transaction of the action that caused it.
 
-    __tablename__ = "hexie_webhook_deliveries"
+    The outbox of architecture.md: a webhook delivery (``kind`` ``webhook``: one event for
+    one subscription) or a notification for one outside channel (``kind``
+    ``notification``: e-mail, WeCom, ...; ``(notification_id, channel)`` is unique, so a
+    notification has one row per channel). ``hexie worker`` sends what is ``pending``
+    and due (``next_attempt_at``), retrying with backoff; ``attempts`` counts the claims
+    and names the claim that may mark the row sent. ``digest`` rows wait for the
+    recipient's daily digest. ``attempts`` counts the tries made; each claim sets a new
+    ``claim_token`` and leases the row (``next_attempt_at`` moves past the lease).
+    """
+
+    __tablename__ = "hexie_outbox"
     __table_args__ = (
-        Index("ix_hexie_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_hexie_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        UniqueConstraint("notification_id", "channel"),
+        {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    subscription_id: Mapped[int] = mapped_column(
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(32))
+    subscription_id: Mapped[int | None] = mapped_column(
         ForeignKey("hexie_webhook_subscriptions.id", ondelete="CASCADE"), index=True)
+    notification_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("hexie_notifications.id"))
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
+    case_id: Mapped[int | None] = mapped_column(BigID)
+    seq: Mapped[int | None] = mapped_column(Integer)
     event: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    digest: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    #: set by each claim: only the sender holding it may record the outcome
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime())
 
+    __mapper_args__ = {"polymorphic_on": kind, "polymorphic_abstract": True}
+
+
+class WebhookDelivery(OutboxMessage):
+    """One event to send to one subscription, retried until delivered or given up."""
+
+    __mapper_args__ = {"polymorphic_identity": "webhook"}
+
+    def __init__(self, **kw: Any) -> None:
+        kw.setdefault("channel", "webhook")
+        super().__init__(**kw)
+
     subscription: Mapped[WebhookSubscription] = relationship(back_populates="deliveries")
+
+
+class NotificationDelivery(OutboxMessage):
+    """One notification to send through one outside channel (e-mail, WeCom, ...)."""
+
+    __mapper_args__ = {"polymorphic_identity": "notification"}
+
+
+class Notification(Base):
+    """Something a person is told (notifications in interfaces.md); shown in her
+    notification centre when ``in_app``, and sent through her other channels from the outbox."""
+
+    __tablename__ = "hexie_notifications"
+    __table_args__ = (
+        Index("ix_hexie_notifications_user_id_read_at", "user_id", "read_at"),
+        Index("ix_hexie_notifications_task_id_kind", "task_id", "kind"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    #: none: the worker announced a task's due date to no one (kept so that it is announced once)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[int | None] = mapped_column(BigID)
+    task_id: Mapped[int | None] = mapped_column(BigID)
+    text_zh: Mapped[str] = mapped_column(Text)
+    text_en: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(String(500))
+    in_app: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = _created_at()
+    read_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class NotificationPreference(Base):
+    """How a person wants to be told: her address, the channels per kind, a daily digest time."""
+
+    __tablename__ = "hexie_notification_preferences"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("hexie_users.id", ondelete="CASCADE"), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    channels: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
+    digest: Mapped[str | None] = mapped_column(String(5))      # "HH:MM" local time, or none
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class ExternalTask(Base):
+    """The machine side of a task with ``external: TOPIC``: who holds its lock, its retries, its incident.
+
+    One row per such task (``task_id``), written when the task opens. A worker's
+    fetch-and-lock sets ``worker_id`` and ``lock_expires_at``; an expired lock frees it.
+    A failure counts ``retries`` down and waits ``retry_at``; at 0 retries the task is an
+    incident (``incident_at``) until an administrator sets retries again.
+    """
+
+    __tablename__ = "hexie_external_tasks"
+    __table_args__ = (Index("ix_hexie_external_tasks_topic_lock_expires_at", "topic", "lock_expires_at"),)
+
+    task_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_tasks.id", ondelete="CASCADE"), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    lock_expires_at: Mapped[datetime | None] = mapped_column(DateTime())
+    retries: Mapped[int] = mapped_column(Integer, default=3, server_default=text("3"))
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime())
+    error_message: Mapped[str | None] = mapped_column(Text)
+    incident_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
+    #: when its worker completed it (the row keeps who did: ``worker_id``)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime())
+    created_at: Mapped[datetime] = _created_at()

@@ -224,6 +224,8 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     actor_name = audit.SYSTEM_ACTOR if actor.is_system or actor.user_id is None else actor.username
     ids = _allocate_ids(conn, _CASES, len(prepared))
 
+    # the outbound events of each new case, numbered: case_started, then its tasks' task_created (or case_closed)
+    event_count = 1 + (1 if initial.final else len(initial.tasks))
     case_rows, events = [], []
     for case_id, (unit, values) in zip(ids, prepared):
         # validated values are already JSON-safe: stored and hashed as append_event would
@@ -236,14 +238,16 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
                               data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=user_id,
                               created_at=now, updated_at=now, closed_at=now if initial.final else None,
                               subject=_subject(spec, values), confidential=spec.confidential, lock_version=1,
-                              audit_head=event["hash"], audit_seq=1))
+                              audit_head=event["hash"], audit_seq=1, event_seq=event_count))
     _insert_many(conn, _CASES, case_rows)
     _insert_many(conn, _EVENTS, events)
     for case_id, (unit, _values) in zip(ids, prepared):
-        engine.emit(s, "case_started", case_id=case_id, business_key=None, process=spec.key, state=initial.name, org_unit=unit.code)
+        engine.emit(s, "case_started", case_id=case_id, seq=1, business_key=None, process=spec.key,
+                    state=initial.name, org_unit=unit.code)
     if initial.final:
         for case_id in ids:
-            engine.emit(s, "case_closed", case_id=case_id, business_key=None, process=spec.key, state=initial.name)
+            engine.emit(s, "case_closed", case_id=case_id, seq=2, business_key=None, process=spec.key,
+                        state=initial.name)
         return
 
     task_rows = []
@@ -259,8 +263,11 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         for task_id, row in zip(_allocate_ids(conn, _TASKS, len(task_rows)), task_rows):
             row["id"] = task_id
         _insert_many(conn, _TASKS, task_rows)
+        seqs = dict.fromkeys(ids, 1)
         for row in task_rows:
-            engine.emit(s, "task_created", case_id=row["case_id"], business_key=None, task_id=row["id"], process=spec.key,
+            seqs[row["case_id"]] += 1
+            engine.emit(s, "task_created", case_id=row["case_id"], seq=seqs[row["case_id"]], business_key=None,
+                        task_id=row["id"], process=spec.key,
                         state=initial.name, name=row["name"], role=row["role"], assignee_id=row["assignee_id"])
     timer_rows = [dict(case_id=case_id, state=initial.name, trigger=trigger, due_at=due, status="pending",
                        attempts=0)

@@ -23,11 +23,10 @@ from .access import Actor, Assignment
 from .errors import NotFound
 from .loader import Registry, load_definitions_strict, load_process_text
 from .machine import CompiledProcess, compile_process
+from .outbox import EVENT_KINDS, write_events
 from .spec import ProcessSpec
 
 log = logging.getLogger(__name__)
-
-EVENT_KINDS = ("case_started", "state_changed", "task_created", "case_closed")
 
 
 def local_timezone(name: str | None = None) -> tzinfo:
@@ -59,6 +58,7 @@ class Engine:
         self._by_version_id: dict[int, ProcessSpec] = {}
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
+        self._outbox_listeners: list[Callable[[dict[str, list[int]]], None]] = []
         self._checked_at = 0.0
         self.timezone: tzinfo = local_timezone(None)
 
@@ -210,11 +210,17 @@ class Engine:
     def transaction(self, session: Session | None = None) -> Iterator[Session]:
         """One service call: commit on success, roll back on any error, then publish events.
 
+        The events the call emitted are written to the outbox (one webhook row per
+        subscription) in the call's own transaction, just before it commits; after the
+        commit they go to the in-process subscribers, and the ids of the outbox rows
+        written to the outbox listeners (the webhook dispatcher).
+
         ``session``: a host's own SQLAlchemy session on the same database (host.md, "One
         transaction with the host"). The call then runs inside it, in a SAVEPOINT: a refused
         call leaves nothing of its own behind (the host's pending work is kept), a successful
-        one is committed or rolled back by the host together with the host's records, and its
-        events are published only after the host's session commits (dropped if it rolls back).
+        one is committed or rolled back by the host together with the host's records (its
+        outbox rows too), and its events are published only after the host's session commits
+        (dropped if it rolls back).
         """
         if session is not None:
             with self._joined(session) as joined:
@@ -222,16 +228,21 @@ class Engine:
             return
         session = self.session_factory()
         session.info["events"] = []
+        session.info["outbox"] = {}
         try:
             yield session
-            session.commit()
             events = session.info["events"]
+            self._write_outbox(session, events)
+            written = session.info["outbox"]
+            session.commit()
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
         self._publish(events)
+        if written:
+            self._tell_outbox(written)
 
     @contextmanager
     def _joined(self, session: Session) -> Iterator[Session]:
@@ -239,11 +250,13 @@ class Engine:
         session.info["hexie_joined"] = True      # the mixin's lock check reads the case through it
         outer = session.info.pop("events", None)
         session.info["events"] = []
+        session.info.setdefault("outbox", {})
         savepoint = session.begin_nested()
         try:
             yield session
-            savepoint.commit()
             events = session.info["events"]
+            self._write_outbox(session, events)   # in the host's transaction: sent once it commits
+            savepoint.commit()
         except BaseException:
             if savepoint.is_active:
                 savepoint.rollback()
@@ -268,10 +281,22 @@ class Engine:
         """Call ``callback(event)`` after each commit that produced an event."""
         self._subscribers.append(callback)
 
+    def on_outbox(self, callback: Callable[[dict[str, list[int]]], None]) -> None:
+        """Call ``callback({kind: [outbox row id, ...]})`` after each commit that wrote outbox rows."""
+        self._outbox_listeners.append(callback)
+
     @staticmethod
     def emit(session: Session, kind: str, **payload: Any) -> None:
-        """Queue an outbound event; it is published only if the transaction commits."""
+        """Queue an outbound event: written to the outbox in this transaction, published after it commits."""
         session.info.setdefault("events", []).append({"event": kind, **payload})
+
+    def _write_outbox(self, session: Session, events: list[dict[str, Any]]) -> None:
+        """The call's events as outbox rows, stamped with when they happened."""
+        if events:
+            stamp = self.clock().isoformat() + "Z"
+            for event in events:
+                event.setdefault("occurred_at", stamp)
+            write_events(session, events, self.clock())
 
     def _publish(self, events: list[dict[str, Any]]) -> None:
         for event in events:
@@ -280,6 +305,13 @@ class Engine:
                     callback(event)
                 except Exception:  # a subscriber never breaks the person acting
                     log.exception("event subscriber failed for %s", event.get("event"))
+
+    def _tell_outbox(self, written: dict[str, list[int]]) -> None:
+        for callback in self._outbox_listeners:
+            try:
+                callback(written)
+            except Exception:  # the rows are committed: the worker sends them if this fails
+                log.exception("outbox listener failed")
 
     def count(self, session: Session, stmt) -> int:
         return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0

@@ -814,7 +814,11 @@ class _AssignSchema(_Strict):
 
 
 class _TaskSchema(_Strict):
-    role = _Str(required=True)
+    role = _Str()
+    external = _Str()            # a machine step's topic (interfaces.md, "external tasks")
+    worker_role = _Str()
+    variables = _List(_Str())
+    retries = _Int(validate=_at_least(0, "retries ", "retries"))
     at = _Str()
     form = _List(_FormEntry())
     due = _Duration()
@@ -822,6 +826,26 @@ class _TaskSchema(_Strict):
     separate_from = _List(_Str())
     assign = _Nested(_AssignSchema)
     priority = _Str(validate=_one_of(PRIORITIES, "优先级", "priority"))
+
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _person_or_machine(self, data: dict, original: Any, **kwargs: Any) -> None:
+        if not isinstance(original, dict):
+            return
+        if "external" in original:
+            if "role" in original:
+                raise ValidationError({"role": [_Message.make(_msg(
+                    "外部任务用 worker_role，不用 role", "an external task has worker_role, not role"), at_key=True)]})
+            if "worker_role" not in original:
+                raise ValidationError({"worker_role": [_REQUIRED]})
+            return
+        if "role" not in original:
+            raise ValidationError({"role": [_REQUIRED]})
+        for key in ("worker_role", "variables", "retries"):
+            if key in original:
+                raise ValidationError({key: [_Message.make(_msg(
+                    f"{key} 只用于外部任务（external）", f"{key} is only for external tasks (external: TOPIC)"),
+                    at_key=True)]})
 
 
 class _ParallelTaskSchema(_TaskSchema):
@@ -1241,6 +1265,14 @@ class _ProcessChecker:
 
     def check_task(self, path: PathKey, task: dict) -> None:
         self.role(path + ("role",), task.get("role"))
+        self.role(path + ("worker_role",), task.get("worker_role"))
+        topic = task.get("external")
+        if isinstance(topic, str) and not re.match(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$", topic):
+            self.report.error(path + ("external",), _msg(
+                f"无效的外部任务主题 '{topic}'", f"invalid external task topic '{topic}': letters, digits, _ . -"))
+        for j, name in enumerate(_list(task.get("variables"))):
+            if isinstance(name, str) and name not in self.fields:
+                self.report.error(path + ("variables", j), _unknown("字段", "field", name, self.fields))
         self.level(path + ("at",), task.get("at"))
         self.form(path + ("form",), task.get("form"))
         escalate = _mapping(task.get("escalate"))
@@ -1491,13 +1523,15 @@ def _build_form(entries: Any, fields_: Mapping[str, FieldSpec]) -> tuple[FormFie
 def _build_task(task: dict, name: str, label: Label, fields_: Mapping[str, FieldSpec]) -> TaskSpec:
     escalate = task.get("escalate")
     return TaskSpec(
-        name=name, role=task["role"], label=label, at=task.get("at"),
+        name=name, role=task.get("role") or task["worker_role"], label=label, at=task.get("at"),
         form=_build_form(task.get("form"), fields_),
         due=parse_duration(task["due"]) if "due" in task else None,
         escalate=Escalation(parse_duration(escalate["after"]), escalate["to"]) if escalate else None,
         separate_from=tuple(task.get("separate_from", ())),
         same_as=task["assign"]["same_as"] if "assign" in task else None,
-        priority=task.get("priority", "normal"), optional=task.get("optional", False))
+        priority=task.get("priority", "normal"), optional=task.get("optional", False),
+        external=task.get("external"), variables=tuple(task.get("variables", ())),
+        retries=int(task.get("retries", 3)))
 
 
 def _build_state(state: dict, fields_: Mapping[str, FieldSpec]) -> StateSpec:

@@ -22,9 +22,9 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hexie.models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
+from hexie.models import Attachment, Case, ExternalTask, LedgerEntry, OrgUnit, Task, Timer, User, Vote
 
-from . import audit
+from . import audit, notifications
 from .access import SYSTEM, Actor, escalated_to, is_admin, is_manager, may_take
 from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
@@ -47,7 +47,7 @@ _SAVE_CASE = (update(_cases).where(_cases.c.id == bindparam("b_id"), _cases.c.lo
                       data=bindparam("v_data", type_=_cases.c.data.type), subject=bindparam("v_subject"),
                       updated_at=bindparam("v_updated"), closed_at=bindparam("v_closed"),
                       audit_seq=bindparam("v_seq"), audit_head=bindparam("v_head"),
-                      lock_version=_cases.c.lock_version + 1))
+                      event_seq=bindparam("v_event_seq"), lock_version=_cases.c.lock_version + 1))
 _SAVE_TASK = (update(_tasks).where(_tasks.c.id == bindparam("b_id"), _tasks.c.lock_version == bindparam("b_lock"))
               .values(status=bindparam("v_status"), assignee_id=bindparam("v_assignee"),
                       completed_at=bindparam("v_completed_at"), completed_by_id=bindparam("v_completed_by"),
@@ -57,6 +57,7 @@ _INSERT_TASK = insert(_tasks).returning(_tasks.c.id)
 _INSERT_TIMER = insert(Timer.__table__)
 _INSERT_VOTE = insert(Vote.__table__)
 _INSERT_LEDGER = insert(LedgerEntry.__table__)
+_INSERT_EXTERNAL = insert(ExternalTask.__table__)
 
 
 class WorkflowService:
@@ -96,7 +97,7 @@ class WorkflowService:
             case = Record(process_version_id=version_id, process_key=spec.key, state=initial.name,
                           data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=actor.user_id,
                           created_at=now, updated_at=now, closed_at=None, subject=_subject(spec, values),
-                          confidential=spec.confidential, audit_seq=0, audit_head=None,
+                          confidential=spec.confidential, audit_seq=0, audit_head=None, event_seq=0,
                           business_key=business_key, host_fields=sorted(host_values) or None)
             try:
                 case.id = s.connection().execute(_INSERT_CASE, vars(case)).scalar_one()
@@ -107,8 +108,7 @@ class WorkflowService:
             case.lock_version = 1
             audit.append_event(s, case, kind="started", actor=self._user(s, actor), to_state=initial.name,
                                comment=comment or None, changes=start_changes(values), at=now)
-            self.engine.emit(s, "case_started", case_id=case.id, business_key=business_key, process=spec.key,
-                             state=initial.name, org_unit=unit.code)
+            emit(self.engine, s, case, "case_started", process=spec.key, state=initial.name, org_unit=unit.code)
             self._enter(s, spec, case, initial, actor, now, starter=actor)
             save_case(s, case)
             return case.id
@@ -243,10 +243,12 @@ class WorkflowService:
                 "case_id": case.id, "audit_seq": event.seq, "process_key": spec.key, "trigger": trigger,
                 "fund": posting["fund"], "kind": posting["kind"], "amount": Decimal(posting["amount"]),
                 "org_unit_id": case.org_unit_id, "org_path": case.org_path, "actor_id": actor.user_id, "at": now})
-        self.engine.emit(s, "state_changed", case_id=case.id, business_key=case.business_key,
-                         process=spec.key, trigger=trigger,
-                         from_state=state.name, to_state=new_state, actor=actor.username)
-        self._enter(s, spec, case, spec.state(new_state), actor, now)
+        emit(self.engine, s, case, "state_changed", process=spec.key, trigger=trigger, from_state=state.name,
+             to_state=new_state, actor=actor.username)
+        entered = spec.state(new_state)
+        returned = bool(entered.tasks) and new_state != state.name and s.scalar(
+            select(Task.id).where(Task.case_id == case.id, Task.state == new_state).limit(1)) is not None
+        self._enter(s, spec, case, entered, actor, now, returned=returned)
         save_case(s, case)
         return {"outcome": "moved", "case_id": case.id, "state": new_state}
 
@@ -271,22 +273,37 @@ class WorkflowService:
 
     # --------------------------------------------------------- state changes
     def _enter(self, s: Session, spec: ProcessSpec, case: Record, state: StateSpec, actor: Actor,
-               now: datetime, starter: Actor | None = None) -> None:
-        """Open the state's tasks and schedule its timers; close the case on a final state."""
+               now: datetime, starter: Actor | None = None, returned: bool = False) -> None:
+        """Open the state's tasks and schedule its timers; close the case on a final state.
+
+        The people of each new task are told (``returned``: the case was sent back to this
+        step, a return for revision); on a final state, the case's owner and those who worked it.
+        """
         if state.final:
             case.closed_at = now
-            self.engine.emit(s, "case_closed", case_id=case.id, business_key=case.business_key,
-                             process=spec.key, state=state.name)
+            emit(self.engine, s, case, "case_closed", process=spec.key, state=state.name)
+            people = [case.created_by_id, *s.scalars(select(Task.completed_by_id).where(
+                Task.case_id == case.id, Task.completed_by_id.isnot(None)).distinct())]
+            notifications.notify(s, self.engine, "case_closed", people, case, actor=actor, state=state.name)
             return
         for task_spec in state.tasks:
             task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
-            holder = first_holder(s, self.engine, case.id, case.org_path, task_spec, starter)
+            holder = None if task_spec.external else first_holder(s, self.engine, case.id, case.org_path,
+                                                                   task_spec, starter)
             if holder is not None:
                 task.update(status="allocated", assignee_id=holder)
             task_id = s.connection().execute(_INSERT_TASK, task).scalar_one()
-            self.engine.emit(s, "task_created", case_id=case.id, business_key=case.business_key,
-                             task_id=task_id, process=spec.key,
-                             state=state.name, name=task["name"], role=task["role"], assignee_id=holder)
+            emit(self.engine, s, case, "task_created", task_id=task_id, process=spec.key, state=state.name,
+                 name=task["name"], role=task["role"], assignee_id=holder)
+            if task_spec.external:   # a machine step: fetched by its workers, nobody to tell
+                s.connection().execute(_INSERT_EXTERNAL, {"task_id": task_id, "topic": task_spec.external,
+                                                          "retries": task_spec.retries, "created_at": now})
+                continue
+            created = Record(id=task_id, escalated=False, **{k: v for k, v in task.items() if k != "assignee_id"},
+                             assignee_id=holder)
+            kind = "task_returned" if returned else "task_allocated" if holder is not None else "task_offered"
+            notifications.notify(s, self.engine, kind, notifications.task_people(s, created), case, task=created,
+                                 actor=actor)
         for trigger, due in timer_dues(state, case.data, now, self.engine.timezone):
             s.connection().execute(_INSERT_TIMER, {"case_id": case.id, "state": state.name, "trigger": trigger,
                                                    "due_at": due, "status": "pending"})
@@ -404,6 +421,8 @@ class WorkflowService:
                            to_state=case.state, at=now,
                            changes={"task": [task.name, task.name], "assignee": [names.get(previous), names.get(user_id)]})
         save_case(s, case)
+        if kind != "claimed":
+            notifications.notify(s, self.engine, "task_allocated", [user_id], case, task=task, actor=actor)
 
     def done(self, actor: Actor, task_id: int, data: Mapping[str, Any] | None = None) -> int:
         """Mark one parallel task done (its form, if any, is saved)."""
@@ -475,10 +494,12 @@ class WorkflowService:
                 if s.scalar(select(Case.state).where(Case.id == timer.case_id)) != timer.state:
                     timer.status = "cancelled"   # the case moved on: nothing to do
                     continue
+                marks = _outbox_marks(s)
                 try:
                     with s.begin_nested():
                         self._fire(s, SYSTEM, timer.case_id, timer.trigger, {}, None, None)
                 except HexieError as err:
+                    _rewind_outbox(s, marks)   # what the refused action emitted was rolled back with it
                     timer.status, timer.last_error = "failed", err.message
                 else:
                     timer.status, timer.fired_at = "fired", self.engine.clock()
@@ -500,6 +521,8 @@ class WorkflowService:
                                    to_state=case.state, at=now,
                                    changes={"task": [task.name, task.name], "escalate_to": [None, task.escalate_to]})
                 save_case(s, case)
+                notifications.notify(s, self.engine, "task_escalated",
+                                     notifications.holders(s, task.escalate_to, task.org_path), case, task=task)
             return len(tasks)
 
     # ------------------------------------------------------------- migration
@@ -591,12 +614,20 @@ def open_tasks_of(s: Session, case_id: int) -> list[Record]:
     return records(s, _OPEN_TASKS, {"case_id": case_id})
 
 
+def emit(engine: Engine, s: Session, case: Record, kind: str, **payload: Any) -> None:
+    """Emit an outbound event of ``case``, numbered: its ``seq`` is one more than the case's last
+    (the case row is locked by the action and :func:`save_case` writes the count back)."""
+    case.event_seq = (case.event_seq or 0) + 1
+    engine.emit(s, kind, case_id=case.id, seq=case.event_seq, business_key=getattr(case, "business_key", None),
+                **payload)
+
+
 def save_case(s: Session, case: Record) -> None:
     """Write a case record back: one UPDATE, refused if someone changed it since it was read."""
     written = s.connection().execute(_SAVE_CASE, {
         "b_id": case.id, "b_lock": case.lock_version, "v_version": case.process_version_id, "v_state": case.state,
         "v_data": case.data, "v_subject": case.subject, "v_updated": case.updated_at, "v_closed": case.closed_at,
-        "v_seq": case.audit_seq, "v_head": case.audit_head}).rowcount
+        "v_seq": case.audit_seq, "v_head": case.audit_head, "v_event_seq": case.event_seq}).rowcount
     if written != 1:
         raise Conflict("案件已被他人修改，请刷新", "the case was changed by someone else meanwhile")
     case.lock_version += 1
@@ -762,6 +793,19 @@ def _how_it_ended(task: Record, state: StateSpec, actor: Actor, interrupt: bool)
     own = not actor.is_system and not interrupt and (
         task.assignee_id == actor.user_id or (task.assignee_id is None and may_take(actor, task)))
     return "completed" if own and not state.parallel else "cancelled"
+
+
+def _outbox_marks(s: Session) -> tuple[int, dict[str, int]]:
+    """Where this transaction's events and outbox rows stand (see :func:`_rewind_outbox`)."""
+    return len(s.info.get("events", ())), {k: len(v) for k, v in s.info.get("outbox", {}).items()}
+
+
+def _rewind_outbox(s: Session, marks: tuple[int, dict[str, int]]) -> None:
+    """Forget the events and outbox rows of a savepoint that was rolled back."""
+    events, rows = marks
+    del s.info.setdefault("events", [])[events:]
+    for kind, ids in s.info.get("outbox", {}).items():
+        del ids[rows.get(kind, 0):]
 
 
 def _has_quorum(spec: ProcessSpec, state: StateSpec) -> bool:

@@ -122,6 +122,11 @@ class TaskSpec:
     same_as: str | None = None     # retain familiar: allocate to who completed that state's task
     priority: str = "normal"
     optional: bool = False
+    #: a machine step (``external: TOPIC``): done by an external worker holding ``role``
+    #: (the definition's ``worker_role``), who is given ``variables`` and ``retries`` tries
+    external: str | None = None
+    variables: tuple[str, ...] = ()
+    retries: int = 3
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,20 @@
 """Outbound events: signed webhooks to outside systems, retried until delivered.
 
-The engine publishes ``case_started``, ``state_changed``, ``task_created`` and
-``case_closed`` to its subscribers after each commit (:meth:`Engine.subscribe`).
-:class:`WebhookDispatcher` is such a subscriber: for every active subscription that
-lists the event it writes a ``webhook_deliveries`` row (the durable to-do), then
-hands the row to a small thread pool, so the person acting never waits for an
-outside server. Each POST carries the JSON body, ``X-Hexie-Event``,
-``X-Hexie-Delivery`` and ``X-Hexie-Signature: sha256=<hex HMAC-SHA256 of the body
-keyed with the subscription's secret>``. A failure is retried with exponential
-backoff (``attempts``, ``next_attempt_at``, ``last_error``) until delivered or, after
-``max_attempts``, marked ``failed``. :func:`deliver_pending` sends whatever is due:
-the worker calls it, so deliveries survive a restart of the web process.
-
-Several processes may send at once (web workers, timer workers): a delivery is
-claimed by moving its ``next_attempt_at`` forward in one conditional UPDATE, so only
-one of them sends it at a time.
+The engine's actions emit ``case_started``, ``state_changed``, ``task_created`` and
+``case_closed``; each is written to the outbox (:mod:`hexie.workflows.outbox`) in the
+action's own transaction, one row per active subscription listing it. The payload
+carries ``seq`` (one more for each event of the case: receivers put events back in
+order by it and see a gap when one is missing), ``business_key`` and ``occurred_at``.
+After the commit, :class:`WebhookDispatcher` sends the transaction's rows in a small
+thread pool, in order, so the person acting never waits for an outside server;
+:func:`deliver_pending` (the worker) sends whatever is due, so deliveries survive a
+restart or a kill of any process. Each POST carries the JSON body, ``X-Hexie-Event``,
+``X-Hexie-Delivery`` (the row's id: the same for every retry and redelivery, so a
+receiver can drop what it already has: delivery is at least once) and
+``X-Hexie-Signature: sha256=<hex HMAC-SHA256 of the body keyed with the subscription's
+secret>``. A failure is retried with exponential backoff (``attempts``,
+``next_attempt_at``, ``last_error``) until delivered or, after ``max_attempts``, marked
+``failed``; :func:`redeliver` sends one again on request.
 """
 from __future__ import annotations
 
@@ -28,17 +28,17 @@ import urllib.error
 import urllib.request
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import delete, select, update
 
 from hexie.models import WebhookDelivery, WebhookSubscription
 
+from . import outbox
 from .access import Actor, is_admin
 from .engine import EVENT_KINDS, Engine
 from .errors import Forbidden, Invalid, NotFound
+from .outbox import DEFAULT_POLICY, OUTBOX, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +47,8 @@ EVENT_HEADER = "X-Hexie-Event"
 DELIVERY_HEADER = "X-Hexie-Delivery"
 USER_AGENT = "Hexie-Webhooks/1"
 
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: delays grow ``base_delay * factor**(attempt-1)``, capped at ``max_delay``."""
-
-    max_attempts: int = 8
-    base_delay: float = 10.0      # seconds before the first retry
-    factor: float = 2.0
-    max_delay: float = 6 * 3600.0
-    timeout: float = 10.0         # seconds to wait for the receiving server
-
-    def delay(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failed try."""
-        return min(self.max_delay, self.base_delay * self.factor ** max(0, attempts - 1))
-
-    @property
-    def lease(self) -> timedelta:
-        """How long a claimed delivery is left alone by other senders."""
-        return timedelta(seconds=self.timeout + 30)
-
-
-DEFAULT_POLICY = RetryPolicy()
+__all__ = ["RetryPolicy", "DEFAULT_POLICY", "WebhookDispatcher", "ensure_dispatcher", "deliver", "deliver_pending",
+           "due_deliveries", "redeliver", "list_deliveries", "sign", "verify_signature", "body_bytes"]
 
 
 # ----------------------------------------------------------------- signing
@@ -88,49 +68,7 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
     return bool(header) and hmac.compare_digest(sign(secret, body), header)
 
 
-# ------------------------------------------------------------- the outbox
-def enqueue(engine: Engine, event: Mapping[str, Any]) -> list[int]:
-    """Write one pending delivery per active subscription listing ``event``; return their ids."""
-    kind = event.get("event")
-    if kind not in EVENT_KINDS:
-        return []
-    now = engine.clock()
-    payload = {**event, "occurred_at": now.isoformat() + "Z"}
-    with engine.session_factory() as s, s.begin():
-        subscriptions = [sub for sub in s.scalars(select(WebhookSubscription)
-                                                  .where(WebhookSubscription.active.is_(True)))
-                         if kind in (sub.events or EVENT_KINDS)]
-        rows = [WebhookDelivery(subscription_id=sub.id, event=kind, payload=payload, status="pending",
-                                attempts=0, next_attempt_at=now, created_at=now) for sub in subscriptions]
-        s.add_all(rows)
-        s.flush()
-        return [row.id for row in rows]
-
-
-def _claim(engine: Engine, delivery_id: int, policy: RetryPolicy) -> tuple[str, str, str, dict] | None:
-    """Take a due delivery for sending: (url, secret, event, payload), or None when not ours to send."""
-    now = engine.clock()
-    with engine.session_factory() as s, s.begin():
-        taken = s.execute(update(WebhookDelivery)
-                          .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
-                                 WebhookDelivery.next_attempt_at <= now)
-                          .values(next_attempt_at=now + policy.lease)
-                          .execution_options(synchronize_session=False))
-        if taken.rowcount != 1:
-            return None
-        row = s.execute(select(WebhookSubscription.url, WebhookSubscription.secret, WebhookSubscription.active,
-                               WebhookDelivery.event, WebhookDelivery.payload)
-                        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
-                        .where(WebhookDelivery.id == delivery_id)).first()
-        if row is None:
-            return None
-        if not row.active:  # switched off meanwhile: nothing more to send
-            s.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
-                      .values(status="failed", last_error="subscription inactive"))
-            return None
-        return row.url, row.secret, row.event, dict(row.payload)
-
-
+# ------------------------------------------------------------- sending
 def _post(url: str, secret: str, event: str, delivery_id: int, payload: Mapping[str, Any],
           timeout: float) -> str | None:
     """POST one delivery; None when the receiver answered 2xx, else what went wrong."""
@@ -148,28 +86,63 @@ def _post(url: str, secret: str, event: str, delivery_id: int, payload: Mapping[
     return None if 200 <= status < 300 else f"HTTP {status}"
 
 
+FINISH_EVERY = 20   # deliveries recorded per transaction (a sender killed before recording resends those)
+
+
+def _send_claimed(engine: Engine, rows: list[Any], policy: RetryPolicy) -> dict[int, str | None]:
+    """POST claimed webhook rows one after another (their order is the events' order).
+
+    Outcomes are recorded a few at a time, each batch in one transaction: a sender killed
+    before recording a batch leaves those rows to be sent again (at least once).
+    """
+    if not rows:
+        return {}
+    with engine.session_factory() as s:
+        subs = {sub.id: sub for sub in s.execute(
+            select(WebhookSubscription.id, WebhookSubscription.url, WebhookSubscription.secret,
+                   WebhookSubscription.active)
+            .where(WebhookSubscription.id.in_({r.subscription_id for r in rows}))).all()}
+    statuses: dict[int, str | None] = {}
+    outcomes: list[tuple[Any, str | None]] = []
+
+    def record() -> None:
+        if outcomes:
+            with engine.session_factory() as s, s.begin():
+                for row, error in outcomes:
+                    statuses[row.id] = outbox.finish(engine, row, error, policy, session=s)
+            outcomes.clear()
+
+    for row in rows:
+        sub = subs.get(row.subscription_id)
+        if sub is None:          # deleted meanwhile (its rows went with it)
+            statuses[row.id] = None
+            continue
+        if not sub.active:       # switched off meanwhile: nothing more to send
+            outbox.give_up(engine, row.id, "subscription inactive")
+            statuses[row.id] = "failed"
+            continue
+        outcomes.append((row, _post(sub.url, sub.secret, row.event, row.id, row.payload, policy.timeout)))
+        if len(outcomes) >= FINISH_EVERY:
+            record()
+    record()
+    return statuses
+
+
+def _webhook_rows(*where: Any) -> tuple[Any, ...]:
+    return (OUTBOX.c.kind == "webhook", *where)
+
+
 def deliver(engine: Engine, delivery_id: int, policy: RetryPolicy = DEFAULT_POLICY) -> str | None:
     """Try one delivery now if it is due; returns its status afterwards (None: not sent by us)."""
-    claimed = _claim(engine, delivery_id, policy)
-    if claimed is None:
-        return None
-    url, secret, event, payload = claimed
-    error = _post(url, secret, event, delivery_id, payload, policy.timeout)
-    now = engine.clock()
-    with engine.session_factory() as s, s.begin():
-        row = s.get(WebhookDelivery, delivery_id)
-        if row is None:  # the subscription was deleted meanwhile
-            return None
-        row.attempts = (row.attempts or 0) + 1
-        if error is None:
-            row.status, row.delivered_at, row.last_error = "delivered", now, None
-        else:
-            row.last_error = error
-            if row.attempts >= policy.max_attempts:
-                row.status = "failed"
-            else:
-                row.next_attempt_at = now + timedelta(seconds=policy.delay(row.attempts))
-        return row.status
+    rows = outbox.claim(engine, *_webhook_rows(OUTBOX.c.id == delivery_id), lease=policy.lease, limit=1)
+    return _send_claimed(engine, rows, policy).get(delivery_id)
+
+
+def deliver_many(engine: Engine, delivery_ids: list[int], policy: RetryPolicy = DEFAULT_POLICY) -> dict[int, str | None]:
+    """Try these deliveries now (those due and not held by another sender), in id order."""
+    rows = outbox.claim(engine, *_webhook_rows(OUTBOX.c.id.in_(delivery_ids)), lease=policy.lease,
+                        limit=len(delivery_ids))
+    return _send_claimed(engine, rows, policy)
 
 
 def due_deliveries(engine: Engine, limit: int = 100) -> list[int]:
@@ -178,21 +151,31 @@ def due_deliveries(engine: Engine, limit: int = 100) -> list[int]:
         return list(s.scalars(select(WebhookDelivery.id)
                               .where(WebhookDelivery.status == "pending",
                                      WebhookDelivery.next_attempt_at <= engine.clock())
-                              .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit)))
+                              .order_by(WebhookDelivery.id).limit(limit)))
 
 
 def deliver_pending(engine: Engine, policy: RetryPolicy = DEFAULT_POLICY, limit: int = 100) -> int:
-    """Send every due delivery once (the worker's round); returns how many were delivered."""
-    return sum(deliver(engine, delivery_id, policy) == "delivered"
-               for delivery_id in due_deliveries(engine, limit))
+    """Send every due delivery once (the worker's round); returns how many were delivered.
+
+    Several workers may run this at once: each claims its own rows (``SKIP LOCKED``).
+    """
+    delivered = 0
+    while True:
+        rows = outbox.claim(engine, *_webhook_rows(), lease=policy.lease, limit=limit)
+        if not rows:
+            return delivered
+        delivered += sum(status == "delivered" for status in _send_claimed(engine, rows, policy).values())
+        if len(rows) < limit:
+            return delivered
 
 
 # --------------------------------------------------------------- dispatcher
 class WebhookDispatcher:
     """Subscribes to an engine's events and delivers them in background threads.
 
-    One per engine per process (see :func:`ensure_dispatcher`). ``close()`` stops
-    the pool; undelivered rows stay pending for :func:`deliver_pending`.
+    One per engine per process (see :func:`ensure_dispatcher`). It listens to the
+    engine's outbox (:meth:`Engine.on_outbox`): the rows exist before it hears of them.
+    ``close()`` stops the pool; undelivered rows stay pending for :func:`deliver_pending`.
     """
 
     def __init__(self, engine: Engine, policy: RetryPolicy = DEFAULT_POLICY, max_workers: int = 4,
@@ -206,7 +189,7 @@ class WebhookDispatcher:
         self._lock = threading.Lock()
         self._closed = False
         if subscribe:
-            engine.subscribe(self.handle)
+            engine.on_outbox(self.handle)
 
     @property
     def engine(self) -> Engine:
@@ -215,29 +198,29 @@ class WebhookDispatcher:
             raise RuntimeError("the engine of this webhook dispatcher is gone")
         return engine
 
-    def handle(self, event: Mapping[str, Any]) -> None:
-        """The engine's subscriber: record the deliveries, then send them off the caller's thread."""
-        if self._closed:
-            return
-        for delivery_id in enqueue(self.engine, event):
-            self._submit(delivery_id)
+    def handle(self, written: Mapping[str, list[int]]) -> None:
+        """The engine's outbox listener: send a committed transaction's deliveries off the caller's thread."""
+        ids = list(written.get("webhook", ()))
+        if ids and not self._closed:
+            self._submit(ids)
 
-    def _submit(self, delivery_id: int) -> None:
+    def _submit(self, delivery_ids: list[int]) -> None:
         with self._lock:
             if self._closed:
                 return
-            self._pool.submit(self._run, delivery_id)
+            self._pool.submit(self._run, delivery_ids)
 
-    def _run(self, delivery_id: int) -> None:
+    def _run(self, delivery_ids: list[int]) -> None:
         if self._engine() is None:
             return
         try:
-            status = deliver(self.engine, delivery_id, self.policy)
+            statuses = deliver_many(self.engine, delivery_ids, self.policy)
         except Exception:  # a broken database or receiver must not kill the pool thread
-            log.exception("webhook delivery %s failed", delivery_id)
+            log.exception("webhook deliveries %s failed", delivery_ids)
             return
-        if status == "pending":
-            self._retry_later(delivery_id)
+        for delivery_id, status in statuses.items():
+            if status == "pending":
+                self._retry_later(delivery_id)
 
     def _retry_later(self, delivery_id: int) -> None:
         with self.engine.session_factory() as s:
@@ -256,7 +239,7 @@ class WebhookDispatcher:
     def _fire_timer(self, delivery_id: int) -> None:
         with self._lock:
             self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
-        self._submit(delivery_id)
+        self._submit([delivery_id])
 
     def close(self, wait: bool = True) -> None:
         """Stop sending: cancel scheduled retries and shut the pool down."""
@@ -330,3 +313,47 @@ def delete_subscription(engine: Engine, actor: Actor, subscription_id: int) -> N
             raise NotFound("没有这个 Webhook", f"no webhook {subscription_id}")
         s.execute(delete(WebhookDelivery).where(WebhookDelivery.subscription_id == sub.id))
         s.delete(sub)
+
+
+def _delivery_view(row: WebhookDelivery) -> dict[str, Any]:
+    return {"id": row.id, "event": row.event, "seq": row.seq, "case_id": row.case_id, "status": row.status,
+            "attempts": row.attempts, "last_error": row.last_error, "created_at": row.created_at,
+            "delivered_at": row.delivered_at}
+
+
+def list_deliveries(engine: Engine, actor: Actor, subscription_id: int, *, page: int = 1,
+                    per_page: int = 50, status: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    """A subscription's deliveries, newest first, and how many there are; administrators only."""
+    from .queries import paging
+    _require_admin(actor)
+    with engine.session_factory() as s:
+        if s.get(WebhookSubscription, subscription_id) is None:
+            raise NotFound("没有这个 Webhook", f"no webhook {subscription_id}")
+        stmt = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
+        if status:
+            stmt = stmt.where(WebhookDelivery.status == status)
+        total = engine.count(s, stmt)
+        page, per_page = paging(page, per_page)
+        rows = s.scalars(stmt.order_by(WebhookDelivery.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
+        return [_delivery_view(r) for r in rows], total
+
+
+def redeliver(engine: Engine, actor: Actor, subscription_id: int, delivery_id: int,
+              policy: RetryPolicy = DEFAULT_POLICY) -> dict[str, Any]:
+    """Send one delivery again now (delivered, failed or waiting for its next try); returns it afterwards.
+
+    It keeps its id, so the receiver sees the same ``X-Hexie-Delivery`` again.
+    """
+    _require_admin(actor)
+    with engine.session_factory() as s, s.begin():
+        row = s.get(WebhookDelivery, delivery_id)
+        if row is None or row.subscription_id != subscription_id:
+            raise NotFound("没有这次推送", f"no delivery {delivery_id} of webhook {subscription_id}")
+        # due now, and a fresh round of tries (attempts go on counting; the next failure backs off anew)
+        s.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+                  .values(status="pending", next_attempt_at=engine.clock()))
+    deliver(engine, delivery_id, RetryPolicy(max_attempts=10**6, base_delay=policy.base_delay,
+                                             factor=policy.factor, max_delay=policy.max_delay,
+                                             timeout=policy.timeout))
+    with engine.session_factory() as s:
+        return _delivery_view(s.get(WebhookDelivery, delivery_id))

@@ -569,3 +569,99 @@ class UserListQuery(_PagingQuery):
 
 class OrgUnitListQuery(_PagingQuery):
     pass
+
+
+# ------------------------------------------------------- notifications, deliveries
+class NotificationSchema(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True, metadata={"description": "task_offered, task_allocated, task_returned, "
+                                                                 "task_escalated, due_soon, overdue, mention, "
+                                                                 "consult, case_closed"})
+    case_id = fields.Integer(allow_none=True)
+    task_id = fields.Integer(allow_none=True)
+    text = fields.String(required=True, metadata={"description": "Chinese / English"})
+    text_zh = fields.String()
+    text_en = fields.String()
+    link = _text(metadata={"description": "the path of the case page (the task's place on it)"})
+    at = UTCDateTime(required=True)
+    read = fields.Boolean(required=True)
+
+
+class NotificationListQuery(_PagingQuery):
+    unread = fields.Boolean(load_default=False, metadata={"description": "1: only the unread ones"})
+
+
+class PreferencesSchema(Schema):
+    email = fields.String(allow_none=True, validate=validate.Length(max=254))
+    channels = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                           metadata={"description": "kind -> channels (in_app, email, and plug-ins such as wecom)"})
+    digest = fields.String(allow_none=True, metadata={"description": "HH:MM: one e-mail a day at that time "
+                                                                     "instead of one per notification; null: none"})
+
+
+class DeliverySchema(Schema):
+    id = fields.Integer(required=True, metadata={"description": "also the X-Hexie-Delivery header"})
+    event = fields.String(required=True)
+    seq = fields.Integer(allow_none=True)
+    case_id = fields.Integer(allow_none=True)
+    status = fields.String(required=True, metadata={"description": "pending, delivered or failed"})
+    attempts = fields.Integer(required=True)
+    last_error = _text()
+    created_at = UTCDateTime(allow_none=True)
+    delivered_at = UTCDateTime(allow_none=True)
+
+
+class DeliveryListQuery(_PagingQuery):
+    status = fields.String(validate=validate.OneOf(("pending", "delivered", "failed")))
+
+
+# ------------------------------------------------------------- external tasks
+class _Topic(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    lock_duration_ms = fields.Integer(strict=True, required=True)
+
+
+class FetchAndLockSchema(Schema):
+    worker_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    max_tasks = fields.Integer(strict=True, load_default=10)
+    topics = fields.List(fields.Nested(_Topic), required=True)
+
+
+class ExternalCompleteSchema(Schema):
+    worker_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    trigger = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    data = _data_field("the action's form: field name -> value")
+
+
+class ExternalFailureSchema(Schema):
+    worker_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    error = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
+    retries = fields.Integer(strict=True, required=True, metadata={"description": "tries left; 0: an incident"})
+    retry_timeout_ms = fields.Integer(strict=True, load_default=0)
+
+
+class ExternalLockSchema(Schema):
+    worker_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    new_duration_ms = fields.Integer(strict=True, load_default=None)
+
+
+class ExternalRetriesSchema(Schema):
+    retries = fields.Integer(strict=True, required=True)
+
+
+class ExternalTaskSchema(Schema):
+    id = fields.Integer(required=True)
+    topic = fields.String(required=True)
+    case_id = fields.Integer(required=True)
+    business_key = _text()
+    process = fields.String(required=True)
+    state = fields.String(required=True)
+    data = fields.Dict(metadata={"description": "the task's variables"})
+    retries = fields.Integer(required=True)
+    worker_id = _text()
+    lock_expires_at = UTCDateTime(allow_none=True)
+    error_message = _text()
+    incident = fields.Boolean()
+    incident_at = UTCDateTime(allow_none=True)
+    retry_at = UTCDateTime(allow_none=True)
+    status = fields.String()

@@ -12,11 +12,11 @@ from flask import Response, g, request
 from sqlalchemy import select
 
 from hexie.models import Attachment, Case, Task, User
-from hexie.workflows import webhooks
+from hexie.workflows import external, notifications, webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
 from hexie.workflows.ledger import fund_labels
 from hexie.workflows.people import People
-from hexie.workflows.queries import task_row
+from hexie.workflows.queries import Page, task_row
 from hexie.workflows.saved_views import SavedViews
 
 from ..forms import check_upload
@@ -33,6 +33,9 @@ from .schemas import (
     WebhookCreateSchema, WebhookSchema,
     OrgUnitCreateSchema, OrgUnitListQuery, OrgUnitPatchSchema, OrgUnitSchema, UserCreateSchema, UserListQuery,
     UserPatchSchema, UserSchema,
+    TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
+    DeliveryListQuery, DeliverySchema, ExternalCompleteSchema, ExternalFailureSchema, ExternalLockSchema,
+    ExternalRetriesSchema, ExternalTaskSchema, FetchAndLockSchema, NotificationListQuery, NotificationSchema, PreferencesSchema,
 )
 
 ERR = None  # responses documented with the error schema (see openapi.py)
@@ -468,3 +471,158 @@ def create_org_unit(body: dict[str, Any]) -> Response:
 def update_org_unit(code: str, body: dict[str, Any]) -> Response:
     """Rename a unit, change its level, or move it (its subtree, cases and tasks follow)."""
     return json_response(OrgUnitSchema().dump(_people().update_unit(g.actor, code, body)))
+
+
+@operation(bp, "/webhooks/<webhook_id>/deliveries", "GET", summary="A webhook's deliveries (admin) / 推送记录",
+           tag="webhooks", path_params={"webhook_id": "int32"}, query=DeliveryListQuery,
+           responses={200: ("newest first; paging in X-Total-Count, X-Page, X-Per-Page, X-Pages",
+                            DeliverySchema(many=True)),
+                      403: ("administrators only", ERR), 404: ("no such webhook", ERR)})
+def list_webhook_deliveries(webhook_id: int, query: dict[str, Any]) -> Response:
+    """Every event written to the outbox for this subscription, and how sending it went."""
+    items, total = webhooks.list_deliveries(hexie()["engine"], g.actor, webhook_id, page=query["page"],
+                                            per_page=query["per_page"], status=query.get("status"))
+    return _paged(Page(items, total, query["page"], query["per_page"]), DeliverySchema)
+
+
+@operation(bp, "/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver", "POST",
+           summary="Send a delivery again now (admin) / 重新推送", tag="webhooks", body=EmptySchema,
+           path_params={"webhook_id": "int32", "delivery_id": "integer"},
+           responses={200: ("the delivery after the attempt", DeliverySchema),
+                      403: ("administrators only", ERR), 404: ("no such webhook or delivery", ERR)})
+def redeliver_webhook(webhook_id: int, delivery_id: int, body: dict[str, Any]) -> Response:
+    """POST the event again (same X-Hexie-Delivery id), whatever its status."""
+    return json_response(DeliverySchema().dump(
+        webhooks.redeliver(hexie()["engine"], g.actor, webhook_id, delivery_id)))
+
+
+# ----------------------------------------------------------- notifications
+@operation(bp, "/me/notifications", "GET", summary="My notifications / 我的通知", tag="notifications",
+           query=NotificationListQuery,
+           responses={200: ("newest first; paging in X-Total-Count, X-Page, X-Per-Page, X-Pages",
+                            NotificationSchema(many=True))})
+def list_my_notifications(query: dict[str, Any]) -> Response:
+    """The caller's notification centre (``unread=1``: only what she has not read)."""
+    items, total = notifications.list_notifications(hexie()["engine"], g.actor, unread=query["unread"],
+                                                    page=query["page"], per_page=query["per_page"])
+    return _paged(Page(items, total, query["page"], query["per_page"]), NotificationSchema)
+
+
+@operation(bp, "/me/notifications/<notification_id>/read", "POST", summary="Mark read / 标为已读",
+           tag="notifications", path_params={"notification_id": "integer"}, body=EmptySchema,
+           responses={204: ("read", None), 404: ("no such notification of hers", ERR)})
+def read_my_notification(notification_id: int, body: dict[str, Any]) -> Response:
+    """Mark one of the caller's notifications read."""
+    notifications.mark_read(hexie()["engine"], g.actor, notification_id)
+    return Response(status=204)
+
+
+@operation(bp, "/me/notifications/read-all", "POST", summary="Mark all read / 全部标为已读", tag="notifications",
+           body=EmptySchema, responses={204: ("all read", None)})
+def read_all_my_notifications(body: dict[str, Any]) -> Response:
+    """Mark every notification of the caller read."""
+    notifications.mark_all_read(hexie()["engine"], g.actor)
+    return Response(status=204)
+
+
+@operation(bp, "/me/preferences", "GET", summary="My notification preferences / 通知设置", tag="notifications",
+           responses={200: ("her address, the channels of each kind, the digest time", PreferencesSchema)})
+def get_my_preferences() -> Response:
+    """How the caller is told: e-mail address, channels per kind, daily digest."""
+    return json_response(PreferencesSchema().dump(notifications.get_preferences(hexie()["engine"], g.actor)))
+
+
+@operation(bp, "/me/preferences", "PUT", summary="Set my notification preferences / 修改通知设置",
+           tag="notifications", body=PreferencesSchema, body_required=True,
+           responses={200: ("the preferences", PreferencesSchema), 400: ("malformed body", ERR),
+                      422: ("an invalid address, kind, channel or digest time", ERR)})
+def put_my_preferences(body: dict[str, Any]) -> Response:
+    """Replace the fields given (the others stay as they were)."""
+    return json_response(PreferencesSchema().dump(
+        notifications.set_preferences(hexie()["engine"], g.actor, body)))
+
+
+
+# ----------------------------------------------------------- external tasks
+EXT_ID = {"task_id": "integer"}
+_NOT_HELD = (409, ("this worker does not hold the task's lock (never had it, or it expired), "
+                   "or the task is closed", ERR))
+
+
+@operation(bp, "/external-tasks/fetch-and-lock", "POST", summary="Fetch and lock external tasks / 领取外部任务",
+           tag="external tasks", body=FetchAndLockSchema, body_required=True,
+           responses={200: ("the tasks now locked to worker_id, with their variables", ExternalTaskSchema(many=True)),
+                      400: ("malformed body", ERR), 422: ("max_tasks or a lock duration out of range", ERR)})
+def fetch_and_lock(body: dict[str, Any]) -> Response:
+    """Lock up to max_tasks free tasks of the topics to this worker (its token's user must hold the worker role)."""
+    tasks = external.fetch_and_lock(hexie()["engine"], g.actor, body["worker_id"], body["max_tasks"], body["topics"])
+    return json_response(ExternalTaskSchema(many=True).dump(tasks))
+
+
+@operation(bp, "/external-tasks/<task_id>/complete", "POST", summary="Complete an external task / 完成外部任务",
+           tag="external tasks", path_params=EXT_ID, body=ExternalCompleteSchema, body_required=True,
+           responses={200: ("the case after the action", CaseSchema), 403: ("may not fire this", ERR),
+                      404: ("no such external task, or not visible", ERR), 409: _NOT_HELD[1],
+                      422: ("not allowed now: guard failed, form invalid", ERR)})
+def complete_external(task_id: int, body: dict[str, Any]) -> Response:
+    """Fire ``trigger`` on the task's case (as POST /cases/{id}/actions/{trigger}), if this worker holds the lock."""
+    state = hexie()
+    case_id = external.complete(state["engine"], state["service"], g.actor, task_id, body["worker_id"],
+                                body["trigger"], body["data"])
+    try:
+        case = state["queries"].case(g.actor, case_id)
+    except NotFound:
+        case = {"id": case_id}
+    return json_response(CaseSchema().dump({**case, "outcome": {"outcome": "moved", "state": case.get("state")}}))
+
+
+@operation(bp, "/external-tasks/<task_id>/failure", "POST", summary="Report a failure / 报告外部任务失败",
+           tag="external tasks", path_params=EXT_ID, body=ExternalFailureSchema, body_required=True,
+           responses={200: ("the task (at 0 retries: an incident)", ExternalTaskSchema),
+                      404: ("no such external task, or not visible", ERR), 409: _NOT_HELD[1],
+                      422: ("retries or retry_timeout_ms out of range", ERR)})
+def fail_external(task_id: int, body: dict[str, Any]) -> Response:
+    """Unlock the task with ``retries`` tries left, fetchable again after ``retry_timeout_ms``."""
+    return json_response(ExternalTaskSchema().dump(external.failure(
+        hexie()["engine"], g.actor, task_id, body["worker_id"], body["error"], body["retries"],
+        body["retry_timeout_ms"])))
+
+
+@operation(bp, "/external-tasks/<task_id>/extend-lock", "POST", summary="Extend the lock / 延长锁定",
+           tag="external tasks", path_params=EXT_ID, body=ExternalLockSchema, body_required=True,
+           responses={200: ("the task", ExternalTaskSchema), 404: ("no such external task, or not visible", ERR),
+                      409: _NOT_HELD[1], 422: ("new_duration_ms out of range", ERR)})
+def extend_external_lock(task_id: int, body: dict[str, Any]) -> Response:
+    """The lock now ends new_duration_ms from now."""
+    return json_response(ExternalTaskSchema().dump(external.extend_lock(
+        hexie()["engine"], g.actor, task_id, body["worker_id"], body["new_duration_ms"])))
+
+
+@operation(bp, "/external-tasks/<task_id>/unlock", "POST", summary="Unlock / 释放外部任务",
+           tag="external tasks", path_params=EXT_ID, body=ExternalLockSchema, body_required=True,
+           responses={200: ("the task, free for any worker", ExternalTaskSchema),
+                      404: ("no such external task, or not visible", ERR), 409: _NOT_HELD[1]})
+def unlock_external(task_id: int, body: dict[str, Any]) -> Response:
+    """Give the task back."""
+    return json_response(ExternalTaskSchema().dump(external.unlock(hexie()["engine"], g.actor, task_id,
+                                                                   body["worker_id"])))
+
+
+@operation(bp, "/external-tasks/<task_id>/retries", "POST", summary="Set retries (admin) / 设置重试次数",
+           tag="external tasks", path_params=EXT_ID, body=ExternalRetriesSchema, body_required=True,
+           responses={200: ("the task (retries above 0: the incident is resolved)", ExternalTaskSchema),
+                      403: ("administrators only", ERR), 404: ("no such external task", ERR),
+                      409: ("the task is closed", ERR), 422: ("retries below 0", ERR)})
+def set_external_retries(task_id: int, body: dict[str, Any]) -> Response:
+    """Give the task more tries."""
+    return json_response(ExternalTaskSchema().dump(external.set_retries(hexie()["engine"], g.actor, task_id,
+                                                                        body["retries"])))
+
+
+@operation(bp, "/external-tasks/incidents", "GET", summary="Incidents (admin) / 外部任务故障",
+           tag="external tasks", responses={200: ("open external tasks out of retries, newest first",
+                                                  ExternalTaskSchema(many=True)),
+                                             403: ("administrators only", ERR)})
+def list_external_incidents() -> Response:
+    """External tasks that ran out of retries and wait for an administrator."""
+    return json_response(ExternalTaskSchema(many=True).dump(external.incidents(hexie()["engine"], g.actor)))

@@ -280,7 +280,20 @@ def template_helpers() -> dict[str, Any]:
         "process_title": process_title, "is_confidential": is_confidential, "is_voting": is_voting, "state_label": state_label, "task_label": task_label,
         "trigger_label": trigger_label, "role_label": role_label, "kind_label": kind_label,
         "fmt_dt": fmt_dt, "fmt_date": fmt_date, "due_hint": due_hint, "money": money,
+        "unread_notifications": unread_notifications,
     }
+
+
+def unread_notifications() -> int:
+    """The bell's number: her unread in-app notifications (once per request)."""
+    from flask import g
+
+    from hexie.workflows.notifications import unread_count
+    from ..extension import current_actor
+    if "hexie_unread" not in g:
+        actor = current_actor()
+        g.hexie_unread = unread_count(hexie_state().engine, actor) if actor is not None and actor.user_id else 0
+    return g.hexie_unread
 
 
 def places(key: Any, where: Any, join: tuple[Any, Any] | None = None) -> dict[Any, str]:

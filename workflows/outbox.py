@@ -1,0 +1,169 @@
+"""The outbox: everything that leaves Hexie, written in the action's own transaction.
+
+An action never talks to the outside world. What it has to tell (webhook events,
+notifications for e-mail and other channels) becomes rows of ``hexie_outbox`` in the
+same transaction as the change itself, so a message exists exactly when the change
+was committed. ``hexie worker`` (and, for webhooks, the web process's dispatcher) sends
+them afterwards:
+
+1. :func:`claim` takes due rows in one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+   LOCKED) RETURNING …`` (PostgreSQL; on SQLite the statement itself takes the write
+   lock): each claim gives the row a new ``claim_token`` and leases it (``next_attempt_at``
+   moves past the lease), so no other sender takes it meanwhile;
+2. the sender sends it;
+3. :func:`finish` marks it ``delivered`` (or schedules the next try with exponential
+   backoff, or gives up as ``failed``) and counts the try in ``attempts``, but only if the
+   row is still held by that claim (same ``claim_token``): a sender whose lease ran out never overwrites its successor.
+
+A process killed after 1 leaves the row to be taken again once the lease expires: nothing
+is lost. Webhooks are therefore delivered at least once (receivers deduplicate by the
+``X-Hexie-Delivery`` id). A channel that can hold a message back until its own commit
+point (SMTP: the final ``.`` of DATA, see :mod:`hexie.workflows.channels`) is marked
+``delivered`` before that point, so it is sent once.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
+
+from hexie.models import OutboxMessage, WebhookSubscription
+
+EVENT_KINDS = ("case_started", "state_changed", "task_created", "case_closed")
+
+OUTBOX = OutboxMessage.__table__
+_INSERT = insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True)
+_ACTIVE_SUBSCRIPTIONS = select(WebhookSubscription.id, WebhookSubscription.events).where(
+    WebhookSubscription.active.is_(True)).order_by(WebhookSubscription.id)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: delays grow ``base_delay * factor**(attempt-1)``, capped at ``max_delay``."""
+
+    max_attempts: int = 8
+    base_delay: float = 10.0      # seconds before the first retry
+    factor: float = 2.0
+    max_delay: float = 6 * 3600.0
+    timeout: float = 10.0         # seconds to wait for the receiving server
+    lease_seconds: float | None = None   # how long a claim holds a row (default: timeout + 30 s)
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failed try."""
+        return min(self.max_delay, self.base_delay * self.factor ** max(0, attempts - 1))
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claimed row is left alone by other senders (then a crashed sender's row is taken again)."""
+        return timedelta(seconds=self.lease_seconds if self.lease_seconds is not None else self.timeout + 30)
+
+    def with_lease(self, seconds: float | None) -> "RetryPolicy":
+        from dataclasses import replace
+        return self if seconds is None else replace(self, lease_seconds=seconds)
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+# --------------------------------------------------------------- writing
+def pending(session: Session) -> dict[str, list[int]]:
+    """The outbox rows this transaction wrote, by kind (told to listeners after the commit)."""
+    return session.info.setdefault("outbox", {})
+
+
+def add_rows(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert outbox rows in the session's transaction; returns their ids in order."""
+    if not rows:
+        return []
+    ids = list(session.connection().execute(_INSERT, rows).scalars())
+    for row, row_id in zip(rows, ids):
+        pending(session).setdefault(row["kind"], []).append(row_id)
+    return ids
+
+
+def row_values(kind: str, channel: str, event: str, payload: Mapping[str, Any], now: datetime,
+               **columns: Any) -> dict[str, Any]:
+    """The columns of a new pending outbox row."""
+    return {"kind": kind, "channel": channel, "event": event, "payload": dict(payload), "status": "pending",
+            "digest": False, "attempts": 0, "next_attempt_at": now, "created_at": now, "subscription_id": None,
+            "claim_token": None,
+            "notification_id": None, "recipient_id": None, "case_id": None, "seq": None, "last_error": None,
+            "delivered_at": None, **columns}
+
+
+def write_events(session: Session, events: Iterable[dict[str, Any]], now: datetime) -> list[int]:
+    """One webhook row per (event, active subscription listing it), oldest event first."""
+    events = [e for e in events if e.get("event") in EVENT_KINDS]
+    if not events:
+        return []
+    subscriptions = session.execute(_ACTIVE_SUBSCRIPTIONS).all()
+    rows = [row_values("webhook", "webhook", event["event"], event, now, subscription_id=sub.id,
+                       case_id=event.get("case_id"), seq=event.get("seq"))
+            for event in events for sub in subscriptions if event["event"] in (sub.events or EVENT_KINDS)]
+    return add_rows(session, rows)
+
+
+# --------------------------------------------------------------- sending
+def claim(engine: Any, *where: Any, lease: timedelta, limit: int = 100) -> list[Row]:
+    """Take up to ``limit`` due pending rows matching ``where`` for sending (whole rows, by id).
+
+    Rows another sender holds (locked now, or leased) are skipped, never waited for.
+    """
+    now = engine.clock()
+    due = (select(OUTBOX.c.id).where(OUTBOX.c.status == "pending", OUTBOX.c.next_attempt_at <= now, *where)
+           .order_by(OUTBOX.c.id).limit(limit).with_for_update(skip_locked=True))
+    stmt = (update(OUTBOX).where(OUTBOX.c.id.in_(due.scalar_subquery()))
+            .values(claim_token=secrets.token_hex(16), next_attempt_at=now + lease)
+            .returning(*OUTBOX.c))
+    with engine.session_factory() as s, s.begin():
+        rows = s.connection().execute(stmt).all()
+    return sorted(rows, key=lambda r: r.id)
+
+
+def finish(engine: Any, row: Row, error: str | None, policy: RetryPolicy, *,
+           session: Session | None = None, confirmed: bool = True) -> str | None:
+    """Record how sending a claimed row went; returns its status (None: no longer ours).
+
+    ``row`` is as :func:`claim` returned it. With ``session``, the update joins that
+    session's transaction (the caller commits). ``confirmed=False``: recorded as sent
+    before the receiver confirmed it (a channel's commit point), ``delivered_at`` is set by
+    :func:`confirm` once it has; a row left ``delivered`` without it is in doubt.
+    """
+    now = engine.clock()
+    attempts = row.attempts + 1
+    if error is None:
+        values: dict[str, Any] = {"status": "delivered", "delivered_at": now if confirmed else None,
+                                  "last_error": None}
+    elif attempts >= policy.max_attempts:
+        values = {"status": "failed", "last_error": error[:2000]}
+    else:
+        values = {"last_error": error[:2000], "next_attempt_at": now + timedelta(seconds=policy.delay(attempts))}
+    stmt = update(OUTBOX).where(OUTBOX.c.id == row.id, OUTBOX.c.claim_token == row.claim_token,
+                                OUTBOX.c.status == "pending").values(attempts=attempts, **values)
+    if session is not None:
+        done = session.connection().execute(stmt).rowcount
+    else:
+        with engine.session_factory() as s, s.begin():
+            done = s.connection().execute(stmt).rowcount
+    if done != 1:
+        return None
+    return values.get("status", "pending")
+
+
+def confirm(engine: Any, row_ids: list[int]) -> None:
+    """The receiver confirmed rows recorded as sent at a commit point: they are no longer in doubt."""
+    with engine.session_factory() as s, s.begin():
+        s.execute(update(OUTBOX).where(OUTBOX.c.id.in_(row_ids), OUTBOX.c.status == "delivered",
+                                       OUTBOX.c.delivered_at.is_(None)).values(delivered_at=engine.clock()))
+
+
+def give_up(engine: Any, row_id: int, error: str) -> None:
+    """Mark a row failed without another try (its subscription was switched off, ...)."""
+    with engine.session_factory() as s, s.begin():
+        s.execute(update(OUTBOX).where(OUTBOX.c.id == row_id, OUTBOX.c.status == "pending")
+                  .values(status="failed", last_error=error))
