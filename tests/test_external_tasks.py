@@ -98,7 +98,7 @@ def _fetch(env: ApiEnv, worker: str, user: str = "coop", lock_ms: int = 10_000, 
 # ---------------------------------------------------------------- the language
 def test_the_example_definition_checks_clean(tmp_path: Path) -> None:
     folder = definitions_with_coop(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "hexie.workflows.cli", "check", str(folder)],
+    done = subprocess.run([sys.executable, "-m", "hexie.cli", "check", str(folder)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -120,7 +120,7 @@ def test_external_task_errors_point_at_their_line_and_column(tmp_path: Path, tas
     end = text.index("  - name: approval")
     line = text[:start].count("\n") + 1
     (folder / "loan_precheck.yaml").write_text(text[:start] + f"    task: {task}\n" + text[end:], encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "hexie.workflows.cli", "check", str(folder / "loan_precheck.yaml")],
+    done = subprocess.run([sys.executable, "-m", "hexie.cli", "check", str(folder / "loan_precheck.yaml")],
                           capture_output=True, text=True)
     assert done.returncode == 1, done.stdout
     errors = [l for l in done.stdout.splitlines() if ": error: " in l]

@@ -356,7 +356,7 @@ def test_the_bell_counts_unread_and_the_centre_marks_them_read(env: ApiEnv) -> N
     assert re.search(r'class="bell".*?<span class="badge badge-alert"[^>]*>2</span>', page, re.S)
     page = client.get("/notifications").get_data(as_text=True)
     assert page.count('class="notice-unread"') == 2 and "入户调查" in page
-    client.get("/lang/en")
+    client.post("/lang/en")
     page = client.get("/notifications").get_data(as_text=True)
     assert "Home survey" in page and "Mark all read" in page
     first = _mine(env, "cadre1")[0]

@@ -67,7 +67,7 @@ def test_kill_9_of_producer_and_worker_loses_and_doubles_nothing(db_url: str, tm
         env = {**os.environ, "HEXIE_DATABASE_URL": db_url, "HEXIE_DEFINITIONS": str(DEFINITIONS),
                "HEXIE_SMTP_URL": smtp.url, "HEXIE_OUTBOX_LEASE": "1", "HEXIE_BASE_URL": "http://hexie.test"}
         producer_cmd = [sys.executable, str(HERE / "outbox_producer.py"), db_url, str(DEFINITIONS)]
-        worker_cmd = [sys.executable, "-m", "hexie.workflows.cli", "worker", "--interval", "0.05"]
+        worker_cmd = [sys.executable, "-m", "hexie.cli", "worker", "--interval", "0.05"]
         rng = random.Random(int(os.environ.get("HEXIE_KILL_SEED", "0")) or None)
         logs = {"producer": tmp_path / "producer.log", "worker": tmp_path / "worker.log"}
         commands = {"producer": producer_cmd, "worker": worker_cmd}

@@ -325,7 +325,7 @@ def list_deliveries(engine: Engine, actor: Actor, subscription_id: int, *, page:
                     per_page: int = 50, status: str | None = None) -> tuple[list[dict[str, Any]], int]:
     """A subscription's deliveries, newest first, and how many there are; administrators only."""
     from .queries import paging
-    _require_admin(actor)
+    _require_admin(engine, actor)
     with engine.session_factory() as s:
         if s.get(WebhookSubscription, subscription_id) is None:
             raise NotFound("没有这个 Webhook", f"no webhook {subscription_id}")
@@ -344,7 +344,7 @@ def redeliver(engine: Engine, actor: Actor, subscription_id: int, delivery_id: i
 
     It keeps its id, so the receiver sees the same ``X-Hexie-Delivery`` again.
     """
-    _require_admin(actor)
+    _require_admin(engine, actor)
     with engine.session_factory() as s, s.begin():
         row = s.get(WebhookDelivery, delivery_id)
         if row is None or row.subscription_id != subscription_id:
