@@ -246,30 +246,30 @@ def _wants_json() -> bool:
     return request.path.startswith(f"{prefix}/api/") or request.blueprint == "api"
 
 
-def _error_response(status: int, code: str, message: str, details: dict | None = None,
-                    zh: str | None = None, en: str | None = None):
+def _error_response(status: int, code: str, message: str, details: dict | None = None):
+    """The error page (or JSON body), in the reader's language only."""
     if _wants_json():
         body = {"error": {"code": code, "message": message, "details": details or {}}}
         return jsonify(body), status
-    return render_template("error.html", status=status, message=message, zh=zh, en=en,
-                           details=details or {}), status
+    return render_template("error.html", status=status, message=message, details=details or {}), status
 
 
 def _hexie_error(err: HexieError):
-    return _error_response(err.status, err.code, i18n.error_text(err), err.details, err.zh, err.en)
+    if err.status == 404 and not _wants_json():
+        # one page for every "not found" (the engine's and the router's), whatever was asked
+        return _error_response(404, "not_found", i18n.t("error.404"))
+    return _error_response(err.status, err.code, i18n.error_text(err), err.details)
 
 
 def _http_error(err: HTTPException):
     status = getattr(err, "code", 500) or 500
     key = f"error.{status}"
-    zh, en = i18n.CATALOG.get(key, i18n.CATALOG["error.500"])
-    return _error_response(status, (err.name or "error").lower().replace(" ", "_"),
-                           i18n.t(key) if key in i18n.CATALOG else i18n.t("error.500"), None, zh, en)
+    code = "not_found" if status == 404 else (err.name or "error").lower().replace(" ", "_")
+    return _error_response(status, code, i18n.t(key) if key in i18n.CATALOG else i18n.t("error.500"))
 
 
 def _csrf_error(err: CSRFError):
-    zh, en = i18n.CATALOG["error.400.csrf"]
-    return _error_response(400, "csrf", i18n.t("error.400.csrf"), None, zh, en)
+    return _error_response(400, "csrf", i18n.t("error.400.csrf"))
 
 
 # -- templates and headers -------------------------------------------------------------
@@ -295,7 +295,7 @@ def admin_url() -> tuple[str, str] | None:
 def _template_context() -> dict[str, Any]:
     from . import views
     return {
-        "t": i18n.t, "label": i18n.label, "locale": i18n.get_locale(),
+        "t": i18n.t, "label": i18n.label, "locale": i18n.get_locale(), "detail_text": i18n.detail_text,
         "current_actor": current_actor, "nav_counts": nav_counts, "admin_url": admin_url,
         "hexie_own_login": hexie_state().own_login if "hexie" in current_app.extensions else False,
         "has_admin": "admin" in current_app.blueprints,

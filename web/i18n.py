@@ -245,7 +245,7 @@ CATALOG: dict[str, tuple[str, str]] = {
                        "The page has expired or did not come from this site; reload it and try again."),
     "error.401": ("请先登录。", "Please sign in."),
     "error.403": ("您无权执行此操作。", "You may not do this."),
-    "error.404": ("没有找到该页面或案件。", "No such page or case."),
+    "error.404": ("没有找到该页面或案件。", "Not found: no such page or case."),
     "error.405": ("不支持该请求方式。", "This request method is not allowed."),
     "error.409": ("操作冲突，请刷新后重试。", "Conflict: reload and try again."),
     "error.413": ("上传的文件过大（合计不超过 10 MB）。", "The upload is too large (10 MB in all)."),

@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 from hexie.models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
 
 from . import audit
-from .access import MANAGER_ROLES, SYSTEM, Actor, escalated_to, may_take
+from .access import MANAGER_ROLES, SYSTEM, Actor, escalated_to, may_take, offered_now
 from .engine import Engine
-from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
+from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_found
 from .forms import defaults, validate_form
 from .ledger import ledger_posting
 from .queries import barred_by_separation, works_on
@@ -459,21 +459,23 @@ class WorkflowService:
     def _case_for_update(self, s: Session, actor: Actor, case_id: int, task: Record | None = None) -> Record:
         """Lock the case row (PostgreSQL) so concurrent actions on it run one after another.
 
-        A task offered to the actor makes its case reachable for that task's verbs, even in a
-        confidential process (claiming it is how she starts working the case).
+        A task offered to the actor now makes its case reachable for that task's verbs, even in
+        a confidential process (claiming it is how she starts working the case); one a colleague
+        has taken does not. Whoever may not see the case gets the answer a task or case that
+        does not exist gets (:func:`~hexie.workflows.errors.not_found`).
         """
         from .queries import can_see, is_row_id
         found = records(s, _CASE_FOR_UPDATE, {"case_id": case_id}) if is_row_id(case_id) else []
         case = found[0] if found else None
-        if case is None or not ((task is not None and may_take(actor, task)) or can_see(s, self.engine, actor, case)):
-            raise NotFound("没有这个案件", f"no case {case_id}")
+        if case is None or not ((task is not None and offered_now(actor, task)) or can_see(s, self.engine, actor, case)):
+            raise not_found()
         return case
 
     def _task_for_update(self, s: Session, actor: Actor, task_id: int) -> tuple[Record, Record, ProcessSpec]:
         from .queries import is_row_id
         found = records(s, _TASK, {"task_id": task_id}) if is_row_id(task_id) else []
         if not found:
-            raise NotFound("没有这个任务", f"no task {task_id}")
+            raise not_found()
         case = self._case_for_update(s, actor, found[0].case_id, found[0])
         (task,) = records(s, _TASK, {"task_id": task_id})   # as it is now that the case is locked
         if task.status not in OPEN:

@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from werkzeug.datastructures import CombinedMultiDict
 
 from hexie.models import OrgUnit, RoleAssignment, User, Vote
-from hexie.workflows.errors import Conflict, Forbidden, Invalid, NotFound
+from hexie.workflows.errors import Conflict, Forbidden, Invalid, NotFound, not_found
 from hexie.workflows.org import ancestor_paths
 from hexie.workflows.spec import FormField, ProcessSpec
 
@@ -337,7 +337,7 @@ def done(task_id: int):
     try:
         case_id = int(request.form.get("case_id", ""))
     except ValueError:
-        raise NotFound("没有这个任务", f"no task {task_id}") from None
+        raise not_found() from None
     view = state.queries.case(actor, case_id)
     task = next((x for x in view["tasks"] if x["id"] == task_id), None)
     if task is None:

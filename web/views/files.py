@@ -11,11 +11,12 @@ import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
-from flask import abort, current_app, send_file
+from flask import current_app, send_file
 from sqlalchemy import select
 
 from hexie.models import Attachment
 from hexie.workflows.access import Actor
+from hexie.workflows.errors import not_found
 
 from ..extension import current_actor, hexie_state
 from ..forms import ALLOWED_UPLOADS
@@ -73,24 +74,24 @@ def case_attachments(case_id: int) -> dict[str, list[Attachment]]:
 
 @bp.route("/attachments/<int:attachment_id>")
 def download(attachment_id: int):
-    """One attachment, for those who may see it (404 otherwise, like a case)."""
+    """One attachment, for those who may see it (otherwise the 404 of one that does not exist)."""
     actor = current_actor()
     state = hexie_state()
     with state.engine.session_factory() as s:
         row = s.get(Attachment, attachment_id)
         if row is None:
-            abort(404)
+            raise not_found()
         case_id, field, filename, content_type, key = (row.case_id, row.field, row.filename,
                                                        row.content_type, row.storage_key)
     view = state.queries.case(actor, case_id)  # NotFound for people who may not see the case
     spec = case_spec(view)
     fs = spec.fields.get(field)
     if view["masked"] and (fs is None or fs.sensitive):
-        abort(404)
+        raise not_found()
     folder = upload_dir().resolve()
     path = (folder / key).resolve()
     if folder not in path.parents or not path.is_file():  # demo records have no scan behind them
-        abort(404)
+        raise not_found()
     response = send_file(path, mimetype=content_type, as_attachment=content_type not in INLINE_TYPES,
                          download_name=filename, max_age=0)
     response.headers["Cache-Control"] = "private, no-store"
