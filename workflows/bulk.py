@@ -133,6 +133,8 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
                 values = start_values(spec, _form_data(row))
             except HexieError as err:
                 raise ImportAborted(row_no, err.message, result.started) from None
+            for _name, message in _attachment_errors(spec, values):
+                raise ImportAborted(row_no, message, result.started)
             prepared.append((unit, values))
         with engine.transaction() as s:
             _write_batch(s, engine, spec, version_id, actor, prepared)
@@ -199,10 +201,19 @@ def _row_errors(levels, spec: ProcessSpec, actor: Actor, units: dict[str, _Unit]
     except HexieError as err:
         return [(UNIT_COLUMN, err.details.get("org_unit") if isinstance(err, Invalid) else err.message)]
     try:
-        start_values(spec, _form_data(row))
+        values = start_values(spec, _form_data(row))
     except Invalid as err:
         return sorted(err.details.items())
-    return []
+    return _attachment_errors(spec, values)
+
+
+def _attachment_errors(spec: ProcessSpec, values: dict[str, Any]) -> list[tuple[str, str]]:
+    """An import uploads nothing, so no attachment can be its own: any attachment id is refused
+    (one of another case would otherwise be claimed by the new one)."""
+    return [(name, "导入不能引用附件，请在立案后上传 / an import cannot name attachments; "
+                   "upload the files on the case once it is started")
+            for name, value in values.items()
+            if name in spec.fields and spec.fields[name].type == "file" and value not in (None, [], "")]
 
 
 # --- writing ------------------------------------------------------------------------------

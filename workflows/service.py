@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timezone
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +29,7 @@ from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_found
 from .forms import defaults, validate_form
 from .ledger import ledger_posting
-from .queries import barred_by_separation, works_on
+from .queries import barred_by_separation
 from .machine import FireContext
 from .spec import LEDGER_KEY, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
@@ -56,6 +56,20 @@ _INSERT_TASK = insert(_tasks).returning(_tasks.c.id)
 _INSERT_TIMER = insert(Timer.__table__)
 _INSERT_VOTE = insert(Vote.__table__)
 _INSERT_LEDGER = insert(LedgerEntry.__table__)
+_INSERT_ATTACHMENT = insert(Attachment.__table__).returning(Attachment.__table__.c.id)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file already stored outside the web root, to be recorded on a ``file`` field by the
+    call it is handed to (start, action, done): in that call's transaction, so that a refused
+    call keeps no attachment (the caller then removes the stored file)."""
+
+    field: str
+    filename: str
+    content_type: str
+    size: int
+    storage_key: str
 
 
 class WorkflowService:
@@ -66,14 +80,19 @@ class WorkflowService:
 
     # ------------------------------------------------------------------ start
     def start_case(self, actor: Actor, process: str, org_unit: str, data: Mapping[str, Any] | None = None,
-                   comment: str | None = None) -> int:
-        """Open a case of ``process`` at unit ``org_unit`` with its first form filled; returns its id."""
+                   comment: str | None = None, uploads: Iterable[Upload] = ()) -> int:
+        """Open a case of ``process`` at unit ``org_unit`` with its first form filled; returns its id.
+
+        ``uploads``: files for the first form's file fields, recorded in the same transaction.
+        Attachment ids in ``data`` must be those uploads' own (nothing else is this case's).
+        """
         spec, version_id, _ = self.engine.current(process)
         data = dict(data or {})
+        uploads = list(uploads)
         with self.engine.transaction() as s:
             unit = s.scalars(select(OrgUnit).where(OrgUnit.code == org_unit)).first()
             check_start(self.engine.registry.roles.levels, spec, actor, unit, org_unit)
-            values = start_values(spec, data)
+            values = {} if uploads else start_values(spec, data)  # with uploads: once their ids are known
             initial = spec.initial_state
             now = self.engine.clock()
             case = Record(process_version_id=version_id, process_key=spec.key, state=initial.name,
@@ -82,8 +101,16 @@ class WorkflowService:
                           confidential=spec.confidential, audit_seq=0, audit_head=None)
             case.id = s.connection().execute(_INSERT_CASE, vars(case)).scalar_one()
             case.lock_version = 1
+            if uploads:
+                ids = self._record_uploads(s, actor, case, spec, uploads, {e.name for e in initial.form}, now)
+                values = start_values(spec, _with_uploads(spec, data, {}, ids))
+                case.data, case.subject = values, _subject(spec, values)
+            errors = _foreign_attachments(s, spec, case, values)
+            if errors:
+                raise Invalid("表单有误", "the form has errors", errors)
             audit.append_event(s, case, kind="started", actor=self._user(s, actor), to_state=initial.name,
                                comment=comment or None, changes=start_changes(values), at=now)
+            self._audit_uploads(s, actor, case, uploads, now)
             self.engine.emit(s, "case_started", case_id=case.id, process=spec.key, state=initial.name,
                              org_unit=unit.code)
             self._enter(s, spec, case, initial, actor, now, starter=actor)
@@ -92,13 +119,18 @@ class WorkflowService:
 
     # ------------------------------------------------------------------- fire
     def fire(self, actor: Actor, case_id: int, trigger: str, data: Mapping[str, Any] | None = None,
-             comment: str | None = None, lock_version: int | None = None) -> dict[str, Any]:
-        """Fire ``trigger`` on a case. Returns ``{"outcome": "moved"|"voted", ...}``."""
+             comment: str | None = None, lock_version: int | None = None,
+             uploads: Iterable[Upload] = ()) -> dict[str, Any]:
+        """Fire ``trigger`` on a case. Returns ``{"outcome": "moved"|"voted", ...}``.
+
+        ``uploads``: files for the action form's file fields, recorded in the action's own
+        transaction (a refused action keeps none of them); their ids join the field's value.
+        """
         with self.engine.transaction() as s:
-            return self._fire(s, actor, case_id, trigger, dict(data or {}), comment, lock_version)
+            return self._fire(s, actor, case_id, trigger, dict(data or {}), comment, lock_version, list(uploads))
 
     def _fire(self, s: Session, actor: Actor, case_id: int, trigger: str, data: dict[str, Any],
-              comment: str | None, lock_version: int | None) -> dict[str, Any]:
+              comment: str | None, lock_version: int | None, uploads: list[Upload] = ()) -> dict[str, Any]:
         case = self._case_for_update(s, actor, case_id)
         spec = self.engine.spec_of(s, case.process_version_id)
         compiled = self.engine.compiled(s, case.process_version_id)
@@ -120,6 +152,11 @@ class WorkflowService:
             self._check_task_holder(s, actor, state, candidates, open_tasks, case)
 
         form = spec.action_form(state.name, trigger)
+        if uploads:
+            now = self.engine.clock()
+            ids = self._record_uploads(s, actor, case, spec, uploads, {f.name for f in form}, now)
+            data = _with_uploads(spec, data, case.data, ids)
+            self._audit_uploads(s, actor, case, uploads, now)
         changes, errors = validate_form(spec, form, data, case.data)
         errors.update(_foreign_attachments(s, spec, case, changes))
         if errors:
@@ -320,8 +357,9 @@ class WorkflowService:
                            changes={"task": [task.name, task.name], "assignee": [names.get(previous), names.get(user_id)]})
         save_case(s, case)
 
-    def done(self, actor: Actor, task_id: int, data: Mapping[str, Any] | None = None) -> int:
-        """Mark one parallel task done (its form, if any, is saved)."""
+    def done(self, actor: Actor, task_id: int, data: Mapping[str, Any] | None = None,
+             uploads: Iterable[Upload] = ()) -> int:
+        """Mark one parallel task done (its form, if any, is saved; ``uploads`` as for :meth:`fire`)."""
         with self.engine.transaction() as s:
             task, case, spec = self._task_for_update(s, actor, task_id)
             state = spec.state(task.state)
@@ -335,7 +373,14 @@ class WorkflowService:
                 raise Forbidden("您不能办理此任务", "this task is not offered to you")
             task_spec = state.task(task.name)
             self._check_separation(s, actor, case, task_spec)
-            changes, errors = validate_form(spec, task_spec.form, dict(data or {}), case.data)
+            data = dict(data or {})
+            uploads = list(uploads)
+            if uploads:
+                now = self.engine.clock()
+                ids = self._record_uploads(s, actor, case, spec, uploads, {e.name for e in task_spec.form}, now)
+                data = _with_uploads(spec, data, case.data, ids)
+                self._audit_uploads(s, actor, case, uploads, now)
+            changes, errors = validate_form(spec, task_spec.form, data, case.data)
             errors.update(_foreign_attachments(s, spec, case, changes))
             if errors:
                 raise Invalid("表单有误", "the form has errors", errors)
@@ -353,25 +398,62 @@ class WorkflowService:
 
     def add_attachment(self, actor: Actor, case_id: int, field: str, filename: str, content_type: str,
                        size: int, storage_key: str) -> int:
-        """Record a file already stored outside the web root for a case's ``file`` field."""
+        """Record a file already stored outside the web root for a case's ``file`` field, ahead of
+        the action whose form will name it (the API's upload; the pages upload with the action).
+
+        Only to a file field of a form she may submit now: an action she may fire, or the
+        parallel task she may mark done.
+        """
         with self.engine.transaction() as s:
             case = self._case_for_update(s, actor, case_id)
             spec = self.engine.spec_of(s, case.process_version_id)
-            if field not in spec.fields or spec.fields[field].type != "file":
-                raise Invalid("不是附件字段", f"{field!r} is not a file field", {field: "not a file field"})
-            open_tasks = open_tasks_of(s, case.id)
-            if case.closed_at is not None or not works_on(s, actor, case, open_tasks):
-                raise Forbidden("您不能为此案件上传附件", "only people working the case may attach files")
+            allowed = self._upload_fields(s, actor, case, spec, open_tasks_of(s, case.id))
             now = self.engine.clock()
-            row = Attachment(case_id=case.id, field=field, filename=filename[:255], content_type=content_type[:100],
-                             size=size, storage_key=storage_key, uploaded_by_id=actor.user_id, created_at=now)
-            s.add(row)
-            s.flush()
+            upload = Upload(field, filename, content_type, size, storage_key)
+            (attachment_id,) = self._record_uploads(s, actor, case, spec, [upload], allowed, now)[field]
+            self._audit_uploads(s, actor, case, [upload], now)
             case.updated_at = now
-            audit.append_event(s, case, kind="attached", actor=self._user(s, actor), from_state=case.state,
-                               to_state=case.state, at=now, changes={field: [None, filename[:255]]})
             save_case(s, case)
-            return row.id
+            return attachment_id
+
+    def _upload_fields(self, s: Session, actor: Actor, case: Record, spec: ProcessSpec,
+                       open_tasks: list[Record]) -> set[str]:
+        """The file fields of the forms ``actor`` may submit now on the case."""
+        if case.closed_at is not None:
+            return set()
+        from .queries import CaseQueries
+        allowed, _, _ = CaseQueries(self.engine).action_status(s, actor, case, spec, open_tasks)
+        names = {f.name for trigger in allowed for f in spec.action_form(case.state, trigger)}
+        state = spec.state(case.state)
+        if state.parallel:
+            for task in open_tasks:
+                task_spec = state.task(task.name)
+                if task_spec is not None and task.assignee_id in (None, actor.user_id) and may_take(actor, task) \
+                        and not barred_by_separation(s, actor, case.id, task_spec):
+                    names |= {e.name for e in task_spec.form}
+        return {n for n in names if n in spec.fields and spec.fields[n].type == "file"}
+
+    def _record_uploads(self, s: Session, actor: Actor, case: Record, spec: ProcessSpec, uploads: list[Upload],
+                        allowed: set[str], now: datetime) -> dict[str, list[int]]:
+        """Insert the attachment rows of ``uploads`` (each to a file field among ``allowed``); field -> ids."""
+        ids: dict[str, list[int]] = {}
+        for upload in uploads:
+            field = upload.field
+            if field not in spec.fields or spec.fields[field].type != "file":
+                raise Invalid("不是附件字段", f"{field!r} is not a file field", {field: "不是附件字段 / not a file field"})
+            if field not in allowed:
+                raise Forbidden("您现在不能为此字段上传附件", "you may not attach files to this field now",
+                                {field: "不是您现在可以提交的表单 / not in a form you may submit now"})
+            row = dict(case_id=case.id, field=field, filename=upload.filename[:255],
+                       content_type=upload.content_type[:100], size=upload.size, storage_key=upload.storage_key,
+                       uploaded_by_id=actor.user_id, created_at=now)
+            ids.setdefault(field, []).append(s.connection().execute(_INSERT_ATTACHMENT, row).scalar_one())
+        return ids
+
+    def _audit_uploads(self, s: Session, actor: Actor, case: Record, uploads: list[Upload], now: datetime) -> None:
+        for upload in uploads:
+            audit.append_event(s, case, kind="attached", actor=self._user(s, actor), from_state=case.state,
+                               to_state=case.state, at=now, changes={upload.field: [None, upload.filename[:255]]})
 
     # ---------------------------------------------------------------- timers
     def run_due_timers(self, limit: int = 500) -> int:
@@ -619,6 +701,20 @@ class ActorRef:
 def _has_quorum(spec: ProcessSpec, state: StateSpec) -> bool:
     """Whether a transition out of ``state`` collects votes (so votes may be pending)."""
     return any(t.quorum > 1 for t in spec.transitions if state.name in t.sources)
+
+
+def _with_uploads(spec: ProcessSpec, data: Mapping[str, Any], current: Mapping[str, Any],
+                  ids: Mapping[str, list[int]]) -> dict[str, Any]:
+    """The submitted data with the new attachments' ids joined to their fields' values."""
+    out = dict(data)
+    for name, new in ids.items():
+        if spec.fields[name].multiple:
+            base = out.get(name, current.get(name))
+            base = list(base) if isinstance(base, list) else ([] if base in (None, "") else [base])
+            out[name] = base + new
+        else:
+            out[name] = new[-1]
+    return out
 
 
 def _foreign_attachments(s: Session, spec: ProcessSpec, case: Record, changes: Mapping[str, Any]) -> dict[str, str]:
