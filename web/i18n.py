@@ -223,6 +223,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "form.error.required": ("此项必填", "This is required"),
     "form.error.integer": ("请填写整数", "Enter a whole number"),
     "form.error.number": ("请填写数字", "Enter a number"),
+    "form.error.number_range": ("不是有效的数字（不接受 NaN、无穷大或绝对值超过 10^15 的数）",
+                                "Not a usable number (NaN, infinity and numbers beyond 10^15 are refused)"),
     "form.error.money": ("请填写金额，最多两位小数", "Enter an amount with at most two decimals"),
     "form.error.date": ("请填写日期（年-月-日）", "Enter a date (YYYY-MM-DD)"),
     "form.error.datetime": ("请填写日期和时间", "Enter a date and time"),

@@ -27,7 +27,7 @@ from . import audit
 from .access import MANAGER_ROLES, SYSTEM, Actor, escalated_to, may_take, offered_now
 from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_found
-from .forms import defaults, validate_form
+from .forms import checked_comment, defaults, validate_form
 from .ledger import ledger_posting
 from .queries import barred_by_separation
 from .machine import FireContext
@@ -89,6 +89,7 @@ class WorkflowService:
         spec, version_id, _ = self.engine.current(process)
         data = dict(data or {})
         uploads = list(uploads)
+        comment = checked_comment(comment)
         with self.engine.transaction() as s:
             unit = s.scalars(select(OrgUnit).where(OrgUnit.code == org_unit)).first()
             check_start(self.engine.registry.roles.levels, spec, actor, unit, org_unit)
@@ -168,7 +169,7 @@ class WorkflowService:
         if chosen is None:
             reasons = "; ".join(selection.reasons) or "no transition applies"
             raise Invalid("条件不满足，不能执行此操作", f"not allowed now: {reasons}", {"when": reasons})
-        comment = (comment or "").strip() or None
+        comment = checked_comment(comment)
         if chosen.comment == "required" and not comment:
             raise Invalid("此操作必须填写意见", "a comment is required for this action",
                           {"comment": "必填 / required"})
