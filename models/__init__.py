@@ -5,14 +5,14 @@ from .db import (
     normalize_url, upgrade,
 )
 from .tables import (
-    Attachment, AuditEvent, Case, LedgerEntry, OrgUnit, ProcessVersion, RoleAssignment, Task, Timer,
-    User, Vote, WebhookDelivery, WebhookSubscription,
+    Attachment, AuditEvent, Case, ImportRow, ImportRun, LedgerEntry, OrgUnit, ProcessVersion, RoleAssignment,
+    Task, Timer, User, Vote, WebhookDelivery, WebhookSubscription,
 )
 
 __all__ = [
     "Base", "BigID", "NAMING_CONVENTION", "utcnow",
     "alembic_config", "current_revision", "database_url", "make_engine",
     "make_session_factory", "normalize_url", "upgrade",
-    "Attachment", "AuditEvent", "Case", "LedgerEntry", "OrgUnit", "ProcessVersion", "RoleAssignment",
+    "Attachment", "AuditEvent", "Case", "ImportRow", "ImportRun", "LedgerEntry", "OrgUnit", "ProcessVersion", "RoleAssignment",
     "Task", "Timer", "User", "Vote", "WebhookDelivery", "WebhookSubscription",
 ]

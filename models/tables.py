@@ -360,3 +360,37 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime())
 
     subscription: Mapped[WebhookSubscription] = relationship(back_populates="deliveries")
+
+
+class ImportRun(Base):
+    """One run of ``hexie cases import``: which file, for which process, how far it got.
+
+    ``last_line`` is the spreadsheet row number of the last row whose case is committed
+    (1, the header, before any); ``finished_at`` is set when the whole file is in. An
+    interrupted run (killed, aborted) keeps both, and ``--resume`` carries on after it.
+    """
+
+    __tablename__ = "hexie_import_runs"
+    __table_args__ = (Index("ix_hexie_import_runs_process_key_file_hash", "process_key", "file_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    process_key: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(1000))
+    file_hash: Mapped[str] = mapped_column(String(64))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
+    last_line: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    started: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    started_at: Mapped[datetime] = _created_at()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class ImportRow(Base):
+    """A row an import run turned into a case, written in the same transaction as the case."""
+
+    __tablename__ = "hexie_import_rows"
+    __table_args__ = (Index("ix_hexie_import_rows_run_id_business_key", "run_id", "business_key"),)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("hexie_import_runs.id"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
+    business_key: Mapped[str | None] = mapped_column(String(200))

@@ -217,21 +217,30 @@ def cases_migrate(process: str, from_version: int, mapping: tuple[str, ...]) -> 
 @click.option("--as", "username", default=None, help="以该用户身份立案（默认系统）/ start as this user (default: system)")
 @click.option("--batch", default=2000, show_default=True, type=click.IntRange(min=1),
               help="每个事务的行数 / rows per transaction")
-def cases_import(process: str, file: str, username: str | None, batch: int) -> None:
+@click.option("--resume", is_flag=True,
+              help="续传中断的导入，跳过已导入的行 / carry on an interrupted import of this file, "
+                   "skipping the rows it already imported")
+def cases_import(process: str, file: str, username: str | None, batch: int, resume: bool) -> None:
     """从 CSV 批量立案，每行一案 / Start one case per CSV row.
 
     表头为首个表单的字段名加 org_unit 列（单位代码）；任一行有误则不导入任何行。
     The header names the first form's fields plus an org_unit column (unit codes); when
     any row has an error nothing is imported. Rows are numbered as in a spreadsheet
-    (the header is row 1).
+    (the header is row 1). An optional business_key column is recorded with each row.
+    A run that was killed or aborted part-way is carried on with --resume (each row is
+    imported once); without it, the command refuses to import that file again.
     """
     from .access import SYSTEM
-    from .bulk import ImportAborted, import_cases
+    from .bulk import ImportAborted, import_cases, interrupted_run
     engine = build_engine()
     began = time.perf_counter()
+    if not resume and interrupted_run(engine, process, file) is not None:
+        click.echo("此文件的上次导入中断了：请加 --resume 续传（已导入的行不会重复）/ an earlier import of this "
+                   "file was interrupted: add --resume to carry on (rows already imported are skipped)", err=True)
+        sys.exit(1)
     try:
         actor = engine.actor(username) if username else SYSTEM
-        result = import_cases(engine, actor, process, file, batch_size=batch)
+        result = import_cases(engine, actor, process, file, batch_size=batch, resume=resume)
     except HexieError as err:
         raise click.ClickException(err.message) from None
     except ImportAborted as err:
@@ -242,7 +251,8 @@ def cases_import(process: str, file: str, username: str | None, batch: int) -> N
         click.echo(f"未导入任何案件 / nothing imported: {result.error_rows} of {result.rows} rows have errors",
                    err=True)
         sys.exit(1)
-    click.echo(f"已立案 / started: {result.started} ({time.perf_counter() - began:.1f} s)")
+    skipped = f", 跳过 / skipped: {result.skipped}" if resume else ""
+    click.echo(f"已立案 / started: {result.started}{skipped} ({time.perf_counter() - began:.1f} s)")
 
 
 if __name__ == "__main__":  # pragma: no cover
