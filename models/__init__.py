@@ -1,18 +1,18 @@
 """Persistence: the tables of Hexie and the database session setup. No business rules."""
 from .base import Base, BigID, NAMING_CONVENTION, utcnow
 from .db import (
-    alembic_config, current_revision, database_url, make_engine, make_session_factory,
+    alembic_config, current_revision, database_unavailable, database_url, make_engine, make_session_factory,
     normalize_url, upgrade,
 )
 from .tables import (
-    Attachment, AuditEvent, Case, ImportRow, ImportRun, LedgerEntry, OrgUnit, ProcessVersion, RoleAssignment,
-    Task, Timer, User, Vote, WebhookDelivery, WebhookSubscription,
+    Attachment, AuditEvent, Case, ImportRow, ImportRun, LedgerEntry, OrgUnit, ProcessVersion, RequestKey,
+    RoleAssignment, Task, Timer, User, Vote, WebhookDelivery, WebhookSubscription,
 )
 
 __all__ = [
     "Base", "BigID", "NAMING_CONVENTION", "utcnow",
-    "alembic_config", "current_revision", "database_url", "make_engine",
+    "alembic_config", "current_revision", "database_unavailable", "database_url", "make_engine",
     "make_session_factory", "normalize_url", "upgrade",
-    "Attachment", "AuditEvent", "Case", "ImportRow", "ImportRun", "LedgerEntry", "OrgUnit", "ProcessVersion", "RoleAssignment",
+    "Attachment", "AuditEvent", "Case", "ImportRow", "ImportRun", "LedgerEntry", "OrgUnit", "ProcessVersion", "RequestKey", "RoleAssignment",
     "Task", "Timer", "User", "Vote", "WebhookDelivery", "WebhookSubscription",
 ]

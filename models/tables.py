@@ -394,3 +394,17 @@ class ImportRow(Base):
     line: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
     business_key: Mapped[str | None] = mapped_column(String(200))
+
+
+class RequestKey(Base):
+    """The answer to an action sent with a request key (the API's ``Idempotency-Key``, a page's
+    form key), written in the action's transaction: the retry of a committed action gets the
+    same answer instead of "already voted" or "the case moved on"."""
+
+    __tablename__ = "hexie_request_keys"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("hexie_users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = _created_at()

@@ -163,6 +163,9 @@ class Hexie:
         self._register_optional(app, csrf, prefix)
 
         app.register_error_handler(HexieError, _hexie_error)
+        from sqlalchemy.exc import DBAPIError, DisconnectionError, TimeoutError as PoolTimeout
+        for kind in (DBAPIError, DisconnectionError, PoolTimeout):
+            app.register_error_handler(kind, _database_error)
         # A host keeps its own error pages and headers unless it asks for Hexie's.
         if app.config.get("HEXIE_ERROR_PAGES", own_login):
             for status in ERROR_PAGES:
@@ -266,6 +269,22 @@ def _http_error(err: HTTPException):
     key = f"error.{status}"
     code = "not_found" if status == 404 else (err.name or "error").lower().replace(" ", "_")
     return _error_response(status, code, i18n.t(key) if key in i18n.CATALOG else i18n.t("error.500"))
+
+
+def _database_error(err: Exception):
+    """A database blip on one of Hexie's pages: 503 with Retry-After (the person retries), not a 500."""
+    from hexie.models.db import database_unavailable
+    if not database_unavailable(err) or not (request.blueprint in HEXIE_BLUEPRINTS or _wants_json()):
+        raise err
+    g.hexie_nav = {"mine": 0, "available": 0, "overdue": 0, "escalated": 0}   # no counts without the database
+    try:
+        response = current_app.make_response(_error_response(503, "unavailable", i18n.t("error.503")))
+    except Exception as again:   # the page itself needs the database (the signed-in person): plain text
+        if not database_unavailable(again):
+            raise
+        response = current_app.make_response((i18n.t("error.503"), 503, {"Content-Type": "text/plain; charset=utf-8"}))
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _csrf_error(err: CSRFError):

@@ -253,6 +253,9 @@ CATALOG: dict[str, tuple[str, str]] = {
     "error.413": ("上传的文件过大（合计不超过 10 MB）。", "The upload is too large (10 MB in all)."),
     "error.422": ("无法执行该操作。", "This action is not possible."),
     "error.500": ("系统出现错误，已记录。请稍后再试。", "An error occurred and was logged. Please try again later."),
+    "error.503": ("数据库暂时不可用，请稍等几秒后重试。您刚才的操作如已完成，重试时不会重复办理。",
+                  "The database is briefly unavailable: please try again in a few seconds. "
+                  "If what you just did went through, trying again will not do it twice."),
     "error.home": ("返回首页", "Back to the inbox"),
     # --- misc
     "lang.switched": ("已切换为中文。", "Switched to English."),

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hexie.models import Attachment, Case, LedgerEntry, OrgUnit, Task, Timer, User, Vote
+from hexie.models import Attachment, Case, LedgerEntry, OrgUnit, RequestKey, Task, Timer, User, Vote
 
 from . import audit
 from .access import MANAGER_ROLES, SYSTEM, Actor, escalated_to, may_take, offered_now
@@ -57,6 +57,7 @@ _INSERT_TIMER = insert(Timer.__table__)
 _INSERT_VOTE = insert(Vote.__table__)
 _INSERT_LEDGER = insert(LedgerEntry.__table__)
 _INSERT_ATTACHMENT = insert(Attachment.__table__).returning(Attachment.__table__.c.id)
+_INSERT_REQUEST_KEY = insert(RequestKey.__table__)
 
 
 @dataclass(frozen=True)
@@ -121,20 +122,30 @@ class WorkflowService:
     # ------------------------------------------------------------------- fire
     def fire(self, actor: Actor, case_id: int, trigger: str, data: Mapping[str, Any] | None = None,
              comment: str | None = None, lock_version: int | None = None,
-             uploads: Iterable[Upload] = ()) -> dict[str, Any]:
+             uploads: Iterable[Upload] = (), request_key: str | None = None) -> dict[str, Any]:
         """Fire ``trigger`` on a case. Returns ``{"outcome": "moved"|"voted", ...}``.
 
         ``uploads``: files for the action form's file fields, recorded in the action's own
         transaction (a refused action keeps none of them); their ids join the field's value.
+        ``request_key``: the caller's key for this request (the API's ``Idempotency-Key``, a
+        page's form key); sent again once the action is committed, it gets the same answer
+        (with ``repeated: true``) and nothing is done twice, so that a retry after a database
+        blip never reads "already voted".
         """
         with self.engine.transaction() as s:
-            return self._fire(s, actor, case_id, trigger, dict(data or {}), comment, lock_version, list(uploads))
+            return self._fire(s, actor, case_id, trigger, dict(data or {}), comment, lock_version, list(uploads),
+                              request_key)
 
     def _fire(self, s: Session, actor: Actor, case_id: int, trigger: str, data: dict[str, Any],
-              comment: str | None, lock_version: int | None, uploads: list[Upload] = ()) -> dict[str, Any]:
+              comment: str | None, lock_version: int | None, uploads: list[Upload] = (),
+              request_key: str | None = None) -> dict[str, Any]:
         case = self._case_for_update(s, actor, case_id)
         spec = self.engine.spec_of(s, case.process_version_id)
         compiled = self.engine.compiled(s, case.process_version_id)
+        if request_key is not None:
+            answered = self._answered(s, actor, request_key, case.id)
+            if answered is not None:
+                return answered
         if lock_version is not None and lock_version != case.lock_version:
             raise Conflict("案件已被他人修改，请刷新", "the case changed since you loaded it (stale lock_version)",
                            {"lock_version": case.lock_version})
@@ -200,7 +211,8 @@ class WorkflowService:
                 audit.append_event(s, case, kind="vote", actor=user, trigger=trigger, from_state=state.name,
                                    to_state=state.name, comment=comment, changes=change_log or None, at=now)
                 save_case(s, case)
-                return {"outcome": "voted", "votes": votes, "quorum": chosen.quorum, "case_id": case.id}
+                return self._remember(s, actor, request_key, case.id, {
+                    "outcome": "voted", "votes": votes, "quorum": chosen.quorum, "case_id": case.id})
         new_state = compiled.fire(state.name, trigger, ctx)
         self._leave(s, case, state, actor, chosen.interrupt, now, open_tasks=open_tasks,
                     sweep=bool(state.timers) or _has_quorum(spec, state))
@@ -221,7 +233,30 @@ class WorkflowService:
                          from_state=state.name, to_state=new_state, actor=actor.username)
         self._enter(s, spec, case, spec.state(new_state), actor, now)
         save_case(s, case)
-        return {"outcome": "moved", "case_id": case.id, "state": new_state}
+        return self._remember(s, actor, request_key, case.id, {"outcome": "moved", "case_id": case.id, "state": new_state})
+
+    def _answered(self, s: Session, actor: Actor, request_key: str, case_id: int) -> dict[str, Any] | None:
+        """What the call with this request key answered, if it was committed: a retry (after a
+        database blip, a lost answer, a second click) gets the same answer, nothing twice."""
+        if actor.user_id is None:
+            return None
+        row = s.execute(select(RequestKey.case_id, RequestKey.outcome).where(
+            RequestKey.user_id == actor.user_id, RequestKey.key == request_key)).first()
+        if row is None:
+            return None
+        if row.case_id != case_id:
+            raise Conflict("该请求编号已用于另一案件", "this Idempotency-Key was used for another case",
+                           {"idempotency_key": "used / 已使用"})
+        return {**row.outcome, "repeated": True}
+
+    def _remember(self, s: Session, actor: Actor, request_key: str | None, case_id: int,
+                  outcome: dict[str, Any]) -> dict[str, Any]:
+        """Keep the call's answer under its request key, in its own transaction."""
+        if request_key is not None and actor.user_id is not None:
+            s.connection().execute(_INSERT_REQUEST_KEY, {"user_id": actor.user_id, "key": request_key,
+                                                         "case_id": case_id, "outcome": outcome,
+                                                         "created_at": self.engine.clock()})
+        return outcome
 
     def _check_task_holder(self, s: Session, actor: Actor, state: StateSpec, candidates: list[TransitionSpec],
                            open_tasks: list[Record], case: Record) -> None:

@@ -25,7 +25,7 @@ from ..forms import (Choices, DynamicForm, action_form, apply_engine_errors, bui
                      comment_rule, engine_data, task_form, uploads_of)
 from ..i18n import error_text, get_locale, label, t
 from . import bp
-from .common import (case_spec, display_names, format_value, is_voting, kind_label, role_label, state_label,
+from .common import (case_spec, display_names, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
                      task_label, trigger_label, unit_path)
 from .files import case_attachments, discard, save_files
 
@@ -293,11 +293,10 @@ def fire(case_id: int, trigger: str):
                         files_present=case_attachments(case_id))
     if not form.validate():
         return render_case(case_id, bound={f"a:{trigger}": form}, status=422, error=t("case.fix_errors"))
-    lock = _lock_version()
-    if lock is not None and lock != view["lock_version"]:  # stale page: say so before storing any file
-        return render_case(case_id, bound={f"a:{trigger}": form}, status=409, error=t("case.stale"))
+    lock = _lock_version()   # a stale page is the service's Conflict (or her own action, sent again)
     result, refused = _submit(case_id, form, f"a:{trigger}", spec, view, lambda data, files: state.service.fire(
-        actor, case_id, trigger, data, comment_of(form), lock, uploads=files))
+        actor, case_id, trigger, data, comment_of(form), lock, uploads=files,
+        request_key=request_key_of(request.form.get("request_key"))))
     if refused is not None:
         return refused
     if result.get("outcome") == "voted":

@@ -1,4 +1,5 @@
-"""Import runs and their rows: ``hexie cases import --resume`` carries on where a run stopped.
+"""Import runs and their rows: ``hexie cases import --resume`` carries on where a run stopped;
+request keys: the retry of a committed action gets its answer again.
 
 Revision ID: 0009
 Revises: 0006
@@ -49,9 +50,25 @@ def upgrade() -> None:
     with op.batch_alter_table("hexie_import_rows", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_hexie_import_rows_case_id"), ["case_id"], unique=False)
         batch_op.create_index("ix_hexie_import_rows_run_id_business_key", ["run_id", "business_key"], unique=False)
+    op.create_table(
+        "hexie_request_keys",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=100), nullable=False),
+        sa.Column("case_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("outcome", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["case_id"], ["hexie_cases.id"], name=op.f("fk_hexie_request_keys_case_id_hexie_cases")),
+        sa.ForeignKeyConstraint(["user_id"], ["hexie_users.id"], name=op.f("fk_hexie_request_keys_user_id_hexie_users")),
+        sa.PrimaryKeyConstraint("user_id", "key", name=op.f("pk_hexie_request_keys")),
+    )
+    with op.batch_alter_table("hexie_request_keys", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_hexie_request_keys_case_id"), ["case_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("hexie_request_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_hexie_request_keys_case_id"))
+    op.drop_table("hexie_request_keys")
     with op.batch_alter_table("hexie_import_rows", schema=None) as batch_op:
         batch_op.drop_index("ix_hexie_import_rows_run_id_business_key")
         batch_op.drop_index(batch_op.f("ix_hexie_import_rows_case_id"))
