@@ -160,12 +160,13 @@ def case_history(case_id: int) -> Response:
 @operation(bp, "/cases/<case_id>/attachments", "POST", summary="Attach a file / 上传附件", tag="cases",
            path_params=CASE_ID,
            description="multipart/form-data with `field` (a file field of the case's process) and `file` "
-                       "(PDF, JPEG, PNG, ...; at most 10 MiB, its leading bytes must match its type). Only people "
-                       "working the case may attach. The answer's `id` goes into the field's value when the form "
+                       "(PDF, JPEG, PNG, ...; at most 10 MiB, its leading bytes must match its type). Only to a file "
+                       "field of a form the caller may submit now (an action she may fire, a parallel task she may "
+                       "mark done). The answer's `id` goes into the field's value when the form "
                        "is submitted: `data: {FIELD: id}` (a list of ids for `multiple`).",
            responses={201: ("the stored attachment", AttachmentSchema),
                       400: ("no field or no file in the multipart body", ERR),
-                      403: ("may see the case but does not work it", ERR),
+                      403: ("may see the case, but the field is in no form she may submit now", ERR),
                       404: ("no such case, or not visible", ERR),
                       422: ("not a file field of the process, or a refused file (type, content, size)", ERR)})
 def upload_attachment(case_id: int) -> Response:
