@@ -156,12 +156,45 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--case", "case_id", type=int, default=None)
-def audit_verify(case_id: int | None) -> None:
-    """校验审计哈希链 / Verify the audit hash chain; exit 1 when tampered."""
-    from .audit import verify_chain
+@click.option("--anchor", "anchor_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="与此前的锚点核对 / also check against an anchor written by 'hexie audit anchor'")
+def audit_verify(case_id: int | None, anchor_file: str | None) -> None:
+    """校验审计哈希链 / Verify the audit hash chain; exit 1 when tampered.
+
+    With --anchor, also finds what was rewritten, inserted or deleted since the anchor was
+    written, whole cases included, even by someone who could write to the database.
+    """
+    import json
+
+    from .audit import verify_anchor, verify_chain
+    anchor = None
+    if anchor_file:
+        try:
+            anchor = json.loads(Path(anchor_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise click.ClickException(f"锚点文件无法读取 / cannot read the anchor: {err}") from None
     with build_engine().session_factory() as s:
         problems = verify_chain(s, case_id)
+        if anchor is not None:
+            problems += verify_anchor(s, anchor)
     _verdict(problems, "审计链被篡改 / audit chain broken", "审计链完整 / audit chain intact")
+
+
+@audit.command("anchor")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="写入此文件（默认标准输出）/ write to this file (default: standard output)")
+def audit_anchor(output: str | None) -> None:
+    """写出所有审计链的签名锚点 / Write the signed heads of every audit chain, for safe keeping."""
+    import json
+
+    from .audit import make_anchor
+    with build_engine().session_factory() as s:
+        text = json.dumps(make_anchor(s), ensure_ascii=False, indent=1)
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+        click.echo(f"已写出锚点 / anchor written: {output}", err=True)
+    else:
+        click.echo(text)
 
 
 def _verdict(problems: list[str], broken: str, intact: str) -> None:

@@ -1,5 +1,6 @@
 """Import runs and their rows: ``hexie cases import --resume`` carries on where a run stopped;
-request keys: the retry of a committed action gets its answer again.
+request keys: the retry of a committed action gets its answer again; the audit chain is keyed:
+chains written before (plain SHA-256) are re-sealed with the audit key if they verify.
 
 Revision ID: 0009
 Revises: 0006
@@ -63,6 +64,47 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("hexie_request_keys", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_hexie_request_keys_case_id"), ["case_id"], unique=False)
+    _reseal_audit_chains(op.get_bind())
+
+
+def _reseal_audit_chains(conn) -> None:
+    """Re-hash every chain that verifies as it was written (plain SHA-256) with the audit key.
+
+    A chain already broken is left as it is, so that ``hexie audit verify`` still reports it.
+    The key is the application's (``HEXIE_AUDIT_KEY`` or the instance folder), as at run time.
+    """
+    from itertools import groupby
+
+    from hexie.workflows.audit import HASHED_FIELDS, event_hash
+
+    events = sa.table("hexie_audit_events", sa.column("id", sa.BigInteger()), sa.column("case_id", sa.BigInteger()),
+                      sa.column("seq", sa.Integer()), sa.column("at", sa.DateTime()), sa.column("actor", sa.String()),
+                      sa.column("kind", sa.String()), sa.column("trigger", sa.String()),
+                      sa.column("from_state", sa.String()), sa.column("to_state", sa.String()),
+                      sa.column("comment", sa.Text()), sa.column("changes", sa.JSON()),
+                      sa.column("prev_hash", sa.String()), sa.column("hash", sa.String()))
+    cases = sa.table("hexie_cases", sa.column("id", sa.BigInteger()), sa.column("audit_head", sa.String()))
+    rows = conn.execute(sa.select(events).order_by(events.c.case_id, events.c.seq)).all()
+    for case_id, chain in groupby(rows, key=lambda row: row.case_id):
+        chain = list(chain)
+        prev, intact = None, True
+        for n, row in enumerate(chain, start=1):
+            fields = {name: getattr(row, name) for name in HASHED_FIELDS}
+            if row.seq != n or row.prev_hash != prev or event_hash(**fields, keyed=False) != row.hash:
+                intact = False
+                break
+            prev = row.hash
+        if not intact:
+            continue
+        old_head, prev = chain[-1].hash, None
+        for row in chain:
+            fields = {**{name: getattr(row, name) for name in HASHED_FIELDS}, "prev_hash": prev}
+            new = event_hash(**fields)
+            conn.execute(events.update().where(events.c.id == row.id).values(prev_hash=prev, hash=new))
+            prev = new
+        if case_id is not None:
+            conn.execute(cases.update().where(cases.c.id == case_id, cases.c.audit_head == old_head)
+                         .values(audit_head=prev))
 
 
 def downgrade() -> None:
