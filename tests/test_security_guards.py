@@ -175,3 +175,45 @@ def test_an_oversized_guard_is_an_invalid_not_a_hang(session_factory, tmp_path: 
         _fast(lambda: env.service.fire(cadre, case_id, "decide"), limit=2)
     assert "10,000" in info.value.en
     assert env.snapshot() == before
+
+
+STORED = """\
+process: heavy
+title: Heavy
+org_level: town
+fields:
+  name: {type: text}
+states:
+  - name: draft
+    task: {role: town_cadre, form: [name]}
+  - name: review
+    task: {role: town_cadre}
+  - {name: done, final: true}
+transitions:
+  - {trigger: submit, source: draft, dest: review}
+  - {trigger: decide, source: review, dest: done, when: "WHEN"}
+"""
+
+
+def test_a_version_published_before_the_cost_model_still_loads_and_is_held_by_the_budget(
+        session_factory, tmp_path: Path):
+    """The tester's guard was published on a demo server: after the upgrade that server must
+    start and open such cases; the guard is then refused by the evaluation budget, fast."""
+    from hexie.models import ProcessVersion
+    from hexie.workflows.loader import load_process_text
+    env = env_with(session_factory, tmp_path / "defs", heavy=STORED.replace("WHEN", "name == 'x'"))
+    source = STORED.replace("WHEN", ISSUE)
+    assert load_process_text(source, "heavy.yaml", env.engine.registry.roles)[0] is None   # a check refuses it
+    with env.engine.transaction() as s:                      # ... but it was published before
+        s.add(ProcessVersion(key="heavy", version=2, source_text=source, content_hash="published-before",
+                             created_at=env.clock(), origin="published"))
+    env.engine.refresh_versions(max_age=0)
+    assert env.engine.current("heavy")[2] == 2
+    cadre = env.actor("cadre")
+    case_id = env.service.start_case(cadre, "heavy", "t01", {"name": "x"})
+    env.service.fire(cadre, case_id, "submit")
+    view = _fast(lambda: env.queries.case(cadre, case_id), limit=2)
+    assert "decide" not in view["actions"]
+    with pytest.raises(Invalid) as info:
+        _fast(lambda: env.service.fire(cadre, case_id, "decide"), limit=2)
+    assert "10,000" in info.value.en
