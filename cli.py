@@ -214,12 +214,45 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--case", "case_id", type=int, default=None)
-def audit_verify(case_id: int | None) -> None:
-    """校验审计哈希链 / Verify the audit hash chain; exit 1 when tampered."""
-    from hexie.workflows.audit import verify_chain
+@click.option("--anchor", "anchor_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="与此前的锚点核对 / also check against an anchor written by 'hexie audit anchor'")
+def audit_verify(case_id: int | None, anchor_file: str | None) -> None:
+    """校验审计哈希链 / Verify the audit hash chain; exit 1 when tampered.
+
+    With --anchor, also finds what was rewritten, inserted or deleted since the anchor was
+    written, whole cases included, even by someone who could write to the database.
+    """
+    import json
+
+    from hexie.workflows.audit import verify_anchor, verify_chain
+    anchor = None
+    if anchor_file:
+        try:
+            anchor = json.loads(Path(anchor_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise click.ClickException(f"锚点文件无法读取 / cannot read the anchor: {err}") from None
     with build_engine().session_factory() as s:
         problems = verify_chain(s, case_id)
+        if anchor is not None:
+            problems += verify_anchor(s, anchor)
     _verdict(problems, "审计链被篡改 / audit chain broken", "审计链完整 / audit chain intact")
+
+
+@audit.command("anchor")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="写入此文件（默认标准输出）/ write to this file (default: standard output)")
+def audit_anchor(output: str | None) -> None:
+    """写出所有审计链的签名锚点 / Write the signed heads of every audit chain, for safe keeping."""
+    import json
+
+    from hexie.workflows.audit import make_anchor
+    with build_engine().session_factory() as s:
+        text = json.dumps(make_anchor(s), ensure_ascii=False, indent=1)
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+        click.echo(f"已写出锚点 / anchor written: {output}", err=True)
+    else:
+        click.echo(text)
 
 
 def _verdict(problems: list[str], broken: str, intact: str) -> None:
@@ -275,21 +308,30 @@ def cases_migrate(process: str, from_version: int, mapping: tuple[str, ...]) -> 
 @click.option("--as", "username", default=None, help="以该用户身份立案（默认系统）/ start as this user (default: system)")
 @click.option("--batch", default=2000, show_default=True, type=click.IntRange(min=1),
               help="每个事务的行数 / rows per transaction")
-def cases_import(process: str, file: str, username: str | None, batch: int) -> None:
+@click.option("--resume", is_flag=True,
+              help="续传中断的导入，跳过已导入的行 / carry on an interrupted import of this file, "
+                   "skipping the rows it already imported")
+def cases_import(process: str, file: str, username: str | None, batch: int, resume: bool) -> None:
     """从 CSV 批量立案，每行一案 / Start one case per CSV row.
 
     表头为首个表单的字段名加 org_unit 列（单位代码）；任一行有误则不导入任何行。
     The header names the first form's fields plus an org_unit column (unit codes); when
     any row has an error nothing is imported. Rows are numbered as in a spreadsheet
-    (the header is row 1).
+    (the header is row 1). An optional business_key column is recorded with each row.
+    A run that was killed or aborted part-way is carried on with --resume (each row is
+    imported once); without it, the command refuses to import that file again.
     """
     from hexie.workflows.access import SYSTEM
-    from hexie.workflows.bulk import ImportAborted, import_cases
+    from hexie.workflows.bulk import ImportAborted, import_cases, interrupted_run
     engine = build_engine()
     began = time.perf_counter()
+    if not resume and interrupted_run(engine, process, file) is not None:
+        click.echo("此文件的上次导入中断了：请加 --resume 续传（已导入的行不会重复）/ an earlier import of this "
+                   "file was interrupted: add --resume to carry on (rows already imported are skipped)", err=True)
+        sys.exit(1)
     try:
         actor = engine.actor(username) if username else SYSTEM
-        result = import_cases(engine, actor, process, file, batch_size=batch)
+        result = import_cases(engine, actor, process, file, batch_size=batch, resume=resume)
     except HexieError as err:
         raise click.ClickException(err.message) from None
     except ImportAborted as err:
@@ -300,7 +342,8 @@ def cases_import(process: str, file: str, username: str | None, batch: int) -> N
         click.echo(f"未导入任何案件 / nothing imported: {result.error_rows} of {result.rows} rows have errors",
                    err=True)
         sys.exit(1)
-    click.echo(f"已立案 / started: {result.started} ({time.perf_counter() - began:.1f} s)")
+    skipped = f", 跳过 / skipped: {result.skipped}" if resume else ""
+    click.echo(f"已立案 / started: {result.started}{skipped} ({time.perf_counter() - began:.1f} s)")
 
 
 if __name__ == "__main__":  # pragma: no cover

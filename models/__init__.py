@@ -1,21 +1,21 @@
 """Persistence: the tables of Hexie and the database session setup. No business rules."""
 from .base import Base, BigID, NAMING_CONVENTION, utcnow
 from .db import (
-    alembic_config, current_revision, database_url, make_engine, make_session_factory,
+    alembic_config, current_revision, database_unavailable, database_url, make_engine, make_session_factory,
     normalize_url, upgrade,
 )
 from .tables import (
-    ApiToken, Attachment, AuditEvent, Case, ExternalTask, LedgerEntry, LoginAttempt, Notification,
-    NotificationDelivery, NotificationPreference, OrgUnit, OutboxMessage, ProcessVersion, RoleAssignment, SavedView,
-    Task, Timer, User, Vote, WebhookDelivery, WebhookSubscription,
+    ApiToken, Attachment, AuditEvent, Case, ExternalTask, ImportRow, ImportRun, LedgerEntry, LoginAttempt,
+    Notification, NotificationDelivery, NotificationPreference, OrgUnit, OutboxMessage, ProcessVersion, RequestKey,
+    RoleAssignment, SavedView, Task, Timer, User, Vote, WebhookDelivery, WebhookSubscription,
 )
 
 __all__ = [
     "Base", "BigID", "NAMING_CONVENTION", "utcnow",
-    "alembic_config", "current_revision", "database_url", "make_engine",
+    "alembic_config", "current_revision", "database_unavailable", "database_url", "make_engine",
     "make_session_factory", "normalize_url", "upgrade",
-    "ApiToken", "Attachment", "AuditEvent", "Case", "LedgerEntry", "LoginAttempt", "OrgUnit", "ProcessVersion",
-    "RoleAssignment", "SavedView",
+    "ApiToken", "Attachment", "AuditEvent", "Case", "ImportRow", "ImportRun", "LedgerEntry", "LoginAttempt",
+    "OrgUnit", "ProcessVersion", "RequestKey", "RoleAssignment", "SavedView",
     "Task", "Timer", "User", "Vote", "WebhookDelivery", "WebhookSubscription",
     "ExternalTask", "Notification", "NotificationDelivery", "NotificationPreference", "OutboxMessage",
 ]

@@ -300,3 +300,14 @@ def _adopt_legacy_sqlite(connection: Connection) -> None:
     finally:
         connection.exec_driver_sql("PRAGMA foreign_keys=ON")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def database_unavailable(err: BaseException) -> bool:
+    """True when ``err`` says the database could not be reached or the connection broke (a
+    restart, a network blip, a pool exhausted, SQLite's file busy or missing): the request
+    may succeed if tried again, so the edge answers 503 with ``Retry-After``, never a 500."""
+    from sqlalchemy import exc
+
+    if isinstance(err, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, exc.DisconnectionError)):
+        return True
+    return isinstance(err, exc.DBAPIError) and bool(getattr(err, "connection_invalidated", False))

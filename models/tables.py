@@ -339,7 +339,7 @@ class AuditEvent(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))   # HMAC-SHA256 with the audit key (workflows.audit)
 
     def __repr__(self) -> str:
         return f"<AuditEvent case={self.case_id} #{self.seq} {self.kind}>"
@@ -530,4 +530,51 @@ class ExternalTask(Base):
     incident_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
     #: when its worker completed it (the row keeps who did: ``worker_id``)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class ImportRun(Base):
+    """One run of ``hexie cases import``: which file, for which process, how far it got.
+
+    ``last_line`` is the spreadsheet row number of the last row whose case is committed
+    (1, the header, before any); ``finished_at`` is set when the whole file is in. An
+    interrupted run (killed, aborted) keeps both, and ``--resume`` carries on after it.
+    """
+
+    __tablename__ = "hexie_import_runs"
+    __table_args__ = (Index("ix_hexie_import_runs_process_key_file_hash", "process_key", "file_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    process_key: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(1000))
+    file_hash: Mapped[str] = mapped_column(String(64))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
+    last_line: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    started: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    started_at: Mapped[datetime] = _created_at()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class ImportRow(Base):
+    """A row an import run turned into a case, written in the same transaction as the case."""
+
+    __tablename__ = "hexie_import_rows"
+    __table_args__ = (Index("ix_hexie_import_rows_run_id_business_key", "run_id", "business_key"),)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("hexie_import_runs.id"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
+    business_key: Mapped[str | None] = mapped_column(String(200))
+
+
+class RequestKey(Base):
+    """The answer to an action sent with a request key (the API's ``Idempotency-Key``, a page's
+    form key), written in the action's transaction: the retry of a committed action gets the
+    same answer instead of "already voted" or "the case moved on"."""
+
+    __tablename__ = "hexie_request_keys"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("hexie_users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = _created_at()

@@ -43,6 +43,9 @@ PG_ENV = "HEXIE_TEST_DATABASE_URL"
 _KEPT = (PG_ENV, "HEXIE_REQUIRE_ALL", "HEXIE_SCREENSHOTS")
 for _name in [n for n in os.environ if n.startswith("HEXIE_") and n not in _KEPT]:
     del os.environ[_name]
+# One audit key for the whole run and the processes it starts (tests that move the instance
+# folder mid-test would otherwise hash one chain with two keys); tests of the key unset it.
+os.environ["HEXIE_AUDIT_KEY"] = "hexie-test-audit-key"
 
 DATABASES = [
     pytest.param("sqlite", id="sqlite"),

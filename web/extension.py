@@ -206,6 +206,9 @@ class Hexie:
         app.jinja_env.globals.setdefault("hexie_csrf_token", generate_csrf)
 
         app.register_error_handler(HexieError, _hexie_error)
+        from sqlalchemy.exc import DBAPIError, DisconnectionError, TimeoutError as PoolTimeout
+        for kind in (DBAPIError, DisconnectionError, PoolTimeout):
+            app.register_error_handler(kind, _database_error)
         # A host keeps its own error pages and headers unless it asks for Hexie's.
         if app.config.get("HEXIE_ERROR_PAGES", own_login):
             for status in ERROR_PAGES:
@@ -292,30 +295,46 @@ def _wants_json() -> bool:
     return request.path.startswith(f"{prefix}/api/") or request.blueprint == "api"
 
 
-def _error_response(status: int, code: str, message: str, details: dict | None = None,
-                    zh: str | None = None, en: str | None = None):
+def _error_response(status: int, code: str, message: str, details: dict | None = None):
+    """The error page (or JSON body), in the reader's language only."""
     if _wants_json():
         body = {"error": {"code": code, "message": message, "details": details or {}}}
         return jsonify(body), status
-    return render_template("error.html", status=status, message=message, zh=zh, en=en,
-                           details=details or {}), status
+    return render_template("error.html", status=status, message=message, details=details or {}), status
 
 
 def _hexie_error(err: HexieError):
-    return _error_response(err.status, err.code, i18n.error_text(err), err.details, err.zh, err.en)
+    if err.status == 404 and not _wants_json():
+        # one page for every "not found" (the engine's and the router's), whatever was asked
+        return _error_response(404, "not_found", i18n.t("error.404"))
+    return _error_response(err.status, err.code, i18n.error_text(err), err.details)
 
 
 def _http_error(err: HTTPException):
     status = getattr(err, "code", 500) or 500
     key = f"error.{status}"
-    zh, en = i18n.CATALOG.get(key, i18n.CATALOG["error.500"])
-    return _error_response(status, (err.name or "error").lower().replace(" ", "_"),
-                           i18n.t(key) if key in i18n.CATALOG else i18n.t("error.500"), None, zh, en)
+    code = "not_found" if status == 404 else (err.name or "error").lower().replace(" ", "_")
+    return _error_response(status, code, i18n.t(key) if key in i18n.CATALOG else i18n.t("error.500"))
+
+
+def _database_error(err: Exception):
+    """A database blip on one of Hexie's pages: 503 with Retry-After (the person retries), not a 500."""
+    from hexie.models.db import database_unavailable
+    if not database_unavailable(err) or not (request.blueprint in HEXIE_BLUEPRINTS or _wants_json()):
+        raise err
+    g.hexie_nav = {"mine": 0, "available": 0, "overdue": 0, "escalated": 0}   # no counts without the database
+    try:
+        response = current_app.make_response(_error_response(503, "unavailable", i18n.t("error.503")))
+    except Exception as again:   # the page itself needs the database (the signed-in person): plain text
+        if not database_unavailable(again):
+            raise
+        response = current_app.make_response((i18n.t("error.503"), 503, {"Content-Type": "text/plain; charset=utf-8"}))
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _csrf_error(err: CSRFError):
-    zh, en = i18n.CATALOG["error.400.csrf"]
-    return _error_response(400, "csrf", i18n.t("error.400.csrf"), None, zh, en)
+    return _error_response(400, "csrf", i18n.t("error.400.csrf"))
 
 
 # -- templates and headers -------------------------------------------------------------
@@ -351,6 +370,7 @@ def _template_context() -> dict[str, Any]:
     from . import views
     return {
         "t": i18n.t, "label": i18n.label, "locale": i18n.get_locale(), "site_name": site_name,
+        "detail_text": i18n.detail_text,
         "current_actor": current_actor, "nav_counts": nav_counts, "admin_url": admin_url,
         "hexie_own_login": hexie_state().own_login if "hexie" in current_app.extensions else False,
         "has_admin": "admin" in current_app.blueprints,

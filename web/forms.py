@@ -24,6 +24,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms import validators as v
 from wtforms import widgets
 
+from hexie.workflows.forms import MAX_COMMENT, blank_text, max_length
 from hexie.workflows.spec import FieldSpec, FormField, ProcessSpec
 
 from .i18n import detail_text, label, t
@@ -31,6 +32,7 @@ from .i18n import detail_text, label, t
 MASK = "***"
 COMMENT = "comment"
 _CENT = Decimal("0.01")
+_NUMBER_LIMIT = Decimal(10) ** 15
 
 #: Upload allow-list: extension -> (content type, accepted leading bytes).
 ALLOWED_UPLOADS: dict[str, tuple[str, tuple[bytes, ...]]] = {
@@ -90,13 +92,25 @@ def comment_rule(spec: ProcessSpec, state_name: str, trigger: str) -> str:
 # --------------------------------------------------------------------- validators
 
 class _Required:
-    """Required, without the HTML ``required`` flag (which on checkboxes means *each*)."""
+    """Required, without the HTML ``required`` flag (which on checkboxes means *each*); text
+    of spaces or zero-width characters only is no answer (the engine's rule)."""
 
     def __call__(self, form: Form, field: wf.Field) -> None:
         data = field.data
-        if data in (None, "", [], ()) or (isinstance(data, str) and not data.strip()):
+        if data in (None, "", [], ()) or (isinstance(data, str) and blank_text(data)):
             field.errors[:] = []
             raise v.StopValidation(t("form.error.required"))
+
+
+class _Finite:
+    """NaN, infinities and numbers too large to store are refused next to the field, before
+    any comparison or rounding of them (which would raise)."""
+
+    def __call__(self, form: Form, field: wf.Field) -> None:
+        value = field.data
+        if isinstance(value, Decimal) and (not value.is_finite() or value.copy_abs() > _NUMBER_LIMIT):
+            field.errors[:] = []
+            raise v.StopValidation(t("form.error.number_range"))
 
 
 class _Money:
@@ -200,9 +214,10 @@ def _unbound(fs: FieldSpec, entry: FormField, choices: Choices, masked_value: bo
     opt = [v.InputRequired(t("form.error.required"))] if required and not masked_value else [v.Optional()]
 
     if kind in ("text", "textarea"):
-        checks = list(opt)
-        if fs.max_length:
-            checks.append(v.Length(max=fs.max_length, message=t("form.error.length", max=fs.max_length)))
+        checks = [*opt, _Required()] if required and not masked_value else list(opt)
+        limit = max_length(fs)
+        if limit:
+            checks.append(v.Length(max=limit, message=t("form.error.length", max=limit)))
         if fs.pattern:
             checks.append(v.Regexp(f"(?:{fs.pattern})\\Z", message=t("form.error.pattern")))
         if kind == "textarea":
@@ -215,7 +230,7 @@ def _unbound(fs: FieldSpec, entry: FormField, choices: Choices, masked_value: bo
         return wf.IntegerField(validators=checks, render_kw=render,
                                invalid_value_message=t("form.error.integer"), **kw)
     if kind in ("decimal", "money"):
-        checks = [*opt, _Bounds(fs.min, fs.max)]
+        checks = [*opt, _Finite(), _Bounds(fs.min, fs.max)]
         if kind == "money":
             checks.append(_Money())
         render["inputmode"] = "decimal"
@@ -313,7 +328,7 @@ def build_form(spec: ProcessSpec, entries: Sequence[FormField], *, formdata: Any
             initial[entry.name] = _initial(fs, value)
     if comment != "none":
         checks = [v.InputRequired(t("case.comment.required"))] if comment == "required" else [v.Optional()]
-        attrs[COMMENT] = wf.TextAreaField(label=t("case.comment"), validators=checks + [v.Length(max=4000)],
+        attrs[COMMENT] = wf.TextAreaField(label=t("case.comment"), validators=checks + [v.Length(max=MAX_COMMENT)],
                                           render_kw={"rows": 3})
     cls = type("DefinitionForm", (DynamicForm,), attrs)
     form = cls(formdata=formdata, prefix=prefix, data=initial)

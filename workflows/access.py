@@ -131,18 +131,30 @@ def escalated_to(actor: Actor, task: Task) -> bool:
     return bool(task.escalated and task.escalate_to and actor.holds(task.escalate_to, task.org_path))
 
 
+def offered_now(actor: Actor, task: Task) -> bool:
+    """The open task is offered to her now: waiting in her roles' pool, or escalated to her.
+
+    Unlike :func:`may_take`, a task a colleague has taken is no longer offered to the other
+    holders of its role: in a confidential process they then see neither it nor its case.
+    """
+    if task.status == "offered" and actor.holds(task.role, task.org_path, task.at_level):
+        return True
+    return task.status in ("offered", "allocated") and escalated_to(actor, task)
+
+
 def can_see_case(actor: Actor, process: ProcessSpec, case: Case, worked: bool, could_take: bool,
                  roles: RolesSpec | None) -> bool:
     """The Access rule for one case.
 
     ``worked``: she filed it, or was assigned or completed one of its tasks; ``could_take``: one of
-    its open tasks is offered to her.
+    its open tasks is offered to her now (:func:`offered_now`), which in a confidential
+    process is the only way to see it without having worked it or overseeing it.
     """
     if actor.is_system or worked:
         return True
     if actor.holds_any(viewer_roles(process, roles), case.org_path):
         return True
-    return could_take and not process.confidential
+    return could_take
 
 
 def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec], roles: RolesSpec | None):
@@ -150,11 +162,18 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec], roles: 
     if actor.is_system:
         return Case.id.isnot(None)
     clauses = []
+    confidential = []
     for process in processes:
         # "could take one of its tasks" is covered: task roles are among the roles named
         paths = actor.paths_for(viewer_roles(process, roles))
         for path in sorted(set(paths)):
             clauses.append(and_(Case.process_key == process.key, in_subtree(Case.org_path, path)))
+        if process.confidential:
+            confidential.append(process.key)
+    if confidential and actor.assignments:
+        # a confidential case is seen by those to whom one of its tasks is offered now
+        offered = select(Task.case_id).where(Task.process_key.in_(confidential), offered_now_clause(actor))
+        clauses.append(Case.id.in_(offered))
     if actor.user_id is not None:
         worked = select(Task.case_id).where(
             or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id))
@@ -169,6 +188,17 @@ def team_tasks_clause(actor: Actor, roles: RolesSpec | None):
     """A WHERE clause for tasks in the areas where ``actor`` is a manager (who may reassign them)."""
     paths = sorted(set(actor.paths_for(manager_roles(roles))))
     return or_(*(in_subtree(Task.org_path, p) for p in paths)) if paths else false()
+
+
+def offered_now_clause(actor: Actor):
+    """A WHERE clause for the open tasks :func:`offered_now` to ``actor`` (the same rule in SQL)."""
+    clauses = []
+    for a in actor.assignments:
+        clauses.append(and_(Task.status == "offered", Task.role == a.role, in_subtree(Task.org_path, a.unit_path),
+                            or_(Task.at_level.is_(None), Task.at_level == a.level)))
+        clauses.append(and_(Task.status.in_(("offered", "allocated")), Task.escalated.is_(True),
+                            Task.escalate_to == a.role, in_subtree(Task.org_path, a.unit_path)))
+    return or_(*clauses) if clauses else false()
 
 
 def offered_tasks_clause(actor: Actor):

@@ -1,16 +1,27 @@
 """The audit trail: every state change of a case, hash-chained so tampering shows.
 
-Each event's ``hash`` is SHA-256 over a canonical JSON of its content and the
-previous event's hash; the case keeps the latest hash in ``audit_head``. Editing an
-event breaks its hash, removing one breaks the ``seq`` numbering and the link of the
-next, removing the latest no longer matches ``audit_head``. Events are written in the
-same transaction as the change they record (the caller's session; nothing here
-commits).
+Each event's ``hash`` is an HMAC-SHA256, with the audit key (:func:`~hexie.workflows.config.audit_key`,
+kept outside the database), over a canonical JSON of its content and the previous event's
+hash; the case keeps the latest hash in ``audit_head``. Editing an event breaks its hash,
+removing one breaks the ``seq`` numbering and the link of the next, removing the latest
+no longer matches ``audit_head``; and without the key nobody can recompute the chain to
+hide an edit. Chains written before the chain was keyed (plain SHA-256) are re-sealed with
+the key by the migration that brought it, if they verified then.
+
+An *anchor* (:func:`make_anchor`, ``hexie audit anchor``) is the signed list of every
+chain's head, kept away from the database; :func:`verify_anchor` (``hexie audit verify
+--anchor FILE``) then finds any event rewritten, inserted or deleted since, and whole
+cases removed, even by someone who holds the key.
+
+Events are written in the same transaction as the change they record (the caller's
+session; nothing here commits).
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 from itertools import groupby
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -42,16 +53,33 @@ def _naive_utc(at: datetime) -> datetime:
     return at
 
 
+_KEYS: dict[tuple[str | None, str | None], bytes] = {}
+
+
+def audit_key() -> bytes:
+    """The audit key, read once per setting (an append must not read a file)."""
+    setting = (os.environ.get("HEXIE_AUDIT_KEY"), os.environ.get("HEXIE_INSTANCE"))
+    key = _KEYS.get(setting)
+    if key is None:
+        from .config import audit_key as configured
+        key = _KEYS[setting] = configured()
+    return key
+
+
 def event_hash(*, prev_hash: str | None, case_id: int | None, seq: int, at: datetime,
                actor: str, kind: str, trigger: str | None, from_state: str | None,
-               to_state: str | None, comment: str | None, changes: Any) -> str:
-    """The SHA-256 (hex) of an event's canonical content."""
+               to_state: str | None, comment: str | None, changes: Any, keyed: bool = True) -> str:
+    """The HMAC-SHA256 (hex) of an event's canonical content with the audit key
+    (``keyed=False``: the plain SHA-256 that chains written before the key had)."""
     document = {
         "prev_hash": prev_hash, "case_id": case_id, "seq": seq, "at": _naive_utc(at),
         "actor": actor, "kind": kind, "trigger": trigger, "from_state": from_state,
         "to_state": to_state, "comment": comment, "changes": changes,
     }
-    return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+    text = canonical_json(document).encode("utf-8")
+    if not keyed:
+        return hashlib.sha256(text).hexdigest()
+    return hmac.new(audit_key(), text, hashlib.sha256).hexdigest()
 
 
 _INSERT_EVENT = insert(AuditEvent.__table__).returning(AuditEvent.__table__.c.id)
@@ -132,7 +160,8 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
                                 f"{label}: event {row.seq} is out of sequence")
             if row.prev_hash != prev_hash:
                 problems.append(f"{label}: event {row.seq} does not link to the event before it")
-            if event_hash(**{name: getattr(row, name) for name in HASHED_FIELDS}) != row.hash:
+            if not hmac.compare_digest(event_hash(**{name: getattr(row, name) for name in HASHED_FIELDS}),
+                                       row.hash or ""):
                 problems.append(f"{label}: event {row.seq} was altered (hash mismatch)")
             expected_seq, prev_hash, last = row.seq + 1, row.hash, row
         if current is not None and last is not None and (last.audit_head != last.hash
@@ -148,4 +177,59 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
         orphans = orphans.where(Case.id == case_id)
     for orphan in session.scalars(orphans.execution_options(yield_per=batch_size)):
         problems.append(f"{_label(orphan)}: every event is missing (the case has an audit head)")
+    return problems
+
+
+# ----------------------------------------------------------------------------- anchors
+
+ANCHOR_FORMAT = "hexie-audit-anchor/1"
+
+
+def _signature(body: Mapping[str, Any]) -> str:
+    return hmac.new(audit_key(), canonical_json(body).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def make_anchor(session: Session) -> dict[str, Any]:
+    """The heads of every chain now, signed with the audit key: keep it away from the database.
+
+    ``{"format", "at", "chains": [[case_id, seq, hash], ...], "caseless": [seq, hash] or
+    null, "signature"}``.
+    """
+    chains = [[case_id, seq, head] for case_id, seq, head in session.execute(
+        select(Case.id, Case.audit_seq, Case.audit_head).where(Case.audit_head.is_not(None)).order_by(Case.id))]
+    last = session.execute(select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.case_id.is_(None))
+                           .order_by(AuditEvent.seq.desc()).limit(1)).first()
+    body = {"format": ANCHOR_FORMAT, "at": utcnow().isoformat(timespec="seconds"), "chains": chains,
+            "caseless": [last.seq, last.hash] if last else None}
+    return {**body, "signature": _signature(body)}
+
+
+def verify_anchor(session: Session, anchor: Mapping[str, Any]) -> list[str]:
+    """What changed since ``anchor`` was made that the chain may not change: an anchored event
+    rewritten (also by someone holding the key), one inserted before it, a chain cut short,
+    a whole case removed. Returns the problems found (empty: every anchored head is intact).
+    Use with :func:`verify_chain`, which checks the events up to each head and after it.
+    """
+    body = {k: v for k, v in anchor.items() if k != "signature"} if isinstance(anchor, Mapping) else {}
+    if body.get("format") != ANCHOR_FORMAT:
+        return ["the anchor is not a Hexie audit anchor"]
+    if not hmac.compare_digest(str(anchor.get("signature", "")), _signature(body)):
+        return ["the anchor's signature does not match (another key, or the file was edited)"]
+    problems: list[str] = []
+    anchored = [(case_id, seq, head) for case_id, seq, head in body.get("chains", [])]
+    if body.get("caseless"):
+        anchored.append((None, *body["caseless"]))
+    for case_id, seq, head in anchored:
+        label = _label(case_id)
+        found = session.scalar(select(AuditEvent.hash).where(
+            AuditEvent.case_id.is_(None) if case_id is None else AuditEvent.case_id == case_id,
+            AuditEvent.seq == seq))
+        if found == head:
+            continue
+        if found is not None:
+            problems.append(f"{label}: event {seq} was rewritten since the anchor (or events inserted before it)")
+        elif case_id is not None and session.get(Case, case_id) is None:
+            problems.append(f"{label}: the whole case was removed since the anchor (it had {seq} events)")
+        else:
+            problems.append(f"{label}: event {seq} was removed since the anchor")
     return problems

@@ -16,7 +16,12 @@ Two streaming passes, so memory stays flat whatever the file's size:
    transaction.
 
 Nothing is written when any row is invalid. A batch commits on its own: this is
-safe because pass 1 proved every row valid. Pass 2 checks each row again (against the
+safe because pass 1 proved every row valid. Each batch also records, in its own
+transaction, which rows it turned into which cases (:class:`~hexie.models.ImportRow`: the
+row's line number and its ``business_key`` column, if the file has one) and how far the
+run got (:class:`~hexie.models.ImportRun`). A run that is killed or aborted part-way can be
+resumed (``resume=True``, ``hexie cases import --resume``): the same file (by its content's
+hash) carries on after the last committed row, so every row is imported exactly once. Pass 2 checks each row again (against the
 org units read afresh; the importer's roles are those of the ``Actor`` passed in, as
 for any service call); should a row turn invalid between the passes (its unit removed
 meanwhile), the import stops at that batch with :class:`ImportAborted`, which says how
@@ -25,16 +30,17 @@ many cases earlier batches had already started.
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer
+from hexie.models import AuditEvent, Case, ImportRow, ImportRun, OrgUnit, Task, Timer
 
 from . import audit
 from .access import Actor
@@ -45,6 +51,8 @@ from .service import (check_start, first_holder, new_task_values, start_changes,
 from .spec import ProcessSpec
 
 UNIT_COLUMN = "org_unit"
+#: An optional column: the row's own key (recorded with the row, to recognise it on --resume).
+KEY_COLUMN = "business_key"
 #: Cells of list-valued fields (multichoice, several files) hold their items separated by this.
 LIST_SEPARATOR = ";"
 #: Error messages kept (the count of rows with errors is always exact).
@@ -70,7 +78,9 @@ class ImportResult:
     started: int = 0
     errors: list[str] = field(default_factory=list)
     error_rows: int = 0     # rows with at least one error (exact, even past MAX_ERRORS)
-    rows: int = 0           # data rows read
+    rows: int = 0           # data rows read (not counting those skipped)
+    skipped: int = 0        # rows an interrupted run had already imported (resume)
+    run_id: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -85,12 +95,32 @@ class ImportAborted(Exception):
         self.row, self.started = row, started
 
 
+def interrupted_run(engine: Engine, process: str, csv_path: str | Path) -> ImportRun | None:
+    """The latest unfinished import of this file's content for ``process``, if any."""
+    digest = file_hash(csv_path)
+    with engine.session_factory() as s:
+        return s.scalars(select(ImportRun).where(ImportRun.process_key == process, ImportRun.file_hash == digest,
+                                                 ImportRun.finished_at.is_(None))
+                         .order_by(ImportRun.id.desc()).limit(1)).first()
+
+
+def file_hash(csv_path: str | Path) -> str:
+    """SHA-256 of the file's bytes: what makes a resumed file "the same file"."""
+    digest = hashlib.sha256()
+    with open(csv_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Path,
-                 batch_size: int = 2000) -> ImportResult:
+                 batch_size: int = 2000, resume: bool = False) -> ImportResult:
     """Start one case of ``process`` per row of ``csv_path`` as ``actor``; see the module doc.
 
     Rows are numbered as a spreadsheet shows them: the header is row 1, the first case
-    row 2. Returns the result; raises NotFound for an unknown process.
+    row 2. ``resume``: carry on the interrupted run of this file (the rows it committed are
+    skipped); without one to resume, nothing is imported and the result says so. Returns
+    the result; raises NotFound for an unknown process.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -99,11 +129,17 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
     levels = engine.registry.roles.levels
 
     result = ImportResult()
+    run = interrupted_run(engine, process, csv_path) if resume else None
+    if resume and run is None:
+        result.errors.append("row 1: file: 没有可续传的导入（此文件未中断过或已全部导入）/ "
+                             "nothing to resume: no interrupted import of this file")
+        return result
+    after, done_keys = (run.last_line, _done_keys(engine, run.id)) if run else (1, set())
     columns = _check_header(spec, csv_path, result)
     if result.errors:
         return result
     truncated = False
-    for row_no, row in _rows(csv_path, spec):
+    for row_no, row in _remaining(_rows(csv_path, spec), after, done_keys, result):
         result.rows += 1
         problems = _row_errors(levels, spec, actor, units, row)
         if problems:
@@ -119,10 +155,14 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
         return result
 
     units = _load_units(engine)   # read again: a unit may have gone since pass 1
-    rows = _rows(csv_path, spec)
+    run_id = run.id if run else _new_run(engine, actor, spec.key, csv_path)
+    result.run_id = run_id
+    rows = _remaining(_rows(csv_path, spec), after, done_keys, ImportResult())
     while True:
         batch = list(islice(rows, batch_size))
         if not batch:
+            with engine.transaction() as s:
+                s.execute(update(ImportRun).where(ImportRun.id == run_id).values(finished_at=engine.clock()))
             return result
         prepared = []
         for row_no, row in batch:
@@ -133,10 +173,54 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
                 values = start_values(spec, _form_data(row))
             except HexieError as err:
                 raise ImportAborted(row_no, err.message, result.started) from None
+            for _name, message in _attachment_errors(spec, values):
+                raise ImportAborted(row_no, message, result.started)
             prepared.append((unit, values))
         with engine.transaction() as s:
-            _write_batch(s, engine, spec, version_id, actor, prepared)
+            ids = _write_batch(s, engine, spec, version_id, actor, prepared)
+            _record_rows(s, run_id, batch, ids)
         result.started += len(prepared)
+
+
+# --- the record of a run ---------------------------------------------------------------------
+
+def _new_run(engine: Engine, actor: Actor, process: str, csv_path: str | Path) -> int:
+    with engine.transaction() as s:
+        return s.execute(insert(ImportRun).values(
+            process_key=process, file_name=str(Path(csv_path).resolve())[:1000], file_hash=file_hash(csv_path),
+            actor_id=None if actor.is_system else actor.user_id, last_line=1, started=0,
+            started_at=engine.clock()).returning(ImportRun.id)).scalar_one()
+
+
+def _done_keys(engine: Engine, run_id: int) -> set[str]:
+    with engine.session_factory() as s:
+        return set(s.scalars(select(ImportRow.business_key).where(ImportRow.run_id == run_id,
+                                                                  ImportRow.business_key.isnot(None))))
+
+
+def _remaining(rows: Iterator[tuple[int, dict[str, Any]]], after: int, done_keys: set[str],
+               result: ImportResult) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows an interrupted run has not imported: after its last committed line, and
+    not one whose business key it recorded (``result.skipped`` counts the others)."""
+    for row_no, row in rows:
+        if row_no <= after or (done_keys and _business_key(row) in done_keys):
+            result.skipped += 1
+            continue
+        yield row_no, row
+
+
+def _business_key(row: dict[str, Any]) -> str | None:
+    return (row.get(KEY_COLUMN) or "").strip()[:200] or None
+
+
+def _record_rows(s: Session, run_id: int, batch: list[tuple[int, dict[str, Any]]], ids: list[int]) -> None:
+    """Which rows became which cases, and how far the run got: in the batch's transaction."""
+    conn = s.connection()
+    conn.execute(insert(ImportRow), [{"run_id": run_id, "line": row_no, "case_id": case_id,
+                                      "business_key": _business_key(row)}
+                                     for (row_no, row), case_id in zip(batch, ids)])
+    conn.execute(update(ImportRun).where(ImportRun.id == run_id).values(
+        last_line=batch[-1][0], started=ImportRun.started + len(ids)))
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -157,7 +241,7 @@ def _check_header(spec: ProcessSpec, csv_path: str | Path, result: ImportResult)
         return []
     form = {entry.name for task in spec.initial_state.tasks for entry in task.form}
     for name in header:
-        if name != UNIT_COLUMN and name not in form:
+        if name not in (UNIT_COLUMN, KEY_COLUMN) and name not in form:
             result.errors.append(f"row 1: {name}: 此表单不含该字段 / not a field of this form")
     if UNIT_COLUMN not in header:
         result.errors.append(f"row 1: {UNIT_COLUMN}: 缺少单位列 / the column of unit codes is missing")
@@ -185,7 +269,7 @@ def _unit_code(row: dict[str, Any]) -> str:
 
 
 def _form_data(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k != UNIT_COLUMN and k is not None}
+    return {k: v for k, v in row.items() if k not in (UNIT_COLUMN, KEY_COLUMN) and k is not None}
 
 
 def _row_errors(levels, spec: ProcessSpec, actor: Actor, units: dict[str, _Unit],
@@ -199,20 +283,30 @@ def _row_errors(levels, spec: ProcessSpec, actor: Actor, units: dict[str, _Unit]
     except HexieError as err:
         return [(UNIT_COLUMN, err.details.get("org_unit") if isinstance(err, Invalid) else err.message)]
     try:
-        start_values(spec, _form_data(row))
+        values = start_values(spec, _form_data(row))
     except Invalid as err:
         return sorted(err.details.items())
-    return []
+    return _attachment_errors(spec, values)
+
+
+def _attachment_errors(spec: ProcessSpec, values: dict[str, Any]) -> list[tuple[str, str]]:
+    """An import uploads nothing, so no attachment can be its own: any attachment id is refused
+    (one of another case would otherwise be claimed by the new one)."""
+    return [(name, "导入不能引用附件，请在立案后上传 / an import cannot name attachments; "
+                   "upload the files on the case once it is started")
+            for name, value in values.items()
+            if name in spec.fields and spec.fields[name].type == "file" and value not in (None, [], "")]
 
 
 # --- writing ------------------------------------------------------------------------------
 
 def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int, actor: Actor,
-                 prepared: list[tuple[_Unit, dict[str, Any]]]) -> None:
+                 prepared: list[tuple[_Unit, dict[str, Any]]]) -> list[int]:
     """Write one batch of valid starts in the caller's transaction: one many-row INSERT per table.
 
     Ids are taken up front (:func:`_allocate_ids`), so every row is written once, complete:
     the case with its ``audit_head``, the event whose hash covers the case id, the tasks.
+    Returns the new cases' ids, in the order of ``prepared``.
     """
     conn = s.connection()
     if conn.dialect.name == "sqlite":
@@ -248,7 +342,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         for case_id in ids:
             engine.emit(s, "case_closed", case_id=case_id, seq=2, business_key=None, process=spec.key,
                         state=initial.name)
-        return
+        return ids
 
     task_rows = []
     for case_id, (unit, _values) in zip(ids, prepared):
@@ -275,6 +369,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
                   for trigger, due in timer_dues(initial, values, now, engine.timezone)]
     if timer_rows:
         _insert_many(conn, _TIMERS, timer_rows)
+    return ids
 
 
 def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:

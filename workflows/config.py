@@ -16,6 +16,27 @@ def instance_dir() -> Path:
     return path
 
 
+def audit_key() -> bytes:
+    """The key of the audit chain's HMACs: ``$HEXIE_AUDIT_KEY``, else a key generated once and
+    kept in the instance folder (``audit_key``, mode 0600). Never in the database: whoever can
+    write there still cannot recompute the chain."""
+    key = os.environ.get("HEXIE_AUDIT_KEY")
+    if key:
+        return key.encode("utf-8")
+    path = instance_dir() / "audit_key"
+    if not path.exists():
+        fresh = path.with_name(f"audit_key.{os.getpid()}.{secrets.token_hex(4)}")
+        fresh.write_text(secrets.token_hex(32))
+        fresh.chmod(0o600)
+        try:
+            os.link(fresh, path)        # atomic: two processes starting at once keep one key
+        except FileExistsError:
+            pass
+        finally:
+            fresh.unlink()
+    return path.read_text().strip().encode("utf-8")
+
+
 def secret_key() -> str:
     """$HEXIE_SECRET_KEY, else a key generated once and kept in the instance folder."""
     key = os.environ.get("HEXIE_SECRET_KEY")

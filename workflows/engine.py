@@ -74,6 +74,10 @@ class Engine:
     def today(self) -> date:
         """Today's date in the office's time zone (what ``today()`` in a guard means)."""
         return self.local_now().date()
+        # The file each process was loaded from. A version re-read from the database (published
+        # by another worker, or older) keeps its file's path: the editor writes a publish back
+        # to that file, whichever worker made the previous one.
+        self._paths: dict[str, str] = {key: spec.path for key, spec in registry.processes.items() if spec.path}
 
     @classmethod
     def from_config(cls, database_url: str, definitions: str | Path, **kw: Any) -> "Engine":
@@ -169,7 +173,10 @@ class Engine:
         spec = self._by_version_id.get(version_id)
         if spec is None:
             row = session.get(ProcessVersion, version_id)
-            spec, diagnostics = load_process_text(row.source_text, f"{row.key}.yaml", self.registry.roles)
+            filename = self._paths.get(row.key) or f"{row.key}.yaml"
+            # recorded versions run as they were checked then: a guard the cost model (newer than
+            # some of them) refuses is held by the evaluation budget instead of breaking the start
+            spec, diagnostics = load_process_text(row.source_text, filename, self.registry.roles, cost_check=False)
             if spec is None:
                 raise RuntimeError(f"stored version {row.key} v{row.version} no longer loads: "
                                    + "; ".join(map(str, diagnostics)))

@@ -41,6 +41,13 @@ class NotFound(HexieError):
     status = 404
 
 
+def not_found() -> NotFound:
+    """The one refusal for whatever does not exist *or* may not be seen (a case, a task, an
+    attachment): the same words and no details either way, so that nobody can tell a
+    confidential case from a number never used, nor map tasks and files to cases."""
+    return NotFound("没有找到", "not found")
+
+
 class Forbidden(HexieError):
     """The person may see it but not do this."""
 

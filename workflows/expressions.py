@@ -17,6 +17,7 @@ import decimal
 import difflib
 import math
 import operator
+import time
 import warnings
 from collections import namedtuple
 from dataclasses import dataclass, field
@@ -30,7 +31,12 @@ MAX_NESTING = 20            # bracket depth, checked before parsing
 MAX_TREE_DEPTH = 100        # AST depth (e.g. "- - - - x"); keeps our recursion shallow
 MAX_LITERAL = 10**15        # integer literals
 MAX_MAGNITUDE = 10**30      # arithmetic results
-MAX_ITEMS = 10_000          # length of text/lists built by + and *
+MAX_ITEMS = 10_000          # size of text/lists built by + and * (nested items count whole)
+EVAL_BUDGET = 0.05          # seconds one evaluation may take (a guard is refused past it)
+
+# Refusals of the budgets, bilingual (Chinese first) like every message a person reads.
+_TOO_BIG = "结果过大（最多 10,000 项或字符）/ result is longer than 10,000 items/characters"
+_TOO_SLOW = "条件计算超时（上限 50 毫秒）/ the condition took too long to evaluate (limit 50 ms)"
 
 # Our own context: results never depend on the thread's current decimal context.
 _CTX = decimal.Context(prec=50, rounding=decimal.ROUND_HALF_EVEN,
@@ -61,8 +67,8 @@ class EvaluationError(ExpressionError):
     """Raised at run time (division by zero, wrong types such as text < number)."""
 
 
-# What one evaluation reads: the case data, the actor, the case row, today.
-_Env = namedtuple("_Env", "data actor case today")
+# What one evaluation reads: the case data, the actor, the case row, today; and when it must stop.
+_Env = namedtuple("_Env", "data actor case today deadline")
 
 
 Node = Callable[[_Env], Any]  # a compiled node: env -> value
@@ -76,14 +82,22 @@ class Expression:
     _run: Node = field(repr=False)
 
     def evaluate(self, data: Mapping[str, Any], *, actor: Mapping | None = None,
-                 case: Mapping | None = None, today: _dt.date | None = None) -> Any:
-        """Evaluate over ``data``; raises :class:`EvaluationError` on run-time errors."""
-        return self._run(_Env(data if data is not None else {}, actor, case, today))
+                 case: Mapping | None = None, today: _dt.date | None = None,
+                 budget: float = EVAL_BUDGET) -> Any:
+        """Evaluate over ``data``; raises :class:`EvaluationError` on run-time errors.
+
+        ``budget``: seconds the evaluation may take; past it, it stops with an
+        :class:`EvaluationError` (the check-time cost model keeps every single step small,
+        so the budget is checked between steps and a guard can never hang a worker).
+        """
+        return self._run(_Env(data if data is not None else {}, actor, case, today,
+                              time.perf_counter() + budget))
 
     def holds(self, data: Mapping[str, Any], *, actor: Mapping | None = None,
-              case: Mapping | None = None, today: _dt.date | None = None) -> bool:
+              case: Mapping | None = None, today: _dt.date | None = None,
+              budget: float = EVAL_BUDGET) -> bool:
         """Truthiness of :meth:`evaluate`; ``null`` counts as false."""
-        return bool(self.evaluate(data, actor=actor, case=case, today=today))
+        return bool(self.evaluate(data, actor=actor, case=case, today=today, budget=budget))
 
 
 # ---------------------------------------------------------------- run-time helpers
@@ -112,6 +126,28 @@ def _coerce(v: Any) -> Any:
     return v
 
 
+def _size(v: Any, limit: int = MAX_ITEMS) -> int:
+    """How much a value weighs: characters of text, and a list's items counted whole (a list
+    of lists weighs all their items, however many times one list is repeated in it). Stops
+    counting once past ``limit``, so weighing costs no more than the limit."""
+    if isinstance(v, str):
+        return max(len(v), 1)
+    if not isinstance(v, list):
+        return 1
+    total = 0
+    for item in v:
+        total += _size(item, limit - total) if isinstance(item, (list, str)) else 1
+        if total > limit:
+            break
+    return max(total, 1)
+
+
+def _tick(env: _Env, off: int) -> None:
+    """Stop an evaluation that has run past its time budget."""
+    if time.perf_counter() > env.deadline:
+        raise EvaluationError(_TOO_SLOW, off)
+
+
 def _big(v: Any) -> Any:
     """Refuse arithmetic results that are absurdly large (they are mistakes or attacks)."""
     if abs(v) > MAX_MAGNITUDE:
@@ -129,13 +165,13 @@ def _need_numbers(sym: str, a: Any, b: Any) -> bool:
 def _arith(sym: str, a: Any, b: Any) -> Any:
     """``a sym b`` for + - * / % (neither operand is null)."""
     if sym == "+" and type(a) is type(b) and isinstance(a, (str, list)):
-        if len(a) + len(b) > MAX_ITEMS:
-            raise EvaluationError("result is longer than 10,000 items/characters")
+        if _size(a) + _size(b) > MAX_ITEMS:
+            raise EvaluationError(_TOO_BIG)
         return a + b
     for seq, n in ((a, b), (b, a)):
         if sym == "*" and isinstance(seq, (str, list)) and _is_num(n) and isinstance(n, int):
-            if len(seq) * max(n, 0) > MAX_ITEMS:  # checked before building anything
-                raise EvaluationError("result is longer than 10,000 items/characters")
+            if n > 0 and _size(seq) * n > MAX_ITEMS:  # checked before building anything
+                raise EvaluationError(_TOO_BIG)
             return seq * n
     ints = _need_numbers(sym, a, b)
     if sym in "/%" and b == 0:
@@ -385,6 +421,7 @@ class _Compiler:
 
         def run(env: _Env) -> Any:
             a, b = left(env), right(env)
+            _tick(env, off)
             return None if a is None or b is None else _guarded(off, _arith, sym, a, b)
         return run
 
@@ -403,11 +440,13 @@ class _Compiler:
 
     def n_BoolOp(self, node: ast.BoolOp, d: int) -> Node:
         parts, is_and = [self.build(v, d) for v in node.values], isinstance(node.op, ast.And)
+        off = self.offset(node)
 
         def run(env: _Env) -> Any:
             value = None
             for part in parts:  # Python semantics: short-circuit, return the deciding operand
                 value = part(env)
+                _tick(env, off)
                 if bool(value) != is_and:
                     return value
             return value
@@ -429,6 +468,7 @@ class _Compiler:
             a = first(env)
             for fn, right, off, strict in steps:  # chained: a < b < c means a < b and b < c
                 b = right(env)
+                _tick(env, off)
                 if strict and (a is None or b is None):
                     return False
                 if not _guarded(off, fn, a, b):
@@ -442,8 +482,12 @@ class _Compiler:
         return lambda env: yes(env) if test(env) else no(env)
 
     def n_List(self, node: ast.List | ast.Tuple, d: int) -> Node:
-        items = [self.build(e, d) for e in node.elts]
-        return lambda env: [item(env) for item in items]
+        items, off = [self.build(e, d) for e in node.elts], self.offset(node)
+
+        def run(env: _Env) -> list:
+            _tick(env, off)
+            return [item(env) for item in items]
+        return run
 
     n_Tuple = n_List
 
@@ -464,7 +508,111 @@ class _Compiler:
             self.fail(f"{f.id}() takes {low if low == high else f'{low} to {high}'} argument(s), "
                       f"got {len(node.args)}", node)
         args, off = [self.build(a, d) for a in node.args], self.offset(node)
-        return lambda env: _guarded(off, impl, env, [a(env) for a in args])
+
+        def run(env: _Env) -> Any:
+            values = [a(env) for a in args]
+            _tick(env, off)
+            return _guarded(off, impl, env, values)
+        return run
+
+
+# ---------------------------------------------------------------- cost model (check time)
+
+class _Cost:
+    """What an expression can build, judged before it ever runs.
+
+    Every node gets a *shape*: whether it is surely a sequence (text or list) and the least
+    size it has (literals and what is built from them; a case field counts as one item,
+    since its real size is only known at run time, where :func:`_size` weighs it). A
+    definition is refused when a construction grows beyond :data:`MAX_ITEMS` whatever the
+    data (``[[1]*10000]*10000``, ``'a' * 100000000``), or when a nested construction (a list
+    of lists, or something already repeated) is repeated by a count that comes from the
+    case's data (``[[1]*n]*n`` grows as n squared). Flat repetition by the data (``'-' * n``)
+    is weighed when it runs and refused past the budget. Together with the
+    limits on length, nesting and literals, every single step of an evaluation stays small,
+    and the evaluation budget (:data:`EVAL_BUDGET`) bounds how many steps there are.
+    """
+
+    def __init__(self, compiler: "_Compiler") -> None:
+        self.compiler = compiler
+
+    def fail(self, node: ast.AST, size: int | None = None) -> None:
+        if size is None:
+            self.compiler.fail("嵌套构造的值只能按常数重复（最多 10,000 项）/ a nested list may be repeated "
+                               "only by a constant count, not by a value of the case (limit 10,000 items)", node)
+        self.compiler.fail(f"构造的值过大：{size:,} 项（上限 10,000）/ "
+                           f"this builds {size:,} items or characters (limit 10,000)", node)
+
+    def count(self, node: ast.AST) -> int | None:
+        """The largest whole number a constant expression can be (None: it depends on the data)."""
+        if isinstance(node, ast.Constant):
+            v = node.value
+            return v if isinstance(v, int) and not isinstance(v, bool) else None
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = self.count(node.operand)
+            return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
+        if isinstance(node, ast.IfExp):
+            a, b = self.count(node.body), self.count(node.orelse)
+            return None if a is None or b is None else max(a, b)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Mod)):
+            a, b = self.count(node.left), self.count(node.right)
+            if a is None or b is None or (isinstance(node.op, ast.Mod) and b == 0):
+                return None
+            ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod}
+            return ops[type(node.op)](a, b)   # operands are at most 10**15: no blow-up here
+        return None
+
+    def shape(self, node: ast.AST) -> tuple[bool, int, bool]:
+        """(surely a sequence, least size, nested: a list holding sequences or built by
+        repetition) of ``node``; refuses growth beyond the budget."""
+        if isinstance(node, ast.Expression):
+            return self.shape(node.body)
+        if isinstance(node, ast.Constant):
+            return (True, max(len(node.value), 1), False) if isinstance(node.value, str) else (False, 1, False)
+        if isinstance(node, (ast.List, ast.Tuple)):
+            shapes = [self.shape(e) for e in node.elts]
+            total = sum(size for _, size, _ in shapes)
+            if total > MAX_ITEMS:
+                self.fail(node, total)
+            return True, max(total, 1), any(seq for seq, _, _ in shapes)
+        if isinstance(node, ast.BinOp):
+            (lseq, lsize, lnest), (rseq, rsize, rnest) = self.shape(node.left), self.shape(node.right)
+            if isinstance(node.op, ast.Add) and (lseq or rseq):
+                if lsize + rsize > MAX_ITEMS:
+                    self.fail(node, lsize + rsize)
+                return True, lsize + rsize, lnest or rnest
+            if isinstance(node.op, ast.Mult) and (lseq or rseq):
+                size, nested, times = (lsize, lnest, node.right) if lseq else (rsize, rnest, node.left)
+                n = self.count(times)
+                if n is None:   # repeated by the case's data: bounded at run time, unless nested
+                    if nested:
+                        self.fail(node)
+                    return True, 1, True
+                if size * max(n, 0) > MAX_ITEMS:
+                    self.fail(node, size * n)
+                return True, max(size * max(n, 0), 1), nested
+            return False, 1, False
+        if isinstance(node, ast.BoolOp):
+            shapes = [self.shape(v) for v in node.values]
+            return (all(seq for seq, _, _ in shapes), min(size for _, size, _ in shapes),
+                    any(nested for _, _, nested in shapes))
+        if isinstance(node, ast.IfExp):
+            self.shape(node.test)
+            (a_seq, a_size, a_nest), (b_seq, b_size, b_nest) = self.shape(node.body), self.shape(node.orelse)
+            return a_seq and b_seq, min(a_size, b_size), a_nest or b_nest
+        for child in ast.iter_child_nodes(node):   # comparisons, calls, unary operators
+            self.shape(child)
+        return False, 1, False
+        if isinstance(node, ast.BoolOp):
+            shapes = [self.shape(v) for v in node.values]
+            return all(seq for seq, _ in shapes), min(size for _, size in shapes)
+        if isinstance(node, ast.IfExp):
+            self.shape(node.test)
+            (a_seq, a_size), (b_seq, b_size) = self.shape(node.body), self.shape(node.orelse)
+            return a_seq and b_seq, min(a_size, b_size)
+        for child in ast.iter_child_nodes(node):   # comparisons, calls, unary operators
+            self.shape(child)
+        return False, 1
 
 
 def _check_nesting(source: str) -> None:
@@ -488,11 +636,14 @@ def _check_nesting(source: str) -> None:
         i += 1
 
 
-def compile_expression(source: str, fields: Iterable[str]) -> Expression:
+def compile_expression(source: str, fields: Iterable[str], *, cost_check: bool = True) -> Expression:
     """Parse and check ``source`` once; the result can be evaluated many times.
 
     Raises :class:`ExpressionError` for syntax errors, unknown names (with a
-    "did you mean" hint), anything outside the language, and broken limits.
+    "did you mean" hint), anything outside the language, and broken limits, including
+    the cost model (:class:`_Cost`: what could build a value beyond the budget).
+    ``cost_check=False`` skips the cost model only (definitions stored before it existed
+    still run; the evaluation budget then holds them).
     """
     if not isinstance(source, str):
         raise ExpressionError("an expression must be text")
@@ -525,6 +676,8 @@ def compile_expression(source: str, fields: Iterable[str]) -> Expression:
                                   compiler.offset(node) + max(segment.rfind(name), 0))
     try:
         run = compiler.build(tree)
+        if cost_check:
+            _Cost(compiler).shape(tree)
     except RecursionError:
         raise ExpressionError("expression is nested too deeply") from None
     return Expression(source, frozenset(compiler.names), run)

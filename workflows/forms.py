@@ -12,9 +12,19 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 
+from .errors import Invalid
 from .spec import FieldSpec, FormField, ProcessSpec
 
 _CENT = Decimal("0.01")
+#: The length limit of text fields whose definition gives no ``max_length``
+#: (docs/definitions-extensions.md): no field takes megabytes of text.
+DEFAULT_MAX_LENGTH = {"text": 1_000, "textarea": 10_000, "org_unit": 200, "user": 200}
+#: The length limit of a comment on an action.
+MAX_COMMENT = 4_000
+#: Characters that show nothing: text made only of these (and spaces) is empty.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064"
+                                    "\ufeff\u180e\u00ad\u034f\u061c\u115f\u1160\u3164\uffa0"))
+_NUMBER_LIMIT = Decimal(10) ** 15
 
 
 class FieldError(ValueError):
@@ -24,9 +34,30 @@ class FieldError(ValueError):
         super().__init__(f"{zh} / {en}")
 
 
+def blank_text(text: str) -> bool:
+    """True for text that shows nothing: empty, spaces, or zero-width characters only."""
+    return not text.translate(_INVISIBLE).strip()
+
+
+def checked_comment(comment: Any) -> str | None:
+    """A comment as stored: stripped, None when it shows nothing; refused past :data:`MAX_COMMENT`."""
+    text = comment.strip() if isinstance(comment, str) else ""
+    if blank_text(text):
+        return None
+    if len(text) > MAX_COMMENT:
+        raise Invalid("意见过长", f"the comment is longer than {MAX_COMMENT:,} characters",
+                      {"comment": f"最多 {MAX_COMMENT} 个字符 / at most {MAX_COMMENT} characters"})
+    return text
+
+
+def max_length(field: FieldSpec) -> int | None:
+    """The field's length limit: its own ``max_length``, else the default for its type."""
+    return field.max_length if field.max_length is not None else DEFAULT_MAX_LENGTH.get(field.type)
+
+
 def _is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0) or (
-        isinstance(value, str) and not value.strip())
+        isinstance(value, str) and blank_text(value))
 
 
 def _bounds(field: FieldSpec, value: int | Decimal) -> None:
@@ -60,8 +91,9 @@ def coerce_value(field: FieldSpec, value: Any) -> Any:
         text = str(value).strip()
         if not storable_text(text):
             raise FieldError("包含无法保存的字符", "contains characters that cannot be stored (NUL, lone surrogates)")
-        if field.max_length is not None and len(text) > field.max_length:
-            raise FieldError(f"最多 {field.max_length} 个字符", f"at most {field.max_length} characters")
+        limit = max_length(field)
+        if limit is not None and len(text) > limit:
+            raise FieldError(f"最多 {limit} 个字符", f"at most {limit} characters")
         if field.pattern and not re.fullmatch(field.pattern, text):
             raise FieldError("格式不正确", f"does not match the required format {field.pattern}")
         return text
@@ -83,8 +115,9 @@ def coerce_value(field: FieldSpec, value: Any) -> Any:
             number = Decimal(str(value).strip().replace(",", ""))
         except InvalidOperation:
             raise FieldError("应为数字", "must be a number") from None
-        if not number.is_finite() or abs(number) > Decimal(10) ** 15:
-            raise FieldError("数值无效", "number out of range")
+        if not number.is_finite() or number.copy_abs() > _NUMBER_LIMIT:  # copy_abs: no context, no Overflow
+            raise FieldError("不是有效的数字（不接受 NaN、无穷大或绝对值超过 10^15 的数）",
+                             "not a usable number (NaN, infinity and numbers beyond 10^15 are refused)")
         if kind == "money":
             if number != number.quantize(_CENT, rounding=ROUND_HALF_UP):
                 raise FieldError("金额最多两位小数", "money has at most two decimals (fen)")

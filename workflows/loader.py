@@ -1103,8 +1103,8 @@ class _ProcessChecker:
     Every check skips values of the wrong type: the schema pass reported those.
     """
 
-    def __init__(self, data: dict, roles: RolesSpec | None, report: _Report) -> None:
-        self.data, self.roles, self.report = data, roles, report
+    def __init__(self, data: dict, roles: RolesSpec | None, report: _Report, cost_check: bool = True) -> None:
+        self.data, self.roles, self.report, self.cost_check = data, roles, report, cost_check
         self.fields = _mapping(data.get("fields"))
         self.states = _items(data.get("states"))
         self.transitions = _items(data.get("transitions"))
@@ -1351,7 +1351,7 @@ class _ProcessChecker:
             return
         path = ("transitions", i, "when")
         try:
-            self.compiled[i] = compile_expression(source, tuple(self.fields))
+            self.compiled[i] = compile_expression(source, tuple(self.fields), cost_check=self.cost_check)
         except ExpressionError as exc:
             message = getattr(exc, "message", None) or str(exc)
             offset = exc.offset if isinstance(getattr(exc, "offset", None), int) else 0
@@ -1601,7 +1601,8 @@ def _as_text(items: list, path: PathKey, tree: _Tree) -> list:
             for i, item in enumerate(items)]
 
 
-def _load_process(text: str, filename: str, roles: RolesSpec | None, report: _Report) -> ProcessSpec | None:
+def _load_process(text: str, filename: str, roles: RolesSpec | None, cost_check: bool,
+                  report: _Report) -> ProcessSpec | None:
     tree = _read_yaml(text, report)
     if tree is None:
         return None
@@ -1609,7 +1610,7 @@ def _load_process(text: str, filename: str, roles: RolesSpec | None, report: _Re
     _guards_as_text(tree)
     schema = _schema(_ProcessSchema)
     _report_schema_errors(schema.validate(tree.data), schema, (), report)
-    compiled = _ProcessChecker(tree.data, roles, report).run()
+    compiled = _ProcessChecker(tree.data, roles, report, cost_check=cost_check).run()
     if report.has_errors:
         return None
     return _build_process(tree.data, roles, compiled, text, filename)
@@ -1624,14 +1625,16 @@ def _guarded(report: _Report, load: Any, *args: Any) -> Any:
         return None
 
 
-def load_process_text(text: str, filename: str, roles: RolesSpec | None) -> tuple[ProcessSpec | None, list[Diagnostic]]:
+def load_process_text(text: str, filename: str, roles: RolesSpec | None, *,
+                      cost_check: bool = True) -> tuple[ProcessSpec | None, list[Diagnostic]]:
     """Check one process definition; the spec is None when any error was found.
 
     ``filename`` names the file in diagnostics. With ``roles`` None, role and level names
-    are not checked.
+    are not checked. ``cost_check=False`` skips the guards' cost model only: for versions
+    already recorded (they run; the evaluation budget holds what their guards build).
     """
     report = _Report(str(filename))
-    spec = _guarded(report, _load_process, text, str(filename), roles)
+    spec = _guarded(report, _load_process, text, str(filename), roles, cost_check)
     return (None if report.has_errors else spec), report.sorted()
 
 

@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session, aliased
 
 from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer, User, Vote
 
-from .access import (Actor, can_see_case, escalated_to, may_take, offered_tasks_clause,
+from .access import (Actor, can_see_case, escalated_to, may_take, offered_now, offered_tasks_clause,
                      team_tasks_clause,
                      visible_cases_clause)
 from .engine import Engine
-from .errors import BadRequest, NotFound
+from .errors import BadRequest, not_found
 from .forms import storable_text
 from .machine import FireContext
 from .org import in_subtree, unit_at_depth
@@ -77,19 +77,26 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
         return True
     if _worked(s, actor, case):
         return True
-    if spec.confidential:
-        return False
-    return any(may_take(actor, t) for t in s.scalars(
-        select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN))))
+    open_tasks = s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN)))
+    # confidential: only if one of its tasks is offered to her now (not one a colleague took)
+    offered = offered_now if spec.confidential else may_take
+    return any(offered(actor, t) for t in open_tasks)
 
 
 def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task]) -> bool:
-    """Working the case (she filed it, holds or finished one of its tasks, or may take an open
-    one): she may see sensitive fields unmasked. Overseeing it (a county chair, an
-    administrator) is not working it: "masked for anyone not working the case"."""
+    """Working the case *now*: she may see sensitive fields unmasked.
+
+    She filed it, holds or completed one of its tasks, or acted on it; and, outside
+    confidential processes, one of its open tasks is offered to her now (waiting in her
+    roles' pool, not taken by a colleague). In a confidential process an offered task is
+    not enough: she reads the case masked until she takes it (protection.md). Overseeing
+    a case (a county chair, an administrator) is not working it, until she acts on it.
+    """
     if actor.is_system:
         return True
-    return _worked(s, actor, case) or any(may_take(actor, t) for t in open_tasks)
+    if _worked(s, actor, case):
+        return True
+    return not case.confidential and any(offered_now(actor, t) for t in open_tasks)
 
 
 def barred_by_separation(s: Session, actor: Actor, case_id: int, task_spec: TaskSpec) -> bool:
@@ -122,7 +129,7 @@ class CaseQueries:
                             .outerjoin(User, User.id == Case.created_by_id)
                             .where(Case.id == case_id)).first() if is_row_id(case_id) else None
             if row is None or not can_see(s, self.engine, actor, row[0]):
-                raise NotFound("没有这个案件", f"no case {case_id}")
+                raise not_found()
             return self._view(s, actor, *row)
 
     def _view(self, s: Session, actor: Actor, case: Case, unit: OrgUnit, creator: str | None) -> dict[str, Any]:
@@ -224,7 +231,7 @@ class CaseQueries:
         with self.engine.session_factory() as s:
             case = s.get(Case, case_id) if is_row_id(case_id) else None
             if case is None or not can_see(s, self.engine, actor, case):
-                raise NotFound("没有这个案件", f"no case {case_id}")
+                raise not_found()
             spec = self.engine.spec_of(s, case.process_version_id)
             working = works_on(s, actor, case, list(s.scalars(
                 select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN)))))
@@ -380,7 +387,8 @@ class CaseQueries:
         if view == "overdue":
             return and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
         if view == "escalated":  # escalated to her: held by a colleague who let it lapse, too
-            return and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered_tasks_clause(actor)))
+            return and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered_tasks_clause(actor)),
+                        visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
         return and_(Task.status.in_(OPEN), team_tasks_clause(actor, self.engine.registry.roles),
                     visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
 
@@ -390,8 +398,10 @@ class CaseQueries:
         now = self.engine.clock()
         clauses = [self._view_clause(actor, view, now) for view in views]
         with self.engine.session_factory() as s:
-            row = s.execute(select(*(func.count().filter(c) for c in clauses))
-                            .where(Task.status.in_(OPEN), or_(*clauses))).one()
+            stmt = select(*(func.count().filter(c) for c in clauses)).select_from(Task)
+            if {"escalated", "team"} & set(views):   # these views ask whether she may see the case
+                stmt = stmt.join(Case, Case.id == Task.case_id)
+            row = s.execute(stmt.where(Task.status.in_(OPEN), or_(*clauses))).one()
         return {view: int(n or 0) for view, n in zip(views, row)}
 
     def report(self, actor: Actor, process: str, *, by: str = "town", within: str | None = None,

@@ -16,21 +16,21 @@ from dataclasses import dataclass
 from datetime import datetime, time, timezone, tzinfo
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hexie.models import Attachment, Case, ExternalTask, LedgerEntry, OrgUnit, Task, Timer, User, Vote
+from hexie.models import Attachment, Case, ExternalTask, LedgerEntry, OrgUnit, RequestKey, Task, Timer, User, Vote
 
 from . import audit, notifications
-from .access import SYSTEM, Actor, escalated_to, is_admin, is_manager, may_take
+from .access import SYSTEM, Actor, escalated_to, is_admin, is_manager, may_take, offered_now
 from .engine import Engine
-from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound
-from .forms import defaults, validate_form
+from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_found
+from .forms import checked_comment, defaults, validate_form
 from .ledger import ledger_posting
-from .queries import barred_by_separation, works_on
+from .queries import barred_by_separation
 from .machine import FireContext
 from .spec import LEDGER_KEY, SYSTEM_ROLE, FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
@@ -58,6 +58,21 @@ _INSERT_TIMER = insert(Timer.__table__)
 _INSERT_VOTE = insert(Vote.__table__)
 _INSERT_LEDGER = insert(LedgerEntry.__table__)
 _INSERT_EXTERNAL = insert(ExternalTask.__table__)
+_INSERT_ATTACHMENT = insert(Attachment.__table__).returning(Attachment.__table__.c.id)
+_INSERT_REQUEST_KEY = insert(RequestKey.__table__)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file already stored outside the web root, to be recorded on a ``file`` field by the
+    call it is handed to (start, action, done): in that call's transaction, so that a refused
+    call keeps no attachment (the caller then removes the stored file)."""
+
+    field: str
+    filename: str
+    content_type: str
+    size: int
+    storage_key: str
 
 
 class WorkflowService:
@@ -70,7 +85,7 @@ class WorkflowService:
     def start_case(self, actor: Actor, process: str, org_unit: str, data: Mapping[str, Any] | None = None,
                    comment: str | None = None, *, business_key: str | None = None,
                    host_values: Mapping[str, Any] | None = None, host: bool = False,
-                   session: Session | None = None) -> int:
+                   session: Session | None = None, uploads: Iterable[Upload] = ()) -> int:
         """Open a case of ``process`` at unit ``org_unit`` with its first form filled; returns its id.
 
         ``business_key``: the outside record the case is about, unique per process (a second
@@ -79,11 +94,15 @@ class WorkflowService:
         never editable by Hexie's forms afterwards. ``host``: the host application starts the
         case for ``actor`` (through the mixin): a process with ``starters: [system]`` accepts
         it. ``session``: a host's session to run in (:meth:`Engine.transaction`).
+        ``uploads``: files for the first form's file fields, recorded in the same transaction.
+        Attachment ids in ``data`` must be those uploads' own (nothing else is this case's).
         """
         spec, version_id, _ = self.engine.current(process)
         data = dict(data or {})
         host_values = dict(host_values or {})
         business_key = _business_key(business_key)
+        uploads = list(uploads)
+        comment = checked_comment(comment)
         with self.engine.transaction(session) as s:
             unit = s.scalars(select(OrgUnit).where(OrgUnit.code == org_unit)).first()
             check_start(self.engine.registry.roles.levels, spec, actor, unit, org_unit, host=host)
@@ -91,7 +110,8 @@ class WorkflowService:
                     Case.process_key == spec.key, Case.business_key == business_key).limit(1)) is not None:
                 raise _duplicate_key(spec.key, business_key)
             owned = host_start_values(spec, host_values)   # they fill the first form's fields too
-            values = start_values(spec, {k: v for k, v in data.items() if k not in host_values}, owned)
+            own_data = {k: v for k, v in data.items() if k not in host_values}
+            values = {} if uploads else start_values(spec, own_data, owned)  # with uploads: once their ids are known
             initial = spec.initial_state
             now = self.engine.clock()
             case = Record(process_version_id=version_id, process_key=spec.key, state=initial.name,
@@ -106,8 +126,16 @@ class WorkflowService:
                     raise
                 raise _duplicate_key(spec.key, business_key) from None
             case.lock_version = 1
+            if uploads:
+                ids = self._record_uploads(s, actor, case, spec, uploads, {e.name for e in initial.form}, now)
+                values = start_values(spec, _with_uploads(spec, own_data, {}, ids), owned)
+                case.data, case.subject = values, _subject(spec, values)
+            errors = _foreign_attachments(s, spec, case, values)
+            if errors:
+                raise Invalid("表单有误", "the form has errors", errors)
             audit.append_event(s, case, kind="started", actor=self._user(s, actor), to_state=initial.name,
                                comment=comment or None, changes=start_changes(values), at=now)
+            self._audit_uploads(s, actor, case, uploads, now)
             emit(self.engine, s, case, "case_started", process=spec.key, state=initial.name, org_unit=unit.code)
             self._enter(s, spec, case, initial, actor, now, starter=actor)
             save_case(s, case)
@@ -149,19 +177,32 @@ class WorkflowService:
     # ------------------------------------------------------------------- fire
     def fire(self, actor: Actor, case_id: int, trigger: str, data: Mapping[str, Any] | None = None,
              comment: str | None = None, lock_version: int | None = None, *,
-             session: Session | None = None) -> dict[str, Any]:
+             session: Session | None = None, uploads: Iterable[Upload] = (),
+             request_key: str | None = None) -> dict[str, Any]:
         """Fire ``trigger`` on a case. Returns ``{"outcome": "moved"|"voted", ...}``.
 
         ``session``: a host's session to run in (:meth:`Engine.transaction`).
+        ``uploads``: files for the action form's file fields, recorded in the action's own
+        transaction (a refused action keeps none of them); their ids join the field's value.
+        ``request_key``: the caller's key for this request (the API's ``Idempotency-Key``, a
+        page's form key); sent again once the action is committed, it gets the same answer
+        (with ``repeated: true``) and nothing is done twice, so that a retry after a database
+        blip never reads "already voted".
         """
         with self.engine.transaction(session) as s:
-            return self._fire(s, actor, case_id, trigger, dict(data or {}), comment, lock_version)
+            return self._fire(s, actor, case_id, trigger, dict(data or {}), comment, lock_version, list(uploads),
+                              request_key)
 
     def _fire(self, s: Session, actor: Actor, case_id: int, trigger: str, data: dict[str, Any],
-              comment: str | None, lock_version: int | None) -> dict[str, Any]:
+              comment: str | None, lock_version: int | None, uploads: list[Upload] = (),
+              request_key: str | None = None) -> dict[str, Any]:
         case = self._case_for_update(s, actor, case_id)
         spec = self.engine.spec_of(s, case.process_version_id)
         compiled = self.engine.compiled(s, case.process_version_id)
+        if request_key is not None:
+            answered = self._answered(s, actor, request_key, case.id)
+            if answered is not None:
+                return answered
         if lock_version is not None and lock_version != case.lock_version:
             raise Conflict("案件已被他人修改，请刷新", "the case changed since you loaded it (stale lock_version)",
                            {"lock_version": case.lock_version})
@@ -181,6 +222,11 @@ class WorkflowService:
 
         form = spec.action_form(state.name, trigger)
         refuse_host_fields(case, data)
+        if uploads:
+            now = self.engine.clock()
+            ids = self._record_uploads(s, actor, case, spec, uploads, {f.name for f in form}, now)
+            data = _with_uploads(spec, data, case.data, ids)
+            self._audit_uploads(s, actor, case, uploads, now)
         changes, errors = validate_form(spec, form, data, case.data)
         errors.update(_foreign_attachments(s, spec, case, changes))
         if errors:
@@ -194,7 +240,7 @@ class WorkflowService:
             en = "; or ".join(r.en for r in selection.reasons) or "no way forward applies"
             raise Invalid(f"不能执行此操作：{zh}", f"not allowed now: {en}",
                           {"when": f"{zh} / {en}", "expression": "; ".join(selection.expressions)})
-        comment = (comment or "").strip() or None
+        comment = checked_comment(comment)
         if chosen.comment == "required" and not comment:
             raise Invalid("此操作必须填写意见", "a comment is required for this action",
                           {"comment": "必填 / required"})
@@ -226,7 +272,8 @@ class WorkflowService:
                 audit.append_event(s, case, kind="vote", actor=user, trigger=trigger, from_state=state.name,
                                    to_state=state.name, comment=comment, changes=change_log or None, at=now)
                 save_case(s, case)
-                return {"outcome": "voted", "votes": votes, "quorum": chosen.quorum, "case_id": case.id}
+                return self._remember(s, actor, request_key, case.id, {
+                    "outcome": "voted", "votes": votes, "quorum": chosen.quorum, "case_id": case.id})
         new_state = compiled.fire(state.name, trigger, ctx)
         self._leave(s, case, state, actor, chosen.interrupt, now, open_tasks=open_tasks,
                     sweep=bool(state.timers) or _has_quorum(spec, state))
@@ -250,7 +297,30 @@ class WorkflowService:
             select(Task.id).where(Task.case_id == case.id, Task.state == new_state).limit(1)) is not None
         self._enter(s, spec, case, entered, actor, now, returned=returned)
         save_case(s, case)
-        return {"outcome": "moved", "case_id": case.id, "state": new_state}
+        return self._remember(s, actor, request_key, case.id, {"outcome": "moved", "case_id": case.id, "state": new_state})
+
+    def _answered(self, s: Session, actor: Actor, request_key: str, case_id: int) -> dict[str, Any] | None:
+        """What the call with this request key answered, if it was committed: a retry (after a
+        database blip, a lost answer, a second click) gets the same answer, nothing twice."""
+        if actor.user_id is None:
+            return None
+        row = s.execute(select(RequestKey.case_id, RequestKey.outcome).where(
+            RequestKey.user_id == actor.user_id, RequestKey.key == request_key)).first()
+        if row is None:
+            return None
+        if row.case_id != case_id:
+            raise Conflict("该请求编号已用于另一案件", "this Idempotency-Key was used for another case",
+                           {"idempotency_key": "used / 已使用"})
+        return {**row.outcome, "repeated": True}
+
+    def _remember(self, s: Session, actor: Actor, request_key: str | None, case_id: int,
+                  outcome: dict[str, Any]) -> dict[str, Any]:
+        """Keep the call's answer under its request key, in its own transaction."""
+        if request_key is not None and actor.user_id is not None:
+            s.connection().execute(_INSERT_REQUEST_KEY, {"user_id": actor.user_id, "key": request_key,
+                                                         "case_id": case_id, "outcome": outcome,
+                                                         "created_at": self.engine.clock()})
+        return outcome
 
     def _check_task_holder(self, s: Session, actor: Actor, state: StateSpec, candidates: list[TransitionSpec],
                            open_tasks: list[Record], case: Record) -> None:
@@ -424,8 +494,9 @@ class WorkflowService:
         if kind != "claimed":
             notifications.notify(s, self.engine, "task_allocated", [user_id], case, task=task, actor=actor)
 
-    def done(self, actor: Actor, task_id: int, data: Mapping[str, Any] | None = None) -> int:
-        """Mark one parallel task done (its form, if any, is saved)."""
+    def done(self, actor: Actor, task_id: int, data: Mapping[str, Any] | None = None,
+             uploads: Iterable[Upload] = ()) -> int:
+        """Mark one parallel task done (its form, if any, is saved; ``uploads`` as for :meth:`fire`)."""
         with self.engine.transaction() as s:
             task, case, spec = self._task_for_update(s, actor, task_id)
             state = spec.state(task.state)
@@ -440,7 +511,14 @@ class WorkflowService:
             task_spec = state.task(task.name)
             self._check_separation(s, actor, case, task_spec)
             refuse_host_fields(case, data or {})
-            changes, errors = validate_form(spec, task_spec.form, dict(data or {}), case.data)
+            data = dict(data or {})
+            uploads = list(uploads)
+            if uploads:
+                now = self.engine.clock()
+                ids = self._record_uploads(s, actor, case, spec, uploads, {e.name for e in task_spec.form}, now)
+                data = _with_uploads(spec, data, case.data, ids)
+                self._audit_uploads(s, actor, case, uploads, now)
+            changes, errors = validate_form(spec, task_spec.form, data, case.data)
             errors.update(_foreign_attachments(s, spec, case, changes))
             if errors:
                 raise Invalid("表单有误", "the form has errors", errors)
@@ -458,25 +536,62 @@ class WorkflowService:
 
     def add_attachment(self, actor: Actor, case_id: int, field: str, filename: str, content_type: str,
                        size: int, storage_key: str) -> int:
-        """Record a file already stored outside the web root for a case's ``file`` field."""
+        """Record a file already stored outside the web root for a case's ``file`` field, ahead of
+        the action whose form will name it (the API's upload; the pages upload with the action).
+
+        Only to a file field of a form she may submit now: an action she may fire, or the
+        parallel task she may mark done.
+        """
         with self.engine.transaction() as s:
             case = self._case_for_update(s, actor, case_id)
             spec = self.engine.spec_of(s, case.process_version_id)
-            if field not in spec.fields or spec.fields[field].type != "file":
-                raise Invalid("不是附件字段", f"{field!r} is not a file field", {field: "not a file field"})
-            open_tasks = open_tasks_of(s, case.id)
-            if case.closed_at is not None or not works_on(s, actor, case, open_tasks):
-                raise Forbidden("您不能为此案件上传附件", "only people working the case may attach files")
+            allowed = self._upload_fields(s, actor, case, spec, open_tasks_of(s, case.id))
             now = self.engine.clock()
-            row = Attachment(case_id=case.id, field=field, filename=filename[:255], content_type=content_type[:100],
-                             size=size, storage_key=storage_key, uploaded_by_id=actor.user_id, created_at=now)
-            s.add(row)
-            s.flush()
+            upload = Upload(field, filename, content_type, size, storage_key)
+            (attachment_id,) = self._record_uploads(s, actor, case, spec, [upload], allowed, now)[field]
+            self._audit_uploads(s, actor, case, [upload], now)
             case.updated_at = now
-            audit.append_event(s, case, kind="attached", actor=self._user(s, actor), from_state=case.state,
-                               to_state=case.state, at=now, changes={field: [None, filename[:255]]})
             save_case(s, case)
-            return row.id
+            return attachment_id
+
+    def _upload_fields(self, s: Session, actor: Actor, case: Record, spec: ProcessSpec,
+                       open_tasks: list[Record]) -> set[str]:
+        """The file fields of the forms ``actor`` may submit now on the case."""
+        if case.closed_at is not None:
+            return set()
+        from .queries import CaseQueries
+        allowed, _, _ = CaseQueries(self.engine).action_status(s, actor, case, spec, open_tasks)
+        names = {f.name for trigger in allowed for f in spec.action_form(case.state, trigger)}
+        state = spec.state(case.state)
+        if state.parallel:
+            for task in open_tasks:
+                task_spec = state.task(task.name)
+                if task_spec is not None and task.assignee_id in (None, actor.user_id) and may_take(actor, task) \
+                        and not barred_by_separation(s, actor, case.id, task_spec):
+                    names |= {e.name for e in task_spec.form}
+        return {n for n in names if n in spec.fields and spec.fields[n].type == "file"}
+
+    def _record_uploads(self, s: Session, actor: Actor, case: Record, spec: ProcessSpec, uploads: list[Upload],
+                        allowed: set[str], now: datetime) -> dict[str, list[int]]:
+        """Insert the attachment rows of ``uploads`` (each to a file field among ``allowed``); field -> ids."""
+        ids: dict[str, list[int]] = {}
+        for upload in uploads:
+            field = upload.field
+            if field not in spec.fields or spec.fields[field].type != "file":
+                raise Invalid("不是附件字段", f"{field!r} is not a file field", {field: "不是附件字段 / not a file field"})
+            if field not in allowed:
+                raise Forbidden("您现在不能为此字段上传附件", "you may not attach files to this field now",
+                                {field: "不是您现在可以提交的表单 / not in a form you may submit now"})
+            row = dict(case_id=case.id, field=field, filename=upload.filename[:255],
+                       content_type=upload.content_type[:100], size=upload.size, storage_key=upload.storage_key,
+                       uploaded_by_id=actor.user_id, created_at=now)
+            ids.setdefault(field, []).append(s.connection().execute(_INSERT_ATTACHMENT, row).scalar_one())
+        return ids
+
+    def _audit_uploads(self, s: Session, actor: Actor, case: Record, uploads: list[Upload], now: datetime) -> None:
+        for upload in uploads:
+            audit.append_event(s, case, kind="attached", actor=self._user(s, actor), from_state=case.state,
+                               to_state=case.state, at=now, changes={upload.field: [None, upload.filename[:255]]})
 
     # ---------------------------------------------------------------- timers
     def run_due_timers(self, limit: int = 500) -> int:
@@ -568,21 +683,23 @@ class WorkflowService:
     def _case_for_update(self, s: Session, actor: Actor, case_id: int, task: Record | None = None) -> Record:
         """Lock the case row (PostgreSQL) so concurrent actions on it run one after another.
 
-        A task offered to the actor makes its case reachable for that task's verbs, even in a
-        confidential process (claiming it is how she starts working the case).
+        A task offered to the actor now makes its case reachable for that task's verbs, even in
+        a confidential process (claiming it is how she starts working the case); one a colleague
+        has taken does not. Whoever may not see the case gets the answer a task or case that
+        does not exist gets (:func:`~hexie.workflows.errors.not_found`).
         """
         from .queries import can_see, is_row_id
         found = records(s, _CASE_FOR_UPDATE, {"case_id": case_id}) if is_row_id(case_id) else []
         case = found[0] if found else None
-        if case is None or not ((task is not None and may_take(actor, task)) or can_see(s, self.engine, actor, case)):
-            raise NotFound("没有这个案件", f"no case {case_id}")
+        if case is None or not ((task is not None and offered_now(actor, task)) or can_see(s, self.engine, actor, case)):
+            raise not_found()
         return case
 
     def _task_for_update(self, s: Session, actor: Actor, task_id: int) -> tuple[Record, Record, ProcessSpec]:
         from .queries import is_row_id
         found = records(s, _TASK, {"task_id": task_id}) if is_row_id(task_id) else []
         if not found:
-            raise NotFound("没有这个任务", f"no task {task_id}")
+            raise not_found()
         case = self._case_for_update(s, actor, found[0].case_id, found[0])
         (task,) = records(s, _TASK, {"task_id": task_id})   # as it is now that the case is locked
         if task.status not in OPEN:
@@ -811,6 +928,20 @@ def _rewind_outbox(s: Session, marks: tuple[int, dict[str, int]]) -> None:
 def _has_quorum(spec: ProcessSpec, state: StateSpec) -> bool:
     """Whether a transition out of ``state`` collects votes (so votes may be pending)."""
     return any(t.quorum > 1 for t in spec.transitions if state.name in t.sources)
+
+
+def _with_uploads(spec: ProcessSpec, data: Mapping[str, Any], current: Mapping[str, Any],
+                  ids: Mapping[str, list[int]]) -> dict[str, Any]:
+    """The submitted data with the new attachments' ids joined to their fields' values."""
+    out = dict(data)
+    for name, new in ids.items():
+        if spec.fields[name].multiple:
+            base = out.get(name, current.get(name))
+            base = list(base) if isinstance(base, list) else ([] if base in (None, "") else [base])
+            out[name] = base + new
+        else:
+            out[name] = new[-1]
+    return out
 
 
 def _foreign_attachments(s: Session, spec: ProcessSpec, case: Record, changes: Mapping[str, Any]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
+from hexie.models.db import database_unavailable
 from hexie.workflows.errors import HexieError
 
 from .routing import error_response, hexie_error_response
@@ -43,14 +44,22 @@ def _http_error(err: HTTPException) -> Response:
     return error_response(status, code, f"{_ZH_STATUS.get(status, '请求错误')} / {err.name}", {}, headers)
 
 
+#: How long a client should wait before trying again after a database blip (seconds).
+RETRY_AFTER = "5"
+
+
 @bp.errorhandler(Exception)
 def _unexpected(err: Exception) -> Response:
+    if database_unavailable(err):
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, err)
+        return error_response(503, "unavailable", "数据库暂时不可用，请稍后重试 / the database is briefly "
+                              "unavailable; please try again", {}, {"Retry-After": RETRY_AFTER})
     log.exception("API error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "服务器内部错误 / internal server error")
 
 
 _ZH_STATUS = {400: "请求格式有误", 401: "需要登录", 403: "无权操作", 404: "不存在", 405: "不支持此方法",
-              409: "冲突", 413: "请求过大", 415: "请求格式有误", 422: "无法处理"}
+              409: "冲突", 413: "请求过大", 415: "请求格式有误", 422: "无法处理", 503: "暂时不可用"}
 
 
 def _api_rules() -> Map:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import Schema, ValidationError
 
-from hexie.workflows.errors import BadRequest, HexieError, NotFound
+from hexie.workflows.errors import BadRequest, HexieError, not_found
 
 from hexie.workflows.queries import MAX_ID
 
@@ -181,14 +181,14 @@ def path_id(value: str, maximum: int = MAX_ID) -> int:
     """A numeric id from the path; anything else (or beyond the column's range) names nothing (404)."""
     # (length first: int() of thousands of digits is slow, and refused past 4300)
     if len(value) > 19 or not value.isascii() or not value.isdigit() or not 1 <= int(value) <= maximum:
-        raise NotFound("不存在", f"no such id {value[:40]!r}")
+        raise not_found()   # the same answer as for an id that names nothing
     return int(value)
 
 
 def path_text(value: str, name: str) -> str:
     _no_nul(value, name)
     if len(value) > 200:
-        raise NotFound("不存在", f"no such {name}")
+        raise not_found()
     return value
 
 

@@ -220,6 +220,8 @@ class ActionOutcomeSchema(Schema):
     state = fields.String()
     votes = fields.Integer()
     quorum = fields.Integer()
+    repeated = fields.Boolean(metadata={"description": "the answer to a retry (same Idempotency-Key) of an action "
+                                                       "already committed: nothing was done again"})
 
 
 class BlockedActionSchema(Schema):

@@ -12,6 +12,7 @@ from flask import Response, g, request
 from sqlalchemy import select
 
 from hexie.models import Attachment, Case, Task, User
+from hexie.models.db import database_unavailable
 from hexie.workflows import external, notifications, webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
 from hexie.workflows.ledger import fund_labels
@@ -142,14 +143,27 @@ def get_case(case_id: int) -> Response:
                       422: ("not allowed now: guard failed, comment missing, form invalid; "
                             "details per field", ERR)})
 def fire_action(case_id: int, trigger: str, body: dict[str, Any]) -> Response:
-    """Fire ``trigger`` on the case, with the form ``data``, a ``comment`` and the ``lock_version`` read."""
+    """Fire ``trigger`` on the case, with the form ``data``, a ``comment`` and the ``lock_version`` read.
+
+    An ``Idempotency-Key`` header (any 1 to 100 printable characters the client chooses) makes
+    a retry safe: sent again once the action is committed (after a 503, a lost answer), it
+    gets the same answer with ``outcome.repeated`` true, and nothing is done twice.
+    """
     state = hexie()
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 100 and key.isascii() and key.isprintable()):
+        raise BadRequest("Idempotency-Key 无效", "Idempotency-Key must be 1 to 100 printable ASCII characters",
+                         {"Idempotency-Key": "invalid"})
     result = state["service"].fire(g.actor, case_id, trigger, data=body["data"], comment=body["comment"],
-                                   lock_version=body["lock_version"])
-    outcome = {k: result[k] for k in ("outcome", "state", "votes", "quorum") if k in result}
+                                   lock_version=body["lock_version"], request_key=key)
+    outcome = {k: result[k] for k in ("outcome", "state", "votes", "quorum", "repeated") if k in result}
     try:
         case = state["queries"].case(g.actor, case_id)
     except NotFound:  # the action took the case out of the caller's sight: say only what she did
+        case = {"id": case_id, "state": result.get("state")}
+    except Exception as err:  # committed, but the database went away before we could read it back
+        if not database_unavailable(err):
+            raise
         case = {"id": case_id, "state": result.get("state")}
     return json_response(CaseSchema().dump({**case, "outcome": outcome}))
 
@@ -180,12 +194,13 @@ def case_history(case_id: int) -> Response:
 @operation(bp, "/cases/<case_id>/attachments", "POST", summary="Attach a file / 上传附件", tag="cases",
            path_params=CASE_ID,
            description="multipart/form-data with `field` (a file field of the case's process) and `file` "
-                       "(PDF, JPEG, PNG, ...; at most 10 MiB, its leading bytes must match its type). Only people "
-                       "working the case may attach. The answer's `id` goes into the field's value when the form "
+                       "(PDF, JPEG, PNG, ...; at most 10 MiB, its leading bytes must match its type). Only to a file "
+                       "field of a form the caller may submit now (an action she may fire, a parallel task she may "
+                       "mark done). The answer's `id` goes into the field's value when the form "
                        "is submitted: `data: {FIELD: id}` (a list of ids for `multiple`).",
            responses={201: ("the stored attachment", AttachmentSchema),
                       400: ("no field or no file in the multipart body", ERR),
-                      403: ("may see the case but does not work it", ERR),
+                      403: ("may see the case, but the field is in no form she may submit now", ERR),
                       404: ("no such case, or not visible", ERR),
                       422: ("not a file field of the process, or a refused file (type, content, size)", ERR)})
 def upload_attachment(case_id: int) -> Response:

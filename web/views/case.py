@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from werkzeug.datastructures import CombinedMultiDict
 
 from hexie.models import OrgUnit, RoleAssignment, User, Vote
-from hexie.workflows.errors import Conflict, Forbidden, Invalid, NotFound
+from hexie.workflows.errors import Conflict, Forbidden, Invalid, NotFound, not_found
 from hexie.workflows.org import ancestor_paths
 from hexie.workflows.spec import FormField, ProcessSpec
 
@@ -25,9 +25,9 @@ from ..forms import (Choices, DynamicForm, action_form, apply_engine_errors, bui
                      comment_rule, engine_data, task_form, uploads_of)
 from ..i18n import error_text, get_locale, label, t
 from . import bp
-from .common import (case_spec, display_names, format_value, is_voting, kind_label, role_label, state_label,
+from .common import (case_spec, display_names, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
                      task_label, trigger_label, unit_path)
-from .files import case_attachments, store_uploads
+from .files import case_attachments, discard, save_files
 
 
 # ----------------------------------------------------------------------- page
@@ -256,26 +256,30 @@ def _lock_version() -> int | None:
 
 def _submit(case_id: int, form: DynamicForm, bound_key: str, spec: ProcessSpec, view: Mapping[str, Any],
             call: Callable[[dict[str, Any], int], Any]):
-    """Store uploads, call the service, and turn a refusal into the page with messages.
+    """Store the uploaded files, call the service with them, and turn a refusal into the page
+    with messages.
 
-    ``call(data, attached)`` gets the engine data and how many files were just attached
-    (each attachment moves the case's lock_version on by one). File fields carry every
-    attachment of the field (just uploaded or kept from before), so that a required file
-    attached earlier still counts.
+    ``call(data, files)`` gets the engine data and the stored files, which the service
+    records in the action's own transaction: a refused action keeps none of them (and the
+    files are removed). File fields carry every attachment of the field kept from before,
+    so that a required file attached earlier still counts; the new ones join them.
     """
     actor = current_actor()
     data = engine_data(form, view["masked"])
     uploads = [(fs.name, f) for _, fs, field in form.definition_fields() if fs.type == "file"
                for f in uploads_of(field)]
+    files = save_files(uploads)
     try:
-        stored = store_uploads(actor, case_id, uploads)
         everything = case_attachments(case_id)
         for _, fs, _field in form.definition_fields():
             ids = [a.id for a in reversed(everything.get(fs.name, []))]  # oldest first
             if fs.type == "file" and ids and not (view["masked"] and fs.sensitive):
                 data[fs.name] = ids if fs.multiple else ids[-1]
-        return call(data, len(stored)), None
-    except (Invalid, Conflict, Forbidden) as err:
+        return call(data, files), None
+    except BaseException as err:
+        discard(files)
+        if not isinstance(err, (Invalid, Conflict, Forbidden)):
+            raise
         apply_engine_errors(form, err.details if isinstance(err, Invalid) else {})
         if isinstance(err, Conflict) and "lock_version" in err.details:
             message = t("case.stale")
@@ -301,11 +305,10 @@ def fire(case_id: int, trigger: str):
                         files_present=case_attachments(case_id))
     if not form.validate():
         return render_case(case_id, bound={f"a:{trigger}": form}, status=422, error=t("case.fix_errors"))
-    lock = _lock_version()
-    if lock is not None and lock != view["lock_version"]:  # stale page: say so before storing any file
-        return render_case(case_id, bound={f"a:{trigger}": form}, status=409, error=t("case.stale"))
-    result, refused = _submit(case_id, form, f"a:{trigger}", spec, view, lambda data, attached: state.service.fire(
-        actor, case_id, trigger, data, comment_of(form), None if lock is None else lock + attached))
+    lock = _lock_version()   # a stale page is the service's Conflict (or her own action, sent again)
+    result, refused = _submit(case_id, form, f"a:{trigger}", spec, view, lambda data, files: state.service.fire(
+        actor, case_id, trigger, data, comment_of(form), lock, uploads=files,
+        request_key=request_key_of(request.form.get("request_key"))))
     if refused is not None:
         return refused
     if result.get("outcome") == "voted":
@@ -362,7 +365,7 @@ def done(task_id: int):
     try:
         case_id = int(request.form.get("case_id", ""))
     except ValueError:
-        raise NotFound("没有这个任务", f"no task {task_id}") from None
+        raise not_found() from None
     view = state.queries.case(actor, case_id)
     task = next((x for x in view["tasks"] if x["id"] == task_id), None)
     if task is None:
@@ -374,7 +377,7 @@ def done(task_id: int):
     if not form.validate():
         return render_case(case_id, bound={f"t:{task_id}": form}, status=422, error=t("case.fix_errors"))
     _, refused = _submit(case_id, form, f"t:{task_id}", spec, view,
-                         lambda data, attached: state.service.done(actor, task_id, data))
+                         lambda data, files: state.service.done(actor, task_id, data, uploads=files))
     if refused is not None:
         return refused
     flash({"text": t("task.done_ok"), "case_id": case_id}, "success")

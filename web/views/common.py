@@ -281,6 +281,7 @@ def template_helpers() -> dict[str, Any]:
         "trigger_label": trigger_label, "role_label": role_label, "kind_label": kind_label,
         "fmt_dt": fmt_dt, "fmt_date": fmt_date, "due_hint": due_hint, "money": money,
         "unread_notifications": unread_notifications,
+        "request_key": new_request_key,
     }
 
 
@@ -294,6 +295,20 @@ def unread_notifications() -> int:
         actor = current_actor()
         g.hexie_unread = unread_count(hexie_state().engine, actor) if actor is not None and actor.user_id else 0
     return g.hexie_unread
+
+
+def new_request_key() -> str:
+    """A fresh key for one action form: the same form sent twice (a retry after a database
+    blip, a second click) is answered once (WorkflowService.fire ``request_key``)."""
+    import secrets
+    return secrets.token_urlsafe(18)
+
+
+def request_key_of(value: str | None) -> str | None:
+    """A request key as the client sent it, if it is one (at most 100 printable ASCII characters)."""
+    if value and len(value) <= 100 and value.isascii() and value.isprintable():
+        return value
+    return None
 
 
 def places(key: Any, where: Any, join: tuple[Any, Any] | None = None) -> dict[Any, str]:

@@ -11,11 +11,13 @@ import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
-from flask import abort, current_app, send_file
+from flask import current_app, send_file
 from sqlalchemy import select
 
 from hexie.models import Attachment
 from hexie.workflows.access import Actor
+from hexie.workflows.errors import not_found
+from hexie.workflows.service import Upload
 
 from ..extension import current_actor, hexie_state
 from ..forms import ALLOWED_UPLOADS
@@ -36,27 +38,47 @@ def upload_dir() -> Path:
     return path
 
 
-def store_uploads(actor: Actor, case_id: int, uploads: Iterable[tuple[str, Any]]) -> list[tuple[str, int]]:
-    """Save each (field, FileStorage) under a random name and record it on the case.
+def save_files(uploads: Iterable[tuple[str, Any]]) -> list[Upload]:
+    """Save each (field, FileStorage) under a random name, for the service call that records
+    them (``uploads=``) in its own transaction. If that call is refused, :func:`discard` them."""
+    folder = upload_dir()
+    out: list[Upload] = []
+    try:
+        for field, storage in uploads:
+            name = Path(storage.filename or "file").name[-200:]
+            ext = name.rsplit(".", 1)[-1].lower()
+            key = f"{secrets.token_hex(16)}.{ext}"
+            target = folder / key
+            storage.stream.seek(0)
+            storage.save(target)
+            out.append(Upload(field, name, ALLOWED_UPLOADS[ext][0], target.stat().st_size, key))
+    except Exception:
+        discard(out)
+        raise
+    return out
 
-    The record goes through :meth:`WorkflowService.add_attachment` (only people working
-    the case may attach; the history says who attached what). Returns (field, id) pairs.
+
+def discard(files: Iterable[Upload]) -> None:
+    """Remove stored files that no attachment row names (their call was refused)."""
+    folder = upload_dir()
+    for upload in files:
+        (folder / upload.storage_key).unlink(missing_ok=True)
+
+
+def store_uploads(actor: Actor, case_id: int, uploads: Iterable[tuple[str, Any]]) -> list[tuple[str, int]]:
+    """Save each (field, FileStorage) and record it on the case at once (the API's upload).
+
+    The record goes through :meth:`WorkflowService.add_attachment` (only to a file field of a
+    form she may submit now; the history says who attached what). Returns (field, id) pairs.
     """
     service = hexie_state().service
-    folder = upload_dir()
     out: list[tuple[str, int]] = []
-    for field, storage in uploads:
-        name = Path(storage.filename or "file").name[-200:]
-        ext = name.rsplit(".", 1)[-1].lower()
-        key = f"{secrets.token_hex(16)}.{ext}"
-        target = folder / key
-        storage.stream.seek(0)
-        storage.save(target)
+    for upload in save_files(uploads):
         try:
-            out.append((field, service.add_attachment(actor, case_id, field, name, ALLOWED_UPLOADS[ext][0],
-                                                      target.stat().st_size, key)))
+            out.append((upload.field, service.add_attachment(actor, case_id, upload.field, upload.filename,
+                                                             upload.content_type, upload.size, upload.storage_key)))
         except Exception:
-            target.unlink(missing_ok=True)
+            discard([upload])
             raise
     return out
 
@@ -73,24 +95,24 @@ def case_attachments(case_id: int) -> dict[str, list[Attachment]]:
 
 @bp.route("/attachments/<int:attachment_id>")
 def download(attachment_id: int):
-    """One attachment, for those who may see it (404 otherwise, like a case)."""
+    """One attachment, for those who may see it (otherwise the 404 of one that does not exist)."""
     actor = current_actor()
     state = hexie_state()
     with state.engine.session_factory() as s:
         row = s.get(Attachment, attachment_id)
         if row is None:
-            abort(404)
+            raise not_found()
         case_id, field, filename, content_type, key = (row.case_id, row.field, row.filename,
                                                        row.content_type, row.storage_key)
     view = state.queries.case(actor, case_id)  # NotFound for people who may not see the case
     spec = case_spec(view)
     fs = spec.fields.get(field)
     if view["masked"] and (fs is None or fs.sensitive):
-        abort(404)
+        raise not_found()
     folder = upload_dir().resolve()
     path = (folder / key).resolve()
     if folder not in path.parents or not path.is_file():  # demo records have no scan behind them
-        abort(404)
+        raise not_found()
     response = send_file(path, mimetype=content_type, as_attachment=content_type not in INLINE_TYPES,
                          download_name=filename, max_age=0)
     response.headers["Cache-Control"] = "private, no-store"

@@ -13,7 +13,7 @@ from ..forms import apply_engine_errors, build_form, comment_of, engine_data, st
 from ..i18n import error_text, label, t
 from . import bp
 from .common import indent, units_in_area
-from .files import store_uploads
+from .files import discard, save_files
 
 
 def startable(actor) -> list[ProcessSpec]:
@@ -61,18 +61,22 @@ def start(process: str):
         if unit not in {code for code, _ in units}:
             unit_error, valid = t("form.error.required"), False
         if valid:
+            # the files are recorded with the start, in its transaction: a refused start keeps none
+            files = save_files([(fs.name, f) for _, fs, field in form.definition_fields()
+                                if fs.type == "file" for f in uploads_of(field)])
             try:
-                case_id = state.service.start_case(actor, process, unit, engine_data(form), comment_of(form))
-            except (Invalid, Forbidden) as err:
+                case_id = state.service.start_case(actor, process, unit, engine_data(form), comment_of(form),
+                                                   uploads=files)
+            except BaseException as err:
+                discard(files)
+                if not isinstance(err, (Invalid, Forbidden)):
+                    raise
                 details = dict(err.details or {})
                 if details.pop("org_unit", None) is not None or isinstance(err, Forbidden):
                     unit_error = error_text(err)
                 apply_engine_errors(form, details)
                 error, status = error_text(err), err.status
             else:
-                # Files go in once the case exists (they belong to it); the field lists them.
-                store_uploads(actor, case_id, [(fs.name, f) for _, fs, field in form.definition_fields()
-                                               if fs.type == "file" for f in uploads_of(field)])
                 flash({"text": t("start.done", id=case_id), "case_id": case_id}, "success")
                 return redirect(url_for("hexie.case", case_id=case_id))
         else:
