@@ -530,6 +530,7 @@ class ExternalTask(Base):
     incident_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
     #: when its worker completed it (the row keeps who did: ``worker_id``)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime())
+    created_at: Mapped[datetime] = _created_at()
 
 
 class ImportRun(Base):

@@ -130,7 +130,7 @@ def test_an_edited_anchor_is_refused(env):
 
 
 def test_cli_anchor_and_verify(tmp_path: Path, monkeypatch):
-    from hexie.workflows.cli import main
+    from hexie.cli import main
     from .engine_helpers import FIXTURES
     monkeypatch.setenv("HEXIE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     runner = CliRunner()

@@ -47,7 +47,7 @@ def test_a_killed_import_resumes_and_imports_each_row_once(env, db_url, tmp_path
     for i, row in enumerate(rows):
         row["business_key"] = f"HH-{i:05d}"
     path = _write(tmp_path / "big.csv", rows, header=["org_unit", "business_key", *HOUSEHOLD])
-    cli = [sys.executable, "-m", "hexie.workflows.cli", "cases", "import", "elder_support", str(path),
+    cli = [sys.executable, "-m", "hexie.cli", "cases", "import", "elder_support", str(path),
            "--as", "cadre", "--batch", "50"]
     environ = {**os.environ, "HEXIE_DATABASE_URL": db_url, "HEXIE_DEFINITIONS": str(DEFINITIONS)}
     proc = subprocess.Popen(cli, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -67,7 +67,7 @@ def test_a_killed_import_resumes_and_imports_each_row_once(env, db_url, tmp_path
 
     # without --resume the command says so rather than importing the file twice
     runner = CliRunner(env={"HEXIE_DATABASE_URL": db_url, "HEXIE_DEFINITIONS": str(DEFINITIONS)})
-    from hexie.workflows.cli import main
+    from hexie.cli import main
     again = runner.invoke(main, ["cases", "import", "elder_support", str(path), "--as", "cadre"])
     assert again.exit_code == 1 and "--resume" in again.output
     assert _count(env, Case) == done

@@ -220,7 +220,7 @@ def test_the_error_page_speaks_one_language(web):
     client = web.client("vr1")
     zh = client.get(f"/cases/{case_id}").get_data(as_text=True)
     assert "not found" not in zh.lower() and "No such" not in zh
-    client.get("/lang/en")
+    client.post("/lang/en")
     en = client.get(f"/cases/{case_id}").get_data(as_text=True)
     assert "Not found" in _h1_text(en) and not re.search(r"[\u4e00-\u9fff]", _h1_text(en) + _muted(en))
 

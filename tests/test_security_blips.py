@@ -106,13 +106,14 @@ def _to_approval(env: ApiEnv) -> int:
 def test_an_unreachable_database_is_a_bilingual_503_with_retry_after(relayed):
     env, relay = relayed
     case_id = _to_approval(env)
+    manager = env.as_("manager")          # her token is issued while the database answers
     relay.cut()
-    r = env.as_("manager").get(f"/cases/{case_id}")
+    r = manager.get(f"/cases/{case_id}")
     assert r.status_code == 503, r.get_data(as_text=True)
     assert r.headers.get("Retry-After", "").isdigit()
     error = error_of(r)
     assert error["code"] == "unavailable" and " / " in error["message"]
-    r = env.as_("manager").post(f"/cases/{case_id}/actions/approve", {"comment": "同意"})
+    r = manager.post(f"/cases/{case_id}/actions/approve", {"comment": "同意"})
     assert r.status_code == 503 and r.headers.get("Retry-After")
     # the pages too (signed in before the blip)
     client = env.app.test_client()
@@ -131,6 +132,7 @@ def test_a_vote_committed_before_the_blip_answers_from_its_commit_and_its_retry_
     env, relay = relayed
     case_id = _to_approval(env)
 
+    manager = env.as_("manager")          # her token's own commit must not be the one that cuts
     armed = [True]
 
     def cut_once(session):
@@ -138,21 +140,21 @@ def test_a_vote_committed_before_the_blip_answers_from_its_commit_and_its_retry_
             relay.cut()                  # the vote is committed; the read that follows fails
     event.listen(env.engine.session_factory, "after_commit", cut_once)
     key = {"Idempotency-Key": "vote-approve-1"}
-    r = env.as_("manager").post(f"/cases/{case_id}/actions/approve", {"comment": "同意"}, headers=key)
+    r = manager.post(f"/cases/{case_id}/actions/approve", {"comment": "同意"}, headers=key)
     assert r.status_code in (200, 503), r.get_data(as_text=True)
     if r.status_code == 200:
         assert r.get_json()["outcome"]["outcome"] == "voted"
     relay.restore()
     with env.engine.session_factory() as s:
         assert s.scalar(select(func.count()).select_from(Vote).where(Vote.case_id == case_id)) == 1
-    retry = env.as_("manager").post(f"/cases/{case_id}/actions/approve", {"comment": "同意"}, headers=key)
+    retry = manager.post(f"/cases/{case_id}/actions/approve", {"comment": "同意"}, headers=key)
     assert retry.status_code == 200, retry.get_data(as_text=True)
     outcome = retry.get_json()["outcome"]
     assert outcome["outcome"] == "voted" and outcome["votes"] == 1 and outcome["repeated"] is True
     with env.engine.session_factory() as s:
         assert s.scalar(select(func.count()).select_from(Vote).where(Vote.case_id == case_id)) == 1
     # the same vote sent again without the key is still "already voted"
-    again = env.as_("manager").post(f"/cases/{case_id}/actions/approve", {"comment": "同意"})
+    again = manager.post(f"/cases/{case_id}/actions/approve", {"comment": "同意"})
     assert again.status_code == 409
 
 

@@ -61,6 +61,10 @@ class Engine:
         self._outbox_listeners: list[Callable[[dict[str, list[int]]], None]] = []
         self._checked_at = 0.0
         self.timezone: tzinfo = local_timezone(None)
+        # The file each process was loaded from. A version re-read from the database (published
+        # by another worker, or older) keeps its file's path: the editor writes a publish back
+        # to that file, whichever worker made the previous one.
+        self._paths: dict[str, str] = {key: spec.path for key, spec in registry.processes.items() if spec.path}
 
     # -- the office's time zone (HEXIE_TIMEZONE) ---------------------------------
     def set_timezone(self, name: str | None) -> None:
@@ -74,10 +78,6 @@ class Engine:
     def today(self) -> date:
         """Today's date in the office's time zone (what ``today()`` in a guard means)."""
         return self.local_now().date()
-        # The file each process was loaded from. A version re-read from the database (published
-        # by another worker, or older) keeps its file's path: the editor writes a publish back
-        # to that file, whichever worker made the previous one.
-        self._paths: dict[str, str] = {key: spec.path for key, spec in registry.processes.items() if spec.path}
 
     @classmethod
     def from_config(cls, database_url: str, definitions: str | Path, **kw: Any) -> "Engine":
