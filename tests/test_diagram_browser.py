@@ -124,7 +124,8 @@ def test_the_five_maps_fit_their_panels_and_show_the_current_state(browser, site
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     for lang in ("zh", "en"):
-        page.goto(f"{site.base}/lang/{lang}")
+        page.goto(f"{site.base}/lang/{lang}")          # the switch is a POST: the page offers its button
+        page.click(f'main form[action="/lang/{lang}"] button')
         for process, case_id in cases.items():
             page.goto(f"{site.base}/cases/{case_id}")
             m = _check_map(page, process, STARTS[process][4], phone=width < 700)
