@@ -34,6 +34,9 @@ class FireContext:
     case: Mapping[str, Any] = field(default_factory=dict)
     today: date | None = None
     is_system: bool = False
+    #: transition index -> why its guard could not be evaluated (a limit broken, a value of the
+    #: wrong kind): said instead of the guard's words, since the guard itself was not the reason
+    guard_errors: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def for_case(cls, spec: ProcessSpec, data: Mapping[str, Any], actor: Any, org_path: str,
@@ -84,6 +87,12 @@ class Selection:
     expressions: tuple[str, ...] = ()       # and the guards themselves, for those who wrote them
 
 
+def _said(message: str) -> Label:
+    """An engine message "中文 / English" as a Label."""
+    zh, sep, en = message.partition(" / ")
+    return Label(zh, en) if sep else Label(message, message)
+
+
 class CompiledProcess:
     """A process definition compiled into a shared ``transitions.Machine``."""
 
@@ -126,7 +135,8 @@ class CompiledProcess:
             ctx: FireContext = event.kwargs["ctx"]
             try:
                 return t.when.holds(ctx.data, actor=ctx.actor, case=ctx.case, today=ctx.today)
-            except ExpressionError:   # a value of the wrong kind: the guard does not hold (refusals.py says why)
+            except ExpressionError as err:   # the guard does not hold; the reason is kept for the person
+                ctx.guard_errors[t.index] = str(getattr(err, "message", err))
                 return False
 
         guard.__name__ = f"guard_{t.index}"
@@ -155,13 +165,15 @@ class CompiledProcess:
                 continue
             permitted.append(tspec)
             if guard_ok:
-                return self._selection(tspec, permitted, refused)
+                return self._selection(tspec, permitted, refused, ctx)
             refused.append(tspec)
-        return self._selection(None, permitted, refused)
+        return self._selection(None, permitted, refused, ctx)
 
     def _selection(self, chosen: TransitionSpec | None, permitted: list[TransitionSpec],
-                   refused: list[TransitionSpec]) -> Selection:
-        return Selection(chosen, tuple(permitted), tuple(refusal(t, self.spec) for t in refused),
+                   refused: list[TransitionSpec], ctx: FireContext | None = None) -> Selection:
+        errors = ctx.guard_errors if ctx is not None else {}
+        return Selection(chosen, tuple(permitted),
+                         tuple(_said(errors[t.index]) if t.index in errors else refusal(t, self.spec) for t in refused),
                          tuple(t.when.source for t in refused if t.when is not None))
 
     def fire(self, state: str, trigger: str, ctx: FireContext) -> str:
