@@ -6,7 +6,7 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po
 
-from hexie.web.i18n import CATALOG, GETTEXT_LOCALES, TRANSLATIONS
+from hexie.web.i18n import CATALOG, TRANSLATIONS, read_catalog
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 #: t('key') / t("key", ...) / both('key') / text_in(locale, 'key') with a literal key
@@ -16,17 +16,24 @@ USED_IN = re.compile(r"\btext_in\([^,]+,\s*" + KEY)
 
 
 def catalog(locale: str) -> dict[str, str]:
-    with open(TRANSLATIONS / GETTEXT_LOCALES[locale] / "LC_MESSAGES" / "messages.po", "rb") as po:
-        return {m.id: m.string for m in read_po(po) if m.id}
+    return {m.id: m.string for m in read_catalog(locale) if m.id}
 
 
 def test_both_languages_translate_every_message_of_the_template():
-    with open(TRANSLATIONS / "messages.pot", "rb") as pot:
-        ids = {m.id for m in read_po(pot) if m.id}
+    ids = set()
+    for template in TRANSLATIONS.glob("*.pot"):
+        with open(template, "rb") as pot:
+            ids |= {m.id for m in read_po(pot) if m.id}
     for locale in ("zh", "en"):
         messages = catalog(locale)
         assert set(messages) == ids, f"{locale}: {sorted(set(messages) ^ ids)[:10]}"
         assert all(text.strip() for text in messages.values()), locale
+
+
+def test_each_concern_has_its_template_and_both_translations():
+    templates = {p.stem for p in TRANSLATIONS.glob("*.pot")}
+    for folder in ("zh_CN", "en"):
+        assert {p.stem for p in (TRANSLATIONS / folder / "LC_MESSAGES").glob("*.po")} == templates, folder
 
 
 def test_every_key_the_code_and_templates_name_is_in_the_catalogs():

@@ -30,9 +30,37 @@ TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 GETTEXT_LOCALES = {"zh": "zh_CN", "en": "en"}
 
 
+def catalog_files(locale: str) -> list[Path]:
+    """The ``.po`` files of one locale: ``messages.po`` first, then one per concern
+    (``paper.po``, ``runtime.po``, ...) in name order; each has its template ``<name>.pot``."""
+    folder = TRANSLATIONS / GETTEXT_LOCALES[locale] / "LC_MESSAGES"
+    rest = sorted(p for p in folder.glob("*.po") if p.name != "messages.po")
+    return [folder / "messages.po", *rest]
+
+
+def read_catalog(locale: str):
+    """All of one locale's messages as one babel catalog; a message id in two files is an error."""
+    merged = None
+    seen: dict[str, str] = {}
+    for path in catalog_files(locale):
+        with open(path, "rb") as po:
+            part = read_po(po, locale=GETTEXT_LOCALES[locale])
+        if merged is None:
+            merged = part
+            seen = {m.id: path.name for m in part if m.id}
+            continue
+        for message in part:
+            if not message.id:
+                continue
+            if message.id in seen:
+                raise RuntimeError(f"{message.id!r} is in both {seen[message.id]} and {path.name}")
+            seen[message.id] = path.name
+            merged[message.id] = message
+    return merged
+
+
 def _load(locale: str) -> tuple[Translations, dict[str, str]]:
-    with open(TRANSLATIONS / GETTEXT_LOCALES[locale] / "LC_MESSAGES" / "messages.po", "rb") as po:
-        catalog = read_po(po, locale=GETTEXT_LOCALES[locale])
+    catalog = read_catalog(locale)
     compiled = BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)
