@@ -5,7 +5,7 @@ from .db import (
     normalize_url, upgrade,
 )
 from .tables import (
-    ApiToken, Attachment, AuditEvent, Case, ExternalTask, ImportRow, ImportRun, LedgerEntry, LoginAttempt,
+    AccessLogEntry, ApiToken, Attachment, AuditEvent, Case, Consent, ExternalTask, ImportRow, ImportRun, LedgerEntry, LoginAttempt,
     Notification, NotificationDelivery, NotificationPreference, OrgUnit, OutboxMessage, ProcessVersion, RequestKey,
     RoleAssignment, SavedView, Task, Timer, User, Vote, WebhookDelivery, WebhookSubscription,
 )
@@ -17,5 +17,5 @@ __all__ = [
     "ApiToken", "Attachment", "AuditEvent", "Case", "ImportRow", "ImportRun", "LedgerEntry", "LoginAttempt",
     "OrgUnit", "ProcessVersion", "RequestKey", "RoleAssignment", "SavedView",
     "Task", "Timer", "User", "Vote", "WebhookDelivery", "WebhookSubscription",
-    "ExternalTask", "Notification", "NotificationDelivery", "NotificationPreference", "OutboxMessage",
+    "AccessLogEntry", "Consent", "ExternalTask", "Notification", "NotificationDelivery", "NotificationPreference", "OutboxMessage",
 ]

@@ -20,7 +20,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from .base import BigID, Base, PathString, utcnow
 
 # Task statuses, timer statuses and delivery statuses, for reference by the engine.
-TASK_STATUSES = ("offered", "allocated", "completed", "cancelled", "skipped")
+# ``waiting``: opened in its state but held back until the survivor's consent for its agency is
+# recorded (protection.md); ``declined``: a referral its agency declined (``acceptance: true``).
+TASK_STATUSES = ("offered", "allocated", "completed", "cancelled", "skipped", "waiting", "declined")
 TIMER_STATUSES = ("pending", "fired", "cancelled")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
@@ -266,6 +268,11 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime())
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     lock_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+    #: A referral (``acceptance: true``) accepted by its agency: who took it first, and when (migration 0016).
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime())
+    accepted_by_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
+    #: Why it was declined, or why it opened without consent (an overseer's override).
+    note: Mapped[str | None] = mapped_column(Text)
 
     __mapper_args__ = {"version_id_col": lock_version}
 
@@ -273,6 +280,7 @@ class Task(Base):
     org_unit: Mapped[OrgUnit] = relationship()
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
     completed_by: Mapped[User | None] = relationship(foreign_keys=[completed_by_id])
+    accepted_by: Mapped[User | None] = relationship(foreign_keys=[accepted_by_id])
 
     def __repr__(self) -> str:
         return f"<Task {self.id} case={self.case_id} {self.state}/{self.name} {self.status}>"
@@ -579,3 +587,42 @@ class RequestKey(Base):
     case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
     outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = _created_at()
+
+
+class Consent(Base):
+    """The survivor's consent for one receiving agency (protection.md "Consent"), one row per
+    statement: given, withdrawn (``given`` false) or an overseer's override (``override``,
+    the reason in ``note``). Rows are never changed; what holds now is each agency's latest
+    row for its scope."""
+
+    __tablename__ = "hexie_consents"
+    __table_args__ = (Index("ix_hexie_consents_case_id_agency", "case_id", "agency"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
+    agency: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))           # services | statistics
+    given: Mapped[bool] = mapped_column(Boolean)
+    override: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
+    recorded_by: Mapped[str] = mapped_column(String(80))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
+
+
+class AccessLogEntry(Base):
+    """One read of a confidential case (protection.md "Access log"): who, when, what, from where.
+
+    Append-only: Hexie only ever inserts here (one INSERT per read)."""
+
+    __tablename__ = "hexie_access_log"
+    __table_args__ = (Index("ix_hexie_access_log_case_id_id", "case_id", "id"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
+    username: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
+    what: Mapped[str] = mapped_column(String(32))            # page, case, history, print, export, attachment, access_log
+    detail: Mapped[str | None] = mapped_column(String(200))  # e.g. the attachment's id
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
