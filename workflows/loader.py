@@ -813,6 +813,10 @@ class _AssignSchema(_Strict):
     same_as = _Str(required=True)
 
 
+class _ConsentSchema(_Strict):
+    agency = _Str(required=True)
+
+
 class _TaskSchema(_Strict):
     role = _Str()
     external = _Str()            # a machine step's topic (interfaces.md, "external tasks")
@@ -826,6 +830,8 @@ class _TaskSchema(_Strict):
     separate_from = _List(_Str())
     assign = _Nested(_AssignSchema)
     priority = _Str(validate=_one_of(PRIORITIES, "优先级", "priority"))
+    consent = _Nested(_ConsentSchema)   # opens once the survivor consents for that agency (protection.md)
+    acceptance = _Bool()                # a referral its agency accepts or declines first
 
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
@@ -1009,6 +1015,7 @@ class _ProcessSchema(_Strict):
     states = _List(_Nested(_StateSchema), required=True, validate=_at_least(1, "状态数", "the number of states"))
     transitions = _List(_Nested(_TransitionSchema), required=True)
     rates = _NamedMap(_RateSchema)
+    agencies = _Choices()   # receiving agencies, for consent: a list of keys or key -> {zh, en}
 
 
 class _RoleSchema(_Strict):
@@ -1281,6 +1288,29 @@ class _ProcessChecker:
             self.state_ref(path + ("separate_from", j), other, needs_task=True)
         assign = _mapping(task.get("assign"))
         self.state_ref(path + ("assign", "same_as"), assign.get("same_as"), needs_task=True)
+        self.check_protection(path, task)
+
+    def check_protection(self, path: PathKey, task: dict) -> None:
+        """``consent`` names a declared agency; ``acceptance`` is for a person's referral task of
+        a parallel state (declining ends that one task and leaves the state to the others)."""
+        agencies = self.data.get("agencies")
+        known = list(agencies) if isinstance(agencies, (list, dict)) else []
+        agency = _mapping(task.get("consent")).get("agency")
+        if isinstance(agency, str) and agency not in known:
+            if not known:
+                self.report.error(path + ("consent", "agency"), _msg(
+                    f"未声明的机构 '{agency}'：请在顶层 agencies 中列出接收转介的机构",
+                    f"undeclared agency '{agency}': list the receiving agencies under the top-level agencies key"))
+            else:
+                self.report.error(path + ("consent", "agency"), _unknown("机构", "agency", agency, known, listing=True))
+        if task.get("acceptance") is True:
+            if "external" in task:
+                self.report.error(path + ("acceptance",), _msg(
+                    "外部任务不能接受或拒绝转介", "an external task cannot accept or decline a referral"))
+            elif "tasks" not in path:
+                self.report.error(path + ("acceptance",), _msg(
+                    "acceptance 只用于并行任务（tasks）中的转介任务",
+                    "acceptance is for the referral tasks of a parallel state (tasks:), not a single task"))
 
     def source_refs(self, i: int, transition: dict) -> list[tuple[PathKey, str]]:
         """(path, name) of each source state as written (``'*'`` included)."""
@@ -1484,6 +1514,7 @@ def _build_process(data: dict, roles: RolesSpec | None, compiled: Mapping[int, A
         starters=tuple(data["starters"]) if "starters" in data else None,
         rates=tuple(RateSpec(name, Label.of(r["label"], name), tuple(r["of"]), tuple(r.get("over", ())))
                     for name, r in _mapping(data.get("rates")).items()),
+        agencies=_agencies(data.get("agencies")),
         source_text=text, path=filename, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
@@ -1531,7 +1562,16 @@ def _build_task(task: dict, name: str, label: Label, fields_: Mapping[str, Field
         same_as=task["assign"]["same_as"] if "assign" in task else None,
         priority=task.get("priority", "normal"), optional=task.get("optional", False),
         external=task.get("external"), variables=tuple(task.get("variables", ())),
-        retries=int(task.get("retries", 3)))
+        retries=int(task.get("retries", 3)),
+        consent=task["consent"]["agency"] if "consent" in task else None,
+        acceptance=bool(task.get("acceptance", False)))
+
+
+def _agencies(value: Any) -> tuple[tuple[str, Label], ...]:
+    """The declared receiving agencies as (key, label) pairs, in file order."""
+    if isinstance(value, dict):
+        return tuple((k, Label.of(v, k)) for k, v in value.items())
+    return tuple((k, Label.of(k)) for k in value or ())
 
 
 def _build_state(state: dict, fields_: Mapping[str, FieldSpec]) -> StateSpec:

@@ -127,6 +127,11 @@ class TaskSpec:
     external: str | None = None
     variables: tuple[str, ...] = ()
     retries: int = 3
+    #: ``consent: {agency: AGENCY}``: opens only once the survivor's consent for that agency
+    #: (scope ``services``) is recorded, or an overseer overrides (protection.md)
+    consent: str | None = None
+    #: ``acceptance: true``: whoever takes it first accepts or declines the referral
+    acceptance: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,9 +204,14 @@ class ProcessSpec:
     confidential: bool = False
     starters: tuple[str, ...] | None = None
     rates: tuple[RateSpec, ...] = ()   # report columns such as elder support's signing rate
+    #: receiving agencies a case may be referred to (``agencies:``), for consent: (key, label)
+    agencies: tuple[tuple[str, Label], ...] = ()
     source_text: str = ""
     path: str = ""
     content_hash: str = ""
+
+    def agency_label(self, key: str) -> Label:
+        return next((label for k, label in self.agencies if k == key), Label.of(key))
 
     def state(self, name: str) -> StateSpec:
         for s in self.states:
