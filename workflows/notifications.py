@@ -33,7 +33,7 @@ from .errors import Invalid, NotFound
 from .org import ancestor_paths
 
 KINDS = ("task_offered", "task_allocated", "task_returned", "task_escalated", "due_soon", "overdue", "mention",
-         "consult", "case_closed")
+         "consult", "case_closed", "referral_declined")
 IN_APP, EMAIL = "in_app", "email"
 DEFAULT_CHANNELS = (IN_APP, EMAIL)
 DUE_SOON = timedelta(days=1)            # due_soon: this long before a task's due date
@@ -56,6 +56,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "mention": ("{who} 在案件中提到了您：{case}{note}", "{who} mentioned you on {case}{note}"),
     "consult": ("{who} 请您提供意见：{case}{note}", "{who} asks for your advice on {case}{note}"),
     "case_closed": ("案件已办结：{case}（{state}）", "Case closed: {case} ({state})"),
+    "referral_declined": ("{who} 拒绝了转介，工作退回给您：{case} · {task}{note}",
+                          "{who} declined the referral; the work is back with you: {task} · {case}{note}"),
 }
 KIND_LABELS: dict[str, tuple[str, str]] = {
     "task_offered": ("可领取的新任务", "New work to take"),
@@ -67,6 +69,7 @@ KIND_LABELS: dict[str, tuple[str, str]] = {
     "mention": ("提到我", "Mentions"),
     "consult": ("征求意见", "Consultations"),
     "case_closed": ("案件办结", "Cases closed"),
+    "referral_declined": ("转介被拒绝", "Referrals declined"),
 }
 
 

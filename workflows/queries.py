@@ -21,6 +21,8 @@ from .errors import BadRequest, not_found
 from .forms import storable_text
 from .machine import FireContext
 from .org import in_subtree, unit_at_depth
+from .protection import (Read, access_log_rows, consent_rows, consent_status, is_overseer, log_read,
+                         may_read_log)
 from .spec import ProcessSpec, TaskSpec
 
 OPEN = ("offered", "allocated")
@@ -121,8 +123,10 @@ class CaseQueries:
         self.engine = engine
 
     # --------------------------------------------------------------- one case
-    def case(self, actor: Actor, case_id: int) -> dict[str, Any]:
-        """``{id, process, version, state, org_unit, data, tasks, actions, lock_version, ...}``."""
+    def case(self, actor: Actor, case_id: int, read: "Read | None" = None) -> dict[str, Any]:
+        """``{id, process, version, state, org_unit, data, tasks, actions, lock_version, ...}``.
+
+        ``read``: log this read in the access log (a confidential case; protection.md)."""
         with self.engine.session_factory() as s:
             # the case with its unit and its creator's name: one statement
             row = s.execute(select(Case, OrgUnit, User.username).join(OrgUnit, OrgUnit.id == Case.org_unit_id)
@@ -130,7 +134,29 @@ class CaseQueries:
                             .where(Case.id == case_id)).first() if is_row_id(case_id) else None
             if row is None or not can_see(s, self.engine, actor, row[0]):
                 raise not_found()
-            return self._view(s, actor, *row)
+            view = self._view(s, actor, *row)
+            self._log(s, actor, row[0], read)
+            return view
+
+    def _log(self, s: Session, actor: Actor, case: Case, read: "Read | None") -> None:
+        """The read's one INSERT into the access log, committed with this short session."""
+        if read is not None and case.confidential:
+            log_read(s, self.engine, actor, case.id, read)
+            s.commit()
+
+    def access_log(self, actor: Actor, case_id: int, *, page: int = 1, per_page: int = 50,
+                   read: "Read | None" = Read("access_log")) -> Page:
+        """Who read the case, when, what and from where, newest first: for its owner, the people
+        working it and overseers (anyone else gets the 404 of a case that does not exist).
+        Reading it is logged too (``read``)."""
+        page, per_page = paging(page, per_page)
+        with self.engine.session_factory() as s:
+            case = s.get(Case, case_id) if is_row_id(case_id) else None
+            if case is None or not can_see(s, self.engine, actor, case) or not may_read_log(s, self.engine, actor, case):
+                raise not_found()
+            self._log(s, actor, case, read)   # first: the reader finds her own read in the log
+            items, total = access_log_rows(s, case.id, page, per_page)
+            return Page(items, total, page, per_page)
 
     def _view(self, s: Session, actor: Actor, case: Case, unit: OrgUnit, creator: str | None) -> dict[str, Any]:
         spec = self.engine.spec_of(s, case.process_version_id)
@@ -159,10 +185,42 @@ class CaseQueries:
             "created_by": people.get(case.created_by_id),
             "business_key": case.business_key, "host_fields": list(case.host_fields or ()),
             "lock_version": case.lock_version,
-            "tasks": [task_row(t, people, now) for t in tasks if t.status in OPEN],
+            "tasks": [task_row(t, people, now, spec) for t in tasks if t.status in OPEN],
             "actions": allowed,
             "blocked_actions": blocked,
             "action_quorums": quorums,
+            "confidential": bool(case.confidential),
+            **self._protection(s, actor, case, spec, tasks, people, working),
+        }
+
+    def _protection(self, s: Session, actor: Actor, case: Case, spec: ProcessSpec, tasks: list[Task],
+                    people: dict[int, str], working: bool) -> dict[str, Any]:
+        """Consent per agency and the referrals of the current state (protection.md), and what the
+        reader may do about them."""
+        state = spec.state(case.state)
+        referral_names = {t.name for t in state.tasks if t.consent or t.acceptance}
+        referrals = []
+        if referral_names:
+            extra = _usernames(s, [t.accepted_by_id for t in tasks if t.accepted_by_id not in people])
+            names = {**people, **extra}
+            for t in tasks:
+                if t.state != case.state or t.name not in referral_names:
+                    continue
+                task_spec = state.task(t.name)
+                referrals.append({**task_row(t, names, self.engine.clock(), spec),
+                                  "agency": task_spec.consent, "note": t.note,
+                                  "accepted_by": names.get(t.accepted_by_id), "accepted_at": t.accepted_at,
+                                  "completed_at": t.completed_at, "completed_by": names.get(t.completed_by_id)})
+            referrals = _latest_per_task(referrals)
+        rows = consent_rows(s, case.id) if spec.agencies else []
+        overseer = is_overseer(actor, self.engine, case.org_path)
+        open_case = case.closed_at is None and not actor.is_system
+        return {
+            "consents": rows, "consent_status": consent_status(rows, spec.agencies),
+            "referrals": referrals,
+            "may_record_consent": bool(spec.agencies) and open_case and (overseer or _worked(s, actor, case)),
+            "may_override_consent": bool(spec.agencies) and open_case and overseer,
+            "may_read_access_log": bool(case.confidential) and may_read_log(s, self.engine, actor, case),
         }
 
     def action_status(self, s: Session, actor: Actor, case: Case, spec: ProcessSpec,
@@ -226,12 +284,13 @@ class CaseQueries:
                 break
         return allowed, [{"trigger": k, **v} for k, v in blocked.items() if k not in allowed], quorums
 
-    def history(self, actor: Actor, case_id: int) -> list[dict[str, Any]]:
-        """The audit events of a case, oldest first."""
+    def history(self, actor: Actor, case_id: int, read: "Read | None" = None) -> list[dict[str, Any]]:
+        """The audit events of a case, oldest first (``read``: log it, as for :meth:`case`)."""
         with self.engine.session_factory() as s:
             case = s.get(Case, case_id) if is_row_id(case_id) else None
             if case is None or not can_see(s, self.engine, actor, case):
                 raise not_found()
+            self._log(s, actor, case, read)
             spec = self.engine.spec_of(s, case.process_version_id)
             working = works_on(s, actor, case, list(s.scalars(
                 select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN)))))
@@ -529,11 +588,30 @@ def _why(zh: str, en: str) -> dict[str, str]:
     return {"reason_zh": zh, "reason_en": en}
 
 
-def task_row(t: Task, people: Mapping[int, str], now) -> dict[str, Any]:
-    return {"id": t.id, "case_id": t.case_id, "process": t.process_key, "state": t.state, "name": t.name,
-            "role": t.role, "status": t.status, "assignee": people.get(t.assignee_id),
-            "due_at": t.due_at, "overdue": bool(t.due_at and t.status in OPEN and t.due_at < now),
-            "escalated": bool(t.escalated), "priority": t.priority, "created_at": t.created_at}
+def task_row(t: Task, people: Mapping[int, str], now, spec: ProcessSpec | None = None) -> dict[str, Any]:
+    row = {"id": t.id, "case_id": t.case_id, "process": t.process_key, "state": t.state, "name": t.name,
+           "role": t.role, "status": t.status, "assignee": people.get(t.assignee_id),
+           "due_at": t.due_at, "overdue": bool(t.due_at and t.status in OPEN and t.due_at < now),
+           "escalated": bool(t.escalated), "priority": t.priority, "created_at": t.created_at}
+    task_spec = _task_spec(spec, t) if spec is not None else None
+    if task_spec is not None and task_spec.acceptance:   # a referral: accepted yet, or to accept or decline
+        row.update(acceptance=True, accepted=getattr(t, "accepted_at", None) is not None)
+    return row
+
+
+def _task_spec(spec: ProcessSpec, t: Any) -> TaskSpec | None:
+    try:
+        return spec.state(t.state).task(t.name)
+    except KeyError:
+        return None
+
+
+def _latest_per_task(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each referral task of the state once: its latest row (a state entered again opens new ones)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:   # oldest first
+        latest[row["name"]] = row
+    return list(latest.values())
 
 
 def _usernames(s: Session, ids) -> dict[int, str]:

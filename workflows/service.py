@@ -30,6 +30,7 @@ from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_found
 from .forms import checked_comment, defaults, validate_form
 from .ledger import ledger_posting
+from .protection import consent_holds
 from .queries import barred_by_separation
 from .machine import FireContext
 from .spec import LEDGER_KEY, SYSTEM_ROLE, FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
@@ -358,6 +359,11 @@ class WorkflowService:
             return
         for task_spec in state.tasks:
             task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
+            if task_spec.consent is not None and not consent_holds(s, case.id, task_spec.consent):
+                # held back until her consent for the agency is recorded (protection.py opens it)
+                task.update(status="waiting", due_at=None, escalate_at=None)
+                s.connection().execute(_INSERT_TASK, task)
+                continue
             holder = None if task_spec.external else first_holder(s, self.engine, case.id, case.org_path,
                                                                    task_spec, starter)
             if holder is not None:
@@ -396,6 +402,9 @@ class WorkflowService:
             if task.status == "completed":
                 task.completed_by_id = actor.user_id
             save_task(s, task)
+        if any(t.consent for t in state.tasks):   # referrals still waiting for consent end with the state
+            s.execute(update(Task).where(Task.case_id == case.id, Task.status == "waiting")
+                      .values(status="cancelled", completed_at=now, lock_version=Task.lock_version + 1))
         if not sweep:
             return
         s.execute(update(Timer).where(Timer.case_id == case.id, Timer.status == "pending")
@@ -413,6 +422,7 @@ class WorkflowService:
                 raise Conflict("任务已由他人领取", "the task is already taken")
             if not may_take(actor, task):
                 raise Forbidden("您不能领取此任务", "this task is not offered to your roles here")
+            _refuse_unaccepted(spec, task)
             self._check_separation(s, actor, case, spec.state(task.state).task(task.name))
             self._assign(s, case, task, actor, actor.user_id, "claimed")
             return task.id
@@ -508,6 +518,7 @@ class WorkflowService:
                 raise Conflict("任务已由他人领取", "the task is allocated to someone else")
             if not may_take(actor, task):
                 raise Forbidden("您不能办理此任务", "this task is not offered to you")
+            _refuse_unaccepted(spec, task)
             task_spec = state.task(task.name)
             self._check_separation(s, actor, case, task_spec)
             refuse_host_fields(case, data or {})
@@ -711,6 +722,13 @@ class WorkflowService:
         """Who the audit trail names: the actor's id and username, known without a query."""
         return None if actor.is_system or actor.user_id is None else ActorRef(actor.user_id, actor.username)
 
+
+
+def _refuse_unaccepted(spec: ProcessSpec, task: Record) -> None:
+    """A referral (``acceptance: true``) is accepted or declined before anything else is done with it."""
+    task_spec = spec.state(task.state).task(task.name)
+    if task_spec is not None and task_spec.acceptance and task.accepted_at is None:
+        raise Conflict("请先接受或拒绝此转介", "accept or decline this referral first")
 
 
 # --------------------------------------------------------------------------------------

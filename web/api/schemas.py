@@ -205,7 +205,9 @@ class TaskSchema(Schema):
     name = fields.String(required=True)
     role = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(
-        ("offered", "allocated", "completed", "cancelled")))
+        ("offered", "allocated", "completed", "cancelled", "skipped", "waiting", "declined")),
+        metadata={"description": "waiting: held back until the survivor's consent for its agency is recorded; "
+                                 "declined: a referral its agency declined"})
     assignee = _text(required=True)
     due_at = UTCDateTime(allow_none=True, required=True)
     overdue = fields.Boolean(required=True)
@@ -213,6 +215,78 @@ class TaskSchema(Schema):
     priority = fields.String()
     subject = _text(metadata={"description": "null for confidential cases"})
     created_at = UTCDateTime(allow_none=True)
+    acceptance = fields.Boolean(metadata={"description": "a referral (acceptance: true): accept or decline it first"})
+    accepted = fields.Boolean(metadata={"description": "the referral has been accepted"})
+
+
+class ReferralSchema(TaskSchema):
+    """A referral task of the case's current state (consent: or acceptance: in the definition), whatever
+    its status: waiting for consent, offered, accepted, declined (with why), done."""
+
+    agency = _text(metadata={"description": "the agency whose consent it needs (null: none)"})
+    note = _text(metadata={"description": "why it was declined, or an overseer's reason for opening it "
+                                          "without consent"})
+    accepted_by = _text()
+    accepted_at = UTCDateTime(allow_none=True)
+    completed_at = UTCDateTime(allow_none=True)
+    completed_by = _text()
+
+
+class ConsentSchema(Schema):
+    """One statement of the survivor's consent for an agency."""
+
+    id = fields.Integer()
+    agency = fields.String(required=True)
+    scope = fields.String(required=True, validate=validate.OneOf(("services", "statistics")))
+    given = fields.Boolean(required=True, metadata={"description": "false: withdrawn (or refused)"})
+    override = fields.Boolean(required=True, metadata={
+        "description": "an overseer opened the referral without consent; note: why"})
+    note = _text()
+    recorded_by = fields.String(required=True)
+    recorded_at = UTCDateTime(required=True)
+
+
+class ConsentCreateSchema(Schema):
+    agency = fields.String(required=True, validate=validate.Length(min=1, max=64),
+                           metadata={"description": "one of the process's agencies"})
+    given = fields.Boolean(load_default=True, metadata={"description": "false: she withdraws it"})
+    scope = fields.String(load_default="services", validate=validate.Length(min=1, max=16),
+                          metadata={"description": "services (may be shared with that agency to help her) or "
+                                                   "statistics (may be counted in reports by code)"})
+    note = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=10000))
+
+
+class ConsentWithdrawSchema(Schema):
+    agency = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    scope = fields.String(load_default="services", validate=validate.Length(min=1, max=16))
+    note = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=10000))
+
+
+class ConsentOverrideSchema(Schema):
+    agency = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    reason = fields.String(required=True, validate=validate.Length(max=10000),
+                           metadata={"description": "why the referral cannot wait for her consent "
+                                                    "(immediate danger)"})
+
+
+class DeclineSchema(Schema):
+    comment = fields.String(required=True, validate=validate.Length(max=10000),
+                            metadata={"description": "why the agency declines (required)"})
+
+
+class AccessLogEntrySchema(Schema):
+    id = fields.Integer(required=True)
+    at = UTCDateTime(required=True)
+    username = fields.String(required=True)
+    what = fields.String(required=True, metadata={
+        "description": "page, case, history, print, export, attachment, access_log"})
+    detail = _text()
+    remote_addr = _text()
+
+
+class AccessLogQuery(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 
 class ActionOutcomeSchema(Schema):
@@ -274,6 +348,12 @@ class CaseSchema(Schema):
         "description": "for each trigger in actions, how many people must fire it as the case stands"})
     outcome = fields.Nested(ActionOutcomeSchema, metadata={
         "description": "only in the answer to an action: moved, or a quorum vote recorded"})
+    confidential = fields.Boolean()
+    consents = fields.List(fields.Nested(ConsentSchema), metadata={
+        "description": "every statement of the survivor's consent, oldest first (the latest per agency "
+                       "and scope holds)"})
+    referrals = fields.List(fields.Nested(ReferralSchema), metadata={
+        "description": "the referral tasks of the current state, whatever their status"})
 
 
 class CaseSummarySchema(Schema):

@@ -17,6 +17,7 @@ from hexie.workflows import external, notifications, webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
 from hexie.workflows.ledger import fund_labels
 from hexie.workflows.people import People
+from hexie.workflows.protection import Protection, Read
 from hexie.workflows.queries import Page, task_row
 from hexie.workflows.saved_views import SavedViews
 
@@ -27,6 +28,8 @@ from .auth import issue_token, revoke_request_token
 from .present import locale_of, process_detail, process_summary
 from .routing import hexie, json_response, operation
 from .schemas import (
+    AccessLogEntrySchema, AccessLogQuery, ConsentCreateSchema, ConsentOverrideSchema, ConsentSchema,
+    ConsentWithdrawSchema, DeclineSchema,
     ActionSchema, AttachmentSchema, CommentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
     HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
@@ -128,8 +131,15 @@ def list_cases(query: dict[str, Any]) -> Response:
            responses={200: ("the case; actions: the triggers the caller may fire now", CaseSchema),
                       404: ("no such case, or not visible to the caller", ERR)})
 def get_case(case_id: int) -> Response:
-    """A case with its data (sensitive fields masked unless the caller works it), open tasks and actions."""
-    return json_response(CaseSchema().dump(hexie()["queries"].case(g.actor, case_id)))
+    """A case with its data (sensitive fields masked unless the caller works it), open tasks and actions.
+
+    A confidential case's read is recorded in its access log."""
+    return json_response(CaseSchema().dump(hexie()["queries"].case(g.actor, case_id, read=_read("case"))))
+
+
+def _read(what: str, detail: Any = None) -> Read:
+    """This request as a read for the access log: what, and from where."""
+    return Read(what, request.remote_addr, None if detail is None else str(detail))
 
 
 @operation(bp, "/cases/<case_id>/actions/<trigger>", "POST", summary="Fire an action / 执行操作", tag="cases",
@@ -187,8 +197,75 @@ def withdraw_vote(case_id: int, trigger: str, body: dict[str, Any]) -> Response:
            responses={200: ("the audit events, oldest first", HistoryEventSchema(many=True)),
                       404: ("no such case, or not visible", ERR)})
 def case_history(case_id: int) -> Response:
-    """Who did what and when: every audit event of the case, oldest first."""
-    return json_response(HistoryEventSchema(many=True).dump(hexie()["queries"].history(g.actor, case_id)))
+    """Who did what and when: every audit event of the case, oldest first (a confidential case's
+    read is recorded in its access log)."""
+    return json_response(HistoryEventSchema(many=True).dump(
+        hexie()["queries"].history(g.actor, case_id, read=_read("history"))))
+
+
+# ---------------------------------------------------------- data protection
+@operation(bp, "/cases/<case_id>/consents", "GET", summary="Consent per agency / 当事人同意记录", tag="protection",
+           path_params=CASE_ID,
+           responses={200: ("every statement of the survivor's consent, oldest first", ConsentSchema(many=True)),
+                      404: ("no such case, or not visible", ERR)})
+def list_consents(case_id: int) -> Response:
+    """The survivor's consent for each receiving agency: given, withdrawn, overridden, by whom and when."""
+    return json_response(ConsentSchema(many=True).dump(Protection(hexie()["engine"]).consents(g.actor, case_id)))
+
+
+@operation(bp, "/cases/<case_id>/consents", "POST", summary="Record consent / 记录当事人同意", tag="protection",
+           path_params=CASE_ID, body=ConsentCreateSchema, body_required=True,
+           responses={201: ("the statement recorded; the agency's referral waiting for it opens (given, "
+                            "services), or its open referral is cancelled (given: false)", ConsentSchema),
+                      403: ("not working the case, not an overseer", ERR),
+                      404: ("no such case, or not visible", ERR), 409: ("the case is closed", ERR),
+                      422: ("unknown agency or scope; details per field", ERR)})
+def record_consent(case_id: int, body: dict[str, Any]) -> Response:
+    """Record the survivor's consent for one agency (``given: false`` withdraws it)."""
+    row = Protection(hexie()["engine"]).record_consent(g.actor, case_id, body["agency"], body["scope"],
+                                                       body["given"], body["note"])
+    return json_response(ConsentSchema().dump(row), 201)
+
+
+@operation(bp, "/cases/<case_id>/consents/withdraw", "POST", summary="Withdraw consent / 撤回同意",
+           tag="protection", path_params=CASE_ID, body=ConsentWithdrawSchema, body_required=True,
+           responses={201: ("the withdrawal recorded; the agency's open referral task is cancelled",
+                            ConsentSchema),
+                      403: ("not working the case, not an overseer", ERR),
+                      404: ("no such case, or not visible", ERR), 409: ("the case is closed", ERR),
+                      422: ("unknown agency or scope", ERR)})
+def withdraw_consent(case_id: int, body: dict[str, Any]) -> Response:
+    """She takes her consent for one agency back (the same as POST /consents with given: false)."""
+    row = Protection(hexie()["engine"]).withdraw_consent(g.actor, case_id, body["agency"], body["scope"],
+                                                         body["note"])
+    return json_response(ConsentSchema().dump(row), 201)
+
+
+@operation(bp, "/cases/<case_id>/consents/override", "POST", summary="Refer without consent (overseers) / "
+           "紧急情况下未经同意转介", tag="protection", path_params=CASE_ID, body=ConsentOverrideSchema,
+           body_required=True,
+           responses={201: ("the override recorded (its own audit event); the agency's waiting referral opens",
+                            ConsentSchema),
+                      403: ("not an overseer of the case's unit", ERR),
+                      404: ("no such case, or not visible", ERR), 409: ("the case is closed", ERR),
+                      422: ("no reason, unknown agency", ERR)})
+def override_consent(case_id: int, body: dict[str, Any]) -> Response:
+    """An overseer opens a referral that waits for consent, for a written reason (immediate danger)."""
+    row = Protection(hexie()["engine"]).override_consent(g.actor, case_id, body["agency"], body["reason"])
+    return json_response(ConsentSchema().dump(row), 201)
+
+
+@operation(bp, "/cases/<case_id>/access-log", "GET", summary="Who read the case / 查阅记录", tag="protection",
+           path_params=CASE_ID, query=AccessLogQuery,
+           responses={200: ("reads of the confidential case, newest first (this one included). Paging in "
+                            "X-Total-Count, X-Page, X-Per-Page, X-Pages", AccessLogEntrySchema(many=True)),
+                      404: ("no such case, or not its owner, someone working it or an overseer", ERR)})
+def case_access_log(case_id: int, query: dict[str, Any]) -> Response:
+    """Every read of a confidential case (page, API, history, print, export, attachment): who, when,
+    what, from where. For the owner, the people working the case and overseers; reading it is logged."""
+    page = hexie()["queries"].access_log(g.actor, case_id, page=query["page"], per_page=query["per_page"],
+                                         read=_read("access_log"))
+    return _paged(page, AccessLogEntrySchema)
 
 
 @operation(bp, "/cases/<case_id>/attachments", "POST", summary="Attach a file / 上传附件", tag="cases",
@@ -274,6 +351,20 @@ def _task_op(rule: str, summary: str, body: Any = EmptySchema, extra: dict[int, 
 def claim_task(task_id: int, body: dict[str, Any]) -> Response:
     """Take an offered task: it becomes the caller's alone."""
     return _task_answer(hexie()["service"].claim(g.actor, task_id))
+
+
+@_task_op("/tasks/<task_id>/accept", "Accept a referral / 接受转介",
+          extra={422: ("not a referral (acceptance: true)", ERR)})
+def accept_task(task_id: int, body: dict[str, Any]) -> Response:
+    """Accept a referral task: it becomes the caller's (the first who takes it accepts or declines)."""
+    return _task_answer(Protection(hexie()["engine"]).accept(g.actor, task_id))
+
+
+@_task_op("/tasks/<task_id>/decline", "Decline a referral / 拒绝转介", DeclineSchema,
+          {422: ("no reason given, or not a referral", ERR)})
+def decline_task(task_id: int, body: dict[str, Any]) -> Response:
+    """Decline a referral with a reason: the task ends declined and the work returns to the case owner."""
+    return _task_answer(Protection(hexie()["engine"]).decline(g.actor, task_id, body["comment"]))
 
 
 @_task_op("/tasks/<task_id>/release", "Release a task / 退回任务池")

@@ -28,6 +28,7 @@ from . import bp
 from .common import (case_spec, display_names, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
                      task_label, trigger_label, unit_path)
 from .files import case_attachments, discard, save_files
+from .protection import page_read, protection_context, protection_names
 
 
 # ----------------------------------------------------------------------- page
@@ -87,7 +88,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
     actor = current_actor()
     state = hexie_state()
     bound = dict(bound or {})
-    view = state.queries.case(actor, case_id)
+    view = state.queries.case(actor, case_id, read=page_read())   # a confidential case's read is logged
     history = state.queries.history(actor, case_id)
     spec = case_spec(view)
     key = view["process"]
@@ -97,7 +98,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
     files_present = set(attachments)
 
     names = display_names([e["actor"] for e in history] + [t_["assignee"] for t_ in view["tasks"]]
-                          + [view.get("created_by")]
+                          + [view.get("created_by")] + protection_names(view)
                           + [v for n, v in view["data"].items()
                              if n in spec.fields and spec.fields[n].type == "user" and isinstance(v, str)])
 
@@ -115,6 +116,9 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
                    can_claim=task["status"] == "offered" and offered and not voting,
                    can_release=mine and task["status"] == "allocated",
                    can_done=st.parallel and offered and task["assignee"] in (None, actor.username))
+        if task.get("acceptance") and not task.get("accepted"):   # a referral: accept or decline it first
+            row.update(can_accept=offered and task["assignee"] in (None, actor.username),
+                       can_claim=False, can_done=False)
         if row["can_done"]:
             row["form"] = bound.get(f"t:{task['id']}") or _task_form(spec, view, task, path,
                                                                      files_present=files_present)
@@ -164,6 +168,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
         rows=_data_rows(spec, view, attachments, names), history=_history(spec, history, names),
         diagram=render_svg(spec, view["state"], get_locale()),
         state_final=st.final, next_url=request.full_path.rstrip("?"), return_to=return_to,
+        protection=protection_context(case_id, view, spec, names),
     ), status
 
 
@@ -224,6 +229,11 @@ def _history(spec: ProcessSpec, events: list[dict[str, Any]], names: Mapping[str
                 changes.append((t("col.role"), "", role_label(new)))
             elif field == "version":
                 changes.append((t("case.version"), str(old), str(new)))
+            elif field == "agency":   # consent statements (protection.md)
+                changes.append((t("consent.agency"), "", label(spec.agency_label(new), new) if new else ""))
+            elif field == "scope":
+                changes.append((t("consent.scope"), "", t(f"consent.scope.{new}") if new in ("services", "statistics")
+                                else str(new or "")))
             else:
                 changes.append((field, str(old or ""), str(new or "")))
         actor = e.get("actor")

@@ -11,12 +11,13 @@ import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
-from flask import current_app, send_file
+from flask import current_app, request, send_file
 from sqlalchemy import select
 
 from hexie.models import Attachment
 from hexie.workflows.access import Actor
 from hexie.workflows.errors import not_found
+from hexie.workflows.protection import Read, record_read
 from hexie.workflows.service import Upload
 
 from ..extension import current_actor, hexie_state
@@ -113,6 +114,7 @@ def download(attachment_id: int):
     path = (folder / key).resolve()
     if folder not in path.parents or not path.is_file():  # demo records have no scan behind them
         raise not_found()
+    record_read(state.engine, actor, case_id, Read("attachment", request.remote_addr, str(attachment_id)))
     response = send_file(path, mimetype=content_type, as_attachment=content_type not in INLINE_TYPES,
                          download_name=filename, max_age=0)
     response.headers["Cache-Control"] = "private, no-store"
