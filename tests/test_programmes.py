@@ -9,6 +9,7 @@ from hexie.models import Task
 from hexie.workflows.access import SYSTEM
 from hexie.workflows.audit import verify_chain
 from hexie.workflows.errors import Forbidden, Invalid, NotFound
+from hexie.workflows.protection import Protection
 
 from .engine_helpers import DEFINITIONS, make_env
 
@@ -101,11 +102,17 @@ def test_dv_complaint(env):
                                 "consent_to_share": False, "intake_assessment": "需转介"})
     run("ccadre", "refer", {"abuser_relation": "spouse", "violence_kinds": ["physical"], "risk_level": "high",
                             "consent_to_share": True, "intake_assessment": "需转介"}, expect="referral")
+    assert run.open_tasks() == []         # each referral waits for her consent to that agency
+    protection = Protection(env.engine)
+    protection.record_consent(ccadre, case_id, "police")
+    protection.record_consent(ccadre, case_id, "legal_aid")
     tasks = {t.name: t for t in run.open_tasks()}
-    assert set(tasks) == {"police", "legal_aid", "court"}
+    assert set(tasks) == {"police", "legal_aid"}                    # the court: no consent asked yet
+    protection.accept(env.actor("police"), tasks["police"].id)      # police, legal aid accept first
     env.service.done(env.actor("police"), tasks["police"].id, {"police_action": "出警并告诫"})
     with pytest.raises(Invalid):          # legal aid still open
         run("ccadre", "referral_done")
+    protection.accept(env.actor("legal"), tasks["legal_aid"].id)
     env.service.done(env.actor("legal"), tasks["legal_aid"].id, {"legal_aid_notes": "提供法律咨询"})
     assert env.queries.case(env.actor("police"), case_id)["state"] == "referral"   # she worked it now
     run("ccadre", "referral_done", expect="adjudication")           # the court's task is optional

@@ -34,6 +34,7 @@ from .access import Actor
 from .auth import hash_password
 from .engine import Engine
 from .org import load_org
+from .protection import Protection
 from .service import WorkflowService
 
 #: The one password of every demo user (documented in docs/demo-users.md).
@@ -139,7 +140,7 @@ class Town:
 
 TOWNS = [Town(f"t{i:02d}", f"chair{i:02d}", f"cadre{i:02d}") for i in range(1, 15)]
 # Keys of a demo complaint that script later steps rather than fill the intake form.
-DV_SCRIPT_KEYS = ("cadre", "police", "legal", "court", "decision", "decision_comment")
+DV_SCRIPT_KEYS = ("cadre", "police", "legal", "court", "decision", "decision_comment", "legal_declines")
 
 
 class DemoCases:
@@ -401,15 +402,27 @@ class DemoCases:
             return case
         if reached < 1:
             return case
-        self.later(0.2)
+        self.later(0.1)
+        # her consent, agency by agency (protection.md): each referral waits for its own
+        protection = Protection(self.engine)
+        agencies = ["police", "legal_aid"] + (["court"] if complaint.get("court") else [])
+        for agency in agencies:
+            protection.record_consent(self.actor(cadre), case, agency, "services",
+                                      note="当事人书面同意（同意书已存档）")
+        protection.record_consent(self.actor(cadre), case, "police", "statistics")
+        self.later(0.1)
         self.fire(cadre, case, "refer", comment="当事人书面同意转介派出所和“148”法律援助。")
-        # The police desk and legal aid take their referrals from their inboxes; the
+        # The police desk and legal aid accept their referrals from their inboxes; the
         # court panel is handed its one by the county chair (a manager's reassignment).
         self.later(0.1)
-        self.service.claim(self.actor("jingwu"), self.open_task(case, "police"))
-        self.service.claim(self.actor("falv"), self.open_task(case, "legal_aid"))
+        protection.accept(self.actor("jingwu"), self.open_task(case, "police"))
+        if complaint.get("legal_declines"):
+            protection.decline(self.actor("falv"), self.open_task(case, "legal_aid"), complaint["legal_declines"])
+        else:
+            protection.accept(self.actor("falv"), self.open_task(case, "legal_aid"))
         if complaint.get("court"):
             self.service.reassign(self.actor("zhuxi"), self.open_task(case, "court"), "fayuan")
+            protection.accept(self.actor("fayuan"), self.open_task(case, "court"))
         self.later(1)
         self.service.done(self.actor("jingwu"), self.open_task(case, "police"), complaint["police"])
         if ending == "emergency":
@@ -475,7 +488,8 @@ class DemoCases:
             incident_description="当事人按家庭暴力投诉联系卡来电，称丈夫近期多次推搡威胁。",
             risk_level="medium", victim_wishes=["stop_violence"],
             intake_assessment="存在升级风险，转介派出所上门处置，并提供法律咨询。",
-            police=police, legal=legal, cadre="ganbu2"))
+            police=police, legal=legal, cadre="ganbu2",
+            legal_declines="当事人已委托私人律师代理，本中心不再重复提供法律援助；如需可随时再转介。"))
         self.dv_complaint(t5, 6, "referral", dict(
             base, channel="hotline", victim_name="徐某梅", victim_age=41, abuser_name="钱某",
             violence_kinds=["physical"], injuries=True,
