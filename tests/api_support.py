@@ -159,8 +159,13 @@ class ApiEnv:
     def start_aid(self, username: str = "vrep1", unit: str = "t01v01", **data: Any) -> int:
         return self.service.start_case(self.actor(username), "poor_mother_aid", unit, {**AID_APPLICATION, **data})
 
-    def start_dv(self, username: str = "ccadre", unit: str = "t01") -> int:
-        return self.service.start_case(self.actor(username), "dv_complaint", unit, dict(DV_INTAKE))
+    def start_dv(self, username: str = "ccadre", unit: str = "t01", consent: bool = True) -> int:
+        """A complaint at intake; ``consent``: her consent to every agency recorded at intake
+        (so that its referrals open when the case is referred; protection.md)."""
+        case_id = self.service.start_case(self.actor(username), "dv_complaint", unit, dict(DV_INTAKE))
+        if consent:
+            consent_to_all(self.engine, self.actor(username), case_id)
+        return case_id
 
     def to_approval(self, case_id: int, **survey: Any) -> None:
         """application -> home_survey -> approval (vrep1 submits, cadre1 surveys)."""
@@ -203,3 +208,12 @@ def error_of(response) -> dict[str, Any]:
     assert set(body["error"]) == {"code", "message", "details"}, body
     assert isinstance(body["error"]["details"], dict)
     return body["error"]
+
+
+def consent_to_all(engine, actor, case_id: int) -> None:
+    """Record the survivor's consent (services) for every agency of the case's process."""
+    from hexie.workflows.protection import Protection
+    protection = Protection(engine)
+    process = engine.processes["dv_complaint"]
+    for agency, _ in process.agencies:
+        protection.record_consent(actor, case_id, agency)

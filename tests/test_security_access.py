@@ -19,7 +19,7 @@ from hexie.models import Attachment, Task
 from hexie.workflows.errors import NotFound
 from hexie.workflows.org import load_org
 
-from .api_support import DV_INTAKE, PASSWORD, ApiEnv, api_env, error_of
+from .api_support import DV_INTAKE, PASSWORD, ApiEnv, api_env, consent_to_all, error_of
 
 MISSING = 999_999
 
@@ -178,6 +178,7 @@ def web(session_factory, tmp_path: Path):
 def _web_complaint(env) -> tuple[int, dict[str, int]]:
     from .test_web import COMPLAINT
     case_id = env.service.start_case(env.actor("cc1"), "dv_complaint", "t01", dict(COMPLAINT))
+    consent_to_all(env.engine, env.actor("cc1"), case_id)
     env.service.fire(env.actor("cc1"), case_id, "refer")
     return case_id, _tasks_of(env.engine, case_id)
 

@@ -263,13 +263,7 @@ class Protection:
         """Accept a referral (``acceptance: true``): it becomes the acceptor's task."""
         with self.engine.transaction() as s:
             task, case, spec, task_spec = self._referral(s, actor, task_id)
-            now = self.engine.clock()
-            _update_task(s, task, {"status": "allocated", "assignee_id": actor.user_id, "accepted_at": now,
-                                   "accepted_by_id": actor.user_id})
-            audit.append_event(s, case, kind="referral_accepted", actor=self.service._user(s, actor),
-                               from_state=case.state, to_state=case.state,
-                               changes={"task": [task.name, task.name]}, at=now)
-            case.updated_at = now
+            accept_referral(s, self.engine, actor, case, task)
             from .service import save_case
             save_case(s, case)
             return task.id
@@ -315,6 +309,25 @@ class Protection:
         return task, case, spec, task_spec
 
 
+def accept_referral(s: Session, engine: Engine, actor: Actor, case: Any, task: Any) -> None:
+    """Record that ``actor`` accepts the referral ``task`` (checked by the caller): it becomes
+    hers; the audit event ``referral_accepted`` (the caller saves the case). Accepting, claiming
+    and doing a referral first are all taking it: whoever takes it first accepts it."""
+    now = engine.clock()
+    _update_task(s, task, {"status": "allocated", "assignee_id": actor.user_id, "accepted_at": now,
+                           "accepted_by_id": actor.user_id})
+    user = None if actor.is_system or actor.user_id is None else _Ref(actor.user_id, actor.username)
+    audit.append_event(s, case, kind="referral_accepted", actor=user, from_state=case.state,
+                       to_state=case.state, changes={"task": [task.name, task.name]}, at=now)
+    case.updated_at = now
+
+
+@dataclass(frozen=True)
+class _Ref:
+    id: int
+    username: str
+
+
 def _update_task(s: Session, task: Any, values: dict[str, Any]) -> None:
     """Write ``values`` to a task record, checked against the lock_version it was read with."""
     written = s.execute(update(Task.__table__).where(Task.__table__.c.id == task.id,
@@ -358,5 +371,5 @@ def access_log_rows(s: Session, case_id: int, page: int, per_page: int) -> tuple
              "remote_addr": r.remote_addr} for r in rows], int(total or 0)
 
 
-__all__ = ["Protection", "Read", "READS", "SCOPES", "access_log_rows", "case_owner", "consent_holds",
+__all__ = ["Protection", "Read", "accept_referral", "READS", "SCOPES", "access_log_rows", "case_owner", "consent_holds",
            "consent_rows", "consent_status", "is_overseer", "log_read", "may_read_log", "record_read"]

@@ -30,7 +30,7 @@ from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_found
 from .forms import checked_comment, defaults, validate_form
 from .ledger import ledger_posting
-from .protection import consent_holds
+from .protection import accept_referral, consent_holds
 from .queries import barred_by_separation
 from .machine import FireContext
 from .spec import LEDGER_KEY, SYSTEM_ROLE, FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
@@ -422,8 +422,12 @@ class WorkflowService:
                 raise Conflict("任务已由他人领取", "the task is already taken")
             if not may_take(actor, task):
                 raise Forbidden("您不能领取此任务", "this task is not offered to your roles here")
-            _refuse_unaccepted(spec, task)
-            self._check_separation(s, actor, case, spec.state(task.state).task(task.name))
+            task_spec = spec.state(task.state).task(task.name)
+            self._check_separation(s, actor, case, task_spec)
+            if task_spec is not None and task_spec.acceptance and task.accepted_at is None:
+                accept_referral(s, self.engine, actor, case, task)   # taking a referral first accepts it
+                save_case(s, case)
+                return task.id
             self._assign(s, case, task, actor, actor.user_id, "claimed")
             return task.id
 
@@ -518,9 +522,10 @@ class WorkflowService:
                 raise Conflict("任务已由他人领取", "the task is allocated to someone else")
             if not may_take(actor, task):
                 raise Forbidden("您不能办理此任务", "this task is not offered to you")
-            _refuse_unaccepted(spec, task)
             task_spec = state.task(task.name)
             self._check_separation(s, actor, case, task_spec)
+            if task_spec.acceptance and task.accepted_at is None:
+                accept_referral(s, self.engine, actor, case, task)   # doing a referral first accepts it
             refuse_host_fields(case, data or {})
             data = dict(data or {})
             uploads = list(uploads)
@@ -722,13 +727,6 @@ class WorkflowService:
         """Who the audit trail names: the actor's id and username, known without a query."""
         return None if actor.is_system or actor.user_id is None else ActorRef(actor.user_id, actor.username)
 
-
-
-def _refuse_unaccepted(spec: ProcessSpec, task: Record) -> None:
-    """A referral (``acceptance: true``) is accepted or declined before anything else is done with it."""
-    task_spec = spec.state(task.state).task(task.name)
-    if task_spec is not None and task_spec.acceptance and task.accepted_at is None:
-        raise Conflict("请先接受或拒绝此转介", "accept or decline this referral first")
 
 
 # --------------------------------------------------------------------------------------
