@@ -89,8 +89,13 @@ def new_aid_case(env) -> int:
     return case_id
 
 
-def new_complaint(env, unit="t01") -> int:
-    return env.service.start_case(env.actor("cc1"), "dv_complaint", unit, COMPLAINT)
+def new_complaint(env, unit="t01", consent=True) -> int:
+    """A complaint at intake; ``consent``: her consent to every agency recorded (its referrals open)."""
+    case_id = env.service.start_case(env.actor("cc1"), "dv_complaint", unit, COMPLAINT)
+    if consent:
+        from .api_support import consent_to_all
+        consent_to_all(env.engine, env.actor("cc1"), case_id)
+    return case_id
 
 
 # --------------------------------------------------------------------------- sign-in

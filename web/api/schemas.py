@@ -249,7 +249,8 @@ class ConsentSchema(Schema):
 class ConsentCreateSchema(Schema):
     agency = fields.String(required=True, validate=validate.Length(min=1, max=64),
                            metadata={"description": "one of the process's agencies"})
-    given = fields.Boolean(load_default=True, metadata={"description": "false: she withdraws it"})
+    given = fields.Boolean(load_default=True, truthy={True}, falsy={False},
+                           metadata={"description": "false: she withdraws it"})
     scope = fields.String(load_default="services", validate=validate.Length(min=1, max=16),
                           metadata={"description": "services (may be shared with that agency to help her) or "
                                                    "statistics (may be counted in reports by code)"})
