@@ -225,7 +225,11 @@ def test_a_declined_referral_needs_a_reason_and_returns_to_the_case_owner(env):
     view = env.as_("ccadre").get(f"/cases/{case_id}").get_json()
     (declined,) = [r for r in view["referrals"] if r["name"] == "legal_aid"]
     assert declined["status"] == "declined" and declined["note"] == "当事人已委托私人律师"
-    assert declined["completed_by"] is None or declined["completed_by"] == "legal"
+    assert declined["completed_by"] == "legal"
+    # the agency that declined keeps no sight of the survivor's case
+    hidden, missing = legal.get(f"/cases/{case_id}"), legal.get(f"/cases/{MISSING}")
+    assert hidden.status_code == missing.status_code == 404 and hidden.get_json() == missing.get_json()
+    assert case_id not in {c["id"] for c in legal.get("/cases").get_json()}
     # the rest of the referral goes on; the declined one no longer holds it up
     env.as_("police1").post(f"/tasks/{tasks['police'].id}/accept")
     assert env.as_("police1").post(f"/tasks/{tasks['police'].id}/done",

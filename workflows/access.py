@@ -176,10 +176,12 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec], roles: 
         clauses.append(Case.id.in_(offered))
     if actor.user_id is not None:
         worked = select(Task.case_id).where(
-            or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id))
+            or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id), Task.status != "declined")
         clauses.append(Case.id.in_(worked))
-        # acted on it (claimed a task she then handed on, voted, ...): she keeps seeing it
-        clauses.append(Case.id.in_(select(AuditEvent.case_id).where(AuditEvent.actor_id == actor.user_id)))
+        # acted on it (claimed a task she then handed on, voted, ...): she keeps seeing it; declining
+        # a referral is not acting on the case (protection.md)
+        clauses.append(Case.id.in_(select(AuditEvent.case_id).where(AuditEvent.actor_id == actor.user_id,
+                                                                    AuditEvent.kind != "referral_declined")))
         clauses.append(Case.created_by_id == actor.user_id)
     return or_(*clauses) if clauses else false()
 

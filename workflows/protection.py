@@ -277,7 +277,8 @@ class Protection:
             if not comment:
                 raise Invalid("拒绝转介须说明理由", "a decline needs a reason", {"comment": "必填 / required"})
             now = self.engine.clock()
-            _update_task(s, task, {"status": "declined", "completed_at": now, "note": comment})
+            _update_task(s, task, {"status": "declined", "completed_at": now, "completed_by_id": actor.user_id,
+                                   "note": comment})
             audit.append_event(s, case, kind="referral_declined", actor=self.service._user(s, actor),
                                from_state=case.state, to_state=case.state, comment=comment,
                                changes={"task": [task.name, task.name]}, at=now)

@@ -63,11 +63,13 @@ def _worked(s: Session, actor: Actor, case: Case) -> bool:
         return False
     if case.created_by_id == actor.user_id:
         return True
+    # a declined referral is not working the case: the agency that said no keeps no sight of it
     held = s.scalar(select(Task.id).where(
-        Task.case_id == case.id,
+        Task.case_id == case.id, Task.status != "declined",
         or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id)).limit(1))
     return held is not None or s.scalar(select(AuditEvent.id).where(
-        AuditEvent.case_id == case.id, AuditEvent.actor_id == actor.user_id).limit(1)) is not None
+        AuditEvent.case_id == case.id, AuditEvent.actor_id == actor.user_id,
+        AuditEvent.kind != "referral_declined").limit(1)) is not None
 
 
 def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
