@@ -121,6 +121,14 @@ def test_a_task_offered_to_her_is_not_enough_to_record_consent(env):
     r = env.as_("police1").post(f"/cases/{case_id}/consents", {"agency": "court"})
     assert r.status_code == 403                 # she sees the case (masked) but does not work it yet
     assert _written(env, case_id) == before
+    # once she has accepted her referral she works the case, but the consent is not the agency's to record
+    police_task = _tasks(env, case_id)["police"].id
+    assert env.as_("police1").post(f"/tasks/{police_task}/accept").status_code == 200
+    before = _written(env, case_id)
+    assert env.as_("police1").post(f"/cases/{case_id}/consents", {"agency": "court"}).status_code == 403
+    assert env.as_("police1").post(f"/cases/{case_id}/consents/withdraw", {"agency": "police"}).status_code == 403
+    assert _written(env, case_id) == before
+    assert env.as_("police1").get(f"/cases/{case_id}").get_json()["data"]["victim_name"] != "***"
 
 
 def test_withdrawing_consent_cancels_the_agencys_open_referral(env):

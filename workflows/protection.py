@@ -94,6 +94,22 @@ def record_read(engine: Engine, actor: Actor, case_id: int, read: Read) -> None:
             s.commit()
 
 
+def may_record_consent(s: Session, engine: Engine, actor: Actor, case: Any, spec: ProcessSpec) -> bool:
+    """The case owner, an overseer, or someone who holds or did one of its tasks other than a
+    referral to an agency (a task with ``consent:``)."""
+    if actor.user_id is not None and case_owner(case) == actor.user_id:
+        return True
+    if is_overseer(actor, engine, case.org_path):
+        return True
+    if actor.user_id is None:
+        return False
+    referrals = {(st.name, t.name) for st in spec.states for t in st.tasks if t.consent}
+    rows = s.execute(select(Task.state, Task.name).where(
+        Task.case_id == case.id, Task.status != "declined",
+        (Task.assignee_id == actor.user_id) | (Task.completed_by_id == actor.user_id))).all()
+    return any((state, name) not in referrals for state, name in rows)
+
+
 def may_read_log(s: Session, engine: Engine, actor: Actor, case: Any) -> bool:
     """The owner, the people working the case (holding, having done or acted on one of its
     tasks) and overseers read its access log."""
@@ -185,9 +201,10 @@ class Protection:
             return consent_rows(s, case_id)
 
     def _check_recorder(self, s: Session, actor: Actor, case: Any) -> None:
-        """Those working the case (and its owner) and overseers record consent, on an open case."""
-        from .queries import _worked
-        if not (actor.is_system or is_overseer(actor, self.engine, case.org_path) or _worked(s, actor, case)):
+        """Consent is recorded, on an open case, by those working the case (and its owner) and
+        overseers; not by the receiving agencies, whose referral is what it decides."""
+        spec = self.engine.spec_of(s, case.process_version_id)
+        if not (actor.is_system or may_record_consent(s, self.engine, actor, case, spec)):
             raise Forbidden("只有经办人员或监督人员可以记录当事人的同意",
                             "only those working the case or an overseer may record her consent")
         self._open_case(case)

@@ -22,7 +22,7 @@ from .forms import storable_text
 from .machine import FireContext
 from .org import in_subtree, unit_at_depth
 from .protection import (Read, access_log_rows, consent_rows, consent_status, is_overseer, log_read,
-                         may_read_log)
+                         may_read_log, may_record_consent)
 from .spec import ProcessSpec, TaskSpec
 
 OPEN = ("offered", "allocated")
@@ -220,7 +220,8 @@ class CaseQueries:
         return {
             "consents": rows, "consent_status": consent_status(rows, spec.agencies),
             "referrals": referrals,
-            "may_record_consent": bool(spec.agencies) and open_case and (overseer or _worked(s, actor, case)),
+            "may_record_consent": bool(spec.agencies) and open_case and may_record_consent(
+                s, self.engine, actor, case, spec),
             "may_override_consent": bool(spec.agencies) and open_case and overseer,
             "may_read_access_log": bool(case.confidential) and may_read_log(s, self.engine, actor, case),
         }
