@@ -19,7 +19,7 @@ from ..auth import safe_next
 from ..extension import current_actor, hexie_state
 from ..i18n import detail_text, error_text, label, t
 from . import bp
-from .common import role_label, task_label
+from .common import display_names, role_label, task_label
 
 
 def page_read(what: str = "page", detail: Any = None) -> Read:
@@ -50,6 +50,9 @@ def protection_context(case_id: int, view: Mapping[str, Any], spec: ProcessSpec,
     if view.get("may_read_access_log"):
         # the page's own read is already logged (as "page"): this is the same read, not another
         log = hexie_state().queries.access_log(current_actor(), case_id, per_page=20, read=None)
+        who = display_names([e["username"] for e in log.items])
+        for e in log.items:
+            e["name"] = who.get(e["username"], e["username"])
     return {"agencies": [(k, label(lbl, k)) for k, lbl in spec.agencies], "consent_status": status,
             "consent_statements": statements, "referrals": referrals, "access_log": log,
             "may_record_consent": view.get("may_record_consent"),
