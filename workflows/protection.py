@@ -216,7 +216,6 @@ class Protection:
 
     @staticmethod
     def _checked(spec: ProcessSpec, agency: Any, scope: Any) -> tuple[str, str]:
-        from .loader import _unknown
         known = [k for k, _ in spec.agencies]
         errors = {}
         if not known:
@@ -344,6 +343,20 @@ def accept_referral(s: Session, engine: Engine, actor: Actor, case: Any, task: A
 class _Ref:
     id: int
     username: str
+
+
+def _unknown(what_zh: str, what_en: str, word: Any, candidates: Any, listing: bool = True) -> str:
+    """``未知的机构 'x'，是否应为 'y'？ / unknown agency 'x'; did you mean 'y'?`` with what is allowed."""
+    import difflib
+    candidates = [c for c in candidates if isinstance(c, str)]
+    zh, en = f"未知的{what_zh} '{word}'", f"unknown {what_en} '{word}'"
+    near = difflib.get_close_matches(word.lower(), [c.lower() for c in candidates], n=1, cutoff=0.6) \
+        if isinstance(word, str) else []
+    if near:
+        match = next(c for c in candidates if c.lower() == near[0])
+        zh, en = f"{zh}，是否应为 '{match}'？", f"{en}; did you mean '{match}'?"
+    allowed = ", ".join(candidates)
+    return f"{zh}（可选：{allowed}） / {en} (expected one of: {allowed})"
 
 
 def _update_task(s: Session, task: Any, values: dict[str, Any]) -> None:
