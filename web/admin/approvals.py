@@ -17,7 +17,7 @@ from hexie.workflows.queries import task_row
 from hexie.workflows.spec import ProcessSpec
 
 from ..auth import safe_next
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import error_text, label, t
 from .common import OPEN, PER_PAGE, _engine, _flash_error, _names, bp, local_day, manager_required
 

@@ -12,7 +12,7 @@ from hexie.workflows.access import Actor
 from hexie.workflows.errors import HexieError
 from hexie.workflows.org import ancestor_paths
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import t
 from .common import _engine, _record, bp, local_day, local_midnight_after
 

@@ -17,7 +17,7 @@ from hexie.workflows.people import record_admin_change
 
 from .. import i18n
 from ..auth import unauthenticated
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import error_text, t
 
 _WEB = Path(__file__).resolve().parent.parent

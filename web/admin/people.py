@@ -14,7 +14,7 @@ from hexie.workflows.org import CODE_RE, USERNAME_RE, OrgFileError, load_org
 from hexie.workflows.tokens import live_credentials
 
 from .. import i18n
-from ..extension import current_actor
+from ..state import current_actor
 from ..i18n import label, t
 from ..views.common import page_arg
 from .common import MIN_PASSWORD, PER_PAGE, _engine, _record, admin_required, bp, local_day

@@ -15,7 +15,7 @@ from hexie.workflows.loader import load_process_text
 from hexie.workflows.spec import Diagnostic, ProcessSpec
 
 from .. import i18n
-from ..extension import current_actor
+from ..state import current_actor
 from ..i18n import label, t
 from .common import MAX_SOURCE, _engine, _record, admin_required, bp
 from .source import _diagnostic_dicts, _notes, numbered_source
