@@ -16,9 +16,9 @@ from hexie.workflows.protection import Protection, Read
 from hexie.workflows.spec import ProcessSpec
 
 from ..auth import safe_next
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import detail_text, error_text, label, t
-from . import bp
+from .blueprint import bp
 from .common import display_names, role_label, task_label
 
 
