@@ -349,6 +349,10 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         for task_spec in initial.tasks:
             row = dict(case_id=case_id, **new_task_values(spec, initial, task_spec, unit.id, unit.path, now),
                        escalated=False, lock_version=1, assignee_id=None)
+            if task_spec.consent is not None:   # a new case has no consent yet: it waits (protection.py)
+                row.update(status="waiting", due_at=None, escalate_at=None)
+                task_rows.append(row)
+                continue
             holder = first_holder(s, engine, case_id, unit.path, task_spec, actor)
             if holder is not None:
                 row["status"], row["assignee_id"] = "allocated", holder
