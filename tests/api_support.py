@@ -212,7 +212,7 @@ def error_of(response) -> dict[str, Any]:
 
 def consent_to_all(engine, actor, case_id: int) -> None:
     """Record the survivor's consent (services) for every agency of the case's process."""
-    from hexie.workflows.protection import Protection
+    from hexie.workflows.consent import Protection
     protection = Protection(engine)
     process = engine.processes["dv_complaint"]
     for agency, _ in process.agencies:

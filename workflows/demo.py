@@ -34,7 +34,7 @@ from .access import Actor
 from .auth import hash_password
 from .engine import Engine
 from .org import load_org
-from .protection import Protection
+from .consent import Protection
 from .service import WorkflowService
 
 #: The one password of every demo user (documented in docs/demo-users.md).

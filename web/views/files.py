@@ -17,7 +17,7 @@ from sqlalchemy import select
 from hexie.models import Attachment
 from hexie.workflows.access import Actor
 from hexie.workflows.errors import not_found
-from hexie.workflows.protection import Read, record_read
+from hexie.workflows.consent import Read, record_read
 from hexie.workflows.service import Upload
 
 from ..state import current_actor, hexie_state

@@ -1,128 +1,150 @@
-"""Survivors' data protection on the case page (protection.md): consent per agency, the
-referrals of the current step (accept, decline, waiting for consent), and the access log.
-
-The case page (:mod:`.case`) builds :func:`protection_context` and includes
-``_case_protection.html``; the POSTs below go to :class:`hexie.workflows.protection.Protection`
-and come back to the case page, a refusal as a flash message in words.
+"""Data protection on the pages (protection.md): finding a survivor's case by the blind index,
+exports of case lists (de-identified on request) and the case file for another agency (an
+AES-encrypted zip). The rules are the engine's (:mod:`hexie.workflows.protection`,
+:mod:`hexie.workflows.casefile`); these views only ask and answer.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import csv
+import io
+import re
+from typing import Any, Iterator
 
-from flask import flash, redirect, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 
-from hexie.workflows.errors import Conflict, Forbidden, Invalid
-from hexie.workflows.protection import Protection, Read
-from hexie.workflows.spec import ProcessSpec
+from hexie.workflows.casefile import MIN_PASSWORD, CaseFile, case_file_parts, encrypted_zip
+from hexie.workflows.protection import case_code, deidentify, record_export
 
-from ..auth import safe_next
 from ..state import current_actor, hexie_state
-from ..i18n import detail_text, error_text, label, t
+from ..i18n import both, label, t
 from .blueprint import bp
-from .common import display_names, role_label, task_label
+from .common import case_spec, to_local, unit_names
+from .inbox import filter_options, query_filters
+from .reports import csv_cell
+
+#: Cases read per query when writing a case list (the most a page may hold).
+BATCH = 200
 
 
-def page_read(what: str = "page", detail: Any = None) -> Read:
-    """This request as a read for the access log (who is the caller; from where is her address)."""
-    return Read(what, request.remote_addr, None if detail is None else str(detail))
+def _flag(name: str) -> bool:
+    return (request.values.get(name) or "").lower() in ("1", "true", "yes", "on")
 
 
-def protection_context(case_id: int, view: Mapping[str, Any], spec: ProcessSpec, names: Mapping[str, str]
-                       ) -> dict[str, Any]:
-    """What the page shows of consent, referrals and the access log."""
-    key = view["process"]
-    status = []
-    for row in view.get("consent_status", ()):
-        status.append({**row, "label": label(row["label"], row["agency"]),
-                       "override_by": names.get((row["override"] or {}).get("recorded_by"),
-                                                (row["override"] or {}).get("recorded_by"))})
-    statements = [{**c, "agency_label": label(spec.agency_label(c["agency"]), c["agency"]),
-                   "by": names.get(c["recorded_by"], c["recorded_by"])} for c in view.get("consents", ())]
-    referrals = []
-    for r in view.get("referrals", ()):
-        referrals.append({**r, "label": task_label(key, r["state"], r["name"], spec),
-                          "role_label": role_label(r["role"]),
-                          "agency_label": label(spec.agency_label(r["agency"]), r["agency"]) if r["agency"] else "",
-                          "accepted_by_name": names.get(r["accepted_by"], r["accepted_by"]),
-                          "completed_by_name": names.get(r["completed_by"], r["completed_by"]),
-                          "assignee_name": names.get(r["assignee"], r["assignee"])})
-    log = None
-    if view.get("may_read_access_log"):
-        # the page's own read is already logged (as "page"): this is the same read, not another
-        log = hexie_state().queries.access_log(current_actor(), case_id, per_page=20, read=None)
-        who = display_names([e["username"] for e in log.items])
-        for e in log.items:
-            e["name"] = who.get(e["username"], e["username"])
-    return {"agencies": [(k, label(lbl, k)) for k, lbl in spec.agencies], "consent_status": status,
-            "consent_statements": statements, "referrals": referrals, "access_log": log,
-            "may_record_consent": view.get("may_record_consent"),
-            "may_override_consent": view.get("may_override_consent")}
+@bp.route("/cases/find", methods=["POST"])
+def find_case():
+    """The survivor's case by her full name or ID number (POST: the name stays out of URLs and logs)."""
+    actor = current_actor()
+    value = (request.form.get("lookup") or "").strip()
+    if not value:
+        return redirect(url_for("hexie.cases"))
+    page = hexie_state().queries.cases(actor, lookup=value[:200], per_page=BATCH)
+    filters = query_filters()
+    return render_template("cases.html", page=page, filters=filters, options=filter_options(actor),
+                           unit_names=unit_names(c["org_unit"] for c in page.items), found=page.total)
 
 
-def protection_names(view: Mapping[str, Any]) -> list[str | None]:
-    """Usernames the protection sections show (for display names)."""
-    out = [c["recorded_by"] for c in view.get("consents", ())]
-    for r in view.get("referrals", ()):
-        out += [r.get("accepted_by"), r.get("completed_by"), r.get("assignee")]
-    return out
+@bp.route("/cases.csv")
+def cases_csv():
+    """The cases of the list (its filters, every page) as CSV. Confidential cases carry their code
+    as subject; with a programme chosen, its fields too (masked as on the case page);
+    ``deidentified=1``: every sensitive value and the case number become the case's code."""
+    actor = current_actor()
+    state = hexie_state()
+    filters = {k: v for k, v in query_filters().items() if k != "page"}
+    deidentified = _flag("deidentified")
+    spec = state.engine.processes.get(filters["process"]) if filters.get("process") else None
+    fields = list(spec.fields) if spec is not None else []
+    exported: list[int] = []
+
+    def generate() -> Iterator[str]:
+        head = [both("guard.code") if deidentified else both("col.case"), both("col.process"), both("col.state"),
+                both("col.unit"), "created_at", "closed_at", both("col.subject"), *fields]
+        yield "\ufeff" + _lines([head])
+        number = 1
+        while True:
+            page = state.queries.cases(actor, **filters, page=number, per_page=BATCH)
+            rows = []
+            names = unit_names(c["org_unit"] for c in page.items)
+            for c in page.items:
+                row = [case_code(c["id"]) if deidentified else str(c["id"]), csv_cell(label(
+                       state.engine.processes[c["process"]].title) if c["process"] in state.engine.processes
+                       else c["process"]), csv_cell(c["state"]), csv_cell(names.get(c["org_unit"], c["org_unit"])),
+                       _time(c["created_at"]), _time(c["closed_at"]),
+                       csv_cell(case_code(c["id"]) if deidentified or c.get("confidential") else c["subject"])]
+                if fields:
+                    data = state.queries.case(actor, c["id"])["data"]
+                    if deidentified:
+                        data = deidentify(spec, c["id"], data)
+                    row += [csv_cell(_plain(data.get(name))) for name in fields]
+                rows.append(row)
+                exported.append(c["id"])
+            if rows:
+                yield _lines(rows)
+            if not page.items or number >= page.pages:
+                record_export(state.engine, actor, "cases.csv", exported, deidentified)
+                return
+            number += 1
+
+    name = "cases" + (f"-{filters['process']}" if filters.get("process") else "") + ("-deid" if deidentified else "")
+    return Response(stream_with_context(generate()), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{_safe(name)}.csv"',
+                             "Cache-Control": "no-store"})
 
 
-def _back(case_id: int):
-    return redirect(safe_next(request.form.get("next"), url_for("hexie.case", case_id=case_id)))
+def _case_file(case_id: int, deidentified: bool) -> CaseFile:
+    state = hexie_state()
+    actor = current_actor()
+    view = state.queries.case(actor, case_id)   # the 404 of a case that does not exist for her
+    history = state.queries.history(actor, case_id)
+    return CaseFile(view=view, history=history, spec=case_spec(view), deidentified=deidentified)
 
 
-def _refused(err: Exception) -> None:
-    details = err.details if isinstance(err, Invalid) else {}
-    extra = "；".join(detail_text(v) for v in details.values() if isinstance(v, str))
-    flash(error_text(err) + (f"{t('sep')}{extra}" if extra else ""), "error")
+@bp.route("/cases/<int:case_id>/export.json")
+def case_export_json(case_id: int):
+    """The case file as JSON, as she may see it (``deidentified=1``: with the case's code instead)."""
+    deidentified = _flag("deidentified")
+    case = _case_file(case_id, deidentified)
+    name, content = case_file_parts(case)[0]
+    record_export(hexie_state().engine, current_actor(), "case.json", [case_id], deidentified)
+    return Response(content, mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="case-{_safe(case.code)}.json"',
+                             "Cache-Control": "no-store"})
 
 
-@bp.route("/cases/<int:case_id>/consents", methods=["POST"])
-def record_consent(case_id: int):
-    """Record (``given=1``) or withdraw (``given=0``) her consent for one agency."""
-    given = request.form.get("given", "1") not in ("0", "false", "")
-    try:
-        Protection(hexie_state().engine).record_consent(
-            current_actor(), case_id, request.form.get("agency", ""), request.form.get("scope", "services"),
-            given, request.form.get("note"))
-    except (Conflict, Forbidden, Invalid) as err:
-        _refused(err)
-    else:
-        flash({"text": t("consent.recorded" if given else "consent.withdrawn_ok"), "case_id": case_id}, "success")
-    return _back(case_id)
+@bp.route("/cases/<int:case_id>/export", methods=["POST"])
+def case_export_zip(case_id: int):
+    """The case file (JSON, CSV and any other part) in an AES-256 encrypted zip, for another agency."""
+    deidentified = _flag("deidentified")
+    case = _case_file(case_id, deidentified)
+    password = request.form.get("password") or ""
+    if len(password) < MIN_PASSWORD:
+        flash(t("guard.export.short_password"), "error")
+        return redirect(url_for("hexie.case", case_id=case_id) + "#case-export")
+    content = encrypted_zip(case_file_parts(case), password)
+    record_export(hexie_state().engine, current_actor(), "case.zip", [case_id], deidentified)
+    return Response(content, mimetype="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="case-{_safe(case.code)}.zip"',
+                             "Cache-Control": "no-store"})
 
 
-@bp.route("/cases/<int:case_id>/consents/override", methods=["POST"])
-def override_consent(case_id: int):
-    """An overseer opens a referral without consent, with a written reason."""
-    try:
-        Protection(hexie_state().engine).override_consent(current_actor(), case_id,
-                                                          request.form.get("agency", ""), request.form.get("reason"))
-    except (Conflict, Forbidden, Invalid) as err:
-        _refused(err)
-    else:
-        flash({"text": t("consent.overridden_ok"), "case_id": case_id}, "success")
-    return _back(case_id)
+def _lines(rows: list[list[str]]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue()
 
 
-@bp.route("/tasks/<int:task_id>/accept", methods=["POST"])
-def accept(task_id: int):
-    """Accept a referral: it becomes mine."""
-    return _referral_call(task_id, lambda p, actor: p.accept(actor, task_id), t("referral.accepted_ok"))
+def _time(value: Any) -> str:
+    local = to_local(value)
+    return local.strftime("%Y-%m-%d %H:%M") if local else ""
 
 
-@bp.route("/tasks/<int:task_id>/decline", methods=["POST"])
-def decline(task_id: int):
-    """Decline a referral with a reason: the work goes back to the case owner."""
-    return _referral_call(task_id, lambda p, actor: p.decline(actor, task_id, request.form.get("comment")),
-                          t("referral.declined_ok"))
+def _plain(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(v) for v in value)
+    return str(value)
 
 
-def _referral_call(task_id: int, call, done_message: str):
-    try:
-        call(Protection(hexie_state().engine), current_actor())
-    except (Conflict, Forbidden, Invalid) as err:
-        _refused(err)
-    else:
-        flash(done_message, "success")
-    return redirect(safe_next(request.form.get("next"), url_for("hexie.inbox")))
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name)

@@ -6,7 +6,7 @@
 declined or opened without consent. Tasks may now be ``waiting`` (for consent) or ``declined``.
 
 Revision ID: 0016
-Revises: 0009
+Revises: 0017
 Create Date: 2026-12-01 10:30:00
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016"
-down_revision: str | None = "0009"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
