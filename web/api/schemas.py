@@ -221,7 +221,8 @@ class TaskSchema(Schema):
     suspended = fields.Boolean(metadata={"description": "on hold (the task or its case): its clock stands still"})
     flagged = fields.Boolean(metadata={"description": "could not go to the person the definition named "
                                                       "(assign: {user: FIELD}): offered to the role instead"})
-    consult_of = fields.Integer(allow_none=True, metadata={"description": "for a consult: the task it was asked from"})    acceptance = fields.Boolean(metadata={"description": "a referral (acceptance: true): accept or decline it first"})
+    consult_of = fields.Integer(allow_none=True, metadata={"description": "for a consult: the task it was asked from"})
+    acceptance = fields.Boolean(metadata={"description": "a referral (acceptance: true): accept or decline it first"})
     accepted = fields.Boolean(metadata={"description": "the referral has been accepted"})
 
 
