@@ -52,7 +52,7 @@ def test_consent_referrals_accepted_and_declined_and_the_access_log(browser, sit
     page = legal.open_case(case_id)
     task = page.locator("li.task", has_text="法律援助")
     task.locator("details.referral-decline summary").click()
-    task.locator("textarea[name=comment]").fill("当事人已委托私人律师代理，本中心不重复提供法律援助")
+    task.locator("details.referral-decline textarea[name=comment]").fill("当事人已委托私人律师代理，本中心不重复提供法律援助")
     task.locator("details.referral-decline button[type=submit]").click()
     page.wait_for_load_state()
     assert "已拒绝转介" in page.content()
