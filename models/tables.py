@@ -7,12 +7,12 @@ timezone-naive UTC (see :func:`hexie.models.base.utcnow`); JSON values are JSON-
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
+    JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
     UniqueConstraint, false, text, true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -346,11 +346,14 @@ class AuditEvent(Base):
 
 
 class LedgerEntry(Base):
-    """Money into or out of an earmarked fund, posted by a transition that declares ``ledger``.
+    """Money into or out of an earmarked fund, posted by a transition that declares ``ledger``,
+    or received into it (``kind`` ``receipt``: a donation or an allocation, with its donor,
+    the day it was received and its voucher number; no case, ``case_id`` NULL).
 
-    Written in the transaction of the action, which also records the posting in its
-    hash-chained audit event (``case_id``, ``audit_seq``): ``hexie ledger verify``
-    reconciles the two. ``amount`` is above zero; ``kind`` says which way it went.
+    Written in the transaction of the action (or of the receipt), which also records the
+    posting in its hash-chained audit event (``case_id``, ``audit_seq``; a receipt's event is
+    in the case-less chain): ``hexie ledger verify`` reconciles the two. ``amount`` is above
+    zero; ``kind`` says which way it went.
     """
 
     __tablename__ = "hexie_ledger_entries"
@@ -361,7 +364,7 @@ class LedgerEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
+    case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
     audit_seq: Mapped[int] = mapped_column(Integer)
     process_key: Mapped[str] = mapped_column(String(64))
     trigger: Mapped[str] = mapped_column(String(64))
@@ -372,6 +375,11 @@ class LedgerEntry(Base):
     org_path: Mapped[str] = mapped_column(PathString, index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
+    #: the voucher (凭证号) the bookkeeper files it under; a receipt's is required
+    voucher: Mapped[str | None] = mapped_column(String(64))
+    #: a receipt's donor or allocating body, and the day the money arrived
+    donor: Mapped[str | None] = mapped_column(String(200))
+    received_on: Mapped[date | None] = mapped_column(Date())
 
 
 class Attachment(Base):
