@@ -316,22 +316,75 @@ class Money(fields.String):
 
 
 class LedgerEntrySchema(Schema):
-    """One posting to a fund: what a disbursement (or a refund) wrote, with its case."""
+    """One posting to a fund: what a disbursement (or a refund) wrote, with its case; or money
+    received into the fund (kind ``receipt``: no case, with donor, day received and voucher)."""
 
     id = fields.Integer(required=True)
     at = UTCDateTime(required=True, metadata={"description": "when it was posted"})
-    case_id = fields.Integer(required=True)
+    case_id = fields.Integer(required=True, allow_none=True, metadata={"description": "null for a receipt"})
     process = fields.String(required=True)
     trigger = fields.String(required=True, metadata={"description": "the action that posted it"})
     fund = fields.String(required=True, metadata={"description": "the fund's key (a choice of the process)"})
-    kind = fields.String(required=True, validate=validate.OneOf(("payment", "refund")))
+    kind = fields.String(required=True, validate=validate.OneOf(("payment", "refund", "receipt")))
     amount = Money(required=True, metadata={"description": "always above zero; kind says which way"})
     audit_seq = fields.Integer(required=True, metadata={
         "description": "the case's audit event that records the same posting"})
     org_unit = fields.String(required=True)
     org_unit_name = fields.String(required=True)
-    state = fields.String(required=True, metadata={"description": "the case's state now"})
+    state = fields.String(required=True, allow_none=True, metadata={"description": "the case's state now "
+                                                                                    "(null for a receipt)"})
     subject = _text(required=True, metadata={"description": "null for confidential cases"})
+    voucher = fields.String(required=True, allow_none=True, metadata={"description": "the voucher number (凭证号)"})
+    donor = fields.String(required=True, allow_none=True, metadata={"description": "a receipt's donor"})
+    received_on = fields.Date(required=True, allow_none=True, metadata={"description": "the day a receipt arrived"})
+
+
+class ReceiptCreateSchema(Schema):
+    """Money received into a fund: a donation or an allocation."""
+
+    process = fields.String(required=True, validate=validate.Length(1, 64))
+    fund = fields.String(required=True, validate=validate.Length(1, 64))
+    amount = fields.String(required=True, validate=validate.Length(1, 20), metadata={"example": "159215.00"})
+    donor = fields.String(required=True, validate=validate.Length(1, 200))
+    received_on = fields.Date(required=True)
+    voucher = fields.String(required=True, validate=validate.Length(1, 64))
+    org_unit = fields.String(required=True, validate=validate.Length(1, 64),
+                             metadata={"description": "the unit whose fund received it (its code)"})
+
+
+class BalancePeriodSchema(Schema):
+    period = fields.String(required=True, metadata={"example": "2026-03"})
+    received = Money(required=True)
+    paid = Money(required=True)
+    refunded = Money(required=True)
+    change = Money(required=True, metadata={"description": "received - paid + refunded in the period"})
+    balance = Money(required=True, metadata={"description": "the balance at the period's end"})
+
+
+class BalanceFundSchema(Schema):
+    process = fields.String(required=True)
+    fund = fields.String(required=True)
+    label = fields.String(required=True)
+    received = Money(required=True)
+    paid = Money(required=True)
+    refunded = Money(required=True)
+    balance = Money(required=True, metadata={"description": "received - paid + refunded"})
+    periods = fields.List(fields.Nested(BalancePeriodSchema), required=True)
+
+
+class BalanceTotalSchema(Schema):
+    received = Money(required=True)
+    paid = Money(required=True)
+    refunded = Money(required=True)
+    balance = Money(required=True)
+
+
+class BalancesSchema(Schema):
+    """Each fund's balance, by period."""
+
+    period = fields.String(required=True)
+    funds = fields.List(fields.Nested(BalanceFundSchema), required=True)
+    total = fields.Nested(BalanceTotalSchema, required=True)
 
 
 class LedgerTotalsSchema(Schema):
@@ -555,6 +608,13 @@ class UpcomingSchema(Schema):
 class LedgerListQuery(_PagingQuery):
     process = _filter()
     fund = _filter()
+    kind = fields.String(load_default=None, validate=validate.OneOf(("payment", "refund", "receipt")))
+
+
+class BalanceQuery(Schema):
+    process = _filter()
+    fund = _filter()
+    period = fields.String(load_default="month", validate=validate.OneOf(("month", "year")))
 
 
 class LedgerSummaryQuery(Schema):
