@@ -33,27 +33,59 @@ CSV_BATCH = 200
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-@bp.route("/reports")
-def reports():
-    """One programme's report; the first programme by default."""
+@dataclass
+class ReportArgs:
+    """The report's query string, checked: programme, grouping, unit, days."""
+
+    process: str
+    by: str
+    within: str | None
+    since: date | None
+    until: date | None
+    problem: str | None
+    units: list[tuple[str, str]]
+
+    def args(self) -> dict[str, str]:
+        """As query-string arguments (the xlsx link keeps the page's filters)."""
+        pairs = (("process", self.process), ("by", self.by), ("within", self.within),
+                 ("since", self.since.isoformat() if self.since else None),
+                 ("until", self.until.isoformat() if self.until else None))
+        return {k: v for k, v in pairs if v}
+
+
+def report_args() -> ReportArgs:
+    """An unknown programme is a 404; a malformed day or a unit outside her area is dropped."""
     state = hexie_state()
     processes = sorted(state.engine.processes.items())
     key = request.args.get("process") or processes[0][0]
     if key not in state.engine.processes:
         abort(404)
-    actor = current_actor()
     by = request.args.get("by") if request.args.get("by") in ("town", "village") else "town"
     within = request.args.get("within") or None
     since, until, problem = _day("since"), _day("until"), None
     if since and until and since > until:
         since, until, problem = None, None, t("report.bad_range")
-    units = [(u.code, indent(u)) for u in units_in_area(actor) if u.level != _lowest_level()]
+    units = [(u.code, indent(u)) for u in units_in_area(current_actor()) if u.level != _lowest_level()]
     if within not in {code for code, _ in units}:
         within = None
-    report = state.queries.report(actor, key, by=by, within=within, since=since, until=until)
-    return render_template("reports.html", report=report, spec=state.engine.processes[key],
-                           processes=[(k, label(spec.title)) for k, spec in processes],
-                           units=units, within=within, since=since, until=until, problem=problem)
+    return ReportArgs(key, by, within, since, until, problem, units)
+
+
+def case_report(args: ReportArgs) -> dict[str, Any]:
+    return hexie_state().queries.report(current_actor(), args.process, by=args.by, within=args.within,
+                                        since=args.since, until=args.until)
+
+
+@bp.route("/reports")
+def reports():
+    """One programme's report; the first programme by default."""
+    state = hexie_state()
+    args = report_args()
+    report = case_report(args)
+    return render_template("reports.html", report=report, spec=state.engine.processes[args.process],
+                           processes=[(k, label(spec.title)) for k, spec in sorted(state.engine.processes.items())],
+                           units=args.units, within=args.within, since=args.since, until=args.until,
+                           problem=args.problem, query=args.args())
 
 
 def _day(name: str) -> date | None:
