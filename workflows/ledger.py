@@ -416,3 +416,80 @@ def fund_labels(specs: Iterable[ProcessSpec]) -> dict[tuple[str, str], Any]:
         if name is not None:
             out.update(((spec.key, key), text) for key, text in spec.fields[name].choices)
     return out
+
+
+#: The columns of a receipts register (.xlsx or .csv), the header row's names.
+RECEIPT_COLUMNS = ("process", "fund", "amount", "donor", "received_on", "voucher", "org_unit")
+
+
+def import_receipts(engine: Engine, actor: Actor, path: str, *, max_errors: int = 200) -> tuple[int, list[str]]:
+    """Record every receipt of a register (``.xlsx``, first sheet; or ``.csv``), all or none.
+
+    The header names :data:`RECEIPT_COLUMNS`; rows are numbered as the spreadsheet shows them
+    (the header is row 1). Every row is checked as :func:`record_receipt` checks one (and a
+    voucher number twice in the file is an error of its second row); only if no row has an
+    error are they all recorded, in one transaction. Returns (recorded, errors).
+    """
+    import csv
+
+    from .bulk import is_xlsx, xlsx_rows
+
+    if is_xlsx(path):
+        rows = xlsx_rows(path)
+    else:
+        handle = open(path, newline="", encoding="utf-8-sig")
+        rows = csv.reader(handle)
+    header = next(rows, None) or []
+    errors: list[str] = []
+    missing = [c for c in RECEIPT_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in RECEIPT_COLUMNS]
+    for name in missing:
+        errors.append(f"row 1: {name}: 缺少此列 / the column is missing")
+    for name in unknown:
+        errors.append(f"row 1: {name}: 不是收款登记的列 / not a column of a receipts register")
+    if errors:
+        return 0, errors
+    checked: list[tuple[int, dict[str, Any]]] = []
+    vouchers: dict[tuple[str, str, str], int] = {}
+    with engine.session_factory() as s:
+        units = dict(s.execute(select(OrgUnit.code, OrgUnit.path)).all())
+    for number, cells in enumerate(rows, start=2):
+        if not any(str(c).strip() for c in cells):
+            continue
+        data = dict(zip(header, list(cells) + [""] * (len(header) - len(cells))))
+        problems: dict[str, str] = {}
+        try:
+            spec, clean = check_receipt(engine, data)
+        except Invalid as err:
+            problems.update(err.details)
+        else:
+            path_of = units.get(clean["org_unit"])
+            key = (clean["process"], clean["fund"], clean["voucher"])
+            if path_of is None:
+                problems["org_unit"] = f"没有这个单位 / unknown unit {clean['org_unit']!r}"
+            elif not may_record_receipt(actor, engine, spec, path_of):
+                problems["org_unit"] = "您无权在此单位登记该项目的收款 / you may not record its receipts there"
+            if key in vouchers:
+                problems["voucher"] = f"与第 {vouchers[key]} 行凭证号重复 / the same voucher as row {vouchers[key]}"
+            vouchers.setdefault(key, number)
+            checked.append((number, clean))
+        for name, message in sorted(problems.items()):
+            if len(errors) < max_errors:
+                errors.append(f"row {number}: {name}: {message}")
+    if errors:
+        return 0, errors
+    try:
+        with engine.transaction() as s:
+            for number, clean in checked:
+                try:
+                    record_receipt(engine, actor, {**clean, "amount": str(clean["amount"])}, session=s)
+                except (Invalid, Forbidden) as err:
+                    detail = "; ".join(f"{k}: {v}" for k, v in err.details.items()) if err.details else err.message
+                    raise _RowRefused(f"row {number}: {detail}") from None
+    except _RowRefused as refused:
+        return 0, [str(refused)]
+    return len(checked), []
+
+
+class _RowRefused(Exception):
+    """A row refused while writing (a voucher recorded meanwhile): the whole file is rolled back."""
