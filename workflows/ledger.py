@@ -453,6 +453,9 @@ def import_receipts(engine: Engine, actor: Actor, path: str, *, max_errors: int 
     vouchers: dict[tuple[str, str, str], int] = {}
     with engine.session_factory() as s:
         units = dict(s.execute(select(OrgUnit.code, OrgUnit.path)).all())
+        recorded = {(p, f, v): i for i, p, f, v in s.execute(
+            select(LedgerEntry.id, LedgerEntry.process_key, LedgerEntry.fund, LedgerEntry.voucher)
+            .where(LedgerEntry.case_id.is_(None)))}
     for number, cells in enumerate(rows, start=2):
         if not any(str(c).strip() for c in cells):
             continue
@@ -469,7 +472,10 @@ def import_receipts(engine: Engine, actor: Actor, path: str, *, max_errors: int 
                 problems["org_unit"] = f"没有这个单位 / unknown unit {clean['org_unit']!r}"
             elif not may_record_receipt(actor, engine, spec, path_of):
                 problems["org_unit"] = "您无权在此单位登记该项目的收款 / you may not record its receipts there"
-            if key in vouchers:
+            if key in recorded:
+                problems["voucher"] = (f"凭证号 {clean['voucher']} 已登记过（条目 {recorded[key]}）/ voucher "
+                                       f"{clean['voucher']} is already recorded (entry {recorded[key]})")
+            elif key in vouchers:
                 problems["voucher"] = f"与第 {vouchers[key]} 行凭证号重复 / the same voucher as row {vouchers[key]}"
             vouchers.setdefault(key, number)
             checked.append((number, clean))
