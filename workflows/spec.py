@@ -187,6 +187,20 @@ class RateSpec:
     over: tuple[str, ...] = ()
 
 
+#: Placeholders a document's body may use besides the process's fields (``{case_id}`` ...).
+DOCUMENT_PLACEHOLDERS = ("case_id", "business_key", "process", "unit", "today")
+
+
+@dataclass(frozen=True)
+class DocumentSpec:
+    """A printable document (``documents:`` in the definition): a title and a body in both
+    languages; ``{field}`` in the body is the case's value as the reader may see it."""
+
+    name: str
+    title: Label
+    body: Label
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
     key: str
@@ -199,6 +213,7 @@ class ProcessSpec:
     confidential: bool = False
     starters: tuple[str, ...] | None = None
     rates: tuple[RateSpec, ...] = ()   # report columns such as elder support's signing rate
+    documents: Mapping[str, DocumentSpec] = field(default_factory=lambda: MappingProxyType({}))
     source_text: str = ""
     path: str = ""
     content_hash: str = ""
