@@ -59,7 +59,11 @@ def ledger_posting(transition: TransitionSpec, data: Mapping[str, Any]) -> dict[
         errors[ledger.amount] = "记账金额必须大于 0 / the amount to post must be above 0"
     if errors:
         raise Invalid("记账信息不完整", "the ledger posting is incomplete", errors)
-    return {"fund": str(fund), "kind": ledger.kind, "amount": f"{Decimal(str(amount)):.2f}"}
+    posting = {"fund": str(fund), "kind": ledger.kind, "amount": f"{Decimal(str(amount)):.2f}"}
+    voucher = data.get(ledger.voucher) if ledger.voucher else None
+    if voucher not in (None, ""):
+        posting["voucher"] = str(voucher)[:64]      # recorded in the audit event too, and reconciled
+    return posting
 
 
 def fund_field(spec: ProcessSpec) -> str | None:
@@ -387,6 +391,8 @@ def _recorded(entry: Any) -> dict[str, str]:
     """What the audit event of ``entry`` must say: a receipt's event names its programme, donor,
     day and voucher as well."""
     out = {"fund": entry.fund, "kind": entry.kind, "amount": f"{_money(entry.amount):.2f}"}
+    if entry.case_id is not None and entry.voucher:
+        out["voucher"] = entry.voucher
     if entry.case_id is None:
         out.update(process=entry.process_key, donor=entry.donor or "", voucher=entry.voucher or "",
                    received_on=entry.received_on.isoformat() if entry.received_on else "")

@@ -289,7 +289,8 @@ class WorkflowService:
             s.connection().execute(_INSERT_LEDGER, {
                 "case_id": case.id, "audit_seq": event.seq, "process_key": spec.key, "trigger": trigger,
                 "fund": posting["fund"], "kind": posting["kind"], "amount": Decimal(posting["amount"]),
-                "org_unit_id": case.org_unit_id, "org_path": case.org_path, "actor_id": actor.user_id, "at": now})
+                "org_unit_id": case.org_unit_id, "org_path": case.org_path, "actor_id": actor.user_id, "at": now,
+                "voucher": posting.get("voucher"), "donor": None, "received_on": None})
         emit(self.engine, s, case, "state_changed", process=spec.key, trigger=trigger, from_state=state.name,
              to_state=new_state, actor=actor.username)
         entered = spec.state(new_state)

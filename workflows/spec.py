@@ -101,12 +101,14 @@ class LedgerSpec:
     """A transition that moves money: it posts one entry to an earmarked fund's ledger.
 
     ``fund`` names the case's choice field holding the fund, ``amount`` its money field;
-    a ``payment`` takes money out of the fund, a ``refund`` puts it back.
+    a ``payment`` takes money out of the fund, a ``refund`` puts it back; ``voucher`` (optional)
+    the text field holding the voucher number the entry is filed under.
     """
 
     fund: str
     amount: str
     kind: str = "payment"
+    voucher: str | None = None
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,7 @@ class LedgerDefSchema(Schema):
     fund = fields.String(required=True)
     amount = fields.String(required=True)
     kind = fields.String(required=True)
+    voucher = fields.String(allow_none=True, metadata={"description": "the field holding the voucher number"})
 
 
 class TransitionDefSchema(Schema):

@@ -12,14 +12,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from flask import abort, render_template, request
+import json
+
+from flask import Response, abort, render_template, request
 
 from hexie.workflows.dashboard import FIGURES, Dashboard
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import label, t
 from ..xlsx import xlsx_response
-from . import bp
+from .blueprint import bp
 from .common import money, process_title, state_label
 from .reports import money_filters
 
@@ -116,13 +118,13 @@ def dashboard():
 @bp.route("/reports/dashboard/<name>.json")
 def dashboard_json(name: str):
     """One figure's tables (and how its chart reads them) as JSON: the numbers of the page's table."""
-    from ..api.routing import json_response
     if name not in FIGURES:
         abort(404)
     fig = figure(name, _programme())
     for table in fig["tables"]:
         table["rows"] = [[_plain(v) for v in row] for row in table["rows"]]
-    return json_response(fig, headers={"Cache-Control": "no-store"})
+    return Response(json.dumps(fig, ensure_ascii=False, default=str), mimetype="application/json",
+                    headers={"Cache-Control": "no-store"})
 
 
 @bp.route("/reports/dashboard.xlsx")

@@ -17,10 +17,10 @@ from flask import abort, request
 
 from hexie.workflows.queries import TASK_SORTS, TASK_VIEWS
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import label, t
 from ..xlsx import all_pages, xlsx_response
-from . import bp
+from .blueprint import bp
 from .common import display_names, places, process_title, role_label, state_label, task_label, to_local, unit_names
 from .inbox import query_filters, task_places
 from .reports import MoneyFilters, case_report, kind_name, money_filters, report_args, unit_places

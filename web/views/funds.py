@@ -14,9 +14,9 @@ from flask import flash, redirect, render_template, request, url_for
 from hexie.workflows.errors import Forbidden, Invalid
 from hexie.workflows.ledger import import_receipts, receipt_processes, record_receipt
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import error_text, label, t
-from . import bp
+from .blueprint import bp
 from .common import page_arg, units_in_area, indent
 from .reports import money_filters, unit_places
 

@@ -14,10 +14,12 @@ from flask import Response, g
 
 from hexie.workflows.errors import not_found
 
-from ..extension import current_actor, hexie_state, site_name
-from ..i18n import label
+from flask import current_app
+
+from ..state import current_actor, hexie_state
+from ..i18n import get_locale, label, t
 from ..printing import CaseFile, case_file_pdf, document_pdf, fill, pdf_response_headers
-from . import bp
+from .blueprint import bp
 from .case import _data_rows, _history
 from .common import case_spec, display_names, fmt_date, fmt_dt, format_value, places, process_title, state_label
 from .files import case_attachments
@@ -25,6 +27,15 @@ from hexie.models import OrgUnit
 
 #: events that record a decision: what the approval table lists
 DECISIONS = ("fired", "vote", "task_done")
+
+
+def site_name() -> str:
+    """``HEXIE_SITE_NAME`` (a text or ``{zh, en}``) in the current language, else the app's tagline
+    (the page header's rule)."""
+    name = current_app.config.get("HEXIE_SITE_NAME")
+    if isinstance(name, dict):
+        return str(name.get(get_locale()) or name.get("zh") or next(iter(name.values()), ""))
+    return str(name) if name else t("app.tagline")
 
 
 @contextmanager

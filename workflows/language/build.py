@@ -7,7 +7,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 
-from hexie.workflows.spec import Escalation, FieldSpec, FormField, Label, LedgerSpec, ProcessSpec, RateSpec, RolesSpec, StateSpec, TaskSpec, TimerSpec, TransitionSpec
+from hexie.workflows.spec import DocumentSpec, Escalation, FieldSpec, FormField, Label, LedgerSpec, ProcessSpec, RateSpec, RolesSpec, StateSpec, TaskSpec, TimerSpec, TransitionSpec
 from hexie.workflows.language.checks import _mapping
 from hexie.workflows.language.constants import DATE_TYPES, NUMBER_TYPES
 from hexie.workflows.language.durations import parse_duration
@@ -36,6 +36,8 @@ def _build_process(data: dict, roles: RolesSpec | None, compiled: Mapping[int, A
         starters=tuple(data["starters"]) if "starters" in data else None,
         rates=tuple(RateSpec(name, Label.of(r["label"], name), tuple(r["of"]), tuple(r.get("over", ())))
                     for name, r in _mapping(data.get("rates")).items()),
+        documents=MappingProxyType({name: DocumentSpec(name, Label.of(d["title"], name), Label.of(d["body"]))
+                                    for name, d in _mapping(data.get("documents")).items()}),
         source_text=text, path=filename, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 

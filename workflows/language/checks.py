@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import keyword
 import re
+import string
 
 from typing import Any, Mapping
 
 from hexie.workflows.expressions import ExpressionError, compile_expression
-from hexie.workflows.spec import FIELD_TYPES, SYSTEM_ROLE, RolesSpec
+from hexie.workflows.spec import DOCUMENT_PLACEHOLDERS, FIELD_TYPES, SYSTEM_ROLE, RolesSpec
 from hexie.workflows.language.constants import DATE_TYPES, MULTIPLE_TYPES, NUMBER_TYPES, PathKey, RESERVED_NAMES, TEXT_TYPES
 from hexie.workflows.language.messages import _hinted, _msg, _nearest, _unknown
 from hexie.workflows.language.yaml_tree import _Report
@@ -65,7 +66,31 @@ class _ProcessChecker:
         self.check_timers()
         self.check_graph()
         self.check_rates()
+        self.check_documents()
         return self.compiled
+
+    def check_documents(self) -> None:
+        """A document's ``{placeholder}`` names a field of this process or one of the case's facts
+        (DOCUMENT_PLACEHOLDERS); the error points at the placeholder, with "did you mean"."""
+        known = list(self.fields) + list(DOCUMENT_PLACEHOLDERS)
+        for name, doc in _mapping(self.data.get("documents")).items():
+            body = _mapping(doc).get("body")
+            texts = [(("documents", name, "body"), body)] if isinstance(body, str) else \
+                [(("documents", name, "body", lang), text) for lang, text in _mapping(body).items()]
+            for path, text in texts:
+                if not isinstance(text, str):
+                    continue
+                try:
+                    found = _placeholders(text)
+                except ValueError:
+                    self.report.error(path, _msg("文书正文的花括号不成对（字面的花括号请写作 {{ 或 }}）",
+                                                 "a brace in the document's body is not closed (write {{ or }} "
+                                                 "for a brace itself)"))
+                    continue
+                for placeholder, offset in found:
+                    if placeholder not in known:
+                        self.report.error(path, _unknown("占位符", "placeholder", placeholder, known),
+                                          offset=offset)
 
     def check_rates(self) -> None:
         """A rate counts states of this process."""
@@ -268,8 +293,9 @@ class _ProcessChecker:
             self.graph_known = False
 
     def ledger(self, path: PathKey, ledger: Any) -> None:
-        """A posting names the case's fund (a choice field) and amount (a money field)."""
-        for key, wanted in (("fund", "choice"), ("amount", "money")):
+        """A posting names the case's fund (a choice field) and amount (a money field), and may
+        name the text field holding its voucher number."""
+        for key, wanted in (("fund", "choice"), ("amount", "money"), ("voucher", "text")):
             name = _mapping(ledger).get(key)
             if not isinstance(name, str):
                 continue
@@ -395,3 +421,13 @@ def _closure(start: set[str], edges: Mapping[str, set[str]]) -> set[str]:
                 seen.add(nxt)
                 todo.append(nxt)
     return seen
+
+
+_BRACES = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+def _placeholders(body: str) -> list[tuple[str, int]]:
+    """The ``{name}`` placeholders of a document body with the offset of each name; ValueError
+    on an unbalanced brace (``{{`` and ``}}`` are braces themselves)."""
+    string.Formatter().parse(body) and list(string.Formatter().parse(body))   # raises on a lone brace
+    return [(m.group(1), m.start(1)) for m in _BRACES.finditer(body) if m.group(1) is not None]

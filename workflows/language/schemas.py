@@ -260,6 +260,7 @@ def _matches(pattern: str, value: str) -> bool:
 class _LedgerSchema(_Strict):
     fund = _Str(required=True)
     amount = _Str(required=True)
+    voucher = _Str()
     kind = _Str(validate=_one_of(LEDGER_KINDS, "记账类型", "ledger kind"))
 
 
@@ -284,6 +285,11 @@ class _RateSchema(_Strict):
     over = _List(_Str())
 
 
+class _DocumentSchema(_Strict):
+    title = _Text(required=True)
+    body = _Text(required=True)
+
+
 class _ProcessSchema(_Strict):
     process = _Str(required=True, validate=_process_key)
     title = _Text(required=True)
@@ -295,6 +301,7 @@ class _ProcessSchema(_Strict):
     states = _List(_Nested(_StateSchema), required=True, validate=_at_least(1, "状态数", "the number of states"))
     transitions = _List(_Nested(_TransitionSchema), required=True)
     rates = _NamedMap(_RateSchema)
+    documents = _NamedMap(_DocumentSchema)
 
 
 class _RoleSchema(_Strict):
