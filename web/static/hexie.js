@@ -24,10 +24,13 @@
     });
   }
   // The print button of a case page.
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest && event.target.closest("[data-print]");
-    if (button) { event.preventDefault(); window.print(); }
-  });
+  if (!window.__hexiePrintButton) {
+    window.__hexiePrintButton = true;
+    document.addEventListener("click", function (event) {
+      var button = event.target.closest && event.target.closest("[data-print]");
+      if (button) { event.preventDefault(); window.print(); }
+    });
+  }
   // Ask before actions that finish a case (reject, withdraw, close...).
   document.addEventListener("submit", function (event) {
     var form = event.target;

@@ -42,6 +42,7 @@ def figure(name: str, process: str) -> dict[str, Any]:
     actor = current_actor()
     if name == "cases":
         data = board.cases(actor, process)
+        data["states"] = [st for st in data["states"] if data["totals"][st]]   # steps no case is in: no column
         columns = [t("money.month"), *[state_label(process, st) for st in data["states"]], t("report.all")]
         rows = [[m["month"], *[m["counts"][st] for st in data["states"]], m["total"]] for m in data["months"]]
         kinds = ["text", *["count"] * (len(columns) - 1)]
