@@ -38,8 +38,7 @@ STYLES = {
                             spaceAfter=2),
     "subtitle": ParagraphStyle("subtitle", **{**_BASE, "fontSize": 11, "leading": 15}, alignment=TA_CENTER,
                                textColor=colors.HexColor("#444444"), spaceAfter=8),
-    "h2": ParagraphStyle("h2", **{**_BASE, "fontSize": 12.5, "leading": 17}, spaceBefore=10, spaceAfter=4,
-                         keepWithNext=1),
+    "h2": ParagraphStyle("h2", **{**_BASE, "fontSize": 12.5, "leading": 17}, spaceBefore=10, spaceAfter=4),
     "body": ParagraphStyle("body", **_BASE, spaceAfter=6, firstLineIndent=0),
     "para": ParagraphStyle("para", **{**_BASE, "fontSize": 11.5, "leading": 19}, spaceAfter=7),
     "para_en": ParagraphStyle("para_en", **{**_BASE, "fontSize": 10, "leading": 14}, spaceAfter=5,
@@ -93,13 +92,18 @@ class CaseFile:
     signatures: list[tuple[str, str]] = field(default_factory=list)   # extra (zh, en) signature lines
 
 
-def _table(header: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]], widths: Sequence[float]) -> Table:
-    data = [[_pair(zh, en) for zh, en in header]]
+def _table(title: str, header: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]],
+           widths: Sequence[float]) -> Table:
+    """A section as one table: its title, the column heads (both repeated on each page), the rows;
+    so a title never stays alone at the foot of a page."""
+    data = [[_p(title, "h2")] + [""] * (len(header) - 1), [_pair(zh, en) for zh, en in header]]
     data += [[cell if isinstance(cell, Paragraph) else _p(str(cell)) for cell in row] for row in rows]
-    table = Table(data, colWidths=widths, repeatRows=1)
+    table = Table(data, colWidths=widths, repeatRows=2, spaceBefore=8)
     table.setStyle(TableStyle([
-        ("GRID", (0, 0), (-1, -1), 0.5, GRID),
-        ("BACKGROUND", (0, 0), (-1, 0), SHADE),
+        ("SPAN", (0, 0), (-1, 0)), ("LINEBELOW", (0, 0), (-1, 0), 0.5, GRID),
+        ("LEFTPADDING", (0, 0), (-1, 0), 0), ("BOTTOMPADDING", (0, 0), (-1, 0), 2),
+        ("GRID", (0, 1), (-1, -1), 0.5, GRID),
+        ("BACKGROUND", (0, 1), (-1, 1), SHADE),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("LEFTPADDING", (0, 0), (-1, -1), 4), ("RIGHTPADDING", (0, 0), (-1, -1), 4),
         ("TOPPADDING", (0, 0), (-1, -1), 3), ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
@@ -163,16 +167,13 @@ def case_file_pdf(case: CaseFile) -> bytes:
     if case.masked:
         story += [Spacer(1, 4), _p("部分敏感信息已按阅读人权限遮蔽（●●●●）。 Sensitive data is masked for this reader.",
                                    "note")]
-    story.append(_p("案件信息  Case data", "h2"))
-    story.append(_table([("项目", "Item"), ("内容", "Value")],
+    story.append(_table("案件信息  Case data", [("项目", "Item"), ("内容", "Value")],
                         [[_pair(zh, en), _p(value)] for zh, en, value in case.rows] or [[_p("—"), _p("—")]],
                         [width * 0.32, width * 0.68]))
-    story.append(_p("审批记录  Approvals", "h2"))
-    story.append(_table([("环节", "Step"), ("操作", "Action"), ("办理人", "By"), ("时间", "Time"), ("意见", "Comment")],
+    story.append(_table("审批记录  Approvals", [("环节", "Step"), ("操作", "Action"), ("办理人", "By"), ("时间", "Time"), ("意见", "Comment")],
                         case.approvals or [["—"] * 5],
                         [width * 0.18, width * 0.16, width * 0.18, width * 0.18, width * 0.30]))
-    story.append(_p("办理记录  History", "h2"))
-    story.append(_table([("时间", "Time"), ("办理人", "By"), ("事项", "What"), ("详情", "Detail")],
+    story.append(_table("办理记录  History", [("时间", "Time"), ("办理人", "By"), ("事项", "What"), ("详情", "Detail")],
                         case.history or [["—"] * 4],
                         [width * 0.18, width * 0.17, width * 0.25, width * 0.40]))
     story.append(Spacer(1, 8))
