@@ -22,7 +22,7 @@
     });
     var valueAxis = { type: "value", max: chart.percent ? 100 : undefined,
                       axisLabel: { formatter: chart.percent ? "{value}%" : "{value}" } };
-    var categoryAxis = { type: "category", data: categories,
+    var categoryAxis = { type: "category", data: categories, inverse: !!chart.horizontal,
                          axisLabel: { interval: 0, rotate: chart.horizontal ? 0 : (narrow() ? 45 : 0),
                                       width: chart.horizontal ? (narrow() ? 90 : 160) : undefined, overflow: "truncate" } };
     return {
