@@ -37,7 +37,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from hexie.workflows.expressions import ExpressionError, compile_expression
 from hexie.workflows.spec import (
-    COMMENT_RULES, FIELD_TYPES, LEDGER_KINDS, PRIORITIES, SYSTEM_ROLE, Diagnostic, Escalation, FieldSpec,
+    ASSIGN_POLICIES, COMMENT_RULES, FIELD_TYPES, LEDGER_KINDS, PRIORITIES, SYSTEM_ROLE, Diagnostic, Escalation, FieldSpec,
     FormField, Label, LedgerSpec, ProcessSpec, RateSpec, RoleSpec, RolesSpec, StateSpec, TaskSpec, TimerSpec,
     TransitionSpec,
 )
@@ -810,7 +810,27 @@ class _EscalationSchema(_Strict):
 
 
 class _AssignSchema(_Strict):
-    same_as = _Str(required=True)
+    """Who gets the task: exactly one of ``same_as``, ``user``, ``owner``, ``policy``."""
+
+    same_as = _Str()
+    user = _Str()
+    owner = _Bool()
+    policy = _Str(validate=_one_of(ASSIGN_POLICIES, "分派方式", "assignment policy"))
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _exactly_one(self, data: dict, original: Any, **kwargs: Any) -> None:
+        if not isinstance(original, dict):
+            return
+        given = [k for k in original if k in ("same_as", "user", "owner", "policy")]
+        if not given:
+            raise ValidationError(_msg("assign 需要 same_as、user、owner 或 policy 之一",
+                                       "assign needs one of same_as, user, owner or policy"))
+        if len(given) > 1:
+            raise ValidationError({given[1]: [_Message.make(_msg(
+                f"assign 只能有一种分派方式（已有 {given[0]}）",
+                f"assign takes one way of choosing (already {given[0]})"), at_key=True)]})
+        if "owner" in original and original["owner"] is not True:
+            raise ValidationError({"owner": [_msg("owner 只能是 true", "owner must be true")]})
 
 
 class _TaskSchema(_Strict):
@@ -825,6 +845,7 @@ class _TaskSchema(_Strict):
     escalate = _Nested(_EscalationSchema)
     separate_from = _List(_Str())
     assign = _Nested(_AssignSchema)
+    requires = _List(_Str())     # capabilities her holder needs (definitions.md, "Who gets a task")
     priority = _Str(validate=_one_of(PRIORITIES, "优先级", "priority"))
 
 
@@ -1021,6 +1042,7 @@ class _RoleSchema(_Strict):
 class _RolesFileSchema(_Strict):
     levels = _List(_Str(), required=True, validate=_at_least(1, "层级数", "the number of levels"))
     roles = _NamedMap(_RoleSchema, required=True)
+    capabilities = _List(_Str())   # the words tasks' requires: may name (optional)
 
 
 # --------------------------------------------------------------------------- schema errors -> diagnostics
@@ -1281,6 +1303,22 @@ class _ProcessChecker:
             self.state_ref(path + ("separate_from", j), other, needs_task=True)
         assign = _mapping(task.get("assign"))
         self.state_ref(path + ("assign", "same_as"), assign.get("same_as"), needs_task=True)
+        person = assign.get("user")
+        if isinstance(person, str):
+            if person not in self.fields:
+                self.report.error(path + ("assign", "user"), _unknown("字段", "field", person, self.fields))
+            elif _mapping(self.fields[person]).get("type") != "user":
+                self.report.error(path + ("assign", "user"), _msg(
+                    f"字段 '{person}' 不是人员字段（type: user）", f"field '{person}' is not of type user"))
+        known = self.roles.capabilities if self.roles is not None else ()
+        for j, word in enumerate(_list(task.get("requires"))):
+            if not isinstance(word, str):
+                continue
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$", word):
+                self.report.error(path + ("requires", j), _msg(
+                    f"无效的能力名 '{word}'", f"invalid capability '{word}': letters, digits, _ . -"))
+            elif known and word not in known:
+                self.report.error(path + ("requires", j), _unknown("能力", "capability", word, known))
 
     def source_refs(self, i: int, transition: dict) -> list[tuple[PathKey, str]]:
         """(path, name) of each source state as written (``'*'`` included)."""
@@ -1528,7 +1566,10 @@ def _build_task(task: dict, name: str, label: Label, fields_: Mapping[str, Field
         due=parse_duration(task["due"]) if "due" in task else None,
         escalate=Escalation(parse_duration(escalate["after"]), escalate["to"]) if escalate else None,
         separate_from=tuple(task.get("separate_from", ())),
-        same_as=task["assign"]["same_as"] if "assign" in task else None,
+        same_as=task.get("assign", {}).get("same_as"),
+        assign_user=task.get("assign", {}).get("user"), assign_owner=task.get("assign", {}).get("owner") is True,
+        policy=task.get("assign", {}).get("policy"),
+        requires=tuple(sorted(set(task.get("requires", ())))),
         priority=task.get("priority", "normal"), optional=task.get("optional", False),
         external=task.get("external"), variables=tuple(task.get("variables", ())),
         retries=int(task.get("retries", 3)))
@@ -1679,7 +1720,8 @@ def _load_roles(text: str, filename: str, report: _Report) -> RolesSpec | None:
     return RolesSpec(levels=tuple(levels), roles=MappingProxyType(
         {key: RoleSpec(key, Label.of(_mapping(spec).get("label"), key),
                        **{flag: _mapping(spec).get(flag) is True for flag in ROLE_FLAGS})
-         for key, spec in roles.items()}))
+         for key, spec in roles.items()}),
+        capabilities=tuple(w for w in _list(tree.data.get("capabilities")) if isinstance(w, str)))
 
 
 def load_roles(path: str | Path) -> tuple[RolesSpec | None, list[Diagnostic]]:

@@ -43,7 +43,7 @@ def route(s: Session, engine: Any, spec: ProcessSpec, case: Any, task_spec: Task
             return None, False
         if eligible(s, engine, owner, case, task_spec):
             return away_delegate(s, engine, owner, case, task_spec), False
-        return None, True
+        return None, False   # an owner who does not do this step (a chair filed it): the role's pool
     if task_spec.policy:
         return by_policy(s, engine, case, task_spec), False
     return first_holder(s, engine, case.id, case.org_path, task_spec, starter, case=case), False

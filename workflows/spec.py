@@ -299,6 +299,9 @@ class RoleSpec:
 class RolesSpec:
     levels: tuple[str, ...]
     roles: Mapping[str, RoleSpec]
+    #: the words a task's ``requires:`` may name (roles.yaml's optional ``capabilities:``);
+    #: empty: any word is accepted
+    capabilities: tuple[str, ...] = ()
 
     @cached_property
     def managers(self) -> frozenset[str]:
