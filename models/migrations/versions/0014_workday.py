@@ -9,7 +9,7 @@ role instead); ``requires`` the capabilities its holder needs (sorted, comma-sep
 ``consult_of`` the task a consult was asked from.
 
 Revision ID: 0014
-Revises: 0013
+Revises: 0009
 Create Date: 2026-12-01 10:30:00
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | None = "0013"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
