@@ -28,6 +28,8 @@ from . import bp
 from .common import (case_spec, display_names, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
                      task_label, trigger_label, unit_path)
 from .files import case_attachments, discard, save_files
+from .workday import people_around
+from hexie.workflows.access import is_manager
 
 
 # ----------------------------------------------------------------------- page
@@ -98,23 +100,35 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
 
     names = display_names([e["actor"] for e in history] + [t_["assignee"] for t_ in view["tasks"]]
                           + [view.get("created_by")]
+                          + [n for e in history for key in ("owner", "consulted", "mentions", "assignee")
+                             for n in _change_people((e.get("changes") or {}).get(key))]
                           + [v for n, v in view["data"].items()
                              if n in spec.fields and spec.fields[n].type == "user" and isinstance(v, str)])
 
     voting = is_voting(key, view["state"], spec)
+    roles = state.engine.registry.roles
+    manager = bool(path) and is_manager(actor, roles, path)
+    owner = view.get("owner")
+    may_manage = not st.final and (manager or (owner is not None and owner == actor.username))
+    names.update(display_names([owner, (view.get("suspended") or {}).get("by")]))
     tasks = []
     for task in view["tasks"]:
         tspec = st.task(task["name"])
-        offered = bool(tspec and path and (
-            actor.holds(task["role"], path, tspec.at)
+        consult = task.get("kind") == "consult"
+        offered = not consult and bool(tspec and path and (
+            (actor.holds(task["role"], path, tspec.at) and set(tspec.requires) <= actor.capabilities)
             or (task["escalated"] and tspec.escalate and actor.holds(tspec.escalate.to, path))))
         mine = task["assignee"] == actor.username
-        row = dict(task, label=task_label(key, task["state"], task["name"], spec),
-                   role_label=role_label(task["role"]), mine=mine,
+        work_label = task_label(key, task["state"], task["name"], spec)
+        row = dict(task, label=t("workday.consult_of", task=work_label) if consult else work_label,
+                   role_label="" if consult else role_label(task["role"]), mine=mine,
                    assignee_name=names.get(task["assignee"], task["assignee"]),
                    can_claim=task["status"] == "offered" and offered and not voting,
-                   can_release=mine and task["status"] == "allocated",
-                   can_done=st.parallel and offered and task["assignee"] in (None, actor.username))
+                   can_release=mine and task["status"] == "allocated" and not consult,
+                   can_done=st.parallel and offered and task["assignee"] in (None, actor.username)
+                   and not view.get("suspended"),
+                   can_hold=not consult and (mine or manager), can_answer=consult and mine,
+                   can_consult=not consult and (mine or (task["assignee"] is None and offered)))
         if row["can_done"]:
             row["form"] = bound.get(f"t:{task['id']}") or _task_form(spec, view, task, path,
                                                                      files_present=files_present)
@@ -159,12 +173,26 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
     wanted = request.values.get("next")
     return_to = safe_next(wanted) if wanted else None   # e.g. back to her approvals after a vote
 
+    colleagues = people_around(spec, path)
+    names.update(dict(colleagues))
     return render_template(
         "case.html", case=view, spec=spec, tasks=tasks, actions=actions, blocked=blocked, error=error, extra_errors=extra_errors,
+        owner_name=names.get(owner, owner) if owner else None, may_manage=may_manage,
+        suspended=dict(view["suspended"], by_name=names.get(view["suspended"]["by"], view["suspended"]["by"]))
+        if view.get("suspended") else None,
+        colleagues=[(u, n) for u, n in colleagues if u != actor.username],
         rows=_data_rows(spec, view, attachments, names), history=_history(spec, history, names),
         diagram=render_svg(spec, view["state"], get_locale()),
         state_final=st.final, next_url=request.full_path.rstrip("?"), return_to=return_to,
     ), status
+
+
+def _change_people(pair: Any) -> list[str]:
+    """The usernames an audit change names ([old, new], either a name or a list of names)."""
+    out: list[str] = []
+    for value in (pair if isinstance(pair, list) else []):
+        out += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    return out
 
 
 def _votes(case_id: int, state: str, user_id: int | None) -> tuple[set[str], dict[str, int]]:
@@ -224,6 +252,13 @@ def _history(spec: ProcessSpec, events: list[dict[str, Any]], names: Mapping[str
                 changes.append((t("col.role"), "", role_label(new)))
             elif field == "version":
                 changes.append((t("case.version"), str(old), str(new)))
+            elif field in ("owner", "consulted"):
+                changes.append((t(f"workday.change.{field}"), names.get(old, old) or "", names.get(new, new) or ""))
+            elif field == "mentions":
+                changes.append((t("workday.change.mentions"), "",
+                                "、".join(names.get(n, n) for n in (new or []))))
+            elif field in ("until", "held"):
+                changes.append((t(f"workday.change.{field}"), "", str(new or "")))
             else:
                 changes.append((field, str(old or ""), str(new or "")))
         actor = e.get("actor")
