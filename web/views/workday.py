@@ -16,9 +16,9 @@ from hexie.workflows.errors import Conflict, Forbidden, HexieError, Invalid
 from hexie.workflows.org import ancestor_paths
 from hexie.workflows.workday import parse_until
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import error_text, t
-from . import bp
+from .blueprint import bp
 
 
 def people_around(spec: Any, path: str | None, roles: Any = None) -> list[tuple[str, str]]:
