@@ -68,6 +68,8 @@ class FieldSpec:
     multiple: bool = False
     # for choice / multichoice: (key, label) pairs in declared order
     choices: tuple[tuple[str, Label], ...] = ()
+    #: for a user field: the role of the people it names (``role:``; the picker lists only them)
+    role: str | None = None
 
     @property
     def choice_keys(self) -> tuple[str, ...]:

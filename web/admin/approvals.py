@@ -170,8 +170,11 @@ def tasks():
     except HexieError:  # an unknown unit in the filter: nothing matches
         result = None
     items = result.items if result else []
+    from ..views.common import display_names
+    names = display_names(row["assignee"] for row in items)
     for row in items:
         row["unit_name"] = row["org_unit_name"]
+        row["assignee_name"] = names.get(row["assignee"], row["assignee"])   # names, not usernames
     total = result.total if result else 0
     pages = max(1, -(-total // PER_PAGE))
     return render_template("admin/tasks.html", items=items, total=total, page=page, pages=pages,

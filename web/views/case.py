@@ -34,27 +34,35 @@ from hexie.workflows.access import is_manager
 
 # ----------------------------------------------------------------------- page
 
+def _field_roles(spec: ProcessSpec, name: str) -> list[str]:
+    """The roles whose holders a ``user`` field may name: its ``role:``, else the roles of the
+    tasks it assigns (``assign: {user: FIELD}``), else every role the process names."""
+    fs = spec.fields[name]
+    if fs.role:
+        return [fs.role]
+    assigned = sorted({task.role for st in spec.states for task in st.tasks if task.assign_user == name})
+    return assigned or sorted(spec.roles_named())
+
+
 def _choices(spec: ProcessSpec, entries: tuple[FormField, ...], path: str | None) -> Choices:
-    """Options for ``user`` and ``org_unit`` fields: people and units around the case's unit."""
+    """Options for ``user`` and ``org_unit`` fields: people (by name, of the role the field is
+    for) and units around the case's unit."""
     kinds = {spec.fields[e.name].type for e in entries if e.name in spec.fields}
     if not kinds & {"user", "org_unit"} or path is None:
         return Choices()
-    users: list[tuple[str, str]] = []
     units: list[tuple[str, str]] = []
     county = ancestor_paths(path)[0]
-    with hexie_state().engine.session_factory() as s:
-        if "user" in kinds:
-            near = or_(OrgUnit.path.in_(ancestor_paths(path)), OrgUnit.path.startswith(path, autoescape=True))
-            rows = s.execute(select(User.username, User.name).join(RoleAssignment, RoleAssignment.user_id == User.id)
-                             .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
-                             .where(near, User.active.is_(True)).distinct().order_by(User.name)).all()
-            users = [(u, f"{n}（{u}）") for u, n in rows]
-        if "org_unit" in kinds:
+    by_field: dict[str, list[tuple[str, str]]] = {}
+    for entry in entries:
+        if entry.name in spec.fields and spec.fields[entry.name].type == "user":
+            by_field[entry.name] = people_around(spec, path, _field_roles(spec, entry.name))
+    if "org_unit" in kinds:
+        with hexie_state().engine.session_factory() as s:
             rows = s.execute(select(OrgUnit.code, OrgUnit.name, OrgUnit.path)
                              .where(OrgUnit.path.startswith(county, autoescape=True))
                              .order_by(OrgUnit.path).limit(2000)).all()
-            units = [(c, "\u3000" * max(p.count("/") - 2, 0) + n) for c, n, p in rows]
-    return Choices(units=units, users=users)
+        units = [(c, "\u3000" * max(p.count("/") - 2, 0) + n) for c, n, p in rows]
+    return Choices(units=units, users_by_field=by_field)
 
 
 def _formdata():
@@ -181,7 +189,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
         suspended=dict(view["suspended"], by_name=names.get(view["suspended"]["by"], view["suspended"]["by"]))
         if view.get("suspended") else None,
         colleagues=[(u, n) for u, n in colleagues if u != actor.username],
-        rows=_data_rows(spec, view, attachments, names), history=_history(spec, history, names),
+        rows=_data_rows(spec, view, attachments, names, _decided(spec, history)), history=_history(spec, history, names),
         diagram=render_svg(spec, view["state"], get_locale()),
         state_final=st.final, next_url=request.full_path.rstrip("?"), return_to=return_to,
     ), status
@@ -204,11 +212,30 @@ def _votes(case_id: int, state: str, user_id: int | None) -> tuple[set[str], dic
     return {trig for trig, _, mine in rows if mine}, {trig: n for trig, n, _ in rows}
 
 
-def _data_rows(spec: ProcessSpec, view: Mapping[str, Any], attachments, names) -> list[dict[str, Any]]:
+def _decided(spec: ProcessSpec, history: list[dict[str, Any]]) -> set[str]:
+    """The fields someone has filled: the first form's, and those a later event changed (a
+    yes/no a later step asks holds only its default until then)."""
+    first = {e.name for e in spec.initial_state.form}
+    out: set[str] = set()
+    for e in history:
+        keys = set((e.get("changes") or {}))
+        out |= (keys & first) if e["kind"] == "started" else keys
+    return out
+
+
+def _data_rows(spec: ProcessSpec, view: Mapping[str, Any], attachments, names,
+               decided: set[str] | None = None) -> list[dict[str, Any]]:
     data = view["data"]
     rows = []
     for name, fs in spec.fields.items():
         value = data.get(name)
+        if fs.type == "boolean" and decided is not None and name not in decided:
+            # a later step's yes/no: not "no" before anyone decided it
+            if name in {e.name for st in spec.states for e in st.form} or any(
+                    name in {f.name for f in t.form} for t in spec.transitions):
+                rows.append({"name": name, "label": label(fs.label, name), "type": "undecided",
+                             "value": t("workday.not_yet_decided"), "hidden": False, "sensitive": fs.sensitive})
+            continue
         if fs.type == "file":
             files = attachments.get(name, [])
             if not files:
@@ -316,11 +343,20 @@ def _submit(case_id: int, form: DynamicForm, bound_key: str, spec: ProcessSpec, 
         if not isinstance(err, (Invalid, Conflict, Forbidden)):
             raise
         apply_engine_errors(form, err.details if isinstance(err, Invalid) else {})
+        _choose_files_again(form)
         if isinstance(err, Conflict) and "lock_version" in err.details:
             message = t("case.stale")
         else:
             message = error_text(err)
         return None, render_case(case_id, bound={bound_key: form}, status=err.status, error=message)
+
+
+def _choose_files_again(form: DynamicForm) -> None:
+    """A refused form comes back without the files chosen in it (a browser keeps none, and the
+    stored copies were removed with the refusal): say so at each such field."""
+    for _, fs, field in form.definition_fields():
+        if fs.type == "file" and uploads_of(field):
+            field.errors = [*(field.errors or ()), t("workday.file_again")]
 
 
 @bp.route("/cases/<int:case_id>/actions/<trigger>", methods=["POST"])
@@ -339,6 +375,7 @@ def fire(case_id: int, trigger: str):
     form = _action_form(spec, view, trigger, unit_path(view["org_unit"]), formdata=_formdata(),
                         files_present=case_attachments(case_id))
     if not form.validate():
+        _choose_files_again(form)
         return render_case(case_id, bound={f"a:{trigger}": form}, status=422, error=t("case.fix_errors"))
     lock = _lock_version()   # a stale page is the service's Conflict (or her own action, sent again)
     result, refused = _submit(case_id, form, f"a:{trigger}", spec, view, lambda data, files: state.service.fire(
@@ -410,6 +447,7 @@ def done(task_id: int):
     form = _task_form(spec, view, task, unit_path(view["org_unit"]), formdata=_formdata(),
                       files_present=case_attachments(case_id))
     if not form.validate():
+        _choose_files_again(form)
         return render_case(case_id, bound={f"t:{task_id}": form}, status=422, error=t("case.fix_errors"))
     _, refused = _submit(case_id, form, f"t:{task_id}", spec, view,
                          lambda data, files: state.service.done(actor, task_id, data, uploads=files))

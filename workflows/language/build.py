@@ -60,6 +60,7 @@ def _build_field(name: str, spec: dict) -> FieldSpec:
         required=spec.get("required", False),
         default=_coerce(ftype, default, _choice_keys(choices)) if default is not None else None,
         min=value("min"), max=value("max"), max_length=spec.get("max_length"), pattern=spec.get("pattern"),
+        role=spec.get("role"),
         sensitive=spec.get("sensitive", False), multiple=spec.get("multiple", False), choices=pairs)
 
 

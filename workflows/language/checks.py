@@ -135,6 +135,12 @@ class _ProcessChecker:
                     at_key=True)
             if isinstance(spec, dict):
                 self.check_field_options(name, spec)
+                if "role" in spec:
+                    if spec.get("type") != "user":
+                        self.report.error(("fields", name, "role"), _msg(
+                            "只有人员字段（type: user）可以有 role", "only a user field takes role"), at_key=True)
+                    else:
+                        self.role(("fields", name, "role"), spec.get("role"))
 
     def check_field_options(self, name: str, spec: dict) -> None:
         """Options that do nothing for the field's type are likely mistakes."""

@@ -207,6 +207,7 @@ class _FieldSchema(_Strict):
     sensitive = _Bool()
     multiple = _Bool()
     choices = _Choices()
+    role = _Str()        # a user field: the role of the people it names (its picker lists only them)
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _options_fit_type(self, data: dict, original: Any, **kwargs: Any) -> None:
