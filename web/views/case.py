@@ -171,13 +171,17 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
                     for msg in form.general_errors + [e for f in form for e in (f.errors or [])]]
     own_task_form = next((x for x in tasks if x.get("form") and x["mine"]), None) \
         or next((x for x in tasks if x.get("form") and x["assignee"] is None), None)
+    answering = any(x["can_answer"] for x in tasks)
+    forward = [a for a in actions if not (a["final"] and a["asks_comment"])]
     if own_task_form is not None and not bound:
         own_task_form["open"] = True         # her own parallel work first (the police desk's report)
-    elif actions and not any(a["open"] for a in actions) and not any(a["voted"] for a in actions):
+    elif forward and not answering and not any(a["open"] for a in actions) and not any(a["voted"] for a in actions):
         # Open the step's usual action: the task holder's own, the one that moves the work
         # forward (not an interruption, not a return or a refusal: those ask for a comment);
-        # the definition's order breaks ties. After her vote, nothing opens by itself.
-        min(actions, key=lambda a: (a["interrupt"], not a["holder"], a["asks_comment"]))["open"] = True
+        # the definition's order breaks ties. After her vote, nothing opens by itself; nor
+        # does a withdrawal or a refusal when it is all she may do, nor anything while she has
+        # a colleague's question to answer (its form is open instead).
+        min(forward, key=lambda a: (a["interrupt"], not a["holder"], a["asks_comment"]))["open"] = True
     wanted = request.values.get("next")
     return_to = safe_next(wanted) if wanted else None   # e.g. back to her approvals after a vote
 
