@@ -288,3 +288,56 @@ def test_away_hands_her_open_tasks_to_the_delegate(env):
     assert open_task(env, case_id).assignee_id == uid(env, "cadre")
     back = env.service.set_away(env.actor("chair"), "rep", None, None)         # her town's chair
     assert back["away_until"] is None
+
+
+# ------------------------------------------------------------------ hexie check
+
+ROUTING_TYPOS = """\
+process: typos
+title: Typos
+fields:
+  caseworker: {type: user, role: town_cadr}
+  name: {type: text, role: town_cadre}
+states:
+  - name: a
+    task:
+      role: village_rep
+      assign: {user: casewroker}
+      requires: [sign_langauge]
+  - name: b
+    task:
+      role: town_cadre
+      assign: {policy: round_robbin}
+  - name: c
+    task:
+      role: town_cadre
+      assign: {user: name, owner: true}
+  - {name: d, final: true}
+transitions:
+  - {trigger: go, source: a, dest: b}
+  - {trigger: go, source: b, dest: c}
+  - {trigger: go, source: c, dest: d}
+"""
+
+
+def test_check_names_each_routing_mistake_at_its_line_with_a_suggestion(tmp_path):
+    import io
+
+    from pathlib import Path
+
+    from hexie.workflows.check import check_paths
+
+    roles = (Path(__file__).parent / "fixtures" / "engine" / "roles.yaml").read_text(encoding="utf-8")
+    (tmp_path / "roles.yaml").write_text(roles + "capabilities: [sign_language, lawyer]\n", encoding="utf-8")
+    (tmp_path / "typos.yaml").write_text(ROUTING_TYPOS, encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    assert check_paths([str(tmp_path)], out=out, err=err) == 1
+    lines = [line.split(str(tmp_path) + "/", 1)[-1] for line in out.getvalue().splitlines()]
+    text = "\n".join(lines)
+    assert "typos.yaml:4:34: error: fields.caseworker.role" in text and "'town_cadre'" in text
+    assert "typos.yaml:5:" in text and "only a user field takes role" in text
+    assert "typos.yaml:10:22: error: states[0].task.assign.user" in text and "did you mean 'caseworker'" in text
+    assert "typos.yaml:11:18: error: states[0].task.requires[0]" in text and "did you mean 'sign_language'" in text
+    assert "typos.yaml:15:24: error: states[1].task.assign.policy" in text and "did you mean 'round_robin'" in text
+    assert "states[2].task.assign.owner" in text and "one way of choosing" in text
+    assert "field 'name' is not of type user" in text
