@@ -76,3 +76,45 @@ def test_a_note_with_a_mention_and_a_consult_answered(session_factory, tmp_path)
     assert "意见已答复" in answered and "按实际收入" in answered
     notices = chair.get("/notifications").get_data(as_text=True)
     assert f"#{case_id}" in notices or "提到了您" in notices
+
+
+def test_consent_ticked_at_intake_stays_ticked_and_the_agency_opens_its_referral(session_factory, tmp_path):
+    from .test_web import new_complaint
+    web = make_web_env(session_factory, tmp_path)
+    case_id = new_complaint(web)                                   # consent_to_share: true at intake
+    page = _client(web, "cc1").get(f"/cases/{case_id}").get_data(as_text=True)
+    import re
+    checked = re.search(r'<input[^>]*name="a-refer-consent_to_share"[^>]*value="true"[^>]*>', page)
+    assert checked and "checked" in checked.group(0)
+    web.service.fire(web.actor("cc1"), case_id, "refer", {"consent_to_share": True})
+    police = _client(web, "pl1").get(f"/cases/{case_id}")           # offered to her: no claim first
+    assert police.status_code == 200 and "派出所" in police.get_data(as_text=True)
+
+
+def test_pickers_name_the_people_of_the_role_the_field_is_for(session_factory, tmp_path):
+    from hexie.workflows.spec import FormField
+
+    from hexie.web.views.case import _choices
+    web = make_web_env(session_factory, tmp_path)
+    spec = web.engine.current("poor_mother_aid")[0]
+    with web.app.test_request_context():
+        choices = _choices(spec, (FormField("responsible_town_chair", True), FormField("responsible_village_rep", True)),
+                           "/county/t01/t01v01/")
+    assert choices.users_by_field["responsible_town_chair"] == [("tch1", "陈红")]
+    assert choices.users_by_field["responsible_village_rep"] == [("vr1", "李芳")]
+
+
+def test_a_refused_form_says_to_choose_the_file_again_and_later_yes_no_is_undecided(session_factory, tmp_path):
+    import io
+    web = make_web_env(session_factory, tmp_path)
+    case_id = new_aid_case(web)
+    cadre = _client(web, "tc1")
+    with web.engine.session_factory() as s:
+        task_id = s.scalar(select(Task.id).where(Task.case_id == case_id, Task.status == "offered"))
+    cadre.post(f"/tasks/{task_id}/claim", data={})
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    response = cadre.post(f"/cases/{case_id}/actions/surveyed", content_type="multipart/form-data",
+                          data={"a-surveyed-survey_photos": (io.BytesIO(png), "home.png")})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and "请重新选择文件" in page
+    assert "尚未决定" in page                                        # 已脱贫 is a later step's yes/no
