@@ -451,7 +451,7 @@ class CaseQueries:
                                 .where(*cases).group_by(Case.org_path, Case.state)).all()
             work = s.execute(select(Task.org_path, func.count(), func.count().filter(Task.due_at < self.engine.clock()))
                              .join(Case, Case.id == Task.case_id)
-                             .where(Task.status.in_(OPEN), *cases)
+                             .where(Task.status.in_(OPEN), Task.kind == "work", *cases)
                              .group_by(Task.org_path)).all()
             year, month = func.extract("year", Case.created_at), func.extract("month", Case.created_at)
             by_month = s.execute(select(year, month, func.count()).where(*cases)

@@ -489,6 +489,8 @@ class WorkflowService(WorkdayMixin):
             return self._handover(s, task, case, to_username, "reassigned", actor)
 
     def _handover(self, s: Session, task: Record, case: Record, to_username: str, kind: str, actor: Actor) -> int:
+        if getattr(task, "kind", "work") != "work":
+            raise Invalid("征求意见只能由被征求的人答复，不能转交", "a consult is answered by the one asked, not handed on")
         target = s.scalars(select(User).where(User.username == to_username)).first()
         if target is None or not target.active:
             raise Invalid("没有这个用户", f"no active user {to_username!r}", {"to": "unknown user"})
