@@ -217,6 +217,9 @@ class Case(Base):
     host_fields: Mapped[list[str] | None] = mapped_column(JSON)
     #: ``seq`` of the case's latest outbound event (webhook payloads): one more for each
     event_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
+    #: The case that started this one with ``call:`` (a sub-process, definitions.md "Work decided
+    #: at run time"); it waits in its calling state until this one ends (migration 0015).
+    parent_case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
 
     __mapper_args__ = {"version_id_col": lock_version}
 
