@@ -37,9 +37,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from hexie.workflows.expressions import ExpressionError, compile_expression
 from hexie.workflows.spec import (
-    COMMENT_RULES, FIELD_TYPES, LEDGER_KINDS, PRIORITIES, SYSTEM_ROLE, Diagnostic, Escalation, FieldSpec,
-    FormField, Label, LedgerSpec, ProcessSpec, RateSpec, RoleSpec, RolesSpec, StateSpec, TaskSpec, TimerSpec,
-    TransitionSpec,
+    COMMENT_RULES, COMPLETE_RULES, FIELD_TYPES, LEDGER_KINDS, ORDERS, PRIORITIES, SYSTEM_ROLE, CallSpec,
+    Diagnostic, Escalation, FieldSpec, ForEachSpec, FormField, Label, LedgerSpec, ProcessSpec, RateSpec, RoleSpec,
+    RolesSpec, StateSpec, TaskSpec, TimerSpec, TransitionSpec,
 )
 
 __all__ = [
@@ -854,6 +854,99 @@ class _ParallelTaskSchema(_TaskSchema):
     optional = _Bool()
 
 
+# -- work decided at run time (definitions.md): for_each tasks, call, interleaved order, auto
+
+class _StrMap(_Base, fields.Field):
+    """A mapping of names to names (``role_of``, a call's ``data``, ``result`` and ``on_end``)."""
+
+    default_error_messages = {"invalid": _expected("映射（名称: 名称）", "a mapping of names to names")}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, dict):
+            raise self.make_error("invalid", **_kinds(value))
+        errors = {key: [_expected("名称", "a name").format(**_kinds(item))]
+                  for key, item in value.items() if not isinstance(item, str)}
+        if errors:
+            raise ValidationError(errors)
+        return value
+
+
+class _Complete(_Base, fields.Field):
+    """``complete:`` of a for-each state: ``all``, ``any`` or a whole number of at least 1."""
+
+    default_error_messages = {"invalid": _msg("complete 应为 all、any 或不小于 1 的整数",
+                                              "complete is all, any or a whole number of at least 1")}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and value in COMPLETE_RULES:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        if isinstance(value, str):
+            raise ValidationError(_unknown("完成规则", "complete rule", value, COMPLETE_RULES, listing=True))
+        raise self.make_error("invalid")
+
+
+class _EachTaskSchema(_TaskSchema):
+    """The task of a for-each state (its role may come from ``role_of``), or one value's changes to it."""
+
+    label = _Text()
+
+    def _person_or_machine(self, data: dict, original: Any, **kwargs: Any) -> None:  # role: from role_of
+        return None
+
+
+class _ForEachSchema(_Strict):
+    for_each = _Str(required=True)
+    role_of = _StrMap()
+    task = _Nested(_EachTaskSchema, required=True)
+    each = _NamedMap(_EachTaskSchema)     # per value: what differs from ``task`` (form, due, label…)
+    complete = _Complete()
+
+
+class _Tasks(_Base, fields.Field):
+    """A state's ``tasks``: a list of named parallel tasks, or ``{for_each: …}`` (one per value)."""
+
+    default_error_messages = {"invalid": _expected("并行任务列表或 {for_each: …}", "a list of tasks or {for_each: …}")}
+
+    @property
+    def list_schema(self) -> Schema:
+        return _schema(_ParallelTaskSchema)
+
+    @property
+    def each_schema(self) -> Schema:
+        return _schema(_ForEachSchema)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, dict):
+            errors = self.each_schema.validate(value)
+            if errors:
+                raise ValidationError(errors)
+            return value
+        if not isinstance(value, list):
+            raise self.make_error("invalid", **_kinds(value))
+        if not value:
+            raise ValidationError([_msg("并行任务数不能少于 1", "the number of parallel tasks must be at least 1")])
+        errors: dict[Any, Any] = {}
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                errors[i] = [_expected("映射（键: 值）", "a mapping (key: value)").format(**_kinds(item))]
+                continue
+            item_errors = self.list_schema.validate(item)
+            if item_errors:
+                errors[i] = item_errors
+        if errors:
+            raise ValidationError(errors)
+        return value
+
+
+class _CallSchema(_Strict):
+    process = _Str(required=True, validate=_process_key)
+    data = _StrMap()
+    result = _StrMap()
+    on_end = _StrMap()
+
+
 class _TimerSchema(_Strict):
     after = _Duration()
     at = _Str()
@@ -876,15 +969,27 @@ class _StateSchema(_Strict):
     initial = _Bool()
     final = _Bool()
     task = _Nested(_TaskSchema)
-    tasks = _List(_Nested(_ParallelTaskSchema), validate=_at_least(1, "并行任务数", "the number of parallel tasks"))
+    tasks = _Tasks()
     timers = _List(_Nested(_TimerSchema))
     host_editable = _Bool()
+    call = _Nested(_CallSchema)
+    order = _Str(validate=_one_of(ORDERS, "任务顺序", "task order"))
+    end_when_idle = _Bool()
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _task_or_tasks(self, data: dict, original: Any, **kwargs: Any) -> None:
         if isinstance(original, dict) and "task" in original and "tasks" in original:
             raise ValidationError({"tasks": [_Message.make(_msg(
                 "状态不能同时有 task 和 tasks", "a state has either task or tasks, not both"), at_key=True)]})
+        if not isinstance(original, dict):
+            return
+        if "call" in original and ("task" in original or "tasks" in original):
+            raise ValidationError({"call": [_Message.make(_msg(
+                "调用子流程的状态没有自己的任务（工作在子流程中完成）",
+                "a state that calls a process has no task of its own (the child case does the work)"), at_key=True)]})
+        if "order" in original and "tasks" not in original:
+            raise ValidationError({"order": [_Message.make(_msg(
+                "order 只用于并行任务（tasks）", "order is only for a state's parallel tasks (tasks)"), at_key=True)]})
 
 
 class _FieldSchema(_Strict):
@@ -990,6 +1095,7 @@ class _TransitionSchema(_Strict):
     quorum = _Int(validate=_at_least(1, "quorum ", "quorum"))
     ledger = _Nested(_LedgerSchema)
     message = _Text()
+    auto = _Bool()
 
 
 class _RateSchema(_Strict):
@@ -1009,6 +1115,7 @@ class _ProcessSchema(_Strict):
     states = _List(_Nested(_StateSchema), required=True, validate=_at_least(1, "状态数", "the number of states"))
     transitions = _List(_Nested(_TransitionSchema), required=True)
     rates = _NamedMap(_RateSchema)
+    end_when_idle = _Bool()
 
 
 class _RoleSchema(_Strict):
@@ -1050,6 +1157,15 @@ def _report_field_errors(messages: Any, field_: fields.Field | None, path: PathK
         if isinstance(field_, fields.List):
             for index, sub in messages.items():
                 _report_field_errors(sub, field_.inner, path + (index,), report)
+        elif isinstance(field_, _Tasks):
+            for key, sub in messages.items():
+                if isinstance(key, int):   # one task of the list
+                    if isinstance(sub, dict):
+                        _report_schema_errors(sub, field_.list_schema, path + (key,), report)
+                    else:
+                        _report_messages(sub, path + (key,), report)
+                else:                      # a key of {for_each: …}
+                    _report_schema_errors({key: sub}, field_.each_schema, path, report)
         elif isinstance(field_, _NamedMap):
             for name, sub in messages.items():
                 if isinstance(sub, dict):
@@ -1115,7 +1231,8 @@ class _ProcessChecker:
         # A duplicate name is reported once; checks that follow use the first state of that name.
         first = [s for i, s in self.states if isinstance(s.get("name"), str) and self.state_index[s["name"]] == i]
         self.final = {s["name"] for s in first if s.get("final") is True}
-        self.with_tasks = {s["name"] for s in first if isinstance(s.get("task"), dict) or _list(s.get("tasks"))}
+        self.with_tasks = {s["name"] for s in first if isinstance(s.get("task"), dict) or _list(s.get("tasks"))
+                           or isinstance(s.get("tasks"), dict)}
         self.compiled: dict[int, Any] = {}
         # Reachability is judged only when every transition's ends are known states;
         # otherwise one typo would also be reported as unreachable states.
@@ -1130,6 +1247,7 @@ class _ProcessChecker:
         self.check_timers()
         self.check_graph()
         self.check_rates()
+        self.check_runtime()
         return self.compiled
 
     def check_rates(self) -> None:
@@ -1248,6 +1366,8 @@ class _ProcessChecker:
                     self.report.error(path + (key,), _msg("终止状态不能有任务", "a final state cannot have a task"), at_key=True)
         if isinstance(state.get("task"), dict):
             self.check_task(path + ("task",), state["task"])
+        if isinstance(state.get("tasks"), dict):
+            self.check_for_each(path + ("tasks",), state["tasks"])
         names: dict[str, int] = {}
         for j, task in _items(state.get("tasks")):
             self.check_task(path + ("tasks", j), task)
@@ -1281,6 +1401,134 @@ class _ProcessChecker:
             self.state_ref(path + ("separate_from", j), other, needs_task=True)
         assign = _mapping(task.get("assign"))
         self.state_ref(path + ("assign", "same_as"), assign.get("same_as"), needs_task=True)
+
+    # -- work decided at run time
+
+    def check_for_each(self, path: PathKey, spec: dict) -> None:
+        """``tasks: {for_each: FIELD, role_of, task, each, complete}``: FIELD is a multichoice field,
+        every one of its choices has a role, and ``role_of`` / ``each`` name only its choices."""
+        name = spec.get("for_each")
+        choices: tuple[str, ...] | None = None
+        if isinstance(name, str):
+            if name not in self.fields:
+                self.report.error(path + ("for_each",), _unknown("字段", "field", name, self.fields))
+            elif _mapping(self.fields[name]).get("type") != "multichoice":
+                ftype = _mapping(self.fields[name]).get("type")
+                self.report.error(path + ("for_each",), _msg(
+                    f"for_each 须为 multichoice 字段，'{name}' 是 {ftype}",
+                    f"for_each takes a multichoice field; '{name}' is {ftype}"))
+            else:
+                choices = _choice_keys(_mapping(self.fields[name]).get("choices"))
+        template = _mapping(spec.get("task"))
+        self.check_task(path + ("task",), template)
+        role_of = _mapping(spec.get("role_of"))
+        for value, role in role_of.items():
+            if choices is not None and value not in choices:
+                self.report.error(path + ("role_of", value), _unknown(
+                    f"字段 '{name}' 的选项", f"choice of '{name}'", value, choices, listing=True), at_key=True)
+            self.role(path + ("role_of", value), role)
+        each = _mapping(spec.get("each"))
+        for value, override in each.items():
+            if choices is not None and value not in choices:
+                self.report.error(path + ("each", value), _unknown(
+                    f"字段 '{name}' 的选项", f"choice of '{name}'", value, choices, listing=True), at_key=True)
+            if isinstance(override, dict):
+                self.check_task(path + ("each", value), override)
+        if choices is not None and "role" not in template and "external" not in template:
+            missing = [c for c in choices if c not in role_of and "role" not in _mapping(each.get(c))]
+            if missing:
+                self.report.error(path + ("role_of",) if "role_of" in spec else path + ("for_each",), _msg(
+                    f"这些选项没有对应的角色：{', '.join(missing)}（在 role_of 中给出，或给 task 一个 role）",
+                    f"no role for the choices {', '.join(missing)} (map them in role_of, or give the task a role)"),
+                    at_key="role_of" in spec)
+        complete = spec.get("complete")
+        if isinstance(complete, int) and not isinstance(complete, bool) and choices is not None \
+                and complete > len(choices):
+            self.report.warning(path + ("complete",), _msg(
+                f"complete 为 {complete}，但 '{name}' 只有 {len(choices)} 个选项：将等全部完成",
+                f"complete is {complete} but '{name}' has only {len(choices)} choices: all will be waited for"))
+
+    def check_runtime(self) -> None:
+        """Calls, automatic transitions and states left with no work and no way out."""
+        for i, state in self.states:
+            path = ("states", i)
+            name = state.get("name")
+            call = state.get("call")
+            if isinstance(call, dict):
+                if state.get("final") is True:
+                    self.report.error(path + ("call",), _msg("终止状态不能调用子流程", "a final state cannot call a process"),
+                                      at_key=True)
+                if call.get("process") == self.data.get("process") and isinstance(call.get("process"), str):
+                    self.report.error(path + ("call", "process"), _msg(
+                        "流程不能调用自己", "a process cannot call itself"))
+                for child_field, field in _mapping(call.get("data")).items():
+                    if isinstance(field, str) and field not in self.fields:
+                        self.report.error(path + ("call", "data", child_field), _unknown("字段", "field", field, self.fields))
+                for field in _mapping(call.get("result")):
+                    if field not in self.fields:
+                        self.report.error(path + ("call", "result", field), _unknown("字段", "field", field, self.fields),
+                                          at_key=True)
+                known = self.triggers_from(name) if isinstance(name, str) else []
+                for end, trigger in _mapping(call.get("on_end")).items():
+                    if isinstance(trigger, str) and isinstance(name, str) and trigger not in known:
+                        self.report.error(path + ("call", "on_end", end), _hinted(
+                            f"没有从状态 '{name}' 出发、触发器为 '{trigger}' 的转换",
+                            f"no transition with trigger '{trigger}' leaves state '{name}'", trigger, known))
+            if self.dead_end(state) and state.get("end_when_idle") is not True \
+                    and self.data.get("end_when_idle") is not True:
+                self.report.warning(path, _msg(
+                    f"状态 '{name}' 没有任务、计时器或子流程，也没有人能把案件从这里推进：案件会停在这里。"
+                    "请标为 final，或加上 end_when_idle: true（无事可做时结案）",
+                    f"state '{name}' has no task, timer or call and nobody can move the case on from it: "
+                    "cases would sit there forever; mark it final, or add end_when_idle: true (the case ends "
+                    "once no work is left)"))
+        for i, transition in self.transitions:
+            if transition.get("auto") is not True:
+                continue
+            path = ("transitions", i, "auto")
+            if isinstance(transition.get("quorum"), int) and transition["quorum"] > 1:
+                self.report.error(path, _msg("自动转换不能有 quorum（没有人投票）",
+                                             "an automatic transition takes no quorum (nobody votes)"), at_key=True)
+            if transition.get("comment") == "required":
+                self.report.error(path, _msg("自动转换不能要求意见（没有人填写）",
+                                             "an automatic transition cannot require a comment (nobody writes one)"),
+                                  at_key=True)
+            if any(isinstance(e, dict) and e.get("required") is True for e in _list(transition.get("form"))):
+                self.report.error(path, _msg("自动转换的表单不能有必填字段（没有人填写）",
+                                             "an automatic transition's form cannot have required fields (nobody fills it)"),
+                                  at_key=True)
+            for source in self.sources(i, transition):
+                state = self.states_by_name().get(source, {})
+                if isinstance(state.get("call"), dict):
+                    self.report.error(path, _msg(
+                        f"状态 '{source}' 调用子流程：用 call.on_end 在子流程结束时推进，不用 auto",
+                        f"state '{source}' calls a process: its child's end moves it on (call.on_end), not auto"),
+                        at_key=True)
+                elif isinstance(state.get("task"), dict):
+                    self.report.warning(path, _msg(
+                        f"状态 '{source}' 只有一个任务，它随操作完成：自动转换永远不会触发（用 tasks: 或去掉 task）",
+                        f"state '{source}' has a single task, done by its own action: the automatic transition never "
+                        "fires (use tasks:, or no task)"), at_key=True)
+
+    def states_by_name(self) -> dict[str, dict]:
+        return {s["name"]: s for i, s in self.states if isinstance(s.get("name"), str)
+                and self.state_index.get(s["name"]) == i}
+
+    def dead_end(self, state: dict) -> bool:
+        """No work and no way out: see :meth:`hexie.workflows.spec.ProcessSpec.dead_end`."""
+        name = state.get("name")
+        if not isinstance(name, str) or self.state_index.get(name) is None or state.get("final") is True:
+            return False
+        if any(k in state for k in ("task", "tasks", "call")) or _list(state.get("timers")):
+            return False
+        for i, transition in self.transitions:
+            if name not in self.sources(i, transition):
+                continue
+            roles = transition.get("roles")
+            if transition.get("auto") is True or (isinstance(roles, list) and roles != [SYSTEM_ROLE]):
+                return False
+            # default roles of a state with no task: nobody may fire it
+        return True
 
     def source_refs(self, i: int, transition: dict) -> list[tuple[PathKey, str]]:
         """(path, name) of each source state as written (``'*'`` included)."""
@@ -1484,6 +1732,7 @@ def _build_process(data: dict, roles: RolesSpec | None, compiled: Mapping[int, A
         starters=tuple(data["starters"]) if "starters" in data else None,
         rates=tuple(RateSpec(name, Label.of(r["label"], name), tuple(r["of"]), tuple(r.get("over", ())))
                     for name, r in _mapping(data.get("rates")).items()),
+        end_when_idle=data.get("end_when_idle", False),
         source_text=text, path=filename, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
@@ -1537,17 +1786,39 @@ def _build_task(task: dict, name: str, label: Label, fields_: Mapping[str, Field
 def _build_state(state: dict, fields_: Mapping[str, FieldSpec]) -> StateSpec:
     name = state["name"]
     label = Label.of(state.get("label"), name)
+    for_each = None
     if "task" in state:
         tasks = (_build_task(state["task"], name, label, fields_),)
+    elif isinstance(state.get("tasks"), dict):
+        tasks, for_each = _build_for_each(state["tasks"], fields_)
     else:
         tasks = tuple(_build_task(t, t["name"], Label.of(t.get("label"), t["name"]), fields_)
                       for t in state.get("tasks", ()))
     timers = tuple(TimerSpec(trigger=t["trigger"],
                              after=parse_duration(t["after"]) if "after" in t else None,
                              at_field=t.get("at")) for t in state.get("timers", ()))
+    call = state.get("call")
     return StateSpec(name=name, label=label, initial=state.get("initial", False), final=state.get("final", False),
                      tasks=tasks, parallel="tasks" in state, timers=timers,
-                     host_editable=state.get("host_editable", False))
+                     host_editable=state.get("host_editable", False), for_each=for_each,
+                     call=CallSpec(call["process"], tuple(_mapping(call.get("data")).items()),
+                                   tuple(_mapping(call.get("result")).items()),
+                                   tuple(_mapping(call.get("on_end")).items())) if call else None,
+                     order=state.get("order"), end_when_idle=state.get("end_when_idle", False))
+
+
+def _build_for_each(spec: dict, fields_: Mapping[str, FieldSpec]) -> tuple[tuple[TaskSpec, ...], ForEachSpec]:
+    """One task per choice of the for-each field, named by the choice, given to its role."""
+    field = fields_[spec["for_each"]]
+    template, role_of, each = spec["task"], _mapping(spec.get("role_of")), _mapping(spec.get("each"))
+    tasks = []
+    for value, choice_label in field.choices:
+        merged = {**template, **_mapping(each.get(value))}
+        if value in role_of:
+            merged["role"] = role_of[value]
+        label = Label.of(merged["label"]) if merged.get("label") is not None else choice_label
+        tasks.append(_build_task(merged, value, label, fields_))
+    return tuple(tasks), ForEachSpec(spec["for_each"], spec.get("complete", "all"))
 
 
 def _build_transition(index: int, t: dict, non_final: tuple[str, ...], fields_: Mapping[str, FieldSpec],
@@ -1564,7 +1835,8 @@ def _build_transition(index: int, t: dict, non_final: tuple[str, ...], fields_: 
         comment=t.get("comment", "optional"), form=_build_form(t.get("form"), fields_),
         interrupt=t.get("interrupt", False), quorum=t.get("quorum", 1),
         ledger=LedgerSpec(**t["ledger"]) if "ledger" in t else None,
-        message=Label.of(t["message"]) if t.get("message") is not None else None)
+        message=Label.of(t["message"]) if t.get("message") is not None else None,
+        auto=t.get("auto", False))
 
 
 # --------------------------------------------------------------------------- public API
@@ -1750,7 +2022,71 @@ def load_definitions(directory: str | Path) -> Registry:
                 f"duplicate process key '{spec.key}' (already defined in {processes[spec.key].path})"), "process"))
             continue
         processes[spec.key] = spec
+    diagnostics += _check_calls(processes)
     return Registry(roles, processes, diagnostics, files)
+
+
+def _check_calls(processes: dict[str, ProcessSpec]) -> list[Diagnostic]:
+    """``call:`` across files: the called process exists, the fields copied in and out exist on
+    both sides with the same type, ``on_end`` names states where the child ends, and no process
+    calls itself round a loop. A process with such an error is dropped from ``processes``."""
+    found: list[Diagnostic] = []
+    trees: dict[str, _Tree | None] = {}
+
+    def report(spec: ProcessSpec, path: PathKey, message: str, *, at_key: bool = False) -> None:
+        if spec.key not in trees:
+            trees[spec.key] = _read_yaml(spec.source_text, _Report(spec.path))
+        tree = trees[spec.key]
+        line, column = tree.locate(path, at_key=at_key) if tree is not None else (1, 1)
+        found.append(Diagnostic(spec.path, line, column, "error", message, _dotted(path)))
+
+    bad: set[str] = set()
+    calls: dict[str, set[str]] = {}
+    for spec in processes.values():
+        for i, state in enumerate(spec.states):
+            call = state.call
+            if call is None:
+                continue
+            base = ("states", i, "call")
+            calls.setdefault(spec.key, set()).add(call.process)
+            child = processes.get(call.process)
+            if child is None:
+                report(spec, base + ("process",), _unknown("流程", "process", call.process,
+                                                           [k for k in processes if k != spec.key]))
+                bad.add(spec.key)
+                continue
+            pairs = [(base + ("data", c), c, p) for c, p in call.data] + \
+                    [(base + ("result", p), c, p) for p, c in call.result]
+            for path, child_field, parent_field in pairs:
+                if child_field not in child.fields:
+                    report(spec, path, _unknown(f"流程 {child.key} 的字段", f"field of {child.key}", child_field,
+                                                child.fields), at_key=path[-2] == "data")
+                    bad.add(spec.key)
+                elif parent_field in spec.fields and \
+                        child.fields[child_field].type != spec.fields[parent_field].type:
+                    report(spec, path, _msg(
+                        f"字段类型不一致：'{parent_field}' 是 {spec.fields[parent_field].type}，"
+                        f"{child.key} 的 '{child_field}' 是 {child.fields[child_field].type}",
+                        f"the fields differ in type: '{parent_field}' is {spec.fields[parent_field].type}, "
+                        f"{child.key}'s '{child_field}' is {child.fields[child_field].type}"))
+                    bad.add(spec.key)
+            ends = [s.name for s in child.states if s.final or child.ends_when_idle(s)]
+            for end, _ in call.on_end:
+                if end not in ends:
+                    report(spec, base + ("on_end", end), _hinted(
+                        f"'{end}' 不是流程 {child.key} 结束的状态", f"'{end}' is not a state where {child.key} ends",
+                        end, ends, listing=True), at_key=True)
+                    bad.add(spec.key)
+    for key in calls:   # a loop of calls would start cases without end
+        if key in _closure(set(calls[key]), calls):
+            spec = processes[key]
+            i = next(i for i, st in enumerate(spec.states) if st.call is not None)
+            report(spec, ("states", i, "call", "process"), _msg(
+                f"流程 {key} 经由调用链又调用了自己", f"{key} calls itself through a chain of calls"))
+            bad.add(key)
+    for key in bad:
+        processes.pop(key, None)
+    return found
 
 
 def _key_position(text: str) -> tuple[int, int]:
