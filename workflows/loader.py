@@ -1434,7 +1434,8 @@ class _ProcessChecker:
                     f"字段 '{name}' 的选项", f"choice of '{name}'", value, choices, listing=True), at_key=True)
             if isinstance(override, dict):
                 self.check_task(path + ("each", value), override)
-        if choices is not None and "role" not in template and "external" not in template:
+        typo = choices is not None and any(v not in choices for v in role_of)   # reported above
+        if choices is not None and not typo and "role" not in template and "external" not in template:
             missing = [c for c in choices if c not in role_of and "role" not in _mapping(each.get(c))]
             if missing:
                 self.report.error(path + ("role_of",) if "role_of" in spec else path + ("for_each",), _msg(
