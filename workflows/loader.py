@@ -1522,14 +1522,16 @@ class _ProcessChecker:
             return False
         if any(k in state for k in ("task", "tasks", "call")) or _list(state.get("timers")):
             return False
+        exits = 0
         for i, transition in self.transitions:
             if name not in self.sources(i, transition):
                 continue
+            exits += 1
             roles = transition.get("roles")
-            if transition.get("auto") is True or (isinstance(roles, list) and roles != [SYSTEM_ROLE]):
+            if transition.get("auto") is True or not isinstance(roles, list) or roles != [SYSTEM_ROLE]:
                 return False
-            # default roles of a state with no task: nobody may fire it
-        return True
+        # no exit at all is already "no final state can be reached from it"
+        return exits > 0
 
     def source_refs(self, i: int, transition: dict) -> list[tuple[PathKey, str]]:
         """(path, name) of each source state as written (``'*'`` included)."""
