@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from hexie.models import Task
+from hexie.models import Case, Task
 from hexie.workflows.access import SYSTEM
 from hexie.workflows.audit import verify_chain
 from hexie.workflows.errors import Forbidden, Invalid, NotFound
@@ -42,6 +42,24 @@ class Runner:
     def timers(self, **advance):
         self.env.clock.advance(**advance)
         return self.env.service.run_due_timers()
+
+
+def child_of(env, case_id):
+    """The open case a calling state of ``case_id`` waits for."""
+    with env.engine.session_factory() as s:
+        return s.scalar(select(Case.id).where(Case.parent_case_id == case_id, Case.closed_at.is_(None)))
+
+
+def pair(env, case_id, mentor="申承秀", kind="skilled_woman"):
+    """Work the mentor pairing a micro-loan calls (mentor_pairing.yaml): propose, introduce, agree."""
+    child = child_of(env, case_id)
+    pairing = Runner(env, child)
+    assert pairing.state == "proposal"
+    pairing("chair", "propose", {"mentor_kind": kind, "mentor": mentor, "mentor_phone": "13962700188"},
+            expect="introduction")
+    pairing("rep", "agree", {"meeting_notes": "双方见面，约定每月走访一次", "pairing_date": "2026-03-08",
+                             "mentoring_support": ["technique", "marketing"]}, expect="paired")
+    return child
 
 
 def _finish(env, run, final):
@@ -99,16 +117,20 @@ def test_dv_complaint(env):
     with pytest.raises(Invalid):          # no referral without the victim's consent
         run("ccadre", "refer", {"abuser_relation": "spouse", "violence_kinds": ["physical"], "risk_level": "high",
                                 "consent_to_share": False, "intake_assessment": "需转介"})
+    # referred only to the agencies she agrees to: the police and the court, not legal aid
     run("ccadre", "refer", {"abuser_relation": "spouse", "violence_kinds": ["physical"], "risk_level": "high",
-                            "consent_to_share": True, "intake_assessment": "需转介"}, expect="referral")
+                            "consent_to_share": True, "referred_to": ["police", "court"],
+                            "intake_assessment": "需转介"}, expect="referral")
     tasks = {t.name: t for t in run.open_tasks()}
-    assert set(tasks) == {"police", "legal_aid", "court"}
+    assert {n: t.role for n, t in tasks.items()} == {"police": "police_liaison", "court": "court_liaison"}
+    with pytest.raises(NotFound):         # legal aid has no referral, so never sees the case
+        env.queries.case(env.actor("legal"), case_id)
     env.service.done(env.actor("police"), tasks["police"].id, {"police_action": "出警并告诫"})
-    with pytest.raises(Invalid):          # legal aid still open
+    with pytest.raises(Invalid):          # the court's referral still open
         run("ccadre", "referral_done")
-    env.service.done(env.actor("legal"), tasks["legal_aid"].id, {"legal_aid_notes": "提供法律咨询"})
+    env.service.done(env.actor("court"), tasks["court"].id, {"court_notes": "受理人身安全保护令申请"})
     assert env.queries.case(env.actor("police"), case_id)["state"] == "referral"   # she worked it now
-    run("ccadre", "referral_done", expect="adjudication")           # the court's task is optional
+    run("ccadre", "referral_done", expect="adjudication")
     run("mgr1", "decide", {"decision": "police_caution", "decision_date": "2026-03-20"}, comment="告诫书已送达",
         expect="follow_up")
     (follow,) = run.open_tasks()
@@ -127,8 +149,14 @@ def test_microloan(env):
     run("rep", "submit", expect="eligibility_check")
     run("cadre2", "eligible", {"local_resident": True, "credit_record": "good", "applicant_age": 38,
                                "eligibility_notes": "信用良好"}, expect="mentor_pairing")
-    run("chair", "paired", {"mentor_kind": "skilled_woman", "mentor": "申承秀", "pairing_date": "2026-03-08"},
-        expect="coop_referral")
+    with pytest.raises(Forbidden):        # the pairing is its own process: its end moves the loan
+        run("chair", "paired")
+    child = pair(env, case_id)            # 姐妹同行结对创业, with its own steps and people
+    assert run.state == "coop_referral"
+    view = env.queries.case(env.actor("ccadre"), case_id)
+    assert view["data"]["mentor"] == "申承秀" and view["data"]["pairing_date"] == "2026-03-08"
+    assert [c["id"] for c in view["children"]] == [child]
+    assert env.queries.case(SYSTEM, child)["data"]["mentee_name"] == "孙秀芳"
     run("ccadre", "referred", {"coop_branch": "县信用联社城关分社", "coop_assessment": "favourable",
                                "loan_amount": "80000"}, expect="approval")
     assert run("mgr1", "approve")["outcome"] == "voted"             # above 50,000: two approvers
@@ -159,10 +187,17 @@ def test_spring_bud(env):
     run("fin", "disburse", {"fund": "spring_bud_sponsors", "school_year": "2026-2027", "disbursed_amount": "1200",
                             "disbursed_on": "2026-03-20", "voucher_number": "CL-2026-007"}, expect="sponsored")
     assert run.timers(days=366) == 1                                # yearly renewal by timer
-    (renewal,) = run.open_tasks()
-    assert renewal.assignee_id == env.actor("cadre2").user_id
-    run("cadre2", "renew", {"still_in_school": True, "family_still_in_need": True, "grade": "primary_6",
-                            "school": "城关中心小学", "renewal_notes": "继续资助"}, expect="disbursement")
+    assert run.state == "renewal" and run.open_tasks() == []
+    review = Runner(env, child_of(env, case_id))                    # this pupil's renewal: its own case
+    (task,) = review.open_tasks()
+    assert (task.role, env.queries.case(SYSTEM, review.case_id)["data"]["student_name"]) == ("town_cadre", "李小红")
+    with pytest.raises(Invalid):                                    # no longer in need: not renewed
+        review("cadre2", "renew", {"still_in_school": True, "family_still_in_need": False, "grade": "primary_6",
+                                   "school": "城关中心小学", "renewal_notes": "家庭已脱贫"})
+    review("cadre2", "renew", {"still_in_school": True, "family_still_in_need": True, "grade": "primary_6",
+                               "school": "城关中心小学", "renewal_notes": "继续资助"}, expect="renewed")
+    assert run.state == "disbursement"
+    assert env.queries.case(SYSTEM, case_id)["data"]["grade"] == "primary_6"   # the review's result
     run("fin", "disburse", {"fund": "spring_bud_sponsors", "school_year": "2027-2028", "disbursed_amount": "1200",
                             "disbursed_on": "2027-03-20", "voucher_number": "CL-2027-003"}, expect="sponsored")
     run("cadre2", "graduate", expect="graduated")
@@ -229,7 +264,7 @@ def test_the_quorum_shown_is_the_one_the_case_needs(env):
         run("rep", "submit")
         run("cadre2", "eligible", {"local_resident": True, "credit_record": "good", "applicant_age": 38,
                                    "eligibility_notes": "信用良好"})
-        run("chair", "paired", {"mentor_kind": "cadre", "mentor": "申承秀", "pairing_date": "2026-03-08"})
+        pair(env, case_id, kind="cadre")
         run("ccadre", "referred", {"coop_branch": "城关分社", "coop_assessment": "favourable",
                                    "loan_amount": amount}, expect="approval")
         needs[amount] = env.queries.case(env.actor("mgr1"), case_id)["action_quorums"]["approve"]

@@ -1821,7 +1821,7 @@ def _build_for_each(spec: dict, fields_: Mapping[str, FieldSpec]) -> tuple[tuple
             merged["role"] = role_of[value]
         label = Label.of(merged["label"]) if merged.get("label") is not None else choice_label
         tasks.append(_build_task(merged, value, label, fields_))
-    return tuple(tasks), ForEachSpec(spec["for_each"], spec.get("complete", "all"))
+    return tuple(tasks), ForEachSpec(spec["for_each"], spec.get("complete", "all"), tuple(field.default or ()))
 
 
 def _build_transition(index: int, t: dict, non_final: tuple[str, ...], fields_: Mapping[str, FieldSpec],

@@ -152,6 +152,9 @@ class ForEachSpec:
 
     field: str
     complete: str | int = "all"
+    #: the field's default, for a case that has no value at all (one migrated from a version
+    #: without the field): the instances it opens then
+    default: tuple[str, ...] = ()
 
     def needed(self, opened: int) -> int:
         """How many of ``opened`` instances must be done before the state's transitions open."""
@@ -207,7 +210,7 @@ class StateSpec:
         """The tasks entering the state opens: all of them, or one per value the case holds."""
         if self.for_each is None:
             return self.tasks
-        chosen = data.get(self.for_each.field)
+        chosen = data.get(self.for_each.field, self.for_each.default)
         chosen = set(chosen) if isinstance(chosen, (list, tuple)) else ({chosen} if chosen else set())
         return tuple(t for t in self.tasks if t.name in chosen)
 
