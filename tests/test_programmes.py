@@ -269,3 +269,66 @@ def test_the_quorum_shown_is_the_one_the_case_needs(env):
                                    "loan_amount": amount}, expect="approval")
         needs[amount] = env.queries.case(env.actor("mgr1"), case_id)["action_quorums"]["approve"]
     assert needs == {"80000": 2, "10000": 1}
+
+
+# ------------------------------------------------------------------ cases started on earlier versions
+
+BEFORE = DEFINITIONS.parent / "tests" / "fixtures" / "runtime" / "before"   # the programmes before issue 15
+
+
+def _upgraded(env):
+    """The same database, now running the current definitions (a new version of each changed one)."""
+    from hexie.workflows.engine import Engine
+    from hexie.workflows.loader import load_definitions_strict
+    from hexie.workflows.service import WorkflowService
+    from hexie.workflows.queries import CaseQueries
+    engine = Engine(env.engine.session_factory, load_definitions_strict(DEFINITIONS), clock=env.clock)
+    versions = engine.sync_definitions()
+    return type(env)(engine, WorkflowService(engine), CaseQueries(engine), env.clock), versions
+
+
+def test_open_complaints_on_the_fixed_referrals_migrate(session_factory):
+    """A complaint referred to the fixed police / legal aid / court tasks keeps its work when moved to
+    the version that refers to the agencies chosen: done stays done, the optional court is dropped."""
+    old = make_env(session_factory, definitions=BEFORE)
+    ccadre = old.actor("ccadre")
+    case_id = old.service.start_case(ccadre, "dv_complaint", "t01v01", {
+        "channel": "hotline", "received_at": "2026-03-02T20:15", "victim_name": "某女士",
+        "incident_description": "丈夫酒后殴打"})
+    old.service.fire(ccadre, case_id, "refer", {"abuser_relation": "spouse", "violence_kinds": ["physical"],
+                                                "risk_level": "high", "consent_to_share": True,
+                                                "intake_assessment": "需转介"})
+    tasks = {t.name: t for t in Runner(old, case_id).open_tasks()}
+    old.service.done(old.actor("police"), tasks["police"].id, {"police_action": "出警并告诫"})
+    new, versions = _upgraded(old)
+    assert versions["dv_complaint"] == 2 and versions["mentor_pairing"] == 1
+    assert new.service.migrate(new.actor("admin"), "dv_complaint", 1) == 1
+    run = Runner(new, case_id)
+    view = new.queries.case(ccadre, case_id)
+    assert (view["version"], view["state"], view["data"]["referred_to"]) == (2, "referral", ["police", "legal_aid"])
+    with new.engine.session_factory() as s:
+        ended = dict(s.execute(select(Task.name, Task.status).where(Task.case_id == case_id,
+                                                                     Task.state == "referral")).all())
+    assert ended == {"police": "completed", "legal_aid": "offered", "court": "cancelled"}
+    (legal,) = run.open_tasks()
+    assert legal.id == tasks["legal_aid"].id                         # the same work item, not a new one
+    new.service.done(new.actor("legal"), legal.id, {"legal_aid_notes": "提供法律咨询"})
+    run("ccadre", "referral_done", expect="adjudication")
+
+
+def test_open_loans_waiting_for_a_pairing_migrate_to_the_called_process(session_factory):
+    old = make_env(session_factory, definitions=BEFORE)
+    rep = old.actor("rep")
+    case_id = old.service.start_case(rep, "microloan", "t01v01", {
+        "applicant_name": "孙秀芳", "id_number": "320123198803051226", "phone": "13912345678",
+        "applicant_age": 38, "business_kind": "farming", "business_plan": "扩大蔬菜大棚",
+        "loan_amount": "10000", "term_months": 24, "guarantee": "joint_guarantee"})
+    run = Runner(old, case_id)
+    run("rep", "submit")
+    run("cadre2", "eligible", {"local_resident": True, "credit_record": "good", "applicant_age": 38,
+                               "eligibility_notes": "信用良好"}, expect="mentor_pairing")
+    new, _ = _upgraded(old)
+    assert new.service.migrate(new.actor("admin"), "microloan", 1) == 1
+    assert child_of(new, case_id) is not None                        # the pairing is now a case of its own
+    pair(new, case_id)
+    assert Runner(new, case_id).state == "coop_referral"

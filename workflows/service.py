@@ -369,29 +369,35 @@ class WorkflowService:
             notifications.notify(s, self.engine, "case_closed", people, case, actor=actor, state=state.name)
             return
         for task_spec in state.tasks_to_open(case.data):
-            task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
-            # interleaved tasks are taken one at a time, by whoever picks one: none is handed out at once
-            holder = None if task_spec.external or state.interleaved else first_holder(
-                s, self.engine, case.id, case.org_path, task_spec, starter)
-            if holder is not None:
-                task.update(status="allocated", assignee_id=holder)
-            task_id = s.connection().execute(_INSERT_TASK, task).scalar_one()
-            emit(self.engine, s, case, "task_created", task_id=task_id, process=spec.key, state=state.name,
-                 name=task["name"], role=task["role"], assignee_id=holder)
-            if task_spec.external:   # a machine step: fetched by its workers, nobody to tell
-                s.connection().execute(_INSERT_EXTERNAL, {"task_id": task_id, "topic": task_spec.external,
-                                                          "retries": task_spec.retries, "created_at": now})
-                continue
-            created = Record(id=task_id, escalated=False, **{k: v for k, v in task.items() if k != "assignee_id"},
-                             assignee_id=holder)
-            kind = "task_returned" if returned else "task_allocated" if holder is not None else "task_offered"
-            notifications.notify(s, self.engine, kind, notifications.task_people(s, created), case, task=created,
-                                 actor=actor)
+            self._open_task(s, spec, case, state, task_spec, actor, now, starter, returned)
         for trigger, due in timer_dues(state, case.data, now, self.engine.timezone):
             s.connection().execute(_INSERT_TIMER, {"case_id": case.id, "state": state.name, "trigger": trigger,
                                                    "due_at": due, "status": "pending"})
         if state.call is not None:
             self._start_child(s, spec, case, state, actor, now)
+
+    def _open_task(self, s: Session, spec: ProcessSpec, case: Record, state: StateSpec, task_spec: TaskSpec,
+                   actor: Actor, now: datetime, starter: Actor | None = None, returned: bool = False) -> int:
+        """Open one work item of ``state`` and tell its people."""
+        task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
+        # interleaved tasks are taken one at a time, by whoever picks one: none is handed out at once
+        holder = None if task_spec.external or state.interleaved else first_holder(
+            s, self.engine, case.id, case.org_path, task_spec, starter)
+        if holder is not None:
+            task.update(status="allocated", assignee_id=holder)
+        task_id = s.connection().execute(_INSERT_TASK, task).scalar_one()
+        emit(self.engine, s, case, "task_created", task_id=task_id, process=spec.key, state=state.name,
+             name=task["name"], role=task["role"], assignee_id=holder)
+        if task_spec.external:   # a machine step: fetched by its workers, nobody to tell
+            s.connection().execute(_INSERT_EXTERNAL, {"task_id": task_id, "topic": task_spec.external,
+                                                      "retries": task_spec.retries, "created_at": now})
+            return task_id
+        created = Record(id=task_id, escalated=False, **{k: v for k, v in task.items() if k != "assignee_id"},
+                         assignee_id=holder)
+        kind = "task_returned" if returned else "task_allocated" if holder is not None else "task_offered"
+        notifications.notify(s, self.engine, kind, notifications.task_people(s, created), case, task=created,
+                             actor=actor)
+        return task_id
 
     def _leave(self, s: Session, case: Record, state: StateSpec, actor: Actor, interrupt: bool, now: datetime,
                open_tasks: list[Record] | None = None, sweep: bool = True) -> None:
@@ -866,17 +872,60 @@ class WorkflowService:
                               {"state_map": missing})
             now = self.engine.clock()
             user = self._user(s, actor)
+            old_spec = self.engine.spec_of(s, old.id)
             for case in cases:
                 old_state = case.state
-                self._leave(s, case, spec.state(state_map.get(old_state, old_state)), SYSTEM, True, now)
+                new_state = spec.state(state_map.get(old_state, old_state))
+                carried = new_state.name == old_state and new_state.parallel and old_spec.state(old_state).parallel
+                changes: dict[str, Any] = {"version": [from_version, self.engine.version_number(s, version_id)]}
+                if carried:   # parallel work in the same state: what was done stays done (see _carry_over)
+                    changes.update(self._carry_over(s, spec, case, new_state, actor, now))
+                else:
+                    self._leave(s, case, new_state, SYSTEM, True, now)
                 case.process_version_id = version_id
-                case.state = state_map.get(old_state, old_state)
+                case.state = new_state.name
                 case.updated_at = now
                 audit.append_event(s, case, kind="migrated", actor=user, from_state=old_state, to_state=case.state,
-                                   at=now, changes={"version": [from_version, self.engine.version_number(s, version_id)]})
-                self._enter(s, spec, case, spec.state(case.state), actor, now)
+                                   at=now, changes=changes)
+                if not carried:
+                    self._enter(s, spec, case, new_state, actor, now)
                 save_case(s, case)
+            for case in cases:
+                self._settle(s, case.id, now)
             return len(cases)
+
+    def _carry_over(self, s: Session, spec: ProcessSpec, case: Record, state: StateSpec, actor: Actor,
+                    now: datetime) -> dict[str, list[Any]]:
+        """Migrate a case waiting on parallel tasks into a state of the same name in the new version
+        without redoing its work: tasks done stay done, open ones the new state still has stay open
+        (with their holders), the others are cancelled, and the new state's missing ones are opened.
+
+        A for-each state whose field the case lacks (a version before the field) takes as its
+        values the tasks of the current visit that were done or still required: the old fixed
+        ``police / legal_aid / court`` referrals of a complaint become its ``referred_to``, an
+        optional one nobody did (the court, when not needed) is left out. Returns the data changes.
+        """
+        visit_at = s.scalar(select(func.max(Task.created_at)).where(Task.case_id == case.id, Task.state == state.name))
+        visit = records(s, select(_tasks).where(_tasks.c.case_id == case.id, _tasks.c.state == state.name,
+                                                _tasks.c.created_at == visit_at)) if visit_at else []
+        changes: dict[str, list[Any]] = {}
+        rule = state.for_each
+        if rule is not None and rule.field not in case.data:
+            choices = set(spec.fields[rule.field].choice_keys)
+            chosen = [t.name for t in visit if t.name in choices
+                      and (t.status == "completed" or (t.status in OPEN and not t.optional))]
+            case.data = {**case.data, rule.field: chosen}
+            changes[rule.field] = [None, chosen]
+        wanted = {t.name for t in state.tasks_to_open(case.data)}
+        for task in visit:
+            if task.status in OPEN and task.name not in wanted:
+                task.status, task.completed_at = "cancelled", now
+                save_task(s, task)
+        have = {t.name for t in visit if t.status in OPEN or t.status == "completed"}
+        for task_spec in state.tasks_to_open(case.data):
+            if task_spec.name not in have:
+                self._open_task(s, spec, case, state, task_spec, actor, now)
+        return changes
 
     # --------------------------------------------------------------- helpers
     def _context(self, spec: ProcessSpec, case: Record, actor: Actor, data: Mapping[str, Any],
