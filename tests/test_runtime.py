@@ -463,3 +463,31 @@ def test_call_refused_on_end_trigger_leaves_the_parent_waiting(session_factory, 
     state, _, data, _ = _case(env, case_id)
     assert state == "pairing" and data["mentor"] == "nobody"
     assert _case(env, child_id)[0] == "paired"
+
+
+# ---------------------------------------------------------------------- the plain patterns, named
+
+def test_simple_merge_two_paths_reach_one_state(session_factory, tmp_path):
+    """WCP5 simple merge: the small and the big path both lead to the same next state."""
+    env = env_with(session_factory, tmp_path / "d", router=ROUTER)
+    cadre, mgr = env.actor("cadre"), env.actor("mgr1")
+    big = env.service.start_case(cadre, "router", "t01", {"amount": 5000})
+    small = env.service.start_case(cadre, "router", "t01", {"amount": 5})
+    env.service.fire(cadre, big, "submit")
+    env.service.fire(cadre, small, "submit")
+    assert env.service.fire(mgr, big, "finish")["state"] == "done"
+    assert env.service.fire(cadre, small, "finish")["state"] == "done"
+
+
+def test_milestone_an_action_is_possible_only_while_the_case_is_in_its_state(session_factory, tmp_path):
+    """WCP18 milestone: the parent's withdraw is enabled only while it waits for its child."""
+    env = env_with(session_factory, tmp_path / "d", parent_proc=PARENT, child_proc=CHILD)
+    chair = env.actor("chair")
+    cadre = env.actor("cadre")
+    case_id = env.service.start_case(cadre, "parent_proc", "t01", {"applicant": "李四"})
+    before = env.snapshot()
+    with pytest.raises(Conflict):   # not yet at the milestone
+        env.service.fire(chair, case_id, "withdraw", comment="太早")
+    assert env.snapshot() == before
+    env.service.fire(cadre, case_id, "submit")
+    assert env.service.fire(chair, case_id, "withdraw", comment="放弃")["state"] == "rejected"
