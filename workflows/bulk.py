@@ -308,6 +308,12 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     the case with its ``audit_head``, the event whose hash covers the case id, the tasks.
     Returns the new cases' ids, in the order of ``prepared``.
     """
+    initial = spec.initial_state
+    if initial.call is not None or spec.auto_triggers(initial.name) or initial.end_when_idle:
+        # the engine acts on such a case as soon as it starts: one at a time, through the service
+        raise Invalid("该流程的首个环节由系统自动推进，不能批量导入，请逐件立案",
+                      f"{spec.key} acts by itself on entering {initial.name} (call, auto, end_when_idle): "
+                      "it cannot be imported in bulk; start its cases one by one")
     conn = s.connection()
     if conn.dialect.name == "sqlite":
         # Take the write lock now: the ids allocated below stay ours until the commit.
@@ -319,9 +325,9 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     ids = _allocate_ids(conn, _CASES, len(prepared))
 
     # the outbound events of each new case, numbered: case_started, then its tasks' task_created (or case_closed)
-    event_count = 1 + (1 if initial.final else len(initial.tasks))
     case_rows, events = [], []
     for case_id, (unit, values) in zip(ids, prepared):
+        event_count = 1 + (1 if initial.final else len(initial.tasks_to_open(values)))
         # validated values are already JSON-safe: stored and hashed as append_event would
         event = dict(case_id=case_id, seq=1, at=now, actor_id=user_id, actor=actor_name, kind="started",
                      trigger=None, from_state=None, to_state=initial.name, comment=None,
@@ -345,11 +351,11 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         return ids
 
     task_rows = []
-    for case_id, (unit, _values) in zip(ids, prepared):
-        for task_spec in initial.tasks:
+    for case_id, (unit, values) in zip(ids, prepared):
+        for task_spec in initial.tasks_to_open(values):
             row = dict(case_id=case_id, **new_task_values(spec, initial, task_spec, unit.id, unit.path, now),
                        escalated=False, lock_version=1, assignee_id=None)
-            holder = first_holder(s, engine, case_id, unit.path, task_spec, actor)
+            holder = None if initial.interleaved else first_holder(s, engine, case_id, unit.path, task_spec, actor)
             if holder is not None:
                 row["status"], row["assignee_id"] = "allocated", holder
             task_rows.append(row)
