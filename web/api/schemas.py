@@ -143,6 +143,19 @@ class TimerDefSchema(Schema):
     at = _text(metadata={"description": "a date or datetime field of the case"})
 
 
+class ForEachDefSchema(Schema):
+    field = fields.String(required=True, metadata={"description": "the multichoice field: one task per value"})
+    complete = fields.Raw(required=True, metadata={"description": "all, any, or how many must be done"})
+
+
+class CallDefSchema(Schema):
+    process = fields.String(required=True)
+    data = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "child field: field"})
+    result = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "field: child field"})
+    on_end = fields.Dict(keys=fields.String(), values=fields.String(),
+                         metadata={"description": "the child's end state: the trigger fired here"})
+
+
 class StateDefSchema(Schema):
     name = fields.String(required=True)
     label = fields.String(required=True)
@@ -152,6 +165,12 @@ class StateDefSchema(Schema):
     parallel = fields.Boolean()
     tasks = fields.List(fields.Nested(TaskDefSchema))
     timers = fields.List(fields.Nested(TimerDefSchema))
+    for_each = fields.Nested(ForEachDefSchema, allow_none=True, metadata={
+        "description": "the tasks are one per value of a field (tasks lists every possible one)"})
+    call = fields.Nested(CallDefSchema, allow_none=True, metadata={
+        "description": "entering the state starts a case of another process and waits for it"})
+    order = _text(metadata={"description": "any_one_at_a_time: the tasks one at a time"})
+    end_when_idle = fields.Boolean()
 
 
 class LedgerDefSchema(Schema):
@@ -177,6 +196,7 @@ class TransitionDefSchema(Schema):
     quorum = fields.Integer()
     ledger = fields.Nested(LedgerDefSchema, allow_none=True,
                            metadata={"description": "the fund posting this action makes (ledger: in the definition)"})
+    auto = fields.Boolean(metadata={"description": "fired by the engine once the state's tasks are done"})
 
 
 class ProcessSchema(ProcessSummarySchema):
@@ -242,6 +262,16 @@ class AttachmentSchema(Schema):
     size = fields.Integer(required=True)
 
 
+class LinkedCaseSchema(Schema):
+    """A case linked by ``call:``: the parent that started this one, or a child it started."""
+
+    id = fields.Integer(required=True)
+    process = fields.String(required=True)
+    state = fields.String(required=True)
+    version = fields.Integer()
+    closed_at = UTCDateTime(allow_none=True)
+
+
 class CaseSchema(Schema):
     """One case as the caller may see it (sensitive fields masked unless she works it).
 
@@ -274,6 +304,10 @@ class CaseSchema(Schema):
         "description": "for each trigger in actions, how many people must fire it as the case stands"})
     outcome = fields.Nested(ActionOutcomeSchema, metadata={
         "description": "only in the answer to an action: moved, or a quorum vote recorded"})
+    parent = fields.List(fields.Nested(LinkedCaseSchema), metadata={
+        "description": "the case whose call: started this one (if she may see it)"})
+    children = fields.List(fields.Nested(LinkedCaseSchema), metadata={
+        "description": "the cases this one's call: states started (those she may see)"})
 
 
 class CaseSummarySchema(Schema):
