@@ -144,7 +144,7 @@ class WorkflowService:
             emit(self.engine, s, case, "case_started", process=spec.key, state=initial.name, org_unit=unit.code)
             self._enter(s, spec, case, initial, actor, now, starter=actor)
             save_case(s, case)
-            self._settle(s, case.id, now)
+            self._settle(s, case.id, now, spec)
             return case.id
 
     def sync_fields(self, actor: Actor, case_id: int, values: Mapping[str, Any], *,
@@ -308,7 +308,7 @@ class WorkflowService:
         if case.closed_at is not None and getattr(case, "parent_case_id", None) is not None:
             self._return_to_parent(s, case, now)
         if settle:
-            new_state = self._settle(s, case.id, now) or new_state
+            new_state = self._settle(s, case.id, now, spec) or new_state
         return self._remember(s, actor, request_key, case.id, {"outcome": "moved", "case_id": case.id, "state": new_state})
 
     def _answered(self, s: Session, actor: Actor, request_key: str, case_id: int) -> dict[str, Any] | None:
@@ -559,7 +559,7 @@ class WorkflowService:
                                                                      **({"cancelled": [None, cut_short]} if cut_short else {}),
                                                                      **{k: [None, v] for k, v in changes.items()}})
             save_case(s, case)
-            self._settle(s, case.id, now)
+            self._settle(s, case.id, now, spec)
             return task.id
 
     def add_attachment(self, actor: Actor, case_id: int, field: str, filename: str, content_type: str,
@@ -653,7 +653,7 @@ class WorkflowService:
                 cut.append(other.name)
         return cut
 
-    def _settle(self, s: Session, case_id: int, now: datetime) -> str | None:
+    def _settle(self, s: Session, case_id: int, now: datetime, spec: ProcessSpec | None = None) -> str | None:
         """After an action: fire the case's automatic transitions whose time has come, end it where
         it is idle (``end_when_idle``), and settle the children a calling state waits for.
 
@@ -661,6 +661,8 @@ class WorkflowService:
         transitions are fired (a loop through states with no work stops there), and cases
         calling one another are settled at most :data:`CALL_DEPTH_LIMIT` deep.
         """
+        if spec is not None and not spec.acts_by_itself:
+            return None   # nothing in this process moves by itself: no statement needed
         depth = s.info.get("hexie_settle_depth", 0)
         if depth >= CALL_DEPTH_LIMIT:
             return None

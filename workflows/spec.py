@@ -319,6 +319,13 @@ class ProcessSpec:
             FormField(entry.name, entry.required and completes) for entry in spec.form)
         return merge_forms([task_form, *(t.form for t in candidates)])
 
+    @cached_property
+    def acts_by_itself(self) -> bool:
+        """Whether the engine may move a case of this process without a person: an automatic
+        transition, a call, or an idle end (otherwise an action never needs settling)."""
+        return self.end_when_idle or any(t.auto for t in self.transitions) or any(
+            s.call is not None or s.end_when_idle for s in self.states)
+
     def auto_triggers(self, state: str) -> tuple[str, ...]:
         """Triggers from ``state`` with an automatic transition, in file order."""
         seen: dict[str, None] = {}
