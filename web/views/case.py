@@ -224,6 +224,12 @@ def _history(spec: ProcessSpec, events: list[dict[str, Any]], names: Mapping[str
                 changes.append((t("col.role"), "", role_label(new)))
             elif field == "version":
                 changes.append((t("case.version"), str(old), str(new)))
+            elif field in ("child_case", "parent_case"):   # call: the case started, ended, or the caller
+                other = old if isinstance(old, int) else new
+                changes.append((t("runtime.child" if field == "child_case" else "runtime.parent"), "", f"#{other}"))
+            elif field == "cancelled":   # complete: any | N cut the other instances short
+                changes.append((t("runtime.cancelled_tasks"), "", "、".join(
+                    task_label(key, e.get("from_state") or "", n, spec) for n in (new or ()))))
             else:
                 changes.append((field, str(old or ""), str(new or "")))
         actor = e.get("actor")
