@@ -109,12 +109,14 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
             actor.holds(task["role"], path, tspec.at)
             or (task["escalated"] and tspec.escalate and actor.holds(tspec.escalate.to, path))))
         mine = task["assignee"] == actor.username
+        # order: any_one_at_a_time: while another of the state's tasks is in hand, this one waits
+        waits = st.interleaved and any(o["status"] == "allocated" and o["id"] != task["id"] for o in view["tasks"])
         row = dict(task, label=task_label(key, task["state"], task["name"], spec),
                    role_label=role_label(task["role"]), mine=mine,
                    assignee_name=names.get(task["assignee"], task["assignee"]),
-                   can_claim=task["status"] == "offered" and offered and not voting,
+                   can_claim=task["status"] == "offered" and offered and not voting and not waits,
                    can_release=mine and task["status"] == "allocated",
-                   can_done=st.parallel and offered and task["assignee"] in (None, actor.username))
+                   can_done=st.parallel and offered and task["assignee"] in (None, actor.username) and not waits)
         if row["can_done"]:
             row["form"] = bound.get(f"t:{task['id']}") or _task_form(spec, view, task, path,
                                                                      files_present=files_present)
