@@ -755,6 +755,7 @@ class WorkflowService:
         audit.append_event(s, parent, kind="called", actor=user, from_state=state.name, to_state=state.name,
                            changes={"child_case": [None, child.id]}, at=now)
         emit(self.engine, s, child, "case_started", process=child_spec.key, state=initial.name,
+             org_unit=s.scalar(select(OrgUnit.code).where(OrgUnit.id == parent.org_unit_id)),
              parent_case_id=parent.id)
         self._enter(s, child_spec, child, initial, actor, now)
         save_case(s, child)
