@@ -332,3 +332,26 @@ def test_open_loans_waiting_for_a_pairing_migrate_to_the_called_process(session_
     assert child_of(new, case_id) is not None                        # the pairing is now a case of its own
     pair(new, case_id)
     assert Runner(new, case_id).state == "coop_referral"
+
+
+def test_open_renewals_migrate_to_a_renewal_case_of_their_own(session_factory):
+    old = make_env(session_factory, definitions=BEFORE)
+    rep = old.actor("rep")
+    case_id = old.service.start_case(rep, "spring_bud", "t01v01", {
+        "student_name": "李小红", "birth_date": "2014-09-01", "school": "城关中心小学", "grade": "primary_5",
+        "class_name": "春蕾班", "guardian_name": "李大山", "family_hardships": ["low_income"],
+        "nomination_reason": "家庭困难"})
+    run = Runner(old, case_id)
+    run("rep", "nominate")
+    run("cadre2", "verified", {"household_size": 3, "household_annual_income": "5400", "verification_notes": "属实"})
+    run("mgr1", "approve")
+    run("ccadre", "matched", {"sponsor_name": "县建设银行", "sponsor_kind": "enterprise", "annual_grant": "1200"})
+    run("fin", "disburse", {"fund": "spring_bud_sponsors", "school_year": "2026-2027", "disbursed_amount": "1200",
+                            "disbursed_on": "2026-03-20", "voucher_number": "CL-2026-007"})
+    assert run.timers(days=366) == 1 and run.state == "renewal"      # the old single renewal task
+    new, _ = _upgraded(old)
+    assert new.service.migrate(new.actor("admin"), "spring_bud", 1) == 1
+    review = Runner(new, child_of(new, case_id))
+    assert [t.role for t in review.open_tasks()] == ["town_cadre"] and Runner(new, case_id).open_tasks() == []
+    review("cadre2", "graduate", expect="graduated")
+    assert Runner(new, case_id).state == "graduated"
