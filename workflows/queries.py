@@ -5,6 +5,7 @@ Every list is paged and costs a fixed number of queries whatever the page size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import date, datetime, time, timedelta
 from typing import Any, Mapping
 
@@ -20,6 +21,7 @@ from .engine import Engine
 from .errors import BadRequest, not_found
 from .forms import storable_text
 from .machine import FireContext
+from .protection import case_code, suppress_report
 from .org import in_subtree, unit_at_depth
 from .spec import ProcessSpec, TaskSpec
 
@@ -247,15 +249,49 @@ class CaseQueries:
                             "changes": changes})
             return out
 
+    def lookup_ids(self, actor: Actor, value: str) -> list[int]:
+        """The cases whose searchable field is exactly ``value`` that ``actor`` works (filed, holds
+        or held one of its tasks, acted on it) or oversees (an overseer role at or above it); for
+        anyone else nothing, as for no match. The search is recorded on the case-less audit chain
+        (``searched``: who, and the ids she was shown; never the value)."""
+        if not isinstance(value, str) or not storable_text(value) or len(value) > 200:
+            raise BadRequest("查找内容无效", "the name or number to find is not valid text (at most 200 characters)")
+        from . import audit
+        from .access import overseer_roles
+        from .protection import matching_case_ids
+        with self.engine.transaction() as s:
+            shown: list[int] = []
+            candidates = matching_case_ids(s, value) if value.strip() else []
+            for case in (s.scalars(select(Case).where(Case.id.in_(candidates))) if candidates else ()):
+                if actor.is_system or actor.holds_any(overseer_roles(self.engine.registry.roles), case.org_path) \
+                        or _worked(s, actor, case):
+                    shown.append(case.id)
+            user = None if actor.is_system or actor.user_id is None else SimpleNamespace(
+                id=actor.user_id, username=actor.username)
+            if s.get_bind().dialect.name == "postgresql":   # one append at a time to the case-less chain
+                from sqlalchemy import text
+                from .people import CASELESS_CHAIN_LOCK
+                s.execute(text(f"SELECT pg_advisory_xact_lock({CASELESS_CHAIN_LOCK})"))
+            audit.append_event(s, None, kind="searched", actor=user, at=self.engine.clock(),
+                               changes={"found": [None, sorted(shown)]})
+            return sorted(shown)
+
     # ------------------------------------------------------------------ lists
     def cases(self, actor: Actor, *, process: str | None = None, state: str | None = None,
               org_unit: str | None = None, search: str | None = None, business_key: str | None = None,
-              page: int = 1, per_page: int = 50) -> Page:
-        """Cases visible to ``actor``, newest first (``business_key``: exactly that key)."""
+              lookup: str | None = None, page: int = 1, per_page: int = 50) -> Page:
+        """Cases visible to ``actor``, newest first (``business_key``: exactly that key).
+
+        ``lookup``: the survivor's full name or ID number, found through the blind index
+        (:meth:`lookup_ids`): only the cases she works or oversees, each search recorded.
+        """
         page, per_page = paging(page, per_page)
+        found = self.lookup_ids(actor, lookup) if lookup is not None else None
         with self.engine.session_factory() as s:
             stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
                 visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
+            if found is not None:
+                stmt = stmt.where(Case.id.in_(found) if found else false())
             stmt = self._filters(s, stmt, Case, process, state, org_unit, search)
             if business_key is not None:
                 if not storable_text(business_key):
@@ -267,7 +303,8 @@ class CaseQueries:
             for case, code in rows:
                 spec = self.engine.spec_of(s, case.process_version_id)
                 items.append({"id": case.id, "process": case.process_key, "state": case.state,
-                              "org_unit": code, "subject": None if spec.confidential else case.subject,
+                              "org_unit": code, "subject": case_code(case.id) if spec.confidential else case.subject,
+                              "confidential": spec.confidential,
                               "business_key": case.business_key,
                               "created_at": case.created_at, "updated_at": case.updated_at,
                               "closed_at": case.closed_at, "lock_version": case.lock_version})
@@ -307,7 +344,8 @@ class CaseQueries:
             items = []
             for task in rows:   # plain rows: the page needs no ORM objects
                 row = task_row(task, people, now)
-                row.update(subject=None if task.confidential else task.subject, confidential=task.confidential,
+                row.update(subject=case_code(task.case_id) if task.confidential else task.subject,
+                           confidential=task.confidential,
                            org_unit_name=task.unit_name)
                 items.append(row)
             return Page(items, total, page, per_page)
@@ -471,12 +509,14 @@ class CaseQueries:
             for key, n in [*row["counts"].items(), ("open_tasks", row["open_tasks"]), ("overdue", row["overdue"])]:
                 totals[key] = totals.get(key, 0) + n
         state_totals = {k: v for k, v in totals.items() if k not in ("open_tasks", "overdue")}
-        return {"process": process, "by": by, "states": [st.name for st in spec.states],
+        report = {"process": process, "by": by, "states": [st.name for st in spec.states],
                 "final_states": [st.name for st in spec.states if st.final],
                 "rates": [{"name": r.name, "label": r.label} for r in spec.rates],
                 "units": rows, "totals": totals, "total_rates": rates(state_totals),
                 "months": [(f"{int(y):04d}-{int(m):02d}", n) for y, m, n in by_month],
-                "total": sum(r["total"] for r in rows)}
+                "total": sum(r["total"] for r in rows), "suppressed": False}
+        # protection.md: counts below 5 over a confidential process, and what would give them back
+        return suppress_report(report, spec.rates) if spec.confidential else report
 
     def _filters(self, s: Session, stmt, table, process, state, org_unit, search):
         if process:

@@ -30,6 +30,7 @@ from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_found
 from .forms import checked_comment, defaults, validate_form
 from .ledger import ledger_posting
+from .protection import index_case
 from .queries import barred_by_separation
 from .machine import FireContext
 from .spec import LEDGER_KEY, SYSTEM_ROLE, FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
@@ -134,8 +135,10 @@ class WorkflowService:
             if errors:
                 raise Invalid("表单有误", "the form has errors", errors)
             audit.append_event(s, case, kind="started", actor=self._user(s, actor), to_state=initial.name,
-                               comment=comment or None, changes=start_changes(values), at=now)
-            self._audit_uploads(s, actor, case, uploads, now)
+                               comment=comment or None, changes=start_changes(values), at=now,
+                               seal=audit.sealed_fields(spec))
+            index_case(s, spec, case.id, values)
+            self._audit_uploads(s, actor, case, uploads, now, spec)
             emit(self.engine, s, case, "case_started", process=spec.key, state=initial.name, org_unit=unit.code)
             self._enter(s, spec, case, initial, actor, now, starter=actor)
             save_case(s, case)
@@ -170,7 +173,8 @@ class WorkflowService:
             case.subject = _subject(spec, case.data)
             case.updated_at = now
             audit.append_event(s, case, kind="synced", actor=self._user(s, actor), from_state=case.state,
-                               to_state=case.state, changes=change_log, at=now)
+                               to_state=case.state, changes=change_log, at=now, seal=audit.sealed_fields(spec))
+            index_case(s, spec, case.id, case.data, changes)
             save_case(s, case)
             return json.loads(audit.canonical_json(change_log))
 
@@ -226,7 +230,7 @@ class WorkflowService:
             now = self.engine.clock()
             ids = self._record_uploads(s, actor, case, spec, uploads, {f.name for f in form}, now)
             data = _with_uploads(spec, data, case.data, ids)
-            self._audit_uploads(s, actor, case, uploads, now)
+            self._audit_uploads(s, actor, case, uploads, now, spec)
         changes, errors = validate_form(spec, form, data, case.data)
         errors.update(_foreign_attachments(s, spec, case, changes))
         if errors:
@@ -270,7 +274,9 @@ class WorkflowService:
                 case.data = merged
                 case.updated_at = now  # bumps lock_version: voters are serialized on the case
                 audit.append_event(s, case, kind="vote", actor=user, trigger=trigger, from_state=state.name,
-                                   to_state=state.name, comment=comment, changes=change_log or None, at=now)
+                                   to_state=state.name, comment=comment, changes=change_log or None, at=now,
+                                   seal=audit.sealed_fields(spec))
+                index_case(s, spec, case.id, merged, changes)
                 save_case(s, case)
                 return self._remember(s, actor, request_key, case.id, {
                     "outcome": "voted", "votes": votes, "quorum": chosen.quorum, "case_id": case.id})
@@ -284,7 +290,9 @@ class WorkflowService:
         if posting is not None:
             change_log[LEDGER_KEY] = [None, posting]
         event = audit.append_event(s, case, kind="fired", actor=user, trigger=trigger, from_state=state.name,
-                                   to_state=new_state, comment=comment, changes=change_log or None, at=now)
+                                   to_state=new_state, comment=comment, changes=change_log or None, at=now,
+                                   seal=audit.sealed_fields(spec))
+        index_case(s, spec, case.id, merged, changes)
         if posting is not None:
             s.connection().execute(_INSERT_LEDGER, {
                 "case_id": case.id, "audit_seq": event.seq, "process_key": spec.key, "trigger": trigger,
@@ -517,7 +525,7 @@ class WorkflowService:
                 now = self.engine.clock()
                 ids = self._record_uploads(s, actor, case, spec, uploads, {e.name for e in task_spec.form}, now)
                 data = _with_uploads(spec, data, case.data, ids)
-                self._audit_uploads(s, actor, case, uploads, now)
+                self._audit_uploads(s, actor, case, uploads, now, spec)
             changes, errors = validate_form(spec, task_spec.form, data, case.data)
             errors.update(_foreign_attachments(s, spec, case, changes))
             if errors:
@@ -530,7 +538,9 @@ class WorkflowService:
             case.updated_at = now
             audit.append_event(s, case, kind="task_done", actor=self._user(s, actor), from_state=case.state,
                                to_state=case.state, at=now, changes={"task": [task.name, "done"],
-                                                                     **{k: [None, v] for k, v in changes.items()}})
+                                                                     **{k: [None, v] for k, v in changes.items()}},
+                               seal=audit.sealed_fields(spec))
+            index_case(s, spec, case.id, case.data, changes)
             save_case(s, case)
             return task.id
 
@@ -549,7 +559,7 @@ class WorkflowService:
             now = self.engine.clock()
             upload = Upload(field, filename, content_type, size, storage_key)
             (attachment_id,) = self._record_uploads(s, actor, case, spec, [upload], allowed, now)[field]
-            self._audit_uploads(s, actor, case, [upload], now)
+            self._audit_uploads(s, actor, case, [upload], now, spec)
             case.updated_at = now
             save_case(s, case)
             return attachment_id
@@ -588,10 +598,12 @@ class WorkflowService:
             ids.setdefault(field, []).append(s.connection().execute(_INSERT_ATTACHMENT, row).scalar_one())
         return ids
 
-    def _audit_uploads(self, s: Session, actor: Actor, case: Record, uploads: list[Upload], now: datetime) -> None:
-        for upload in uploads:
+    def _audit_uploads(self, s: Session, actor: Actor, case: Record, uploads: list[Upload], now: datetime,
+                       spec: ProcessSpec) -> None:
+        for upload in uploads:   # the file's name is sealed: retention erases it with the file
             audit.append_event(s, case, kind="attached", actor=self._user(s, actor), from_state=case.state,
-                               to_state=case.state, at=now, changes={upload.field: [None, upload.filename[:255]]})
+                               to_state=case.state, at=now, changes={upload.field: [None, upload.filename[:255]]},
+                               seal=audit.sealed_fields(spec))
 
     # ---------------------------------------------------------------- timers
     def run_due_timers(self, limit: int = 500) -> int:

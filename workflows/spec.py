@@ -63,6 +63,8 @@ class FieldSpec:
     max_length: int | None = None
     pattern: str | None = None
     sensitive: bool = False
+    #: found by its exact value through the blind index (protection.md): sensitive text fields only
+    searchable: bool = False
     multiple: bool = False
     # for choice / multichoice: (key, label) pairs in declared order
     choices: tuple[tuple[str, Label], ...] = ()
@@ -199,6 +201,8 @@ class ProcessSpec:
     confidential: bool = False
     starters: tuple[str, ...] | None = None
     rates: tuple[RateSpec, ...] = ()   # report columns such as elder support's signing rate
+    #: ``retention: {anonymise_after: DURATION}``: how long after closure a case is anonymised (None: never)
+    anonymise_after: str | None = None   # as written (P5Y, 1825d): see workflows.retention.cutoff
     source_text: str = ""
     path: str = ""
     content_hash: str = ""
