@@ -214,3 +214,18 @@ def reindex(engine: Any, process: str | None = None, batch: int = 500) -> int:
                 break
             last, done = rows[-1][0], done + len(rows)
     return done
+
+
+def record_export(engine: Any, actor: Any, kind: str, case_ids: Iterable[int], deidentified: bool) -> None:
+    """An export (``cases.csv``, ``case.json``, ``case.zip``, ``report.csv``) on the case-less audit
+    chain: who, which cases, whether de-identified; its own transaction (an export changes nothing)."""
+    from sqlalchemy import text as sql
+    from types import SimpleNamespace
+    with engine.transaction() as s:
+        if s.get_bind().dialect.name == "postgresql":
+            from .people import CASELESS_CHAIN_LOCK
+            s.execute(sql(f"SELECT pg_advisory_xact_lock({CASELESS_CHAIN_LOCK})"))
+        user = None if actor.is_system or actor.user_id is None else SimpleNamespace(id=actor.user_id,
+                                                                                    username=actor.username)
+        audit.append_event(s, None, kind="exported", actor=user, at=engine.clock(), changes={
+            "export": [None, kind], "cases": [None, sorted(set(case_ids))], "deidentified": [None, deidentified]})

@@ -158,6 +158,7 @@ class CaseQueries:
             "data": dict(case.data) if working else mask(spec, case.data),
             "masked": not working, "subject": case.subject,
             "created_at": case.created_at, "updated_at": case.updated_at, "closed_at": case.closed_at,
+            "anonymised_at": case.anonymised_at,
             "created_by": people.get(case.created_by_id),
             "business_key": case.business_key, "host_fields": list(case.host_fields or ()),
             "lock_version": case.lock_version,

@@ -211,7 +211,7 @@ class TaskSchema(Schema):
     overdue = fields.Boolean(required=True)
     escalated = fields.Boolean(required=True)
     priority = fields.String()
-    subject = _text(metadata={"description": "null for confidential cases"})
+    subject = _text(metadata={"description": "the case code for confidential cases"})
     created_at = UTCDateTime(allow_none=True)
 
 
@@ -331,7 +331,7 @@ class LedgerEntrySchema(Schema):
     org_unit = fields.String(required=True)
     org_unit_name = fields.String(required=True)
     state = fields.String(required=True, metadata={"description": "the case's state now"})
-    subject = _text(required=True, metadata={"description": "null for confidential cases"})
+    subject = _text(required=True, metadata={"description": "the case code for confidential cases"})
 
 
 class LedgerTotalsSchema(Schema):
@@ -519,6 +519,46 @@ class CaseListQuery(_PagingQuery):
     org_unit = _filter()
     search = _filter(100)
     business_key = _filter(200)
+    lookup = _filter(200)
+    lookup.metadata["description"] = ("the survivor's full name or ID number, matched exactly through the "
+                                      "blind index: only cases the caller works or oversees; every search is "
+                                      "recorded (protection.md)")
+
+
+class ReportQuery(Schema):
+    by = fields.String(load_default="town", validate=validate.OneOf(("town", "village")))
+    within = _filter()
+    since = fields.Date()
+    until = fields.Date()
+
+
+class ReportUnitSchema(Schema):
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+    counts = fields.Dict(keys=fields.String(), values=fields.Raw(),
+                         metadata={"description": "state -> count, or \"<5\" (suppressed)"})
+    total = fields.Raw(metadata={"description": "a count, or \"<5\""})
+    rates = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()))
+    open_tasks = fields.Raw()
+    overdue = fields.Raw()
+
+
+class ReportSchema(Schema):
+    process = fields.String(required=True)
+    by = fields.String(required=True)
+    states = fields.List(fields.String())
+    units = fields.List(fields.Nested(ReportUnitSchema))
+    totals = fields.Dict(keys=fields.String(), values=fields.Raw())
+    total_rates = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()))
+    months = fields.List(fields.List(fields.Raw()), metadata={"description": "[month, count or \"<5\"]"})
+    total = fields.Raw(metadata={"description": "a count, or \"<5\""})
+    suppressed = fields.Boolean(metadata={"description": "small-count suppression applied (a confidential process)"})
+
+
+class CaseExportSchema(Schema):
+    password = fields.String(required=True, validate=validate.Length(min=10, max=200),
+                             metadata={"description": "the zip's password (AES-256), at least 10 characters"})
+    deidentified = fields.Boolean(load_default=False)
 
 
 class TaskListQuery(_PagingQuery):

@@ -61,6 +61,6 @@ def set_language(code: str):
     return redirect(same_site_path(request.referrer) or url_for("hexie.inbox"))
 
 
-from . import case, files, inbox, incidents, notices, reports, start  # noqa: E402,F401  (routes register on import)
+from . import case, files, inbox, incidents, notices, protection, reports, start  # noqa: E402,F401  (routes register on import)
 
 __all__ = ["bp", "assets", "template_helpers"]
