@@ -898,6 +898,7 @@ class _FieldSchema(_Strict):
     max_length = _Int(validate=_at_least(1, "max_length ", "max_length"))
     pattern = _Str(validate=_regex)
     sensitive = _Bool()
+    searchable = _Bool()
     multiple = _Bool()
     choices = _Choices()
 
@@ -908,10 +909,31 @@ class _FieldSchema(_Strict):
             return  # the type itself is wrong or missing: reported already
         errors: dict[str, list[str]] = {}
         _check_choices(ftype, original, errors)
+        _check_searchable(ftype, data, errors)
         bounds = _check_bounds(ftype, data, errors)
         _check_default(ftype, data, bounds, errors)
         if errors:
             raise ValidationError(errors)
+
+
+def _check_searchable(ftype: str, data: dict, errors: dict) -> None:
+    """``searchable: true`` (the blind index, protection.md): only a sensitive text field."""
+    if data.get("searchable") and (ftype != "text" or not data.get("sensitive")):
+        errors["searchable"] = [_msg("只有敏感（sensitive: true）的 text 字段可以 searchable",
+                                     f"only a sensitive text field (sensitive: true) may be searchable; this one is "
+                                     f"{ftype}{'' if data.get('sensitive') else ', not sensitive'}")]
+
+
+class _RetentionPeriod(_Base, fields.Field):
+    """``anonymise_after``: an ISO 8601 period, years and months allowed (``P5Y``), kept as written."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        from .retention import parse_retention
+        try:
+            parse_retention(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        return value
 
 
 def _check_choices(ftype: str, original: dict, errors: dict) -> None:
@@ -998,6 +1020,10 @@ class _RateSchema(_Strict):
     over = _List(_Str())
 
 
+class _RetentionSchema(_Strict):
+    anonymise_after = _RetentionPeriod(required=True)
+
+
 class _ProcessSchema(_Strict):
     process = _Str(required=True, validate=_process_key)
     title = _Text(required=True)
@@ -1009,6 +1035,7 @@ class _ProcessSchema(_Strict):
     states = _List(_Nested(_StateSchema), required=True, validate=_at_least(1, "状态数", "the number of states"))
     transitions = _List(_Nested(_TransitionSchema), required=True)
     rates = _NamedMap(_RateSchema)
+    retention = _Nested(_RetentionSchema)
 
 
 class _RoleSchema(_Strict):
@@ -1484,6 +1511,7 @@ def _build_process(data: dict, roles: RolesSpec | None, compiled: Mapping[int, A
         starters=tuple(data["starters"]) if "starters" in data else None,
         rates=tuple(RateSpec(name, Label.of(r["label"], name), tuple(r["of"]), tuple(r.get("over", ())))
                     for name, r in _mapping(data.get("rates")).items()),
+        anonymise_after=(data.get("retention") or {}).get("anonymise_after"),
         source_text=text, path=filename, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
@@ -1508,7 +1536,8 @@ def _build_field(name: str, spec: dict) -> FieldSpec:
         required=spec.get("required", False),
         default=_coerce(ftype, default, _choice_keys(choices)) if default is not None else None,
         min=value("min"), max=value("max"), max_length=spec.get("max_length"), pattern=spec.get("pattern"),
-        sensitive=spec.get("sensitive", False), multiple=spec.get("multiple", False), choices=pairs)
+        sensitive=spec.get("sensitive", False), searchable=spec.get("searchable", False),
+        multiple=spec.get("multiple", False), choices=pairs)
 
 
 def _build_form(entries: Any, fields_: Mapping[str, FieldSpec]) -> tuple[FormField, ...]:
