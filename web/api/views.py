@@ -17,6 +17,7 @@ from hexie.workflows import external, notifications, webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
 from hexie.workflows.ledger import fund_labels
 from hexie.workflows.people import People
+from hexie.workflows.protection import case_code
 from hexie.workflows.queries import Page, task_row
 from hexie.workflows.saved_views import SavedViews
 
@@ -316,7 +317,7 @@ def _task_answer(task_id: int) -> Response:
         ids = [i for i in (task.assignee_id,) if i is not None]
         people = dict(s.execute(select(User.id, User.username).where(User.id.in_(ids))).all()) if ids else {}
         row = task_row(task, people, engine.clock())
-        row["subject"] = None if case.confidential else case.subject
+        row["subject"] = case_code(case.id) if case.confidential else case.subject
     return json_response(TaskSchema().dump(row))
 
 
