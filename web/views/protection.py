@@ -15,9 +15,9 @@ from flask import Response, abort, flash, redirect, render_template, request, st
 from hexie.workflows.casefile import MIN_PASSWORD, CaseFile, case_file_parts, encrypted_zip
 from hexie.workflows.protection import case_code, deidentify, record_export
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import both, label, t
-from . import bp
+from .blueprint import bp
 from .common import case_spec, to_local, unit_names
 from .inbox import filter_options, query_filters
 from .reports import csv_cell
