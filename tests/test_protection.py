@@ -306,3 +306,22 @@ def test_retention_leaves_a_broken_chain_alone(env):
     assert summary.cases == [] and list(summary.skipped) == [case_id]
     with env.engine.session_factory() as s:
         assert s.get(Case, case_id).data["victim_name"] == "王芳"
+
+
+def test_the_command_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from hexie.cli import main
+    from .engine_helpers import FIXTURES
+    monkeypatch.setenv("HEXIE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("HEXIE_INSTANCE", str(tmp_path / "instance"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["org", "load", str(FIXTURES.parent / "engine_org.yaml")]).exit_code == 0
+    assert runner.invoke(main, ["demo"]).exit_code == 0
+    indexed = runner.invoke(main, ["search", "reindex", "dv_complaint"])
+    assert indexed.exit_code == 0 and "indexed:" in indexed.output, indexed.output
+    dry = runner.invoke(main, ["retention", "run", "--dry-run"])
+    assert dry.exit_code == 0 and "would anonymise: 0" in dry.output, dry.output
+    run = runner.invoke(main, ["retention", "run"])
+    assert run.exit_code == 0 and "anonymised: 0" in run.output, run.output
+    assert runner.invoke(main, ["audit", "verify"]).exit_code == 0
