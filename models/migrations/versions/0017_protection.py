@@ -7,7 +7,7 @@ before stay valid. The blind index is filled for existing cases by ``hexie searc
 (no definition before this revision could mark a field searchable).
 
 Revision ID: 0017
-Revises: 0009
+Revises: 0014
 Create Date: 2026-12-01 10:40:00
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | None = "0009"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
