@@ -220,6 +220,16 @@ class Case(Base):
     #: The case that started this one with ``call:`` (a sub-process, definitions.md "Work decided
     #: at run time"); it waits in its calling state until this one ends (migration 0015).
     parent_case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
+    #: who answers for the case: the starter, until it is handed over (migration 0014; no foreign
+    #: key, so that SQLite need not rebuild the table)
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    #: on hold since (``None``: running); no action fires and no clock runs while held
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime())
+    suspended_until: Mapped[datetime | None] = mapped_column(DateTime())
+    suspended_by_id: Mapped[int | None] = mapped_column(Integer)
+    suspend_comment: Mapped[str | None] = mapped_column(Text)
+    #: when ``hexie retention run`` erased its sensitive values and attachments (migration 0017)
+    anonymised_at: Mapped[datetime | None] = mapped_column(DateTime())
 
     __mapper_args__ = {"version_id_col": lock_version}
 
@@ -269,6 +279,16 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime())
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     lock_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+    #: ``work`` (a step of the process) or ``consult`` (advice asked of a colleague; migration 0014)
+    kind: Mapped[str] = mapped_column(String(16), default="work", server_default="work")
+    #: the task's own hold: its due date and escalation stand still from then
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime())
+    #: it could not go to the person the definition named (``assign: {user:}``): offered to the role
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: the capabilities its holder needs (``requires:``), sorted and comma-separated
+    requires: Mapped[str | None] = mapped_column(String(500))
+    #: for a consult: the task it was asked from
+    consult_of: Mapped[int | None] = mapped_column(BigID)
 
     __mapper_args__ = {"version_id_col": lock_version}
 
@@ -343,6 +363,10 @@ class AuditEvent(Base):
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))   # HMAC-SHA256 with the audit key (workflows.audit)
+    #: 1: the values are hashed as they are; 2: sealed values enter the hash through ``sealed`` (migration 0017)
+    hash_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    #: field -> the keyed hashes of its recorded ``[old, new]`` values (scheme 2): retention may erase them
+    sealed: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
 
     def __repr__(self) -> str:
         return f"<AuditEvent case={self.case_id} #{self.seq} {self.kind}>"
@@ -394,6 +418,20 @@ class Attachment(Base):
 
     case: Mapped[Case] = relationship()
     uploaded_by: Mapped[User] = relationship()
+
+
+class CaseLookup(Base):
+    """The blind index: a keyed hash of a searchable field's value, written with the case, so that
+    those working it find it by the survivor's full name or ID number without the value being
+    searchable in the database (protection.md, "Finding a survivor's case")."""
+
+    __tablename__ = "hexie_case_lookups"
+    __table_args__ = (UniqueConstraint("case_id", "field"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
+    field: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64), index=True)
 
 
 class WebhookSubscription(Base):

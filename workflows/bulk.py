@@ -40,11 +40,12 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from hexie.models import AuditEvent, Case, ImportRow, ImportRun, OrgUnit, Task, Timer
+from hexie.models import AuditEvent, Case, CaseLookup, ImportRow, ImportRun, OrgUnit, Task, Timer
 
 from . import audit
 from .access import Actor
 from .engine import Engine
+from .protection import lookup_digest, searchable_fields
 from .errors import HexieError, Invalid
 from .service import (check_start, first_holder, new_task_values, start_changes, start_values, timer_dues,
                       _subject)
@@ -323,6 +324,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     user_id = None if actor.is_system else actor.user_id
     actor_name = audit.SYSTEM_ACTOR if actor.is_system or actor.user_id is None else actor.username
     ids = _allocate_ids(conn, _CASES, len(prepared))
+    seal = audit.sealed_fields(spec)
 
     # the outbound events of each new case, numbered: case_started, then its tasks' task_created (or case_closed)
     case_rows, events = [], []
@@ -332,15 +334,21 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         event = dict(case_id=case_id, seq=1, at=now, actor_id=user_id, actor=actor_name, kind="started",
                      trigger=None, from_state=None, to_state=initial.name, comment=None,
                      changes=start_changes(values), prev_hash=None)
-        event["hash"] = _event_hash(event)
+        event["hash"], event["hash_version"], event["sealed"] = audit.hash_event(event, seal)
         events.append(event)
         case_rows.append(dict(id=case_id, process_version_id=version_id, process_key=spec.key, state=initial.name,
                               data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=user_id,
-                              created_at=now, updated_at=now, closed_at=now if initial.final else None,
+                              owner_id=user_id, created_at=now, updated_at=now, closed_at=now if initial.final else None,
                               subject=_subject(spec, values), confidential=spec.confidential, lock_version=1,
                               audit_head=event["hash"], audit_seq=1, event_seq=event_count))
     _insert_many(conn, _CASES, case_rows)
     _insert_many(conn, _EVENTS, events)
+    if searchable_fields(spec):   # the blind index, written with the cases
+        lookups = [{"case_id": case_id, "field": name, "digest": digest}
+                   for case_id, (_unit, values) in zip(ids, prepared) for name in searchable_fields(spec)
+                   if (digest := lookup_digest(values.get(name))) is not None]
+        if lookups:
+            conn.execute(insert(CaseLookup.__table__), lookups)
     for case_id, (unit, _values) in zip(ids, prepared):
         engine.emit(s, "case_started", case_id=case_id, seq=1, business_key=None, process=spec.key,
                     state=initial.name, org_unit=unit.code)
@@ -423,7 +431,4 @@ def _allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
     raise NotImplementedError(f"bulk import supports PostgreSQL and SQLite, not {conn.dialect.name}")
 
 
-def _event_hash(event: dict[str, Any]) -> str:
-    """The event's hash exactly as :func:`hexie.workflows.audit.append_event` computes it."""
-    return audit.event_hash(**{name: event[name] for name in audit.HASHED_FIELDS})
 

@@ -23,6 +23,7 @@ from .engine import Engine
 from .org import town_path
 from .errors import Invalid
 from .queries import Page, paging
+from .protection import case_code
 from .spec import LEDGER_KEY, ProcessSpec, TransitionSpec
 
 ZERO = Decimal("0.00")
@@ -134,7 +135,7 @@ class LedgerQueries:
         items = [{"id": e.id, "at": e.at, "case_id": e.case_id, "process": e.process_key, "trigger": e.trigger,
                   "fund": e.fund, "kind": e.kind, "amount": _money(e.amount), "audit_seq": e.audit_seq,
                   "org_unit": code, "org_unit_name": unit_name, "state": state,
-                  "subject": None if confidential else subject}
+                  "subject": case_code(e.case_id) if confidential else subject}
                  for e, subject, confidential, state, code, unit_name in rows]
         return Page(items, total, page, per_page)
 

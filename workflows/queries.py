@@ -5,6 +5,7 @@ Every list is paged and costs a fixed number of queries whatever the page size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import date, datetime, time, timedelta
 from typing import Any, Mapping
 
@@ -13,13 +14,13 @@ from sqlalchemy.orm import Session, aliased
 
 from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer, User, Vote
 
-from .access import (Actor, can_see_case, escalated_to, may_take, offered_now, offered_tasks_clause,
-                     team_tasks_clause,
-                     visible_cases_clause)
+from .access import (PASSING_KINDS, Actor, can_see_case, escalated_to, may_take, offered_now, offered_tasks_clause,
+                     team_tasks_clause, visible_cases_clause, worked_task_clause)
 from .engine import Engine
 from .errors import BadRequest, not_found
 from .forms import storable_text
 from .machine import FireContext
+from .protection import case_code, suppress_report
 from .org import in_subtree, unit_at_depth
 from .spec import ProcessSpec, TaskSpec
 
@@ -59,13 +60,12 @@ def _worked(s: Session, actor: Actor, case: Case) -> bool:
     task and handed it on, voted, ...): the same rule as the lists' :func:`visible_cases_clause`."""
     if actor.user_id is None:
         return False
-    if case.created_by_id == actor.user_id:
+    if actor.user_id in (case.created_by_id, getattr(case, "owner_id", None)):
         return True
-    held = s.scalar(select(Task.id).where(
-        Task.case_id == case.id,
-        or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id)).limit(1))
+    held = s.scalar(select(Task.id).where(Task.case_id == case.id, worked_task_clause(actor.user_id)).limit(1))
     return held is not None or s.scalar(select(AuditEvent.id).where(
-        AuditEvent.case_id == case.id, AuditEvent.actor_id == actor.user_id).limit(1)) is not None
+        AuditEvent.case_id == case.id, AuditEvent.actor_id == actor.user_id,
+        AuditEvent.kind.notin_(PASSING_KINDS)).limit(1)) is not None
 
 
 def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
@@ -77,7 +77,7 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
         return True
     if _worked(s, actor, case):
         return True
-    open_tasks = s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN)))
+    open_tasks = s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN), Task.kind == "work"))
     # confidential: only if one of its tasks is offered to her now (not one a colleague took)
     offered = offered_now if spec.confidential else may_take
     if any(offered(actor, t) for t in open_tasks):
@@ -154,13 +154,22 @@ class CaseQueries:
                          .where(Task.case_id == case.id).order_by(Task.id)).all()
         tasks = [t for t, _, _ in rows]
         people = {case.created_by_id: creator}
+        extra = [i for i in (case.owner_id, case.suspended_by_id) if i is not None and i != case.created_by_id]
+        if extra:
+            people.update(_usernames(s, extra))
         for t, held_by, done_by in rows:
             people[t.assignee_id], people[t.completed_by_id] = held_by, done_by
         people.pop(None, None)
-        open_tasks = [t for t in tasks if t.status in OPEN]
+        open_tasks = [t for t in tasks if t.status in OPEN and t.kind == "work"]
         working = works_on(s, actor, case, open_tasks)
         now = self.engine.clock()
         allowed, blocked, quorums = self.action_status(s, actor, case, spec, open_tasks)
+        held = case.suspended_at is not None
+        if held and allowed:   # on hold: nothing may be fired until it is resumed
+            blocked = [{"trigger": t, **_why("案件已暂停办理", "the case is on hold")} for t in allowed] + blocked
+            allowed, quorums = [], {}
+        timers = s.execute(select(Timer.trigger, Timer.due_at).where(
+            Timer.case_id == case.id, Timer.status == "pending").order_by(Timer.due_at, Timer.id)).all()
         return {
             "id": case.id, "process": case.process_key,
             "version": self.engine.version_number(s, case.process_version_id),
@@ -168,10 +177,15 @@ class CaseQueries:
             "data": dict(case.data) if working else mask(spec, case.data),
             "masked": not working, "subject": case.subject,
             "created_at": case.created_at, "updated_at": case.updated_at, "closed_at": case.closed_at,
+            "anonymised_at": case.anonymised_at,
             "created_by": people.get(case.created_by_id),
             "business_key": case.business_key, "host_fields": list(case.host_fields or ()),
             "lock_version": case.lock_version,
-            "tasks": [task_row(t, people, now) for t in tasks if t.status in OPEN],
+            "tasks": [task_row(t, people, now, case_held=held) for t in tasks if t.status in OPEN],
+            "owner": people.get(case.owner_id),
+            "suspended": {"since": case.suspended_at, "until": case.suspended_until,
+                          "comment": case.suspend_comment, "by": people.get(case.suspended_by_id)} if held else None,
+            "timers": [{"trigger": trig, "due_at": due} for trig, due in timers],
             "actions": allowed,
             "blocked_actions": blocked,
             "action_quorums": quorums,
@@ -273,15 +287,49 @@ class CaseQueries:
                             "changes": changes})
             return out
 
+    def lookup_ids(self, actor: Actor, value: str) -> list[int]:
+        """The cases whose searchable field is exactly ``value`` that ``actor`` works (filed, holds
+        or held one of its tasks, acted on it) or oversees (an overseer role at or above it); for
+        anyone else nothing, as for no match. The search is recorded on the case-less audit chain
+        (``searched``: who, and the ids she was shown; never the value)."""
+        if not isinstance(value, str) or not storable_text(value) or len(value) > 200:
+            raise BadRequest("查找内容无效", "the name or number to find is not valid text (at most 200 characters)")
+        from . import audit
+        from .access import overseer_roles
+        from .protection import matching_case_ids
+        with self.engine.transaction() as s:
+            shown: list[int] = []
+            candidates = matching_case_ids(s, value) if value.strip() else []
+            for case in (s.scalars(select(Case).where(Case.id.in_(candidates))) if candidates else ()):
+                if actor.is_system or actor.holds_any(overseer_roles(self.engine.registry.roles), case.org_path) \
+                        or _worked(s, actor, case):
+                    shown.append(case.id)
+            user = None if actor.is_system or actor.user_id is None else SimpleNamespace(
+                id=actor.user_id, username=actor.username)
+            if s.get_bind().dialect.name == "postgresql":   # one append at a time to the case-less chain
+                from sqlalchemy import text
+                from .people import CASELESS_CHAIN_LOCK
+                s.execute(text(f"SELECT pg_advisory_xact_lock({CASELESS_CHAIN_LOCK})"))
+            audit.append_event(s, None, kind="searched", actor=user, at=self.engine.clock(),
+                               changes={"found": [None, sorted(shown)]})
+            return sorted(shown)
+
     # ------------------------------------------------------------------ lists
     def cases(self, actor: Actor, *, process: str | None = None, state: str | None = None,
               org_unit: str | None = None, search: str | None = None, business_key: str | None = None,
-              page: int = 1, per_page: int = 50) -> Page:
-        """Cases visible to ``actor``, newest first (``business_key``: exactly that key)."""
+              lookup: str | None = None, page: int = 1, per_page: int = 50) -> Page:
+        """Cases visible to ``actor``, newest first (``business_key``: exactly that key).
+
+        ``lookup``: the survivor's full name or ID number, found through the blind index
+        (:meth:`lookup_ids`): only the cases she works or oversees, each search recorded.
+        """
         page, per_page = paging(page, per_page)
+        found = self.lookup_ids(actor, lookup) if lookup is not None else None
         with self.engine.session_factory() as s:
             stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
                 visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
+            if found is not None:
+                stmt = stmt.where(Case.id.in_(found) if found else false())
             stmt = self._filters(s, stmt, Case, process, state, org_unit, search)
             if business_key is not None:
                 if not storable_text(business_key):
@@ -293,7 +341,8 @@ class CaseQueries:
             for case, code in rows:
                 spec = self.engine.spec_of(s, case.process_version_id)
                 items.append({"id": case.id, "process": case.process_key, "state": case.state,
-                              "org_unit": code, "subject": None if spec.confidential else case.subject,
+                              "org_unit": code, "subject": case_code(case.id) if spec.confidential else case.subject,
+                              "confidential": spec.confidential,
                               "business_key": case.business_key,
                               "created_at": case.created_at, "updated_at": case.updated_at,
                               "closed_at": case.closed_at, "lock_version": case.lock_version})
@@ -318,7 +367,8 @@ class CaseQueries:
             # second only for a page past the end, where no row carries the total. Unit and holder
             # are looked up per row (_UNIT_NAME, _HOLDER): as joins, a loose row estimate made
             # PostgreSQL hash both whole tables (2 → 7 ms at a million cases).
-            matching = select(*_TASK_COLUMNS, Case.subject, Case.confidential, _UNIT_NAME, _HOLDER,
+            matching = select(*_TASK_COLUMNS, Case.subject, Case.confidential, Case.suspended_at.label("case_held"),
+                              _UNIT_NAME, _HOLDER,
                               func.count().over().label("total")).join(Case, Case.id == Task.case_id).where(where)
             matching = self._filters(s, matching, Task, process, state, org_unit, search)
             order = _task_order(sort)
@@ -332,8 +382,9 @@ class CaseQueries:
             people = {row.assignee_id: row.holder for row in rows if row.assignee_id is not None}
             items = []
             for task in rows:   # plain rows: the page needs no ORM objects
-                row = task_row(task, people, now)
-                row.update(subject=None if task.confidential else task.subject, confidential=task.confidential,
+                row = task_row(task, people, now, case_held=task.case_held is not None)
+                row.update(subject=case_code(task.case_id) if task.confidential else task.subject,
+                           confidential=task.confidential,
                            org_unit_name=task.unit_name)
                 items.append(row)
             return Page(items, total, page, per_page)
@@ -410,8 +461,9 @@ class CaseQueries:
             return and_(Task.status == "allocated", mine)
         if view == "available":
             return offered
-        if view == "overdue":
-            return and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
+        if view == "overdue":   # not what is on hold: its clock stands still
+            return and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered), Task.suspended_at.is_(None),
+                        Task.case_id.notin_(select(Case.id).where(Case.suspended_at.isnot(None))))
         if view == "escalated":  # escalated to her: held by a colleague who let it lapse, too
             return and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered_tasks_clause(actor)),
                         visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
@@ -464,7 +516,7 @@ class CaseQueries:
                                 .where(*cases).group_by(Case.org_path, Case.state)).all()
             work = s.execute(select(Task.org_path, func.count(), func.count().filter(Task.due_at < self.engine.clock()))
                              .join(Case, Case.id == Task.case_id)
-                             .where(Task.status.in_(OPEN), *cases)
+                             .where(Task.status.in_(OPEN), Task.kind == "work", *cases)
                              .group_by(Task.org_path)).all()
             year, month = func.extract("year", Case.created_at), func.extract("month", Case.created_at)
             by_month = s.execute(select(year, month, func.count()).where(*cases)
@@ -497,12 +549,14 @@ class CaseQueries:
             for key, n in [*row["counts"].items(), ("open_tasks", row["open_tasks"]), ("overdue", row["overdue"])]:
                 totals[key] = totals.get(key, 0) + n
         state_totals = {k: v for k, v in totals.items() if k not in ("open_tasks", "overdue")}
-        return {"process": process, "by": by, "states": [st.name for st in spec.states],
+        report = {"process": process, "by": by, "states": [st.name for st in spec.states],
                 "final_states": [st.name for st in spec.states if st.final],
                 "rates": [{"name": r.name, "label": r.label} for r in spec.rates],
                 "units": rows, "totals": totals, "total_rates": rates(state_totals),
                 "months": [(f"{int(y):04d}-{int(m):02d}", n) for y, m, n in by_month],
-                "total": sum(r["total"] for r in rows)}
+                "total": sum(r["total"] for r in rows), "suppressed": False}
+        # protection.md: counts below 5 over a confidential process, and what would give them back
+        return suppress_report(report, spec.rates) if spec.confidential else report
 
     def _filters(self, s: Session, stmt, table, process, state, org_unit, search):
         if process:
@@ -555,11 +609,16 @@ def _why(zh: str, en: str) -> dict[str, str]:
     return {"reason_zh": zh, "reason_en": en}
 
 
-def task_row(t: Task, people: Mapping[int, str], now) -> dict[str, Any]:
+def task_row(t: Task, people: Mapping[int, str], now, case_held: bool = False) -> dict[str, Any]:
+    """One task as lists and the case show it; a held task (or one of a held case) is never overdue:
+    its clock stands still."""
+    held = bool(getattr(t, "suspended_at", None)) or case_held
     return {"id": t.id, "case_id": t.case_id, "process": t.process_key, "state": t.state, "name": t.name,
             "role": t.role, "status": t.status, "assignee": people.get(t.assignee_id),
-            "due_at": t.due_at, "overdue": bool(t.due_at and t.status in OPEN and t.due_at < now),
-            "escalated": bool(t.escalated), "priority": t.priority, "created_at": t.created_at}
+            "due_at": t.due_at, "overdue": bool(t.due_at and t.status in OPEN and t.due_at < now and not held),
+            "escalated": bool(t.escalated), "priority": t.priority, "created_at": t.created_at,
+            "kind": getattr(t, "kind", None) or "work", "suspended": held,
+            "flagged": bool(getattr(t, "flagged", False)), "consult_of": getattr(t, "consult_of", None)}
 
 
 def _usernames(s: Session, ids) -> dict[int, str]:

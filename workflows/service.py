@@ -30,7 +30,10 @@ from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_found
 from .forms import checked_comment, defaults, validate_form
 from .ledger import ledger_posting
+from .protection import index_case
 from .queries import barred_by_separation
+from .workday import WorkdayMixin
+from .routing import first_holder, route  # noqa: F401  (first_holder: the bulk import's too)
 from .machine import FireContext
 from .spec import LEDGER_KEY, SYSTEM_ROLE, FormField, Label, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
@@ -46,17 +49,24 @@ CALL_DEPTH_LIMIT = 8
 _cases, _tasks = Case.__table__, Task.__table__
 _CASE_FOR_UPDATE = select(_cases).where(_cases.c.id == bindparam("case_id")).with_for_update()
 _TASK = select(_tasks).where(_tasks.c.id == bindparam("task_id"))
-_OPEN_TASKS = select(_tasks).where(_tasks.c.case_id == bindparam("case_id"), _tasks.c.status.in_(OPEN))
+# the case's open work (a consult is no step of the process: it stays open until answered)
+_OPEN_TASKS = select(_tasks).where(_tasks.c.case_id == bindparam("case_id"), _tasks.c.status.in_(OPEN),
+                                   _tasks.c.kind == "work")
 _SAVE_CASE = (update(_cases).where(_cases.c.id == bindparam("b_id"), _cases.c.lock_version == bindparam("b_lock"))
               .values(process_version_id=bindparam("v_version"), state=bindparam("v_state"),
                       data=bindparam("v_data", type_=_cases.c.data.type), subject=bindparam("v_subject"),
                       updated_at=bindparam("v_updated"), closed_at=bindparam("v_closed"),
                       audit_seq=bindparam("v_seq"), audit_head=bindparam("v_head"),
-                      event_seq=bindparam("v_event_seq"), lock_version=_cases.c.lock_version + 1))
+                      event_seq=bindparam("v_event_seq"), owner_id=bindparam("v_owner"),
+                      suspended_at=bindparam("v_suspended_at"), suspended_until=bindparam("v_suspended_until"),
+                      suspended_by_id=bindparam("v_suspended_by"), suspend_comment=bindparam("v_suspend_comment"),
+                      lock_version=_cases.c.lock_version + 1))
 _SAVE_TASK = (update(_tasks).where(_tasks.c.id == bindparam("b_id"), _tasks.c.lock_version == bindparam("b_lock"))
               .values(status=bindparam("v_status"), assignee_id=bindparam("v_assignee"),
                       completed_at=bindparam("v_completed_at"), completed_by_id=bindparam("v_completed_by"),
-                      escalated=bindparam("v_escalated"), lock_version=_tasks.c.lock_version + 1))
+                      escalated=bindparam("v_escalated"), due_at=bindparam("v_due_at"),
+                      escalate_at=bindparam("v_escalate_at"), suspended_at=bindparam("v_suspended_at"),
+                      flagged=bindparam("v_flagged"), lock_version=_tasks.c.lock_version + 1))
 _INSERT_CASE = insert(_cases).returning(_cases.c.id)
 _INSERT_TASK = insert(_tasks).returning(_tasks.c.id)
 _INSERT_TIMER = insert(Timer.__table__)
@@ -80,8 +90,11 @@ class Upload:
     storage_key: str
 
 
-class WorkflowService:
-    """Start cases, fire actions, work tasks, run timers: each call one transaction."""
+class WorkflowService(WorkdayMixin):
+    """Start cases, fire actions, work tasks, run timers: each call one transaction.
+
+    The working day's verbs (owner, hold and resume, notes, consults, away) come from
+    :class:`~hexie.workflows.workday.WorkdayMixin`."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -123,7 +136,9 @@ class WorkflowService:
                           data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=actor.user_id,
                           created_at=now, updated_at=now, closed_at=None, subject=_subject(spec, values),
                           confidential=spec.confidential, audit_seq=0, audit_head=None, event_seq=0,
-                          business_key=business_key, host_fields=sorted(host_values) or None)
+                          business_key=business_key, host_fields=sorted(host_values) or None,
+                          owner_id=actor.user_id, suspended_at=None, suspended_until=None, suspended_by_id=None,
+                          suspend_comment=None)
             try:
                 case.id = s.connection().execute(_INSERT_CASE, vars(case)).scalar_one()
             except IntegrityError:   # the same key, started meanwhile by someone else (all rolled back)
@@ -139,8 +154,10 @@ class WorkflowService:
             if errors:
                 raise Invalid("表单有误", "the form has errors", errors)
             audit.append_event(s, case, kind="started", actor=self._user(s, actor), to_state=initial.name,
-                               comment=comment or None, changes=start_changes(values), at=now)
-            self._audit_uploads(s, actor, case, uploads, now)
+                               comment=comment or None, changes=start_changes(values), at=now,
+                               seal=audit.sealed_fields(spec))
+            index_case(s, spec, case.id, values)
+            self._audit_uploads(s, actor, case, uploads, now, spec)
             emit(self.engine, s, case, "case_started", process=spec.key, state=initial.name, org_unit=unit.code)
             self._enter(s, spec, case, initial, actor, now, starter=actor)
             save_case(s, case)
@@ -176,7 +193,8 @@ class WorkflowService:
             case.subject = _subject(spec, case.data)
             case.updated_at = now
             audit.append_event(s, case, kind="synced", actor=self._user(s, actor), from_state=case.state,
-                               to_state=case.state, changes=change_log, at=now)
+                               to_state=case.state, changes=change_log, at=now, seal=audit.sealed_fields(spec))
+            index_case(s, spec, case.id, case.data, changes)
             save_case(s, case)
             return json.loads(audit.canonical_json(change_log))
 
@@ -212,6 +230,7 @@ class WorkflowService:
         if lock_version is not None and lock_version != case.lock_version:
             raise Conflict("案件已被他人修改，请刷新", "the case changed since you loaded it (stale lock_version)",
                            {"lock_version": case.lock_version})
+        refuse_while_held(case)
         if not any(t.trigger == trigger for t in spec.transitions):
             raise NotFound("没有这个操作", f"{spec.key} has no action {trigger!r}")
         state = spec.state(case.state)
@@ -234,7 +253,7 @@ class WorkflowService:
             now = self.engine.clock()
             ids = self._record_uploads(s, actor, case, spec, uploads, {f.name for f in form}, now)
             data = _with_uploads(spec, data, case.data, ids)
-            self._audit_uploads(s, actor, case, uploads, now)
+            self._audit_uploads(s, actor, case, uploads, now, spec)
         changes, errors = validate_form(spec, form, data, case.data)
         errors.update(_foreign_attachments(s, spec, case, changes))
         if errors:
@@ -278,7 +297,9 @@ class WorkflowService:
                 case.data = merged
                 case.updated_at = now  # bumps lock_version: voters are serialized on the case
                 audit.append_event(s, case, kind="vote", actor=user, trigger=trigger, from_state=state.name,
-                                   to_state=state.name, comment=comment, changes=change_log or None, at=now)
+                                   to_state=state.name, comment=comment, changes=change_log or None, at=now,
+                                   seal=audit.sealed_fields(spec))
+                index_case(s, spec, case.id, merged, changes)
                 save_case(s, case)
                 return self._remember(s, actor, request_key, case.id, {
                     "outcome": "voted", "votes": votes, "quorum": chosen.quorum, "case_id": case.id})
@@ -292,7 +313,9 @@ class WorkflowService:
         if posting is not None:
             change_log[LEDGER_KEY] = [None, posting]
         event = audit.append_event(s, case, kind="fired", actor=user, trigger=trigger, from_state=state.name,
-                                   to_state=new_state, comment=comment, changes=change_log or None, at=now)
+                                   to_state=new_state, comment=comment, changes=change_log or None, at=now,
+                                   seal=audit.sealed_fields(spec))
+        index_case(s, spec, case.id, merged, changes)
         if posting is not None:
             s.connection().execute(_INSERT_LEDGER, {
                 "case_id": case.id, "audit_seq": event.seq, "process_key": spec.key, "trigger": trigger,
@@ -364,8 +387,11 @@ class WorkflowService:
         if state.final:
             case.closed_at = now
             emit(self.engine, s, case, "case_closed", process=spec.key, state=state.name)
-            people = [case.created_by_id, *s.scalars(select(Task.completed_by_id).where(
-                Task.case_id == case.id, Task.completed_by_id.isnot(None)).distinct())]
+            # a consult still open ends with the case
+            s.execute(update(Task).where(Task.case_id == case.id, Task.kind == "consult", Task.status.in_(OPEN))
+                      .values(status="cancelled", completed_at=now))
+            people = [getattr(case, "owner_id", None) or case.created_by_id, *s.scalars(select(Task.completed_by_id).where(
+                Task.case_id == case.id, Task.completed_by_id.isnot(None), Task.kind == "work").distinct())]
             notifications.notify(s, self.engine, "case_closed", people, case, actor=actor, state=state.name)
             return
         for task_spec in state.tasks_to_open(case.data):
@@ -381,10 +407,11 @@ class WorkflowService:
         """Open one work item of ``state`` and tell its people."""
         task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
         # interleaved tasks are taken one at a time, by whoever picks one: none is handed out at once
-        holder = None if task_spec.external or state.interleaved else first_holder(
-            s, self.engine, case.id, case.org_path, task_spec, starter)
+        holder, flagged = (None, False) if task_spec.external or state.interleaved else route(
+            s, self.engine, spec, case, task_spec, starter)
         if holder is not None:
             task.update(status="allocated", assignee_id=holder)
+        task["flagged"] = flagged
         task_id = s.connection().execute(_INSERT_TASK, task).scalar_one()
         emit(self.engine, s, case, "task_created", task_id=task_id, process=spec.key, state=state.name,
              name=task["name"], role=task["role"], assignee_id=holder)
@@ -467,6 +494,8 @@ class WorkflowService:
             task, case, _ = self._task_for_update(s, actor, task_id)
             if task.assignee_id != actor.user_id or task.status != "allocated":
                 raise Forbidden("这不是您的任务", "only the holder may release a task")
+            if getattr(task, "kind", "work") != "work":
+                raise Invalid("征求意见须由本人答复", "a consult is answered (done), not released")
             task.status, task.assignee_id = "offered", None
             save_task(s, task)
             audit.append_event(s, case, kind="released", actor=self._user(s, actor), from_state=case.state,
@@ -492,6 +521,8 @@ class WorkflowService:
             return self._handover(s, task, case, to_username, "reassigned", actor)
 
     def _handover(self, s: Session, task: Record, case: Record, to_username: str, kind: str, actor: Actor) -> int:
+        if getattr(task, "kind", "work") != "work":
+            raise Invalid("征求意见只能由被征求的人答复，不能转交", "a consult is answered by the one asked, not handed on")
         target = s.scalars(select(User).where(User.username == to_username)).first()
         if target is None or not target.active:
             raise Invalid("没有这个用户", f"no active user {to_username!r}", {"to": "unknown user"})
@@ -519,10 +550,15 @@ class WorkflowService:
             notifications.notify(s, self.engine, "task_allocated", [user_id], case, task=task, actor=actor)
 
     def done(self, actor: Actor, task_id: int, data: Mapping[str, Any] | None = None,
-             uploads: Iterable[Upload] = ()) -> int:
-        """Mark one parallel task done (its form, if any, is saved; ``uploads`` as for :meth:`fire`)."""
+             uploads: Iterable[Upload] = (), comment: str | None = None) -> int:
+        """Mark one parallel task done (its form, if any, is saved; ``uploads`` as for :meth:`fire`).
+
+        A consult (:meth:`consult`) is answered this way: ``comment`` is the answer."""
         with self.engine.transaction() as s:
             task, case, spec = self._task_for_update(s, actor, task_id)
+            if getattr(task, "kind", "work") == "consult":
+                return self._answer_consult(s, actor, task, case, comment)
+            refuse_while_held(case)
             state = spec.state(task.state)
             if not state.parallel:
                 raise Invalid("此任务随操作完成，请选择操作按钮", "this task is completed by an action, not by done")
@@ -542,7 +578,7 @@ class WorkflowService:
                 now = self.engine.clock()
                 ids = self._record_uploads(s, actor, case, spec, uploads, {e.name for e in task_spec.form}, now)
                 data = _with_uploads(spec, data, case.data, ids)
-                self._audit_uploads(s, actor, case, uploads, now)
+                self._audit_uploads(s, actor, case, uploads, now, spec)
             changes, errors = validate_form(spec, task_spec.form, data, case.data)
             errors.update(_foreign_attachments(s, spec, case, changes))
             if errors:
@@ -557,7 +593,9 @@ class WorkflowService:
             audit.append_event(s, case, kind="task_done", actor=self._user(s, actor), from_state=case.state,
                                to_state=case.state, at=now, changes={"task": [task.name, "done"],
                                                                      **({"cancelled": [None, cut_short]} if cut_short else {}),
-                                                                     **{k: [None, v] for k, v in changes.items()}})
+                                                                     **{k: [None, v] for k, v in changes.items()}},
+                               seal=audit.sealed_fields(spec))
+            index_case(s, spec, case.id, case.data, changes)
             save_case(s, case)
             self._settle(s, case.id, now, spec)
             return task.id
@@ -577,7 +615,7 @@ class WorkflowService:
             now = self.engine.clock()
             upload = Upload(field, filename, content_type, size, storage_key)
             (attachment_id,) = self._record_uploads(s, actor, case, spec, [upload], allowed, now)[field]
-            self._audit_uploads(s, actor, case, [upload], now)
+            self._audit_uploads(s, actor, case, [upload], now, spec)
             case.updated_at = now
             save_case(s, case)
             return attachment_id
@@ -616,10 +654,12 @@ class WorkflowService:
             ids.setdefault(field, []).append(s.connection().execute(_INSERT_ATTACHMENT, row).scalar_one())
         return ids
 
-    def _audit_uploads(self, s: Session, actor: Actor, case: Record, uploads: list[Upload], now: datetime) -> None:
-        for upload in uploads:
+    def _audit_uploads(self, s: Session, actor: Actor, case: Record, uploads: list[Upload], now: datetime,
+                       spec: ProcessSpec) -> None:
+        for upload in uploads:   # the file's name is sealed: retention erases it with the file
             audit.append_event(s, case, kind="attached", actor=self._user(s, actor), from_state=case.state,
-                               to_state=case.state, at=now, changes={upload.field: [None, upload.filename[:255]]})
+                               to_state=case.state, at=now, changes={upload.field: [None, upload.filename[:255]]},
+                               seal=audit.sealed_fields(spec))
 
     # ------------------------------------------------- work decided at run time
     def _check_interleaving(self, s: Session, state: StateSpec, task: Record) -> None:
@@ -812,8 +852,9 @@ class WorkflowService:
         fired = 0
         while fired < limit:
             with self.engine.transaction() as s:
+                held = select(Case.id).where(Case.id == Timer.case_id, Case.suspended_at.isnot(None))
                 timer = s.scalars(select(Timer).where(Timer.status == "pending",
-                                                      Timer.due_at <= self.engine.clock())
+                                                      Timer.due_at <= self.engine.clock(), ~held.exists())
                                   .order_by(Timer.due_at, Timer.id).limit(1)
                                   .with_for_update(skip_locked=True)).first()
                 if timer is None:
@@ -838,8 +879,10 @@ class WorkflowService:
         """Flag tasks overdue past their escalation and offer them to the escalation role."""
         now = self.engine.clock()
         with self.engine.transaction() as s:
+            held = select(_cases.c.id).where(_cases.c.id == _tasks.c.case_id, _cases.c.suspended_at.isnot(None))
             tasks = records(s, select(_tasks).where(_tasks.c.status.in_(OPEN), _tasks.c.escalated.is_(False),
-                                                    _tasks.c.escalate_at <= now)
+                                                    _tasks.c.escalate_at <= now, _tasks.c.suspended_at.is_(None),
+                                                    ~held.exists())
                             .order_by(_tasks.c.escalate_at).limit(limit).with_for_update(skip_locked=True))
             for task in tasks:
                 task.escalated = True
@@ -1000,7 +1043,11 @@ def save_case(s: Session, case: Record) -> None:
     written = s.connection().execute(_SAVE_CASE, {
         "b_id": case.id, "b_lock": case.lock_version, "v_version": case.process_version_id, "v_state": case.state,
         "v_data": case.data, "v_subject": case.subject, "v_updated": case.updated_at, "v_closed": case.closed_at,
-        "v_seq": case.audit_seq, "v_head": case.audit_head, "v_event_seq": case.event_seq}).rowcount
+        "v_seq": case.audit_seq, "v_head": case.audit_head, "v_event_seq": case.event_seq,
+        "v_owner": getattr(case, "owner_id", None), "v_suspended_at": getattr(case, "suspended_at", None),
+        "v_suspended_until": getattr(case, "suspended_until", None),
+        "v_suspended_by": getattr(case, "suspended_by_id", None),
+        "v_suspend_comment": getattr(case, "suspend_comment", None)}).rowcount
     if written != 1:
         raise Conflict("案件已被他人修改，请刷新", "the case was changed by someone else meanwhile")
     case.lock_version += 1
@@ -1011,7 +1058,8 @@ def save_task(s: Session, task: Record) -> None:
     written = s.connection().execute(_SAVE_TASK, {
         "b_id": task.id, "b_lock": task.lock_version, "v_status": task.status, "v_assignee": task.assignee_id,
         "v_completed_at": task.completed_at, "v_completed_by": task.completed_by_id,
-        "v_escalated": task.escalated}).rowcount
+        "v_escalated": task.escalated, "v_due_at": task.due_at, "v_escalate_at": task.escalate_at,
+        "v_suspended_at": getattr(task, "suspended_at", None), "v_flagged": bool(getattr(task, "flagged", False))}).rowcount
     if written != 1:
         raise Conflict("任务已被他人修改，请刷新", "the task was changed by someone else meanwhile")
     task.lock_version += 1
@@ -1067,6 +1115,13 @@ def host_start_values(spec: ProcessSpec, host_values: Mapping[str, Any]) -> dict
     return changes
 
 
+def refuse_while_held(case: Any) -> None:
+    """No action is fired on a case on hold (interfaces.md): a Conflict until it is resumed."""
+    if getattr(case, "suspended_at", None) is not None:
+        raise Conflict("案件已暂停办理，恢复后才能继续", "the case is on hold: resume it before acting on it",
+                       {"suspended": "on hold / 已暂停"})
+
+
 def refuse_host_fields(case: Any, data: Mapping[str, Any]) -> None:
     """Hexie's forms never edit a field a host record owns (host.md): a form naming one is refused."""
     owned = sorted(set(data) & set(getattr(case, "host_fields", None) or ()))
@@ -1100,6 +1155,7 @@ def new_task_values(spec: ProcessSpec, state: StateSpec, task_spec: TaskSpec, or
     due_at = now + task_spec.due if task_spec.due else None
     escalate_at = (due_at or now) + task_spec.escalate.after if task_spec.escalate else None
     return dict(process_key=spec.key, state=state.name, name=task_spec.name, role=task_spec.role,
+                requires=",".join(sorted(task_spec.requires)) or None,
                 at_level=task_spec.at, org_unit_id=org_unit_id, org_path=org_path, status="offered",
                 created_at=now, priority=task_spec.priority, optional=task_spec.optional, due_at=due_at,
                 escalate_at=escalate_at, escalate_to=task_spec.escalate.to if task_spec.escalate else None)
@@ -1117,32 +1173,6 @@ def timer_dues(state: StateSpec, data: Mapping[str, Any], now: datetime,
         if due is not None:
             out.append((timer.trigger, due))
     return out
-
-
-def first_holder(s: Session, engine: Engine, case_id: int | None, org_path: str, task_spec: TaskSpec,
-                 starter: Actor | None) -> int | None:
-    """Who a new task is allocated to at once, if anyone (retain familiar, the starter, delegation)."""
-    candidate: int | None = None
-    if task_spec.same_as:
-        candidate = s.scalar(select(Task.completed_by_id).where(
-            Task.case_id == case_id, Task.state == task_spec.same_as, Task.status == "completed",
-            Task.completed_by_id.isnot(None)).order_by(Task.completed_at.desc(), Task.id.desc()).limit(1))
-        if candidate is not None and not _user_may_take(s, engine, candidate, org_path, task_spec):
-            candidate = None
-    elif starter is not None and starter.user_id and starter.holds(task_spec.role, org_path, task_spec.at):
-        candidate = starter.user_id
-    if candidate is not None:
-        user = s.get(User, candidate)
-        if user.away_until and user.away_until > engine.clock() and user.delegate_to_id \
-                and _user_may_take(s, engine, user.delegate_to_id, org_path, task_spec):
-            candidate = user.delegate_to_id
-    return candidate
-
-
-def _user_may_take(s: Session, engine: Engine, user_id: int, org_path: str, task_spec: TaskSpec) -> bool:
-    user = s.get(User, user_id)
-    return bool(user and user.active
-                and engine.actor_for(s, user).holds(task_spec.role, org_path, task_spec.at))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 calling state until the child reaches a final state (definitions.md, "Work decided at run time").
 
 Revision ID: 0015
-Revises: 0009
+Revises: 0017
 Create Date: 2026-12-01 10:20:00
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import op
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision: str = "0015"
-down_revision: str | None = "0009"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
