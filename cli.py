@@ -267,6 +267,47 @@ def _verdict(problems: list[str], broken: str, intact: str) -> None:
 
 
 @main.group()
+def retention() -> None:
+    """保留期限 / Retention of closed cases (retention: {anonymise_after: P5Y})."""
+
+
+@retention.command("run")
+@click.option("--dry-run", is_flag=True, help="只列出到期案件 / only list the cases due")
+def retention_run(dry_run: bool) -> None:
+    """匿名化超过保留期限的已结案件 / Anonymise the closed cases past their retention.
+
+    Every sensitive value (in the data and the history) and every attachment (its file deleted)
+    becomes a tombstone; the audit chain still verifies. The run is recorded in the audit trail.
+    Files are looked for in $HEXIE_UPLOAD_DIR, else the instance folder's uploads.
+    """
+    import os
+
+    from hexie.workflows.config import instance_dir
+    from hexie.workflows.retention import run_retention
+    folder = Path(os.environ["HEXIE_UPLOAD_DIR"]) if os.environ.get("HEXIE_UPLOAD_DIR") else instance_dir() / "uploads"
+    summary = run_retention(build_engine(), upload_dir=folder, dry_run=dry_run)
+    for line in summary.lines():
+        click.echo(line)
+    if dry_run and summary.cases:
+        click.echo("  " + ", ".join(str(c) for c in summary.cases))
+    if summary.skipped:
+        sys.exit(1)
+
+
+@main.group()
+def search() -> None:
+    """按姓名查找（盲索引）/ The blind index for finding a survivor's case."""
+
+
+@search.command("reindex")
+@click.argument("process", required=False)
+def search_reindex(process: str | None) -> None:
+    """为已有案件建立盲索引 / Index the searchable fields of existing cases (after marking a field searchable)."""
+    from hexie.workflows.protection import reindex
+    click.echo(f"已建立索引 / indexed: {reindex(build_engine(), process)} 件 cases")
+
+
+@main.group()
 def ledger() -> None:
     """资金台账 / The ledger of earmarked funds."""
 

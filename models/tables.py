@@ -217,6 +217,9 @@ class Case(Base):
     host_fields: Mapped[list[str] | None] = mapped_column(JSON)
     #: ``seq`` of the case's latest outbound event (webhook payloads): one more for each
     event_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
+    #: The case that started this one with ``call:`` (a sub-process, definitions.md "Work decided
+    #: at run time"); it waits in its calling state until this one ends (migration 0015).
+    parent_case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
     #: who answers for the case: the starter, until it is handed over (migration 0014; no foreign
     #: key, so that SQLite need not rebuild the table)
     owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
@@ -225,6 +228,8 @@ class Case(Base):
     suspended_until: Mapped[datetime | None] = mapped_column(DateTime())
     suspended_by_id: Mapped[int | None] = mapped_column(Integer)
     suspend_comment: Mapped[str | None] = mapped_column(Text)
+    #: when ``hexie retention run`` erased its sensitive values and attachments (migration 0017)
+    anonymised_at: Mapped[datetime | None] = mapped_column(DateTime())
 
     __mapper_args__ = {"version_id_col": lock_version}
 
@@ -358,6 +363,10 @@ class AuditEvent(Base):
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))   # HMAC-SHA256 with the audit key (workflows.audit)
+    #: 1: the values are hashed as they are; 2: sealed values enter the hash through ``sealed`` (migration 0017)
+    hash_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    #: field -> the keyed hashes of its recorded ``[old, new]`` values (scheme 2): retention may erase them
+    sealed: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
 
     def __repr__(self) -> str:
         return f"<AuditEvent case={self.case_id} #{self.seq} {self.kind}>"
@@ -417,6 +426,20 @@ class Attachment(Base):
 
     case: Mapped[Case] = relationship()
     uploaded_by: Mapped[User] = relationship()
+
+
+class CaseLookup(Base):
+    """The blind index: a keyed hash of a searchable field's value, written with the case, so that
+    those working it find it by the survivor's full name or ID number without the value being
+    searchable in the database (protection.md, "Finding a survivor's case")."""
+
+    __tablename__ = "hexie_case_lookups"
+    __table_args__ = (UniqueConstraint("case_id", "field"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
+    field: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64), index=True)
 
 
 class WebhookSubscription(Base):

@@ -48,11 +48,12 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from hexie.models import AuditEvent, Case, ImportRow, ImportRun, OrgUnit, Task, Timer
+from hexie.models import AuditEvent, Case, CaseLookup, ImportRow, ImportRun, OrgUnit, Task, Timer
 
 from . import audit
 from .access import Actor
 from .engine import Engine
+from .protection import lookup_digest, searchable_fields
 from .errors import HexieError, Invalid
 from .service import (check_start, first_holder, new_task_values, start_changes, start_values, timer_dues,
                       _subject)
@@ -402,6 +403,12 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     the case with its ``audit_head``, the event whose hash covers the case id, the tasks.
     Returns the new cases' ids, in the order of ``prepared``.
     """
+    initial = spec.initial_state
+    if initial.call is not None or spec.auto_triggers(initial.name) or initial.end_when_idle:
+        # the engine acts on such a case as soon as it starts: one at a time, through the service
+        raise Invalid("该流程的首个环节由系统自动推进，不能批量导入，请逐件立案",
+                      f"{spec.key} acts by itself on entering {initial.name} (call, auto, end_when_idle): "
+                      "it cannot be imported in bulk; start its cases one by one")
     conn = s.connection()
     if conn.dialect.name == "sqlite":
         # Take the write lock now: the ids allocated below stay ours until the commit.
@@ -411,16 +418,17 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     user_id = None if actor.is_system else actor.user_id
     actor_name = audit.SYSTEM_ACTOR if actor.is_system or actor.user_id is None else actor.username
     ids = _allocate_ids(conn, _CASES, len(prepared))
+    seal = audit.sealed_fields(spec)
 
     # the outbound events of each new case, numbered: case_started, then its tasks' task_created (or case_closed)
-    event_count = 1 + (1 if initial.final else len(initial.tasks))
     case_rows, events = [], []
     for case_id, (unit, values) in zip(ids, prepared):
+        event_count = 1 + (1 if initial.final else len(initial.tasks_to_open(values)))
         # validated values are already JSON-safe: stored and hashed as append_event would
         event = dict(case_id=case_id, seq=1, at=now, actor_id=user_id, actor=actor_name, kind="started",
                      trigger=None, from_state=None, to_state=initial.name, comment=None,
                      changes=start_changes(values), prev_hash=None)
-        event["hash"] = _event_hash(event)
+        event["hash"], event["hash_version"], event["sealed"] = audit.hash_event(event, seal)
         events.append(event)
         case_rows.append(dict(id=case_id, process_version_id=version_id, process_key=spec.key, state=initial.name,
                               data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=user_id,
@@ -429,6 +437,12 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
                               audit_head=event["hash"], audit_seq=1, event_seq=event_count))
     _insert_many(conn, _CASES, case_rows)
     _insert_many(conn, _EVENTS, events)
+    if searchable_fields(spec):   # the blind index, written with the cases
+        lookups = [{"case_id": case_id, "field": name, "digest": digest}
+                   for case_id, (_unit, values) in zip(ids, prepared) for name in searchable_fields(spec)
+                   if (digest := lookup_digest(values.get(name))) is not None]
+        if lookups:
+            conn.execute(insert(CaseLookup.__table__), lookups)
     for case_id, (unit, _values) in zip(ids, prepared):
         engine.emit(s, "case_started", case_id=case_id, seq=1, business_key=None, process=spec.key,
                     state=initial.name, org_unit=unit.code)
@@ -439,11 +453,11 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         return ids
 
     task_rows = []
-    for case_id, (unit, _values) in zip(ids, prepared):
-        for task_spec in initial.tasks:
+    for case_id, (unit, values) in zip(ids, prepared):
+        for task_spec in initial.tasks_to_open(values):
             row = dict(case_id=case_id, **new_task_values(spec, initial, task_spec, unit.id, unit.path, now),
                        escalated=False, lock_version=1, assignee_id=None)
-            holder = first_holder(s, engine, case_id, unit.path, task_spec, actor)
+            holder = None if initial.interleaved else first_holder(s, engine, case_id, unit.path, task_spec, actor)
             if holder is not None:
                 row["status"], row["assignee_id"] = "allocated", holder
             task_rows.append(row)
@@ -511,7 +525,4 @@ def _allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
     raise NotImplementedError(f"bulk import supports PostgreSQL and SQLite, not {conn.dialect.name}")
 
 
-def _event_hash(event: dict[str, Any]) -> str:
-    """The event's hash exactly as :func:`hexie.workflows.audit.append_event` computes it."""
-    return audit.event_hash(**{name: event[name] for name in audit.HASHED_FIELDS})
 

@@ -31,6 +31,7 @@ from .engine import Engine
 from .org import in_subtree, town_path
 from .errors import Forbidden, Invalid, NotFound
 from .queries import Page, paging
+from .protection import case_code
 from .spec import LEDGER_KEY, ProcessSpec, TransitionSpec
 
 ZERO = Decimal("0.00")
@@ -206,8 +207,8 @@ class LedgerQueries:
         items = [{"id": e.id, "at": e.at, "case_id": e.case_id, "process": e.process_key, "trigger": e.trigger,
                   "fund": e.fund, "kind": e.kind, "amount": _money(e.amount), "audit_seq": e.audit_seq,
                   "org_unit": code, "org_unit_name": unit_name, "state": state,
-                  "subject": None if confidential else subject, "voucher": e.voucher, "donor": e.donor,
-                  "received_on": e.received_on}
+                  "subject": case_code(e.case_id) if confidential else subject, "voucher": e.voucher,
+                  "donor": e.donor, "received_on": e.received_on}
                  for e, subject, confidential, state, code, unit_name in rows]
         return Page(items, total, page, per_page)
 

@@ -2,7 +2,7 @@
 donor, day received and voucher number.
 
 Revision ID: 0012
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-01 10:30:00
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
