@@ -7,12 +7,12 @@ timezone-naive UTC (see :func:`hexie.models.base.utcnow`); JSON values are JSON-
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
+    JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
     UniqueConstraint, false, text, true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -219,6 +219,9 @@ class Case(Base):
     host_fields: Mapped[list[str] | None] = mapped_column(JSON)
     #: ``seq`` of the case's latest outbound event (webhook payloads): one more for each
     event_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
+    #: The case that started this one with ``call:`` (a sub-process, definitions.md "Work decided
+    #: at run time"); it waits in its calling state until this one ends (migration 0015).
+    parent_case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
     #: who answers for the case: the starter, until it is handed over (migration 0014; no foreign
     #: key, so that SQLite need not rebuild the table)
     owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
@@ -378,11 +381,14 @@ class AuditEvent(Base):
 
 
 class LedgerEntry(Base):
-    """Money into or out of an earmarked fund, posted by a transition that declares ``ledger``.
+    """Money into or out of an earmarked fund, posted by a transition that declares ``ledger``,
+    or received into it (``kind`` ``receipt``: a donation or an allocation, with its donor,
+    the day it was received and its voucher number; no case, ``case_id`` NULL).
 
-    Written in the transaction of the action, which also records the posting in its
-    hash-chained audit event (``case_id``, ``audit_seq``): ``hexie ledger verify``
-    reconciles the two. ``amount`` is above zero; ``kind`` says which way it went.
+    Written in the transaction of the action (or of the receipt), which also records the
+    posting in its hash-chained audit event (``case_id``, ``audit_seq``; a receipt's event is
+    in the case-less chain): ``hexie ledger verify`` reconciles the two. ``amount`` is above
+    zero; ``kind`` says which way it went.
     """
 
     __tablename__ = "hexie_ledger_entries"
@@ -393,7 +399,7 @@ class LedgerEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
+    case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
     audit_seq: Mapped[int] = mapped_column(Integer)
     process_key: Mapped[str] = mapped_column(String(64))
     trigger: Mapped[str] = mapped_column(String(64))
@@ -404,6 +410,11 @@ class LedgerEntry(Base):
     org_path: Mapped[str] = mapped_column(PathString, index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
+    #: the voucher (凭证号) the bookkeeper files it under; a receipt's is required
+    voucher: Mapped[str | None] = mapped_column(String(64))
+    #: a receipt's donor or allocating body, and the day the money arrived
+    donor: Mapped[str | None] = mapped_column(String(200))
+    received_on: Mapped[date | None] = mapped_column(Date())
 
 
 class Attachment(Base):

@@ -83,7 +83,19 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
     open_tasks = s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN), Task.kind == "work"))
     # confidential: only if one of its tasks is offered to her now (not one a colleague took)
     offered = offered_now if spec.confidential else may_take
-    return any(offered(actor, t) for t in open_tasks)
+    if any(offered(actor, t) for t in open_tasks):
+        return True
+    return can_see_parent(s, engine, actor, case)
+
+
+def can_see_parent(s: Session, engine: Engine, actor: Actor, case: Any, depth: int = 0) -> bool:
+    """A case started by another's ``call:`` is visible to whoever may see the case that called it
+    (definitions.md, "Work decided at run time")."""
+    parent_id = getattr(case, "parent_case_id", None)
+    if parent_id is None or depth > 8:
+        return False
+    parent = s.get(Case, parent_id)
+    return parent is not None and can_see(s, engine, actor, parent)
 
 
 def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task]) -> bool:
@@ -204,6 +216,9 @@ class CaseQueries:
             "actions": allowed,
             "blocked_actions": blocked,
             "action_quorums": quorums,
+            "parent": self._related(s, actor, [case.parent_case_id] if case.parent_case_id else []),
+            "children": self._related(s, actor, s.scalars(select(Case.id).where(
+                Case.parent_case_id == case.id).order_by(Case.id)).all()),
             "confidential": bool(case.confidential),
             **self._protection(s, actor, case, spec, tasks, people, working),
         }
@@ -238,6 +253,17 @@ class CaseQueries:
             "may_override_consent": bool(spec.agencies) and open_case and overseer,
             "may_read_access_log": bool(case.confidential) and may_read_log(s, self.engine, actor, case),
         }
+
+    def _related(self, s: Session, actor: Actor, ids: list[int]) -> list[dict[str, Any]]:
+        """The cases ``call:`` links this one with (its parent, its children) that she may see."""
+        out = []
+        for other in (s.get(Case, i) for i in ids):
+            if other is None or not can_see(s, self.engine, actor, other):
+                continue
+            out.append({"id": other.id, "process": other.process_key, "state": other.state,
+                        "closed_at": other.closed_at,
+                        "version": self.engine.version_number(s, other.process_version_id)})
+        return out
 
     def action_status(self, s: Session, actor: Actor, case: Case, spec: ProcessSpec,
                       open_tasks: list[Task]) -> tuple[list[str], list[dict[str, str]], dict[str, int]]:

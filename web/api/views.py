@@ -15,7 +15,7 @@ from hexie.models import Attachment, Case, Task, User
 from hexie.models.db import database_unavailable
 from hexie.workflows import external, notifications, webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
-from hexie.workflows.ledger import fund_labels
+from hexie.workflows.ledger import fund_labels, record_receipt
 from hexie.workflows.people import People
 from hexie.workflows.consent import Protection, Read
 from hexie.workflows.protection import case_code
@@ -32,6 +32,7 @@ from .schemas import (
     AccessLogEntrySchema, AccessLogQuery, ConsentCreateSchema, ConsentOverrideSchema, ConsentSchema,
     ConsentWithdrawSchema, DeclineSchema,
     ActionSchema, AttachmentSchema, CommentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
+    BalanceQuery, BalancesSchema, ReceiptCreateSchema,
     HandoverSchema, HistoryEventSchema, OwnerSchema, SuspendSchema, ResumeSchema, TaskSuspendSchema, NoteSchema,
     ConsultSchema, AwaySchema, AwayAnswerSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
@@ -597,6 +598,31 @@ def ledger_summary(query: dict[str, Any]) -> Response:
     towns = [{**town, "net": {f"{key}/{fund}": amount for (key, fund), amount in town["net"].items()}}
              for town in summary["towns"]]
     return json_response(LedgerSummarySchema().dump({**summary, "funds": funds, "towns": towns}))
+
+
+@operation(bp, "/ledger/receipts", "POST", summary="Record a receipt / 登记收款", tag="ledger",
+           body=ReceiptCreateSchema, body_required=True,
+           responses={201: ("the receipt's ledger entry (kind receipt), recorded with its audit event",
+                            LedgerEntrySchema), 403: ("the caller may not record receipts of that programme there", ERR),
+                      422: ("a field is wrong (details per field); nothing written", ERR)})
+def create_receipt(body: dict[str, Any]) -> Response:
+    """Money received into a fund (a donation, an allocation): who gave it, when, the voucher."""
+    entry = record_receipt(hexie()["engine"], g.actor, body)
+    return json_response(LedgerEntrySchema().dump(entry), status=201)
+
+
+@operation(bp, "/ledger/balances", "GET", summary="Fund balances / 资金结余", tag="ledger", query=BalanceQuery,
+           responses={200: ("each fund's balance (received - paid + refunded) by month or year, of the "
+                            "entries visible to the caller", BalancesSchema)})
+def ledger_balances(query: dict[str, Any]) -> Response:
+    """What each fund received, paid out and got back, and what it holds, period by period."""
+    labels = _check_ledger_filters({k: v for k, v in query.items() if k != "period"})
+    result = hexie()["ledger"].balances(g.actor, **query)
+    locale = locale_of(g.actor)
+    funds = [{**row, "label": (labels[(row["process"], row["fund"])].get(locale)
+                               if (row["process"], row["fund"]) in labels else row["fund"])}
+             for row in result["funds"]]
+    return json_response(BalancesSchema().dump({**result, "funds": funds}))
 
 
 def _check_ledger_filters(query: dict[str, Any]) -> dict[tuple[str, str], Any]:
