@@ -19,7 +19,8 @@ from .api_support import ApiEnv, api_env, error_of
 
 MISSING = 999_999
 REFER = {"abuser_relation": "spouse", "violence_kinds": ["physical"], "risk_level": "high",
-         "consent_to_share": True, "intake_assessment": "需转介"}
+         "consent_to_share": True, "intake_assessment": "需转介",
+         "referred_to": ["police", "legal_aid", "court"]}   # the agencies chosen; each still waits for her consent
 
 
 @pytest.fixture

@@ -138,56 +138,6 @@ def report_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-@bp.route("/reports.csv")
-def reports_csv():
-    """The report as shown (same filters, same suppression), as CSV: one row per unit and a total
-    row, then the months. Over a confidential process the small counts read ``<5`` here too."""
-    state = hexie_state()
-    key = request.args.get("process") or sorted(state.engine.processes)[0]
-    if key not in state.engine.processes:
-        abort(404)
-    actor = current_actor()
-    by = request.args.get("by") if request.args.get("by") in ("town", "village") else "town"
-    within = request.args.get("within") or None
-    if within not in {u.code for u in units_in_area(actor)}:
-        within = None
-    since, until = _day("since"), _day("until")
-    if since and until and since > until:
-        since = until = None
-    report = state.queries.report(actor, key, by=by, within=within, since=since, until=until)
-    rows = report_rows(report)
-    stamp = to_local(state.engine.clock())
-    name = re.sub(r"[^A-Za-z0-9_-]+", "_", f"report-{key}-{stamp.strftime('%Y%m%d') if stamp else ''}")
-    return Response("\ufeff" + _csv_lines(rows), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"', "Cache-Control": "no-store"})
-
-
-def report_rows(report: dict[str, Any]) -> list[list[str]]:
-    """A report as spreadsheet rows (headers in both languages; suppressed counts as ``<5``)."""
-    from .common import state_label
-    rates = report["rates"]
-    header = [both(f"report.by.{report['by']}"), *(label(r["label"]) for r in rates),
-              *(csv_cell(state_label(report["process"], st)) for st in report["states"]),
-              both("report.all"), both("report.open_tasks"), both("report.overdue")]
-
-    def rate(pair: list[Any]) -> str:
-        return f"{pair[0]}/{pair[1]}"
-
-    rows = [header]
-    for unit in report["units"]:
-        rows.append([csv_cell(unit["name"]), *(rate(unit["rates"][r["name"]]) for r in rates),
-                     *(str(unit["counts"].get(st, 0)) for st in report["states"]),
-                     str(unit["total"]), str(unit["open_tasks"]), str(unit["overdue"])])
-    totals = report["totals"]
-    rows.append([both("report.all"), *(rate(report["total_rates"][r["name"]]) for r in rates),
-                 *(str(totals.get(st, 0)) for st in report["states"]),
-                 str(report["total"]), str(totals["open_tasks"]), str(totals["overdue"])])
-    rows.append([])
-    rows.append([both("report.month"), both("report.opened")])
-    rows.extend([month, str(n)] for month, n in report["months"])
-    return rows
-
-
 def _day(name: str) -> date | None:
     """A date of the query string; a malformed one is ignored (the field shows empty)."""
     try:
