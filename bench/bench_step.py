@@ -227,7 +227,8 @@ def query_counts(engine, service) -> dict[str, Any]:
             actor = engine.actor(name)
             with counter.counting() as statements:
                 service.fire(actor, cid, trigger, data)
-            out[trigger] = {"count": len(statements), "statements": [s[:160] for s in statements]}
+            out[trigger] = {"count": len(statements), "round_trips": counter.trips if counter.postgres else None,
+                            "statements": [s[:160] for s in statements]}
     finally:
         counter.close()
     return out

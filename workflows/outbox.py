@@ -32,7 +32,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from hexie.models import OutboxMessage, WebhookSubscription
+from hexie.models import OutboxMessage, WebhookSubscription, fast
 
 EVENT_KINDS = ("case_started", "state_changed", "task_created", "case_closed")
 
@@ -76,11 +76,21 @@ def pending(session: Session) -> dict[str, list[int]]:
     return session.info.setdefault("outbox", {})
 
 
-def add_rows(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert outbox rows in the session's transaction; returns their ids in order."""
+_F_INSERT = fast.Statement(insert(OUTBOX))
+
+
+def add_rows(session: Session, rows: list[dict[str, Any]], ids: list[int] | None = None) -> list[int]:
+    """Insert outbox rows in the session's transaction; returns their ids in order.
+
+    ``ids``: taken from the table's sequence beforehand (PostgreSQL): the rows are then written
+    with the transaction's next round trip (:func:`hexie.models.fast.defer`)."""
     if not rows:
         return []
-    ids = list(session.connection().execute(_INSERT, rows).scalars())
+    if ids is not None:
+        for row, row_id in zip(rows, ids):
+            fast.defer(session, _F_INSERT, {"id": row_id, **row}, insert=True)
+    else:
+        ids = list(session.connection().execute(_INSERT, rows).scalars())
     for row, row_id in zip(rows, ids):
         pending(session).setdefault(row["kind"], []).append(row_id)
     return ids
@@ -96,10 +106,60 @@ def row_values(kind: str, channel: str, event: str, payload: Mapping[str, Any], 
             "delivered_at": None, **columns}
 
 
+def _pg_webhook_rows() -> Any:
+    """PostgreSQL: one statement per event writes its rows for every active subscription that
+    lists it (no read of the subscriptions first): ``INSERT … SELECT … FROM subscriptions``."""
+    from sqlalchemy import DateTime, Integer, String, bindparam, func, literal, literal_column, or_
+    from sqlalchemy import cast
+    from sqlalchemy.dialects.postgresql import JSONB
+    subs = WebhookSubscription.__table__
+    listed = cast(subs.c.events, JSONB)
+    now = bindparam("now", type_=DateTime())
+    columns = ["kind", "channel", "event", "payload", "status", "digest", "attempts", "next_attempt_at",
+               "created_at", "subscription_id", "case_id", "seq"]
+    rows = (select(literal("webhook"), literal("webhook"), bindparam("event", type_=String()),
+                   bindparam("payload", type_=OUTBOX.c.payload.type), literal("pending"), literal(False),
+                   literal(0), now, now, subs.c.id, bindparam("case_id", type_=OUTBOX.c.case_id.type),
+                   bindparam("seq", type_=Integer()))
+            .where(subs.c.active.is_(True),
+                   # none listed (SQL or JSON null, an empty list): every kind, as in write_events
+                   or_(subs.c.events.is_(None), listed == literal_column("'[]'::jsonb"),
+                       listed == literal_column("'null'::jsonb"),
+                       func.jsonb_exists(listed, bindparam("event", type_=String()))))
+            .order_by(subs.c.id))
+    return fast.Statement(insert(OUTBOX).from_select(columns, rows).returning(OUTBOX.c.id))
+
+
+_PG_WEBHOOK_ROWS: Any = None
+_HANDLES = "hexie_outbox_handles"
+
+
+def resolve_pending(session: Session) -> None:
+    """After the commit: the ids of the webhook rows written with it join :func:`pending`."""
+    for item in session.info.pop(_HANDLES, ()):
+        ids = [row[0] for row in item.rows or ()]
+        if ids:
+            pending(session).setdefault("webhook", []).extend(ids)
+
+
 def write_events(session: Session, events: Iterable[dict[str, Any]], now: datetime) -> list[int]:
-    """One webhook row per (event, active subscription listing it), oldest event first."""
+    """One webhook row per (event, active subscription listing it), oldest event first.
+
+    On PostgreSQL the rows are written by statements that travel with the COMMIT; their ids
+    join :func:`pending` after it (:func:`resolve_pending`), and this returns none.
+    """
+    global _PG_WEBHOOK_ROWS
     events = [e for e in events if e.get("event") in EVENT_KINDS]
     if not events:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        if _PG_WEBHOOK_ROWS is None:
+            _PG_WEBHOOK_ROWS = _pg_webhook_rows()
+        handles = session.info.setdefault(_HANDLES, [])
+        for event in events:
+            item = fast.defer(session, _PG_WEBHOOK_ROWS, {"event": event["event"], "payload": dict(event), "now": now,
+                                                           "case_id": event.get("case_id"), "seq": event.get("seq")})
+            handles.append(item)
         return []
     subscriptions = session.execute(_ACTIVE_SUBSCRIPTIONS).all()
     rows = [row_values("webhook", "webhook", event["event"], event, now, subscription_id=sub.id,
