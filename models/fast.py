@@ -303,7 +303,12 @@ def commit(session: Session) -> None:
 
 def discard(conn: Connection) -> None:
     """Forget what is queued (the transaction, or the savepoint it belonged to, was rolled back)."""
-    queue = conn.info.get(_PENDING)
+    if conn.invalidated or conn.closed:   # a broken connection: its record's queue goes at checkin
+        return
+    try:
+        queue = conn.info.get(_PENDING)
+    except Exception:   # the connection is being invalidated (a disconnect): nothing to keep
+        return
     if queue is not None:
         queue.items = []
 
