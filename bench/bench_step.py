@@ -86,6 +86,34 @@ def raw_cases(engine, ids: list[int]) -> list[RawCase]:
     return out
 
 
+def outbound_writes(engine) -> int:
+    """What a real installation writes with each step besides the case: e-mail configured
+    (notifications then get an outbox row each), every bench person with an address, and one
+    webhook subscription to every event. Returns the subscription's id."""
+    from hexie.models import User, WebhookSubscription
+    from hexie.workflows import channels
+    channels.configure(engine, {"HEXIE_SMTP_URL": "smtp://127.0.0.1:2525", "HEXIE_MAIL_FROM": "hexie@example.org"})
+    with engine.transaction() as s:
+        for user in s.scalars(select(User)):
+            user.email = f"{user.username}@example.org"
+        sub = WebhookSubscription(url="http://127.0.0.1:9/hook", secret="bench-secret", events=None, active=True)
+        s.add(sub)
+        s.flush()
+        engine.bench_subscription = sub.id
+    return engine.bench_subscription
+
+
+def raw_recipients(engine) -> dict[int, list[tuple[int, str]]]:
+    """For each measured step (0, 1, 2): the people told of its new task, as Hexie finds them."""
+    from hexie.workflows.notifications import holders
+    out = {}
+    with engine.session_factory() as s:
+        for k, (_, _, role, at, _, _) in enumerate(RAW_MOVES):
+            ids = holders(s, role, "/county/t01/t01v01/", at)
+            out[k] = [(i, f"u{i}@example.org") for i in ids]
+    return out
+
+
 # --- the raw baseline -------------------------------------------------------------------
 
 class RawStepper:
@@ -117,6 +145,14 @@ class RawStepper:
         self.insert_task = ("INSERT INTO hexie_tasks (case_id, process_key, state, name, role, at_level, org_unit_id, "
                             "org_path, status, created_at, due_at, escalate_at, escalate_to, escalated, priority, "
                             f"optional, lock_version) VALUES ({', '.join([p] * 17)}) RETURNING id")
+        self.insert_notification = ("INSERT INTO hexie_notifications (user_id, kind, case_id, task_id, text_zh, "
+                                    f"text_en, link, in_app, created_at) VALUES ({', '.join([p] * 9)}) RETURNING id")
+        self.insert_outbox = ("INSERT INTO hexie_outbox (kind, channel, event, payload, status, digest, attempts, "
+                              "next_attempt_at, created_at, subscription_id, notification_id, recipient_id, case_id, seq) "
+                              f"VALUES ({', '.join([p] * 14)})")
+        #: step -> [(user id, e-mail)] told of the new task; the webhook subscription's id (set by the caller)
+        self.recipients: dict[int, list[tuple[int, str]]] = {}
+        self.subscription: int | None = None
 
     def step(self, c: RawCase, actor_id: int, actor: str, data: dict | None) -> None:
         src, dest, role, at, due, esc = RAW_MOVES[c.step]
@@ -143,6 +179,21 @@ class RawStepper:
                                        now, now + due, (now + due + esc[0]) if esc else None,
                                        esc[1] if esc else None, False, "normal", False, 1))
         new_task = cur.fetchone()[0]
+        # what Hexie writes with a step since the outbox: a notification (and its e-mail) per
+        # person the new task is offered to, and a webhook row per event for the subscription
+        text = f"新的待办：案件 #{c.id} · {dest}"
+        for user_id, email in self.recipients.get(c.step, ()):
+            cur.execute(self.insert_notification, (user_id, "task_offered", c.id, new_task, text, text,
+                                                   f"/cases/{c.id}#task-{new_task}", True, now))
+            notification = cur.fetchone()[0]
+            cur.execute(self.insert_outbox, ("notification", "email", "task_offered", json.dumps(
+                {"kind": "task_offered", "zh": text, "en": text, "to": email, "case_id": c.id, "task_id": new_task},
+                ensure_ascii=False), "pending", False, 0, now, now, None, notification, user_id, c.id, None))
+        if self.subscription is not None:
+            for seq, kind in ((1, "state_changed"), (2, "task_created")):
+                cur.execute(self.insert_outbox, ("webhook", "webhook", kind, json.dumps(
+                    {"event": kind, "case_id": c.id, "to_state": dest, "task_id": new_task}),
+                    "pending", False, 0, now, now, self.subscription, None, None, c.id, c.seq + seq))
         self.conn.commit()
         c.lock, c.seq, c.head, c.task_id, c.task_lock, c.step = c.lock + 1, c.seq + 1, digest, new_task, 1, c.step + 1
 
@@ -241,17 +292,20 @@ def bench_db(kind: str, args) -> dict[str, Any]:
     if kind == "postgres":
         engine_kw["pool_size"] = 8
     engine, service, _ = make_bench_engine(url, org=bench_org(2, 2), **engine_kw)
+    subscription = outbound_writes(engine)
     if sync:
         event.listen(engine.session_factory.kw["bind"], "connect",
                      lambda dbapi, _: dbapi.execute(f"PRAGMA synchronous={sync}"))
         engine.session_factory.kw["bind"].dispose()
     actors = {name: engine.actor(name).user_id for _, name, _ in STEPS}
     per_round = args.steps // 3
+    recipients = raw_recipients(engine)
 
     # warm-up: caches, compiled statements, the machine
     warm = start_cases(engine, service, 20)
     hexie_round(engine, service, warm)
     stepper = RawStepper(url, sync)
+    stepper.recipients, stepper.subscription = recipients, subscription
     raw_round(stepper, raw_cases(engine, start_cases(engine, service, 20)), actors)
 
     # what if: the same engine without the pool's ping before each checkout (hexie.models.db sets it)
@@ -316,6 +370,8 @@ def bench_threads(url: str, engine, service, actors, args) -> dict[str, Any]:
     raw_sets = [[raw_cases(engine, start_cases(engine, service, per_thread)) for _ in range(n)]
                 for _ in range(args.thread_rounds)]
     steppers = [RawStepper(url) for _ in range(n)]
+    for s in steppers:
+        s.recipients, s.subscription = raw_recipients(engine), engine.bench_subscription
     rounds = []
     for r in range(args.thread_rounds):
         row: dict[str, Any] = {}

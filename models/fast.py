@@ -66,24 +66,45 @@ class _Form:
 
     def __init__(self, stmt: Any, dialect: Any, keys: tuple[str, ...] | None, checked: bool) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
-        self.sql = str(compiled)
+        expanded: dict[str, Any] = {}
+        if compiled.post_compile_params:
+            # IN lists fixed in the statement (``status IN ('offered', 'allocated')``) are expanded
+            # once, here, as SQLAlchemy does per execution; the caller's parameters stay plain binds
+            if any(b.value is None and b.callable is None for b in compiled.post_compile_params):
+                raise ValueError("fast.Statement: an IN list must be fixed in the statement")
+            dummy = {b.key: None for b in compiled.binds.values() if b.required}
+            expanded = compiled.construct_params(dummy, escape_names=False, _no_postcompile=True)
+            state = compiled._process_parameters_for_postcompile(expanded, _populate_self=True)
+            expanded = dict(state.parameters)
+        self.sql = compiled.string
         if checked and dialect.name == "postgresql":
             # the server checks the version: no row matched -> the transaction fails (see module doc)
             # (%(hexie_check)s: the statement's place in its pipeline, to name the failed one)
             self.sql = (f"WITH w AS ({self.sql} RETURNING 1) SELECT CASE WHEN count(*) = 1 THEN 1 "
                         f"ELSE ('hexie-stale:' || %(hexie_check)s::text || ':' || count(*))::int END FROM w")
         self.positional = dialect.paramstyle in ("qmark", "numeric", "format")
-        names = list(compiled.positiontup) if self.positional else list(dict.fromkeys(compiled.bind_names.values()))
+        if self.positional:
+            names = list(compiled.positiontup)
+        elif expanded:
+            names = list(expanded)
+        else:
+            names = list(dict.fromkeys(compiled.bind_names.values()))
         processors = compiled._bind_processors
+        if expanded:
+            processors = {**processors, **state.processors}
         prefetch = {c.key: c for c in (*compiled.insert_prefetch, *compiled.update_prefetch)}
-        self.binds: list[tuple[str, str, Any, Any, Any]] = []
+        self.binds: list[tuple[str, str, Any, Any, Any, bool]] = []
         for name in names:
-            bind = compiled.binds[name]
+            bind = compiled.binds.get(name)
+            if bind is None:   # one value of an expanded IN list
+                self.binds.append((name, name, expanded[name], processors.get(name), None, False))
+                continue
             default = None
             column = prefetch.get(bind.key)
             if column is not None and column.default is not None:
                 default = column.default
-            self.binds.append((name, bind.key, bind.value, processors.get(name), default))
+            literal = bind.callable if bind.callable is not None else bind.value
+            self.binds.append((name, bind.key, literal, processors.get(name), default, bind.callable is not None))
         columns = compiled._result_columns or []
         self.keys = [c.keyname for c in columns]
         processors_out = [c.type._cached_result_processor(dialect, None) for c in columns]
@@ -91,13 +112,13 @@ class _Form:
 
     def params(self, values: Mapping[str, Any]) -> Any:
         out: dict[str, Any] | list[Any] = [] if self.positional else {}
-        for name, key, literal, processor, default in self.binds:
+        for name, key, literal, processor, default, call in self.binds:
             if key in values:
                 value = values[key]
             elif default is not None:
                 value = default.arg if default.is_scalar else default.arg(None)
             else:
-                value = literal
+                value = literal() if call else literal
             if processor is not None and value is not None:
                 value = processor(value)
             if self.positional:
@@ -138,7 +159,14 @@ class _Queue:
 
 
 def _connection(s: Session | Connection) -> Connection:
-    return s.connection() if isinstance(s, Session) else s
+    """The session's connection (kept in its ``info`` while its transaction lasts: asking the
+    session each time costs more than the statement)."""
+    if not isinstance(s, Session):
+        return s
+    conn = s.info.get("hexie_fast_conn")
+    if conn is None or conn.closed or not conn.in_transaction() or conn.invalidated:
+        conn = s.info["hexie_fast_conn"] = s.connection()
+    return conn
 
 
 def _queue(conn: Connection) -> _Queue:
@@ -262,6 +290,8 @@ def run(s: Session | Connection, stmt: Statement, values: Mapping[str, Any] | No
 
 def run_many(s: Session | Connection, statements: Sequence[tuple[Statement, Mapping[str, Any], bool]]) -> list[_Pending]:
     """Run several statements, in order, in one round trip on PostgreSQL (after what is queued)."""
+    if isinstance(s, Session) and s.autoflush and (s._new or s._deleted or s.identity_map._modified):
+        s.flush()   # as a query through the session would: what the ORM holds is written first
     conn = _connection(s)
     items = [_pending(stmt, conn, values, keys=_insert_keys(values) if insert else None, wants_rows=True)
              for stmt, values, insert in statements]

@@ -213,6 +213,26 @@ class Engine:
                      assignments=tuple(Assignment(*r) for r in rows))
 
     # -- transactions and events -------------------------------------------------
+    def read_session(self) -> Session:
+        """A session for reading only (the pages' and the API's queries).
+
+        On PostgreSQL its connection runs in autocommit: no ``BEGIN`` before the first statement
+        and no ``ROLLBACK`` after the last, two round trips fewer for each reading session. It
+        reads what a READ COMMITTED transaction reads (there too each statement sees what was
+        committed when it started), and it takes no locks. Elsewhere it is a plain session
+        (SQLite begins no transaction for reads anyway).
+        """
+        reader = self.__dict__.get("_reader")
+        if reader is None:
+            bind = self.session_factory.kw["bind"]
+            if bind.dialect.name == "postgresql":
+                reader = sessionmaker(bind=bind.execution_options(isolation_level="AUTOCOMMIT"),
+                                      expire_on_commit=False)
+            else:
+                reader = self.session_factory
+            self.__dict__["_reader"] = reader
+        return reader()
+
     @contextmanager
     def transaction(self, session: Session | None = None) -> Iterator[Session]:
         """One service call: commit on success, roll back on any error, then publish events.

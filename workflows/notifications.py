@@ -46,6 +46,7 @@ _NOTIFICATIONS = Notification.__table__
 _INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
 _INSERT_NOTIFICATIONS = insert(_NOTIFICATIONS).returning(_NOTIFICATIONS.c.id, sort_by_parameter_order=True)
 _F_INSERT_NOTIFICATION = fast.Statement(insert(_NOTIFICATIONS))
+_F_INSERT_NOTIFICATION_ID = fast.Statement(insert(_NOTIFICATIONS).returning(_NOTIFICATIONS.c.id))
 
 #: kind -> (zh, en) with {case}, {task}, {who}, {due}, {note}
 TEXTS: dict[str, tuple[str, str]] = {
@@ -189,7 +190,7 @@ def _preferences(s: Session, users: Iterable[Any], rows: Iterable[Any] | None = 
 
 def get_preferences(engine: Any, actor: Actor) -> dict[str, Any]:
     """The caller's preferences (defaults where she set none)."""
-    with engine.session_factory() as s:
+    with engine.read_session() as s:
         user = _me(s, actor)
         return _preferences(s, [user])[user.id].view()
 
@@ -394,7 +395,7 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
         for row, row_id in zip(values, created):
             fast.defer(s, _F_INSERT_NOTIFICATION, {"id": row_id, **row}, insert=True)
     else:
-        created = list(s.connection().execute(_INSERT_NOTIFICATIONS, values).scalars())
+        created = [fast.run(s, _F_INSERT_NOTIFICATION_ID, row, insert=True).scalar() for row in values]
     rows = []
     for notification_id, (user, pref, sends, _) in zip(created, told):
         for name, address in sends:
@@ -466,7 +467,7 @@ def list_notifications(engine: Any, actor: Actor, *, unread: bool = False, page:
                        per_page: int = 50) -> tuple[list[dict[str, Any]], int]:
     """The caller's notification centre, newest first, and how many there are."""
     from .queries import paging
-    with engine.session_factory() as s:
+    with engine.read_session() as s:
         stmt = select(Notification).where(Notification.user_id == actor.user_id, Notification.in_app.is_(True))
         if unread:
             stmt = stmt.where(Notification.read_at.is_(None))
@@ -480,7 +481,7 @@ def unread_count(engine: Any, actor: Actor) -> int:
     """How many of her in-app notifications she has not read (the bell's number)."""
     if actor.user_id is None:
         return 0
-    with engine.session_factory() as s:
+    with engine.read_session() as s:
         return engine.count(s, select(Notification.id).where(
             Notification.user_id == actor.user_id, Notification.in_app.is_(True), Notification.read_at.is_(None)))
 

@@ -24,6 +24,7 @@ point (SMTP: the final ``.`` of DATA, see :mod:`hexie.workflows.channels`) is ma
 from __future__ import annotations
 
 import secrets
+from types import SimpleNamespace
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
@@ -77,6 +78,8 @@ def pending(session: Session) -> dict[str, list[int]]:
 
 
 _F_INSERT = fast.Statement(insert(OUTBOX))
+_F_INSERT_ID = fast.Statement(insert(OUTBOX).returning(OUTBOX.c.id))
+_F_ACTIVE_SUBSCRIPTIONS = fast.Statement(_ACTIVE_SUBSCRIPTIONS)
 
 
 def add_rows(session: Session, rows: list[dict[str, Any]], ids: list[int] | None = None) -> list[int]:
@@ -90,7 +93,7 @@ def add_rows(session: Session, rows: list[dict[str, Any]], ids: list[int] | None
         for row, row_id in zip(rows, ids):
             fast.defer(session, _F_INSERT, {"id": row_id, **row}, insert=True)
     else:
-        ids = list(session.connection().execute(_INSERT, rows).scalars())
+        ids = [fast.run(session, _F_INSERT_ID, row, insert=True).scalar() for row in rows]
     for row, row_id in zip(rows, ids):
         pending(session).setdefault(row["kind"], []).append(row_id)
     return ids
@@ -161,7 +164,7 @@ def write_events(session: Session, events: Iterable[dict[str, Any]], now: dateti
                                                            "case_id": event.get("case_id"), "seq": event.get("seq")})
             handles.append(item)
         return []
-    subscriptions = session.execute(_ACTIVE_SUBSCRIPTIONS).all()
+    subscriptions = [SimpleNamespace(**r) for r in fast.rows(session, _F_ACTIVE_SUBSCRIPTIONS)]
     rows = [row_values("webhook", "webhook", event["event"], event, now, subscription_id=sub.id,
                        case_id=event.get("case_id"), seq=event.get("seq"))
             for event in events for sub in subscriptions if event["event"] in (sub.events or EVENT_KINDS)]

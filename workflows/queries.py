@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from sqlalchemy import and_, case, exists, false, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer, User, Vote
+from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer, User, Vote, fast
 
 from .access import (Actor, can_see_case, escalated_to, may_take, offered_now, offered_tasks_clause,
                      team_tasks_clause,
@@ -123,7 +123,7 @@ class CaseQueries:
     # --------------------------------------------------------------- one case
     def case(self, actor: Actor, case_id: int) -> dict[str, Any]:
         """``{id, process, version, state, org_unit, data, tasks, actions, lock_version, ...}``."""
-        with self.engine.session_factory() as s:
+        with self.engine.read_session() as s:
             # the case with its unit and its creator's name: one statement
             row = s.execute(select(Case, OrgUnit, User.username).join(OrgUnit, OrgUnit.id == Case.org_unit_id)
                             .outerjoin(User, User.id == Case.created_by_id)
@@ -228,7 +228,7 @@ class CaseQueries:
 
     def history(self, actor: Actor, case_id: int) -> list[dict[str, Any]]:
         """The audit events of a case, oldest first."""
-        with self.engine.session_factory() as s:
+        with self.engine.read_session() as s:
             case = s.get(Case, case_id) if is_row_id(case_id) else None
             if case is None or not can_see(s, self.engine, actor, case):
                 raise not_found()
@@ -253,7 +253,7 @@ class CaseQueries:
               page: int = 1, per_page: int = 50) -> Page:
         """Cases visible to ``actor``, newest first (``business_key``: exactly that key)."""
         page, per_page = paging(page, per_page)
-        with self.engine.session_factory() as s:
+        with self.engine.read_session() as s:
             stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
                 visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
             stmt = self._filters(s, stmt, Case, process, state, org_unit, search)
@@ -284,7 +284,7 @@ class CaseQueries:
             raise BadRequest("未知的排序方式", f"sort must be one of {', '.join(TASK_SORTS)}", {"sort": sort})
         page, per_page = paging(page, per_page)
         now = self.engine.clock()
-        with self.engine.session_factory() as s:
+        with self.engine.read_session() as s:
             where = self._view_clause(actor, view, now)
             if overdue_only:
                 where = and_(where, Task.due_at < now)
@@ -327,7 +327,7 @@ class CaseQueries:
         page, per_page = paging(page, per_page)
         now = self.engine.clock()
         processes = list(self.engine.processes.values())
-        with self.engine.session_factory() as s:
+        with self.engine.read_session() as s:
             stmt = (select(Timer.case_id, Timer.state, Timer.trigger, Timer.due_at, Case.process_key,
                            Case.process_version_id, Case.org_path)
                     .join(Case, Case.id == Timer.case_id)
@@ -374,9 +374,24 @@ class CaseQueries:
             out.append((task.role, assignee))
         return out
 
-    def _view_clause(self, actor: Actor, view: str, now):
+    def _view_clause(self, actor: Actor, view: str, now=None):
         """Which tasks a view of her inbox holds (the one definition the page, the API and the
-        navigation's counts share)."""
+        navigation's counts share).
+
+        Built once per person as she is now and kept (:func:`_person_cache`): the clause depends
+        on nothing else than her id, the roles she holds where (as loaded for this request), the
+        definitions (the registry: a publish makes a new one) and the clock, which is a
+        parameter read at each execution. A change of any of them is a new key, so nothing
+        kept can be stale; building it (separation of duties spans every task of every
+        programme) cost more than running it.
+        """
+        key = ("view", view, actor.user_id, actor.assignments, actor.is_system)
+        clause = _kept(self.engine, key)
+        if clause is None:
+            clause = _keep(self.engine, key, self._build_view_clause(actor, view, _now_param(self.engine)))
+        return clause
+
+    def _build_view_clause(self, actor: Actor, view: str, now):
         mine = Task.assignee_id == actor.user_id if actor.user_id is not None else Task.id.is_(None)
         offered = and_(Task.status == "offered", offered_tasks_clause(actor),
                        not_(_separated_clause(actor, self.engine.processes.values())))
@@ -395,13 +410,16 @@ class CaseQueries:
     def task_counts(self, actor: Actor, views: tuple[str, ...] = ("mine", "available", "overdue", "escalated")
                     ) -> dict[str, int]:
         """How many tasks each view of her inbox holds, in one statement (the navigation's badges)."""
-        now = self.engine.clock()
-        clauses = [self._view_clause(actor, view, now) for view in views]
-        with self.engine.session_factory() as s:
-            stmt = select(*(func.count().filter(c) for c in clauses)).select_from(Task)
+        key = ("counts", views, actor.user_id, actor.assignments, actor.is_system)
+        stmt = _kept(self.engine, key)
+        if stmt is None:   # built once per person as she is now, run at the driver (hexie.models.fast)
+            clauses = [self._view_clause(actor, view) for view in views]
+            built = select(*(func.count().filter(c) for c in clauses)).select_from(Task)
             if {"escalated", "team"} & set(views):   # these views ask whether she may see the case
-                stmt = stmt.join(Case, Case.id == Task.case_id)
-            row = s.execute(stmt.where(Task.status.in_(OPEN), or_(*clauses))).one()
+                built = built.join(Case, Case.id == Task.case_id)
+            stmt = _keep(self.engine, key, fast.Statement(built.where(Task.status.in_(OPEN), or_(*clauses))))
+        with self.engine.read_session() as s:
+            (row,) = fast.run(s, stmt).rows
         return {view: int(n or 0) for view, n in zip(views, row)}
 
     def report(self, actor: Actor, process: str, *, by: str = "town", within: str | None = None,
@@ -423,7 +441,7 @@ class CaseQueries:
             raise BadRequest("开始日期晚于结束日期", "the first day is after the last one")
         spec = self.engine.current(process)[0]
         depth = 2 if by == "town" else 3
-        with self.engine.session_factory() as s:
+        with self.engine.read_session() as s:
             cases = [Case.process_key == process, visible_cases_clause(actor, [spec], self.engine.registry.roles)]
             if within:
                 path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == within))
@@ -511,6 +529,33 @@ def _task_order(sort: str | None) -> list:
     if sort == "created":
         return [Task.created_at, Task.id]
     return [Task.created_at.desc(), Task.id.desc()]
+
+
+#: How many people's clauses an engine keeps (then it starts afresh: a key is cheap to rebuild).
+PERSON_CACHE_SIZE = 4096
+
+
+def _kept(engine: Engine, key: tuple) -> Any:
+    """What the inbox and the navigation built for ``key`` (a person as she is now) with the
+    engine's current definitions, or None (see :meth:`CaseQueries._view_clause`)."""
+    kept = engine.__dict__.get("_hexie_person_cache")
+    if kept is None or kept[0] is not engine.registry:   # definitions published since: start afresh
+        return None
+    return kept[1].get(key)
+
+
+def _keep(engine: Engine, key: tuple, value: Any) -> Any:
+    kept = engine.__dict__.get("_hexie_person_cache")
+    if kept is None or kept[0] is not engine.registry or len(kept[1]) >= PERSON_CACHE_SIZE:
+        kept = engine.__dict__["_hexie_person_cache"] = (engine.registry, {})
+    kept[1][key] = value
+    return value
+
+
+def _now_param(engine: Engine):
+    """The engine's clock as a parameter read when the statement runs (not when it was built)."""
+    from sqlalchemy import DateTime, bindparam
+    return bindparam("inbox_now", type_=DateTime(), callable_=lambda: engine.clock())
 
 
 def _separated_clause(actor: Actor, processes):
