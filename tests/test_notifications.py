@@ -81,6 +81,8 @@ def test_a_task_offered_to_a_town_cadre_reaches_her_centre_and_her_mailbox(env: 
     link = f"https://hexie.example.cn/cases/{case_id}#task-{task_id}"
     assert link in text and f'href="{link}"' in html
     assert "您好" in text and "Hello" in text
+    prefs = "https://hexie.example.cn/notifications/preferences"        # why she got it, how to change it
+    assert prefs in text and f'href="{prefs}"' in html and "更改通知方式" in html and "Change how you are told" in html
     with env.engine.session_factory() as s:
         (row,) = s.scalars(select(NotificationDelivery)).all()
     assert row.status == "delivered" and row.attempts == 1 and row.channel == "email"

@@ -23,7 +23,7 @@ from hexie.workflows.auth import hash_password, needs_rehash, verify_password
 from hexie.workflows.throttle import LoginThrottle
 from hexie.workflows.tokens import new_credential, revoke, revoke_all
 
-from .extension import LoginUser, current_actor, hexie_state, password_stamp
+from .state import LoginUser, current_actor, hexie_state, password_stamp
 from .i18n import t
 
 bp = Blueprint("hexie_auth", __name__)

@@ -107,7 +107,7 @@ def get_locale() -> str:
     if locale not in LOCALES:
         locale = None
         try:
-            from .extension import current_actor
+            from .state import current_actor
             actor = current_actor()
         except Exception:  # no extension (e.g. a bare error page): stay with the default
             actor = None

@@ -25,7 +25,7 @@ from hexie.models import OrgUnit, RoleAssignment, Task, User
 from hexie.workflows.errors import HexieError, NotFound
 
 from . import i18n
-from .extension import current_actor, hexie_state
+from .state import current_actor, hexie_state
 from .forms import action_form, comment_rule
 
 bp = Blueprint("hexie_review", __name__)

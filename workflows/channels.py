@@ -163,26 +163,43 @@ class EmailChannel:
         mail["Date"] = formatdate(localtime=False)
         mail["Message-ID"] = f"<hexie.outbox.{message.outbox_id}@{self.settings.host}>"
         mail["X-Hexie-Outbox"] = str(message.outbox_id)
+        prefs = self._link("/notifications/preferences")
+        footer_text = (f"\n---\n您收到这封邮件，是因为您在和谐系统中有待办或提醒。更改通知方式：{prefs}\n"
+                       f"You receive this because you have work or reminders in Hexie. Change how you are told: {prefs}\n")
         if message.is_digest:
             mail["Subject"] = f"和谐 · 今日通知 {len(message.items)} 条 / Hexie · {len(message.items)} notifications today"
             lines_zh = [f"- {i['zh']}\n  {self._link(i.get('link'))}" for i in message.items]
             lines_en = [f"- {i['en']}\n  {self._link(i.get('link'))}" for i in message.items]
             text = (f"{message.name}，您好：\n\n" + "\n".join(lines_zh)
                     + f"\n\n---\nHello {message.name},\n\n" + "\n".join(lines_en) + "\n")
-            items = "".join(f'<li><a href="{html.escape(self._link(i.get("link")))}">{html.escape(i["zh"])}</a>'
-                            f'<br><span lang="en">{html.escape(i["en"])}</span></li>' for i in message.items)
-            body = f"<p>{html.escape(message.name)}，您好 / Hello:</p><ul>{items}</ul>"
+            items = "".join(f'<li style="margin:0 0 10px"><a href="{html.escape(self._link(i.get("link")))}">'
+                            f'{html.escape(i["zh"])}</a><br><span lang="en" style="color:#555">'
+                            f'{html.escape(i["en"])}</span></li>' for i in message.items)
+            body = (f"<p>{html.escape(message.name)}，您好 / Hello {html.escape(message.name)},</p>"
+                    f'<ul style="padding-left:18px">{items}</ul>')
         else:
             link = self._link(message.link)
             mail["Subject"] = f"和谐 · {message.zh} / Hexie · {message.en}"
             text = (f"{message.name}，您好：\n\n{message.zh}\n查看：{link}\n\n---\n"
                     f"Hello {message.name},\n\n{message.en}\nOpen: {link}\n")
+            button = ('<p><a href="{href}" style="display:inline-block;padding:8px 16px;background:#b0274b;'
+                      'color:#fff;text-decoration:none;border-radius:4px">{label}</a></p>')
             body = (f"<p>{html.escape(message.name)}，您好：</p><p>{html.escape(message.zh)}</p>"
-                    f'<p><a href="{html.escape(link)}">查看任务 / Open the task</a></p><hr>'
-                    f'<p lang="en">Hello {html.escape(message.name)},</p><p lang="en">{html.escape(message.en)}</p>')
+                    + button.format(href=html.escape(link), label="查看任务")
+                    + '<hr style="border:0;border-top:1px solid #ddd">'
+                    f'<div lang="en"><p>Hello {html.escape(message.name)},</p><p>{html.escape(message.en)}</p>'
+                    + button.format(href=html.escape(link), label="Open the task") + "</div>")
+        text += footer_text
+        footer = (f'<p style="color:#777;font-size:12px;border-top:1px solid #ddd;padding-top:8px">'
+                  f'您收到这封邮件，是因为您在和谐系统中有待办或提醒。<a href="{html.escape(prefs)}">更改通知方式</a><br>'
+                  f'<span lang="en">You receive this because you have work or reminders in Hexie. '
+                  f'<a href="{html.escape(prefs)}">Change how you are told</a></span></p>')
         mail.set_content(text)
-        mail.add_alternative(f'<!doctype html><html><body style="font-family:sans-serif">{body}</body></html>',
-                             subtype="html")
+        mail.add_alternative(
+            '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"></head>'
+            '<body style="font-family:sans-serif;color:#222;max-width:600px;margin:0 auto;padding:12px">'
+            '<p style="font-weight:bold;color:#b0274b;font-size:16px">和谐 Hexie</p>'
+            f"{body}{footer}</body></html>", subtype="html")
         return mail
 
     def _link(self, path: str | None) -> str:

@@ -16,8 +16,8 @@ from hexie.workflows.auth import hash_password, verify_password
 from hexie.workflows.errors import HexieError
 from hexie.workflows.tokens import TOKEN_MAX_AGE, make_token, new_credential, revoke, revoke_all, token_actor, token_jti
 
-from ..extension import signing_key
-from .routing import Unauthorized, hexie
+from ..state import signing_key
+from .context import Unauthorized, hexie
 
 _dummy_hash: str | None = None
 

@@ -13,7 +13,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Response, current_app, request
 
-from . import bp
+from .blueprint import bp
 from .routing import ID_RANGES, OPERATIONS, Operation, json_response, operation
 from .schemas import ErrorSchema
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, Callable, Mapping
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from marshmallow import Schema, ValidationError
 
 from hexie.workflows.errors import BadRequest, HexieError, not_found
 
 from hexie.workflows.queries import MAX_ID
+
+from .context import Unauthorized, hexie  # noqa: F401  (re-exported)
 
 #: Path id kinds and their largest value: BIGINT ids (cases, tasks) and INTEGER ones (webhooks).
 ID_RANGES = {"integer": MAX_ID, "int32": 2**31 - 1}
@@ -63,11 +65,6 @@ class Operation:
 OPERATIONS: list[Operation] = []
 
 
-def hexie() -> Mapping[str, Any]:
-    """The app's Hexie objects: ``engine``, ``service``, ``queries`` (see hexie.web.extension)."""
-    return current_app.extensions["hexie"]
-
-
 # ------------------------------------------------------------------ answers
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     body = json.dumps(payload, ensure_ascii=False, default=str)
@@ -96,13 +93,6 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
-
-
-class Unauthorized(HexieError):
-    """No token, or one that is forged, expired or names nobody active."""
-
-    code = "unauthorized"
-    status = 401
 
 
 # ------------------------------------------------------------------- inputs

@@ -22,7 +22,7 @@ from hexie.workflows.saved_views import SavedViews
 
 from ..forms import check_upload
 from ..views.files import store_uploads
-from . import bp
+from .blueprint import bp
 from .auth import issue_token, revoke_request_token
 from .present import locale_of, process_detail, process_summary
 from .routing import hexie, json_response, operation

@@ -20,11 +20,11 @@ from hexie.workflows.spec import FormField, ProcessSpec
 
 from ..auth import safe_next
 from ..diagram import render_svg
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..forms import (Choices, DynamicForm, action_form, apply_engine_errors, build_form, comment_of,
                      comment_rule, engine_data, task_form, uploads_of)
 from ..i18n import error_text, get_locale, label, t
-from . import bp
+from .blueprint import bp
 from .common import (case_spec, display_names, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
                      task_label, trigger_label, unit_path)
 from .files import case_attachments, discard, save_files

@@ -16,7 +16,7 @@ from hexie.models import OrgUnit, ProcessVersion, User
 from hexie.workflows.access import Actor
 from hexie.workflows.spec import ProcessSpec
 
-from ..extension import hexie_state
+from ..state import hexie_state
 from ..i18n import babel_locale, get_locale, label, t
 
 MASK = "***"
@@ -290,7 +290,7 @@ def unread_notifications() -> int:
     from flask import g
 
     from hexie.workflows.notifications import unread_count
-    from ..extension import current_actor
+    from ..state import current_actor
     if "hexie_unread" not in g:
         actor = current_actor()
         g.hexie_unread = unread_count(hexie_state().engine, actor) if actor is not None and actor.user_id else 0

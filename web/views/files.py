@@ -19,9 +19,9 @@ from hexie.workflows.access import Actor
 from hexie.workflows.errors import not_found
 from hexie.workflows.service import Upload
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..forms import ALLOWED_UPLOADS
-from . import bp
+from .blueprint import bp
 from .common import case_spec
 
 INLINE_TYPES = {"application/pdf", "image/png", "image/jpeg"}

@@ -13,9 +13,9 @@ from hexie.workflows.errors import BadRequest, HexieError
 from hexie.workflows.saved_views import SavedViews
 from hexie.workflows.queries import TASK_SORTS, TASK_VIEWS
 
-from ..extension import current_actor, hexie_state, nav_counts
+from ..state import current_actor, hexie_state, nav_counts
 from ..i18n import error_text, label, t
-from . import bp
+from .blueprint import bp
 from .common import display_names, fmt_date, indent, page_arg, places, unit_names, units_in_area
 
 #: The inbox's tabs: her own views of the task list. The managers' "team" view has its own

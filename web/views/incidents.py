@@ -6,9 +6,9 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from hexie.workflows import external
 from hexie.workflows.errors import Conflict, Forbidden, Invalid, NotFound
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import error_text, t
-from . import bp
+from .blueprint import bp
 
 
 @bp.route("/incidents")

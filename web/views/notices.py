@@ -7,9 +7,9 @@ from hexie.workflows import channels, notifications
 from hexie.workflows.errors import Invalid, NotFound
 from hexie.workflows.queries import Page
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import error_text, get_locale, t
-from . import bp
+from .blueprint import bp
 from .common import page_arg
 
 PER_PAGE = 25

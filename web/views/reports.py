@@ -22,9 +22,9 @@ from flask import Response, abort, current_app, render_template, request, stream
 from hexie.models import OrgUnit
 from hexie.workflows.ledger import fund_labels, fund_field
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..i18n import both, label, t
-from . import bp
+from .blueprint import bp
 from .common import indent, page_arg, places, process_title, to_local, units_in_area
 
 #: Entries read per query when writing the CSV file (the most a page may hold).

@@ -8,10 +8,10 @@ from hexie.workflows.errors import Forbidden, Invalid
 from hexie.workflows.forms import defaults
 from hexie.workflows.spec import ProcessSpec
 
-from ..extension import current_actor, hexie_state
+from ..state import current_actor, hexie_state
 from ..forms import apply_engine_errors, build_form, comment_of, engine_data, start_form, uploads_of
 from ..i18n import error_text, label, t
-from . import bp
+from .blueprint import bp
 from .common import indent, units_in_area
 from .files import discard, save_files
 
