@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import and_, case, exists, false, func, not_, or_, select
+from sqlalchemy import and_, case, exists, false, func, literal, not_, null, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer, User, Vote, fast
@@ -328,49 +328,64 @@ class CaseQueries:
         now = self.engine.clock()
         processes = list(self.engine.processes.values())
         with self.engine.read_session() as s:
-            stmt = (select(Timer.case_id, Timer.state, Timer.trigger, Timer.due_at, Case.process_key,
-                           Case.process_version_id, Case.org_path)
-                    .join(Case, Case.id == Timer.case_id)
-                    .where(Timer.status == "pending", Timer.due_at <= now + timedelta(days=days),
-                           Case.closed_at.is_(None), visible_cases_clause(actor, processes, self.engine.registry.roles))
-                    .order_by(Timer.due_at, Timer.id))
+            where = [Timer.status == "pending", Timer.due_at <= now + timedelta(days=days), Case.closed_at.is_(None),
+                     visible_cases_clause(actor, processes, self.engine.registry.roles)]
             if process:
-                stmt = stmt.where(Case.process_key == process)
-            rows = []
-            for timer in s.execute(stmt).all():
-                spec = self.engine.spec_of(s, timer.process_version_id)
-                for role, assignee_id in self._opened_by(s, spec, timer):
-                    mine = assignee_id is not None and assignee_id == actor.user_id
-                    offered = assignee_id is None and actor.holds(role, timer.org_path)
-                    if mine or offered:
-                        rows.append((timer, role, assignee_id))
-                        break
-            total = len(rows)
-            window = rows[(page - 1) * per_page: page * per_page]
+                where.append(Case.process_key == process)
+            # Which (version, state, trigger) the due timers have: what their firing opens is in the
+            # definitions; who it goes to is asked of the database by the page's one statement.
+            combos = s.execute(select(Case.process_version_id, Timer.state, Timer.trigger).distinct()
+                               .select_from(Timer).join(Case, Case.id == Timer.case_id).where(*where)).all()
+            picks: list[tuple[Any, Any, Any]] = []   # (the timer's row qualifies here, role, assignee)
+            for version_id, state, trigger in combos:
+                spec = self.engine.spec_of(s, version_id)
+                this = and_(Case.process_version_id == version_id, Timer.state == state, Timer.trigger == trigger)
+                for role, assignee in self._opened_by(spec, state, trigger):
+                    mine = assignee == actor.user_id if actor.user_id is not None else false()
+                    offered = and_(assignee.is_(None), _holds_clause(actor, role))
+                    picks.append((and_(this, or_(mine, offered)), role, assignee))
+            if not picks:
+                return Page([], 0, page, per_page)
+            # the first task of the state that is hers (or offered to her roles) names the row
+            role = case(*((cond, literal(r)) for cond, r, _ in picks))
+            assignee = case(*((cond, a) for cond, _, a in picks))
+            matching = (select(Timer.case_id, Timer.state, Timer.trigger, Timer.due_at, Case.process_key,
+                               role.label("role"), assignee.label("assignee_id"), func.count().over().label("total"))
+                        .join(Case, Case.id == Timer.case_id).where(*where, or_(*(c for c, _, _ in picks))))
+            rows = s.execute(matching.order_by(Timer.due_at, Timer.id)
+                             .offset((page - 1) * per_page).limit(per_page)).all()
+            if rows:
+                total = rows[0].total
+            elif page == 1:
+                total = 0
+            else:
+                total = self.engine.count(s, matching.with_only_columns(Timer.id))
             names = dict(s.execute(select(User.id, User.username).where(
-                User.id.in_({a for _, _, a in window if a is not None}))).all()) if window else {}
-        items = [{"case_id": t.case_id, "process": t.process_key, "state": t.state, "trigger": t.trigger,
-                  "due_at": t.due_at, "role": role, "assignee": names.get(a)} for t, role, a in window]
+                User.id.in_({r.assignee_id for r in rows if r.assignee_id is not None}))).all()) if rows else {}
+        items = [{"case_id": r.case_id, "process": r.process_key, "state": r.state, "trigger": r.trigger,
+                  "due_at": r.due_at, "role": r.role, "assignee": names.get(r.assignee_id)} for r in rows]
         return Page(items, total, page, per_page)
 
     @staticmethod
-    def _opened_by(s: Session, spec: ProcessSpec, timer) -> list[tuple[str, int | None]]:
-        """(role, person it goes to or None) of each task the timer's firing opens."""
-        transitions = [t for t in spec.transitions_from(timer.state, timer.trigger)]
+    def _opened_by(spec: ProcessSpec, state: str, trigger: str) -> list[tuple[str, Any]]:
+        """(role, who it goes to: an SQL expression over the timer's row, NULL for nobody yet) of
+        each task the firing of ``trigger`` in ``state`` opens."""
+        transitions = [t for t in spec.transitions_from(state, trigger)]
         if not transitions:
             return []
         dest = spec.state(transitions[0].dest)
         out = []
         for task in dest.tasks:
-            assignee = None
-            if dest.name == timer.state:   # it stays: the visit goes to whoever holds the work now
-                assignee = s.scalar(select(Task.assignee_id).where(
-                    Task.case_id == timer.case_id, Task.state == dest.name, Task.name == task.name,
-                    Task.status.in_(OPEN)).limit(1))
-            if assignee is None and task.same_as:
-                assignee = s.scalar(select(Task.completed_by_id).where(
-                    Task.case_id == timer.case_id, Task.state == task.same_as, Task.status == "completed")
-                    .order_by(Task.completed_at.desc()).limit(1))
+            found = []
+            if dest.name == state:   # it stays: the visit goes to whoever holds the work now
+                found.append(select(Task.assignee_id).where(
+                    Task.case_id == Timer.case_id, Task.state == dest.name, Task.name == task.name,
+                    Task.status.in_(OPEN)).limit(1).scalar_subquery())
+            if task.same_as:
+                found.append(select(Task.completed_by_id).where(
+                    Task.case_id == Timer.case_id, Task.state == task.same_as, Task.status == "completed")
+                    .order_by(Task.completed_at.desc()).limit(1).scalar_subquery())
+            assignee = func.coalesce(*found) if len(found) > 1 else found[0] if found else null()
             out.append((task.role, assignee))
         return out
 
@@ -550,6 +565,12 @@ def _keep(engine: Engine, key: tuple, value: Any) -> Any:
         kept = engine.__dict__["_hexie_person_cache"] = (engine.registry, {})
     kept[1][key] = value
     return value
+
+
+def _holds_clause(actor: Actor, role: str):
+    """SQL for ``actor.holds(role, Case.org_path)``: the case lies where she holds ``role``."""
+    paths = sorted({a.unit_path for a in actor.assignments if a.role == role})
+    return or_(*(Case.org_path.startswith(p, autoescape=True) for p in paths)) if paths else false()
 
 
 def _now_param(engine: Engine):
