@@ -188,15 +188,8 @@ def claim(engine: Any, *where: Any, lease: timedelta, limit: int = 100) -> list[
     return sorted(rows, key=lambda r: r.id)
 
 
-def finish(engine: Any, row: Row, error: str | None, policy: RetryPolicy, *,
-           session: Session | None = None, confirmed: bool = True) -> str | None:
-    """Record how sending a claimed row went; returns its status (None: no longer ours).
-
-    ``row`` is as :func:`claim` returned it. With ``session``, the update joins that
-    session's transaction (the caller commits). ``confirmed=False``: recorded as sent
-    before the receiver confirmed it (a channel's commit point), ``delivered_at`` is set by
-    :func:`confirm` once it has; a row left ``delivered`` without it is in doubt.
-    """
+def _finish_values(engine: Any, row: Row, error: str | None, policy: RetryPolicy,
+                   confirmed: bool) -> dict[str, Any]:
     now = engine.clock()
     attempts = row.attempts + 1
     if error is None:
@@ -206,23 +199,102 @@ def finish(engine: Any, row: Row, error: str | None, policy: RetryPolicy, *,
         values = {"status": "failed", "last_error": error[:2000]}
     else:
         values = {"last_error": error[:2000], "next_attempt_at": now + timedelta(seconds=policy.delay(attempts))}
-    stmt = update(OUTBOX).where(OUTBOX.c.id == row.id, OUTBOX.c.claim_token == row.claim_token,
-                                OUTBOX.c.status == "pending").values(attempts=attempts, **values)
+    return {"attempts": attempts, **values}
+
+
+_FINISH: dict[tuple[tuple[str, ...], bool], fast.Statement] = {}
+
+
+def _finish_statement(columns: tuple[str, ...], checked: bool = False) -> fast.Statement:
+    """``UPDATE outbox SET … WHERE id = ? AND claim_token = ? AND status = 'pending'`` for these
+    columns, built once (``checked``: the server refuses it when the row is no longer ours)."""
+    from sqlalchemy import bindparam
+    found = _FINISH.get((columns, checked))
+    if found is None:
+        stmt = (update(OUTBOX).where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.claim_token == bindparam("b_token"),
+                                     OUTBOX.c.status == "pending")
+                .values(**{c: bindparam(f"v_{c}", type_=OUTBOX.c[c].type) for c in columns}))
+        found = _FINISH[(columns, checked)] = fast.Statement(stmt, checked=checked)
+    return found
+
+
+def _finish_params(row: Row, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {"b_id": row.id, "b_token": row.claim_token, **{f"v_{k}": v for k, v in values.items()}}
+
+
+class _NotOurs(Exception):
+    """A claimed row was taken over by another sender meanwhile (its lease ran out)."""
+
+
+def finish(engine: Any, row: Row, error: str | None, policy: RetryPolicy, *,
+           session: Session | None = None, confirmed: bool = True) -> str | None:
+    """Record how sending a claimed row went; returns its status (None: no longer ours).
+
+    ``row`` is as :func:`claim` returned it. With ``session``, the update joins that
+    session's transaction (the caller commits). ``confirmed=False``: recorded as sent
+    before the receiver confirmed it (a channel's commit point), ``delivered_at`` is set by
+    :func:`confirm` once it has; a row left ``delivered`` without it is in doubt.
+    """
     if session is not None:
-        done = session.connection().execute(stmt).rowcount
-    else:
-        with engine.session_factory() as s, s.begin():
-            done = s.connection().execute(stmt).rowcount
-    if done != 1:
-        return None
-    return values.get("status", "pending")
+        values = _finish_values(engine, row, error, policy, confirmed)
+        done = fast.run(session, _finish_statement(tuple(values)), _finish_params(row, values)).rowcount
+        return values.get("status", "pending") if done == 1 else None
+    return finish_many(engine, [(row, error)], policy, confirmed=confirmed)[row.id]
+
+
+def finish_many(engine: Any, outcomes: list[tuple[Row, str | None]], policy: RetryPolicy, *,
+                confirmed: bool = True) -> dict[int, str | None]:
+    """Record several sendings in one transaction (on PostgreSQL: the updates and the COMMIT in
+    one round trip); row id -> its status (None: no longer ours, nothing written for it)."""
+    out: dict[int, str | None] = {}
+    written = []
+    with engine.session_factory() as s:
+        for row, error in outcomes:
+            values = _finish_values(engine, row, error, policy, confirmed)
+            item = fast.defer(s, _finish_statement(tuple(values)), _finish_params(row, values))
+            written.append((row, values, item))
+        fast.commit(s)
+        s.commit()
+    for row, values, item in written:
+        out[row.id] = values.get("status", "pending") if item.rowcount == 1 else None
+    return out
+
+
+def finish_sent(engine: Any, rows: list[Row], policy: RetryPolicy, *, confirmed: bool) -> bool:
+    """Record rows as sent, all or none of them: False (nothing written) when one of them is no
+    longer ours. On PostgreSQL the updates travel with the COMMIT and the server checks them."""
+    values = _finish_values(engine, rows[0], None, policy, confirmed)
+    statement = _finish_statement(tuple(values), checked=True)
+    try:
+        with engine.session_factory() as s:
+            for row in rows:
+                fast.defer(s, statement, _finish_params(row, {**values, "attempts": row.attempts + 1}),
+                           conflict=_NotOurs)
+            fast.commit(s)
+            s.commit()
+    except _NotOurs:
+        return False
+    return True
+
+
+_CONFIRM = None
 
 
 def confirm(engine: Any, row_ids: list[int]) -> None:
     """The receiver confirmed rows recorded as sent at a commit point: they are no longer in doubt."""
-    with engine.session_factory() as s, s.begin():
-        s.execute(update(OUTBOX).where(OUTBOX.c.id.in_(row_ids), OUTBOX.c.status == "delivered",
-                                       OUTBOX.c.delivered_at.is_(None)).values(delivered_at=engine.clock()))
+    global _CONFIRM
+    from sqlalchemy import bindparam
+    if _CONFIRM is None:
+        _CONFIRM = fast.Statement(update(OUTBOX).where(OUTBOX.c.id == bindparam("b_id"),
+                                                       OUTBOX.c.status == "delivered",
+                                                       OUTBOX.c.delivered_at.is_(None))
+                                  .values(delivered_at=bindparam("v_at", type_=OUTBOX.c.delivered_at.type)))
+    now = engine.clock()
+    with engine.session_factory() as s:   # on PostgreSQL: the updates and the COMMIT in one round trip
+        for row_id in row_ids:
+            fast.defer(s, _CONFIRM, {"b_id": row_id, "v_at": now})
+        fast.commit(s)
+        s.commit()
 
 
 def give_up(engine: Any, row_id: int, error: str) -> None:
