@@ -155,6 +155,7 @@ class _Pending:
 
 @dataclass
 class _Queue:
+    transaction: Any = None
     items: list[_Pending] = field(default_factory=list)
 
 
@@ -170,10 +171,20 @@ def _connection(s: Session | Connection) -> Connection:
 
 
 def _queue(conn: Connection) -> _Queue:
+    """The writes queued in the connection's current transaction (a queue left by a transaction
+    that ended is dropped here, whatever ended it)."""
     queue = conn.info.get(_PENDING)
-    if queue is None:
-        queue = conn.info[_PENDING] = _Queue()
+    transaction = conn.get_transaction()
+    if queue is None or queue.transaction is not transaction:
+        queue = conn.info[_PENDING] = _Queue(transaction=transaction)
     return queue
+
+
+def _queues(conn: Connection) -> bool:
+    """Whether writes may wait on this connection: PostgreSQL, through an engine made by
+    :func:`hexie.models.make_engine` (whose events keep the order; a host's own engine runs
+    each write at once)."""
+    return conn.dialect.name == "postgresql" and getattr(conn.engine.pool, "_hexie_fast", False)
 
 
 def _pending(stmt: Statement, conn: Connection, values: Mapping[str, Any], *, keys: tuple[str, ...] | None = None,
@@ -275,8 +286,12 @@ def defer(s: Session | Connection, stmt: Statement, values: Mapping[str, Any], *
     matched no row. ``insert``: compile for the columns ``values`` names."""
     conn = _connection(s)
     item = _pending(stmt, conn, values, keys=_insert_keys(values) if insert else None, conflict=conflict)
-    if conn.dialect.name == "postgresql":
+    if _queues(conn):
         _queue(conn).items.append(item)
+    elif conn.dialect.name == "postgresql":
+        _send(conn, [item])
+        if item.conflict is not None and item.rowcount != 1:
+            raise item.conflict()
     else:
         _run_sqlite(conn, [item])
     return item
@@ -307,7 +322,8 @@ def rows(s: Session | Connection, stmt: Statement, values: Mapping[str, Any] | N
 def flush(s: Session | Connection) -> None:
     """Send what is queued now (before something else reads the database behind this module)."""
     conn = _connection(s)
-    if conn.info.get(_PENDING) is not None and conn.info[_PENDING].items:
+    queue = conn.info.get(_PENDING)
+    if queue is not None and queue.items and queue.transaction is conn.get_transaction():
         _send(conn, [])
 
 
@@ -326,7 +342,7 @@ def commit(session: Session) -> None:
         flush(conn)
         return
     queue = conn.info.get(_PENDING)
-    if queue is None or not queue.items:
+    if queue is None or not queue.items or queue.transaction is not conn.get_transaction():
         return          # nothing queued: SQLAlchemy's own COMMIT is the same one round trip
     _send(conn, [], commit=True)
 
@@ -348,6 +364,7 @@ def install(engine: Engine) -> None:
     """Send the queue before any statement SQLAlchemy sends itself, drop it on a rollback."""
     if engine.dialect.name != "postgresql":
         return
+    engine.pool._hexie_fast = True
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before(conn, cursor, statement, parameters, context, executemany):   # noqa: ANN001
