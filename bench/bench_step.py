@@ -241,6 +241,34 @@ def threaded(n: int, work: Callable[[int], float]) -> float:
     return sum(done) / (time.perf_counter() - start)
 
 
+def profile_layers(stats: pstats.Stats) -> dict[str, float]:
+    """Own (not cumulative) time of a profile by layer, in percent."""
+    layers = {"database driver (sqlite3 / psycopg, the server's answers included)": 0.0,
+              "SQLAlchemy": 0.0, "hexie.models.fast (the driver-level path)": 0.0,
+              "Hexie's rules (workflows/)": 0.0, "transitions (the compiled machine)": 0.0,
+              "json, hmac, hashlib": 0.0, "other": 0.0}
+    total = 0.0
+    for (filename, _, name), (_, _, own, _, _) in stats.stats.items():
+        total += own
+        if "psycopg" in filename or "sqlite3" in filename or name in (
+                "<method 'execute' of 'sqlite3.Cursor' objects>", "<method 'commit' of 'sqlite3.Connection' objects>",
+                "<method 'fetchall' of 'sqlite3.Cursor' objects>", "<method 'cursor' of 'sqlite3.Connection' objects>"):
+            layers["database driver (sqlite3 / psycopg, the server's answers included)"] += own
+        elif "sqlalchemy" in filename:
+            layers["SQLAlchemy"] += own
+        elif filename.endswith("models/fast.py"):
+            layers["hexie.models.fast (the driver-level path)"] += own
+        elif "/workflows/" in filename or "/models/" in filename:
+            layers["Hexie's rules (workflows/)"] += own
+        elif "transitions" in filename:
+            layers["transitions (the compiled machine)"] += own
+        elif "json" in filename or "hmac" in filename or "hashlib" in filename or "sha256" in name:
+            layers["json, hmac, hashlib"] += own
+        else:
+            layers["other"] += own
+    return {k: round(100 * v / total, 1) for k, v in layers.items()} if total else layers
+
+
 # --- pgbench --------------------------------------------------------------------------
 
 def pgbench_bin() -> str | None:
@@ -354,10 +382,19 @@ def bench_db(kind: str, args) -> dict[str, Any]:
         hexie_round(engine, service, ids)
         profile.disable()
         text = io.StringIO()
-        pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(40)
+        stats = pstats.Stats(profile, stream=text)
+        layers = profile_layers(stats)
+        result["profile_layers"] = layers
+        text.write("Own time by layer (% of the profiled round):\n")
+        for name, share in layers.items():
+            text.write(f"  {share:5.1f} %  {name}\n")
+        text.write("\n")
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(40)
         path = result_path(f"step_profile_{kind}{'_' + sync.lower() if sync else ''}.txt")
         path.write_text(text.getvalue())
         result["profile"] = str(path.relative_to(RESULTS.parent.parent))
+        print(f"[{kind}] profile: " + ", ".join(f"{k} {v:.0f} %" for k, v in layers.items()), flush=True)
 
     if kind == "postgres" and args.threads:
         result["threads"] = bench_threads(url, engine, service, actors, args)
