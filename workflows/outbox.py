@@ -110,27 +110,23 @@ def row_values(kind: str, channel: str, event: str, payload: Mapping[str, Any], 
 
 
 def _pg_webhook_rows() -> Any:
-    """PostgreSQL: one statement per event writes its rows for every active subscription that
-    lists it (no read of the subscriptions first): ``INSERT … SELECT … FROM subscriptions``."""
-    from sqlalchemy import DateTime, Integer, String, bindparam, func, literal, literal_column, or_
-    from sqlalchemy import cast
-    from sqlalchemy.dialects.postgresql import JSONB
-    subs = WebhookSubscription.__table__
-    listed = cast(subs.c.events, JSONB)
-    now = bindparam("now", type_=DateTime())
-    columns = ["kind", "channel", "event", "payload", "status", "digest", "attempts", "next_attempt_at",
-               "created_at", "subscription_id", "case_id", "seq"]
-    rows = (select(literal("webhook"), literal("webhook"), bindparam("event", type_=String()),
-                   bindparam("payload", type_=OUTBOX.c.payload.type), literal("pending"), literal(False),
-                   literal(0), now, now, subs.c.id, bindparam("case_id", type_=OUTBOX.c.case_id.type),
-                   bindparam("seq", type_=Integer()))
-            .where(subs.c.active.is_(True),
-                   # none listed (SQL or JSON null, an empty list): every kind, as in write_events
-                   or_(subs.c.events.is_(None), listed == literal_column("'[]'::jsonb"),
-                       listed == literal_column("'null'::jsonb"),
-                       func.jsonb_exists(listed, bindparam("event", type_=String()))))
-            .order_by(subs.c.id))
-    return fast.Statement(insert(OUTBOX).from_select(columns, rows).returning(OUTBOX.c.id))
+    """PostgreSQL: one statement writes the rows of all the transaction's events for every active
+    subscription that lists them (no read of the subscriptions first, however many events)."""
+    from sqlalchemy import DateTime, bindparam, text
+    subs = WebhookSubscription.__table__.name
+    sql = text(f"""
+        INSERT INTO {OUTBOX.name} (kind, channel, event, payload, status, digest, attempts, next_attempt_at,
+                                   created_at, subscription_id, case_id, seq)
+        SELECT 'webhook', 'webhook', e.event, CAST(e.payload AS json), 'pending', false, 0, :now, :now, s.id,
+               e.case_id, e.seq
+        FROM unnest(CAST(:events AS text[]), CAST(:payloads AS text[]), CAST(:case_ids AS bigint[]),
+                    CAST(:seqs AS integer[])) WITH ORDINALITY AS e(event, payload, case_id, seq, n)
+        JOIN {subs} s ON s.active IS true
+             AND (s.events IS NULL OR CAST(s.events AS jsonb) IN ('[]'::jsonb, 'null'::jsonb)
+                  OR jsonb_exists(CAST(s.events AS jsonb), e.event))   -- none listed: every kind
+        ORDER BY e.n, s.id
+        RETURNING id""").bindparams(bindparam("now", type_=DateTime())).columns(OUTBOX.c.id)
+    return fast.Statement(sql)
 
 
 _PG_WEBHOOK_ROWS: Any = None
@@ -158,11 +154,10 @@ def write_events(session: Session, events: Iterable[dict[str, Any]], now: dateti
     if session.get_bind().dialect.name == "postgresql":
         if _PG_WEBHOOK_ROWS is None:
             _PG_WEBHOOK_ROWS = _pg_webhook_rows()
-        handles = session.info.setdefault(_HANDLES, [])
-        for event in events:
-            item = fast.defer(session, _PG_WEBHOOK_ROWS, {"event": event["event"], "payload": dict(event), "now": now,
-                                                           "case_id": event.get("case_id"), "seq": event.get("seq")})
-            handles.append(item)
+        from hexie.models.db import json_dumps
+        session.info.setdefault(_HANDLES, []).append(fast.defer(session, _PG_WEBHOOK_ROWS, {
+            "now": now, "events": [e["event"] for e in events], "payloads": [json_dumps(e) for e in events],
+            "case_ids": [e.get("case_id") for e in events], "seqs": [e.get("seq") for e in events]}))
         return []
     subscriptions = [SimpleNamespace(**r) for r in fast.rows(session, _F_ACTIVE_SUBSCRIPTIONS)]
     rows = [row_values("webhook", "webhook", event["event"], event, now, subscription_id=sub.id,
