@@ -194,6 +194,7 @@ def worker(once: bool, interval: float) -> None:
     while True:
         with engine.transaction() as s:    # tokens and sessions revoked or expired long ago
             prune_credentials(s, engine.clock())
+        resumed = service.resume_due_holds()   # holds with an end: resumed first, so their clocks move on
         fired = service.run_due_timers()
         escalated = service.escalate_overdue()
         reminded = notify_due(engine)
@@ -203,7 +204,7 @@ def worker(once: bool, interval: float) -> None:
                    f"通知 / notifications sent: {sent}; 推送 / webhooks delivered: {delivered}")
         if once:
             return
-        if not (fired or escalated or reminded or sent or delivered):
+        if not (resumed or fired or escalated or reminded or sent or delivered):
             time.sleep(interval)
 
 

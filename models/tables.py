@@ -217,6 +217,14 @@ class Case(Base):
     host_fields: Mapped[list[str] | None] = mapped_column(JSON)
     #: ``seq`` of the case's latest outbound event (webhook payloads): one more for each
     event_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
+    #: who answers for the case: the starter, until it is handed over (migration 0014; no foreign
+    #: key, so that SQLite need not rebuild the table)
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    #: on hold since (``None``: running); no action fires and no clock runs while held
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime())
+    suspended_until: Mapped[datetime | None] = mapped_column(DateTime())
+    suspended_by_id: Mapped[int | None] = mapped_column(Integer)
+    suspend_comment: Mapped[str | None] = mapped_column(Text)
 
     __mapper_args__ = {"version_id_col": lock_version}
 
@@ -266,6 +274,16 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime())
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     lock_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+    #: ``work`` (a step of the process) or ``consult`` (advice asked of a colleague; migration 0014)
+    kind: Mapped[str] = mapped_column(String(16), default="work", server_default="work")
+    #: the task's own hold: its due date and escalation stand still from then
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime())
+    #: it could not go to the person the definition named (``assign: {user:}``): offered to the role
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: the capabilities its holder needs (``requires:``), sorted and comma-separated
+    requires: Mapped[str | None] = mapped_column(String(500))
+    #: for a consult: the task it was asked from
+    consult_of: Mapped[int | None] = mapped_column(BigID)
 
     __mapper_args__ = {"version_id_col": lock_version}
 

@@ -13,7 +13,7 @@ task form; firing an action fills :meth:`ProcessSpec.action_form` (see
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping, Sequence
@@ -192,6 +192,8 @@ class Choices:
 
     units: Sequence[tuple[str, str]] = ()     # (code, display name)
     users: Sequence[tuple[str, str]] = ()     # (username, display name)
+    #: a user field's own list (the people of the role the field is for), else ``users``
+    users_by_field: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
 
 
 def _options(pairs: Iterable[tuple[str, str]], blank: bool = False) -> list[SelectChoice]:
@@ -276,7 +278,7 @@ def _unbound(fs: FieldSpec, entry: FormField, choices: Choices, masked_value: bo
                                   render_kw=render, invalid_choice_message=t("form.error.choice"), **kw)
         return wf.StringField(validators=opt, render_kw=render, **kw)
     if kind == "user":
-        options = [(name, shown) for name, shown in choices.users]
+        options = [(name, shown) for name, shown in choices.users_by_field.get(fs.name, choices.users)]
         if options:
             return wf.SelectField(choices=_options(options, blank=True), validators=opt,
                                   render_kw=render, invalid_choice_message=t("form.error.choice"), **kw)
@@ -325,7 +327,7 @@ def build_form(spec: ProcessSpec, entries: Sequence[FormField], *, formdata: Any
         attrs[entry.name] = _unbound(fs, entry, choices, hidden, has_file)
         items.append((entry, fs))
         if not hidden and fs.type != "file":
-            initial[entry.name] = _initial(fs, value)
+            initial[entry.name] = _initial(fs, value, entry.required)
     if comment != "none":
         checks = [v.InputRequired(t("case.comment.required"))] if comment == "required" else [v.Optional()]
         attrs[COMMENT] = wf.TextAreaField(label=t("case.comment"), validators=checks + [v.Length(max=MAX_COMMENT)],
@@ -339,8 +341,10 @@ def build_form(spec: ProcessSpec, entries: Sequence[FormField], *, formdata: Any
     return form
 
 
-def _initial(fs: FieldSpec, value: Any) -> Any:
-    """A stored value as the WTForms field wants it."""
+def _initial(fs: FieldSpec, value: Any, required: bool | None = None) -> Any:
+    """A stored value as the WTForms field wants it (``required``: the form's entry asks for it,
+    so a yes/no is a pair of radio buttons whose values are the texts ``true`` and ``false``)."""
+    required = fs.required if required is None else required
     if value is None or value == "":
         return None
     try:
@@ -353,7 +357,7 @@ def _initial(fs: FieldSpec, value: Any) -> Any:
         if fs.type == "integer":
             return int(value)
         if fs.type == "boolean":
-            return ("true" if value else "false") if fs.required else bool(value)
+            return ("true" if value else "false") if required else bool(value)
         if fs.type == "multichoice":
             return list(value) if isinstance(value, (list, tuple)) else [value]
     except (ValueError, TypeError, InvalidOperation):

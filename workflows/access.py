@@ -7,6 +7,7 @@ an ancestor of U" is a prefix test, in Python and in SQL alike.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Iterable
 
 from sqlalchemy import and_, false, or_, select
@@ -73,6 +74,8 @@ class Actor:
     name: str = ""
     is_system: bool = False
     locale: str | None = None      # her chosen language; None: the browser's, else HEXIE_DEFAULT_LOCALE
+    #: words a task's ``requires:`` matches (the org file's and the people API's ``capabilities``)
+    capabilities: frozenset[str] = frozenset()
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def held_at(self, org_path: str) -> frozenset[tuple[str, str]]:
@@ -115,9 +118,18 @@ def viewer_roles(process: ProcessSpec, roles: RolesSpec | None) -> tuple[str, ..
     return tuple(sorted(process.roles_named() | manager_roles(roles) | overseer_roles(roles)))
 
 
+def has_capabilities(actor: Actor, requires: str | Iterable[str] | None) -> bool:
+    """She has every capability a task ``requires`` (a task row's comma-separated text, or a list)."""
+    if not requires:
+        return True
+    wanted = requires.split(",") if isinstance(requires, str) else requires
+    return actor.is_system or set(wanted) <= actor.capabilities
+
+
 def may_take(actor: Actor, task: Task) -> bool:
-    """Offered to her: the task's role at the case's unit or above (with ``at``), or its escalation."""
-    if actor.holds(task.role, task.org_path, task.at_level):
+    """Offered to her: the task's role at the case's unit or above (with ``at``) and the
+    capabilities it requires, or its escalation."""
+    if actor.holds(task.role, task.org_path, task.at_level) and has_capabilities(actor, getattr(task, "requires", None)):
         return True
     return escalated_to(actor, task)
 
@@ -137,7 +149,8 @@ def offered_now(actor: Actor, task: Task) -> bool:
     Unlike :func:`may_take`, a task a colleague has taken is no longer offered to the other
     holders of its role: in a confidential process they then see neither it nor its case.
     """
-    if task.status == "offered" and actor.holds(task.role, task.org_path, task.at_level):
+    if task.status == "offered" and actor.holds(task.role, task.org_path, task.at_level) \
+            and has_capabilities(actor, getattr(task, "requires", None)) and getattr(task, "kind", "work") == "work":
         return True
     return task.status in ("offered", "allocated") and escalated_to(actor, task)
 
@@ -175,13 +188,26 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec], roles: 
         offered = select(Task.case_id).where(Task.process_key.in_(confidential), offered_now_clause(actor))
         clauses.append(Case.id.in_(offered))
     if actor.user_id is not None:
-        worked = select(Task.case_id).where(
-            or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id))
+        worked = select(Task.case_id).where(worked_task_clause(actor.user_id))
         clauses.append(Case.id.in_(worked))
         # acted on it (claimed a task she then handed on, voted, ...): she keeps seeing it
-        clauses.append(Case.id.in_(select(AuditEvent.case_id).where(AuditEvent.actor_id == actor.user_id)))
+        clauses.append(Case.id.in_(select(AuditEvent.case_id).where(AuditEvent.actor_id == actor.user_id,
+                                                                    AuditEvent.kind.notin_(PASSING_KINDS))))
         clauses.append(Case.created_by_id == actor.user_id)
+        clauses.append(Case.owner_id == actor.user_id)
     return or_(*clauses) if clauses else false()
+
+
+#: What a person does on a case that gives her no lasting sight of it: answering a consult
+#: (she reads the case while it is open) and writing a note (which she could do only seeing it).
+PASSING_KINDS = ("consult_answered", "note")
+
+
+def worked_task_clause(user_id: int):
+    """Tasks that make her one who worked the case: a step she holds or completed, or a consult
+    asked of her that is still open."""
+    return or_(and_(Task.kind == "work", or_(Task.assignee_id == user_id, Task.completed_by_id == user_id)),
+               and_(Task.kind == "consult", Task.status.in_(("offered", "allocated")), Task.assignee_id == user_id))
 
 
 def team_tasks_clause(actor: Actor, roles: RolesSpec | None):
@@ -190,12 +216,22 @@ def team_tasks_clause(actor: Actor, roles: RolesSpec | None):
     return or_(*(in_subtree(Task.org_path, p) for p in paths)) if paths else false()
 
 
+def requires_clause(actor: Actor):
+    """A WHERE clause for tasks whose ``requires`` she meets: none, or a combination of her
+    capabilities (stored sorted and comma-separated, so each combination is one exact text)."""
+    caps = sorted(actor.capabilities)[:10]     # 1,023 combinations at most
+    if not caps:
+        return Task.requires.is_(None)
+    combos = [",".join(c) for n in range(1, len(caps) + 1) for c in combinations(caps, n)]
+    return or_(Task.requires.is_(None), Task.requires.in_(combos))
+
+
 def offered_now_clause(actor: Actor):
     """A WHERE clause for the open tasks :func:`offered_now` to ``actor`` (the same rule in SQL)."""
     clauses = []
     for a in actor.assignments:
         clauses.append(and_(Task.status == "offered", Task.role == a.role, in_subtree(Task.org_path, a.unit_path),
-                            or_(Task.at_level.is_(None), Task.at_level == a.level)))
+                            or_(Task.at_level.is_(None), Task.at_level == a.level), requires_clause(actor)))
         clauses.append(and_(Task.status.in_(("offered", "allocated")), Task.escalated.is_(True),
                             Task.escalate_to == a.role, in_subtree(Task.org_path, a.unit_path)))
     return or_(*clauses) if clauses else false()
@@ -206,7 +242,7 @@ def offered_tasks_clause(actor: Actor):
     clauses = []
     for a in actor.assignments:
         clauses.append(and_(Task.role == a.role, in_subtree(Task.org_path, a.unit_path),
-                            or_(Task.at_level.is_(None), Task.at_level == a.level)))
+                            or_(Task.at_level.is_(None), Task.at_level == a.level), requires_clause(actor)))
         clauses.append(and_(Task.escalated.is_(True), Task.escalate_to == a.role,
                             in_subtree(Task.org_path, a.unit_path)))
     return or_(*clauses) if clauses else false()

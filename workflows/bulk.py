@@ -330,7 +330,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         events.append(event)
         case_rows.append(dict(id=case_id, process_version_id=version_id, process_key=spec.key, state=initial.name,
                               data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=user_id,
-                              created_at=now, updated_at=now, closed_at=now if initial.final else None,
+                              owner_id=user_id, created_at=now, updated_at=now, closed_at=now if initial.final else None,
                               subject=_subject(spec, values), confidential=spec.confidential, lock_version=1,
                               audit_head=event["hash"], audit_seq=1, event_seq=event_count))
     _insert_many(conn, _CASES, case_rows)

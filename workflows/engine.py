@@ -210,7 +210,8 @@ class Engine:
             .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
             .where(RoleAssignment.user_id == user.id)).all()
         return Actor(username=user.username, user_id=user.id, name=user.name, locale=user.locale if user.locale_chosen else None,
-                     assignments=tuple(Assignment(*r) for r in rows))
+                     assignments=tuple(Assignment(*r) for r in rows),
+                     capabilities=frozenset(user.capabilities or ()))
 
     # -- transactions and events -------------------------------------------------
     def read_session(self) -> Session:

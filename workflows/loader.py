@@ -163,7 +163,8 @@ def _load_roles(text: str, filename: str, report: _Report) -> RolesSpec | None:
     return RolesSpec(levels=tuple(levels), roles=MappingProxyType(
         {key: RoleSpec(key, Label.of(_mapping(spec).get("label"), key),
                        **{flag: _mapping(spec).get(flag) is True for flag in ROLE_FLAGS})
-         for key, spec in roles.items()}))
+         for key, spec in roles.items()}),
+        capabilities=tuple(w for w in _list(tree.data.get("capabilities")) if isinstance(w, str)))
 
 
 def load_roles(path: str | Path) -> tuple[RolesSpec | None, list[Diagnostic]]:

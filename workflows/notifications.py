@@ -112,7 +112,8 @@ class Preferences:
 
 _USERS = User.__table__
 #: what a notification needs of a person (her address too, where the people records carry one)
-_PERSON = [c for c in (_USERS.c.id, _USERS.c.username, _USERS.c.name, _USERS.c.locale, _USERS.c.get("email"))
+_PERSON = [c for c in (_USERS.c.id, _USERS.c.username, _USERS.c.name, _USERS.c.locale, _USERS.c.get("email"),
+                                _USERS.c.get("capabilities"))
            if c is not None]
 _PREFS = NotificationPreference.__table__
 
@@ -287,7 +288,8 @@ def _actors(s: Session, users: Iterable[Any], rows: Iterable[Any] | None = None)
         if uid in held:
             held[uid].append(Assignment(role, code, path, level))
     return {uid: Actor(username=u.username, user_id=u.id, name=u.name, locale=u.locale or "zh",
-                       assignments=tuple(held[uid])) for uid, u in users.items()}
+                       assignments=tuple(held[uid]), capabilities=frozenset(getattr(u, "capabilities", None) or ()))
+            for uid, u in users.items()}
 
 
 def holders(s: Session, role: str | None, org_path: str, at_level: str | None = None) -> list[int]:
@@ -436,7 +438,8 @@ def notify_due(engine: Any, soon: timedelta = DUE_SOON, limit: int = 500) -> int
             kinds = ("overdue",) if kind == "overdue" else ("due_soon", "overdue")
             told = exists().where(_NOTIFICATIONS.c.task_id == Task.id, _NOTIFICATIONS.c.kind.in_(kinds))
             tasks = records(s, select(Task.__table__).where(Task.status.in_(("offered", "allocated")),
-                                                           Task.due_at.isnot(None), window, ~told)
+                                                           Task.due_at.isnot(None), window, ~told,
+                                                           Task.suspended_at.is_(None))
                             .order_by(Task.due_at, Task.id).limit(limit).with_for_update(skip_locked=True))
             for task in tasks:
                 # asked again now that the task is locked: a statement started before another
@@ -445,7 +448,7 @@ def notify_due(engine: Any, soon: timedelta = DUE_SOON, limit: int = 500) -> int
                                                               _NOTIFICATIONS.c.kind.in_(kinds)).limit(1)):
                     continue
                 (case,) = records(s, select(Case.__table__).where(Case.id == task.case_id))
-                if case.closed_at is not None:
+                if case.closed_at is not None or case.suspended_at is not None:   # on hold: no clock runs
                     continue
                 if not notify(s, engine, kind, task_people(s, task), case, task=task):
                     # no one to tell (or no one may be told): a row for no one marks the task as announced

@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session, aliased
 
 from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer, User, Vote, fast
 
-from .access import (Actor, can_see_case, escalated_to, may_take, offered_now, offered_tasks_clause,
-                     team_tasks_clause,
-                     visible_cases_clause)
+from .access import (PASSING_KINDS, Actor, can_see_case, escalated_to, may_take, offered_now, offered_tasks_clause,
+                     team_tasks_clause, visible_cases_clause, worked_task_clause)
 from .engine import Engine
 from .errors import BadRequest, not_found
 from .forms import storable_text
@@ -59,13 +58,12 @@ def _worked(s: Session, actor: Actor, case: Case) -> bool:
     task and handed it on, voted, ...): the same rule as the lists' :func:`visible_cases_clause`."""
     if actor.user_id is None:
         return False
-    if case.created_by_id == actor.user_id:
+    if actor.user_id in (case.created_by_id, getattr(case, "owner_id", None)):
         return True
-    held = s.scalar(select(Task.id).where(
-        Task.case_id == case.id,
-        or_(Task.assignee_id == actor.user_id, Task.completed_by_id == actor.user_id)).limit(1))
+    held = s.scalar(select(Task.id).where(Task.case_id == case.id, worked_task_clause(actor.user_id)).limit(1))
     return held is not None or s.scalar(select(AuditEvent.id).where(
-        AuditEvent.case_id == case.id, AuditEvent.actor_id == actor.user_id).limit(1)) is not None
+        AuditEvent.case_id == case.id, AuditEvent.actor_id == actor.user_id,
+        AuditEvent.kind.notin_(PASSING_KINDS)).limit(1)) is not None
 
 
 def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
@@ -77,7 +75,7 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
         return True
     if _worked(s, actor, case):
         return True
-    open_tasks = s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN)))
+    open_tasks = s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN), Task.kind == "work"))
     # confidential: only if one of its tasks is offered to her now (not one a colleague took)
     offered = offered_now if spec.confidential else may_take
     return any(offered(actor, t) for t in open_tasks)
@@ -142,13 +140,22 @@ class CaseQueries:
                          .where(Task.case_id == case.id).order_by(Task.id)).all()
         tasks = [t for t, _, _ in rows]
         people = {case.created_by_id: creator}
+        extra = [i for i in (case.owner_id, case.suspended_by_id) if i is not None and i != case.created_by_id]
+        if extra:
+            people.update(_usernames(s, extra))
         for t, held_by, done_by in rows:
             people[t.assignee_id], people[t.completed_by_id] = held_by, done_by
         people.pop(None, None)
-        open_tasks = [t for t in tasks if t.status in OPEN]
+        open_tasks = [t for t in tasks if t.status in OPEN and t.kind == "work"]
         working = works_on(s, actor, case, open_tasks)
         now = self.engine.clock()
         allowed, blocked, quorums = self.action_status(s, actor, case, spec, open_tasks)
+        held = case.suspended_at is not None
+        if held and allowed:   # on hold: nothing may be fired until it is resumed
+            blocked = [{"trigger": t, **_why("案件已暂停办理", "the case is on hold")} for t in allowed] + blocked
+            allowed, quorums = [], {}
+        timers = s.execute(select(Timer.trigger, Timer.due_at).where(
+            Timer.case_id == case.id, Timer.status == "pending").order_by(Timer.due_at, Timer.id)).all()
         return {
             "id": case.id, "process": case.process_key,
             "version": self.engine.version_number(s, case.process_version_id),
@@ -159,7 +166,11 @@ class CaseQueries:
             "created_by": people.get(case.created_by_id),
             "business_key": case.business_key, "host_fields": list(case.host_fields or ()),
             "lock_version": case.lock_version,
-            "tasks": [task_row(t, people, now) for t in tasks if t.status in OPEN],
+            "tasks": [task_row(t, people, now, case_held=held) for t in tasks if t.status in OPEN],
+            "owner": people.get(case.owner_id),
+            "suspended": {"since": case.suspended_at, "until": case.suspended_until,
+                          "comment": case.suspend_comment, "by": people.get(case.suspended_by_id)} if held else None,
+            "timers": [{"trigger": trig, "due_at": due} for trig, due in timers],
             "actions": allowed,
             "blocked_actions": blocked,
             "action_quorums": quorums,
@@ -292,7 +303,8 @@ class CaseQueries:
             # second only for a page past the end, where no row carries the total. Unit and holder
             # are looked up per row (_UNIT_NAME, _HOLDER): as joins, a loose row estimate made
             # PostgreSQL hash both whole tables (2 → 7 ms at a million cases).
-            matching = select(*_TASK_COLUMNS, Case.subject, Case.confidential, _UNIT_NAME, _HOLDER,
+            matching = select(*_TASK_COLUMNS, Case.subject, Case.confidential, Case.suspended_at.label("case_held"),
+                              _UNIT_NAME, _HOLDER,
                               func.count().over().label("total")).join(Case, Case.id == Task.case_id).where(where)
             matching = self._filters(s, matching, Task, process, state, org_unit, search)
             order = _task_order(sort)
@@ -306,7 +318,7 @@ class CaseQueries:
             people = {row.assignee_id: row.holder for row in rows if row.assignee_id is not None}
             items = []
             for task in rows:   # plain rows: the page needs no ORM objects
-                row = task_row(task, people, now)
+                row = task_row(task, people, now, case_held=task.case_held is not None)
                 row.update(subject=None if task.confidential else task.subject, confidential=task.confidential,
                            org_unit_name=task.unit_name)
                 items.append(row)
@@ -414,8 +426,9 @@ class CaseQueries:
             return and_(Task.status == "allocated", mine)
         if view == "available":
             return offered
-        if view == "overdue":
-            return and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered))
+        if view == "overdue":   # not what is on hold: its clock stands still
+            return and_(Task.status.in_(OPEN), Task.due_at < now, or_(mine, offered), Task.suspended_at.is_(None),
+                        Task.case_id.notin_(select(Case.id).where(Case.suspended_at.isnot(None))))
         if view == "escalated":  # escalated to her: held by a colleague who let it lapse, too
             return and_(Task.status.in_(OPEN), Task.escalated.is_(True), or_(mine, offered_tasks_clause(actor)),
                         visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
@@ -471,7 +484,7 @@ class CaseQueries:
                                 .where(*cases).group_by(Case.org_path, Case.state)).all()
             work = s.execute(select(Task.org_path, func.count(), func.count().filter(Task.due_at < self.engine.clock()))
                              .join(Case, Case.id == Task.case_id)
-                             .where(Task.status.in_(OPEN), *cases)
+                             .where(Task.status.in_(OPEN), Task.kind == "work", *cases)
                              .group_by(Task.org_path)).all()
             year, month = func.extract("year", Case.created_at), func.extract("month", Case.created_at)
             by_month = s.execute(select(year, month, func.count()).where(*cases)
@@ -595,11 +608,16 @@ def _why(zh: str, en: str) -> dict[str, str]:
     return {"reason_zh": zh, "reason_en": en}
 
 
-def task_row(t: Task, people: Mapping[int, str], now) -> dict[str, Any]:
+def task_row(t: Task, people: Mapping[int, str], now, case_held: bool = False) -> dict[str, Any]:
+    """One task as lists and the case show it; a held task (or one of a held case) is never overdue:
+    its clock stands still."""
+    held = bool(getattr(t, "suspended_at", None)) or case_held
     return {"id": t.id, "case_id": t.case_id, "process": t.process_key, "state": t.state, "name": t.name,
             "role": t.role, "status": t.status, "assignee": people.get(t.assignee_id),
-            "due_at": t.due_at, "overdue": bool(t.due_at and t.status in OPEN and t.due_at < now),
-            "escalated": bool(t.escalated), "priority": t.priority, "created_at": t.created_at}
+            "due_at": t.due_at, "overdue": bool(t.due_at and t.status in OPEN and t.due_at < now and not held),
+            "escalated": bool(t.escalated), "priority": t.priority, "created_at": t.created_at,
+            "kind": getattr(t, "kind", None) or "work", "suspended": held,
+            "flagged": bool(getattr(t, "flagged", False)), "consult_of": getattr(t, "consult_of", None)}
 
 
 def _usernames(s: Session, ids) -> dict[int, str]:

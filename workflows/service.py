@@ -32,6 +32,8 @@ from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_foun
 from .forms import checked_comment, defaults, validate_form
 from .ledger import ledger_posting
 from .queries import barred_by_separation
+from .workday import WorkdayMixin
+from .routing import first_holder, route  # noqa: F401  (first_holder: the bulk import's too)
 from .machine import FireContext
 from .spec import LEDGER_KEY, SYSTEM_ROLE, FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
@@ -42,17 +44,24 @@ OPEN = ("offered", "allocated")
 _cases, _tasks = Case.__table__, Task.__table__
 _CASE_FOR_UPDATE = select(_cases).where(_cases.c.id == bindparam("case_id")).with_for_update()
 _TASK = select(_tasks).where(_tasks.c.id == bindparam("task_id"))
-_OPEN_TASKS = select(_tasks).where(_tasks.c.case_id == bindparam("case_id"), _tasks.c.status.in_(OPEN))
+# the case's open work (a consult is no step of the process: it stays open until answered)
+_OPEN_TASKS = select(_tasks).where(_tasks.c.case_id == bindparam("case_id"), _tasks.c.status.in_(OPEN),
+                                   _tasks.c.kind == "work")
 _SAVE_CASE = (update(_cases).where(_cases.c.id == bindparam("b_id"), _cases.c.lock_version == bindparam("b_lock"))
               .values(process_version_id=bindparam("v_version"), state=bindparam("v_state"),
                       data=bindparam("v_data", type_=_cases.c.data.type), subject=bindparam("v_subject"),
                       updated_at=bindparam("v_updated"), closed_at=bindparam("v_closed"),
                       audit_seq=bindparam("v_seq"), audit_head=bindparam("v_head"),
-                      event_seq=bindparam("v_event_seq"), lock_version=_cases.c.lock_version + 1))
+                      event_seq=bindparam("v_event_seq"), owner_id=bindparam("v_owner"),
+                      suspended_at=bindparam("v_suspended_at"), suspended_until=bindparam("v_suspended_until"),
+                      suspended_by_id=bindparam("v_suspended_by"), suspend_comment=bindparam("v_suspend_comment"),
+                      lock_version=_cases.c.lock_version + 1))
 _SAVE_TASK = (update(_tasks).where(_tasks.c.id == bindparam("b_id"), _tasks.c.lock_version == bindparam("b_lock"))
               .values(status=bindparam("v_status"), assignee_id=bindparam("v_assignee"),
                       completed_at=bindparam("v_completed_at"), completed_by_id=bindparam("v_completed_by"),
-                      escalated=bindparam("v_escalated"), lock_version=_tasks.c.lock_version + 1))
+                      escalated=bindparam("v_escalated"), due_at=bindparam("v_due_at"),
+                      escalate_at=bindparam("v_escalate_at"), suspended_at=bindparam("v_suspended_at"),
+                      flagged=bindparam("v_flagged"), lock_version=_tasks.c.lock_version + 1))
 _INSERT_CASE = insert(_cases).returning(_cases.c.id)
 _INSERT_TASK = insert(_tasks).returning(_tasks.c.id)
 _CASE_TASKS = select(_tasks).where(_tasks.c.case_id == bindparam("case_id")).order_by(_tasks.c.id)
@@ -88,8 +97,11 @@ class Upload:
     storage_key: str
 
 
-class WorkflowService:
-    """Start cases, fire actions, work tasks, run timers: each call one transaction."""
+class WorkflowService(WorkdayMixin):
+    """Start cases, fire actions, work tasks, run timers: each call one transaction.
+
+    The working day's verbs (owner, hold and resume, notes, consults, away) come from
+    :class:`~hexie.workflows.workday.WorkdayMixin`."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -131,7 +143,9 @@ class WorkflowService:
                           data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=actor.user_id,
                           created_at=now, updated_at=now, closed_at=None, subject=_subject(spec, values),
                           confidential=spec.confidential, audit_seq=0, audit_head=None, event_seq=0,
-                          business_key=business_key, host_fields=sorted(host_values) or None)
+                          business_key=business_key, host_fields=sorted(host_values) or None,
+                          owner_id=actor.user_id, suspended_at=None, suspended_until=None, suspended_by_id=None,
+                          suspend_comment=None)
             try:
                 case.id = s.connection().execute(_INSERT_CASE, vars(case)).scalar_one()
             except IntegrityError:   # the same key, started meanwhile by someone else (all rolled back)
@@ -219,6 +233,7 @@ class WorkflowService:
         if lock_version is not None and lock_version != case.lock_version:
             raise Conflict("案件已被他人修改，请刷新", "the case changed since you loaded it (stale lock_version)",
                            {"lock_version": case.lock_version})
+        refuse_while_held(case)
         if not any(t.trigger == trigger for t in spec.transitions):
             raise NotFound("没有这个操作", f"{spec.key} has no action {trigger!r}")
         state = spec.state(case.state)
@@ -226,7 +241,7 @@ class WorkflowService:
             raise Conflict("案件已进入其他环节，此操作不再可用",
                            f"the case is in {state.name}; {trigger!r} is not possible there")
         all_tasks = case_tasks(s, case.id)
-        open_tasks = [t for t in all_tasks if t.status in OPEN]
+        open_tasks = [t for t in all_tasks if _open_work(t)]
         ctx = self._context(spec, case, actor, {}, open_tasks)   # who she is here; the data comes below
         candidates = [t for _, t in compiled.candidates(state.name, trigger)]
         if not any(ctx.holds_any(spec.transition_roles(t, state.name)) for t in candidates):
@@ -366,16 +381,20 @@ class WorkflowService:
         if state.final:
             case.closed_at = now
             emit(self.engine, s, case, "case_closed", process=spec.key, state=state.name)
-            people = [case.created_by_id, *s.scalars(select(Task.completed_by_id).where(
-                Task.case_id == case.id, Task.completed_by_id.isnot(None)).distinct())]
+            # a consult still open ends with the case
+            s.execute(update(Task).where(Task.case_id == case.id, Task.kind == "consult", Task.status.in_(OPEN))
+                      .values(status="cancelled", completed_at=now))
+            people = [getattr(case, "owner_id", None) or case.created_by_id, *s.scalars(select(Task.completed_by_id).where(
+                Task.case_id == case.id, Task.completed_by_id.isnot(None), Task.kind == "work").distinct())]
             notifications.notify(s, self.engine, "case_closed", people, case, actor=actor, state=state.name)
             return
         for task_spec in state.tasks:
             task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
-            holder = None if task_spec.external else first_holder(s, self.engine, case.id, case.org_path,
-                                                                   task_spec, starter)
+            holder, flagged = (None, False) if task_spec.external else route(
+                s, self.engine, spec, case, task_spec, starter)
             if holder is not None:
                 task.update(status="allocated", assignee_id=holder)
+            task["flagged"] = flagged
             # the new task and who it is offered to (notifications.task_people): one round trip
             asked = None if task_spec.external or holder is not None else notifications.holders_query(
                 task["role"], task["org_path"], task["at_level"])
@@ -462,6 +481,8 @@ class WorkflowService:
             task, case, _ = self._task_for_update(s, actor, task_id)
             if task.assignee_id != actor.user_id or task.status != "allocated":
                 raise Forbidden("这不是您的任务", "only the holder may release a task")
+            if getattr(task, "kind", "work") != "work":
+                raise Invalid("征求意见须由本人答复", "a consult is answered (done), not released")
             task.status, task.assignee_id = "offered", None
             save_task(s, task)
             audit.append_event(s, case, kind="released", actor=self._user(s, actor), from_state=case.state,
@@ -487,6 +508,8 @@ class WorkflowService:
             return self._handover(s, task, case, to_username, "reassigned", actor)
 
     def _handover(self, s: Session, task: Record, case: Record, to_username: str, kind: str, actor: Actor) -> int:
+        if getattr(task, "kind", "work") != "work":
+            raise Invalid("征求意见只能由被征求的人答复，不能转交", "a consult is answered by the one asked, not handed on")
         target = s.scalars(select(User).where(User.username == to_username)).first()
         if target is None or not target.active:
             raise Invalid("没有这个用户", f"no active user {to_username!r}", {"to": "unknown user"})
@@ -514,10 +537,15 @@ class WorkflowService:
             notifications.notify(s, self.engine, "task_allocated", [user_id], case, task=task, actor=actor)
 
     def done(self, actor: Actor, task_id: int, data: Mapping[str, Any] | None = None,
-             uploads: Iterable[Upload] = ()) -> int:
-        """Mark one parallel task done (its form, if any, is saved; ``uploads`` as for :meth:`fire`)."""
+             uploads: Iterable[Upload] = (), comment: str | None = None) -> int:
+        """Mark one parallel task done (its form, if any, is saved; ``uploads`` as for :meth:`fire`).
+
+        A consult (:meth:`consult`) is answered this way: ``comment`` is the answer."""
         with self.engine.transaction() as s:
             task, case, spec = self._task_for_update(s, actor, task_id)
+            if getattr(task, "kind", "work") == "consult":
+                return self._answer_consult(s, actor, task, case, comment)
+            refuse_while_held(case)
             state = spec.state(task.state)
             if not state.parallel:
                 raise Invalid("此任务随操作完成，请选择操作按钮", "this task is completed by an action, not by done")
@@ -618,8 +646,9 @@ class WorkflowService:
         fired = 0
         while fired < limit:
             with self.engine.transaction() as s:
+                held = select(Case.id).where(Case.id == Timer.case_id, Case.suspended_at.isnot(None))
                 timer = s.scalars(select(Timer).where(Timer.status == "pending",
-                                                      Timer.due_at <= self.engine.clock())
+                                                      Timer.due_at <= self.engine.clock(), ~held.exists())
                                   .order_by(Timer.due_at, Timer.id).limit(1)
                                   .with_for_update(skip_locked=True)).first()
                 if timer is None:
@@ -644,8 +673,10 @@ class WorkflowService:
         """Flag tasks overdue past their escalation and offer them to the escalation role."""
         now = self.engine.clock()
         with self.engine.transaction() as s:
+            held = select(_cases.c.id).where(_cases.c.id == _tasks.c.case_id, _cases.c.suspended_at.isnot(None))
             tasks = records(s, select(_tasks).where(_tasks.c.status.in_(OPEN), _tasks.c.escalated.is_(False),
-                                                    _tasks.c.escalate_at <= now)
+                                                    _tasks.c.escalate_at <= now, _tasks.c.suspended_at.is_(None),
+                                                    ~held.exists())
                             .order_by(_tasks.c.escalate_at).limit(limit).with_for_update(skip_locked=True))
             for task in tasks:
                 task.escalated = True
@@ -760,7 +791,12 @@ def records(s: Session, stmt, params: Mapping[str, Any] | None = None) -> list[R
 
 def open_tasks_of(s: Session, case_id: int) -> list[Record]:
     """The case's open tasks (the action changes them; :func:`save_task` writes them)."""
-    return [t for t in case_tasks(s, case_id) if t.status in OPEN]
+    return [t for t in case_tasks(s, case_id) if _open_work(t)]
+
+
+def _open_work(task: Record) -> bool:
+    """The case's open work, as :data:`_OPEN_TASKS` says (a consult is no step of the process)."""
+    return task.status in OPEN and getattr(task, "kind", "work") == "work"
 
 
 def _read_tasks(s: Session) -> dict[int, list[Record]]:
@@ -802,7 +838,11 @@ def save_case(s: Session, case: Record) -> None:
     fast.defer(s, _F_SAVE_CASE, {
         "b_id": case.id, "b_lock": case.lock_version, "v_version": case.process_version_id, "v_state": case.state,
         "v_data": case.data, "v_subject": case.subject, "v_updated": case.updated_at, "v_closed": case.closed_at,
-        "v_seq": case.audit_seq, "v_head": case.audit_head, "v_event_seq": case.event_seq}, conflict=_stale_case)
+        "v_seq": case.audit_seq, "v_head": case.audit_head, "v_event_seq": case.event_seq,
+        "v_owner": getattr(case, "owner_id", None), "v_suspended_at": getattr(case, "suspended_at", None),
+        "v_suspended_until": getattr(case, "suspended_until", None),
+        "v_suspended_by": getattr(case, "suspended_by_id", None),
+        "v_suspend_comment": getattr(case, "suspend_comment", None)}, conflict=_stale_case)
     case.lock_version += 1
 
 
@@ -813,7 +853,9 @@ def save_task(s: Session, task: Record) -> None:
     fast.defer(s, _F_SAVE_TASK, {
         "b_id": task.id, "b_lock": task.lock_version, "v_status": task.status, "v_assignee": task.assignee_id,
         "v_completed_at": task.completed_at, "v_completed_by": task.completed_by_id,
-        "v_escalated": task.escalated}, conflict=_stale_task)
+        "v_escalated": task.escalated, "v_due_at": task.due_at, "v_escalate_at": task.escalate_at,
+        "v_suspended_at": getattr(task, "suspended_at", None), "v_flagged": bool(getattr(task, "flagged", False))},
+        conflict=_stale_task)
     task.lock_version += 1
 
 
@@ -873,6 +915,13 @@ def host_start_values(spec: ProcessSpec, host_values: Mapping[str, Any]) -> dict
     return changes
 
 
+def refuse_while_held(case: Any) -> None:
+    """No action is fired on a case on hold (interfaces.md): a Conflict until it is resumed."""
+    if getattr(case, "suspended_at", None) is not None:
+        raise Conflict("案件已暂停办理，恢复后才能继续", "the case is on hold: resume it before acting on it",
+                       {"suspended": "on hold / 已暂停"})
+
+
 def refuse_host_fields(case: Any, data: Mapping[str, Any]) -> None:
     """Hexie's forms never edit a field a host record owns (host.md): a form naming one is refused."""
     owned = sorted(set(data) & set(getattr(case, "host_fields", None) or ()))
@@ -906,6 +955,7 @@ def new_task_values(spec: ProcessSpec, state: StateSpec, task_spec: TaskSpec, or
     due_at = now + task_spec.due if task_spec.due else None
     escalate_at = (due_at or now) + task_spec.escalate.after if task_spec.escalate else None
     return dict(process_key=spec.key, state=state.name, name=task_spec.name, role=task_spec.role,
+                requires=",".join(sorted(task_spec.requires)) or None,
                 at_level=task_spec.at, org_unit_id=org_unit_id, org_path=org_path, status="offered",
                 created_at=now, priority=task_spec.priority, optional=task_spec.optional, due_at=due_at,
                 escalate_at=escalate_at, escalate_to=task_spec.escalate.to if task_spec.escalate else None)
@@ -923,32 +973,6 @@ def timer_dues(state: StateSpec, data: Mapping[str, Any], now: datetime,
         if due is not None:
             out.append((timer.trigger, due))
     return out
-
-
-def first_holder(s: Session, engine: Engine, case_id: int | None, org_path: str, task_spec: TaskSpec,
-                 starter: Actor | None) -> int | None:
-    """Who a new task is allocated to at once, if anyone (retain familiar, the starter, delegation)."""
-    candidate: int | None = None
-    if task_spec.same_as:
-        candidate = s.scalar(select(Task.completed_by_id).where(
-            Task.case_id == case_id, Task.state == task_spec.same_as, Task.status == "completed",
-            Task.completed_by_id.isnot(None)).order_by(Task.completed_at.desc(), Task.id.desc()).limit(1))
-        if candidate is not None and not _user_may_take(s, engine, candidate, org_path, task_spec):
-            candidate = None
-    elif starter is not None and starter.user_id and starter.holds(task_spec.role, org_path, task_spec.at):
-        candidate = starter.user_id
-    if candidate is not None:
-        user = s.get(User, candidate)
-        if user.away_until and user.away_until > engine.clock() and user.delegate_to_id \
-                and _user_may_take(s, engine, user.delegate_to_id, org_path, task_spec):
-            candidate = user.delegate_to_id
-    return candidate
-
-
-def _user_may_take(s: Session, engine: Engine, user_id: int, org_path: str, task_spec: TaskSpec) -> bool:
-    user = s.get(User, user_id)
-    return bool(user and user.active
-                and engine.actor_for(s, user).holds(task_spec.role, org_path, task_spec.at))
 
 
 @dataclass(frozen=True)

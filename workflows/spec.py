@@ -16,6 +16,8 @@ FIELD_TYPES = (
     "boolean", "choice", "multichoice", "file", "org_unit", "user",
 )
 PRIORITIES = ("low", "normal", "high")
+#: ``assign: {policy: …}`` (definitions.md, "Who gets a task")
+ASSIGN_POLICIES = ("round_robin", "shortest_queue", "random")
 COMMENT_RULES = ("required", "optional", "none")
 LEDGER_KINDS = ("payment", "refund")
 #: The key under which a fired audit event records its ledger posting (never a field name).
@@ -66,6 +68,8 @@ class FieldSpec:
     multiple: bool = False
     # for choice / multichoice: (key, label) pairs in declared order
     choices: tuple[tuple[str, Label], ...] = ()
+    #: for a user field: the role of the people it names (``role:``; the picker lists only them)
+    role: str | None = None
 
     @property
     def choice_keys(self) -> tuple[str, ...]:
@@ -120,6 +124,14 @@ class TaskSpec:
     escalate: Escalation | None = None
     separate_from: tuple[str, ...] = ()
     same_as: str | None = None     # retain familiar: allocate to who completed that state's task
+    #: ``assign: {user: FIELD}``: allocated to the person the case's ``user`` field names
+    assign_user: str | None = None
+    #: ``assign: {owner: true}``: allocated to the case's owner
+    assign_owner: bool = False
+    #: ``assign: {policy: …}``: allocated at once to one of those who may take it
+    policy: str | None = None
+    #: ``requires: [CAPABILITY…]``: offered only to holders with every one of them
+    requires: tuple[str, ...] = ()
     priority: str = "normal"
     optional: bool = False
     #: a machine step (``external: TOPIC``): done by an external worker holding ``role``
@@ -289,6 +301,9 @@ class RoleSpec:
 class RolesSpec:
     levels: tuple[str, ...]
     roles: Mapping[str, RoleSpec]
+    #: the words a task's ``requires:`` may name (roles.yaml's optional ``capabilities:``);
+    #: empty: any word is accepted
+    capabilities: tuple[str, ...] = ()
 
     @cached_property
     def managers(self) -> frozenset[str]:

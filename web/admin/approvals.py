@@ -124,7 +124,8 @@ def approvals_bulk():
     picked = [v for v in request.form.getlist("case") if re.fullmatch(r"\d{1,18}:[a-z][a-z0-9_]{0,63}", v)]
     if not picked:
         flash(t("admin.approvals.none_picked"), "error")
-        return redirect(url_for("admin.approvals"))
+        from ..auth import safe_next
+        return redirect(safe_next(request.form.get("next"), url_for("admin.approvals")))
     done, refused = [], []
     for value in picked:
         case_id, trigger = int(value.split(":")[0]), value.split(":")[1]
@@ -138,7 +139,8 @@ def approvals_bulk():
         flash(t("admin.approvals.bulk_done", n=len(done), ids="、".join(f"#{i}" for i in done)), "success")
     for message in refused:
         flash(message, "error")
-    return redirect(url_for("admin.approvals"))
+    from ..auth import safe_next
+    return redirect(safe_next(request.form.get("next"), url_for("admin.approvals")))   # back to her inbox
 
 
 # ====================================================================== team work
@@ -170,8 +172,11 @@ def tasks():
     except HexieError:  # an unknown unit in the filter: nothing matches
         result = None
     items = result.items if result else []
+    from ..views.common import display_names
+    names = display_names(row["assignee"] for row in items)
     for row in items:
         row["unit_name"] = row["org_unit_name"]
+        row["assignee_name"] = names.get(row["assignee"], row["assignee"])   # names, not usernames
     total = result.total if result else 0
     pages = max(1, -(-total // PER_PAGE))
     return render_template("admin/tasks.html", items=items, total=total, page=page, pages=pages,

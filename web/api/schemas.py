@@ -205,7 +205,7 @@ class TaskSchema(Schema):
     name = fields.String(required=True)
     role = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(
-        ("offered", "allocated", "completed", "cancelled")))
+        ("offered", "allocated", "completed", "cancelled", "skipped")))
     assignee = _text(required=True)
     due_at = UTCDateTime(allow_none=True, required=True)
     overdue = fields.Boolean(required=True)
@@ -213,6 +213,25 @@ class TaskSchema(Schema):
     priority = fields.String()
     subject = _text(metadata={"description": "null for confidential cases"})
     created_at = UTCDateTime(allow_none=True)
+    kind = fields.String(validate=validate.OneOf(("work", "consult")), metadata={
+        "description": "work (a step of the process) or consult (advice asked of the assignee; answer it with "
+                       "POST /tasks/{id}/done {comment})"})
+    suspended = fields.Boolean(metadata={"description": "on hold (the task or its case): its clock stands still"})
+    flagged = fields.Boolean(metadata={"description": "could not go to the person the definition named "
+                                                      "(assign: {user: FIELD}): offered to the role instead"})
+    consult_of = fields.Integer(allow_none=True, metadata={"description": "for a consult: the task it was asked from"})
+
+
+class SuspensionSchema(Schema):
+    since = UTCDateTime(required=True)
+    until = UTCDateTime(allow_none=True, required=True)
+    comment = _text(required=True)
+    by = _text(required=True)
+
+
+class TimerRowSchema(Schema):
+    trigger = fields.String(required=True)
+    due_at = UTCDateTime(required=True)
 
 
 class ActionOutcomeSchema(Schema):
@@ -274,6 +293,10 @@ class CaseSchema(Schema):
         "description": "for each trigger in actions, how many people must fire it as the case stands"})
     outcome = fields.Nested(ActionOutcomeSchema, metadata={
         "description": "only in the answer to an action: moved, or a quorum vote recorded"})
+    owner = _text(metadata={"description": "the username who answers for the case (the starter until handed over)"})
+    suspended = fields.Nested(SuspensionSchema, allow_none=True, metadata={
+        "description": "null, or the hold: since, until (null: until resumed), comment, by"})
+    timers = fields.List(fields.Nested(TimerRowSchema), metadata={"description": "pending timers"})
 
 
 class CaseSummarySchema(Schema):
@@ -402,6 +425,61 @@ class CommentSchema(Schema):
 
 class TaskDoneSchema(Schema):
     data = _data_field("the task's form: field name -> value")
+    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=4000),
+                            metadata={"description": "a consult's answer (required for a consult)"})
+
+
+class OwnerSchema(Schema):
+    to = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                       metadata={"description": "the username who takes the case over"})
+    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=4000))
+
+
+class SuspendSchema(Schema):
+    comment = fields.String(required=True, validate=validate.Length(max=4000),
+                            metadata={"description": "why it is held (required)"})
+    until = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=40), metadata={
+        "description": "a day (YYYY-MM-DD: resumed at the end of that local day) or an ISO 8601 moment; "
+                       "null: until resumed"})
+
+
+class ResumeSchema(Schema):
+    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=4000))
+
+
+class TaskSuspendSchema(Schema):
+    comment = fields.String(required=True, validate=validate.Length(max=4000),
+                            metadata={"description": "why it is held (required)"})
+
+
+class NoteSchema(Schema):
+    text = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    mentions = fields.List(fields.String(validate=validate.Length(min=1, max=80)), load_default=list,
+                           validate=validate.Length(max=20), metadata={
+                               "description": "usernames to tell (kind mention); @username in the text counts too"})
+
+
+class ConsultSchema(Schema):
+    to = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                       metadata={"description": "the colleague whose advice is asked"})
+    comment = fields.String(required=True, validate=validate.Length(min=1, max=4000),
+                            metadata={"description": "the question"})
+
+
+class AwaySchema(Schema):
+    until = fields.Date(required=True, allow_none=True, metadata={
+        "description": "the last day away (local); null: back now"})
+    delegate = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=80),
+                             metadata={"description": "the username who gets her work while she is away"})
+
+
+class AwayAnswerSchema(Schema):
+    username = fields.String(required=True)
+    name = fields.String(required=True)
+    away_until = fields.Date(allow_none=True, required=True)
+    delegate = _text(required=True)
+    moved = fields.List(fields.Integer(), metadata={"description": "ids of the tasks handed to the delegate"})
+    kept = fields.List(fields.Integer(), metadata={"description": "ids of her tasks the delegate may not take"})
 
 
 class EmptySchema(Schema):

@@ -28,7 +28,8 @@ from .present import locale_of, process_detail, process_summary
 from .routing import hexie, json_response, operation
 from .schemas import (
     ActionSchema, AttachmentSchema, CommentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
-    HandoverSchema, HistoryEventSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
+    HandoverSchema, HistoryEventSchema, OwnerSchema, SuspendSchema, ResumeSchema, TaskSuspendSchema, NoteSchema,
+    ConsultSchema, AwaySchema, AwayAnswerSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
     SavedViewSchema, TokenRequestSchema, TokenRevokedSchema, TokenRevokeSchema, TokenSchema, UpcomingSchema,
     WebhookCreateSchema, WebhookSchema,
@@ -182,6 +183,64 @@ def withdraw_vote(case_id: int, trigger: str, body: dict[str, Any]) -> Response:
     return json_response(CaseSchema().dump({**state["queries"].case(g.actor, case_id), "outcome": outcome}))
 
 
+@operation(bp, "/cases/<case_id>/owner", "POST", summary="Hand a case over / 移交案件", tag="cases",
+           path_params=CASE_ID, body=OwnerSchema, body_required=True,
+           responses={200: ("the case, with its new owner", CaseSchema),
+                      403: ("neither the owner nor a manager of the case's area", ERR),
+                      404: ("no such case, or not visible", ERR), 409: ("the case is closed", ERR),
+                      422: ("no such person, or she holds no role of the process there", ERR)})
+def hand_over_case(case_id: int, body: dict[str, Any]) -> Response:
+    """The owner, or a manager of the area, hands the case over; the old owner's open tasks of it go along."""
+    state = hexie()
+    state["service"].hand_over_case(g.actor, case_id, body["to"], body.get("comment"))
+    return _case_answer(case_id)
+
+
+@operation(bp, "/cases/<case_id>/suspend", "POST", summary="Hold a case / 暂停案件", tag="cases",
+           path_params=CASE_ID, body=SuspendSchema, body_required=True,
+           responses={200: ("the case, with suspended", CaseSchema),
+                      403: ("neither the owner nor a manager of the case's area", ERR),
+                      404: ("no such case, or not visible", ERR), 409: ("already held, or closed", ERR),
+                      422: ("no reason, or until not in the future", ERR)})
+def suspend_case(case_id: int, body: dict[str, Any]) -> Response:
+    """Hold the case: no action until resumed (409), timers and due dates stand still, nothing escalates."""
+    from hexie.workflows.workday import parse_until
+    state = hexie()
+    until = parse_until(body.get("until"), state["engine"].timezone)
+    state["service"].suspend_case(g.actor, case_id, body["comment"], until)
+    return _case_answer(case_id)
+
+
+@operation(bp, "/cases/<case_id>/resume", "POST", summary="Resume a case / 恢复案件", tag="cases",
+           path_params=CASE_ID, body=ResumeSchema,
+           responses={200: ("the case; its timers and due dates moved on by the time held", CaseSchema),
+                      403: ("neither the owner nor a manager of the case's area", ERR),
+                      404: ("no such case, or not visible", ERR), 409: ("not on hold", ERR)})
+def resume_case(case_id: int, body: dict[str, Any]) -> Response:
+    """End the hold."""
+    hexie()["service"].resume_case(g.actor, case_id, body.get("comment"))
+    return _case_answer(case_id)
+
+
+@operation(bp, "/cases/<case_id>/notes", "POST", summary="Add a note / 添加备注", tag="cases",
+           path_params=CASE_ID, body=NoteSchema, body_required=True,
+           responses={201: ("the history event (kind note)", HistoryEventSchema),
+                      404: ("no such case, or not visible", ERR),
+                      422: ("no text, or a mention of someone who may not see the case", ERR)})
+def add_note(case_id: int, body: dict[str, Any]) -> Response:
+    """A note in the history without firing an action; the people mentioned are told (kind mention)."""
+    event = hexie()["service"].add_note(g.actor, case_id, body["text"], body["mentions"])
+    return json_response(HistoryEventSchema().dump(event), 201)
+
+
+def _case_answer(case_id: int) -> Response:
+    try:
+        case = hexie()["queries"].case(g.actor, case_id)
+    except NotFound:   # handed over a confidential case: she may no longer see it
+        case = {"id": case_id}
+    return json_response(CaseSchema().dump(case))
+
+
 @operation(bp, "/cases/<case_id>/history", "GET", summary="A case's history / 办理记录", tag="cases",
            path_params=CASE_ID,
            responses={200: ("the audit events, oldest first", HistoryEventSchema(many=True)),
@@ -255,6 +314,33 @@ def create_view(body: dict[str, Any]) -> Response:
     return json_response(SavedViewSchema().dump(view), status=201)
 
 
+@operation(bp, "/me/away", "PUT", summary="I am away / 我要外出", tag="me", body=AwaySchema, body_required=True,
+           responses={200: ("the person: until, delegate, and the tasks handed over", AwayAnswerSchema),
+                      422: ("a day in the past, or no such delegate", ERR)})
+def put_my_away(body: dict[str, Any]) -> Response:
+    """While away, work allocated to her goes to the delegate and her open tasks are handed over."""
+    return _away(g.actor.username, body)
+
+
+@operation(bp, "/users/<username>/away", "PUT", summary="Mark someone away (managers, admins) / 设置外出",
+           tag="people", path_params={"username": "string"}, body=AwaySchema, body_required=True,
+           responses={200: ("the person: until, delegate, and the tasks handed over", AwayAnswerSchema),
+                      404: ("no such person, or not in the caller's area", ERR),
+                      422: ("a day in the past, or no such delegate", ERR)})
+def put_user_away(username: str, body: dict[str, Any]) -> Response:
+    """A manager of her area or an administrator marks her away (or back)."""
+    return _away(username, body)
+
+
+def _away(username: str, body: dict[str, Any]) -> Response:
+    from hexie.workflows.workday import end_of_local_day
+    state = hexie()
+    until = body["until"]
+    ends = end_of_local_day(until, state["engine"].timezone) if until else None
+    result = state["service"].set_away(g.actor, username, until, body.get("delegate"), ends_at=ends)
+    return json_response(AwayAnswerSchema().dump(result))
+
+
 @operation(bp, "/me/views/<view_id>", "DELETE", summary="Delete a view / 删除视图", tag="me",
            path_params={"view_id": "int32"}, responses={204: ("deleted", None), 404: ("no such view of yours", ERR)})
 def delete_view(view_id: int) -> Response:
@@ -283,10 +369,38 @@ def release_task(task_id: int, body: dict[str, Any]) -> Response:
 
 
 @_task_op("/tasks/<task_id>/done", "Mark a parallel task done / 完成并行任务", TaskDoneSchema,
-          {422: ("not a parallel task, or its form is invalid; details per field", ERR)})
+          {422: ("not a parallel task, or its form is invalid; details per field; a consult without its "
+                 "answer (comment)", ERR)})
 def task_done(task_id: int, body: dict[str, Any]) -> Response:
-    """Mark one parallel task done, saving its form ``data``."""
-    return _task_answer(hexie()["service"].done(g.actor, task_id, body["data"]))
+    """Mark one parallel task done, saving its form ``data``; a consult is answered with ``comment``."""
+    return _task_answer(hexie()["service"].done(g.actor, task_id, body["data"], comment=body.get("comment")))
+
+
+@_task_op("/tasks/<task_id>/suspend", "Hold a task / 暂停任务", TaskSuspendSchema,
+          {422: ("no reason given", ERR)})
+def suspend_task(task_id: int, body: dict[str, Any]) -> Response:
+    """Its holder or a manager holds the task: its due date and escalation stand still."""
+    return _task_answer(hexie()["service"].suspend_task(g.actor, task_id, body["comment"]))
+
+
+@_task_op("/tasks/<task_id>/resume", "Resume a task / 恢复任务", ResumeSchema)
+def resume_task(task_id: int, body: dict[str, Any]) -> Response:
+    """End the task's hold: its due date and escalation move on by the time held."""
+    return _task_answer(hexie()["service"].resume_task(g.actor, task_id, body.get("comment")))
+
+
+@operation(bp, "/tasks/<task_id>/consult", "POST", summary="Consult a colleague / 征求意见", tag="tasks",
+           path_params=TASK_ID, body=ConsultSchema, body_required=True,
+           responses={201: ("the consult work item (kind consult), allocated to `to`", TaskSchema),
+                      403: ("not the task's holder", ERR), 404: ("no such task, or not visible", ERR),
+                      409: ("the task is closed, or she has an unanswered consult on it", ERR),
+                      422: ("no such colleague, or no question", ERR)})
+def consult_task(task_id: int, body: dict[str, Any]) -> Response:
+    """Ask a colleague's advice on the caller's task; she answers with POST /tasks/{id}/done {comment}."""
+    consult_id = hexie()["service"].consult(g.actor, task_id, body["to"], body["comment"])
+    answer = _task_answer(consult_id)
+    answer.status_code = 201
+    return answer
 
 
 @_task_op("/tasks/<task_id>/delegate", "Delegate a task / 转交任务", HandoverSchema,
@@ -315,7 +429,7 @@ def _task_answer(task_id: int) -> Response:
         case = s.get(Case, task.case_id)
         ids = [i for i in (task.assignee_id,) if i is not None]
         people = dict(s.execute(select(User.id, User.username).where(User.id.in_(ids))).all()) if ids else {}
-        row = task_row(task, people, engine.clock())
+        row = task_row(task, people, engine.clock(), case_held=case.suspended_at is not None)
         row["subject"] = None if case.confidential else case.subject
     return json_response(TaskSchema().dump(row))
 

@@ -28,31 +28,41 @@ from .blueprint import bp
 from .common import (case_spec, display_names, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
                      task_label, trigger_label, unit_path)
 from .files import case_attachments, discard, save_files
+from .workday import people_around
+from hexie.workflows.access import is_manager
 
 
 # ----------------------------------------------------------------------- page
 
+def _field_roles(spec: ProcessSpec, name: str) -> list[str]:
+    """The roles whose holders a ``user`` field may name: its ``role:``, else the roles of the
+    tasks it assigns (``assign: {user: FIELD}``), else every role the process names."""
+    fs = spec.fields[name]
+    if fs.role:
+        return [fs.role]
+    assigned = sorted({task.role for st in spec.states for task in st.tasks if task.assign_user == name})
+    return assigned or sorted(spec.roles_named())
+
+
 def _choices(spec: ProcessSpec, entries: tuple[FormField, ...], path: str | None) -> Choices:
-    """Options for ``user`` and ``org_unit`` fields: people and units around the case's unit."""
+    """Options for ``user`` and ``org_unit`` fields: people (by name, of the role the field is
+    for) and units around the case's unit."""
     kinds = {spec.fields[e.name].type for e in entries if e.name in spec.fields}
     if not kinds & {"user", "org_unit"} or path is None:
         return Choices()
-    users: list[tuple[str, str]] = []
     units: list[tuple[str, str]] = []
     county = ancestor_paths(path)[0]
-    with hexie_state().engine.session_factory() as s:
-        if "user" in kinds:
-            near = or_(OrgUnit.path.in_(ancestor_paths(path)), OrgUnit.path.startswith(path, autoescape=True))
-            rows = s.execute(select(User.username, User.name).join(RoleAssignment, RoleAssignment.user_id == User.id)
-                             .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
-                             .where(near, User.active.is_(True)).distinct().order_by(User.name)).all()
-            users = [(u, f"{n}（{u}）") for u, n in rows]
-        if "org_unit" in kinds:
+    by_field: dict[str, list[tuple[str, str]]] = {}
+    for entry in entries:
+        if entry.name in spec.fields and spec.fields[entry.name].type == "user":
+            by_field[entry.name] = people_around(spec, path, _field_roles(spec, entry.name))
+    if "org_unit" in kinds:
+        with hexie_state().engine.session_factory() as s:
             rows = s.execute(select(OrgUnit.code, OrgUnit.name, OrgUnit.path)
                              .where(OrgUnit.path.startswith(county, autoescape=True))
                              .order_by(OrgUnit.path).limit(2000)).all()
-            units = [(c, "\u3000" * max(p.count("/") - 2, 0) + n) for c, n, p in rows]
-    return Choices(units=units, users=users)
+        units = [(c, "\u3000" * max(p.count("/") - 2, 0) + n) for c, n, p in rows]
+    return Choices(units=units, users_by_field=by_field)
 
 
 def _formdata():
@@ -98,23 +108,35 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
 
     names = display_names([e["actor"] for e in history] + [t_["assignee"] for t_ in view["tasks"]]
                           + [view.get("created_by")]
+                          + [n for e in history for key in ("owner", "consulted", "mentions", "assignee")
+                             for n in _change_people((e.get("changes") or {}).get(key))]
                           + [v for n, v in view["data"].items()
                              if n in spec.fields and spec.fields[n].type == "user" and isinstance(v, str)])
 
     voting = is_voting(key, view["state"], spec)
+    roles = state.engine.registry.roles
+    manager = bool(path) and is_manager(actor, roles, path)
+    owner = view.get("owner")
+    may_manage = not st.final and (manager or (owner is not None and owner == actor.username))
+    names.update(display_names([owner, (view.get("suspended") or {}).get("by")]))
     tasks = []
     for task in view["tasks"]:
         tspec = st.task(task["name"])
-        offered = bool(tspec and path and (
-            actor.holds(task["role"], path, tspec.at)
+        consult = task.get("kind") == "consult"
+        offered = not consult and bool(tspec and path and (
+            (actor.holds(task["role"], path, tspec.at) and set(tspec.requires) <= actor.capabilities)
             or (task["escalated"] and tspec.escalate and actor.holds(tspec.escalate.to, path))))
         mine = task["assignee"] == actor.username
-        row = dict(task, label=task_label(key, task["state"], task["name"], spec),
-                   role_label=role_label(task["role"]), mine=mine,
+        work_label = task_label(key, task["state"], task["name"], spec)
+        row = dict(task, label=t("workday.consult_of", task=work_label) if consult else work_label,
+                   role_label="" if consult else role_label(task["role"]), mine=mine,
                    assignee_name=names.get(task["assignee"], task["assignee"]),
                    can_claim=task["status"] == "offered" and offered and not voting,
-                   can_release=mine and task["status"] == "allocated",
-                   can_done=st.parallel and offered and task["assignee"] in (None, actor.username))
+                   can_release=mine and task["status"] == "allocated" and not consult,
+                   can_done=st.parallel and offered and task["assignee"] in (None, actor.username)
+                   and not view.get("suspended"),
+                   can_hold=not consult and (mine or manager), can_answer=consult and mine,
+                   can_consult=not consult and (mine or (task["assignee"] is None and offered)))
         if row["can_done"]:
             row["form"] = bound.get(f"t:{task['id']}") or _task_form(spec, view, task, path,
                                                                      files_present=files_present)
@@ -149,22 +171,40 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
                     for msg in form.general_errors + [e for f in form for e in (f.errors or [])]]
     own_task_form = next((x for x in tasks if x.get("form") and x["mine"]), None) \
         or next((x for x in tasks if x.get("form") and x["assignee"] is None), None)
+    answering = any(x["can_answer"] for x in tasks)
+    forward = [a for a in actions if not (a["final"] and a["asks_comment"])]
     if own_task_form is not None and not bound:
         own_task_form["open"] = True         # her own parallel work first (the police desk's report)
-    elif actions and not any(a["open"] for a in actions) and not any(a["voted"] for a in actions):
+    elif forward and not answering and not any(a["open"] for a in actions) and not any(a["voted"] for a in actions):
         # Open the step's usual action: the task holder's own, the one that moves the work
         # forward (not an interruption, not a return or a refusal: those ask for a comment);
-        # the definition's order breaks ties. After her vote, nothing opens by itself.
-        min(actions, key=lambda a: (a["interrupt"], not a["holder"], a["asks_comment"]))["open"] = True
+        # the definition's order breaks ties. After her vote, nothing opens by itself; nor
+        # does a withdrawal or a refusal when it is all she may do, nor anything while she has
+        # a colleague's question to answer (its form is open instead).
+        min(forward, key=lambda a: (a["interrupt"], not a["holder"], a["asks_comment"]))["open"] = True
     wanted = request.values.get("next")
     return_to = safe_next(wanted) if wanted else None   # e.g. back to her approvals after a vote
 
+    colleagues = people_around(spec, path)
+    names.update(dict(colleagues))
     return render_template(
         "case.html", case=view, spec=spec, tasks=tasks, actions=actions, blocked=blocked, error=error, extra_errors=extra_errors,
-        rows=_data_rows(spec, view, attachments, names), history=_history(spec, history, names),
+        owner_name=names.get(owner, owner) if owner else None, may_manage=may_manage,
+        suspended=dict(view["suspended"], by_name=names.get(view["suspended"]["by"], view["suspended"]["by"]))
+        if view.get("suspended") else None,
+        colleagues=[(u, n) for u, n in colleagues if u != actor.username],
+        rows=_data_rows(spec, view, attachments, names, _decided(spec, history)), history=_history(spec, history, names),
         diagram=render_svg(spec, view["state"], get_locale()),
         state_final=st.final, next_url=request.full_path.rstrip("?"), return_to=return_to,
     ), status
+
+
+def _change_people(pair: Any) -> list[str]:
+    """The usernames an audit change names ([old, new], either a name or a list of names)."""
+    out: list[str] = []
+    for value in (pair if isinstance(pair, list) else []):
+        out += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    return out
 
 
 def _votes(case_id: int, state: str, user_id: int | None) -> tuple[set[str], dict[str, int]]:
@@ -176,11 +216,30 @@ def _votes(case_id: int, state: str, user_id: int | None) -> tuple[set[str], dic
     return {trig for trig, _, mine in rows if mine}, {trig: n for trig, n, _ in rows}
 
 
-def _data_rows(spec: ProcessSpec, view: Mapping[str, Any], attachments, names) -> list[dict[str, Any]]:
+def _decided(spec: ProcessSpec, history: list[dict[str, Any]]) -> set[str]:
+    """The fields someone has filled: the first form's, and those a later event changed (a
+    yes/no a later step asks holds only its default until then)."""
+    first = {e.name for e in spec.initial_state.form}
+    out: set[str] = set()
+    for e in history:
+        keys = set((e.get("changes") or {}))
+        out |= (keys & first) if e["kind"] == "started" else keys
+    return out
+
+
+def _data_rows(spec: ProcessSpec, view: Mapping[str, Any], attachments, names,
+               decided: set[str] | None = None) -> list[dict[str, Any]]:
     data = view["data"]
     rows = []
     for name, fs in spec.fields.items():
         value = data.get(name)
+        if fs.type == "boolean" and decided is not None and name not in decided:
+            # a later step's yes/no: not "no" before anyone decided it
+            if name in {e.name for st in spec.states for e in st.form} or any(
+                    name in {f.name for f in t.form} for t in spec.transitions):
+                rows.append({"name": name, "label": label(fs.label, name), "type": "undecided",
+                             "value": t("workday.not_yet_decided"), "hidden": False, "sensitive": fs.sensitive})
+            continue
         if fs.type == "file":
             files = attachments.get(name, [])
             if not files:
@@ -224,6 +283,13 @@ def _history(spec: ProcessSpec, events: list[dict[str, Any]], names: Mapping[str
                 changes.append((t("col.role"), "", role_label(new)))
             elif field == "version":
                 changes.append((t("case.version"), str(old), str(new)))
+            elif field in ("owner", "consulted"):
+                changes.append((t(f"workday.change.{field}"), names.get(old, old) or "", names.get(new, new) or ""))
+            elif field == "mentions":
+                changes.append((t("workday.change.mentions"), "",
+                                "、".join(names.get(n, n) for n in (new or []))))
+            elif field in ("until", "held"):
+                changes.append((t(f"workday.change.{field}"), "", str(new or "")))
             else:
                 changes.append((field, str(old or ""), str(new or "")))
         actor = e.get("actor")
@@ -281,11 +347,20 @@ def _submit(case_id: int, form: DynamicForm, bound_key: str, spec: ProcessSpec, 
         if not isinstance(err, (Invalid, Conflict, Forbidden)):
             raise
         apply_engine_errors(form, err.details if isinstance(err, Invalid) else {})
+        _choose_files_again(form)
         if isinstance(err, Conflict) and "lock_version" in err.details:
             message = t("case.stale")
         else:
             message = error_text(err)
         return None, render_case(case_id, bound={bound_key: form}, status=err.status, error=message)
+
+
+def _choose_files_again(form: DynamicForm) -> None:
+    """A refused form comes back without the files chosen in it (a browser keeps none, and the
+    stored copies were removed with the refusal): say so at each such field."""
+    for _, fs, field in form.definition_fields():
+        if fs.type == "file" and uploads_of(field):
+            field.errors = [*(field.errors or ()), t("workday.file_again")]
 
 
 @bp.route("/cases/<int:case_id>/actions/<trigger>", methods=["POST"])
@@ -304,6 +379,7 @@ def fire(case_id: int, trigger: str):
     form = _action_form(spec, view, trigger, unit_path(view["org_unit"]), formdata=_formdata(),
                         files_present=case_attachments(case_id))
     if not form.validate():
+        _choose_files_again(form)
         return render_case(case_id, bound={f"a:{trigger}": form}, status=422, error=t("case.fix_errors"))
     lock = _lock_version()   # a stale page is the service's Conflict (or her own action, sent again)
     result, refused = _submit(case_id, form, f"a:{trigger}", spec, view, lambda data, files: state.service.fire(
@@ -375,6 +451,7 @@ def done(task_id: int):
     form = _task_form(spec, view, task, unit_path(view["org_unit"]), formdata=_formdata(),
                       files_present=case_attachments(case_id))
     if not form.validate():
+        _choose_files_again(form)
         return render_case(case_id, bound={f"t:{task_id}": form}, status=422, error=t("case.fix_errors"))
     _, refused = _submit(case_id, form, f"t:{task_id}", spec, view,
                          lambda data, files: state.service.done(actor, task_id, data, uploads=files))

@@ -98,9 +98,32 @@ def inbox():
                                           ("process", filters.get("process")), ("state", filters.get("state")),
                                           ("org_unit", filters.get("org_unit")), ("search", filters.get("search"))) if v])
     return render_template("inbox.html", view=view, views=INBOX_VIEWS, page=page, filters=filters, sorts=TASK_SORTS,
-                           saved_views=saved, current_query=here,
+                           saved_views=saved, current_query=here, votes=_votable(actor, page.items) if view == "available" and "admin" in current_app.blueprints else {},
                            options=filter_options(actor), places=task_places(t["id"] for t in page.items),
                            names=display_names(t["assignee"] for t in page.items) if view in ("overdue", "escalated") else {})
+
+
+def _votable(actor, rows) -> dict[int, str]:
+    """task id -> ``CASE:TRIGGER`` for the sign-offs on this page she may still vote on: the
+    inbox's boxes for approving several at once (the approvals page's bulk form)."""
+    from hexie.models import Vote
+    from sqlalchemy import select
+    from .common import process_spec
+    wanted = {}
+    for row in rows:
+        spec = process_spec(row["process"])
+        if spec is None or row.get("kind") == "consult" or row.get("suspended"):
+            continue
+        yes = [t_ for t_ in spec.transitions_from(row["state"]) if t_.quorum > 1 and not t_.system_only]
+        if yes:
+            wanted[row["id"]] = (row["case_id"], row["state"], yes[0].trigger)
+    if not wanted or actor.user_id is None:
+        return {}
+    with hexie_state().engine.session_factory() as s:
+        voted = set(s.execute(select(Vote.case_id, Vote.state).where(
+            Vote.user_id == actor.user_id, Vote.case_id.in_([c for c, _, _ in wanted.values()]))).all())
+    return {tid: f"{case_id}:{trigger}" for tid, (case_id, state, trigger) in wanted.items()
+            if (case_id, state) not in voted}
 
 
 #: The inbox's own names for two of GET /tasks's keys (a saved view keeps the API's).

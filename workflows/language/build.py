@@ -60,6 +60,7 @@ def _build_field(name: str, spec: dict) -> FieldSpec:
         required=spec.get("required", False),
         default=_coerce(ftype, default, _choice_keys(choices)) if default is not None else None,
         min=value("min"), max=value("max"), max_length=spec.get("max_length"), pattern=spec.get("pattern"),
+        role=spec.get("role"),
         sensitive=spec.get("sensitive", False), multiple=spec.get("multiple", False), choices=pairs)
 
 
@@ -80,7 +81,10 @@ def _build_task(task: dict, name: str, label: Label, fields_: Mapping[str, Field
         due=parse_duration(task["due"]) if "due" in task else None,
         escalate=Escalation(parse_duration(escalate["after"]), escalate["to"]) if escalate else None,
         separate_from=tuple(task.get("separate_from", ())),
-        same_as=task["assign"]["same_as"] if "assign" in task else None,
+        same_as=task.get("assign", {}).get("same_as"),
+        assign_user=task.get("assign", {}).get("user"), assign_owner=task.get("assign", {}).get("owner") is True,
+        policy=task.get("assign", {}).get("policy"),
+        requires=tuple(sorted(set(task.get("requires", ())))),
         priority=task.get("priority", "normal"), optional=task.get("optional", False),
         external=task.get("external"), variables=tuple(task.get("variables", ())),
         retries=int(task.get("retries", 3)))

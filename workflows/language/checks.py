@@ -135,6 +135,12 @@ class _ProcessChecker:
                     at_key=True)
             if isinstance(spec, dict):
                 self.check_field_options(name, spec)
+                if "role" in spec:
+                    if spec.get("type") != "user":
+                        self.report.error(("fields", name, "role"), _msg(
+                            "只有人员字段（type: user）可以有 role", "only a user field takes role"), at_key=True)
+                    else:
+                        self.role(("fields", name, "role"), spec.get("role"))
 
     def check_field_options(self, name: str, spec: dict) -> None:
         """Options that do nothing for the field's type are likely mistakes."""
@@ -216,6 +222,22 @@ class _ProcessChecker:
             self.state_ref(path + ("separate_from", j), other, needs_task=True)
         assign = _mapping(task.get("assign"))
         self.state_ref(path + ("assign", "same_as"), assign.get("same_as"), needs_task=True)
+        person = assign.get("user")
+        if isinstance(person, str):
+            if person not in self.fields:
+                self.report.error(path + ("assign", "user"), _unknown("字段", "field", person, self.fields))
+            elif _mapping(self.fields[person]).get("type") != "user":
+                self.report.error(path + ("assign", "user"), _msg(
+                    f"字段 '{person}' 不是人员字段（type: user）", f"field '{person}' is not of type user"))
+        known = self.roles.capabilities if self.roles is not None else ()
+        for j, word in enumerate(_list(task.get("requires"))):
+            if not isinstance(word, str):
+                continue
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$", word):
+                self.report.error(path + ("requires", j), _msg(
+                    f"无效的能力名 '{word}'", f"invalid capability '{word}': letters, digits, _ . -"))
+            elif known and word not in known:
+                self.report.error(path + ("requires", j), _unknown("能力", "capability", word, known))
 
     def source_refs(self, i: int, transition: dict) -> list[tuple[PathKey, str]]:
         """(path, name) of each source state as written (``'*'`` included)."""

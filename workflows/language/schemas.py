@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
 
-from hexie.workflows.spec import COMMENT_RULES, FIELD_TYPES, LEDGER_KINDS, PRIORITIES
+from hexie.workflows.spec import ASSIGN_POLICIES, COMMENT_RULES, FIELD_TYPES, LEDGER_KINDS, PRIORITIES
 from hexie.workflows.language.constants import CHOICE_TYPES, DATE_TYPES, NUMBER_TYPES, PathKey, TEXT_TYPES
 from hexie.workflows.language.fields import _Base, _Bool, _Choices, _Duration, _Int, _List, _Nested, _Raw, _Source, _Str, _Text, _Unfit, _at_least, _choice_keys, _coerce, _one_of, _process_key, _regex
 from hexie.workflows.language.messages import _Message, _NULL, _REQUIRED, _expected, _kinds, _msg, _unknown
@@ -96,7 +96,27 @@ class _EscalationSchema(_Strict):
 
 
 class _AssignSchema(_Strict):
-    same_as = _Str(required=True)
+    """Who gets the task: exactly one of ``same_as``, ``user``, ``owner``, ``policy``."""
+
+    same_as = _Str()
+    user = _Str()
+    owner = _Bool()
+    policy = _Str(validate=_one_of(ASSIGN_POLICIES, "分派方式", "assignment policy"))
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _exactly_one(self, data: dict, original: Any, **kwargs: Any) -> None:
+        if not isinstance(original, dict):
+            return
+        given = [k for k in original if k in ("same_as", "user", "owner", "policy")]
+        if not given:
+            raise ValidationError(_msg("assign 需要 same_as、user、owner 或 policy 之一",
+                                       "assign needs one of same_as, user, owner or policy"))
+        if len(given) > 1:
+            raise ValidationError({given[1]: [_Message.make(_msg(
+                f"assign 只能有一种分派方式（已有 {given[0]}）",
+                f"assign takes one way of choosing (already {given[0]})"), at_key=True)]})
+        if "owner" in original and original["owner"] is not True:
+            raise ValidationError({"owner": [_msg("owner 只能是 true", "owner must be true")]})
 
 
 class _TaskSchema(_Strict):
@@ -111,6 +131,7 @@ class _TaskSchema(_Strict):
     escalate = _Nested(_EscalationSchema)
     separate_from = _List(_Str())
     assign = _Nested(_AssignSchema)
+    requires = _List(_Str())     # capabilities her holder needs (definitions.md, "Who gets a task")
     priority = _Str(validate=_one_of(PRIORITIES, "优先级", "priority"))
 
 
@@ -186,6 +207,7 @@ class _FieldSchema(_Strict):
     sensitive = _Bool()
     multiple = _Bool()
     choices = _Choices()
+    role = _Str()        # a user field: the role of the people it names (its picker lists only them)
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _options_fit_type(self, data: dict, original: Any, **kwargs: Any) -> None:
@@ -307,6 +329,7 @@ class _RoleSchema(_Strict):
 class _RolesFileSchema(_Strict):
     levels = _List(_Str(), required=True, validate=_at_least(1, "层级数", "the number of levels"))
     roles = _NamedMap(_RoleSchema, required=True)
+    capabilities = _List(_Str())   # the words tasks' requires: may name (optional)
 
 
 # --------------------------------------------------------------------------- schema errors -> diagnostics

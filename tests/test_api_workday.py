@@ -1,0 +1,131 @@
+"""The working day through the API (interfaces.md, "Work queues and the case"): owner, suspend and
+resume, notes, consults, PUT /me/away; both databases."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from hexie.models import User
+
+from .api_support import api_env, error_of
+
+
+def test_the_case_names_its_owner_and_is_handed_over(engine):
+    api = api_env(engine)
+    case_id = api.start_aid()
+    body = api.as_("vrep1").get(f"/cases/{case_id}").get_json()
+    assert body["owner"] == "vrep1" and body["suspended"] is None and body["timers"] == []
+    refused = api.as_("cadre1").post(f"/cases/{case_id}/owner", json={"to": "cadre1"})
+    assert refused.status_code == 403
+    unknown = api.as_("vrep1").post(f"/cases/{case_id}/owner", json={"to": "nobody"})
+    assert unknown.status_code == 422 and "to" in error_of(unknown)["details"]
+    moved = api.as_("chair1").post(f"/cases/{case_id}/owner", json={"to": "cadre1", "comment": "交镇里跟进"})
+    assert moved.status_code == 200 and moved.get_json()["owner"] == "cadre1"
+    history = api.as_("chair1").get(f"/cases/{case_id}/history").get_json()
+    assert history[-1]["kind"] == "owner_changed" and history[-1]["changes"] == {"owner": ["vrep1", "cadre1"]}
+
+
+def test_a_returned_application_goes_back_to_the_rep_who_filed_it(engine):
+    api = api_env(engine)
+    case_id = api.start_aid()
+    api.service.fire(api.actor("vrep1"), case_id, "submit")
+    api.service.fire(api.actor("cadre1"), case_id, "return", comment="请补充身份证")
+    rows = api.as_("vrep1").get("/tasks?view=mine").get_json()
+    assert [(r["case_id"], r["state"]) for r in rows] == [(case_id, "application")]
+
+
+def test_suspend_and_resume_a_case(engine):
+    api = api_env(engine)
+    case_id = api.start_aid()
+    api.service.fire(api.actor("vrep1"), case_id, "submit")
+    no_reason = api.as_("vrep1").post(f"/cases/{case_id}/suspend", json={"comment": ""})
+    assert no_reason.status_code == 422
+    held = api.as_("vrep1").post(f"/cases/{case_id}/suspend", json={"comment": "申请人住院", "until": None})
+    assert held.status_code == 200
+    body = held.get_json()
+    assert body["suspended"]["comment"] == "申请人住院" and body["suspended"]["by"] == "vrep1"
+    assert body["actions"] == [] and body["tasks"][0]["suspended"] is True
+    again = api.as_("vrep1").post(f"/cases/{case_id}/suspend", json={"comment": "又住院"})
+    assert again.status_code == 409
+    fired = api.as_("cadre1").post(f"/cases/{case_id}/actions/surveyed", json={"data": {}})
+    assert fired.status_code == 409
+    due = api.as_("cadre1").get(f"/cases/{case_id}").get_json()["tasks"][0]["due_at"]
+    api.clock.advance(days=4)
+    resumed = api.as_("manager").post(f"/cases/{case_id}/resume", json={"comment": "出院"})
+    assert resumed.status_code == 200 and resumed.get_json()["suspended"] is None
+    later = resumed.get_json()["tasks"][0]["due_at"]
+    assert later > due
+    assert api.as_("vrep1").post(f"/cases/{case_id}/resume", json={}).status_code == 409
+    bad_day = api.as_("vrep1").post(f"/cases/{case_id}/suspend", json={"comment": "x", "until": "tomorrow"})
+    assert bad_day.status_code == 422 and "until" in error_of(bad_day)["details"]
+    dated = api.as_("vrep1").post(f"/cases/{case_id}/suspend", json={"comment": "x", "until": "2099-01-31"})
+    assert dated.get_json()["suspended"]["until"].startswith("2099-01-3")
+
+
+def test_suspend_and_resume_a_task(engine):
+    api = api_env(engine)
+    case_id = api.start_aid()
+    task_id = api.open_task(case_id)
+    assert api.as_("cadre1").post(f"/tasks/{task_id}/suspend", json={"comment": "x"}).status_code == 403
+    held = api.as_("vrep1").post(f"/tasks/{task_id}/suspend", json={"comment": "等村委盖章"})
+    assert held.status_code == 200 and held.get_json()["suspended"] is True
+    assert api.as_("vrep1").post(f"/tasks/{task_id}/suspend", json={}).status_code == 400
+    resumed = api.as_("vrep1").post(f"/tasks/{task_id}/resume", json={})
+    assert resumed.status_code == 200 and resumed.get_json()["suspended"] is False
+
+
+def test_notes_and_mentions(engine):
+    api = api_env(engine)
+    case_id = api.start_aid()
+    made = api.as_("vrep1").post(f"/cases/{case_id}/notes", json={"text": "已电话联系 @cadre1", "mentions": ["chair1"]})
+    assert made.status_code == 201
+    event = made.get_json()
+    assert event["kind"] == "note" and event["changes"]["mentions"][1] == ["chair1", "cadre1"]
+    hidden = api.as_("vrep1").post(f"/cases/{case_id}/notes", json={"text": "看看", "mentions": ["vrep2"]})
+    assert hidden.status_code == 422 and "mentions" in error_of(hidden)["details"]
+    assert api.as_("vrep2").post(f"/cases/{case_id}/notes", json={"text": "x"}).status_code == 404
+    told = api.as_("cadre1").get("/me/notifications").get_json()
+    assert any(n["kind"] == "mention" and n["case_id"] == case_id for n in told)
+
+
+def test_a_consult_is_asked_and_answered(engine):
+    api = api_env(engine)
+    case_id = api.start_aid()
+    task_id = api.open_task(case_id)
+    asked = api.as_("vrep1").post(f"/tasks/{task_id}/consult", json={"to": "chair1", "comment": "收入怎么算？"})
+    assert asked.status_code == 201
+    consult = asked.get_json()
+    assert consult["kind"] == "consult" and consult["assignee"] == "chair1" and consult["consult_of"] == task_id
+    mine = api.as_("chair1").get("/tasks?view=mine").get_json()
+    assert [r["id"] for r in mine] == [consult["id"]]
+    assert api.as_("chair1").post(f"/tasks/{consult['id']}/done", json={}).status_code == 422
+    answered = api.as_("chair1").post(f"/tasks/{consult['id']}/done", json={"comment": "按家庭人均"})
+    assert answered.status_code == 200 and answered.get_json()["status"] == "completed"
+    history = api.as_("vrep1").get(f"/cases/{case_id}/history").get_json()
+    assert [e["kind"] for e in history][-2:] == ["consulted", "consult_answered"]
+    assert api.as_("vrep1").get(f"/cases/{case_id}").get_json()["tasks"][0]["assignee"] == "vrep1"
+
+
+def test_put_me_away_and_a_manager_marks_someone_away(engine):
+    api = api_env(engine)
+    case_id = api.start_aid()                   # its application is allocated to vrep1, the filer
+    task_id = api.open_task(case_id)
+    until = (api.engine.today() + timedelta(days=5)).isoformat()
+    past = api.as_("vrep1").call("PUT", "/me/away", json={"until": "2000-01-01", "delegate": "cadre1"})
+    assert past.status_code == 422
+    away = api.as_("vrep1").call("PUT", "/me/away", json={"until": until, "delegate": "chair1"})
+    assert away.status_code == 200
+    body = away.get_json()
+    assert body["away_until"] == until and body["delegate"] == "chair1"
+    assert body["kept"] == [task_id]            # the town chair holds no village rep's role
+    back = api.as_("vrep1").call("PUT", "/me/away", json={"until": None})
+    assert back.status_code == 200 and back.get_json()["away_until"] is None
+    outsider = api.as_("chair2").call("PUT", "/users/vrep1/away", json={"until": until, "delegate": "chair1"})
+    assert outsider.status_code == 404
+    managed = api.as_("chair1").call("PUT", "/users/vrep1/away", json={"until": until, "delegate": "cadre1"})
+    assert managed.status_code == 200
+    with api.engine.session_factory() as s:
+        person = s.scalars(select(User).where(User.username == "vrep1")).one()
+        deputy = s.scalars(select(User).where(User.username == "cadre1")).one()
+        assert person.delegate_to_id == deputy.id
