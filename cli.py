@@ -267,6 +267,47 @@ def _verdict(problems: list[str], broken: str, intact: str) -> None:
 
 
 @main.group()
+def retention() -> None:
+    """保留期限 / Retention of closed cases (retention: {anonymise_after: P5Y})."""
+
+
+@retention.command("run")
+@click.option("--dry-run", is_flag=True, help="只列出到期案件 / only list the cases due")
+def retention_run(dry_run: bool) -> None:
+    """匿名化超过保留期限的已结案件 / Anonymise the closed cases past their retention.
+
+    Every sensitive value (in the data and the history) and every attachment (its file deleted)
+    becomes a tombstone; the audit chain still verifies. The run is recorded in the audit trail.
+    Files are looked for in $HEXIE_UPLOAD_DIR, else the instance folder's uploads.
+    """
+    import os
+
+    from hexie.workflows.config import instance_dir
+    from hexie.workflows.retention import run_retention
+    folder = Path(os.environ["HEXIE_UPLOAD_DIR"]) if os.environ.get("HEXIE_UPLOAD_DIR") else instance_dir() / "uploads"
+    summary = run_retention(build_engine(), upload_dir=folder, dry_run=dry_run)
+    for line in summary.lines():
+        click.echo(line)
+    if dry_run and summary.cases:
+        click.echo("  " + ", ".join(str(c) for c in summary.cases))
+    if summary.skipped:
+        sys.exit(1)
+
+
+@main.group()
+def search() -> None:
+    """按姓名查找（盲索引）/ The blind index for finding a survivor's case."""
+
+
+@search.command("reindex")
+@click.argument("process", required=False)
+def search_reindex(process: str | None) -> None:
+    """为已有案件建立盲索引 / Index the searchable fields of existing cases (after marking a field searchable)."""
+    from hexie.workflows.protection import reindex
+    click.echo(f"已建立索引 / indexed: {reindex(build_engine(), process)} 件 cases")
+
+
+@main.group()
 def ledger() -> None:
     """资金台账 / The ledger of earmarked funds."""
 
@@ -303,6 +344,41 @@ def cases_migrate(process: str, from_version: int, mapping: tuple[str, ...]) -> 
     click.echo(f"已迁移 / migrated: {moved}")
 
 
+class _ImportProgress:
+    """A progress bar on a terminal (stderr): checking the rows, then writing them; nothing
+    when the output is a file or a pipe."""
+
+    LABELS = {"check": "检查 / checking", "write": "导入 / importing"}
+
+    def __init__(self, path: str) -> None:
+        self.path, self.bar, self.phase, self.total = path, None, None, 0
+        self.on = sys.stderr.isatty()
+
+    def __enter__(self):
+        if self.on:
+            from hexie.workflows.bulk import count_rows
+            self.total = count_rows(self.path)
+        return self if self.on else None
+
+    def __call__(self, phase: str, n: int) -> None:
+        if phase != self.phase:
+            self._close()
+            self.phase = phase
+            self.bar = click.progressbar(length=max(self.total, 1), label=self.LABELS.get(phase, phase),
+                                         file=sys.stderr, show_pos=True,
+                                         update_min_steps=max(self.total // 200, 1))
+            self.bar.__enter__()
+        self.bar.update(n)
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+
 @cases.command("import")
 @click.argument("process")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
@@ -313,7 +389,7 @@ def cases_migrate(process: str, from_version: int, mapping: tuple[str, ...]) -> 
               help="续传中断的导入，跳过已导入的行 / carry on an interrupted import of this file, "
                    "skipping the rows it already imported")
 def cases_import(process: str, file: str, username: str | None, batch: int, resume: bool) -> None:
-    """从 CSV 批量立案，每行一案 / Start one case per CSV row.
+    """从 CSV 或 Excel（.xlsx）批量立案，每行一案 / Start one case per row of a CSV or .xlsx file.
 
     表头为首个表单的字段名加 org_unit 列（单位代码）；任一行有误则不导入任何行。
     The header names the first form's fields plus an org_unit column (unit codes); when
@@ -332,7 +408,9 @@ def cases_import(process: str, file: str, username: str | None, batch: int, resu
         sys.exit(1)
     try:
         actor = engine.actor(username) if username else SYSTEM
-        result = import_cases(engine, actor, process, file, batch_size=batch, resume=resume)
+        with _ImportProgress(file) as progress:
+            result = import_cases(engine, actor, process, file, batch_size=batch, resume=resume,
+                                  progress=progress)
     except HexieError as err:
         raise click.ClickException(err.message) from None
     except ImportAborted as err:

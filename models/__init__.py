@@ -6,7 +6,7 @@ from .db import (
     normalize_url, upgrade,
 )
 from .tables import (
-    ApiToken, Attachment, AuditEvent, Case, ExternalTask, ImportRow, ImportRun, LedgerEntry, LoginAttempt,
+    ApiToken, Attachment, AuditEvent, Case, CaseLookup, ExternalTask, ImportRow, ImportRun, LedgerEntry, LoginAttempt,
     Notification, NotificationDelivery, NotificationPreference, OrgUnit, OutboxMessage, ProcessVersion, RequestKey,
     RoleAssignment, SavedView, Task, Timer, User, Vote, WebhookDelivery, WebhookSubscription,
 )
@@ -15,7 +15,7 @@ __all__ = [
     "Base", "BigID", "NAMING_CONVENTION", "utcnow",
     "alembic_config", "current_revision", "database_unavailable", "database_url", "make_engine",
     "make_session_factory", "normalize_url", "upgrade",
-    "ApiToken", "Attachment", "AuditEvent", "Case", "ImportRow", "ImportRun", "LedgerEntry", "LoginAttempt",
+    "ApiToken", "Attachment", "AuditEvent", "Case", "CaseLookup", "ImportRow", "ImportRun", "LedgerEntry", "LoginAttempt",
     "OrgUnit", "ProcessVersion", "RequestKey", "RoleAssignment", "SavedView",
     "Task", "Timer", "User", "Vote", "WebhookDelivery", "WebhookSubscription",
     "ExternalTask", "Notification", "NotificationDelivery", "NotificationPreference", "OutboxMessage",

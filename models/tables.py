@@ -7,12 +7,12 @@ timezone-naive UTC (see :func:`hexie.models.base.utcnow`); JSON values are JSON-
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
+    JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
     UniqueConstraint, false, text, true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -217,6 +217,9 @@ class Case(Base):
     host_fields: Mapped[list[str] | None] = mapped_column(JSON)
     #: ``seq`` of the case's latest outbound event (webhook payloads): one more for each
     event_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
+    #: The case that started this one with ``call:`` (a sub-process, definitions.md "Work decided
+    #: at run time"); it waits in its calling state until this one ends (migration 0015).
+    parent_case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("hexie_cases.id"), index=True)
     #: who answers for the case: the starter, until it is handed over (migration 0014; no foreign
     #: key, so that SQLite need not rebuild the table)
     owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
@@ -225,6 +228,8 @@ class Case(Base):
     suspended_until: Mapped[datetime | None] = mapped_column(DateTime())
     suspended_by_id: Mapped[int | None] = mapped_column(Integer)
     suspend_comment: Mapped[str | None] = mapped_column(Text)
+    #: when ``hexie retention run`` erased its sensitive values and attachments (migration 0017)
+    anonymised_at: Mapped[datetime | None] = mapped_column(DateTime())
 
     __mapper_args__ = {"version_id_col": lock_version}
 
@@ -358,17 +363,24 @@ class AuditEvent(Base):
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))   # HMAC-SHA256 with the audit key (workflows.audit)
+    #: 1: the values are hashed as they are; 2: sealed values enter the hash through ``sealed`` (migration 0017)
+    hash_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    #: field -> the keyed hashes of its recorded ``[old, new]`` values (scheme 2): retention may erase them
+    sealed: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
 
     def __repr__(self) -> str:
         return f"<AuditEvent case={self.case_id} #{self.seq} {self.kind}>"
 
 
 class LedgerEntry(Base):
-    """Money into or out of an earmarked fund, posted by a transition that declares ``ledger``.
+    """Money into or out of an earmarked fund, posted by a transition that declares ``ledger``,
+    or received into it (``kind`` ``receipt``: a donation or an allocation, with its donor,
+    the day it was received and its voucher number; no case, ``case_id`` NULL).
 
-    Written in the transaction of the action, which also records the posting in its
-    hash-chained audit event (``case_id``, ``audit_seq``): ``hexie ledger verify``
-    reconciles the two. ``amount`` is above zero; ``kind`` says which way it went.
+    Written in the transaction of the action (or of the receipt), which also records the
+    posting in its hash-chained audit event (``case_id``, ``audit_seq``; a receipt's event is
+    in the case-less chain): ``hexie ledger verify`` reconciles the two. ``amount`` is above
+    zero; ``kind`` says which way it went.
     """
 
     __tablename__ = "hexie_ledger_entries"
@@ -379,7 +391,7 @@ class LedgerEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
+    case_id: Mapped[int | None] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
     audit_seq: Mapped[int] = mapped_column(Integer)
     process_key: Mapped[str] = mapped_column(String(64))
     trigger: Mapped[str] = mapped_column(String(64))
@@ -390,6 +402,11 @@ class LedgerEntry(Base):
     org_path: Mapped[str] = mapped_column(PathString, index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("hexie_users.id"))
     at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
+    #: the voucher (凭证号) the bookkeeper files it under; a receipt's is required
+    voucher: Mapped[str | None] = mapped_column(String(64))
+    #: a receipt's donor or allocating body, and the day the money arrived
+    donor: Mapped[str | None] = mapped_column(String(200))
+    received_on: Mapped[date | None] = mapped_column(Date())
 
 
 class Attachment(Base):
@@ -409,6 +426,20 @@ class Attachment(Base):
 
     case: Mapped[Case] = relationship()
     uploaded_by: Mapped[User] = relationship()
+
+
+class CaseLookup(Base):
+    """The blind index: a keyed hash of a searchable field's value, written with the case, so that
+    those working it find it by the survivor's full name or ID number without the value being
+    searchable in the database (protection.md, "Finding a survivor's case")."""
+
+    __tablename__ = "hexie_case_lookups"
+    __table_args__ = (UniqueConstraint("case_id", "field"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigID, ForeignKey("hexie_cases.id"))
+    field: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64), index=True)
 
 
 class WebhookSubscription(Base):

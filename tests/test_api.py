@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from hexie.models import WebhookDelivery
+from hexie.workflows.protection import case_code
 from hexie.workflows.tokens import make_token
 from hexie.workflows.webhooks import (
     RetryPolicy, WebhookDispatcher, deliver_pending, ensure_dispatcher, verify_signature,
@@ -106,7 +107,8 @@ def test_processes_list_every_process_with_version_and_title(env: ApiEnv) -> Non
     r = env.as_("vrep1").get("/processes")
     assert r.status_code == 200
     items = {p["process"]: p for p in r.get_json()}
-    assert set(items) == {"poor_mother_aid", "dv_complaint", "microloan", "spring_bud", "elder_support"}
+    assert set(items) == {"poor_mother_aid", "dv_complaint", "microloan", "spring_bud", "elder_support",
+                          "mentor_pairing", "spring_bud_renewal"}   # the two called by others (issue 15)
     assert items["poor_mother_aid"]["version"] == 1
     assert items["poor_mother_aid"]["title"] == "救助贫困母亲"
     english = env.as_("vrep1").get("/processes", headers={"Accept-Language": "en"}).get_json()
@@ -415,7 +417,7 @@ def test_parallel_tasks_done(env: ApiEnv) -> None:
     assert env.as_("legal").post(f"/tasks/{police}/done", {"data": {"police_action": "x"}}).status_code in (403, 404)
     r = env.as_("police1").post(f"/tasks/{police}/done", {"data": {"police_action": "已出警，出具告诫书"}})
     assert r.status_code == 200 and r.get_json()["status"] == "completed"
-    assert r.get_json()["subject"] is None  # confidential: no subject anywhere
+    assert r.get_json()["subject"] == case_code(case_id)  # confidential: the case code, never a name
     assert env.as_("police1").post(f"/tasks/{police}/done", {"data": {}}).status_code == 409
     r = env.as_("ccadre").post(f"/cases/{case_id}/actions/referral_done", {})
     assert r.status_code == 422  # legal aid still open

@@ -9,7 +9,7 @@ from .api_support import AID_DISBURSE, ApiEnv, api_env, error_of
 from .engine_helpers import pay_spring_bud as pay, spring_bud_to_disbursement
 
 ENTRY_KEYS = {"id", "at", "case_id", "process", "trigger", "fund", "kind", "amount", "audit_seq", "org_unit",
-              "org_unit_name", "state", "subject"}
+              "org_unit_name", "state", "subject", "voucher", "donor", "received_on"}
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_openapi_documents_both_endpoints(env: ApiEnv) -> None:
     doc = env.as_(None).get("/openapi.json").get_json()
     listing, summary = doc["paths"]["/ledger"]["get"], doc["paths"]["/ledger/summary"]["get"]
     assert (listing["operationId"], summary["operationId"]) == ("list_ledger", "ledger_summary")
-    assert {p["name"] for p in listing["parameters"]} == {"process", "fund", "page", "per_page"}
+    assert {p["name"] for p in listing["parameters"]} == {"process", "fund", "kind", "page", "per_page"}
     assert {p["name"] for p in summary["parameters"]} == {"process", "fund"}
     assert {"200", "400", "401"} <= set(listing["responses"]) and {"200", "400", "401"} <= set(summary["responses"])
     assert "X-Total-Count" in listing["responses"]["200"]["headers"]

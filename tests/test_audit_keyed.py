@@ -58,7 +58,9 @@ def _recompute(s, case_id: int, *, keyed: bool, key: bytes | None = None) -> Non
             digest = __import__("hmac").new(key, document, hashlib.sha256).hexdigest()
         else:
             digest = event_hash(**fields, keyed=keyed)
-        s.execute(text("UPDATE hexie_audit_events SET hash = :h, prev_hash = :p WHERE id = :i"),
+        # (as scheme 1: the values hashed as they are, which the verifier accepts from the key holder)
+        s.execute(text("UPDATE hexie_audit_events SET hash = :h, prev_hash = :p, hash_version = 1, sealed = NULL "
+                       "WHERE id = :i"),
                   {"h": digest, "p": prev, "i": row.id})
         prev = digest
     s.execute(text("UPDATE hexie_cases SET audit_head = :h WHERE id = :c"), {"h": prev, "c": case_id})

@@ -173,3 +173,39 @@ def test_stdout_defaults_to_sys_stdout(folder, capsys):
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 2
     assert "2 errors, 0 warnings in 1 file" in captured.err
+
+
+RETENTION = """\
+process: kept
+title: Kept
+confidential: true
+retention: {anonymise_after: P5X}
+fields:
+  name: {type: text, sensitive: true, searchable: true}
+  age: {type: integer, searchable: true}
+states:
+  - name: draft
+    task: {role: clerk, form: [name, age]}
+  - {name: done, final: true}
+transitions:
+  - {trigger: submit, source: draft, dest: done}
+"""
+
+
+def test_retention_and_searchable_are_checked_at_their_line_and_column(tmp_path):
+    shutil.copy(FIXTURES / "roles.yaml", tmp_path)
+    (tmp_path / "kept.yaml").write_text(RETENTION, encoding="utf-8")
+    status, lines, _ = run(str(tmp_path))
+    assert status == 1
+    assert lines[0].startswith(f"{tmp_path}/kept.yaml:4:30: error: retention.anonymise_after: ")
+    assert "bad retention period 'P5X'" in lines[0]
+    assert lines[1].startswith(f"{tmp_path}/kept.yaml:7:36: error: fields.age.searchable: ")
+    assert "only a sensitive text field" in lines[1]
+    (tmp_path / "kept.yaml").write_text(RETENTION.replace("P5X", "P5Y").replace("retention:", "retension:"),
+                                        encoding="utf-8")
+    _, lines, _ = run(str(tmp_path))
+    assert "did you mean 'retention'?" in lines[0]
+    fine = RETENTION.replace("P5X", "P5Y").replace(", searchable: true}\n  age", "}\n  age") \
+                    .replace("age: {type: integer, searchable: true}", "age: {type: integer}")
+    (tmp_path / "kept.yaml").write_text(fine, encoding="utf-8")
+    assert run(str(tmp_path))[0] == 0

@@ -74,7 +74,8 @@ def test_demo_county_people_and_cases(hexie):
                          ("poor_mother_aid", "closed"), ("poor_mother_aid", "rejected"),
                          ("dv_complaint", "referral"), ("dv_complaint", "closed"),
                          ("microloan", "approval"), ("microloan", "repaying"), ("microloan", "rejected"),
-                         ("spring_bud", "sponsored"), ("spring_bud", "graduated"),
+                         ("spring_bud", "sponsored"), ("spring_bud", "graduated"), ("spring_bud", "renewal"),
+                         ("spring_bud_renewal", "review"), ("mentor_pairing", "paired"),
                          ("elder_support", "archived"), ("elder_support", "unsigned")]:
             assert expected in states, expected
         # Approvals waiting for the second vote, claimed tasks, overdue work.

@@ -82,3 +82,34 @@ def test_the_graph_rides_escaped_on_the_fallback_drawing(processes):
     assert match and "<b>" not in svg
     assert json.loads(html.unescape(match.group(1))) == graph(evil, "application", "zh")
     assert json.loads(html.unescape(match.group(1)))["states"][0]["label"] == '<b>申请</b>"&'
+
+
+def test_run_time_work_is_drawn(processes):
+    """For-each states, called processes and automatic transitions (issue 15), in the graph and
+    in the drawing without JavaScript."""
+    dv = graph(processes["dv_complaint"], "referral", "en")
+    referral = next(s for s in dv["states"] if s["id"] == "referral")
+    assert referral["for_each"] == "Agencies she agrees to be referred to"
+    assert referral["note"] == "for each: Agencies she agrees to be referred to"
+    loan = graph(processes["microloan"], None, "zh")
+    pairing = next(s for s in loan["states"] if s["id"] == "mentor_pairing")
+    assert pairing["calls"]["process"] == "mentor_pairing" and pairing["note"].startswith("调用：")
+    assert not any(s["for_each"] or s["calls"] for s in loan["states"] if s["id"] != "mentor_pairing")
+    svg = str(render_svg(processes["dv_complaint"], None, "zh"))
+    assert 'class="state for-each"' in svg and svg.count('class="marker-for-each"') == 3
+    assert 'class="marker-call"' in str(render_svg(processes["microloan"], None, "zh"))
+
+
+def test_automatic_transitions_are_marked(tmp_path):
+    from hexie.workflows.loader import load_definitions_strict as load
+    import shutil
+    from .test_runtime import ROUTER
+    shutil.copy(DEFINITIONS / "roles.yaml", tmp_path)
+    (tmp_path / "router.yaml").write_text(ROUTER, encoding="utf-8")
+    spec = load(tmp_path).processes["router"]
+    data = graph(spec, None, "en")
+    (big,) = _edges(data, "route", "big")
+    assert big["auto"] and "automatic" in big["label"]
+    (submit,) = _edges(data, "apply", "route")
+    assert not submit["auto"]
+    assert 'stroke-dasharray="2 3"' in str(render_svg(spec, None, "en"))

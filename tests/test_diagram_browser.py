@@ -57,7 +57,11 @@ MEASURE = """() => {
     states: [...svg.querySelectorAll('g.state')].map((g) => ({
       id: g.getAttribute('data-state'), current: g.classList.contains('current'),
       fill: g.querySelector('rect').getAttribute('fill'), box: box(g.querySelector('rect')),
-      text: [...g.querySelectorAll('text')].map((t) => t.textContent).join('')})),
+      note: [...g.querySelectorAll('text.state-note')].map((t) => t.textContent).join(''),
+      markers: [...g.querySelectorAll('.marker-for-each, .marker-call, .marker-one-at-a-time')].length,
+      link: g.closest('a') ? g.closest('a').getAttribute('href') : null,
+      text: [...g.querySelectorAll('text:not(.state-note):not(.marker-one-at-a-time)')]
+        .map((t) => t.textContent).join('')})),
     labels: [...svg.querySelectorAll('g.edge-label')].map((g) => ({
       box: box(g.querySelector('rect')), text: g.querySelector('text').textContent})),
     edges: svg.querySelectorAll('g.edge path').length,
@@ -156,3 +160,42 @@ def test_the_editor_preview_is_laid_out_again(browser, site):  # noqa: F811
     assert page.locator("#preview svg.diagram-laid").count() == 1
     assert problems == []
     admin.close()
+
+
+def test_run_time_work_on_the_map_and_the_linked_cases(browser, site):  # noqa: F811
+    """A complaint's referral is drawn as one task per agency chosen, a loan's mentor pairing as a
+    called process linked to its own map; the loan's page links the pairing case, and back."""
+    from sqlalchemy import select
+    from hexie.models import Case
+    vr1, tc1 = site.actor("vr1"), site.actor("tc1")
+    loan = site.service.start_case(vr1, "microloan", "t01v01", STARTS["microloan"][2])
+    site.service.fire(vr1, loan, "submit")
+    site.service.fire(tc1, loan, "eligible", {"local_resident": True, "credit_record": "good",
+                                              "applicant_age": 38, "eligibility_notes": "信用良好"})
+    with site.engine.session_factory() as s:
+        pairing = s.scalar(select(Case.id).where(Case.parent_case_id == loan))
+    admin = Person(browser, site, "admin")
+    page = admin.open_case(loan)
+    m = _check_map(page, "microloan", "mentor_pairing", phone=False)
+    called = next(st for st in m["states"] if st["id"] == "mentor_pairing")
+    assert called["markers"] == 1 and called["note"].startswith("调用：") and "姐妹同行" in called["note"]
+    assert called["link"] == "/admin/processes/mentor_pairing"
+    linked = page.locator(".panel-linked")
+    assert linked.locator(f'a[href="/cases/{pairing}"]').count() == 1
+    admin.shot("case-linked-pairing")
+    target = os.environ.get("HEXIE_SCREENSHOTS")
+    if target:
+        page.locator(".panel-diagram").screenshot(path=str(Path(target) / "diagram-microloan-call.png"))
+    page = admin.open_case(pairing)
+    page.locator(".panel-diagram svg.diagram-laid").wait_for(timeout=15000)
+    assert page.locator(f'.panel-linked a[href="/cases/{loan}"]').count() == 1
+    admin.close()
+    overseer = Person(browser, site, "cm1")     # a complaint is confidential: the county chair oversees it
+    complaint = site.service.start_case(site.actor("cc1"), "dv_complaint", "t01", COMPLAINT)
+    page = overseer.open_case(complaint)
+    m = _check_map(page, "dv_complaint", "intake", phone=False)
+    referral = next(st for st in m["states"] if st["id"] == "referral")
+    assert referral["markers"] == 3 and referral["note"].startswith("逐项：")
+    if target:
+        page.locator(".panel-diagram").screenshot(path=str(Path(target) / "diagram-dv_complaint-for-each.png"))
+    overseer.close()

@@ -455,8 +455,10 @@ def test_report_counts_cases_by_town_state_and_month(env):
     assert town["code"] == "t01" and town["name"] == "城关镇"
     assert town["counts"] == {"survey": 2, "application": 1}
     assert env.queries.report(env.actor("rep2"), "aid")["total"] == 0        # another town
-    assert env.queries.report(env.actor("chair"), "complaint")["total"] == 0  # confidential
-    assert env.queries.report(env.actor("mgr1"), "complaint")["total"] == 1
+    # confidential: counted for the overseer only, and a count below 5 reads "<5" (protection.md)
+    assert env.queries.report(env.actor("chair"), "complaint")["units"] == []
+    overseer = env.queries.report(env.actor("mgr1"), "complaint")
+    assert len(overseer["units"]) == 1 and overseer["total"] == "<5" and overseer["suppressed"]
 
 
 def test_a_date_field_timer_honours_the_time_zone_offset():

@@ -102,7 +102,8 @@ def test_a_disbursement_posts_one_entry_recorded_in_the_audit_trail(env):
                                                    AuditEvent.seq == entry.audit_seq)).one()
         assert (event.kind, event.trigger) == ("fired", "disburse")
         assert event.changes[LEDGER_KEY] == [None, {"fund": "spring_bud_sponsors", "kind": "payment",
-                                                    "amount": "1000.50"}]
+                                                    "amount": "1000.50", "voucher": "CL-2026-007"}]
+        assert entry.voucher == "CL-2026-007"   # ledger: {voucher: voucher_number}
         assert verify_chain(s) == [] and verify_ledger(s) == []
     # the history shows the posting like any other change
     history = env.queries.history(env.actor("mgr1"), case_id)

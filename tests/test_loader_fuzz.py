@@ -21,16 +21,25 @@ FILENAME = "small_grant.yaml"
 SPECIAL = list(":-[]{},#&*!|>'\"%@`?\t\n ") + ["\x00", "\x07", "\ufeff", "é", "中", "0", "9", "P", "d"]
 WORDS = ["true", "null", "~", "*", "&a", "*a", "<<: *a", "- ", ": ", "---", "...", "{", "}", "[", "]",
          "P1M", "3x", "system", "final: true", "initial: true", "when: ((", "source: '*'", "!!python/name:x",
-         "tasks: []", "task: {}", "  ", "\n", "\t"]
+         "tasks: []", "task: {}", "  ", "\n", "\t",
+         # work decided at run time
+         "tasks: {for_each: x}", "for_each: ", "role_of: {}", "complete: ", "any", "all", "0", "-1",
+         "call: {}", "call: {process: x}", "on_end: {a: b}", "result: ", "auto: true", "order: ",
+         "any_one_at_a_time", "end_when_idle: true", "each: {}"]
 
 
 @st.composite
-def mutated(draw: st.DrawFn) -> str:
-    """The valid text after one to four random edits."""
-    lines = VALID_TEXT.split("\n")
+def mutated_from(draw: st.DrawFn, text: str) -> str:
+    """``text`` after one to four random edits."""
+    lines = text.split("\n")
     for _ in range(draw(st.integers(1, 4))):
         lines = _edit(draw, lines)
     return "\n".join(lines)
+
+
+def mutated() -> st.SearchStrategy[str]:
+    """The valid text after one to four random edits."""
+    return mutated_from(VALID_TEXT)
 
 
 def _edit(draw: st.DrawFn, lines: list[str]) -> list[str]:

@@ -156,7 +156,9 @@ def test_a_refused_action_writes_no_notification_and_no_outbox_row(env: ApiEnv) 
 def test_a_confidential_case_names_no_survivor_and_reaches_only_its_people(env: ApiEnv, smtp) -> None:
     _addresses(env, "police1", "court")
     case_id = env.start_dv()
-    r = env.as_("ccadre").post(f"/cases/{case_id}/actions/refer", {})
+    # referred to all three agencies she agreed to (dv_complaint's referred_to)
+    r = env.as_("ccadre").post(f"/cases/{case_id}/actions/refer",
+                               {"data": {"referred_to": ["police", "legal_aid", "court"]}})
     assert r.status_code == 200, r.get_json()
     people = {u: _mine(env, u) for u in ("police1", "legal", "court", "police2", "cadre1", "chair1", "manager")}
     assert {u for u, notes in people.items() if notes} == {"police1", "legal", "court"}

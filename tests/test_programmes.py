@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from hexie.models import Task
+from hexie.models import Case, Task
+from hexie.workflows.protection import case_code
 from hexie.workflows.access import SYSTEM
 from hexie.workflows.audit import verify_chain
 from hexie.workflows.errors import Forbidden, Invalid, NotFound
@@ -42,6 +43,24 @@ class Runner:
     def timers(self, **advance):
         self.env.clock.advance(**advance)
         return self.env.service.run_due_timers()
+
+
+def child_of(env, case_id):
+    """The open case a calling state of ``case_id`` waits for."""
+    with env.engine.session_factory() as s:
+        return s.scalar(select(Case.id).where(Case.parent_case_id == case_id, Case.closed_at.is_(None)))
+
+
+def pair(env, case_id, mentor="申承秀", kind="skilled_woman"):
+    """Work the mentor pairing a micro-loan calls (mentor_pairing.yaml): propose, introduce, agree."""
+    child = child_of(env, case_id)
+    pairing = Runner(env, child)
+    assert pairing.state == "proposal"
+    pairing("chair", "propose", {"mentor_kind": kind, "mentor": mentor, "mentor_phone": "13962700188"},
+            expect="introduction")
+    pairing("rep", "agree", {"meeting_notes": "双方见面，约定每月走访一次", "pairing_date": "2026-03-08",
+                             "mentoring_support": ["technique", "marketing"]}, expect="paired")
+    return child
 
 
 def _finish(env, run, final):
@@ -99,16 +118,20 @@ def test_dv_complaint(env):
     with pytest.raises(Invalid):          # no referral without the victim's consent
         run("ccadre", "refer", {"abuser_relation": "spouse", "violence_kinds": ["physical"], "risk_level": "high",
                                 "consent_to_share": False, "intake_assessment": "需转介"})
+    # referred only to the agencies she agrees to: the police and the court, not legal aid
     run("ccadre", "refer", {"abuser_relation": "spouse", "violence_kinds": ["physical"], "risk_level": "high",
-                            "consent_to_share": True, "intake_assessment": "需转介"}, expect="referral")
+                            "consent_to_share": True, "referred_to": ["police", "court"],
+                            "intake_assessment": "需转介"}, expect="referral")
     tasks = {t.name: t for t in run.open_tasks()}
-    assert set(tasks) == {"police", "legal_aid", "court"}
+    assert {n: t.role for n, t in tasks.items()} == {"police": "police_liaison", "court": "court_liaison"}
+    with pytest.raises(NotFound):         # legal aid has no referral, so never sees the case
+        env.queries.case(env.actor("legal"), case_id)
     env.service.done(env.actor("police"), tasks["police"].id, {"police_action": "出警并告诫"})
-    with pytest.raises(Invalid):          # legal aid still open
+    with pytest.raises(Invalid):          # the court's referral still open
         run("ccadre", "referral_done")
-    env.service.done(env.actor("legal"), tasks["legal_aid"].id, {"legal_aid_notes": "提供法律咨询"})
+    env.service.done(env.actor("court"), tasks["court"].id, {"court_notes": "受理人身安全保护令申请"})
     assert env.queries.case(env.actor("police"), case_id)["state"] == "referral"   # she worked it now
-    run("ccadre", "referral_done", expect="adjudication")           # the court's task is optional
+    run("ccadre", "referral_done", expect="adjudication")
     run("mgr1", "decide", {"decision": "police_caution", "decision_date": "2026-03-20"}, comment="告诫书已送达",
         expect="follow_up")
     (follow,) = run.open_tasks()
@@ -127,8 +150,14 @@ def test_microloan(env):
     run("rep", "submit", expect="eligibility_check")
     run("cadre2", "eligible", {"local_resident": True, "credit_record": "good", "applicant_age": 38,
                                "eligibility_notes": "信用良好"}, expect="mentor_pairing")
-    run("chair", "paired", {"mentor_kind": "skilled_woman", "mentor": "申承秀", "pairing_date": "2026-03-08"},
-        expect="coop_referral")
+    with pytest.raises(Forbidden):        # the pairing is its own process: its end moves the loan
+        run("chair", "paired")
+    child = pair(env, case_id)            # 姐妹同行结对创业, with its own steps and people
+    assert run.state == "coop_referral"
+    view = env.queries.case(env.actor("ccadre"), case_id)
+    assert view["data"]["mentor"] == "申承秀" and view["data"]["pairing_date"] == "2026-03-08"
+    assert [c["id"] for c in view["children"]] == [child]
+    assert env.queries.case(SYSTEM, child)["data"]["mentee_name"] == "孙秀芳"
     run("ccadre", "referred", {"coop_branch": "县信用联社城关分社", "coop_assessment": "favourable",
                                "loan_amount": "80000"}, expect="approval")
     assert run("mgr1", "approve")["outcome"] == "voted"             # above 50,000: two approvers
@@ -159,10 +188,17 @@ def test_spring_bud(env):
     run("fin", "disburse", {"fund": "spring_bud_sponsors", "school_year": "2026-2027", "disbursed_amount": "1200",
                             "disbursed_on": "2026-03-20", "voucher_number": "CL-2026-007"}, expect="sponsored")
     assert run.timers(days=366) == 1                                # yearly renewal by timer
-    (renewal,) = run.open_tasks()
-    assert renewal.assignee_id == env.actor("cadre2").user_id
-    run("cadre2", "renew", {"still_in_school": True, "family_still_in_need": True, "grade": "primary_6",
-                            "school": "城关中心小学", "renewal_notes": "继续资助"}, expect="disbursement")
+    assert run.state == "renewal" and run.open_tasks() == []
+    review = Runner(env, child_of(env, case_id))                    # this pupil's renewal: its own case
+    (task,) = review.open_tasks()
+    assert (task.role, env.queries.case(SYSTEM, review.case_id)["data"]["student_name"]) == ("town_cadre", "李小红")
+    with pytest.raises(Invalid):                                    # no longer in need: not renewed
+        review("cadre2", "renew", {"still_in_school": True, "family_still_in_need": False, "grade": "primary_6",
+                                   "school": "城关中心小学", "renewal_notes": "家庭已脱贫"})
+    review("cadre2", "renew", {"still_in_school": True, "family_still_in_need": True, "grade": "primary_6",
+                               "school": "城关中心小学", "renewal_notes": "继续资助"}, expect="renewed")
+    assert run.state == "disbursement"
+    assert env.queries.case(SYSTEM, case_id)["data"]["grade"] == "primary_6"   # the review's result
     run("fin", "disburse", {"fund": "spring_bud_sponsors", "school_year": "2027-2028", "disbursed_amount": "1200",
                             "disbursed_on": "2027-03-20", "voucher_number": "CL-2027-003"}, expect="sponsored")
     run("cadre2", "graduate", expect="graduated")
@@ -212,7 +248,7 @@ def test_a_confidential_case_stays_visible_to_whoever_filed_it(env):
         env.queries.case(env.actor("legal"), case_id)
     # the intake is offered to county cadres: listed for them, masked, claimable
     (row,) = env.queries.tasks(env.actor("ccadre"), "available").items
-    assert row["subject"] is None
+    assert row["subject"] == case_code(case_id)   # confidential: the case code, never a name
     env.service.claim(env.actor("ccadre"), row["id"])
     assert env.queries.case(env.actor("ccadre"), case_id)["state"] == "intake"
 
@@ -229,8 +265,94 @@ def test_the_quorum_shown_is_the_one_the_case_needs(env):
         run("rep", "submit")
         run("cadre2", "eligible", {"local_resident": True, "credit_record": "good", "applicant_age": 38,
                                    "eligibility_notes": "信用良好"})
-        run("chair", "paired", {"mentor_kind": "cadre", "mentor": "申承秀", "pairing_date": "2026-03-08"})
+        pair(env, case_id, kind="cadre")
         run("ccadre", "referred", {"coop_branch": "城关分社", "coop_assessment": "favourable",
                                    "loan_amount": amount}, expect="approval")
         needs[amount] = env.queries.case(env.actor("mgr1"), case_id)["action_quorums"]["approve"]
     assert needs == {"80000": 2, "10000": 1}
+
+
+# ------------------------------------------------------------------ cases started on earlier versions
+
+BEFORE = DEFINITIONS.parent / "tests" / "fixtures" / "runtime" / "before"   # the programmes before issue 15
+
+
+def _upgraded(env):
+    """The same database, now running the current definitions (a new version of each changed one)."""
+    from hexie.workflows.engine import Engine
+    from hexie.workflows.loader import load_definitions_strict
+    from hexie.workflows.service import WorkflowService
+    from hexie.workflows.queries import CaseQueries
+    engine = Engine(env.engine.session_factory, load_definitions_strict(DEFINITIONS), clock=env.clock)
+    versions = engine.sync_definitions()
+    return type(env)(engine, WorkflowService(engine), CaseQueries(engine), env.clock), versions
+
+
+def test_open_complaints_on_the_fixed_referrals_migrate(session_factory):
+    """A complaint referred to the fixed police / legal aid / court tasks keeps its work when moved to
+    the version that refers to the agencies chosen: done stays done, the optional court is dropped."""
+    old = make_env(session_factory, definitions=BEFORE)
+    ccadre = old.actor("ccadre")
+    case_id = old.service.start_case(ccadre, "dv_complaint", "t01v01", {
+        "channel": "hotline", "received_at": "2026-03-02T20:15", "victim_name": "某女士",
+        "incident_description": "丈夫酒后殴打"})
+    old.service.fire(ccadre, case_id, "refer", {"abuser_relation": "spouse", "violence_kinds": ["physical"],
+                                                "risk_level": "high", "consent_to_share": True,
+                                                "intake_assessment": "需转介"})
+    tasks = {t.name: t for t in Runner(old, case_id).open_tasks()}
+    old.service.done(old.actor("police"), tasks["police"].id, {"police_action": "出警并告诫"})
+    new, versions = _upgraded(old)
+    assert versions["dv_complaint"] == 2 and versions["mentor_pairing"] == 1
+    assert new.service.migrate(new.actor("admin"), "dv_complaint", 1) == 1
+    run = Runner(new, case_id)
+    view = new.queries.case(ccadre, case_id)
+    assert (view["version"], view["state"], view["data"]["referred_to"]) == (2, "referral", ["police", "legal_aid"])
+    with new.engine.session_factory() as s:
+        ended = dict(s.execute(select(Task.name, Task.status).where(Task.case_id == case_id,
+                                                                     Task.state == "referral")).all())
+    assert ended == {"police": "completed", "legal_aid": "offered", "court": "cancelled"}
+    (legal,) = run.open_tasks()
+    assert legal.id == tasks["legal_aid"].id                         # the same work item, not a new one
+    new.service.done(new.actor("legal"), legal.id, {"legal_aid_notes": "提供法律咨询"})
+    run("ccadre", "referral_done", expect="adjudication")
+
+
+def test_open_loans_waiting_for_a_pairing_migrate_to_the_called_process(session_factory):
+    old = make_env(session_factory, definitions=BEFORE)
+    rep = old.actor("rep")
+    case_id = old.service.start_case(rep, "microloan", "t01v01", {
+        "applicant_name": "孙秀芳", "id_number": "320123198803051226", "phone": "13912345678",
+        "applicant_age": 38, "business_kind": "farming", "business_plan": "扩大蔬菜大棚",
+        "loan_amount": "10000", "term_months": 24, "guarantee": "joint_guarantee"})
+    run = Runner(old, case_id)
+    run("rep", "submit")
+    run("cadre2", "eligible", {"local_resident": True, "credit_record": "good", "applicant_age": 38,
+                               "eligibility_notes": "信用良好"}, expect="mentor_pairing")
+    new, _ = _upgraded(old)
+    assert new.service.migrate(new.actor("admin"), "microloan", 1) == 1
+    assert child_of(new, case_id) is not None                        # the pairing is now a case of its own
+    pair(new, case_id)
+    assert Runner(new, case_id).state == "coop_referral"
+
+
+def test_open_renewals_migrate_to_a_renewal_case_of_their_own(session_factory):
+    old = make_env(session_factory, definitions=BEFORE)
+    rep = old.actor("rep")
+    case_id = old.service.start_case(rep, "spring_bud", "t01v01", {
+        "student_name": "李小红", "birth_date": "2014-09-01", "school": "城关中心小学", "grade": "primary_5",
+        "class_name": "春蕾班", "guardian_name": "李大山", "family_hardships": ["low_income"],
+        "nomination_reason": "家庭困难"})
+    run = Runner(old, case_id)
+    run("rep", "nominate")
+    run("cadre2", "verified", {"household_size": 3, "household_annual_income": "5400", "verification_notes": "属实"})
+    run("mgr1", "approve")
+    run("ccadre", "matched", {"sponsor_name": "县建设银行", "sponsor_kind": "enterprise", "annual_grant": "1200"})
+    run("fin", "disburse", {"fund": "spring_bud_sponsors", "school_year": "2026-2027", "disbursed_amount": "1200",
+                            "disbursed_on": "2026-03-20", "voucher_number": "CL-2026-007"})
+    assert run.timers(days=366) == 1 and run.state == "renewal"      # the old single renewal task
+    new, _ = _upgraded(old)
+    assert new.service.migrate(new.actor("admin"), "spring_bud", 1) == 1
+    review = Runner(new, child_of(new, case_id))
+    assert [t.role for t in review.open_tasks()] == ["town_cadre"] and Runner(new, case_id).open_tasks() == []
+    review("cadre2", "graduate", expect="graduated")
+    assert Runner(new, case_id).state == "graduated"

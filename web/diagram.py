@@ -24,7 +24,7 @@ from typing import Any
 from flask import current_app, has_app_context
 from markupsafe import Markup, escape
 
-from hexie.workflows.spec import ProcessSpec
+from hexie.workflows.spec import ProcessSpec, StateSpec
 
 from .i18n import text_in
 
@@ -156,6 +156,8 @@ def graph(spec: ProcessSpec, current: str | None = None, locale: str = "zh") -> 
         notes = []
         if t.quorum > 1:
             notes.append(_t("diagram.quorum", locale, n=t.quorum))
+        if t.auto:
+            notes.append(_t("diagram.auto", locale))
         anywhere = len(t.sources) >= 3 and set(t.sources) == working - {t.dest}
         for source in t.sources:
             if anywhere:   # from every other working step ('*'): one edge from "any step"
@@ -178,7 +180,8 @@ def graph(spec: ProcessSpec, current: str | None = None, locale: str = "zh") -> 
                 f"{text} ({', '.join(extra)})" if extra else text)
             edge = pairs.setdefault((source, t.dest, timer is not None), {
                 "id": f"e{len(pairs)}", "source": source, "target": t.dest, "labels": [], "titles": [],
-                "loop": source == t.dest, "timer": False, "quorum": 1, "hot": source == current})
+                "loop": source == t.dest, "timer": False, "quorum": 1, "hot": source == current, "auto": False})
+            edge["auto"] = edge["auto"] or t.auto
             if full not in edge["titles"]:
                 edge["titles"].append(full + _who(t.roles if t.roles is not None else
                                                   [task.role for task in by_name[source].tasks], roles, locale))
@@ -198,9 +201,54 @@ def graph(spec: ProcessSpec, current: str | None = None, locale: str = "zh") -> 
         "start": _t("diagram.start", locale),
         "any": _t("diagram.any", locale),
         "states": [{"id": s.name, "label": s.label.get(locale), "initial": s.name == spec.initial_state.name,
-                    "final": s.final, "current": s.name == current} for s in spec.states],
+                    "final": s.final, "current": s.name == current, **_run_time(s, spec, locale)}
+                   for s in spec.states],
         "edges": edges,
     }
+
+
+def _run_time(state: StateSpec, spec: ProcessSpec, locale: str) -> dict[str, Any]:
+    """What a state decides at run time, for the drawing: ``for_each`` (the note "for each:
+    FIELD"), ``interleaved`` (one at a time), ``calls`` (the called process, its title and the
+    page of its map when there is one), ``note`` (the line written under the state's label)."""
+    out: dict[str, Any] = {"for_each": None, "interleaved": False, "calls": None, "note": ""}
+    notes = []
+    if state.for_each is not None:
+        field = spec.fields.get(state.for_each.field)
+        out["for_each"] = field.label.get(locale) if field else state.for_each.field
+        notes.append(_t("diagram.for_each", locale, field=out["for_each"]))
+    if state.interleaved:
+        out["interleaved"] = True
+        notes.append(_t("diagram.one_at_a_time", locale))
+    if state.call is not None:
+        key = state.call.process
+        out["calls"] = {"process": key, "title": _process_title(key, locale), "href": _process_href(key)}
+        notes.append(_t("diagram.calls", locale, process=out["calls"]["title"]))
+    out["note"] = "；".join(notes) if locale != "en" else "; ".join(notes)
+    return out
+
+
+def _process_title(key: str, locale: str) -> str:
+    state = current_app.extensions.get("hexie") if has_app_context() else None
+    processes = getattr(getattr(getattr(state, "engine", None), "registry", None), "processes", None) or {}
+    spec = processes.get(key)
+    return spec.title.get(locale) if spec is not None else key
+
+
+def _process_href(key: str) -> str | None:
+    """The page showing the called process's map (the administration's process page), if any."""
+    if not has_app_context():
+        return None
+    from flask import url_for
+    from werkzeug.routing import BuildError
+    for endpoint in ("admin.process", "admin_processes.process", "hexie_admin.process"):
+        try:
+            return url_for(endpoint, key=key)
+        except BuildError:
+            continue
+        except RuntimeError:   # no request to build it for
+            return None
+    return None
 
 
 def render_svg(spec: ProcessSpec, current: str | None = None, locale: str = "zh") -> Markup:
@@ -222,6 +270,24 @@ def _render(spec: ProcessSpec, current: str | None, locale: str) -> str:
     return cached
 
 
+def _marker(state: StateSpec, x: float, y: float, colour: str) -> str:
+    """BPMN's markers at the foot of a box: three bars for one task per value (multiple
+    instances), a boxed plus for a called process, a small loop arrow for one at a time."""
+    cx, foot = x + BOX_W / 2, y + BOX_H - 3
+    out = []
+    if state.for_each is not None:
+        out += [f'<rect class="marker-for-each" x="{cx - 7 + i * 5:.1f}" y="{foot - 8:.1f}" width="2" height="7" '
+                f'fill="{colour}"/>' for i in range(3)]
+    if state.call is not None:
+        out.append(f'<g class="marker-call"><rect x="{cx - 5:.1f}" y="{foot - 9:.1f}" width="10" height="9" '
+                   f'fill="none" stroke="{colour}" stroke-width="1"/><path d="M{cx - 3:.1f} {foot - 4.5:.1f}'
+                   f'H{cx + 3:.1f}M{cx:.1f} {foot - 7.5:.1f}V{foot - 1.5:.1f}" stroke="{colour}" stroke-width="1"/></g>')
+    if state.interleaved and state.for_each is None:
+        out.append(f'<text class="marker-one-at-a-time" x="{cx:.1f}" y="{foot - 1:.1f}" text-anchor="middle" '
+                   f'font-size="9" fill="{colour}">1/n</text>')
+    return "".join(out)
+
+
 def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
     depth = layers(spec)
     finals = [s.name for s in spec.states if s.final]
@@ -236,13 +302,18 @@ def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
     edges: dict[tuple[str, str], list[str]] = {}
     timed = {(s.name, tm.trigger) for s in spec.states for tm in s.timers}
     manual: set[tuple[str, str]] = set()   # pairs with a transition a person takes (the others: dashed)
+    automatic: set[tuple[str, str]] = set()   # pairs the engine moves along by itself (dotted)
     for t in spec.transitions:
         text = t.label.get(locale)
+        if t.auto:
+            text = f"{text}（{_t('diagram.auto', locale)}）" if locale != "en" else f"{text} ({_t('diagram.auto', locale)})"
         for source in t.sources:
             labels = edges.setdefault((source, t.dest), [])
             if text not in labels:
                 labels.append(text)
-            if (source, t.trigger) not in timed:
+            if t.auto:
+                automatic.add((source, t.dest))
+            elif (source, t.trigger) not in timed:
                 manual.add((source, t.dest))
     final_set = set(finals)
 
@@ -335,7 +406,8 @@ def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
             lx, ly = (x1 + x2) / 2, lane - 0.5
         stroke = ACCENT if hot else "#9ca3af"
         marker = f"url(#{uid}-arrow{'-hot' if hot else ''})"
-        dashed = '' if (a, b) in manual else ' stroke-dasharray="5 4"'
+        dashed = '' if (a, b) in manual else (' stroke-dasharray="2 3"' if (a, b) in automatic
+                                              else ' stroke-dasharray="5 4"')
         edge_svg.append(f'<path d="{d}" fill="none" stroke="{stroke}" stroke-width="{2 if hot else 1.3}"{dashed} '
                         f'marker-end="{marker}"/>')
         text = " / ".join(lab for lab in labels if (b, lab) not in labelled or b not in final_set)
@@ -360,7 +432,14 @@ def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
         colour = "#ffffff" if is_current else "#111827"
         weight = ' font-weight="bold"' if is_current else ""
         width_px = 2.5 if is_current or s.name == initial else 1.2
-        parts.append(f'<g class="state{" current" if is_current else ""}">')
+        run_time = _run_time(s, spec, locale)
+        href = (run_time["calls"] or {}).get("href")
+        if href:   # a called process: its box links to its own map
+            parts.append(f'<a href="{escape(href)}" class="calls">')
+        parts.append(f'<g class="state{" current" if is_current else ""}'
+                     f'{" for-each" if s.for_each else ""}{" calls" if s.call else ""}">')
+        if run_time["note"]:
+            parts.append(f"<title>{escape(s.label.get(locale))}: {escape(run_time['note'])}</title>")
         parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{BOX_W}" height="{BOX_H}" rx="10" ry="10" '
                      f'fill="{fill}" stroke="{stroke}" stroke-width="{width_px}"/>')
         if s.final:
@@ -371,7 +450,10 @@ def _draw(spec: ProcessSpec, current: str | None, locale: str) -> str:
         for i, line in enumerate(lines):
             parts.append(f'<text x="{x + BOX_W / 2:.1f}" y="{first + i * (FONT + 2):.1f}" text-anchor="middle" '
                          f'font-size="{FONT}" fill="{colour}"{weight}>{escape(line)}</text>')
+        parts.append(_marker(s, x, y, colour if is_current else "#374151"))
         parts.append("</g>")
+        if href:
+            parts.append("</a>")
     parts.extend(label_svg)
     parts.append("</svg>")
     return "".join(parts)

@@ -15,6 +15,14 @@ cases removed, even by someone who holds the key.
 
 Events are written in the same transaction as the change they record (the caller's
 session; nothing here commits).
+
+**Redactable values (hash scheme 2).** An event that records values of *sealed* fields (the
+sensitive and file fields of its process: what retention may erase) is hashed with scheme 2:
+each such value enters the hashed document only through its own keyed hash (its *seal*,
+kept in ``sealed``), so ``hexie retention run`` can replace the value by :data:`TOMBSTONE`
+and the chain still verifies: the verifier checks every value still present against its
+seal, and takes the seal alone for a tombstone. Events without such values, and every event
+written before scheme 2 (``hash_version`` 1), are hashed as before.
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ import hmac
 import json
 import os
 from itertools import groupby
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -35,6 +43,10 @@ from hexie.models import AuditEvent, Case, User, fast, utcnow
 from hexie.models.db import json_default
 
 SYSTEM_ACTOR = "system"
+#: What a value erased by retention reads, in a case's data and history.
+TOMBSTONE = "[erased]"
+#: The kind of the event that records a retention run on a case.
+ANONYMISED = "anonymised"
 
 #: The fields a hash covers, in the canonical document.
 HASHED_FIELDS = ("prev_hash", "case_id", "seq", "at", "actor", "kind", "trigger",
@@ -68,18 +80,54 @@ def audit_key() -> bytes:
 
 def event_hash(*, prev_hash: str | None, case_id: int | None, seq: int, at: datetime,
                actor: str, kind: str, trigger: str | None, from_state: str | None,
-               to_state: str | None, comment: str | None, changes: Any, keyed: bool = True) -> str:
+               to_state: str | None, comment: str | None, changes: Any, keyed: bool = True,
+               sealed: Mapping[str, list[str]] | None = None) -> str:
     """The HMAC-SHA256 (hex) of an event's canonical content with the audit key
-    (``keyed=False``: the plain SHA-256 that chains written before the key had)."""
+    (``keyed=False``: the plain SHA-256 that chains written before the key had).
+
+    ``sealed`` (scheme 2): field -> the seals of its ``[old, new]`` values, which then stand
+    in the hashed document for the values themselves.
+    """
+    if sealed:
+        changes = {name: ([{"#": seal} for seal in sealed[name]] if name in sealed else value)
+                   for name, value in (changes or {}).items()}
     document = {
         "prev_hash": prev_hash, "case_id": case_id, "seq": seq, "at": _naive_utc(at),
         "actor": actor, "kind": kind, "trigger": trigger, "from_state": from_state,
         "to_state": to_state, "comment": comment, "changes": changes,
     }
+    if sealed:
+        document["v"] = 2
     text = canonical_json(document).encode("utf-8")
     if not keyed:
         return hashlib.sha256(text).hexdigest()
     return hmac.new(audit_key(), text, hashlib.sha256).hexdigest()
+
+
+def value_seal(case_id: int | None, seq: int, field: str, index: int, value: Any) -> str:
+    """The keyed hash of one recorded value (``index`` 0: old, 1: new), bound to its place."""
+    text = canonical_json(["hexie-seal/1", case_id, seq, field, index, value]).encode("utf-8")
+    return hmac.new(audit_key(), text, hashlib.sha256).hexdigest()
+
+
+def seal_changes(case_id: int | None, seq: int, changes: Mapping[str, Any] | None,
+                 seal: Iterable[str]) -> dict[str, list[str]] | None:
+    """The seals of the values of ``seal`` fields that ``changes`` records (None: nothing to seal)."""
+    if not changes:
+        return None
+    names = set(seal)
+    sealed = {name: [value_seal(case_id, seq, name, i, v) for i, v in enumerate(value)]
+              for name, value in changes.items()
+              if name in names and isinstance(value, list) and len(value) == 2}
+    return sealed or None
+
+
+def hash_event(event: Mapping[str, Any], seal: Iterable[str] = ()) -> tuple[str, int, dict[str, list[str]] | None]:
+    """(hash, hash_version, sealed) of an event about to be written (its fields as JSON-safe values)."""
+    sealed = seal_changes(event["case_id"], event["seq"], event["changes"], seal)
+    digest = event_hash(**{name: event[name] for name in HASHED_FIELDS}, sealed=sealed)
+    return digest, 2 if sealed else 1, sealed
+
 
 
 _INSERT_EVENT = fast.Statement(insert(AuditEvent.__table__).returning(AuditEvent.__table__.c.id))
@@ -102,8 +150,12 @@ class WrittenEvent(SimpleNamespace):
 def append_event(session: Session, case: Case | None, *, kind: str, actor: User | None,
                  trigger: str | None = None, from_state: str | None = None,
                  to_state: str | None = None, comment: str | None = None,
-                 changes: Mapping[str, Any] | None = None, at: datetime | None = None) -> SimpleNamespace:
+                 changes: Mapping[str, Any] | None = None, at: datetime | None = None,
+                 seal: Iterable[str] = ()) -> SimpleNamespace:
     """Append an event to ``case``'s history (``case=None``: the case-less chain).
+
+    ``seal``: the fields whose values retention may erase (:func:`sealed_fields`); the values
+    of those that ``changes`` records are hashed through their own seals (scheme 2).
 
     ``actor=None`` means the engine itself (recorded as ``system``). ``changes`` maps
     a field to ``[old, new]``; it is stored JSON-safe (Decimal and dates as strings),
@@ -134,13 +186,37 @@ def append_event(session: Session, case: Case | None, *, kind: str, actor: User 
              "actor": actor.username if actor is not None else SYSTEM_ACTOR,
              "kind": kind, "trigger": trigger, "from_state": from_state, "to_state": to_state,
              "comment": comment, "changes": changes, "prev_hash": prev_hash}
-    event["hash"] = event_hash(**{name: event[name] for name in HASHED_FIELDS})
+    event["hash"], event["hash_version"], event["sealed"] = hash_event(event, seal)
     pending = fast.defer(session, _INSERT_EVENT, event, insert=True)   # no unit of work for an append
     if case is not None:
         case.audit_head, case.audit_seq = event["hash"], event["seq"]
     written = WrittenEvent(**event)   # the event as written (seq, hash, prev_hash, ...; id when asked)
     written.__dict__.update(_pending=pending, _session=session)
     return written
+
+
+def sealed_fields(spec: Any) -> frozenset[str]:
+    """The fields of a process whose recorded values are sealed: its sensitive and file fields."""
+    return frozenset(name for name, field in spec.fields.items() if field.sensitive or field.type == "file")
+
+
+def _check_seals(row: Any) -> tuple[bool, bool]:
+    """(a sealed value no longer matches its seal, a sealed value was erased) for a scheme-2 row."""
+    if row.hash_version != 2:
+        return False, False
+    sealed, changes = row.sealed or {}, row.changes or {}
+    altered = erased = False
+    for name, seals in sealed.items():
+        values = changes.get(name)
+        if not isinstance(values, list) or len(values) != len(seals) or not isinstance(seals, list):
+            altered = True
+            continue
+        for index, (value, seal) in enumerate(zip(values, seals)):
+            if value == TOMBSTONE:
+                erased = True
+            elif not hmac.compare_digest(value_seal(row.case_id, row.seq, name, index, value), str(seal)):
+                altered = True
+    return altered, erased
 
 
 def _label(case_id: int | None) -> str:
@@ -158,7 +234,8 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
     """
     problems: list[str] = []
     columns = [getattr(AuditEvent, name) for name in HASHED_FIELDS]
-    query = (select(AuditEvent.hash, Case.audit_head, Case.audit_seq, *columns)
+    query = (select(AuditEvent.hash, AuditEvent.hash_version, AuditEvent.sealed, Case.audit_head, Case.audit_seq,
+                    *columns)
              .outerjoin(Case, Case.id == AuditEvent.case_id)
              .order_by(AuditEvent.case_id, AuditEvent.seq)
              .execution_options(yield_per=batch_size))
@@ -169,6 +246,7 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
     for current, events in groupby(rows, key=lambda row: row.case_id):
         label = _label(current)
         expected_seq, prev_hash, last = 1, None, None
+        tombstones = anonymised = False
         for row in events:
             if row.seq != expected_seq:
                 problems.append(f"{label}: event {expected_seq} is missing (found {row.seq})"
@@ -176,10 +254,16 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
                                 f"{label}: event {row.seq} is out of sequence")
             if row.prev_hash != prev_hash:
                 problems.append(f"{label}: event {row.seq} does not link to the event before it")
-            if not hmac.compare_digest(event_hash(**{name: getattr(row, name) for name in HASHED_FIELDS}),
-                                       row.hash or ""):
+            altered, erased = _check_seals(row)
+            tombstones = tombstones or erased
+            anonymised = anonymised or row.kind == ANONYMISED
+            fields = {name: getattr(row, name) for name in HASHED_FIELDS}
+            if altered or not hmac.compare_digest(event_hash(**fields, sealed=row.sealed if row.hash_version == 2
+                                                             else None), row.hash or ""):
                 problems.append(f"{label}: event {row.seq} was altered (hash mismatch)")
             expected_seq, prev_hash, last = row.seq + 1, row.hash, row
+        if tombstones and not anonymised:
+            problems.append(f"{label}: values were erased without a retention run on record")
         if current is not None and last is not None and (last.audit_head != last.hash
                                                          or last.audit_seq != last.seq):
             problems.append(f"{label}: the case's audit head is not its last event {last.seq} "
@@ -220,6 +304,17 @@ def make_anchor(session: Session) -> dict[str, Any]:
     return {**body, "signature": _signature(body)}
 
 
+def _resealed(session: Session, case_id: int) -> list[list[Any]]:
+    """[seq, old hash, new hash] of the events a retention run re-sealed (its ``anonymised`` event)."""
+    out: list[list[Any]] = []
+    for changes in session.scalars(select(AuditEvent.changes).where(AuditEvent.case_id == case_id,
+                                                                    AuditEvent.kind == ANONYMISED)):
+        pair = (changes or {}).get("resealed")
+        if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], list):
+            out += [list(entry) for entry in pair[1]]
+    return out
+
+
 def verify_anchor(session: Session, anchor: Mapping[str, Any]) -> list[str]:
     """What changed since ``anchor`` was made that the chain may not change: an anchored event
     rewritten (also by someone holding the key), one inserted before it, a chain cut short,
@@ -240,8 +335,9 @@ def verify_anchor(session: Session, anchor: Mapping[str, Any]) -> list[str]:
         found = session.scalar(select(AuditEvent.hash).where(
             AuditEvent.case_id.is_(None) if case_id is None else AuditEvent.case_id == case_id,
             AuditEvent.seq == seq))
-        if found == head:
-            continue
+        if found == head or (case_id is not None and found is not None
+                             and [seq, head, found] in _resealed(session, case_id)):
+            continue   # unchanged, or re-sealed by a retention run that the chain itself records
         if found is not None:
             problems.append(f"{label}: event {seq} was rewritten since the anchor (or events inserted before it)")
         elif case_id is not None and session.get(Case, case_id) is None:

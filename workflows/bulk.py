@@ -1,4 +1,10 @@
-"""Bulk start: one case per row of a CSV file (``hexie cases import``).
+"""Bulk start: one case per row of a CSV or Excel (``.xlsx``) file (``hexie cases import``).
+
+An ``.xlsx`` register is read from its first sheet with python-calamine: the first row is the
+header, rows are numbered as Excel shows them, and cells become the text a CSV would hold
+(whole numbers without ``.0``, days as ``YYYY-MM-DD``, a time of day as ``YYYY-MM-DDTHH:MM:SS``,
+TRUE/FALSE as ``true``/``false``), so both files go through the very same checks. Empty rows
+at the end of a sheet are not rows.
 
 The header names the fields of the process's first form, plus ``org_unit`` (the code
 of the unit each case is filed at). Every row is checked exactly as
@@ -31,7 +37,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime, time as dt_time
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -40,11 +48,12 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from hexie.models import AuditEvent, Case, ImportRow, ImportRun, OrgUnit, Task, Timer
+from hexie.models import AuditEvent, Case, CaseLookup, ImportRow, ImportRun, OrgUnit, Task, Timer
 
 from . import audit
 from .access import Actor
 from .engine import Engine
+from .protection import lookup_digest, searchable_fields
 from .errors import HexieError, Invalid
 from .service import (check_start, first_holder, new_task_values, start_changes, start_values, timer_dues,
                       _subject)
@@ -114,14 +123,17 @@ def file_hash(csv_path: str | Path) -> str:
 
 
 def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Path,
-                 batch_size: int = 2000, resume: bool = False) -> ImportResult:
+                 batch_size: int = 2000, resume: bool = False,
+                 progress: Callable[[str, int], None] | None = None) -> ImportResult:
     """Start one case of ``process`` per row of ``csv_path`` as ``actor``; see the module doc.
 
     Rows are numbered as a spreadsheet shows them: the header is row 1, the first case
     row 2. ``resume``: carry on the interrupted run of this file (the rows it committed are
     skipped); without one to resume, nothing is imported and the result says so. Returns
-    the result; raises NotFound for an unknown process.
+    the result; raises NotFound for an unknown process. ``progress(phase, rows)``: told of
+    each row checked (phase ``check``) and each batch written (``write``, its row count).
     """
+    tell = progress or (lambda phase, n: None)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     spec, version_id, _ = engine.current(process)
@@ -141,6 +153,7 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
     truncated = False
     for row_no, row in _remaining(_rows(csv_path, spec), after, done_keys, result):
         result.rows += 1
+        tell("check", 1)
         problems = _row_errors(levels, spec, actor, units, row)
         if problems:
             result.error_rows += 1
@@ -180,6 +193,7 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
             ids = _write_batch(s, engine, spec, version_id, actor, prepared)
             _record_rows(s, run_id, batch, ids)
         result.started += len(prepared)
+        tell("write", len(prepared))
 
 
 # --- the record of a run ---------------------------------------------------------------------
@@ -232,10 +246,71 @@ def _load_units(engine: Engine) -> dict[str, _Unit]:
                 for r in s.execute(select(OrgUnit.id, OrgUnit.code, OrgUnit.path, OrgUnit.level))}
 
 
+def is_xlsx(path: str | Path) -> bool:
+    """An Excel workbook (by its name: ``.xlsx``, ``.xlsm``)."""
+    return Path(path).suffix.lower() in (".xlsx", ".xlsm")
+
+
+def xlsx_cell(value: Any) -> str:
+    """An Excel cell as the text the same cell would be in a CSV file."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == dt_time() else value.isoformat(timespec="seconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dt_time):
+        return value.isoformat(timespec="seconds")
+    return str(value)
+
+
+def xlsx_rows(path: str | Path) -> Iterator[list[str]]:
+    """The rows of the first sheet as lists of text (trailing empty rows dropped)."""
+    from python_calamine import CalamineWorkbook
+
+    book = CalamineWorkbook.from_path(str(path))
+    try:
+        sheet = book.get_sheet_by_index(0)
+        blank = 0
+        for row in sheet.iter_rows():
+            cells = [xlsx_cell(v) for v in row]
+            while cells and cells[-1] == "":
+                cells.pop()
+            if not cells:
+                blank += 1           # an empty row counts only when a row with data follows it
+                continue
+            for _ in range(blank):
+                yield []
+            blank = 0
+            yield cells
+    finally:
+        book.close()
+
+
+def _header_of(path: str | Path) -> list[str] | None:
+    if is_xlsx(path):
+        return next(xlsx_rows(path), None)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return next(csv.reader(f), None)
+
+
+def count_rows(path: str | Path) -> int:
+    """How many data rows the file has (for a progress bar: a CSV's lines, less the header)."""
+    if is_xlsx(path):
+        return max(sum(1 for _ in xlsx_rows(path)) - 1, 0)
+    with open(path, "rb") as f:
+        return max(sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b"")) - 1, 0)
+
+
 def _check_header(spec: ProcessSpec, csv_path: str | Path, result: ImportResult) -> list[str]:
     """The header's columns; an unknown or missing column is an error of row 1."""
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), None)
+    header = _header_of(csv_path)
     if not header:
         result.errors.append(f"row 1: {UNIT_COLUMN}: 文件为空 / the file has no header")
         return []
@@ -254,14 +329,34 @@ def _rows(csv_path: str | Path, spec: ProcessSpec) -> Iterator[tuple[int, dict[s
     """(row number, cells) of each data row, read lazily; list-valued cells split."""
     listed = {name for name, f in spec.fields.items()
               if f.type == "multichoice" or (f.type == "file" and f.multiple)}
+    if is_xlsx(csv_path):
+        yield from _split_lists(_xlsx_dicts(csv_path), listed)
+        return
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        for number, row in enumerate(reader, start=2):
-            for name in listed & row.keys():
-                cell = row[name]
-                if cell:
-                    row[name] = [item.strip() for item in cell.split(LIST_SEPARATOR) if item.strip()]
-            yield number, row
+        yield from _split_lists(enumerate(csv.DictReader(f), start=2), listed)
+
+
+def _split_lists(rows, listed: set[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, row in rows:
+        for name in listed & row.keys():
+            cell = row[name]
+            if cell:
+                row[name] = [item.strip() for item in cell.split(LIST_SEPARATOR) if item.strip()]
+        yield number, row
+
+
+def _xlsx_dicts(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a sheet as csv.DictReader gives them: missing cells empty, extra cells under None;
+    an empty row inside the data is skipped, as csv skips empty lines (its number is kept)."""
+    rows = xlsx_rows(path)
+    header = next(rows, None) or []
+    for number, cells in enumerate(rows, start=2):
+        if not cells:
+            continue
+        row: dict[str | None, Any] = dict(zip(header, cells + [""] * (len(header) - len(cells))))
+        if len(cells) > len(header):
+            row[None] = cells[len(header):]
+        yield number, row
 
 
 def _unit_code(row: dict[str, Any]) -> str:
@@ -308,6 +403,12 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     the case with its ``audit_head``, the event whose hash covers the case id, the tasks.
     Returns the new cases' ids, in the order of ``prepared``.
     """
+    initial = spec.initial_state
+    if initial.call is not None or spec.auto_triggers(initial.name) or initial.end_when_idle:
+        # the engine acts on such a case as soon as it starts: one at a time, through the service
+        raise Invalid("该流程的首个环节由系统自动推进，不能批量导入，请逐件立案",
+                      f"{spec.key} acts by itself on entering {initial.name} (call, auto, end_when_idle): "
+                      "it cannot be imported in bulk; start its cases one by one")
     conn = s.connection()
     if conn.dialect.name == "sqlite":
         # Take the write lock now: the ids allocated below stay ours until the commit.
@@ -317,16 +418,17 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     user_id = None if actor.is_system else actor.user_id
     actor_name = audit.SYSTEM_ACTOR if actor.is_system or actor.user_id is None else actor.username
     ids = _allocate_ids(conn, _CASES, len(prepared))
+    seal = audit.sealed_fields(spec)
 
     # the outbound events of each new case, numbered: case_started, then its tasks' task_created (or case_closed)
-    event_count = 1 + (1 if initial.final else len(initial.tasks))
     case_rows, events = [], []
     for case_id, (unit, values) in zip(ids, prepared):
+        event_count = 1 + (1 if initial.final else len(initial.tasks_to_open(values)))
         # validated values are already JSON-safe: stored and hashed as append_event would
         event = dict(case_id=case_id, seq=1, at=now, actor_id=user_id, actor=actor_name, kind="started",
                      trigger=None, from_state=None, to_state=initial.name, comment=None,
                      changes=start_changes(values), prev_hash=None)
-        event["hash"] = _event_hash(event)
+        event["hash"], event["hash_version"], event["sealed"] = audit.hash_event(event, seal)
         events.append(event)
         case_rows.append(dict(id=case_id, process_version_id=version_id, process_key=spec.key, state=initial.name,
                               data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=user_id,
@@ -335,6 +437,12 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
                               audit_head=event["hash"], audit_seq=1, event_seq=event_count))
     _insert_many(conn, _CASES, case_rows)
     _insert_many(conn, _EVENTS, events)
+    if searchable_fields(spec):   # the blind index, written with the cases
+        lookups = [{"case_id": case_id, "field": name, "digest": digest}
+                   for case_id, (_unit, values) in zip(ids, prepared) for name in searchable_fields(spec)
+                   if (digest := lookup_digest(values.get(name))) is not None]
+        if lookups:
+            conn.execute(insert(CaseLookup.__table__), lookups)
     for case_id, (unit, _values) in zip(ids, prepared):
         engine.emit(s, "case_started", case_id=case_id, seq=1, business_key=None, process=spec.key,
                     state=initial.name, org_unit=unit.code)
@@ -345,11 +453,11 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         return ids
 
     task_rows = []
-    for case_id, (unit, _values) in zip(ids, prepared):
-        for task_spec in initial.tasks:
+    for case_id, (unit, values) in zip(ids, prepared):
+        for task_spec in initial.tasks_to_open(values):
             row = dict(case_id=case_id, **new_task_values(spec, initial, task_spec, unit.id, unit.path, now),
                        escalated=False, lock_version=1, assignee_id=None)
-            holder = first_holder(s, engine, case_id, unit.path, task_spec, actor)
+            holder = None if initial.interleaved else first_holder(s, engine, case_id, unit.path, task_spec, actor)
             if holder is not None:
                 row["status"], row["assignee_id"] = "allocated", holder
             task_rows.append(row)
@@ -417,7 +525,4 @@ def _allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
     raise NotImplementedError(f"bulk import supports PostgreSQL and SQLite, not {conn.dialect.name}")
 
 
-def _event_hash(event: dict[str, Any]) -> str:
-    """The event's hash exactly as :func:`hexie.workflows.audit.append_event` computes it."""
-    return audit.event_hash(**{name: event[name] for name in audit.HASHED_FIELDS})
 

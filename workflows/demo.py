@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 
 from hexie.models import Attachment, Case, Task, User
 
-from .access import Actor
+from .access import SYSTEM, Actor
 from .auth import hash_password
 from .engine import Engine
 from .org import load_org
@@ -210,6 +210,14 @@ class DemoCases:
         if task_id is None:
             raise LookupError(f"demo: case {case_id} has no open task {name or ''}")
         return task_id
+
+    def child(self, case_id: int) -> int:
+        """The open case a calling state of ``case_id`` waits for (``call:``)."""
+        with self.engine.session_factory() as s:
+            child = s.scalar(select(Case.id).where(Case.parent_case_id == case_id, Case.closed_at.is_(None)))
+        if child is None:
+            raise LookupError(f"demo: case {case_id} waits for no child case")
+        return child
 
     def claim(self, username: str, case_id: int) -> None:
         self.service.claim(self.actor(username), self.open_task(case_id))
@@ -402,7 +410,10 @@ class DemoCases:
         if reached < 1:
             return case
         self.later(0.2)
-        self.fire(cadre, case, "refer", comment="当事人书面同意转介派出所和“148”法律援助。")
+        agencies = ["police", "legal_aid"] + (["court"] if complaint.get("court") else [])
+        self.fire(cadre, case, "refer", {"referred_to": agencies},
+                  comment="当事人书面同意转介派出所和“148”法律援助。" if not complaint.get("court")
+                  else "当事人书面同意转介派出所、“148”法律援助和女子合议庭。")
         # The police desk and legal aid take their referrals from their inboxes; the
         # court panel is handed its one by the county chair (a manager's reassignment).
         self.later(0.1)
@@ -530,11 +541,16 @@ class DemoCases:
             "eligibility_notes": "本县常住，信用良好，创业项目可行。"})
         if reached < 3:
             return case
-        self.later(4)
-        self.fire(town.chair, case, "paired", {
+        # 姐妹同行结对创业: a process of its own (mentor_pairing), called by the loan
+        pairing = self.child(case)
+        self.later(2)
+        self.fire(town.chair, pairing, "propose", {
             "mentor_kind": woman.get("mentor_kind", "skilled_woman"), "mentor": woman.get("mentor", "孙秀芳（全国“巾帼建功”标兵）"),
-            "mentor_phone": "13962700188", "pairing_date": self.today(),
-            "mentoring_support": ["technique", "marketing"]}, comment="姐妹同行结对创业。")
+            "mentor_phone": "13962700188"}, comment="姐妹同行结对创业。")
+        self.later(2)
+        self.fire(rep, pairing, "agree", {
+            "meeting_notes": "村妇代会主任陪同上门见面，导师介绍经验，约定每月走访一次。", "pairing_date": self.today(),
+            "mentoring_support": ["technique", "marketing"]})
         if reached < 4:
             return case
         self.later(6)
@@ -605,7 +621,7 @@ class DemoCases:
 
     # -- 春蕾班 / Spring Bud classes ------------------------------------------------------
     BUD_STAGES = ("nomination", "family_verification", "claimed", "approval", "sponsor_matching",
-                  "disbursement", "sponsored", "graduated")
+                  "disbursement", "sponsored", "graduated", "renewal")
 
     def spring_bud(self, town: Town, village: int, start_days_ago: float, upto: str,
                    girl: Mapping[str, Any], ending: str | None = None) -> int:
@@ -655,6 +671,10 @@ class DemoCases:
             "disbursed_on": self.today(), "voucher_number": f"春蕾-{self.now():%Y%m}-{case:04d}"})
         if reached < 7:
             return case
+        if upto == "renewal":   # her year is up: the yearly timer opens her renewal, a case of its own
+            self.at(1)
+            self.service.fire(SYSTEM, case, "renewal_due")
+            return case
         self.later(20)
         self.fire(cadre, case, "graduate", comment="已初中毕业并考入县职业教育中心，资助期满。")
         return case
@@ -673,6 +693,10 @@ class DemoCases:
             name="季雨涵", birth="2012-01-21", school="新店初级中学", grade="junior_1", guardian="季国平",
             hardships=["disability"], reason="父亲残疾，母亲在家务农，家庭困难。",
             size=4, income="12000.00", sponsor="新店镇党委", sponsor_kind="town_party_committee"))
+        self.spring_bud(t2, 3, 380, "renewal", dict(
+            name="沙梓涵", birth="2013-03-17", school="河口小学", grade="primary_5", guardian="沙红霞",
+            hardships=["single_parent", "low_income"], reason="父亲外出多年未归，母亲独自抚养两个孩子。",
+            size=3, income="7800.00"))
         self.spring_bud(t4, 1, 60, "disbursement", dict(
             name="缪思琪", birth="2014-06-30", school="石桥小学", grade="primary_5", guardian="缪秀英",
             hardships=["orphan"], reason="父母双亡，随祖母生活。", size=2, income="5000.00"))

@@ -33,9 +33,9 @@ from typing import Any
 
 from hexie.workflows.spec import SYSTEM_ROLE, Diagnostic, Label, ProcessSpec, RoleSpec, RolesSpec
 from hexie.workflows.language.build import _build_process
-from hexie.workflows.language.checks import _ProcessChecker, _is_name, _list, _mapping
+from hexie.workflows.language.checks import _ProcessChecker, _closure, _is_name, _list, _mapping
 from hexie.workflows.language.constants import DEFINITION_SUFFIXES, PathKey, ROLES_FILE, ROLE_FLAGS
-from hexie.workflows.language.messages import _msg
+from hexie.workflows.language.messages import _dotted, _hinted, _msg, _unknown
 from hexie.workflows.language.schemas import _ProcessSchema, _RolesFileSchema, _report_schema_errors, _schema
 from hexie.workflows.language.yaml_tree import _Report, _Tree, _read_yaml
 # Re-exported: public names of the language package that callers import from here.
@@ -235,7 +235,71 @@ def load_definitions(directory: str | Path) -> Registry:
                 f"duplicate process key '{spec.key}' (already defined in {processes[spec.key].path})"), "process"))
             continue
         processes[spec.key] = spec
+    diagnostics += _check_calls(processes)
     return Registry(roles, processes, diagnostics, files)
+
+
+def _check_calls(processes: dict[str, ProcessSpec]) -> list[Diagnostic]:
+    """``call:`` across files: the called process exists, the fields copied in and out exist on
+    both sides with the same type, ``on_end`` names states where the child ends, and no process
+    calls itself round a loop. A process with such an error is dropped from ``processes``."""
+    found: list[Diagnostic] = []
+    trees: dict[str, _Tree | None] = {}
+
+    def report(spec: ProcessSpec, path: PathKey, message: str, *, at_key: bool = False) -> None:
+        if spec.key not in trees:
+            trees[spec.key] = _read_yaml(spec.source_text, _Report(spec.path))
+        tree = trees[spec.key]
+        line, column = tree.locate(path, at_key=at_key) if tree is not None else (1, 1)
+        found.append(Diagnostic(spec.path, line, column, "error", message, _dotted(path)))
+
+    bad: set[str] = set()
+    calls: dict[str, set[str]] = {}
+    for spec in processes.values():
+        for i, state in enumerate(spec.states):
+            call = state.call
+            if call is None:
+                continue
+            base = ("states", i, "call")
+            calls.setdefault(spec.key, set()).add(call.process)
+            child = processes.get(call.process)
+            if child is None:
+                report(spec, base + ("process",), _unknown("流程", "process", call.process,
+                                                           [k for k in processes if k != spec.key]))
+                bad.add(spec.key)
+                continue
+            pairs = [(base + ("data", c), c, p) for c, p in call.data] + \
+                    [(base + ("result", p), c, p) for p, c in call.result]
+            for path, child_field, parent_field in pairs:
+                if child_field not in child.fields:
+                    report(spec, path, _unknown(f"流程 {child.key} 的字段", f"field of {child.key}", child_field,
+                                                child.fields), at_key=path[-2] == "data")
+                    bad.add(spec.key)
+                elif parent_field in spec.fields and \
+                        child.fields[child_field].type != spec.fields[parent_field].type:
+                    report(spec, path, _msg(
+                        f"字段类型不一致：'{parent_field}' 是 {spec.fields[parent_field].type}，"
+                        f"{child.key} 的 '{child_field}' 是 {child.fields[child_field].type}",
+                        f"the fields differ in type: '{parent_field}' is {spec.fields[parent_field].type}, "
+                        f"{child.key}'s '{child_field}' is {child.fields[child_field].type}"))
+                    bad.add(spec.key)
+            ends = [s.name for s in child.states if s.final or child.ends_when_idle(s)]
+            for end, _ in call.on_end:
+                if end not in ends:
+                    report(spec, base + ("on_end", end), _hinted(
+                        f"'{end}' 不是流程 {child.key} 结束的状态", f"'{end}' is not a state where {child.key} ends",
+                        end, ends, listing=True), at_key=True)
+                    bad.add(spec.key)
+    for key in calls:   # a loop of calls would start cases without end
+        if key in _closure(set(calls[key]), calls):
+            spec = processes[key]
+            i = next(i for i, st in enumerate(spec.states) if st.call is not None)
+            report(spec, ("states", i, "call", "process"), _msg(
+                f"流程 {key} 经由调用链又调用了自己", f"{key} calls itself through a chain of calls"))
+            bad.add(key)
+    for key in bad:
+        processes.pop(key, None)
+    return found
 
 
 def _key_position(text: str) -> tuple[int, int]:

@@ -5,6 +5,7 @@ Every list is paged and costs a fixed number of queries whatever the page size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import date, datetime, time, timedelta
 from typing import Any, Mapping
 
@@ -19,6 +20,7 @@ from .engine import Engine
 from .errors import BadRequest, not_found
 from .forms import storable_text
 from .machine import FireContext
+from .protection import case_code, suppress_report
 from .org import in_subtree, unit_at_depth
 from .spec import ProcessSpec, TaskSpec
 
@@ -78,7 +80,19 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
     open_tasks = s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN), Task.kind == "work"))
     # confidential: only if one of its tasks is offered to her now (not one a colleague took)
     offered = offered_now if spec.confidential else may_take
-    return any(offered(actor, t) for t in open_tasks)
+    if any(offered(actor, t) for t in open_tasks):
+        return True
+    return can_see_parent(s, engine, actor, case)
+
+
+def can_see_parent(s: Session, engine: Engine, actor: Actor, case: Any, depth: int = 0) -> bool:
+    """A case started by another's ``call:`` is visible to whoever may see the case that called it
+    (definitions.md, "Work decided at run time")."""
+    parent_id = getattr(case, "parent_case_id", None)
+    if parent_id is None or depth > 8:
+        return False
+    parent = s.get(Case, parent_id)
+    return parent is not None and can_see(s, engine, actor, parent)
 
 
 def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task]) -> bool:
@@ -163,6 +177,7 @@ class CaseQueries:
             "data": dict(case.data) if working else mask(spec, case.data),
             "masked": not working, "subject": case.subject,
             "created_at": case.created_at, "updated_at": case.updated_at, "closed_at": case.closed_at,
+            "anonymised_at": case.anonymised_at,
             "created_by": people.get(case.created_by_id),
             "business_key": case.business_key, "host_fields": list(case.host_fields or ()),
             "lock_version": case.lock_version,
@@ -174,7 +189,21 @@ class CaseQueries:
             "actions": allowed,
             "blocked_actions": blocked,
             "action_quorums": quorums,
+            "parent": self._related(s, actor, [case.parent_case_id] if case.parent_case_id else []),
+            "children": self._related(s, actor, s.scalars(select(Case.id).where(
+                Case.parent_case_id == case.id).order_by(Case.id)).all()),
         }
+
+    def _related(self, s: Session, actor: Actor, ids: list[int]) -> list[dict[str, Any]]:
+        """The cases ``call:`` links this one with (its parent, its children) that she may see."""
+        out = []
+        for other in (s.get(Case, i) for i in ids):
+            if other is None or not can_see(s, self.engine, actor, other):
+                continue
+            out.append({"id": other.id, "process": other.process_key, "state": other.state,
+                        "closed_at": other.closed_at,
+                        "version": self.engine.version_number(s, other.process_version_id)})
+        return out
 
     def action_status(self, s: Session, actor: Actor, case: Case, spec: ProcessSpec,
                       open_tasks: list[Task]) -> tuple[list[str], list[dict[str, str]], dict[str, int]]:
@@ -258,15 +287,49 @@ class CaseQueries:
                             "changes": changes})
             return out
 
+    def lookup_ids(self, actor: Actor, value: str) -> list[int]:
+        """The cases whose searchable field is exactly ``value`` that ``actor`` works (filed, holds
+        or held one of its tasks, acted on it) or oversees (an overseer role at or above it); for
+        anyone else nothing, as for no match. The search is recorded on the case-less audit chain
+        (``searched``: who, and the ids she was shown; never the value)."""
+        if not isinstance(value, str) or not storable_text(value) or len(value) > 200:
+            raise BadRequest("查找内容无效", "the name or number to find is not valid text (at most 200 characters)")
+        from . import audit
+        from .access import overseer_roles
+        from .protection import matching_case_ids
+        with self.engine.transaction() as s:
+            shown: list[int] = []
+            candidates = matching_case_ids(s, value) if value.strip() else []
+            for case in (s.scalars(select(Case).where(Case.id.in_(candidates))) if candidates else ()):
+                if actor.is_system or actor.holds_any(overseer_roles(self.engine.registry.roles), case.org_path) \
+                        or _worked(s, actor, case):
+                    shown.append(case.id)
+            user = None if actor.is_system or actor.user_id is None else SimpleNamespace(
+                id=actor.user_id, username=actor.username)
+            if s.get_bind().dialect.name == "postgresql":   # one append at a time to the case-less chain
+                from sqlalchemy import text
+                from .people import CASELESS_CHAIN_LOCK
+                s.execute(text(f"SELECT pg_advisory_xact_lock({CASELESS_CHAIN_LOCK})"))
+            audit.append_event(s, None, kind="searched", actor=user, at=self.engine.clock(),
+                               changes={"found": [None, sorted(shown)]})
+            return sorted(shown)
+
     # ------------------------------------------------------------------ lists
     def cases(self, actor: Actor, *, process: str | None = None, state: str | None = None,
               org_unit: str | None = None, search: str | None = None, business_key: str | None = None,
-              page: int = 1, per_page: int = 50) -> Page:
-        """Cases visible to ``actor``, newest first (``business_key``: exactly that key)."""
+              lookup: str | None = None, page: int = 1, per_page: int = 50) -> Page:
+        """Cases visible to ``actor``, newest first (``business_key``: exactly that key).
+
+        ``lookup``: the survivor's full name or ID number, found through the blind index
+        (:meth:`lookup_ids`): only the cases she works or oversees, each search recorded.
+        """
         page, per_page = paging(page, per_page)
+        found = self.lookup_ids(actor, lookup) if lookup is not None else None
         with self.engine.read_session() as s:
             stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
                 visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
+            if found is not None:
+                stmt = stmt.where(Case.id.in_(found) if found else false())
             stmt = self._filters(s, stmt, Case, process, state, org_unit, search)
             if business_key is not None:
                 if not storable_text(business_key):
@@ -278,7 +341,8 @@ class CaseQueries:
             for case, code in rows:
                 spec = self.engine.spec_of(s, case.process_version_id)
                 items.append({"id": case.id, "process": case.process_key, "state": case.state,
-                              "org_unit": code, "subject": None if spec.confidential else case.subject,
+                              "org_unit": code, "subject": case_code(case.id) if spec.confidential else case.subject,
+                              "confidential": spec.confidential,
                               "business_key": case.business_key,
                               "created_at": case.created_at, "updated_at": case.updated_at,
                               "closed_at": case.closed_at, "lock_version": case.lock_version})
@@ -319,7 +383,8 @@ class CaseQueries:
             items = []
             for task in rows:   # plain rows: the page needs no ORM objects
                 row = task_row(task, people, now, case_held=task.case_held is not None)
-                row.update(subject=None if task.confidential else task.subject, confidential=task.confidential,
+                row.update(subject=case_code(task.case_id) if task.confidential else task.subject,
+                           confidential=task.confidential,
                            org_unit_name=task.unit_name)
                 items.append(row)
             return Page(items, total, page, per_page)
@@ -517,12 +582,14 @@ class CaseQueries:
             for key, n in [*row["counts"].items(), ("open_tasks", row["open_tasks"]), ("overdue", row["overdue"])]:
                 totals[key] = totals.get(key, 0) + n
         state_totals = {k: v for k, v in totals.items() if k not in ("open_tasks", "overdue")}
-        return {"process": process, "by": by, "states": [st.name for st in spec.states],
+        report = {"process": process, "by": by, "states": [st.name for st in spec.states],
                 "final_states": [st.name for st in spec.states if st.final],
                 "rates": [{"name": r.name, "label": r.label} for r in spec.rates],
                 "units": rows, "totals": totals, "total_rates": rates(state_totals),
                 "months": [(f"{int(y):04d}-{int(m):02d}", n) for y, m, n in by_month],
-                "total": sum(r["total"] for r in rows)}
+                "total": sum(r["total"] for r in rows), "suppressed": False}
+        # protection.md: counts below 5 over a confidential process, and what would give them back
+        return suppress_report(report, spec.rates) if spec.confidential else report
 
     def _filters(self, s: Session, stmt, table, process, state, org_unit, search):
         if process:

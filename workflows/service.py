@@ -31,13 +31,19 @@ from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_found
 from .forms import checked_comment, defaults, validate_form
 from .ledger import ledger_posting
+from .protection import index_case
 from .queries import barred_by_separation
 from .workday import WorkdayMixin
 from .routing import first_holder, route  # noqa: F401  (first_holder: the bulk import's too)
 from .machine import FireContext
-from .spec import LEDGER_KEY, SYSTEM_ROLE, FormField, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
+from .spec import LEDGER_KEY, SYSTEM_ROLE, FormField, Label, ProcessSpec, StateSpec, TaskSpec, TransitionSpec
 
 OPEN = ("offered", "allocated")
+#: How many automatic transitions one service call fires on a case, and how deep cases that call
+#: one another are settled, before the engine stops and leaves the case where it is (a loop of
+#: ``auto: true`` transitions through states with no work would otherwise never end).
+AUTO_CHAIN_LIMIT = 20
+CALL_DEPTH_LIMIT = 8
 
 # Statements built once: building and cache-keying a statement costs more than running it
 # on a fast connection, and these run on every action.
@@ -161,11 +167,14 @@ class WorkflowService(WorkdayMixin):
             if errors:
                 raise Invalid("表单有误", "the form has errors", errors)
             audit.append_event(s, case, kind="started", actor=self._user(s, actor), to_state=initial.name,
-                               comment=comment or None, changes=start_changes(values), at=now)
-            self._audit_uploads(s, actor, case, uploads, now)
+                               comment=comment or None, changes=start_changes(values), at=now,
+                               seal=audit.sealed_fields(spec))
+            index_case(s, spec, case.id, values)
+            self._audit_uploads(s, actor, case, uploads, now, spec)
             emit(self.engine, s, case, "case_started", process=spec.key, state=initial.name, org_unit=unit.code)
             self._enter(s, spec, case, initial, actor, now, starter=actor)
             save_case(s, case)
+            self._settle(s, case.id, now, spec)
             return case.id
 
     def sync_fields(self, actor: Actor, case_id: int, values: Mapping[str, Any], *,
@@ -197,7 +206,8 @@ class WorkflowService(WorkdayMixin):
             case.subject = _subject(spec, case.data)
             case.updated_at = now
             audit.append_event(s, case, kind="synced", actor=self._user(s, actor), from_state=case.state,
-                               to_state=case.state, changes=change_log, at=now)
+                               to_state=case.state, changes=change_log, at=now, seal=audit.sealed_fields(spec))
+            index_case(s, spec, case.id, case.data, changes)
             save_case(s, case)
             return json.loads(audit.canonical_json(change_log))
 
@@ -222,7 +232,7 @@ class WorkflowService(WorkdayMixin):
 
     def _fire(self, s: Session, actor: Actor, case_id: int, trigger: str, data: dict[str, Any],
               comment: str | None, lock_version: int | None, uploads: list[Upload] = (),
-              request_key: str | None = None) -> dict[str, Any]:
+              request_key: str | None = None, settle: bool = True) -> dict[str, Any]:
         case = self._case_for_update(s, actor, case_id)
         spec = self.engine.spec_of(s, case.process_version_id)
         compiled = self.engine.compiled(s, case.process_version_id)
@@ -237,6 +247,8 @@ class WorkflowService(WorkdayMixin):
         if not any(t.trigger == trigger for t in spec.transitions):
             raise NotFound("没有这个操作", f"{spec.key} has no action {trigger!r}")
         state = spec.state(case.state)
+        if case.closed_at is not None and not state.final:   # it ended where it was, idle or cancelled
+            raise Conflict("案件已办结，不能再办理", "the case is closed: no action is possible")
         if trigger not in compiled.triggers(state.name):
             raise Conflict("案件已进入其他环节，此操作不再可用",
                            f"the case is in {state.name}; {trigger!r} is not possible there")
@@ -255,7 +267,7 @@ class WorkflowService(WorkdayMixin):
             now = self.engine.clock()
             ids = self._record_uploads(s, actor, case, spec, uploads, {f.name for f in form}, now)
             data = _with_uploads(spec, data, case.data, ids)
-            self._audit_uploads(s, actor, case, uploads, now)
+            self._audit_uploads(s, actor, case, uploads, now, spec)
         changes, errors = validate_form(spec, form, data, case.data)
         errors.update(_foreign_attachments(s, spec, case, changes))
         if errors:
@@ -299,7 +311,9 @@ class WorkflowService(WorkdayMixin):
                 case.data = merged
                 case.updated_at = now  # bumps lock_version: voters are serialized on the case
                 audit.append_event(s, case, kind="vote", actor=user, trigger=trigger, from_state=state.name,
-                                   to_state=state.name, comment=comment, changes=change_log or None, at=now)
+                                   to_state=state.name, comment=comment, changes=change_log or None, at=now,
+                                   seal=audit.sealed_fields(spec))
+                index_case(s, spec, case.id, merged, changes)
                 save_case(s, case)
                 return self._remember(s, actor, request_key, case.id, {
                     "outcome": "voted", "votes": votes, "quorum": chosen.quorum, "case_id": case.id})
@@ -313,12 +327,15 @@ class WorkflowService(WorkdayMixin):
         if posting is not None:
             change_log[LEDGER_KEY] = [None, posting]
         event = audit.append_event(s, case, kind="fired", actor=user, trigger=trigger, from_state=state.name,
-                                   to_state=new_state, comment=comment, changes=change_log or None, at=now)
+                                   to_state=new_state, comment=comment, changes=change_log or None, at=now,
+                                   seal=audit.sealed_fields(spec))
+        index_case(s, spec, case.id, merged, changes)
         if posting is not None:
             fast.defer(s, _F_INSERT_LEDGER, insert=True, values={
                 "case_id": case.id, "audit_seq": event.seq, "process_key": spec.key, "trigger": trigger,
                 "fund": posting["fund"], "kind": posting["kind"], "amount": Decimal(posting["amount"]),
-                "org_unit_id": case.org_unit_id, "org_path": case.org_path, "actor_id": actor.user_id, "at": now})
+                "org_unit_id": case.org_unit_id, "org_path": case.org_path, "actor_id": actor.user_id, "at": now,
+                "voucher": posting.get("voucher"), "donor": None, "received_on": None})
         emit(self.engine, s, case, "state_changed", process=spec.key, trigger=trigger, from_state=state.name,
              to_state=new_state, actor=actor.username)
         entered = spec.state(new_state)
@@ -326,6 +343,10 @@ class WorkflowService(WorkdayMixin):
         returned = bool(entered.tasks) and new_state != state.name and any(t.state == new_state for t in all_tasks)
         self._enter(s, spec, case, entered, actor, now, returned=returned)
         save_case(s, case)
+        if case.closed_at is not None and getattr(case, "parent_case_id", None) is not None:
+            self._return_to_parent(s, case, now)
+        if settle:
+            new_state = self._settle(s, case.id, now, spec) or new_state
         return self._remember(s, actor, request_key, case.id, {"outcome": "moved", "case_id": case.id, "state": new_state})
 
     def _answered(self, s: Session, actor: Actor, request_key: str, case_id: int) -> dict[str, Any] | None:
@@ -388,33 +409,42 @@ class WorkflowService(WorkdayMixin):
                 Task.case_id == case.id, Task.completed_by_id.isnot(None), Task.kind == "work").distinct())]
             notifications.notify(s, self.engine, "case_closed", people, case, actor=actor, state=state.name)
             return
-        for task_spec in state.tasks:
-            task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
-            holder, flagged = (None, False) if task_spec.external else route(
-                s, self.engine, spec, case, task_spec, starter)
-            if holder is not None:
-                task.update(status="allocated", assignee_id=holder)
-            task["flagged"] = flagged
-            # the new task and who it is offered to (notifications.task_people): one round trip
-            asked = None if task_spec.external or holder is not None else notifications.holders_query(
-                task["role"], task["org_path"], task["at_level"])
-            _read_tasks(s).pop(case.id, None)
-            answers = fast.run_many(s, [(_F_INSERT_TASK, task, True), *([asked] if asked else [])])
-            task_id = answers[0].scalar()
-            emit(self.engine, s, case, "task_created", task_id=task_id, process=spec.key, state=state.name,
-                 name=task["name"], role=task["role"], assignee_id=holder)
-            if task_spec.external:   # a machine step: fetched by its workers, nobody to tell
-                s.connection().execute(_INSERT_EXTERNAL, {"task_id": task_id, "topic": task_spec.external,
-                                                          "retries": task_spec.retries, "created_at": now})
-                continue
-            created = Record(id=task_id, escalated=False, **{k: v for k, v in task.items() if k != "assignee_id"},
-                             assignee_id=holder)
-            kind = "task_returned" if returned else "task_allocated" if holder is not None else "task_offered"
-            people = [holder] if holder is not None else [row[0] for row in answers[1].rows] if asked else []
-            notifications.notify(s, self.engine, kind, people, case, task=created, actor=actor)
+        for task_spec in state.tasks_to_open(case.data):
+            self._open_task(s, spec, case, state, task_spec, actor, now, starter, returned)
         for trigger, due in timer_dues(state, case.data, now, self.engine.timezone):
             fast.defer(s, _F_INSERT_TIMER, {"case_id": case.id, "state": state.name, "trigger": trigger,
                                             "due_at": due, "status": "pending"}, insert=True)
+        if state.call is not None:
+            self._start_child(s, spec, case, state, actor, now)
+
+    def _open_task(self, s: Session, spec: ProcessSpec, case: Record, state: StateSpec, task_spec: TaskSpec,
+                   actor: Actor, now: datetime, starter: Actor | None = None, returned: bool = False) -> int:
+        """Open one work item of ``state`` and tell its people."""
+        task = dict(case_id=case.id, **new_task_values(spec, state, task_spec, case.org_unit_id, case.org_path, now))
+        # interleaved tasks are taken one at a time, by whoever picks one: none is handed out at once
+        holder, flagged = (None, False) if task_spec.external or state.interleaved else route(
+            s, self.engine, spec, case, task_spec, starter)
+        if holder is not None:
+            task.update(status="allocated", assignee_id=holder)
+        task["flagged"] = flagged
+        # the new task and who it is offered to (notifications.task_people): one round trip
+        asked = None if task_spec.external or holder is not None else notifications.holders_query(
+            task["role"], task["org_path"], task["at_level"])
+        _read_tasks(s).pop(case.id, None)
+        answers = fast.run_many(s, [(_F_INSERT_TASK, task, True), *([asked] if asked else [])])
+        task_id = answers[0].scalar()
+        emit(self.engine, s, case, "task_created", task_id=task_id, process=spec.key, state=state.name,
+             name=task["name"], role=task["role"], assignee_id=holder)
+        if task_spec.external:   # a machine step: fetched by its workers, nobody to tell
+            s.connection().execute(_INSERT_EXTERNAL, {"task_id": task_id, "topic": task_spec.external,
+                                                      "retries": task_spec.retries, "created_at": now})
+            return task_id
+        created = Record(id=task_id, escalated=False, **{k: v for k, v in task.items() if k != "assignee_id"},
+                         assignee_id=holder)
+        kind = "task_returned" if returned else "task_allocated" if holder is not None else "task_offered"
+        people = [holder] if holder is not None else [row[0] for row in answers[1].rows] if asked else []
+        notifications.notify(s, self.engine, kind, people, case, task=created, actor=actor)
+        return task_id
 
     def _leave(self, s: Session, case: Record, state: StateSpec, actor: Actor, interrupt: bool, now: datetime,
                open_tasks: list[Record] | None = None, sweep: bool = True) -> None:
@@ -426,6 +456,8 @@ class WorkflowService(WorkdayMixin):
         declares no timers and no quorum, where none can be pending (only ``_enter`` of
         such a state and a vote on its transitions create them).
         """
+        if state.call is not None:
+            self._cancel_children(s, case, now)
         if open_tasks is None:
             open_tasks = open_tasks_of(s, case.id)
         for task in open_tasks:
@@ -451,6 +483,7 @@ class WorkflowService(WorkdayMixin):
                 raise Conflict("任务已由他人领取", "the task is already taken")
             if not may_take(actor, task):
                 raise Forbidden("您不能领取此任务", "this task is not offered to your roles here")
+            self._check_interleaving(s, spec.state(task.state), task)
             self._check_separation(s, actor, case, spec.state(task.state).task(task.name))
             self._assign(s, case, task, actor, actor.user_id, "claimed")
             return task.id
@@ -556,6 +589,7 @@ class WorkflowService(WorkdayMixin):
             if not may_take(actor, task):
                 raise Forbidden("您不能办理此任务", "this task is not offered to you")
             task_spec = state.task(task.name)
+            self._check_interleaving(s, state, task)
             self._check_separation(s, actor, case, task_spec)
             refuse_host_fields(case, data or {})
             data = dict(data or {})
@@ -564,7 +598,7 @@ class WorkflowService(WorkdayMixin):
                 now = self.engine.clock()
                 ids = self._record_uploads(s, actor, case, spec, uploads, {e.name for e in task_spec.form}, now)
                 data = _with_uploads(spec, data, case.data, ids)
-                self._audit_uploads(s, actor, case, uploads, now)
+                self._audit_uploads(s, actor, case, uploads, now, spec)
             changes, errors = validate_form(spec, task_spec.form, data, case.data)
             errors.update(_foreign_attachments(s, spec, case, changes))
             if errors:
@@ -575,10 +609,15 @@ class WorkflowService(WorkdayMixin):
             save_task(s, task)
             case.data = {**case.data, **changes}
             case.updated_at = now
+            cut_short = self._enough_done(s, state, task, now)
             audit.append_event(s, case, kind="task_done", actor=self._user(s, actor), from_state=case.state,
                                to_state=case.state, at=now, changes={"task": [task.name, "done"],
-                                                                     **{k: [None, v] for k, v in changes.items()}})
+                                                                     **({"cancelled": [None, cut_short]} if cut_short else {}),
+                                                                     **{k: [None, v] for k, v in changes.items()}},
+                               seal=audit.sealed_fields(spec))
+            index_case(s, spec, case.id, case.data, changes)
             save_case(s, case)
+            self._settle(s, case.id, now, spec)
             return task.id
 
     def add_attachment(self, actor: Actor, case_id: int, field: str, filename: str, content_type: str,
@@ -596,7 +635,7 @@ class WorkflowService(WorkdayMixin):
             now = self.engine.clock()
             upload = Upload(field, filename, content_type, size, storage_key)
             (attachment_id,) = self._record_uploads(s, actor, case, spec, [upload], allowed, now)[field]
-            self._audit_uploads(s, actor, case, [upload], now)
+            self._audit_uploads(s, actor, case, [upload], now, spec)
             case.updated_at = now
             save_case(s, case)
             return attachment_id
@@ -635,10 +674,197 @@ class WorkflowService(WorkdayMixin):
             ids.setdefault(field, []).append(s.connection().execute(_INSERT_ATTACHMENT, row).scalar_one())
         return ids
 
-    def _audit_uploads(self, s: Session, actor: Actor, case: Record, uploads: list[Upload], now: datetime) -> None:
-        for upload in uploads:
+    def _audit_uploads(self, s: Session, actor: Actor, case: Record, uploads: list[Upload], now: datetime,
+                       spec: ProcessSpec) -> None:
+        for upload in uploads:   # the file's name is sealed: retention erases it with the file
             audit.append_event(s, case, kind="attached", actor=self._user(s, actor), from_state=case.state,
-                               to_state=case.state, at=now, changes={upload.field: [None, upload.filename[:255]]})
+                               to_state=case.state, at=now, changes={upload.field: [None, upload.filename[:255]]},
+                               seal=audit.sealed_fields(spec))
+
+    # ------------------------------------------------- work decided at run time
+    def _check_interleaving(self, s: Session, state: StateSpec, task: Record) -> None:
+        """``order: any_one_at_a_time``: while one of the state's tasks is in someone's hands,
+        no other may be taken or done (any order, never two at once)."""
+        if not state.interleaved:
+            return
+        busy = [t for t in open_tasks_of(s, task.case_id)
+                if t.state == state.name and t.id != task.id and t.status == "allocated"]
+        if busy:
+            labels = [state.task(t.name).label if state.task(t.name) else Label.of(t.name) for t in busy]
+            raise Conflict(f"这些任务须逐项办理：“{'、'.join(l.zh for l in labels)}”正在办理中，请等其完成",
+                           f"these tasks are done one at a time: {', '.join(l.en for l in labels)} is in hand; "
+                           "wait until it is done", {"tasks": [t.name for t in busy]})
+
+    def _enough_done(self, s: Session, state: StateSpec, task: Record, now: datetime) -> list[str]:
+        """``complete: any | N``: once enough instances are done, cancel the others (their names)."""
+        rule = state.for_each
+        if rule is None or rule.complete == "all":
+            return []
+        visit = records(s, select(_tasks).where(_tasks.c.case_id == task.case_id, _tasks.c.state == state.name,
+                                                _tasks.c.created_at == task.created_at))
+        done = sum(1 for t in visit if t.status == "completed")
+        if done < rule.needed(len(visit)):
+            return []
+        cut = []
+        for other in visit:
+            if other.status in OPEN:
+                other.status, other.completed_at = "cancelled", now
+                save_task(s, other)
+                cut.append(other.name)
+        return cut
+
+    def _settle(self, s: Session, case_id: int, now: datetime, spec: ProcessSpec | None = None) -> str | None:
+        """After an action: fire the case's automatic transitions whose time has come, end it where
+        it is idle (``end_when_idle``), and settle the children a calling state waits for.
+
+        Returns the state the case is left in. At most :data:`AUTO_CHAIN_LIMIT` automatic
+        transitions are fired (a loop through states with no work stops there), and cases
+        calling one another are settled at most :data:`CALL_DEPTH_LIMIT` deep.
+        """
+        if spec is not None and not spec.acts_by_itself:
+            return None   # nothing in this process moves by itself: no statement needed
+        depth = s.info.get("hexie_settle_depth", 0)
+        if depth >= CALL_DEPTH_LIMIT:
+            return None
+        s.info["hexie_settle_depth"] = depth + 1
+        try:
+            state_name = None
+            for _ in range(AUTO_CHAIN_LIMIT):
+                (case,) = records(s, _CASE_FOR_UPDATE, {"case_id": case_id})
+                state_name = case.state
+                if case.closed_at is not None:
+                    return state_name
+                spec = self.engine.spec_of(s, case.process_version_id)
+                state = spec.state(case.state)
+                if state.call is not None:
+                    children = s.scalars(select(Case.id).where(Case.parent_case_id == case.id,
+                                                               Case.closed_at.is_(None)).order_by(Case.id)).all()
+                    for child_id in children:
+                        self._settle(s, child_id, now)
+                    if s.scalar(select(Case.state).where(Case.id == case.id)) == state_name:
+                        return state_name   # still waiting for its child
+                    continue
+                open_tasks = open_tasks_of(s, case.id)
+                if any(not t.optional for t in open_tasks):
+                    return state_name
+                trigger = self._auto_trigger(s, spec, case, state, open_tasks)
+                if trigger is not None:
+                    marks = _outbox_marks(s)
+                    try:
+                        with s.begin_nested():
+                            self._fire(s, SYSTEM, case.id, trigger, {}, None, None, settle=False)
+                    except HexieError:   # it needs a form or a hand after all: the case waits for one
+                        _rewind_outbox(s, marks)
+                        return state_name
+                    continue
+                if spec.ends_when_idle(state) and not open_tasks:
+                    self._end_idle(s, spec, case, state, now)
+                return state_name
+            return state_name
+        finally:
+            s.info["hexie_settle_depth"] = depth
+
+    def _auto_trigger(self, s: Session, spec: ProcessSpec, case: Record, state: StateSpec,
+                      open_tasks: list[Record]) -> str | None:
+        """The first automatic trigger from ``state`` whose transition would be taken now."""
+        triggers = spec.auto_triggers(state.name)
+        if not triggers:
+            return None
+        compiled = self.engine.compiled(s, case.process_version_id)
+        for trigger in triggers:
+            ctx = self._context(spec, case, SYSTEM, case.data, open_tasks)
+            chosen = compiled.select(state.name, trigger, ctx).transition
+            if chosen is not None and chosen.auto:
+                return trigger
+        return None
+
+    def _end_idle(self, s: Session, spec: ProcessSpec, case: Record, state: StateSpec, now: datetime) -> None:
+        """``end_when_idle``: no work is left and nothing leads on, so the case ends where it is."""
+        case.closed_at = case.updated_at = now
+        audit.append_event(s, case, kind="ended_idle", actor=None, from_state=state.name, to_state=state.name, at=now)
+        emit(self.engine, s, case, "case_closed", process=spec.key, state=state.name)
+        save_case(s, case)
+        if getattr(case, "parent_case_id", None) is not None:
+            self._return_to_parent(s, case, now)
+
+    def _start_child(self, s: Session, spec: ProcessSpec, parent: Record, state: StateSpec, actor: Actor,
+                     now: datetime) -> int:
+        """``call:``: start a case of the called process at the parent's unit, its ``data`` copied in.
+
+        The child is the engine's (no starter rule applies: the parent's definition decided it);
+        its owner is the parent's, its tasks are offered to its own roles.
+        """
+        call = state.call
+        child_spec, version_id, _ = self.engine.current(call.process)
+        values = dict(defaults(child_spec))
+        for child_field, parent_field in call.data:
+            if parent.data.get(parent_field) is not None:
+                values[child_field] = parent.data[parent_field]
+        initial = child_spec.initial_state
+        child = Record(process_version_id=version_id, process_key=child_spec.key, state=initial.name,
+                       data=values, org_unit_id=parent.org_unit_id, org_path=parent.org_path,
+                       created_by_id=parent.created_by_id, created_at=now, updated_at=now, closed_at=None,
+                       subject=_subject(child_spec, values), confidential=child_spec.confidential,
+                       audit_seq=0, audit_head=None, event_seq=0, business_key=None, host_fields=None,
+                       parent_case_id=parent.id)
+        child.id = s.connection().execute(_INSERT_CASE, vars(child)).scalar_one()
+        child.lock_version = 1
+        user = self._user(s, actor)
+        audit.append_event(s, child, kind="started", actor=user, to_state=initial.name,
+                           changes=start_changes(values), at=now)
+        audit.append_event(s, parent, kind="called", actor=user, from_state=state.name, to_state=state.name,
+                           changes={"child_case": [None, child.id]}, at=now)
+        emit(self.engine, s, child, "case_started", process=child_spec.key, state=initial.name,
+             org_unit=s.scalar(select(OrgUnit.code).where(OrgUnit.id == parent.org_unit_id)),
+             parent_case_id=parent.id)
+        self._enter(s, child_spec, child, initial, actor, now)
+        save_case(s, child)
+        return child.id
+
+    def _return_to_parent(self, s: Session, child: Record, now: datetime) -> None:
+        """The child has ended: copy its ``result`` into the parent waiting for it and fire the
+        parent's trigger mapped to the child's end state, as ``system``.
+
+        A parent that moved on meanwhile (it no longer waits in the calling state) is left alone.
+        A trigger that is refused (its guard, a form it needs) leaves the parent waiting, for
+        the people who may act there; the refusal is rolled back, nothing of it is kept.
+        """
+        (parent,) = records(s, _CASE_FOR_UPDATE, {"case_id": child.parent_case_id})
+        spec = self.engine.spec_of(s, parent.process_version_id)
+        state = spec.state(parent.state)
+        call = state.call
+        if parent.closed_at is not None or call is None or call.process != child.process_key:
+            return
+        copied = {pf: child.data.get(cf) for pf, cf in call.result}
+        change_log = {k: [parent.data.get(k), v] for k, v in copied.items() if parent.data.get(k) != v}
+        parent.data = {**parent.data, **copied}
+        parent.subject = _subject(spec, parent.data)
+        parent.updated_at = now
+        audit.append_event(s, parent, kind="child_ended", actor=None, from_state=state.name, to_state=state.name,
+                           changes={"child_case": [child.id, child.state], **change_log}, at=now)
+        save_case(s, parent)
+        trigger = call.trigger_for(child.state)
+        if trigger is None:
+            return
+        marks = _outbox_marks(s)
+        try:
+            with s.begin_nested():
+                self._fire(s, SYSTEM, parent.id, trigger, {}, None, None)
+        except HexieError:
+            _rewind_outbox(s, marks)
+
+    def _cancel_children(self, s: Session, parent: Record, now: datetime) -> None:
+        """The parent left its calling state another way (withdrawn, a deadline, an emergency):
+        the children it was waiting for are closed, their open work cancelled."""
+        for child in records(s, select(_cases).where(_cases.c.parent_case_id == parent.id,
+                                                     _cases.c.closed_at.is_(None)).with_for_update()):
+            spec = self.engine.spec_of(s, child.process_version_id)
+            self._leave(s, child, spec.state(child.state), SYSTEM, True, now)
+            child.closed_at = child.updated_at = now
+            audit.append_event(s, child, kind="cancelled", actor=None, from_state=child.state, to_state=child.state,
+                               changes={"parent_case": [parent.id, parent.id]}, at=now)
+            emit(self.engine, s, child, "case_closed", process=spec.key, state=child.state)
+            save_case(s, child)
 
     # ---------------------------------------------------------------- timers
     def run_due_timers(self, limit: int = 500) -> int:
@@ -712,17 +938,60 @@ class WorkflowService(WorkdayMixin):
                               {"state_map": missing})
             now = self.engine.clock()
             user = self._user(s, actor)
+            old_spec = self.engine.spec_of(s, old.id)
             for case in cases:
                 old_state = case.state
-                self._leave(s, case, spec.state(state_map.get(old_state, old_state)), SYSTEM, True, now)
+                new_state = spec.state(state_map.get(old_state, old_state))
+                carried = new_state.name == old_state and new_state.parallel and old_spec.state(old_state).parallel
+                changes: dict[str, Any] = {"version": [from_version, self.engine.version_number(s, version_id)]}
+                if carried:   # parallel work in the same state: what was done stays done (see _carry_over)
+                    changes.update(self._carry_over(s, spec, case, new_state, actor, now))
+                else:
+                    self._leave(s, case, new_state, SYSTEM, True, now)
                 case.process_version_id = version_id
-                case.state = state_map.get(old_state, old_state)
+                case.state = new_state.name
                 case.updated_at = now
                 audit.append_event(s, case, kind="migrated", actor=user, from_state=old_state, to_state=case.state,
-                                   at=now, changes={"version": [from_version, self.engine.version_number(s, version_id)]})
-                self._enter(s, spec, case, spec.state(case.state), actor, now)
+                                   at=now, changes=changes)
+                if not carried:
+                    self._enter(s, spec, case, new_state, actor, now)
                 save_case(s, case)
+            for case in cases:
+                self._settle(s, case.id, now)
             return len(cases)
+
+    def _carry_over(self, s: Session, spec: ProcessSpec, case: Record, state: StateSpec, actor: Actor,
+                    now: datetime) -> dict[str, list[Any]]:
+        """Migrate a case waiting on parallel tasks into a state of the same name in the new version
+        without redoing its work: tasks done stay done, open ones the new state still has stay open
+        (with their holders), the others are cancelled, and the new state's missing ones are opened.
+
+        A for-each state whose field the case lacks (a version before the field) takes as its
+        values the tasks of the current visit that were done or still required: the old fixed
+        ``police / legal_aid / court`` referrals of a complaint become its ``referred_to``, an
+        optional one nobody did (the court, when not needed) is left out. Returns the data changes.
+        """
+        visit_at = s.scalar(select(func.max(Task.created_at)).where(Task.case_id == case.id, Task.state == state.name))
+        visit = records(s, select(_tasks).where(_tasks.c.case_id == case.id, _tasks.c.state == state.name,
+                                                _tasks.c.created_at == visit_at)) if visit_at else []
+        changes: dict[str, list[Any]] = {}
+        rule = state.for_each
+        if rule is not None and rule.field not in case.data:
+            choices = set(spec.fields[rule.field].choice_keys)
+            chosen = [t.name for t in visit if t.name in choices
+                      and (t.status == "completed" or (t.status in OPEN and not t.optional))]
+            case.data = {**case.data, rule.field: chosen}
+            changes[rule.field] = [None, chosen]
+        wanted = {t.name for t in state.tasks_to_open(case.data)}
+        for task in visit:
+            if task.status in OPEN and task.name not in wanted:
+                task.status, task.completed_at = "cancelled", now
+                save_task(s, task)
+        have = {t.name for t in visit if t.status in OPEN or t.status == "completed"}
+        for task_spec in state.tasks_to_open(case.data):
+            if task_spec.name not in have:
+                self._open_task(s, spec, case, state, task_spec, actor, now)
+        return changes
 
     # --------------------------------------------------------------- helpers
     def _context(self, spec: ProcessSpec, case: Record, actor: Actor, data: Mapping[str, Any],

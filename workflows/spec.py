@@ -23,6 +23,10 @@ LEDGER_KINDS = ("payment", "refund")
 #: The key under which a fired audit event records its ledger posting (never a field name).
 LEDGER_KEY = "$ledger"
 SYSTEM_ROLE = "system"
+#: ``tasks: {for_each: …, complete: …}``: every instance, the first one, or a number of them
+COMPLETE_RULES = ("all", "any")
+#: ``order:`` on a parallel state's tasks: any order, one open at a time (interleaved routing)
+ORDERS = ("any_one_at_a_time",)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class FieldSpec:
     max_length: int | None = None
     pattern: str | None = None
     sensitive: bool = False
+    #: found by its exact value through the blind index (protection.md): sensitive text fields only
+    searchable: bool = False
     multiple: bool = False
     # for choice / multichoice: (key, label) pairs in declared order
     choices: tuple[tuple[str, Label], ...] = ()
@@ -105,12 +111,14 @@ class LedgerSpec:
     """A transition that moves money: it posts one entry to an earmarked fund's ledger.
 
     ``fund`` names the case's choice field holding the fund, ``amount`` its money field;
-    a ``payment`` takes money out of the fund, a ``refund`` puts it back.
+    a ``payment`` takes money out of the fund, a ``refund`` puts it back; ``voucher`` (optional)
+    the text field holding the voucher number the entry is filed under.
     """
 
     fund: str
     amount: str
     kind: str = "payment"
+    voucher: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,49 @@ class TimerSpec:
 
 
 @dataclass(frozen=True)
+class ForEachSpec:
+    """``tasks: {for_each: FIELD, role_of: {…}, task: {…}, complete: …}``: one task per value.
+
+    The state's ``tasks`` hold one task per choice of the multichoice ``field`` (its name is the
+    choice's key, its role the one ``role_of`` maps it to); entering the state opens those whose
+    value the case holds. ``complete``: ``all``, ``any`` (the first done cancels the rest) or a
+    number N (the N-th done cancels the rest; fewer chosen than N: all of them).
+    """
+
+    field: str
+    complete: str | int = "all"
+    #: the field's default, for a case that has no value at all (one migrated from a version
+    #: without the field): the instances it opens then
+    default: tuple[str, ...] = ()
+
+    def needed(self, opened: int) -> int:
+        """How many of ``opened`` instances must be done before the state's transitions open."""
+        if self.complete == "all":
+            return opened
+        if self.complete == "any":
+            return min(1, opened)
+        return min(int(self.complete), opened)
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """``call: {process, data, result, on_end}``: entering the state starts a child case.
+
+    ``data``: (child field, parent field) pairs copied in at the start; ``result``: (parent field,
+    child field) pairs copied back when the child ends; ``on_end``: (child end state, parent
+    trigger) pairs: the trigger fired on the parent, as ``system``, when the child ends there.
+    """
+
+    process: str
+    data: tuple[tuple[str, str], ...] = ()
+    result: tuple[tuple[str, str], ...] = ()
+    on_end: tuple[tuple[str, str], ...] = ()
+
+    def trigger_for(self, end_state: str) -> str | None:
+        return dict(self.on_end).get(end_state)
+
+
+@dataclass(frozen=True)
 class StateSpec:
     name: str
     label: Label
@@ -158,9 +209,26 @@ class StateSpec:
     parallel: bool = False          # declared with ``tasks:`` (several work items)
     timers: tuple[TimerSpec, ...] = ()
     host_editable: bool = False     # a host's mapped fields may change here (host.md)
+    for_each: ForEachSpec | None = None   # the tasks are instances, one per value of a field
+    call: CallSpec | None = None          # entering starts a child case; the state waits for it
+    order: str | None = None              # ``any_one_at_a_time``: interleaved parallel tasks
+    end_when_idle: bool = False           # the case ends here once no work is left
 
     def task(self, name: str) -> TaskSpec | None:
         return next((t for t in self.tasks if t.name == name), None)
+
+    @property
+    def interleaved(self) -> bool:
+        """Any order, but never two at once: one task may be in hand at a time."""
+        return self.order == "any_one_at_a_time"
+
+    def tasks_to_open(self, data: Mapping[str, Any]) -> tuple[TaskSpec, ...]:
+        """The tasks entering the state opens: all of them, or one per value the case holds."""
+        if self.for_each is None:
+            return self.tasks
+        chosen = data.get(self.for_each.field, self.for_each.default)
+        chosen = set(chosen) if isinstance(chosen, (list, tuple)) else ({chosen} if chosen else set())
+        return tuple(t for t in self.tasks if t.name in chosen)
 
     @cached_property
     def form(self) -> tuple[FormField, ...]:
@@ -183,6 +251,8 @@ class TransitionSpec:
     quorum: int = 1
     ledger: LedgerSpec | None = None
     message: Label | None = None    # what a person reads when the guard is false (refusals.py)
+    #: fired by the engine (as ``system``) once the source state's tasks are done and the guard holds
+    auto: bool = False
 
     @property
     def system_only(self) -> bool:
@@ -199,6 +269,20 @@ class RateSpec:
     over: tuple[str, ...] = ()
 
 
+#: Placeholders a document's body may use besides the process's fields (``{case_id}`` ...).
+DOCUMENT_PLACEHOLDERS = ("case_id", "business_key", "process", "unit", "today")
+
+
+@dataclass(frozen=True)
+class DocumentSpec:
+    """A printable document (``documents:`` in the definition): a title and a body in both
+    languages; ``{field}`` in the body is the case's value as the reader may see it."""
+
+    name: str
+    title: Label
+    body: Label
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
     key: str
@@ -211,6 +295,11 @@ class ProcessSpec:
     confidential: bool = False
     starters: tuple[str, ...] | None = None
     rates: tuple[RateSpec, ...] = ()   # report columns such as elder support's signing rate
+    documents: Mapping[str, DocumentSpec] = field(default_factory=lambda: MappingProxyType({}))
+    #: a case ends in any state where no work is left and nobody can move it on (implicit termination)
+    end_when_idle: bool = False
+    #: ``retention: {anonymise_after: DURATION}``: how long after closure a case is anonymised (None: never)
+    anonymise_after: str | None = None   # as written (P5Y, 1825d): see workflows.retention.cutoff
     source_text: str = ""
     path: str = ""
     content_hash: str = ""
@@ -242,9 +331,10 @@ class ProcessSpec:
         Explicit ``roles`` are held at any level; the default is whoever may take
         the source state's task(s), with the same ``at``.
         """
+        engine = ((SYSTEM_ROLE, None),) if t.auto else ()
         if t.roles is not None:
-            return tuple((r, None) for r in t.roles)
-        return tuple((task.role, task.at) for task in self.state(state).tasks)
+            return tuple((r, None) for r in t.roles) + engine
+        return tuple((task.role, task.at) for task in self.state(state).tasks) + engine
 
     def action_form(self, state: str, trigger: str) -> tuple[FormField, ...]:
         """The fields submitted with ``trigger`` from ``state``.
@@ -261,6 +351,35 @@ class ProcessSpec:
         task_form = () if spec.parallel else tuple(
             FormField(entry.name, entry.required and completes) for entry in spec.form)
         return merge_forms([task_form, *(t.form for t in candidates)])
+
+    @cached_property
+    def acts_by_itself(self) -> bool:
+        """Whether the engine may move a case of this process without a person: an automatic
+        transition, a call, or an idle end (otherwise an action never needs settling)."""
+        return self.end_when_idle or any(t.auto for t in self.transitions) or any(
+            s.call is not None or s.end_when_idle for s in self.states)
+
+    def auto_triggers(self, state: str) -> tuple[str, ...]:
+        """Triggers from ``state`` with an automatic transition, in file order."""
+        seen: dict[str, None] = {}
+        for t in self.transitions_from(state):
+            if t.auto:
+                seen.setdefault(t.trigger)
+        return tuple(seen)
+
+    def dead_end(self, state: StateSpec) -> bool:
+        """No work and no way out: not final, no task, no timer, no call, and no transition that a
+        person or the engine could fire from it (implicit termination, ``hexie check`` warns)."""
+        if state.final or state.tasks or state.timers or state.call:
+            return False
+        for t in self.transitions_from(state.name):
+            if t.auto or (t.roles is not None and not t.system_only):
+                return False
+        return True
+
+    def ends_when_idle(self, state: StateSpec) -> bool:
+        """The case ends in ``state`` once its work is done and no automatic transition leads on."""
+        return state.end_when_idle or (self.end_when_idle and self.dead_end(state))
 
     @property
     def starter_roles(self) -> tuple[tuple[str, str | None], ...]:

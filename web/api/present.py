@@ -97,7 +97,11 @@ def _task(t: TaskSpec, locale: str) -> dict[str, Any]:
 def _state(s: StateSpec, locale: str, initial: bool) -> dict[str, Any]:
     return {"name": s.name, "label": s.label.get(locale), "label_i18n": _i18n(s.label), "initial": initial,
             "final": s.final, "parallel": s.parallel, "tasks": [_task(t, locale) for t in s.tasks],
-            "timers": [{"trigger": t.trigger, "after": iso_duration(t.after), "at": t.at_field} for t in s.timers]}
+            "timers": [{"trigger": t.trigger, "after": iso_duration(t.after), "at": t.at_field} for t in s.timers],
+            "for_each": {"field": s.for_each.field, "complete": s.for_each.complete} if s.for_each else None,
+            "call": {"process": s.call.process, "data": dict(s.call.data), "result": dict(s.call.result),
+                     "on_end": dict(s.call.on_end)} if s.call else None,
+            "order": s.order, "end_when_idle": s.end_when_idle}
 
 
 def _transition(t: TransitionSpec, locale: str) -> dict[str, Any]:
@@ -105,5 +109,5 @@ def _transition(t: TransitionSpec, locale: str) -> dict[str, Any]:
             "sources": list(t.sources), "dest": t.dest, "label": t.label.get(locale),
             "label_i18n": _i18n(t.label), "roles": list(t.roles) if t.roles is not None else None,
             "when": getattr(t.when, "source", None), "comment": t.comment, "form": _form(t.form),
-            "interrupt": t.interrupt, "quorum": t.quorum,
+            "interrupt": t.interrupt, "quorum": t.quorum, "auto": t.auto,
             "ledger": {"fund": t.ledger.fund, "amount": t.ledger.amount, "kind": t.ledger.kind} if t.ledger else None}

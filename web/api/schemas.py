@@ -143,6 +143,19 @@ class TimerDefSchema(Schema):
     at = _text(metadata={"description": "a date or datetime field of the case"})
 
 
+class ForEachDefSchema(Schema):
+    field = fields.String(required=True, metadata={"description": "the multichoice field: one task per value"})
+    complete = fields.Raw(required=True, metadata={"description": "all, any, or how many must be done"})
+
+
+class CallDefSchema(Schema):
+    process = fields.String(required=True)
+    data = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "child field: field"})
+    result = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "field: child field"})
+    on_end = fields.Dict(keys=fields.String(), values=fields.String(),
+                         metadata={"description": "the child's end state: the trigger fired here"})
+
+
 class StateDefSchema(Schema):
     name = fields.String(required=True)
     label = fields.String(required=True)
@@ -152,12 +165,19 @@ class StateDefSchema(Schema):
     parallel = fields.Boolean()
     tasks = fields.List(fields.Nested(TaskDefSchema))
     timers = fields.List(fields.Nested(TimerDefSchema))
+    for_each = fields.Nested(ForEachDefSchema, allow_none=True, metadata={
+        "description": "the tasks are one per value of a field (tasks lists every possible one)"})
+    call = fields.Nested(CallDefSchema, allow_none=True, metadata={
+        "description": "entering the state starts a case of another process and waits for it"})
+    order = _text(metadata={"description": "any_one_at_a_time: the tasks one at a time"})
+    end_when_idle = fields.Boolean()
 
 
 class LedgerDefSchema(Schema):
     fund = fields.String(required=True)
     amount = fields.String(required=True)
     kind = fields.String(required=True)
+    voucher = fields.String(allow_none=True, metadata={"description": "the field holding the voucher number"})
 
 
 class TransitionDefSchema(Schema):
@@ -177,6 +197,7 @@ class TransitionDefSchema(Schema):
     quorum = fields.Integer()
     ledger = fields.Nested(LedgerDefSchema, allow_none=True,
                            metadata={"description": "the fund posting this action makes (ledger: in the definition)"})
+    auto = fields.Boolean(metadata={"description": "fired by the engine once the state's tasks are done"})
 
 
 class ProcessSchema(ProcessSummarySchema):
@@ -211,7 +232,7 @@ class TaskSchema(Schema):
     overdue = fields.Boolean(required=True)
     escalated = fields.Boolean(required=True)
     priority = fields.String()
-    subject = _text(metadata={"description": "null for confidential cases"})
+    subject = _text(metadata={"description": "the case code for confidential cases"})
     created_at = UTCDateTime(allow_none=True)
     kind = fields.String(validate=validate.OneOf(("work", "consult")), metadata={
         "description": "work (a step of the process) or consult (advice asked of the assignee; answer it with "
@@ -261,6 +282,16 @@ class AttachmentSchema(Schema):
     size = fields.Integer(required=True)
 
 
+class LinkedCaseSchema(Schema):
+    """A case linked by ``call:``: the parent that started this one, or a child it started."""
+
+    id = fields.Integer(required=True)
+    process = fields.String(required=True)
+    state = fields.String(required=True)
+    version = fields.Integer()
+    closed_at = UTCDateTime(allow_none=True)
+
+
 class CaseSchema(Schema):
     """One case as the caller may see it (sensitive fields masked unless she works it).
 
@@ -293,6 +324,10 @@ class CaseSchema(Schema):
         "description": "for each trigger in actions, how many people must fire it as the case stands"})
     outcome = fields.Nested(ActionOutcomeSchema, metadata={
         "description": "only in the answer to an action: moved, or a quorum vote recorded"})
+    parent = fields.List(fields.Nested(LinkedCaseSchema), metadata={
+        "description": "the case whose call: started this one (if she may see it)"})
+    children = fields.List(fields.Nested(LinkedCaseSchema), metadata={
+        "description": "the cases this one's call: states started (those she may see)"})
     owner = _text(metadata={"description": "the username who answers for the case (the starter until handed over)"})
     suspended = fields.Nested(SuspensionSchema, allow_none=True, metadata={
         "description": "null, or the hold: since, until (null: until resumed), comment, by"})
@@ -339,22 +374,75 @@ class Money(fields.String):
 
 
 class LedgerEntrySchema(Schema):
-    """One posting to a fund: what a disbursement (or a refund) wrote, with its case."""
+    """One posting to a fund: what a disbursement (or a refund) wrote, with its case; or money
+    received into the fund (kind ``receipt``: no case, with donor, day received and voucher)."""
 
     id = fields.Integer(required=True)
     at = UTCDateTime(required=True, metadata={"description": "when it was posted"})
-    case_id = fields.Integer(required=True)
+    case_id = fields.Integer(required=True, allow_none=True, metadata={"description": "null for a receipt"})
     process = fields.String(required=True)
     trigger = fields.String(required=True, metadata={"description": "the action that posted it"})
     fund = fields.String(required=True, metadata={"description": "the fund's key (a choice of the process)"})
-    kind = fields.String(required=True, validate=validate.OneOf(("payment", "refund")))
+    kind = fields.String(required=True, validate=validate.OneOf(("payment", "refund", "receipt")))
     amount = Money(required=True, metadata={"description": "always above zero; kind says which way"})
     audit_seq = fields.Integer(required=True, metadata={
         "description": "the case's audit event that records the same posting"})
     org_unit = fields.String(required=True)
     org_unit_name = fields.String(required=True)
-    state = fields.String(required=True, metadata={"description": "the case's state now"})
-    subject = _text(required=True, metadata={"description": "null for confidential cases"})
+    state = fields.String(required=True, allow_none=True, metadata={"description": "the case's state now "
+                                                                                    "(null for a receipt)"})
+    subject = _text(required=True, metadata={"description": "the case code for confidential cases"})
+    voucher = fields.String(required=True, allow_none=True, metadata={"description": "the voucher number (凭证号)"})
+    donor = fields.String(required=True, allow_none=True, metadata={"description": "a receipt's donor"})
+    received_on = fields.Date(required=True, allow_none=True, metadata={"description": "the day a receipt arrived"})
+
+
+class ReceiptCreateSchema(Schema):
+    """Money received into a fund: a donation or an allocation."""
+
+    process = fields.String(required=True, validate=validate.Length(1, 64))
+    fund = fields.String(required=True, validate=validate.Length(1, 64))
+    amount = fields.String(required=True, validate=validate.Length(1, 20), metadata={"example": "159215.00"})
+    donor = fields.String(required=True, validate=validate.Length(1, 200))
+    received_on = fields.Date(required=True)
+    voucher = fields.String(required=True, validate=validate.Length(1, 64))
+    org_unit = fields.String(required=True, validate=validate.Length(1, 64),
+                             metadata={"description": "the unit whose fund received it (its code)"})
+
+
+class BalancePeriodSchema(Schema):
+    period = fields.String(required=True, metadata={"example": "2026-03"})
+    received = Money(required=True)
+    paid = Money(required=True)
+    refunded = Money(required=True)
+    change = Money(required=True, metadata={"description": "received - paid + refunded in the period"})
+    balance = Money(required=True, metadata={"description": "the balance at the period's end"})
+
+
+class BalanceFundSchema(Schema):
+    process = fields.String(required=True)
+    fund = fields.String(required=True)
+    label = fields.String(required=True)
+    received = Money(required=True)
+    paid = Money(required=True)
+    refunded = Money(required=True)
+    balance = Money(required=True, metadata={"description": "received - paid + refunded"})
+    periods = fields.List(fields.Nested(BalancePeriodSchema), required=True)
+
+
+class BalanceTotalSchema(Schema):
+    received = Money(required=True)
+    paid = Money(required=True)
+    refunded = Money(required=True)
+    balance = Money(required=True)
+
+
+class BalancesSchema(Schema):
+    """Each fund's balance, by period."""
+
+    period = fields.String(required=True)
+    funds = fields.List(fields.Nested(BalanceFundSchema), required=True)
+    total = fields.Nested(BalanceTotalSchema, required=True)
 
 
 class LedgerTotalsSchema(Schema):
@@ -597,6 +685,46 @@ class CaseListQuery(_PagingQuery):
     org_unit = _filter()
     search = _filter(100)
     business_key = _filter(200)
+    lookup = _filter(200)
+    lookup.metadata["description"] = ("the survivor's full name or ID number, matched exactly through the "
+                                      "blind index: only cases the caller works or oversees; every search is "
+                                      "recorded (protection.md)")
+
+
+class ReportQuery(Schema):
+    by = fields.String(load_default="town", validate=validate.OneOf(("town", "village")))
+    within = _filter()
+    since = fields.Date()
+    until = fields.Date()
+
+
+class ReportUnitSchema(Schema):
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+    counts = fields.Dict(keys=fields.String(), values=fields.Raw(),
+                         metadata={"description": "state -> count, or \"<5\" (suppressed)"})
+    total = fields.Raw(metadata={"description": "a count, or \"<5\""})
+    rates = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()))
+    open_tasks = fields.Raw()
+    overdue = fields.Raw()
+
+
+class ReportSchema(Schema):
+    process = fields.String(required=True)
+    by = fields.String(required=True)
+    states = fields.List(fields.String())
+    units = fields.List(fields.Nested(ReportUnitSchema))
+    totals = fields.Dict(keys=fields.String(), values=fields.Raw())
+    total_rates = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()))
+    months = fields.List(fields.List(fields.Raw()), metadata={"description": "[month, count or \"<5\"]"})
+    total = fields.Raw(metadata={"description": "a count, or \"<5\""})
+    suppressed = fields.Boolean(metadata={"description": "small-count suppression applied (a confidential process)"})
+
+
+class CaseExportSchema(Schema):
+    password = fields.String(required=True, validate=validate.Length(min=10, max=200),
+                             metadata={"description": "the zip's password (AES-256), at least 10 characters"})
+    deidentified = fields.Boolean(load_default=False)
 
 
 class TaskListQuery(_PagingQuery):
@@ -633,6 +761,13 @@ class UpcomingSchema(Schema):
 class LedgerListQuery(_PagingQuery):
     process = _filter()
     fund = _filter()
+    kind = fields.String(load_default=None, validate=validate.OneOf(("payment", "refund", "receipt")))
+
+
+class BalanceQuery(Schema):
+    process = _filter()
+    fund = _filter()
+    period = fields.String(load_default="month", validate=validate.OneOf(("month", "year")))
 
 
 class LedgerSummaryQuery(Schema):

@@ -15,8 +15,9 @@ from hexie.models import Attachment, Case, Task, User
 from hexie.models.db import database_unavailable
 from hexie.workflows import external, notifications, webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
-from hexie.workflows.ledger import fund_labels
+from hexie.workflows.ledger import fund_labels, record_receipt
 from hexie.workflows.people import People
+from hexie.workflows.protection import case_code
 from hexie.workflows.queries import Page, task_row
 from hexie.workflows.saved_views import SavedViews
 
@@ -28,11 +29,12 @@ from .present import locale_of, process_detail, process_summary
 from .routing import hexie, json_response, operation
 from .schemas import (
     ActionSchema, AttachmentSchema, CommentSchema, CaseListQuery, CaseSchema, CaseStartSchema, CaseSummarySchema, EmptySchema,
+    BalanceQuery, BalancesSchema, ReceiptCreateSchema,
     HandoverSchema, HistoryEventSchema, OwnerSchema, SuspendSchema, ResumeSchema, TaskSuspendSchema, NoteSchema,
     ConsultSchema, AwaySchema, AwayAnswerSchema, LedgerEntrySchema, LedgerListQuery, LedgerSummaryQuery,
     LedgerSummarySchema, ProcessSchema, ProcessSummarySchema, TaskDoneSchema, TaskListQuery, TaskSchema,
     SavedViewSchema, TokenRequestSchema, TokenRevokedSchema, TokenRevokeSchema, TokenSchema, UpcomingSchema,
-    WebhookCreateSchema, WebhookSchema,
+    WebhookCreateSchema, WebhookSchema, ReportQuery, ReportSchema, CaseExportSchema,
     OrgUnitCreateSchema, OrgUnitListQuery, OrgUnitPatchSchema, OrgUnitSchema, UserCreateSchema, UserListQuery,
     UserPatchSchema, UserSchema,
     TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
@@ -430,7 +432,7 @@ def _task_answer(task_id: int) -> Response:
         ids = [i for i in (task.assignee_id,) if i is not None]
         people = dict(s.execute(select(User.id, User.username).where(User.id.in_(ids))).all()) if ids else {}
         row = task_row(task, people, engine.clock(), case_held=case.suspended_at is not None)
-        row["subject"] = None if case.confidential else case.subject
+        row["subject"] = case_code(case.id) if case.confidential else case.subject
     return json_response(TaskSchema().dump(row))
 
 
@@ -443,6 +445,40 @@ def _check_filters(query: dict[str, Any]) -> None:
         specs = [processes[query["process"]]] if query.get("process") else processes.values()
         if not any(s.name == query["state"] for spec in specs for s in spec.states):
             raise BadRequest("没有这个环节", f"unknown state {query['state']!r}", {"state": "unknown"})
+
+
+# ------------------------------------------------------------------ reports
+@operation(bp, "/reports/<process>", "GET", summary="Cases by unit, state and month / 统计报表", tag="reports",
+           path_params={"process": "string"}, query=ReportQuery,
+           responses={200: ("the report over the cases visible to the caller; over a confidential process "
+                            "counts below 5 (and sums that would give them back) read \"<5\"", ReportSchema)})
+def get_report(process: str, query: dict[str, Any]) -> Response:
+    """The report of the reports page, with the same small-count suppression."""
+    if process not in hexie()["engine"].processes:
+        raise NotFound("没有这个流程", f"no process {process!r}")
+    report = hexie()["queries"].report(g.actor, process, **query)
+    return json_response(ReportSchema().dump(report))
+
+
+@operation(bp, "/cases/<case_id>/export", "POST", summary="Encrypted case file / 加密导出案卷", tag="cases",
+           path_params=CASE_ID, body=CaseExportSchema, body_required=True,
+           responses={200: ("application/zip: case.json and case.csv (and any other part), AES-256 encrypted "
+                            "with the password", None),
+                      404: ("no such case, or not visible to the caller", ERR)})
+def export_case(case_id: int, body: dict[str, Any]) -> Response:
+    """The case file for another agency, as the caller may see it, in an AES-encrypted zip."""
+    from hexie.workflows.casefile import CaseFile, case_file_parts, encrypted_zip
+    from hexie.workflows.protection import record_export
+    state = hexie()
+    view = state["queries"].case(g.actor, case_id)
+    history = state["queries"].history(g.actor, case_id)
+    with state["engine"].session_factory() as s:
+        spec = state["engine"].spec_of(s, s.get(Case, case_id).process_version_id)
+    case = CaseFile(view=view, history=history, spec=spec, deidentified=body["deidentified"])
+    content = encrypted_zip(case_file_parts(case), body["password"])
+    record_export(state["engine"], g.actor, "case.zip", [case_id], body["deidentified"])
+    return Response(content, mimetype="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="case-{case.code}.zip"', "Cache-Control": "no-store"})
 
 
 # ------------------------------------------------------------------- ledger
@@ -471,6 +507,31 @@ def ledger_summary(query: dict[str, Any]) -> Response:
     towns = [{**town, "net": {f"{key}/{fund}": amount for (key, fund), amount in town["net"].items()}}
              for town in summary["towns"]]
     return json_response(LedgerSummarySchema().dump({**summary, "funds": funds, "towns": towns}))
+
+
+@operation(bp, "/ledger/receipts", "POST", summary="Record a receipt / 登记收款", tag="ledger",
+           body=ReceiptCreateSchema, body_required=True,
+           responses={201: ("the receipt's ledger entry (kind receipt), recorded with its audit event",
+                            LedgerEntrySchema), 403: ("the caller may not record receipts of that programme there", ERR),
+                      422: ("a field is wrong (details per field); nothing written", ERR)})
+def create_receipt(body: dict[str, Any]) -> Response:
+    """Money received into a fund (a donation, an allocation): who gave it, when, the voucher."""
+    entry = record_receipt(hexie()["engine"], g.actor, body)
+    return json_response(LedgerEntrySchema().dump(entry), status=201)
+
+
+@operation(bp, "/ledger/balances", "GET", summary="Fund balances / 资金结余", tag="ledger", query=BalanceQuery,
+           responses={200: ("each fund's balance (received - paid + refunded) by month or year, of the "
+                            "entries visible to the caller", BalancesSchema)})
+def ledger_balances(query: dict[str, Any]) -> Response:
+    """What each fund received, paid out and got back, and what it holds, period by period."""
+    labels = _check_ledger_filters({k: v for k, v in query.items() if k != "period"})
+    result = hexie()["ledger"].balances(g.actor, **query)
+    locale = locale_of(g.actor)
+    funds = [{**row, "label": (labels[(row["process"], row["fund"])].get(locale)
+                               if (row["process"], row["fund"]) in labels else row["fund"])}
+             for row in result["funds"]]
+    return json_response(BalancesSchema().dump({**result, "funds": funds}))
 
 
 def _check_ledger_filters(query: dict[str, Any]) -> dict[tuple[str, str], Any]:

@@ -113,9 +113,14 @@
       var bold = !!s.current;
       var lines = wrap(measure, s.label, FONT, shape.node, bold);
       var textW = Math.max.apply(null, lines.map(function (l) { return measure.width(l, FONT, bold); }));
+      // work decided at run time: a note under the label (for each …, calls …) and room for its marker
+      var notes = s.note ? wrap(measure, s.note, EDGE_FONT, shape.node, false) : [];
+      var noteW = notes.length ? Math.max.apply(null, notes.map(function (l) { return measure.width(l, EDGE_FONT, false); })) : 0;
+      var marked = s.for_each || s.calls || s.interleaved;
       nodes.push({
-        id: "s:" + s.id, width: Math.ceil(Math.max(textW + 28, 86)),
-        height: Math.max(40, lines.length * lineH + 20), state: s, lines: lines
+        id: "s:" + s.id, width: Math.ceil(Math.max(textW + 28, noteW + 20, 86)),
+        height: Math.max(40, lines.length * lineH + 20) + notes.length * Math.round(EDGE_FONT * 1.3) + (marked ? 12 : 0),
+        state: s, lines: lines, notes: notes
       });
     });
     var initial = data.states.filter(function (s) { return s.initial; })[0];
@@ -225,13 +230,13 @@
       var e = info[item.id].edge;
       var hot = !!e.hot;
       var group = make("g", { "class": "edge" + (hot ? " hot" : "") + (e.timer ? " timer" : "") +
-                                       (e.loop ? " loop" : "") }, edgeLayer);
+                                       (e.auto ? " auto" : "") + (e.loop ? " loop" : "") }, edgeLayer);
       if (e.title) { make("title", {}, group).textContent = e.title; }
       (item.sections || []).forEach(function (section) {
         var points = [section.startPoint].concat(section.bendPoints || [], [section.endPoint]);
         make("path", {
           d: roundedPath(points), fill: "none", stroke: e.start ? "#374151" : (hot ? ACCENT : "#9ca3af"),
-          "stroke-width": hot ? "2" : "1.3", "stroke-dasharray": e.timer ? "5 4" : "none",
+          "stroke-width": hot ? "2" : "1.3", "stroke-dasharray": e.timer ? "5 4" : (e.auto ? "2 3" : "none"),
           "marker-end": "url(#" + uid + "-arrow" + (hot ? "-hot" : "") + ")"
         }, group);
       });
@@ -254,6 +259,7 @@
       node.start = info[node.id].start;
       node.state = info[node.id].state;
       node.lines = info[node.id].lines;
+      node.notes = info[node.id].notes || [];
       node.any = info[node.id].any;
       if (node.any) {
         var any = make("g", { "class": "any-step" }, nodeLayer);
@@ -270,9 +276,14 @@
         return;
       }
       var s = node.state;
-      var classes = "state" + (s.current ? " current" : "") + (s.final ? " final" : "") + (s.initial ? " initial" : "");
-      var g = make("g", { "class": classes, "data-state": s.id }, nodeLayer);
-      make("title", {}, g).textContent = s.label;
+      var classes = "state" + (s.current ? " current" : "") + (s.final ? " final" : "") + (s.initial ? " initial" : "") +
+                    (s.for_each ? " for-each" : "") + (s.calls ? " calls" : "") + (s.interleaved ? " one-at-a-time" : "");
+      var parent = nodeLayer;
+      if (s.calls && s.calls.href) {   // a called process: its box links to its own map
+        parent = make("a", { href: s.calls.href, "class": "calls" }, nodeLayer);
+      }
+      var g = make("g", { "class": classes, "data-state": s.id }, parent);
+      make("title", {}, g).textContent = s.label + (s.note ? ": " + s.note : "");
       var fill = s.current ? ACCENT : (s.final ? "#f3f4f6" : "#ffffff");
       var stroke = s.current ? ACCENT : (s.final ? "#6b7280" : (s.initial ? "#374151" : "#9ca3af"));
       make("rect", { x: node.x, y: node.y, width: node.width, height: node.height, rx: "10", ry: "10",
@@ -282,12 +293,37 @@
                        fill: "none", stroke: stroke, "stroke-width": "0.8" }, g);
       }
       var lineH = Math.round(FONT * 1.35);
-      var first = node.y + node.height / 2 - (node.lines.length - 1) * lineH / 2 + FONT * 0.36;
+      var noteH = Math.round(EDGE_FONT * 1.3);
+      var marked = s.for_each || s.calls || s.interleaved;
+      var body = node.height - node.notes.length * noteH - (marked ? 12 : 0);
+      var first = node.y + body / 2 - (node.lines.length - 1) * lineH / 2 + FONT * 0.36;
       node.lines.forEach(function (line, i) {
         text(g, { x: node.x + node.width / 2, y: (first + i * lineH).toFixed(1), "text-anchor": "middle",
                   "font-size": FONT, fill: s.current ? "#ffffff" : "#111827",
                   "font-weight": s.current ? "bold" : "normal" }, line);
       });
+      var ink = s.current ? "#ffffff" : "#4b5563";
+      node.notes.forEach(function (line, i) {
+        text(g, { x: node.x + node.width / 2, y: (node.y + body - 4 + EDGE_FONT + i * noteH).toFixed(1),
+                  "text-anchor": "middle", "font-size": EDGE_FONT, fill: ink, "class": "state-note" }, line);
+      });
+      var cx = node.x + node.width / 2, foot = node.y + node.height - 4;
+      if (s.for_each) {          // BPMN: three bars, one task per value (multiple instances)
+        for (var b = 0; b < 3; b++) {
+          make("rect", { x: (cx - 7 + b * 5).toFixed(1), y: (foot - 8).toFixed(1), width: "2", height: "7",
+                         fill: ink, "class": "marker-for-each" }, g);
+        }
+      } else if (s.interleaved) {
+        text(g, { x: cx, y: foot - 1, "text-anchor": "middle", "font-size": 9, fill: ink,
+                  "class": "marker-one-at-a-time" }, "1/n");
+      }
+      if (s.calls) {             // BPMN: a boxed plus, a call activity
+        var mark = make("g", { "class": "marker-call" }, g);
+        make("rect", { x: (cx - 5).toFixed(1), y: (foot - 9).toFixed(1), width: "10", height: "9", fill: "none",
+                       stroke: ink, "stroke-width": "1" }, mark);
+        make("path", { d: "M" + (cx - 3) + " " + (foot - 4.5) + "H" + (cx + 3) + "M" + cx + " " + (foot - 7.5) +
+                          "V" + (foot - 1.5), stroke: ink, "stroke-width": "1" }, mark);
+      }
     });
     return svg;
   }

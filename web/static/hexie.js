@@ -13,6 +13,24 @@
       document.head.appendChild(script);
     });
   }
+  // The dashboard: ECharts (served by the app, static/vendor/echarts) and the dashboard's script.
+  if (here && document.querySelector(".dash-chart[data-src]")) {
+    var root = here.replace(/[^/]*([?#].*)?$/, "");
+    ["vendor/echarts/echarts.min.js", "hexie-dashboard.js"].forEach(function (name) {
+      var script = document.createElement("script");
+      script.src = root + name;
+      script.async = false;
+      document.head.appendChild(script);
+    });
+  }
+  // The print button of a case page.
+  if (!window.__hexiePrintButton) {
+    window.__hexiePrintButton = true;
+    document.addEventListener("click", function (event) {
+      var button = event.target.closest && event.target.closest("[data-print]");
+      if (button) { event.preventDefault(); window.print(); }
+    });
+  }
   // Ask before actions that finish a case (reject, withdraw, close...).
   document.addEventListener("submit", function (event) {
     var form = event.target;

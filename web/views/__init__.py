@@ -10,6 +10,7 @@ from __future__ import annotations
 from .blueprint import OPEN_ENDPOINTS, assets, bp  # noqa: F401
 from .common import template_helpers
 
-from . import case, files, inbox, incidents, notices, reports, start, workday  # noqa: E402,F401  (routes register on import)
+from . import (case, dashboard, exports, files, funds, inbox, incidents, notices, printing,  # noqa: E402,F401
+               protection, reports, start, workday)  # (routes register on import)
 
 __all__ = ["bp", "assets", "template_helpers"]

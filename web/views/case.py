@@ -127,14 +127,16 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
             (actor.holds(task["role"], path, tspec.at) and set(tspec.requires) <= actor.capabilities)
             or (task["escalated"] and tspec.escalate and actor.holds(tspec.escalate.to, path))))
         mine = task["assignee"] == actor.username
+        # order: any_one_at_a_time: while another of the state's tasks is in hand, this one waits
+        waits = st.interleaved and any(o["status"] == "allocated" and o["id"] != task["id"] for o in view["tasks"])
         work_label = task_label(key, task["state"], task["name"], spec)
         row = dict(task, label=t("workday.consult_of", task=work_label) if consult else work_label,
                    role_label="" if consult else role_label(task["role"]), mine=mine,
                    assignee_name=names.get(task["assignee"], task["assignee"]),
-                   can_claim=task["status"] == "offered" and offered and not voting,
+                   can_claim=task["status"] == "offered" and offered and not voting and not waits,
                    can_release=mine and task["status"] == "allocated" and not consult,
                    can_done=st.parallel and offered and task["assignee"] in (None, actor.username)
-                   and not view.get("suspended"),
+                   and not view.get("suspended") and not waits,
                    can_hold=not consult and (mine or manager), can_answer=consult and mine,
                    can_consult=not consult and (mine or (task["assignee"] is None and offered)))
         if row["can_done"]:
@@ -283,6 +285,12 @@ def _history(spec: ProcessSpec, events: list[dict[str, Any]], names: Mapping[str
                 changes.append((t("col.role"), "", role_label(new)))
             elif field == "version":
                 changes.append((t("case.version"), str(old), str(new)))
+            elif field in ("child_case", "parent_case"):   # call: the case started, ended, or the caller
+                other = old if isinstance(old, int) else new
+                changes.append((t("runtime.child" if field == "child_case" else "runtime.parent"), "", f"#{other}"))
+            elif field == "cancelled":   # complete: any | N cut the other instances short
+                changes.append((t("runtime.cancelled_tasks"), "", "、".join(
+                    task_label(key, e.get("from_state") or "", n, spec) for n in (new or ()))))
             elif field in ("owner", "consulted"):
                 changes.append((t(f"workday.change.{field}"), names.get(old, old) or "", names.get(new, new) or ""))
             elif field == "mentions":

@@ -20,6 +20,7 @@ from ..state import hexie_state
 from ..i18n import babel_locale, get_locale, label, t
 
 MASK = "***"
+TOMBSTONE = "[erased]"   # hexie.workflows.audit.TOMBSTONE: a value erased by retention
 
 
 # ---------------------------------------------------------------- definitions
@@ -182,6 +183,8 @@ def format_value(spec: ProcessSpec, name: str, value: Any, names: Mapping[str, s
         return t("none")
     if value == MASK:
         return "●●●●"
+    if value == TOMBSTONE:   # erased by retention (protection.md)
+        return t("guard.erased")
     fs = spec.fields.get(name)
     if fs is None:
         return str(value)

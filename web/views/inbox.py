@@ -98,7 +98,9 @@ def inbox():
                                           ("process", filters.get("process")), ("state", filters.get("state")),
                                           ("org_unit", filters.get("org_unit")), ("search", filters.get("search"))) if v])
     return render_template("inbox.html", view=view, views=INBOX_VIEWS, page=page, filters=filters, sorts=TASK_SORTS,
-                           saved_views=saved, current_query=here, votes=_votable(actor, page.items) if view == "available" and "admin" in current_app.blueprints else {},
+                           saved_views=saved, current_query=here,
+                           xlsx_href=url_for("hexie.tasks_xlsx", **{**request.args.to_dict(), "view": view}),
+                           votes=_votable(actor, page.items) if view == "available" and "admin" in current_app.blueprints else {},
                            options=filter_options(actor), places=task_places(t["id"] for t in page.items),
                            names=display_names(t["assignee"] for t in page.items) if view in ("overdue", "escalated") else {})
 

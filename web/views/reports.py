@@ -33,27 +33,109 @@ CSV_BATCH = 200
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-@bp.route("/reports")
-def reports():
-    """One programme's report; the first programme by default."""
+@dataclass
+class ReportArgs:
+    """The report's query string, checked: programme, grouping, unit, days."""
+
+    process: str
+    by: str
+    within: str | None
+    since: date | None
+    until: date | None
+    problem: str | None
+    units: list[tuple[str, str]]
+
+    def args(self) -> dict[str, str]:
+        """As query-string arguments (the xlsx link keeps the page's filters)."""
+        pairs = (("process", self.process), ("by", self.by), ("within", self.within),
+                 ("since", self.since.isoformat() if self.since else None),
+                 ("until", self.until.isoformat() if self.until else None))
+        return {k: v for k, v in pairs if v}
+
+
+def report_args() -> ReportArgs:
+    """An unknown programme is a 404; a malformed day or a unit outside her area is dropped."""
     state = hexie_state()
     processes = sorted(state.engine.processes.items())
     key = request.args.get("process") or processes[0][0]
     if key not in state.engine.processes:
         abort(404)
-    actor = current_actor()
     by = request.args.get("by") if request.args.get("by") in ("town", "village") else "town"
     within = request.args.get("within") or None
     since, until, problem = _day("since"), _day("until"), None
     if since and until and since > until:
         since, until, problem = None, None, t("report.bad_range")
-    units = [(u.code, indent(u)) for u in units_in_area(actor) if u.level != _lowest_level()]
+    units = [(u.code, indent(u)) for u in units_in_area(current_actor()) if u.level != _lowest_level()]
     if within not in {code for code, _ in units}:
         within = None
+    return ReportArgs(key, by, within, since, until, problem, units)
+
+
+def case_report(args: ReportArgs) -> dict[str, Any]:
+    return hexie_state().queries.report(current_actor(), args.process, by=args.by, within=args.within,
+                                        since=args.since, until=args.until)
+
+
+@bp.route("/reports")
+def reports():
+    """One programme's report; the first programme by default."""
+    state = hexie_state()
+    args = report_args()
+    report = case_report(args)
+    return render_template("reports.html", report=report, spec=state.engine.processes[args.process],
+                           processes=[(k, label(spec.title)) for k, spec in sorted(state.engine.processes.items())],
+                           units=args.units, within=args.within, since=args.since, until=args.until,
+                           problem=args.problem, query=args.args())
+
+
+@bp.route("/reports.csv")
+def reports_csv():
+    """The report as shown (same filters, same suppression), as CSV: one row per unit and a total
+    row, then the months. Over a confidential process the small counts read ``<5`` here too."""
+    state = hexie_state()
+    key = request.args.get("process") or sorted(state.engine.processes)[0]
+    if key not in state.engine.processes:
+        abort(404)
+    actor = current_actor()
+    by = request.args.get("by") if request.args.get("by") in ("town", "village") else "town"
+    within = request.args.get("within") or None
+    if within not in {u.code for u in units_in_area(actor)}:
+        within = None
+    since, until = _day("since"), _day("until")
+    if since and until and since > until:
+        since = until = None
     report = state.queries.report(actor, key, by=by, within=within, since=since, until=until)
-    return render_template("reports.html", report=report, spec=state.engine.processes[key],
-                           processes=[(k, label(spec.title)) for k, spec in processes],
-                           units=units, within=within, since=since, until=until, problem=problem)
+    rows = report_rows(report)
+    stamp = to_local(state.engine.clock())
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", f"report-{key}-{stamp.strftime('%Y%m%d') if stamp else ''}")
+    return Response("\ufeff" + _csv_lines(rows), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"', "Cache-Control": "no-store"})
+
+
+def report_rows(report: dict[str, Any]) -> list[list[str]]:
+    """A report as spreadsheet rows (headers in both languages; suppressed counts as ``<5``)."""
+    from .common import state_label
+    rates = report["rates"]
+    header = [both(f"report.by.{report['by']}"), *(label(r["label"]) for r in rates),
+              *(csv_cell(state_label(report["process"], st)) for st in report["states"]),
+              both("report.all"), both("report.open_tasks"), both("report.overdue")]
+
+    def rate(pair: list[Any]) -> str:
+        return f"{pair[0]}/{pair[1]}"
+
+    rows = [header]
+    for unit in report["units"]:
+        rows.append([csv_cell(unit["name"]), *(rate(unit["rates"][r["name"]]) for r in rates),
+                     *(str(unit["counts"].get(st, 0)) for st in report["states"]),
+                     str(unit["total"]), str(unit["open_tasks"]), str(unit["overdue"])])
+    totals = report["totals"]
+    rows.append([both("report.all"), *(rate(report["total_rates"][r["name"]]) for r in rates),
+                 *(str(totals.get(st, 0)) for st in report["states"]),
+                 str(report["total"]), str(totals["open_tasks"]), str(totals["overdue"])])
+    rows.append([])
+    rows.append([both("report.month"), both("report.opened")])
+    rows.extend([month, str(n)] for month, n in report["months"])
+    return rows
 
 
 def _day(name: str) -> date | None:

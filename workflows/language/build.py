@@ -7,7 +7,10 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 
-from hexie.workflows.spec import Escalation, FieldSpec, FormField, Label, LedgerSpec, ProcessSpec, RateSpec, RolesSpec, StateSpec, TaskSpec, TimerSpec, TransitionSpec
+from hexie.workflows.spec import (
+    CallSpec, DocumentSpec, Escalation, FieldSpec, ForEachSpec, FormField, Label, LedgerSpec, ProcessSpec, RateSpec, RolesSpec,
+    StateSpec, TaskSpec, TimerSpec, TransitionSpec,
+)
 from hexie.workflows.language.checks import _mapping
 from hexie.workflows.language.constants import DATE_TYPES, NUMBER_TYPES
 from hexie.workflows.language.durations import parse_duration
@@ -36,6 +39,10 @@ def _build_process(data: dict, roles: RolesSpec | None, compiled: Mapping[int, A
         starters=tuple(data["starters"]) if "starters" in data else None,
         rates=tuple(RateSpec(name, Label.of(r["label"], name), tuple(r["of"]), tuple(r.get("over", ())))
                     for name, r in _mapping(data.get("rates")).items()),
+        documents=MappingProxyType({name: DocumentSpec(name, Label.of(d["title"], name), Label.of(d["body"]))
+                                    for name, d in _mapping(data.get("documents")).items()}),
+        end_when_idle=data.get("end_when_idle", False),
+        anonymise_after=(data.get("retention") or {}).get("anonymise_after"),
         source_text=text, path=filename, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
@@ -61,7 +68,8 @@ def _build_field(name: str, spec: dict) -> FieldSpec:
         default=_coerce(ftype, default, _choice_keys(choices)) if default is not None else None,
         min=value("min"), max=value("max"), max_length=spec.get("max_length"), pattern=spec.get("pattern"),
         role=spec.get("role"),
-        sensitive=spec.get("sensitive", False), multiple=spec.get("multiple", False), choices=pairs)
+        sensitive=spec.get("sensitive", False), searchable=spec.get("searchable", False),
+        multiple=spec.get("multiple", False), choices=pairs)
 
 
 def _build_form(entries: Any, fields_: Mapping[str, FieldSpec]) -> tuple[FormField, ...]:
@@ -93,17 +101,39 @@ def _build_task(task: dict, name: str, label: Label, fields_: Mapping[str, Field
 def _build_state(state: dict, fields_: Mapping[str, FieldSpec]) -> StateSpec:
     name = state["name"]
     label = Label.of(state.get("label"), name)
+    for_each = None
     if "task" in state:
         tasks = (_build_task(state["task"], name, label, fields_),)
+    elif isinstance(state.get("tasks"), dict):
+        tasks, for_each = _build_for_each(state["tasks"], fields_)
     else:
         tasks = tuple(_build_task(t, t["name"], Label.of(t.get("label"), t["name"]), fields_)
                       for t in state.get("tasks", ()))
     timers = tuple(TimerSpec(trigger=t["trigger"],
                              after=parse_duration(t["after"]) if "after" in t else None,
                              at_field=t.get("at")) for t in state.get("timers", ()))
+    call = state.get("call")
     return StateSpec(name=name, label=label, initial=state.get("initial", False), final=state.get("final", False),
                      tasks=tasks, parallel="tasks" in state, timers=timers,
-                     host_editable=state.get("host_editable", False))
+                     host_editable=state.get("host_editable", False), for_each=for_each,
+                     call=CallSpec(call["process"], tuple(_mapping(call.get("data")).items()),
+                                   tuple(_mapping(call.get("result")).items()),
+                                   tuple(_mapping(call.get("on_end")).items())) if call else None,
+                     order=state.get("order"), end_when_idle=state.get("end_when_idle", False))
+
+
+def _build_for_each(spec: dict, fields_: Mapping[str, FieldSpec]) -> tuple[tuple[TaskSpec, ...], ForEachSpec]:
+    """One task per choice of the for-each field, named by the choice, given to its role."""
+    field = fields_[spec["for_each"]]
+    template, role_of, each = spec["task"], _mapping(spec.get("role_of")), _mapping(spec.get("each"))
+    tasks = []
+    for value, choice_label in field.choices:
+        merged = {**template, **_mapping(each.get(value))}
+        if value in role_of:
+            merged["role"] = role_of[value]
+        label = Label.of(merged["label"]) if merged.get("label") is not None else choice_label
+        tasks.append(_build_task(merged, value, label, fields_))
+    return tuple(tasks), ForEachSpec(spec["for_each"], spec.get("complete", "all"), tuple(field.default or ()))
 
 
 def _build_transition(index: int, t: dict, non_final: tuple[str, ...], fields_: Mapping[str, FieldSpec],
@@ -120,4 +150,5 @@ def _build_transition(index: int, t: dict, non_final: tuple[str, ...], fields_: 
         comment=t.get("comment", "optional"), form=_build_form(t.get("form"), fields_),
         interrupt=t.get("interrupt", False), quorum=t.get("quorum", 1),
         ledger=LedgerSpec(**t["ledger"]) if "ledger" in t else None,
-        message=Label.of(t["message"]) if t.get("message") is not None else None)
+        message=Label.of(t["message"]) if t.get("message") is not None else None,
+        auto=t.get("auto", False))

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import keyword
 import re
+import string
 
 from typing import Any, Mapping
 
 from hexie.workflows.expressions import ExpressionError, compile_expression
-from hexie.workflows.spec import FIELD_TYPES, SYSTEM_ROLE, RolesSpec
+from hexie.workflows.spec import DOCUMENT_PLACEHOLDERS, FIELD_TYPES, SYSTEM_ROLE, RolesSpec
 from hexie.workflows.language.constants import DATE_TYPES, MULTIPLE_TYPES, NUMBER_TYPES, PathKey, RESERVED_NAMES, TEXT_TYPES
+from hexie.workflows.language.fields import _choice_keys
 from hexie.workflows.language.messages import _hinted, _msg, _nearest, _unknown
 from hexie.workflows.language.yaml_tree import _Report
 
@@ -50,7 +52,8 @@ class _ProcessChecker:
         # A duplicate name is reported once; checks that follow use the first state of that name.
         first = [s for i, s in self.states if isinstance(s.get("name"), str) and self.state_index[s["name"]] == i]
         self.final = {s["name"] for s in first if s.get("final") is True}
-        self.with_tasks = {s["name"] for s in first if isinstance(s.get("task"), dict) or _list(s.get("tasks"))}
+        self.with_tasks = {s["name"] for s in first if isinstance(s.get("task"), dict) or _list(s.get("tasks"))
+                           or isinstance(s.get("tasks"), dict)}
         self.compiled: dict[int, Any] = {}
         # Reachability is judged only when every transition's ends are known states;
         # otherwise one typo would also be reported as unreachable states.
@@ -65,7 +68,32 @@ class _ProcessChecker:
         self.check_timers()
         self.check_graph()
         self.check_rates()
+        self.check_documents()
+        self.check_runtime()
         return self.compiled
+
+    def check_documents(self) -> None:
+        """A document's ``{placeholder}`` names a field of this process or one of the case's facts
+        (DOCUMENT_PLACEHOLDERS); the error points at the placeholder, with "did you mean"."""
+        known = list(self.fields) + list(DOCUMENT_PLACEHOLDERS)
+        for name, doc in _mapping(self.data.get("documents")).items():
+            body = _mapping(doc).get("body")
+            texts = [(("documents", name, "body"), body)] if isinstance(body, str) else \
+                [(("documents", name, "body", lang), text) for lang, text in _mapping(body).items()]
+            for path, text in texts:
+                if not isinstance(text, str):
+                    continue
+                try:
+                    found = _placeholders(text)
+                except ValueError:
+                    self.report.error(path, _msg("文书正文的花括号不成对（字面的花括号请写作 {{ 或 }}）",
+                                                 "a brace in the document's body is not closed (write {{ or }} "
+                                                 "for a brace itself)"))
+                    continue
+                for placeholder, offset in found:
+                    if placeholder not in known:
+                        self.report.error(path, _unknown("占位符", "placeholder", placeholder, known),
+                                          offset=offset)
 
     def check_rates(self) -> None:
         """A rate counts states of this process."""
@@ -189,6 +217,8 @@ class _ProcessChecker:
                     self.report.error(path + (key,), _msg("终止状态不能有任务", "a final state cannot have a task"), at_key=True)
         if isinstance(state.get("task"), dict):
             self.check_task(path + ("task",), state["task"])
+        if isinstance(state.get("tasks"), dict):
+            self.check_for_each(path + ("tasks",), state["tasks"])
         names: dict[str, int] = {}
         for j, task in _items(state.get("tasks")):
             self.check_task(path + ("tasks", j), task)
@@ -238,6 +268,137 @@ class _ProcessChecker:
                     f"无效的能力名 '{word}'", f"invalid capability '{word}': letters, digits, _ . -"))
             elif known and word not in known:
                 self.report.error(path + ("requires", j), _unknown("能力", "capability", word, known))
+
+    # -- work decided at run time
+
+    def check_for_each(self, path: PathKey, spec: dict) -> None:
+        """``tasks: {for_each: FIELD, role_of, task, each, complete}``: FIELD is a multichoice field,
+        every one of its choices has a role, and ``role_of`` / ``each`` name only its choices."""
+        name = spec.get("for_each")
+        choices: tuple[str, ...] | None = None
+        if isinstance(name, str):
+            if name not in self.fields:
+                self.report.error(path + ("for_each",), _unknown("字段", "field", name, self.fields))
+            elif _mapping(self.fields[name]).get("type") != "multichoice":
+                ftype = _mapping(self.fields[name]).get("type")
+                self.report.error(path + ("for_each",), _msg(
+                    f"for_each 须为 multichoice 字段，'{name}' 是 {ftype}",
+                    f"for_each takes a multichoice field; '{name}' is {ftype}"))
+            else:
+                choices = _choice_keys(_mapping(self.fields[name]).get("choices"))
+        template = _mapping(spec.get("task"))
+        self.check_task(path + ("task",), template)
+        role_of = _mapping(spec.get("role_of"))
+        for value, role in role_of.items():
+            if choices is not None and value not in choices:
+                self.report.error(path + ("role_of", value), _unknown(
+                    f"字段 '{name}' 的选项", f"choice of '{name}'", value, choices, listing=True), at_key=True)
+            self.role(path + ("role_of", value), role)
+        each = _mapping(spec.get("each"))
+        for value, override in each.items():
+            if choices is not None and value not in choices:
+                self.report.error(path + ("each", value), _unknown(
+                    f"字段 '{name}' 的选项", f"choice of '{name}'", value, choices, listing=True), at_key=True)
+            if isinstance(override, dict):
+                self.check_task(path + ("each", value), override)
+        typo = choices is not None and any(v not in choices for v in role_of)   # reported above
+        if choices is not None and not typo and "role" not in template and "external" not in template:
+            missing = [c for c in choices if c not in role_of and "role" not in _mapping(each.get(c))]
+            if missing:
+                self.report.error(path + ("role_of",) if "role_of" in spec else path + ("for_each",), _msg(
+                    f"这些选项没有对应的角色：{', '.join(missing)}（在 role_of 中给出，或给 task 一个 role）",
+                    f"no role for the choices {', '.join(missing)} (map them in role_of, or give the task a role)"),
+                    at_key="role_of" in spec)
+        complete = spec.get("complete")
+        if isinstance(complete, int) and not isinstance(complete, bool) and choices is not None \
+                and complete > len(choices):
+            self.report.warning(path + ("complete",), _msg(
+                f"complete 为 {complete}，但 '{name}' 只有 {len(choices)} 个选项：将等全部完成",
+                f"complete is {complete} but '{name}' has only {len(choices)} choices: all will be waited for"))
+
+    def check_runtime(self) -> None:
+        """Calls, automatic transitions and states left with no work and no way out."""
+        for i, state in self.states:
+            path = ("states", i)
+            name = state.get("name")
+            call = state.get("call")
+            if isinstance(call, dict):
+                if state.get("final") is True:
+                    self.report.error(path + ("call",), _msg("终止状态不能调用子流程", "a final state cannot call a process"),
+                                      at_key=True)
+                if call.get("process") == self.data.get("process") and isinstance(call.get("process"), str):
+                    self.report.error(path + ("call", "process"), _msg(
+                        "流程不能调用自己", "a process cannot call itself"))
+                for child_field, field in _mapping(call.get("data")).items():
+                    if isinstance(field, str) and field not in self.fields:
+                        self.report.error(path + ("call", "data", child_field), _unknown("字段", "field", field, self.fields))
+                for field in _mapping(call.get("result")):
+                    if field not in self.fields:
+                        self.report.error(path + ("call", "result", field), _unknown("字段", "field", field, self.fields),
+                                          at_key=True)
+                known = self.triggers_from(name) if isinstance(name, str) else []
+                for end, trigger in _mapping(call.get("on_end")).items():
+                    if isinstance(trigger, str) and isinstance(name, str) and trigger not in known:
+                        self.report.error(path + ("call", "on_end", end), _hinted(
+                            f"没有从状态 '{name}' 出发、触发器为 '{trigger}' 的转换",
+                            f"no transition with trigger '{trigger}' leaves state '{name}'", trigger, known))
+            if self.dead_end(state) and state.get("end_when_idle") is not True \
+                    and self.data.get("end_when_idle") is not True:
+                self.report.warning(path, _msg(
+                    f"状态 '{name}' 没有任务、计时器或子流程，也没有人能把案件从这里推进：案件会停在这里。"
+                    "请标为 final，或加上 end_when_idle: true（无事可做时结案）",
+                    f"state '{name}' has no task, timer or call and nobody can move the case on from it: "
+                    "cases would sit there forever; mark it final, or add end_when_idle: true (the case ends "
+                    "once no work is left)"))
+        for i, transition in self.transitions:
+            if transition.get("auto") is not True:
+                continue
+            path = ("transitions", i, "auto")
+            if isinstance(transition.get("quorum"), int) and transition["quorum"] > 1:
+                self.report.error(path, _msg("自动转换不能有 quorum（没有人投票）",
+                                             "an automatic transition takes no quorum (nobody votes)"), at_key=True)
+            if transition.get("comment") == "required":
+                self.report.error(path, _msg("自动转换不能要求意见（没有人填写）",
+                                             "an automatic transition cannot require a comment (nobody writes one)"),
+                                  at_key=True)
+            if any(isinstance(e, dict) and e.get("required") is True for e in _list(transition.get("form"))):
+                self.report.error(path, _msg("自动转换的表单不能有必填字段（没有人填写）",
+                                             "an automatic transition's form cannot have required fields (nobody fills it)"),
+                                  at_key=True)
+            for source in self.sources(i, transition):
+                state = self.states_by_name().get(source, {})
+                if isinstance(state.get("call"), dict):
+                    self.report.error(path, _msg(
+                        f"状态 '{source}' 调用子流程：用 call.on_end 在子流程结束时推进，不用 auto",
+                        f"state '{source}' calls a process: its child's end moves it on (call.on_end), not auto"),
+                        at_key=True)
+                elif isinstance(state.get("task"), dict):
+                    self.report.warning(path, _msg(
+                        f"状态 '{source}' 只有一个任务，它随操作完成：自动转换永远不会触发（用 tasks: 或去掉 task）",
+                        f"state '{source}' has a single task, done by its own action: the automatic transition never "
+                        "fires (use tasks:, or no task)"), at_key=True)
+
+    def states_by_name(self) -> dict[str, dict]:
+        return {s["name"]: s for i, s in self.states if isinstance(s.get("name"), str)
+                and self.state_index.get(s["name"]) == i}
+
+    def dead_end(self, state: dict) -> bool:
+        """No work and no way out: see :meth:`hexie.workflows.spec.ProcessSpec.dead_end`."""
+        name = state.get("name")
+        if not isinstance(name, str) or self.state_index.get(name) is None or state.get("final") is True:
+            return False
+        if any(k in state for k in ("task", "tasks", "call")) or _list(state.get("timers")):
+            return False
+        exits = 0
+        for i, transition in self.transitions:
+            if name not in self.sources(i, transition):
+                continue
+            exits += 1
+            roles = transition.get("roles")
+            if transition.get("auto") is True or not isinstance(roles, list) or roles != [SYSTEM_ROLE]:
+                return False
+        # no exit at all is already "no final state can be reached from it"
+        return exits > 0
 
     def source_refs(self, i: int, transition: dict) -> list[tuple[PathKey, str]]:
         """(path, name) of each source state as written (``'*'`` included)."""
@@ -290,8 +451,9 @@ class _ProcessChecker:
             self.graph_known = False
 
     def ledger(self, path: PathKey, ledger: Any) -> None:
-        """A posting names the case's fund (a choice field) and amount (a money field)."""
-        for key, wanted in (("fund", "choice"), ("amount", "money")):
+        """A posting names the case's fund (a choice field) and amount (a money field), and may
+        name the text field holding its voucher number."""
+        for key, wanted in (("fund", "choice"), ("amount", "money"), ("voucher", "text")):
             name = _mapping(ledger).get(key)
             if not isinstance(name, str):
                 continue
@@ -417,3 +579,13 @@ def _closure(start: set[str], edges: Mapping[str, set[str]]) -> set[str]:
                 seen.add(nxt)
                 todo.append(nxt)
     return seen
+
+
+_BRACES = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+def _placeholders(body: str) -> list[tuple[str, int]]:
+    """The ``{name}`` placeholders of a document body with the offset of each name; ValueError
+    on an unbalanced brace (``{{`` and ``}}`` are braces themselves)."""
+    string.Formatter().parse(body) and list(string.Formatter().parse(body))   # raises on a lone brace
+    return [(m.group(1), m.start(1)) for m in _BRACES.finditer(body) if m.group(1) is not None]

@@ -7,7 +7,9 @@ from typing import Any, Mapping
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
 
-from hexie.workflows.spec import ASSIGN_POLICIES, COMMENT_RULES, FIELD_TYPES, LEDGER_KINDS, PRIORITIES
+from hexie.workflows.spec import (
+    ASSIGN_POLICIES, COMMENT_RULES, COMPLETE_RULES, FIELD_TYPES, LEDGER_KINDS, ORDERS, PRIORITIES,
+)
 from hexie.workflows.language.constants import CHOICE_TYPES, DATE_TYPES, NUMBER_TYPES, PathKey, TEXT_TYPES
 from hexie.workflows.language.fields import _Base, _Bool, _Choices, _Duration, _Int, _List, _Nested, _Raw, _Source, _Str, _Text, _Unfit, _at_least, _choice_keys, _coerce, _one_of, _process_key, _regex
 from hexie.workflows.language.messages import _Message, _NULL, _REQUIRED, _expected, _kinds, _msg, _unknown
@@ -161,6 +163,99 @@ class _ParallelTaskSchema(_TaskSchema):
     optional = _Bool()
 
 
+# -- work decided at run time (definitions.md): for_each tasks, call, interleaved order, auto
+
+class _StrMap(_Base, fields.Field):
+    """A mapping of names to names (``role_of``, a call's ``data``, ``result`` and ``on_end``)."""
+
+    default_error_messages = {"invalid": _expected("映射（名称: 名称）", "a mapping of names to names")}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, dict):
+            raise self.make_error("invalid", **_kinds(value))
+        errors = {key: [_expected("名称", "a name").format(**_kinds(item))]
+                  for key, item in value.items() if not isinstance(item, str)}
+        if errors:
+            raise ValidationError(errors)
+        return value
+
+
+class _Complete(_Base, fields.Field):
+    """``complete:`` of a for-each state: ``all``, ``any`` or a whole number of at least 1."""
+
+    default_error_messages = {"invalid": _msg("complete 应为 all、any 或不小于 1 的整数",
+                                              "complete is all, any or a whole number of at least 1")}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and value in COMPLETE_RULES:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        if isinstance(value, str):
+            raise ValidationError(_unknown("完成规则", "complete rule", value, COMPLETE_RULES, listing=True))
+        raise self.make_error("invalid")
+
+
+class _EachTaskSchema(_TaskSchema):
+    """The task of a for-each state (its role may come from ``role_of``), or one value's changes to it."""
+
+    label = _Text()
+
+    def _person_or_machine(self, data: dict, original: Any, **kwargs: Any) -> None:  # role: from role_of
+        return None
+
+
+class _ForEachSchema(_Strict):
+    for_each = _Str(required=True)
+    role_of = _StrMap()
+    task = _Nested(_EachTaskSchema, required=True)
+    each = _NamedMap(_EachTaskSchema)     # per value: what differs from ``task`` (form, due, label…)
+    complete = _Complete()
+
+
+class _Tasks(_Base, fields.Field):
+    """A state's ``tasks``: a list of named parallel tasks, or ``{for_each: …}`` (one per value)."""
+
+    default_error_messages = {"invalid": _expected("并行任务列表或 {for_each: …}", "a list of tasks or {for_each: …}")}
+
+    @property
+    def list_schema(self) -> Schema:
+        return _schema(_ParallelTaskSchema)
+
+    @property
+    def each_schema(self) -> Schema:
+        return _schema(_ForEachSchema)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, dict):
+            errors = self.each_schema.validate(value)
+            if errors:
+                raise ValidationError(errors)
+            return value
+        if not isinstance(value, list):
+            raise self.make_error("invalid", **_kinds(value))
+        if not value:
+            raise ValidationError([_msg("并行任务数不能少于 1", "the number of parallel tasks must be at least 1")])
+        errors: dict[Any, Any] = {}
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                errors[i] = [_expected("映射（键: 值）", "a mapping (key: value)").format(**_kinds(item))]
+                continue
+            item_errors = self.list_schema.validate(item)
+            if item_errors:
+                errors[i] = item_errors
+        if errors:
+            raise ValidationError(errors)
+        return value
+
+
+class _CallSchema(_Strict):
+    process = _Str(required=True, validate=_process_key)
+    data = _StrMap()
+    result = _StrMap()
+    on_end = _StrMap()
+
+
 class _TimerSchema(_Strict):
     after = _Duration()
     at = _Str()
@@ -183,15 +278,27 @@ class _StateSchema(_Strict):
     initial = _Bool()
     final = _Bool()
     task = _Nested(_TaskSchema)
-    tasks = _List(_Nested(_ParallelTaskSchema), validate=_at_least(1, "并行任务数", "the number of parallel tasks"))
+    tasks = _Tasks()
     timers = _List(_Nested(_TimerSchema))
     host_editable = _Bool()
+    call = _Nested(_CallSchema)
+    order = _Str(validate=_one_of(ORDERS, "任务顺序", "task order"))
+    end_when_idle = _Bool()
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _task_or_tasks(self, data: dict, original: Any, **kwargs: Any) -> None:
         if isinstance(original, dict) and "task" in original and "tasks" in original:
             raise ValidationError({"tasks": [_Message.make(_msg(
                 "状态不能同时有 task 和 tasks", "a state has either task or tasks, not both"), at_key=True)]})
+        if not isinstance(original, dict):
+            return
+        if "call" in original and ("task" in original or "tasks" in original):
+            raise ValidationError({"call": [_Message.make(_msg(
+                "调用子流程的状态没有自己的任务（工作在子流程中完成）",
+                "a state that calls a process has no task of its own (the child case does the work)"), at_key=True)]})
+        if "order" in original and "tasks" not in original:
+            raise ValidationError({"order": [_Message.make(_msg(
+                "order 只用于并行任务（tasks）", "order is only for a state's parallel tasks (tasks)"), at_key=True)]})
 
 
 class _FieldSchema(_Strict):
@@ -205,6 +312,7 @@ class _FieldSchema(_Strict):
     max_length = _Int(validate=_at_least(1, "max_length ", "max_length"))
     pattern = _Str(validate=_regex)
     sensitive = _Bool()
+    searchable = _Bool()
     multiple = _Bool()
     choices = _Choices()
     role = _Str()        # a user field: the role of the people it names (its picker lists only them)
@@ -216,10 +324,31 @@ class _FieldSchema(_Strict):
             return  # the type itself is wrong or missing: reported already
         errors: dict[str, list[str]] = {}
         _check_choices(ftype, original, errors)
+        _check_searchable(ftype, data, errors)
         bounds = _check_bounds(ftype, data, errors)
         _check_default(ftype, data, bounds, errors)
         if errors:
             raise ValidationError(errors)
+
+
+def _check_searchable(ftype: str, data: dict, errors: dict) -> None:
+    """``searchable: true`` (the blind index, protection.md): only a sensitive text field."""
+    if data.get("searchable") and (ftype != "text" or not data.get("sensitive")):
+        errors["searchable"] = [_msg("只有敏感（sensitive: true）的 text 字段可以 searchable",
+                                     f"only a sensitive text field (sensitive: true) may be searchable; this one is "
+                                     f"{ftype}{'' if data.get('sensitive') else ', not sensitive'}")]
+
+
+class _RetentionPeriod(_Base, fields.Field):
+    """``anonymise_after``: an ISO 8601 period, years and months allowed (``P5Y``), kept as written."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        from hexie.workflows.retention import parse_retention
+        try:
+            parse_retention(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        return value
 
 
 def _check_choices(ftype: str, original: dict, errors: dict) -> None:
@@ -282,6 +411,7 @@ def _matches(pattern: str, value: str) -> bool:
 class _LedgerSchema(_Strict):
     fund = _Str(required=True)
     amount = _Str(required=True)
+    voucher = _Str()
     kind = _Str(validate=_one_of(LEDGER_KINDS, "记账类型", "ledger kind"))
 
 
@@ -298,12 +428,20 @@ class _TransitionSchema(_Strict):
     quorum = _Int(validate=_at_least(1, "quorum ", "quorum"))
     ledger = _Nested(_LedgerSchema)
     message = _Text()
+    auto = _Bool()
 
 
 class _RateSchema(_Strict):
     label = _Text(required=True)
     of = _List(_Str(), required=True, validate=_at_least(1, "状态数", "the number of states"))
     over = _List(_Str())
+
+
+class _DocumentSchema(_Strict):
+    title = _Text(required=True)
+    body = _Text(required=True)
+class _RetentionSchema(_Strict):
+    anonymise_after = _RetentionPeriod(required=True)
 
 
 class _ProcessSchema(_Strict):
@@ -317,6 +455,9 @@ class _ProcessSchema(_Strict):
     states = _List(_Nested(_StateSchema), required=True, validate=_at_least(1, "状态数", "the number of states"))
     transitions = _List(_Nested(_TransitionSchema), required=True)
     rates = _NamedMap(_RateSchema)
+    documents = _NamedMap(_DocumentSchema)
+    end_when_idle = _Bool()
+    retention = _Nested(_RetentionSchema)
 
 
 class _RoleSchema(_Strict):
@@ -359,6 +500,15 @@ def _report_field_errors(messages: Any, field_: fields.Field | None, path: PathK
         if isinstance(field_, fields.List):
             for index, sub in messages.items():
                 _report_field_errors(sub, field_.inner, path + (index,), report)
+        elif isinstance(field_, _Tasks):
+            for key, sub in messages.items():
+                if isinstance(key, int):   # one task of the list
+                    if isinstance(sub, dict):
+                        _report_schema_errors(sub, field_.list_schema, path + (key,), report)
+                    else:
+                        _report_messages(sub, path + (key,), report)
+                else:                      # a key of {for_each: …}
+                    _report_schema_errors({key: sub}, field_.each_schema, path, report)
         elif isinstance(field_, _NamedMap):
             for name, sub in messages.items():
                 if isinstance(sub, dict):

@@ -1,0 +1,81 @@
+"""Excel out: the case list, the task lists and every report as .xlsx with the page's filters
+and masking (read back with openpyxl); SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+import pytest
+from openpyxl import load_workbook
+
+from hexie.workflows.ledger import record_receipt
+
+from .test_web_ledger import pay_aid, pay_spring_bud
+from .web_helpers import make_web_env
+
+
+@pytest.fixture
+def env(session_factory, tmp_path):
+    return make_web_env(session_factory, tmp_path)
+
+
+def sheets(response) -> dict[str, list[list]]:
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert "attachment" in response.headers["Content-Disposition"]
+    book = load_workbook(io.BytesIO(response.get_data()), read_only=True)
+    return {ws.title: [list(r) for r in ws.iter_rows(values_only=True)] for ws in book.worksheets}
+
+
+def test_case_list_xlsx_has_the_lists_rows_and_filters(env) -> None:
+    first = pay_aid(env, name="王小红")
+    second = pay_aid(env, name="李=1+1")
+    client = env.client("cm1")
+    (rows,) = sheets(client.get("/cases.xlsx")).values()
+    assert rows[0][:3] == ["案件编号", "业务编号", "项目"]
+    assert [r[0] for r in rows[1:]] == [second, first]
+    assert rows[1][6] == "'李=1+1" or rows[1][6] == "李=1+1"
+    assert rows[2][5] == "城关镇 · 东村" or "东村" in rows[2][5]
+    # the same filters as the page
+    (rows,) = sheets(client.get("/cases.xlsx?q=王小红")).values()
+    assert [r[0] for r in rows[1:]] == [first]
+    # a village rep of another town sees none
+    (rows,) = sheets(env.client("vr2").get("/cases.xlsx")).values()
+    assert rows[1:] == []
+
+
+def test_task_list_xlsx(env) -> None:
+    case_id = env.service.start_case(env.actor("vr1"), "poor_mother_aid", "t01v01",
+                                     {"applicant_name": "王小红", "id_number": "11010119800101123X",
+                                      "household_size": 4, "declared_annual_income": "6000",
+                                      "hardships": ["illness"], "self_reliant": True})
+    (rows,) = sheets(env.client("vr1").get("/tasks.xlsx?view=mine")).values()
+    assert rows[0][0] == "任务编号"
+    assert [r[1] for r in rows[1:]] == [case_id]
+    assert env.client("vr1").get("/tasks.xlsx?view=nope").status_code == 404
+
+
+def test_reports_and_money_xlsx_match_the_pages(env) -> None:
+    pay_aid(env)
+    env.clock.advance(days=1)
+    pay_spring_bud(env)
+    record_receipt(env.engine, env.actor("fo1"), {
+        "process": "poor_mother_aid", "fund": "donations_round1", "amount": "159215", "donor": "县直机关",
+        "received_on": "2026-02-20", "voucher": "记-2026-017", "org_unit": "county"})
+    client = env.client("cm1")
+    book = sheets(client.get("/reports.xlsx?process=poor_mother_aid"))
+    (units, months) = book.values()
+    assert units[-1][0] == "合计" and units[-1][-3] == 1
+    assert months[1][1] == 1
+    money = sheets(client.get("/reports/money.xlsx"))
+    funds, towns, by_month, balances = money.values()
+    assert [r[3] for r in funds[1:]] == [1200.5, 1000] or [Decimal(str(r[3])) for r in funds[1:]] == \
+        [Decimal("1200.5"), Decimal("1000")]
+    balance = [r for r in balances[1:] if r[1] == "2026-03" and r[0].startswith("“奉献")][0]
+    assert Decimal(str(balance[-1])) == Decimal("159215") - Decimal("1200.50")
+    (ledger,) = sheets(client.get("/reports/ledger.xlsx")).values()
+    assert "凭证号" in ledger[0]
+    receipt = [r for r in ledger[1:] if r[6] == "收入"][0]
+    assert receipt[8] == "记-2026-017" and receipt[9] == "县直机关"
+    (only,) = sheets(client.get("/reports/ledger.xlsx?kind=receipt")).values()
+    assert len(only) == 2

@@ -1,0 +1,208 @@
+"""Excel exports: the case list, the task lists and every report as ``.xlsx``.
+
+Each export takes the same query string as its page and reads through the same queries
+(:class:`~hexie.workflows.queries.CaseQueries`, :class:`~hexie.workflows.ledger.LedgerQueries`),
+so it has the same rows, filters and masking as what she sees (a confidential case's
+subject is empty, as in the list). Lists are read a batch at a time and written by
+:mod:`hexie.web.xlsx` in write-only mode: memory stays flat whatever the number of rows.
+Headers are in the reader's language (zh first: the default locale).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from flask import abort, request
+
+from hexie.workflows.queries import TASK_SORTS, TASK_VIEWS
+
+from ..state import current_actor, hexie_state
+from ..i18n import label, t
+from ..xlsx import all_pages, xlsx_response
+from .blueprint import bp
+from .common import display_names, places, process_title, role_label, state_label, task_label, to_local, unit_names
+from .inbox import query_filters, task_places
+from .reports import MoneyFilters, case_report, kind_name, money_filters, report_args, unit_places
+
+BATCH = 200
+
+
+def local(value: datetime | None) -> datetime | None:
+    """A stored time as the office's wall-clock time, without a zone (Excel keeps none)."""
+    value = to_local(value)
+    return value.replace(tzinfo=None) if value else None
+
+
+def _stamp() -> str:
+    now = to_local(hexie_state().engine.clock())
+    return now.strftime("%Y%m%d") if now else ""
+
+
+# ------------------------------------------------------------------- lists
+
+CASE_COLUMNS = ("xlsx.col.id", "xlsx.col.business_key", "xlsx.col.process", "xlsx.col.state", "xlsx.col.unit_code",
+                "xlsx.col.place", "xlsx.col.subject", "xlsx.col.created", "xlsx.col.updated", "xlsx.col.closed")
+
+
+def case_rows(actor, filters: dict[str, Any]) -> Iterator[list[Any]]:
+    queries = hexie_state().queries
+    args = {k: v for k, v in filters.items() if k not in ("page", "sort")}
+    batch: list[dict[str, Any]] = []
+
+    def flush(rows: list[dict[str, Any]]) -> Iterator[list[Any]]:
+        names = unit_names(c["org_unit"] for c in rows)
+        for c in rows:
+            yield [c["id"], c["business_key"], process_title(c["process"]), state_label(c["process"], c["state"]),
+                   c["org_unit"], names.get(c["org_unit"], c["org_unit"]), c["subject"], local(c["created_at"]),
+                   local(c["updated_at"]), local(c["closed_at"])]
+
+    for case in all_pages(lambda page, per_page: queries.cases(actor, page=page, per_page=per_page, **args), BATCH):
+        batch.append(case)
+        if len(batch) == BATCH:
+            yield from flush(batch)
+            batch = []
+    yield from flush(batch)
+
+
+@bp.route("/cases.xlsx")
+def cases_xlsx():
+    """Every case of the list's filters (all pages), as the list shows them."""
+    actor = current_actor()
+    filters = query_filters()
+    return xlsx_response(f"cases-{_stamp()}", [(t("nav.cases"), [t(k) for k in CASE_COLUMNS],
+                                                 case_rows(actor, filters))])
+
+
+TASK_COLUMNS = ("xlsx.col.task", "xlsx.col.case", "xlsx.col.process", "xlsx.col.state", "xlsx.col.task_name",
+                "xlsx.col.role", "xlsx.col.status", "xlsx.col.assignee", "xlsx.col.due", "xlsx.col.overdue",
+                "xlsx.col.priority", "xlsx.col.place", "xlsx.col.subject", "xlsx.col.created")
+
+
+def task_rows(actor, view: str, filters: dict[str, Any]) -> Iterator[list[Any]]:
+    queries = hexie_state().queries
+    args = {k: v for k, v in filters.items() if k != "page"}
+    pending: list[dict[str, Any]] = []
+
+    def flush(rows: list[dict[str, Any]]) -> Iterator[list[Any]]:
+        names = display_names(r["assignee"] for r in rows)
+        where = task_places(r["id"] for r in rows)
+        for r in rows:
+            yield [r["id"], r["case_id"], process_title(r["process"]), state_label(r["process"], r["state"]),
+                   task_label(r["process"], r["state"], r["name"]), role_label(r["role"]), t(f"xlsx.status.{r['status']}"),
+                   names.get(r["assignee"], r["assignee"]) if r["assignee"] else "", local(r["due_at"]),
+                   t("xlsx.yes") if r["overdue"] else "", r["priority"], where.get(r["id"], r.get("org_unit_name")),
+                   r.get("subject"), local(r["created_at"])]
+
+    for row in all_pages(lambda page, per_page: queries.tasks(actor, view, page=page, per_page=per_page, **args),
+                         BATCH):
+        pending.append(row)
+        if len(pending) == BATCH:
+            yield from flush(pending)
+            pending = []
+    yield from flush(pending)
+
+
+@bp.route("/tasks.xlsx")
+def tasks_xlsx():
+    """A task list (``view``: mine, available, overdue, escalated; team for managers) with the inbox's
+    filters and order, every page of it."""
+    actor = current_actor()
+    view = request.args.get("view") or "mine"
+    if view not in TASK_VIEWS:
+        abort(404)
+    filters = query_filters()
+    filters["sort"] = request.args.get("sort") if request.args.get("sort") in TASK_SORTS else None
+    return xlsx_response(f"tasks-{view}-{_stamp()}", [(t(f"xlsx.view.{view}"), [t(k) for k in TASK_COLUMNS],
+                                                        task_rows(actor, view, filters))])
+
+
+# ------------------------------------------------------------------ reports
+
+@bp.route("/reports.xlsx")
+def reports_xlsx():
+    """The case report of the page's programme and filters: by unit (rates, states, work) and by month."""
+    args = report_args()
+    report = case_report(args)
+    key = report["process"]
+    header = [t(f"report.by.{report['by']}"), *[label(r["label"]) for r in report["rates"]],
+              *[state_label(key, st) for st in report["states"]], t("report.all"), t("report.open_tasks"),
+              t("report.overdue")]
+
+    def share(pair):
+        return round(pair[0] / pair[1], 4) if pair and pair[1] else None
+
+    rows = [[u["name"], *[share(u["rates"][r["name"]]) for r in report["rates"]],
+             *[u["counts"].get(st, 0) for st in report["states"]], u["total"], u["open_tasks"], u["overdue"]]
+            for u in report["units"]]
+    rows.append([t("money.total"), *[share(report["total_rates"][r["name"]]) for r in report["rates"]],
+                 *[report["totals"].get(st, 0) for st in report["states"]], report["total"],
+                 report["totals"]["open_tasks"], report["totals"]["overdue"]])
+    months = [[month, n] for month, n in report["months"]]
+    title = process_title(key)
+    return xlsx_response(f"report-{key}-{report['by']}-{_stamp()}", [
+        (title, header, rows), (t("report.by_month"), [t("money.month"), t("report.all")], months)])
+
+
+@bp.route("/reports/money.xlsx")
+def reports_money_xlsx():
+    """Money by fund, town and month, and each fund's balance by month: the money page's tables."""
+    filters = money_filters()
+    ledger = hexie_state().ledger
+    actor = current_actor()
+    summary = ledger.summary(actor, process=filters.process, fund=filters.fund)
+    balances = ledger.balances(actor, process=filters.process, fund=filters.fund)
+    funds = [[filters.fund_name(f["process"], f["fund"]), process_title(f["process"]), f["entries"], f["paid"],
+              f["refunded"], f["net"]] for f in summary["funds"]]
+    pairs = summary["funds"]
+    towns = [[town["name"], *[town["net"].get((f["process"], f["fund"])) for f in pairs], town["total"]]
+             for town in summary["towns"]]
+    months = [[m["month"], m["paid"], m["refunded"], m["net"]] for m in summary["months"]]
+    balance_rows = [[filters.fund_name(f["process"], f["fund"]), p["period"], p["received"], p["paid"], p["refunded"],
+                     p["change"], p["balance"]] for f in balances["funds"] for p in f["periods"]]
+    return xlsx_response(f"money-{_stamp()}", [
+        (t("money.by_fund"), [t("money.fund"), t("col.process"), t("money.entries"), t("money.paid"),
+                              t("money.refunded"), t("money.net")], funds),
+        (t("money.by_town"), [t("money.town"), *[filters.fund_name(f["process"], f["fund"]) for f in pairs],
+                              t("money.total")], towns),
+        (t("money.by_month"), [t("money.month"), t("money.paid"), t("money.refunded"), t("money.net")], months),
+        (t("funds.balances"), [t("money.fund"), t("funds.period"), t("funds.received"), t("money.paid"),
+                               t("money.refunded"), t("funds.change"), t("funds.balance")], balance_rows),
+    ])
+
+
+LEDGER_COLUMNS = ("ledger.col.id", "ledger.col.time", "ledger.col.case", "ledger.col.process", "ledger.col.fund_code",
+                  "ledger.col.fund", "ledger.col.kind", "ledger.col.amount", "funds.voucher", "funds.donor",
+                  "funds.received_on", "ledger.col.unit_code", "ledger.col.place", "ledger.col.subject",
+                  "ledger.col.trigger", "ledger.col.audit_seq")
+
+
+def ledger_rows(actor, filters: MoneyFilters, kind: str | None) -> Iterator[list[Any]]:
+    ledger = hexie_state().ledger
+    pending: list[dict[str, Any]] = []
+
+    def flush(rows):
+        where = unit_places(e["org_unit"] for e in rows)
+        for e in rows:
+            yield [e["id"], local(e["at"]), e["case_id"], process_title(e["process"]), e["fund"],
+                   filters.fund_name(e["process"], e["fund"]), kind_name(e["kind"]), e["amount"], e["voucher"],
+                   e["donor"], e["received_on"], e["org_unit"], where.get(e["org_unit"], e["org_unit_name"]),
+                   e["subject"], e["trigger"], e["audit_seq"]]
+
+    for entry in all_pages(lambda page, per_page: ledger.entries(actor, process=filters.process, fund=filters.fund,
+                                                                 kind=kind, page=page, per_page=per_page), BATCH):
+        pending.append(entry)
+        if len(pending) == BATCH:
+            yield from flush(pending)
+            pending = []
+    yield from flush(pending)
+
+
+@bp.route("/reports/ledger.xlsx")
+def reports_ledger_xlsx():
+    """Every ledger entry of the filters (payments, refunds, receipts) with its voucher number."""
+    filters = money_filters()
+    kind = request.args.get("kind") if request.args.get("kind") in ("payment", "refund", "receipt") else None
+    name = "-".join(p for p in ("ledger", *filters.args().values(), kind or "", _stamp()) if p)
+    return xlsx_response(name, [(t("ledger.title"), [t(k) for k in LEDGER_COLUMNS],
+                                 ledger_rows(current_actor(), filters, kind))])

@@ -1,0 +1,146 @@
+"""Printing: the case file (``/cases/<id>/print.pdf``) and the definition's documents
+(``/cases/<id>/documents/<name>.pdf``), as the reader may see the case.
+
+A case she may not see and one that does not exist are the same 404, and so is a document
+the case's definition does not declare. The data comes from the case page's own queries and
+formatting (:mod:`hexie.web.views.case`), in Chinese, with English beside each heading.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from flask import Response, g
+
+from hexie.workflows.errors import not_found
+
+from flask import current_app
+
+from ..state import current_actor, hexie_state
+from ..i18n import get_locale, label, t
+from ..printing import CaseFile, case_file_pdf, document_pdf, fill, pdf_response_headers
+from .blueprint import bp
+from .case import _data_rows, _history
+from .common import case_spec, display_names, fmt_date, fmt_dt, format_value, places, process_title, state_label
+from .files import case_attachments
+from hexie.models import OrgUnit
+
+#: events that record a decision: what the approval table lists
+DECISIONS = ("fired", "vote", "task_done")
+
+
+def site_name() -> str:
+    """``HEXIE_SITE_NAME`` (a text or ``{zh, en}``) in the current language, else the app's tagline
+    (the page header's rule)."""
+    name = current_app.config.get("HEXIE_SITE_NAME")
+    if isinstance(name, dict):
+        return str(name.get(get_locale()) or name.get("zh") or next(iter(name.values()), ""))
+    return str(name) if name else t("app.tagline")
+
+
+@contextmanager
+def in_locale(locale: str) -> Iterator[None]:
+    """Format in ``locale`` for a while (the page's helpers read the request's locale)."""
+    before = g.get("hexie_locale")
+    g.hexie_locale = locale
+    try:
+        yield
+    finally:
+        g.hexie_locale = before
+
+
+def _read(case_id: int) -> tuple[dict[str, Any], list[dict[str, Any]], Any, dict[str, str]]:
+    actor = current_actor()
+    state = hexie_state()
+    view = state.queries.case(actor, case_id)          # 404 for hidden and missing alike
+    history = state.queries.history(actor, case_id)
+    spec = case_spec(view)
+    names = display_names([e["actor"] for e in history] + [view.get("created_by")]
+                          + [v for n, v in view["data"].items()
+                             if n in spec.fields and spec.fields[n].type == "user" and isinstance(v, str)])
+    return view, history, spec, names
+
+
+def _place(code: str) -> str:
+    return places(OrgUnit.code, OrgUnit.code == code).get(code, code)
+
+
+@bp.route("/cases/<int:case_id>/print.pdf")
+def case_pdf(case_id: int):
+    """The case file: data (masked as for her), approvals with names and times, history,
+    signature and seal lines."""
+    view, events, spec, names = _read(case_id)
+    actor = current_actor()
+    with in_locale("zh"):
+        rows = _data_rows(spec, view, case_attachments(case_id), names)
+        history = _history(spec, events, names)
+        data = []
+        for row in rows:
+            fs = spec.fields[row["name"]]
+            if row["type"] == "file":
+                value = "●●●●" if row["hidden"] else "、".join(a.filename for a in row["files"])
+            else:
+                value = row["value"]
+            data.append((fs.label.zh, fs.label.en, value))
+        approvals = [(e["from_label"], e["trigger_label"] or e["task_label"] or e["kind_label"], e["actor_name"],
+                      fmt_dt(e["at"]), e.get("comment") or "") for e in history if e["kind"] in DECISIONS]
+        trail = []
+        for e in history:
+            what = e["kind_label"] + (f"：{e['trigger_label']}" if e.get("trigger_label") else "")
+            moves = f"{e['from_label']} → {e['to_label']}" if e.get("from_label") and e.get("to_label") \
+                and e["from_label"] != e["to_label"] else ""
+            changes = "；".join(f"{name}：{new}" if not old else f"{name}：{old} → {new}"
+                               for name, old, new in e["changes_list"][:8] if not name.startswith("$"))
+            detail = "\n".join(x for x in (moves, changes, e.get("comment") or "") if x)
+            trail.append((fmt_dt(e["at"]), e["actor_name"], what, detail))
+        state = spec.state(view["state"]).label
+        case = CaseFile(
+            site=site_name(), title=(spec.title.zh, spec.title.en), case_id=view["id"],
+            business_key=view.get("business_key"), place=_place(view["org_unit"]),
+            state=(state.zh, state.en), opened=fmt_dt(view["created_at"]), closed=fmt_dt(view["closed_at"]),
+            printed_by=actor.username or "", printed_at=fmt_dt(hexie_state().engine.clock()),
+            masked=bool(view["masked"]), rows=data, approvals=approvals, history=trail)
+    pdf = case_file_pdf(case)
+    return Response(pdf, mimetype="application/pdf", headers=pdf_response_headers(f"case-{case_id}"))
+
+
+def document_values(spec, view: dict[str, Any], names: dict[str, str]):
+    """``{placeholder}`` -> text in the current locale: a field's value as she may see it (a line to
+    fill in by hand when empty), or one of the case's facts."""
+    def value(name: str) -> str:
+        if name == "case_id":
+            return f"#{view['id']}"
+        if name == "business_key":
+            return view.get("business_key") or "________"
+        if name == "process":
+            return process_title(view["process"])
+        if name == "unit":
+            return _place(view["org_unit"])
+        if name == "today":
+            return fmt_date(hexie_state().engine.clock())
+        raw = view["data"].get(name)
+        if raw in (None, "", []):
+            return "________"
+        return format_value(spec, name, raw, names)
+    return value
+
+
+@bp.route("/cases/<int:case_id>/documents/<name>.pdf")
+def case_document_pdf(case_id: int, name: str):
+    """A document the definition declares (``documents:``), filled from the case."""
+    view, _events, spec, names = _read(case_id)
+    doc = spec.documents.get(name)
+    if doc is None:
+        raise not_found()
+    bodies = []
+    for locale, title, body in (("zh", doc.title.zh, doc.body.zh), ("en", doc.title.en, doc.body.en)):
+        with in_locale(locale):
+            bodies.append(fill(body, document_values(spec, view, names)))
+    footer = f"{site_name()}  {spec.title.zh} #{view['id']}  {doc.title.zh}"
+    pdf = document_pdf(site_name(), (doc.title.zh, doc.title.en), (bodies[0], bodies[1]), footer)
+    return Response(pdf, mimetype="application/pdf", headers=pdf_response_headers(f"case-{case_id}-{name}"))
+
+
+def document_links(spec) -> list[tuple[str, str]]:
+    """(name, title) of the documents the case page offers to print."""
+    return [(name, label(doc.title)) for name, doc in spec.documents.items()]
