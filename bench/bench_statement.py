@@ -2,7 +2,9 @@
 
 The same UPDATE (and a one-row SELECT) run N times through: the bare ``sqlite3`` cursor,
 SQLAlchemy's ``exec_driver_sql``, a SQLAlchemy Core statement built once, and the ORM
-(load an object, change it, flush). The first is the baseline; the ratios say what each
+(load an object, change it, flush), and :mod:`hexie.models.fast` (the statement compiled
+once, its parameters put in order by a list, run on the driver's cursor: the service's
+write path). The first is the baseline; the ratios say what each
 layer adds. This is why the service reads and writes with prebuilt Core statements and
 keeps the ORM out of an action's path (docs/performance.md, section 1).
 
@@ -65,6 +67,12 @@ def measure(path: Path, n: int) -> dict[str, float]:
             lambda i: conn.execute(core_update, {"k": i % ROWS + 1, "s": "c"}), n)
         out["Core SELECT of a row, built once"] = per_statement(
             lambda i: conn.execute(core_select, {"k": i % ROWS + 1}).first(), n)
+        from hexie.models import fast
+        fast_update, fast_select = fast.Statement(core_update), fast.Statement(core_select)
+        out["hexie.models.fast UPDATE (Core compiled once, driver execute)"] = per_statement(
+            lambda i: fast.defer(conn, fast_update, {"k": i % ROWS + 1, "s": "e"}), n)
+        out["hexie.models.fast SELECT of a row"] = per_statement(
+            lambda i: fast.rows(conn, fast_select, {"k": i % ROWS + 1}), n)
     with Session(engine) as session, session.begin():
         def orm_update(i: int) -> None:
             row = session.get(Row, i % ROWS + 1)

@@ -86,6 +86,34 @@ def raw_cases(engine, ids: list[int]) -> list[RawCase]:
     return out
 
 
+def outbound_writes(engine) -> int:
+    """What a real installation writes with each step besides the case: e-mail configured
+    (notifications then get an outbox row each), every bench person with an address, and one
+    webhook subscription to every event. Returns the subscription's id."""
+    from hexie.models import User, WebhookSubscription
+    from hexie.workflows import channels
+    channels.configure(engine, {"HEXIE_SMTP_URL": "smtp://127.0.0.1:2525", "HEXIE_MAIL_FROM": "hexie@example.org"})
+    with engine.transaction() as s:
+        for user in s.scalars(select(User)):
+            user.email = f"{user.username}@example.org"
+        sub = WebhookSubscription(url="http://127.0.0.1:9/hook", secret="bench-secret", events=None, active=True)
+        s.add(sub)
+        s.flush()
+        engine.bench_subscription = sub.id
+    return engine.bench_subscription
+
+
+def raw_recipients(engine) -> dict[int, list[tuple[int, str]]]:
+    """For each measured step (0, 1, 2): the people told of its new task, as Hexie finds them."""
+    from hexie.workflows.notifications import holders
+    out = {}
+    with engine.session_factory() as s:
+        for k, (_, _, role, at, _, _) in enumerate(RAW_MOVES):
+            ids = holders(s, role, "/county/t01/t01v01/", at)
+            out[k] = [(i, f"u{i}@example.org") for i in ids]
+    return out
+
+
 # --- the raw baseline -------------------------------------------------------------------
 
 class RawStepper:
@@ -117,6 +145,14 @@ class RawStepper:
         self.insert_task = ("INSERT INTO hexie_tasks (case_id, process_key, state, name, role, at_level, org_unit_id, "
                             "org_path, status, created_at, due_at, escalate_at, escalate_to, escalated, priority, "
                             f"optional, lock_version) VALUES ({', '.join([p] * 17)}) RETURNING id")
+        self.insert_notification = ("INSERT INTO hexie_notifications (user_id, kind, case_id, task_id, text_zh, "
+                                    f"text_en, link, in_app, created_at) VALUES ({', '.join([p] * 9)}) RETURNING id")
+        self.insert_outbox = ("INSERT INTO hexie_outbox (kind, channel, event, payload, status, digest, attempts, "
+                              "next_attempt_at, created_at, subscription_id, notification_id, recipient_id, case_id, seq) "
+                              f"VALUES ({', '.join([p] * 14)})")
+        #: step -> [(user id, e-mail)] told of the new task; the webhook subscription's id (set by the caller)
+        self.recipients: dict[int, list[tuple[int, str]]] = {}
+        self.subscription: int | None = None
 
     def step(self, c: RawCase, actor_id: int, actor: str, data: dict | None) -> None:
         src, dest, role, at, due, esc = RAW_MOVES[c.step]
@@ -143,6 +179,21 @@ class RawStepper:
                                        now, now + due, (now + due + esc[0]) if esc else None,
                                        esc[1] if esc else None, False, "normal", False, 1))
         new_task = cur.fetchone()[0]
+        # what Hexie writes with a step since the outbox: a notification (and its e-mail) per
+        # person the new task is offered to, and a webhook row per event for the subscription
+        text = f"新的待办：案件 #{c.id} · {dest}"
+        for user_id, email in self.recipients.get(c.step, ()):
+            cur.execute(self.insert_notification, (user_id, "task_offered", c.id, new_task, text, text,
+                                                   f"/cases/{c.id}#task-{new_task}", True, now))
+            notification = cur.fetchone()[0]
+            cur.execute(self.insert_outbox, ("notification", "email", "task_offered", json.dumps(
+                {"kind": "task_offered", "zh": text, "en": text, "to": email, "case_id": c.id, "task_id": new_task},
+                ensure_ascii=False), "pending", False, 0, now, now, None, notification, user_id, c.id, None))
+        if self.subscription is not None:
+            for seq, kind in ((1, "state_changed"), (2, "task_created")):
+                cur.execute(self.insert_outbox, ("webhook", "webhook", kind, json.dumps(
+                    {"event": kind, "case_id": c.id, "to_state": dest, "task_id": new_task}),
+                    "pending", False, 0, now, now, self.subscription, None, None, c.id, c.seq + seq))
         self.conn.commit()
         c.lock, c.seq, c.head, c.task_id, c.task_lock, c.step = c.lock + 1, c.seq + 1, digest, new_task, 1, c.step + 1
 
@@ -190,6 +241,34 @@ def threaded(n: int, work: Callable[[int], float]) -> float:
     return sum(done) / (time.perf_counter() - start)
 
 
+def profile_layers(stats: pstats.Stats) -> dict[str, float]:
+    """Own (not cumulative) time of a profile by layer, in percent."""
+    layers = {"database driver (sqlite3 / psycopg, the server's answers included)": 0.0,
+              "SQLAlchemy": 0.0, "hexie.models.fast (the driver-level path)": 0.0,
+              "Hexie's rules (workflows/)": 0.0, "transitions (the compiled machine)": 0.0,
+              "json, hmac, hashlib": 0.0, "other": 0.0}
+    total = 0.0
+    for (filename, _, name), (_, _, own, _, _) in stats.stats.items():
+        total += own
+        if "psycopg" in filename or "sqlite3" in filename or name in (
+                "<method 'execute' of 'sqlite3.Cursor' objects>", "<method 'commit' of 'sqlite3.Connection' objects>",
+                "<method 'fetchall' of 'sqlite3.Cursor' objects>", "<method 'cursor' of 'sqlite3.Connection' objects>"):
+            layers["database driver (sqlite3 / psycopg, the server's answers included)"] += own
+        elif "sqlalchemy" in filename:
+            layers["SQLAlchemy"] += own
+        elif filename.endswith("models/fast.py"):
+            layers["hexie.models.fast (the driver-level path)"] += own
+        elif "/workflows/" in filename or "/models/" in filename:
+            layers["Hexie's rules (workflows/)"] += own
+        elif "transitions" in filename:
+            layers["transitions (the compiled machine)"] += own
+        elif "json" in filename or "hmac" in filename or "hashlib" in filename or "sha256" in name:
+            layers["json, hmac, hashlib"] += own
+        else:
+            layers["other"] += own
+    return {k: round(100 * v / total, 1) for k, v in layers.items()} if total else layers
+
+
 # --- pgbench --------------------------------------------------------------------------
 
 def pgbench_bin() -> str | None:
@@ -227,7 +306,8 @@ def query_counts(engine, service) -> dict[str, Any]:
             actor = engine.actor(name)
             with counter.counting() as statements:
                 service.fire(actor, cid, trigger, data)
-            out[trigger] = {"count": len(statements), "statements": [s[:160] for s in statements]}
+            out[trigger] = {"count": len(statements), "round_trips": counter.trips if counter.postgres else None,
+                            "statements": [s[:160] for s in statements]}
     finally:
         counter.close()
     return out
@@ -240,22 +320,26 @@ def bench_db(kind: str, args) -> dict[str, Any]:
     if kind == "postgres":
         engine_kw["pool_size"] = 8
     engine, service, _ = make_bench_engine(url, org=bench_org(2, 2), **engine_kw)
+    subscription = outbound_writes(engine)
     if sync:
         event.listen(engine.session_factory.kw["bind"], "connect",
                      lambda dbapi, _: dbapi.execute(f"PRAGMA synchronous={sync}"))
         engine.session_factory.kw["bind"].dispose()
     actors = {name: engine.actor(name).user_id for _, name, _ in STEPS}
     per_round = args.steps // 3
+    recipients = raw_recipients(engine)
 
     # warm-up: caches, compiled statements, the machine
     warm = start_cases(engine, service, 20)
     hexie_round(engine, service, warm)
     stepper = RawStepper(url, sync)
+    stepper.recipients, stepper.subscription = recipients, subscription
     raw_round(stepper, raw_cases(engine, start_cases(engine, service, 20)), actors)
 
-    # what if: the same engine without the pool's ping before each checkout (hexie.models.db sets it)
+    # what if: the same engine with the pool's ping before each checkout (Hexie's default until issue 16)
     if args.what_if:
-        nping, nping_service, _ = make_bench_engine(url, pool_pre_ping=False, **engine_kw)
+        nping, nping_service, _ = make_bench_engine(url, pool_pre_ping=True, **engine_kw)
+        outbound_writes(nping)
         if sync:
             event.listen(nping.session_factory.kw["bind"], "connect",
                          lambda dbapi, _: dbapi.execute(f"PRAGMA synchronous={sync}"))
@@ -273,7 +357,7 @@ def bench_db(kind: str, args) -> dict[str, Any]:
             rounds[-1]["hexie_no_pre_ping"] = hexie_round(nping, nping_service, nping_ids[r])
             rounds[-1]["ratio_no_pre_ping"] = rounds[-1]["hexie_no_pre_ping"] / raw
         print(f"[{kind}] round {r + 1}: raw {raw:,.0f}/s  hexie {hexie:,.0f}/s  ratio {hexie / raw:.2f}"
-              + (f"  (no pre-ping {rounds[-1]['hexie_no_pre_ping']:,.0f}/s)" if args.what_if else ""), flush=True)
+              + (f"  (with pre-ping {rounds[-1]['hexie_no_pre_ping']:,.0f}/s)" if args.what_if else ""), flush=True)
     result: dict[str, Any] = {
         "url": url.split("@")[-1], "sqlite_synchronous": sync or ("FULL (default)" if kind == "sqlite" else None),
         "steps_per_round": 3 * per_round, "rounds": rounds,
@@ -281,6 +365,10 @@ def bench_db(kind: str, args) -> dict[str, Any]:
         "hexie_steps_per_s": median([r["hexie"] for r in rounds]),
         "ratio": median([r["ratio"] for r in rounds]),
         "queries_per_step": query_counts(engine, service),
+        # the baseline's: BEGIN (psycopg sends it on its own), 4 writes, a notification and its e-mail
+        # row per person told, 2 webhook rows, COMMIT
+        "raw_round_trips": " / ".join(str(2 + 4 + 2 * len(recipients[k]) + 2) for k in range(3))
+        if kind == "postgres" else "",
     }
     if args.what_if:
         result["hexie_no_pre_ping_steps_per_s"] = median([r["hexie_no_pre_ping"] for r in rounds])
@@ -294,10 +382,19 @@ def bench_db(kind: str, args) -> dict[str, Any]:
         hexie_round(engine, service, ids)
         profile.disable()
         text = io.StringIO()
-        pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(40)
+        stats = pstats.Stats(profile, stream=text)
+        layers = profile_layers(stats)
+        result["profile_layers"] = layers
+        text.write("Own time by layer (% of the profiled round):\n")
+        for name, share in layers.items():
+            text.write(f"  {share:5.1f} %  {name}\n")
+        text.write("\n")
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(40)
         path = result_path(f"step_profile_{kind}{'_' + sync.lower() if sync else ''}.txt")
         path.write_text(text.getvalue())
         result["profile"] = str(path.relative_to(RESULTS.parent.parent))
+        print(f"[{kind}] profile: " + ", ".join(f"{k} {v:.0f} %" for k, v in layers.items()), flush=True)
 
     if kind == "postgres" and args.threads:
         result["threads"] = bench_threads(url, engine, service, actors, args)
@@ -315,6 +412,8 @@ def bench_threads(url: str, engine, service, actors, args) -> dict[str, Any]:
     raw_sets = [[raw_cases(engine, start_cases(engine, service, per_thread)) for _ in range(n)]
                 for _ in range(args.thread_rounds)]
     steppers = [RawStepper(url) for _ in range(n)]
+    for s in steppers:
+        s.recipients, s.subscription = raw_recipients(engine), engine.bench_subscription
     rounds = []
     for r in range(args.thread_rounds):
         row: dict[str, Any] = {}
@@ -355,7 +454,7 @@ def main() -> None:
     parser.add_argument("--no-pgbench", action="store_true")
     parser.add_argument("--profile", action="store_true", help="write a cProfile of one Hexie round per database")
     parser.add_argument("--what-if", action="store_true",
-                        help="also time Hexie with pool_pre_ping off (one round trip less per transaction)")
+                        help="also time Hexie with pool_pre_ping on (one round trip more per transaction)")
     args = parser.parse_args()
     args.steps = args.steps or (3000 if args.full else 900)
     args.rounds = args.rounds or (9 if args.full else 5)
@@ -374,20 +473,24 @@ def main() -> None:
     targets = {"sqlite": 0.5, "postgres": 0.6}
     for name, r in results.items():
         target = targets["sqlite" if name.startswith("sqlite") else "postgres"]
+        q = r["queries_per_step"]
         rows.append([name, "1 thread", f"raw SQL {r['raw_steps_per_s']:,.0f}/s", r["hexie_steps_per_s"],
-                     r["ratio"], f">= {target}", r["queries_per_step"]["submit"]["count"]])
+                     r["ratio"], f">= {target}", " / ".join(str(q[s]["count"]) for s in q),
+                     " / ".join(str(q[s]["round_trips"]) for s in q) if q["submit"]["round_trips"] else "-",
+                     r.get("raw_round_trips", "")])
         if "ratio_no_pre_ping" in r:
-            rows.append([name, "1 thread, what if: no pre-ping", "", r["hexie_no_pre_ping_steps_per_s"],
-                         r["ratio_no_pre_ping"], "", ""])
+            rows.append([name, "1 thread, what if: pool pre-ping on", "", r["hexie_no_pre_ping_steps_per_s"],
+                         r["ratio_no_pre_ping"], "", "", "", ""])
         t = r.get("threads")
         if t:
             rows.append([name, f"{t['threads']} threads", f"raw SQL {t['raw']:,.0f}/s", t["hexie"],
-                         t["hexie_vs_raw"], "", ""])
+                         t["hexie_vs_raw"], "", "", "", ""])
             if "pgbench" in t:
                 rows.append([name, f"{t['threads']} threads", f"pgbench {t['pgbench']:,.0f} TPS", t["hexie"],
-                             t["hexie_vs_pgbench"], ">= 0.4", ""])
+                             t["hexie_vs_pgbench"], ">= 0.4", "", "", ""])
     print()
-    print(table(["database", "load", "baseline", "hexie steps/s", "ratio", "target", "queries/step"], rows))
+    print(table(["database", "load", "baseline", "hexie steps/s", "ratio", "target",
+                 "statements/step (submit / reviewed / approve)", "round trips/step", "raw round trips/step"], rows))
     path = write_result("step", {"results": results})
     print(f"\nwrote {path}")
 

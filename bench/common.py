@@ -116,21 +116,55 @@ def make_bench_engine(url: str, definitions: Path = BENCH_DEFINITIONS, org: dict
 # --- measuring ----------------------------------------------------------------------
 
 class QueryCounter:
-    """Counts the SQL statements an SQLAlchemy engine sends (and remembers them)."""
+    """Counts the SQL statements an SQLAlchemy engine sends (and remembers them), and on
+    PostgreSQL the round trips to the server.
+
+    Statements go two ways: through SQLAlchemy (its ``before_cursor_execute`` event) and at the
+    driver through :mod:`hexie.models.fast` (its listeners). A round trip is: each statement sent
+    through SQLAlchemy, plus the ``BEGIN`` psycopg sends before the first statement of a
+    transaction when that goes through SQLAlchemy, plus its ``COMMIT`` when one is still to
+    send; and each pipeline of :mod:`hexie.models.fast` (however many statements, ``BEGIN`` and
+    ``COMMIT`` it carries).
+    """
 
     def __init__(self, sa_engine) -> None:
+        from hexie.models import fast
+        self.fast = fast
         self.engine = sa_engine
+        self.postgres = sa_engine.dialect.name == "postgresql"
         self.statements: list[str] = []
+        self.trips = 0
         self.active = False
         event.listen(sa_engine, "before_cursor_execute", self._on_execute)
+        event.listen(sa_engine, "commit", self._on_commit)
+        fast.listeners.append(self._on_fast)
+        fast.round_trip_listeners.append(self._on_trip)
+
+    def _idle(self, conn) -> bool:
+        from psycopg.pq import TransactionStatus
+        return conn.connection.dbapi_connection.info.transaction_status == TransactionStatus.IDLE
 
     def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:
         if self.active:
             self.statements.append(" ".join(statement.split()))
+            self.trips += 1 + (1 if self.postgres and self._idle(conn) else 0)
+
+    def _on_commit(self, conn) -> None:
+        if self.active and self.postgres and not self._idle(conn):
+            self.trips += 1
+
+    def _on_fast(self, sql, params) -> None:
+        if self.active:
+            self.statements.append("[driver] " + " ".join(sql.split()))
+
+    def _on_trip(self) -> None:
+        if self.active:
+            self.trips += 1
 
     @contextmanager
     def counting(self) -> Iterator[list[str]]:
         self.statements = []
+        self.trips = 0
         self.active = True
         try:
             yield self.statements
@@ -139,6 +173,9 @@ class QueryCounter:
 
     def close(self) -> None:
         event.remove(self.engine, "before_cursor_execute", self._on_execute)
+        event.remove(self.engine, "commit", self._on_commit)
+        self.fast.listeners.remove(self._on_fast)
+        self.fast.round_trip_listeners.remove(self._on_trip)
 
 
 def rate(fn: Callable[[int], Any], n: int) -> float:

@@ -224,13 +224,14 @@ def generate(n: int, seed: int = 2026) -> dict:
                     break
             timings["cases_tasks_s"] = time.perf_counter() - t
             for tbl in ("org_units", "users", "role_assignments", "cases", "tasks"):
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('{tbl}', 'id'), (SELECT max(id) FROM {tbl}))")
+                cur.execute(f"SELECT setval(pg_get_serial_sequence('hexie_{tbl}', 'id'), "
+                            f"(SELECT max(id) FROM hexie_{tbl}))")
         conn.commit()
         conn.autocommit = True
         t = time.perf_counter()
         conn.execute("VACUUM ANALYZE")
         timings["vacuum_analyze_s"] = time.perf_counter() - t
-        counts = {tbl: conn.execute(f"SELECT count(*) FROM {tbl}").fetchone()[0]
+        counts = {tbl: conn.execute(f"SELECT count(*) FROM hexie_{tbl}").fetchone()[0]
                   for tbl in ("org_units", "users", "cases", "tasks")}
         counts["open_tasks"] = conn.execute(
             "SELECT count(*) FROM hexie_tasks WHERE status IN ('offered', 'allocated')").fetchone()[0]
@@ -246,7 +247,7 @@ def engine_versions(engine) -> dict[str, tuple[int, int]]:
 
 
 def _copy(cur, tbl: str, columns: str, rows) -> None:
-    with cur.copy(f"COPY {tbl} ({columns}) FROM STDIN") as copy:
+    with cur.copy(f"COPY hexie_{tbl} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
 

@@ -1,4 +1,5 @@
 """Persistence: the tables of Hexie and the database session setup. No business rules."""
+from . import fast
 from .base import Base, BigID, NAMING_CONVENTION, utcnow
 from .db import (
     alembic_config, current_revision, database_unavailable, database_url, make_engine, make_session_factory,

@@ -100,17 +100,24 @@ def make_engine(url: str | URL, schema: str | None = None, **kwargs: Any) -> Eng
     SQLite: WAL journal, foreign keys on, 5 s busy timeout, usable from several
     threads. PostgreSQL through psycopg 3; with ``schema`` (default
     ``$HEXIE_DB_SCHEMA``) every connection looks in that schema first, so that all
-    of Hexie's tables live there. Connections are pinged before use, so a restarted
-    database server does not break the first request after it. Extra ``kwargs`` go
-    to :func:`sqlalchemy.create_engine`.
+    of Hexie's tables live there. Extra ``kwargs`` go to :func:`sqlalchemy.create_engine`.
+
+    PostgreSQL connections are not pinged before each use (``pool_pre_ping``: one more round
+    trip per transaction, 3–10 % of a step). A connection that a restarted server or a
+    network blip broke fails its first statement; SQLAlchemy then invalidates it and every
+    connection older than it in the pool, and the call answers 503 with ``Retry-After``
+    (:func:`database_unavailable`), so the retry gets a fresh connection.
     """
     parsed = normalize_url(url)
     schema = schema or db_schema()
-    options: dict[str, Any] = {"pool_pre_ping": True, "json_serializer": json_dumps}
+    options: dict[str, Any] = {"pool_pre_ping": False, "json_serializer": json_dumps}
     if parsed.get_backend_name() == "sqlite":
         options["connect_args"] = {"check_same_thread": False}
+        options["pool_pre_ping"] = True     # no server to reach: the ping costs microseconds, not a round trip
     options.update(kwargs)
     engine = create_engine(parsed, **options)
+    from . import fast
+    fast.install(engine)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _set_sqlite_pragmas)
     elif schema:

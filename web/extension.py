@@ -151,7 +151,7 @@ class Hexie:
             if len(parts) != 3:
                 return None     # a cookie from before sessions had rows: sign in again
             username, stamp, sid = parts
-            with engine.session_factory() as s:
+            with engine.read_session() as s:   # two reads (and now and then the sign-in's last use)
                 user = tokens.credential_user(s, username, sid, "session", engine.clock())
                 if user is None:
                     return None

@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session
 
-from hexie.models import AuditEvent, Case, User, utcnow
+from hexie.models import AuditEvent, Case, User, fast, utcnow
 from hexie.models.db import json_default
 
 SYSTEM_ACTOR = "system"
@@ -129,7 +129,22 @@ def hash_event(event: Mapping[str, Any], seal: Iterable[str] = ()) -> tuple[str,
     return digest, 2 if sealed else 1, sealed
 
 
-_INSERT_EVENT = insert(AuditEvent.__table__).returning(AuditEvent.__table__.c.id)
+
+_INSERT_EVENT = fast.Statement(insert(AuditEvent.__table__).returning(AuditEvent.__table__.c.id))
+
+
+class WrittenEvent(SimpleNamespace):
+    """An appended event as written. Its ``id`` is asked of the database only when read: on
+    PostgreSQL the INSERT waits to travel with the transaction's next round trip."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "id":
+            raise AttributeError(name)
+        pending = self.__dict__.pop("_pending")
+        if not pending.done:
+            fast.flush(self.__dict__.pop("_session"))
+        self.__dict__["id"] = pending.scalar()
+        return self.__dict__["id"]
 
 
 def append_event(session: Session, case: Case | None, *, kind: str, actor: User | None,
@@ -172,10 +187,12 @@ def append_event(session: Session, case: Case | None, *, kind: str, actor: User 
              "kind": kind, "trigger": trigger, "from_state": from_state, "to_state": to_state,
              "comment": comment, "changes": changes, "prev_hash": prev_hash}
     event["hash"], event["hash_version"], event["sealed"] = hash_event(event, seal)
-    event["id"] = session.connection().execute(_INSERT_EVENT, event).scalar_one()   # no unit of work for an append
+    pending = fast.defer(session, _INSERT_EVENT, event, insert=True)   # no unit of work for an append
     if case is not None:
         case.audit_head, case.audit_seq = event["hash"], event["seq"]
-    return SimpleNamespace(**event)   # the event as written (seq, hash, prev_hash, ...)
+    written = WrittenEvent(**event)   # the event as written (seq, hash, prev_hash, ...; id when asked)
+    written.__dict__.update(_pending=pending, _session=session)
+    return written
 
 
 def sealed_fields(spec: Any) -> frozenset[str]:

@@ -393,13 +393,9 @@ def _send(engine: Any, channel: Any, message: Message, rows: list[Any], policy: 
         nonlocal committed, called
         called = True
         if not committed:
-            with engine.session_factory() as s:
-                statuses = [outbox.finish(engine, row, None, policy, session=s, confirmed=confirmed)
-                            for row in rows]
-                if any(st != "delivered" for st in statuses):
-                    s.rollback()   # a row is no longer ours: none of them is sent by us
-                    return False
-                s.commit()
+            # all or none: a row no longer ours (its lease ran out) means none of them is sent by us
+            if not outbox.finish_sent(engine, rows, policy, confirmed=confirmed):
+                return False
             committed = True
         return committed
 

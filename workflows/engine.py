@@ -17,13 +17,13 @@ from sqlalchemy import event as sa_event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hexie.models import OrgUnit, ProcessVersion, RoleAssignment, User, make_engine, make_session_factory
+from hexie.models import OrgUnit, ProcessVersion, RoleAssignment, User, fast, make_engine, make_session_factory
 
 from .access import Actor, Assignment
 from .errors import NotFound
 from .loader import Registry, load_definitions_strict, load_process_text
 from .machine import CompiledProcess, compile_process
-from .outbox import EVENT_KINDS, write_events
+from .outbox import EVENT_KINDS, resolve_pending, write_events
 from .spec import ProcessSpec
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,26 @@ class Engine:
                      capabilities=frozenset(user.capabilities or ()))
 
     # -- transactions and events -------------------------------------------------
+    def read_session(self) -> Session:
+        """A session for reading only (the pages' and the API's queries).
+
+        On PostgreSQL its connection runs in autocommit: no ``BEGIN`` before the first statement
+        and no ``ROLLBACK`` after the last, two round trips fewer for each reading session. It
+        reads what a READ COMMITTED transaction reads (there too each statement sees what was
+        committed when it started), and it takes no locks. Elsewhere it is a plain session
+        (SQLite begins no transaction for reads anyway).
+        """
+        reader = self.__dict__.get("_reader")
+        if reader is None:
+            bind = self.session_factory.kw["bind"]
+            if bind.dialect.name == "postgresql":
+                reader = sessionmaker(bind=bind.execution_options(isolation_level="AUTOCOMMIT"),
+                                      expire_on_commit=False)
+            else:
+                reader = self.session_factory
+            self.__dict__["_reader"] = reader
+        return reader()
+
     @contextmanager
     def transaction(self, session: Session | None = None) -> Iterator[Session]:
         """One service call: commit on success, roll back on any error, then publish events.
@@ -242,11 +262,14 @@ class Engine:
             events = session.info["events"]
             self._write_outbox(session, events)
             written = session.info["outbox"]
+            fast.commit(session)    # on PostgreSQL the writes still queued travel with the COMMIT
             session.commit()
+            resolve_pending(session)
         except BaseException:
             session.rollback()
             raise
         finally:
+            session.info.pop("hexie_case_tasks", None)
             session.close()
         self._publish(events)
         if written:
@@ -260,16 +283,19 @@ class Engine:
         session.info["events"] = []
         session.info.setdefault("outbox", {})
         savepoint = session.begin_nested()
+        session.info.pop("hexie_case_tasks", None)
         try:
             yield session
             events = session.info["events"]
             self._write_outbox(session, events)   # in the host's transaction: sent once it commits
             savepoint.commit()
+            resolve_pending(session)
         except BaseException:
             if savepoint.is_active:
                 savepoint.rollback()
             raise
         finally:
+            session.info.pop("hexie_case_tasks", None)
             if outer is None:
                 session.info.pop("events", None)
             else:

@@ -20,12 +20,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone, tzinfo
+from types import SimpleNamespace
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from hexie.models import Notification, NotificationPreference, OrgUnit, RoleAssignment, Task, User
+from hexie.models import Notification, NotificationPreference, OrgUnit, RoleAssignment, Task, User, fast
 
 from . import outbox
 from .access import Actor, Assignment, may_take
@@ -44,6 +45,8 @@ _EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}$")
 _NOTIFICATIONS = Notification.__table__
 _INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
 _INSERT_NOTIFICATIONS = insert(_NOTIFICATIONS).returning(_NOTIFICATIONS.c.id, sort_by_parameter_order=True)
+_F_INSERT_NOTIFICATION = fast.Statement(insert(_NOTIFICATIONS))
+_F_INSERT_NOTIFICATION_ID = fast.Statement(insert(_NOTIFICATIONS).returning(_NOTIFICATIONS.c.id))
 
 #: kind -> (zh, en) with {case}, {task}, {who}, {due}, {note}
 TEXTS: dict[str, tuple[str, str]] = {
@@ -124,10 +127,61 @@ def _people(s: Session, ids: list[int]) -> dict[int, Any]:
         select(*_PERSON).where(_USERS.c.id.in_(ids), _USERS.c.active.is_(True)))}
 
 
-def _preferences(s: Session, users: Iterable[Any]) -> dict[int, Preferences]:
+# What :func:`notify` reads of the people it tells, at the driver (:mod:`hexie.models.fast`), in one
+# round trip on PostgreSQL: statements for n people (n bound parameters, built once per n).
+_BY_COUNT: dict[tuple[str, int], fast.Statement] = {}
+_RA, _OU = RoleAssignment.__table__, OrgUnit.__table__
+
+
+def _for(kind: str, n: int) -> fast.Statement:
+    found = _BY_COUNT.get((kind, n))
+    if found is None:
+        ids = [bindparam(f"u{i}") for i in range(n)]
+        if kind == "people":
+            stmt = select(*_PERSON).where(_USERS.c.id.in_(ids), _USERS.c.active.is_(True))
+        elif kind == "roles":
+            stmt = (select(_RA.c.user_id, _RA.c.role, _OU.c.code, _OU.c.path, _OU.c.level)
+                    .join(_OU, _OU.c.id == _RA.c.org_unit_id).where(_RA.c.user_id.in_(ids)))
+        elif kind == "prefs":
+            stmt = select(_PREFS).where(_PREFS.c.user_id.in_(ids))
+        else:   # kind "holders": n ancestor paths
+            paths = [bindparam(f"p{i}") for i in range(n)]
+            stmt = (select(_USERS.c.id).join(_RA, _RA.c.user_id == _USERS.c.id).join(_OU, _OU.c.id == _RA.c.org_unit_id)
+                    .where(_RA.c.role == bindparam("role"), _OU.c.path.in_(paths), _USERS.c.active.is_(True),
+                           or_(bindparam("level", type_=_OU.c.level.type).is_(None), _OU.c.level == bindparam("level")))
+                    .distinct().order_by(_USERS.c.id).limit(MAX_RECIPIENTS))
+        found = _BY_COUNT[(kind, n)] = fast.Statement(stmt)
+    return found
+
+
+_NEXT_IDS: dict[str, fast.Statement] = {}
+
+
+def _next_ids(table: str) -> fast.Statement:
+    """PostgreSQL: ``n`` new ids of ``table``'s sequence (numbers left unused are gaps, as after a rollback)."""
+    found = _NEXT_IDS.get(table)
+    if found is None:
+        found = _NEXT_IDS[table] = fast.Statement(text(
+            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)")
+            .bindparams(bindparam("n")).columns())
+    return found
+
+
+def holders_query(role: str | None, org_path: str, at_level: str | None = None) -> tuple[Any, dict, bool] | None:
+    """:func:`holders` as a statement for :func:`hexie.models.fast.run_many` (None: nobody to ask for)."""
+    if not role:
+        return None
+    paths = ancestor_paths(org_path)
+    return (_for("holders", len(paths)), {"role": role, "level": at_level or None,
+                                          **{f"p{i}": p for i, p in enumerate(paths)}}, False)
+
+
+def _preferences(s: Session, users: Iterable[Any], rows: Iterable[Any] | None = None) -> dict[int, Preferences]:
     users = list(users)
-    rows = {p.user_id: p for p in s.connection().execute(select(_PREFS).where(
-        _PREFS.c.user_id.in_([u.id for u in users])))} if users else {}
+    if rows is None:
+        rows = s.connection().execute(select(_PREFS).where(_PREFS.c.user_id.in_([u.id for u in users]))) \
+            if users else ()
+    rows = {p.user_id: p for p in rows}
     out = {}
     for user in users:
         row = rows.get(user.id)
@@ -140,7 +194,7 @@ def _preferences(s: Session, users: Iterable[Any]) -> dict[int, Preferences]:
 
 def get_preferences(engine: Any, actor: Actor) -> dict[str, Any]:
     """The caller's preferences (defaults where she set none)."""
-    with engine.session_factory() as s:
+    with engine.read_session() as s:
         user = _me(s, actor)
         return _preferences(s, [user])[user.id].view()
 
@@ -226,14 +280,16 @@ def link_of(case_id: int | None, task_id: int | None = None) -> str | None:
     return f"/cases/{case_id}" + (f"#task-{task_id}" if task_id else "")
 
 
-def _actors(s: Session, users: Iterable[Any]) -> dict[int, Actor]:
+def _actors(s: Session, users: Iterable[Any], rows: Iterable[Any] | None = None) -> dict[int, Actor]:
     users = {u.id: u for u in users}
-    rows = s.execute(select(RoleAssignment.user_id, RoleAssignment.role, OrgUnit.code, OrgUnit.path, OrgUnit.level)
-                     .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
-                     .where(RoleAssignment.user_id.in_(list(users)))).all() if users else []
+    if rows is None:
+        rows = s.execute(select(RoleAssignment.user_id, RoleAssignment.role, OrgUnit.code, OrgUnit.path,
+                                OrgUnit.level).join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
+                         .where(RoleAssignment.user_id.in_(list(users)))).all() if users else []
     held: dict[int, list[Assignment]] = {uid: [] for uid in users}
     for uid, role, code, path, level in rows:
-        held[uid].append(Assignment(role, code, path, level))
+        if uid in held:
+            held[uid].append(Assignment(role, code, path, level))
     return {uid: Actor(username=u.username, user_id=u.id, name=u.name, locale=u.locale or "zh",
                        assignments=tuple(held[uid]), capabilities=frozenset(getattr(u, "capabilities", None) or ()))
             for uid, u in users.items()}
@@ -241,15 +297,10 @@ def _actors(s: Session, users: Iterable[Any]) -> dict[int, Actor]:
 
 def holders(s: Session, role: str | None, org_path: str, at_level: str | None = None) -> list[int]:
     """Active people holding ``role`` at the unit ``org_path`` or above (at that level, with ``at_level``)."""
-    if not role:
+    query = holders_query(role, org_path, at_level or None)
+    if query is None:
         return []
-    stmt = (select(User.id).join(RoleAssignment, RoleAssignment.user_id == User.id)
-            .join(OrgUnit, OrgUnit.id == RoleAssignment.org_unit_id)
-            .where(RoleAssignment.role == role, OrgUnit.path.in_(ancestor_paths(org_path)), User.active.is_(True))
-            .distinct().order_by(User.id).limit(MAX_RECIPIENTS))
-    if at_level:
-        stmt = stmt.where(OrgUnit.level == at_level)
-    return list(s.scalars(stmt))
+    return [row[0] for row in fast.run(s, query[0], query[1]).rows]
 
 
 def task_people(s: Session, task: Any) -> list[int]:
@@ -276,11 +327,25 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
     wanted = [u for u in dict.fromkeys(user_ids) if u is not None and u != skip]
     if not wanted:
         return []
-    users = _people(s, wanted)
+    outside = writable_channels(engine)
+    # the people, their roles and preferences (and, on PostgreSQL, the ids of the rows to write:
+    # then the rows travel with the transaction's next round trip): one round trip
+    ids = {f"u{i}": u for i, u in enumerate(wanted)}
+    n = len(wanted)
+    postgres = s.get_bind().dialect.name == "postgresql"
+    reads = [(_for("people", n), ids, False), (_for("roles", n), ids, False), (_for("prefs", n), ids, False)]
+    if postgres:
+        reads.append((_next_ids(_NOTIFICATIONS.name), {"n": n}, False))
+        if outside:
+            reads.append((_next_ids(outbox.OUTBOX.name), {"n": n * len(outside)}, False))
+    results = fast.run_many(s, reads)
+    users = {r["id"]: SimpleNamespace(**r) for r in results[0].mappings()}
     if not users:
         return []
-    actors = _actors(s, users.values())
-    prefs = _preferences(s, users.values())
+    actors = _actors(s, users.values(), results[1].rows)
+    prefs = _preferences(s, users.values(), [SimpleNamespace(**r) for r in results[2].mappings()])
+    new_ids = ([r[0] for r in results[3].rows], [r[0] for r in results[4].rows] if outside else []) \
+        if postgres else None
     spec = engine.spec_of(s, case.process_version_id)
     now = engine.clock()
     confidential = bool(case.confidential or spec.confidential)
@@ -306,7 +371,6 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
                      note=note_en, state=state_en)
     link = link_of(case.id, getattr(task, "id", None))
     task_id = getattr(task, "id", None)
-    outside = writable_channels(engine)
     told: list[tuple[Any, Preferences, list[tuple[str, str]], bool]] = []
     for uid in wanted:
         user = users.get(uid)
@@ -328,10 +392,15 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
             told.append((user, pref, sends, IN_APP in chosen))
     if not told:
         return []
-    created = list(s.connection().execute(_INSERT_NOTIFICATIONS, [
-        {"user_id": user.id, "kind": kind, "case_id": case.id, "task_id": task_id, "text_zh": zh, "text_en": en,
-         "link": link, "in_app": in_app, "created_at": now, "read_at": None}
-        for user, _, _, in_app in told]).scalars())
+    values = [{"user_id": user.id, "kind": kind, "case_id": case.id, "task_id": task_id, "text_zh": zh,
+               "text_en": en, "link": link, "in_app": in_app, "created_at": now, "read_at": None}
+              for user, _, _, in_app in told]
+    if new_ids is not None:     # PostgreSQL: ids known, the rows go with the next round trip
+        created = new_ids[0][:len(values)]
+        for row, row_id in zip(values, created):
+            fast.defer(s, _F_INSERT_NOTIFICATION, {"id": row_id, **row}, insert=True)
+    else:
+        created = [fast.run(s, _F_INSERT_NOTIFICATION_ID, row, insert=True).scalar() for row in values]
     rows = []
     for notification_id, (user, pref, sends, _) in zip(created, told):
         for name, address in sends:
@@ -341,7 +410,10 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
             rows.append(outbox.row_values("notification", name, kind, payload, now, notification_id=notification_id,
                                           recipient_id=user.id, case_id=case.id, digest=digest,
                                           next_attempt_at=next_digest(pref.digest, now) if digest else now))
-    outbox.add_rows(s, rows)
+    if new_ids is not None:
+        outbox.add_rows(s, rows, ids=new_ids[1][:len(rows)])
+    else:
+        outbox.add_rows(s, rows)
     return created
 
 
@@ -401,7 +473,7 @@ def list_notifications(engine: Any, actor: Actor, *, unread: bool = False, page:
                        per_page: int = 50) -> tuple[list[dict[str, Any]], int]:
     """The caller's notification centre, newest first, and how many there are."""
     from .queries import paging
-    with engine.session_factory() as s:
+    with engine.read_session() as s:
         stmt = select(Notification).where(Notification.user_id == actor.user_id, Notification.in_app.is_(True))
         if unread:
             stmt = stmt.where(Notification.read_at.is_(None))
@@ -415,7 +487,7 @@ def unread_count(engine: Any, actor: Actor) -> int:
     """How many of her in-app notifications she has not read (the bell's number)."""
     if actor.user_id is None:
         return 0
-    with engine.session_factory() as s:
+    with engine.read_session() as s:
         return engine.count(s, select(Notification.id).where(
             Notification.user_id == actor.user_id, Notification.in_app.is_(True), Notification.read_at.is_(None)))
 

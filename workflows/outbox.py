@@ -24,6 +24,7 @@ point (SMTP: the final ``.`` of DATA, see :mod:`hexie.workflows.channels`) is ma
 from __future__ import annotations
 
 import secrets
+from types import SimpleNamespace
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
@@ -32,7 +33,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from hexie.models import OutboxMessage, WebhookSubscription
+from hexie.models import OutboxMessage, WebhookSubscription, fast
 
 EVENT_KINDS = ("case_started", "state_changed", "task_created", "case_closed")
 
@@ -76,11 +77,23 @@ def pending(session: Session) -> dict[str, list[int]]:
     return session.info.setdefault("outbox", {})
 
 
-def add_rows(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert outbox rows in the session's transaction; returns their ids in order."""
+_F_INSERT = fast.Statement(insert(OUTBOX))
+_F_INSERT_ID = fast.Statement(insert(OUTBOX).returning(OUTBOX.c.id))
+_F_ACTIVE_SUBSCRIPTIONS = fast.Statement(_ACTIVE_SUBSCRIPTIONS)
+
+
+def add_rows(session: Session, rows: list[dict[str, Any]], ids: list[int] | None = None) -> list[int]:
+    """Insert outbox rows in the session's transaction; returns their ids in order.
+
+    ``ids``: taken from the table's sequence beforehand (PostgreSQL): the rows are then written
+    with the transaction's next round trip (:func:`hexie.models.fast.defer`)."""
     if not rows:
         return []
-    ids = list(session.connection().execute(_INSERT, rows).scalars())
+    if ids is not None:
+        for row, row_id in zip(rows, ids):
+            fast.defer(session, _F_INSERT, {"id": row_id, **row}, insert=True)
+    else:
+        ids = [fast.run(session, _F_INSERT_ID, row, insert=True).scalar() for row in rows]
     for row, row_id in zip(rows, ids):
         pending(session).setdefault(row["kind"], []).append(row_id)
     return ids
@@ -96,12 +109,57 @@ def row_values(kind: str, channel: str, event: str, payload: Mapping[str, Any], 
             "delivered_at": None, **columns}
 
 
+def _pg_webhook_rows() -> Any:
+    """PostgreSQL: one statement writes the rows of all the transaction's events for every active
+    subscription that lists them (no read of the subscriptions first, however many events)."""
+    from sqlalchemy import DateTime, bindparam, text
+    subs = WebhookSubscription.__table__.name
+    sql = text(f"""
+        INSERT INTO {OUTBOX.name} (kind, channel, event, payload, status, digest, attempts, next_attempt_at,
+                                   created_at, subscription_id, case_id, seq)
+        SELECT 'webhook', 'webhook', e.event, CAST(e.payload AS json), 'pending', false, 0, :now, :now, s.id,
+               e.case_id, e.seq
+        FROM unnest(CAST(:events AS text[]), CAST(:payloads AS text[]), CAST(:case_ids AS bigint[]),
+                    CAST(:seqs AS integer[])) WITH ORDINALITY AS e(event, payload, case_id, seq, n)
+        JOIN {subs} s ON s.active IS true
+             AND (s.events IS NULL OR CAST(s.events AS jsonb) IN ('[]'::jsonb, 'null'::jsonb)
+                  OR jsonb_exists(CAST(s.events AS jsonb), e.event))   -- none listed: every kind
+        ORDER BY e.n, s.id
+        RETURNING id""").bindparams(bindparam("now", type_=DateTime())).columns(OUTBOX.c.id)
+    return fast.Statement(sql)
+
+
+_PG_WEBHOOK_ROWS: Any = None
+_HANDLES = "hexie_outbox_handles"
+
+
+def resolve_pending(session: Session) -> None:
+    """After the commit: the ids of the webhook rows written with it join :func:`pending`."""
+    for item in session.info.pop(_HANDLES, ()):
+        ids = [row[0] for row in item.rows or ()]
+        if ids:
+            pending(session).setdefault("webhook", []).extend(ids)
+
+
 def write_events(session: Session, events: Iterable[dict[str, Any]], now: datetime) -> list[int]:
-    """One webhook row per (event, active subscription listing it), oldest event first."""
+    """One webhook row per (event, active subscription listing it), oldest event first.
+
+    On PostgreSQL the rows are written by statements that travel with the COMMIT; their ids
+    join :func:`pending` after it (:func:`resolve_pending`), and this returns none.
+    """
+    global _PG_WEBHOOK_ROWS
     events = [e for e in events if e.get("event") in EVENT_KINDS]
     if not events:
         return []
-    subscriptions = session.execute(_ACTIVE_SUBSCRIPTIONS).all()
+    if session.get_bind().dialect.name == "postgresql":
+        if _PG_WEBHOOK_ROWS is None:
+            _PG_WEBHOOK_ROWS = _pg_webhook_rows()
+        from hexie.models.db import json_dumps
+        session.info.setdefault(_HANDLES, []).append(fast.defer(session, _PG_WEBHOOK_ROWS, {
+            "now": now, "events": [e["event"] for e in events], "payloads": [json_dumps(e) for e in events],
+            "case_ids": [e.get("case_id") for e in events], "seqs": [e.get("seq") for e in events]}))
+        return []
+    subscriptions = [SimpleNamespace(**r) for r in fast.rows(session, _F_ACTIVE_SUBSCRIPTIONS)]
     rows = [row_values("webhook", "webhook", event["event"], event, now, subscription_id=sub.id,
                        case_id=event.get("case_id"), seq=event.get("seq"))
             for event in events for sub in subscriptions if event["event"] in (sub.events or EVENT_KINDS)]
@@ -125,15 +183,8 @@ def claim(engine: Any, *where: Any, lease: timedelta, limit: int = 100) -> list[
     return sorted(rows, key=lambda r: r.id)
 
 
-def finish(engine: Any, row: Row, error: str | None, policy: RetryPolicy, *,
-           session: Session | None = None, confirmed: bool = True) -> str | None:
-    """Record how sending a claimed row went; returns its status (None: no longer ours).
-
-    ``row`` is as :func:`claim` returned it. With ``session``, the update joins that
-    session's transaction (the caller commits). ``confirmed=False``: recorded as sent
-    before the receiver confirmed it (a channel's commit point), ``delivered_at`` is set by
-    :func:`confirm` once it has; a row left ``delivered`` without it is in doubt.
-    """
+def _finish_values(engine: Any, row: Row, error: str | None, policy: RetryPolicy,
+                   confirmed: bool) -> dict[str, Any]:
     now = engine.clock()
     attempts = row.attempts + 1
     if error is None:
@@ -143,23 +194,102 @@ def finish(engine: Any, row: Row, error: str | None, policy: RetryPolicy, *,
         values = {"status": "failed", "last_error": error[:2000]}
     else:
         values = {"last_error": error[:2000], "next_attempt_at": now + timedelta(seconds=policy.delay(attempts))}
-    stmt = update(OUTBOX).where(OUTBOX.c.id == row.id, OUTBOX.c.claim_token == row.claim_token,
-                                OUTBOX.c.status == "pending").values(attempts=attempts, **values)
+    return {"attempts": attempts, **values}
+
+
+_FINISH: dict[tuple[tuple[str, ...], bool], fast.Statement] = {}
+
+
+def _finish_statement(columns: tuple[str, ...], checked: bool = False) -> fast.Statement:
+    """``UPDATE outbox SET … WHERE id = ? AND claim_token = ? AND status = 'pending'`` for these
+    columns, built once (``checked``: the server refuses it when the row is no longer ours)."""
+    from sqlalchemy import bindparam
+    found = _FINISH.get((columns, checked))
+    if found is None:
+        stmt = (update(OUTBOX).where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.claim_token == bindparam("b_token"),
+                                     OUTBOX.c.status == "pending")
+                .values(**{c: bindparam(f"v_{c}", type_=OUTBOX.c[c].type) for c in columns}))
+        found = _FINISH[(columns, checked)] = fast.Statement(stmt, checked=checked)
+    return found
+
+
+def _finish_params(row: Row, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {"b_id": row.id, "b_token": row.claim_token, **{f"v_{k}": v for k, v in values.items()}}
+
+
+class _NotOurs(Exception):
+    """A claimed row was taken over by another sender meanwhile (its lease ran out)."""
+
+
+def finish(engine: Any, row: Row, error: str | None, policy: RetryPolicy, *,
+           session: Session | None = None, confirmed: bool = True) -> str | None:
+    """Record how sending a claimed row went; returns its status (None: no longer ours).
+
+    ``row`` is as :func:`claim` returned it. With ``session``, the update joins that
+    session's transaction (the caller commits). ``confirmed=False``: recorded as sent
+    before the receiver confirmed it (a channel's commit point), ``delivered_at`` is set by
+    :func:`confirm` once it has; a row left ``delivered`` without it is in doubt.
+    """
     if session is not None:
-        done = session.connection().execute(stmt).rowcount
-    else:
-        with engine.session_factory() as s, s.begin():
-            done = s.connection().execute(stmt).rowcount
-    if done != 1:
-        return None
-    return values.get("status", "pending")
+        values = _finish_values(engine, row, error, policy, confirmed)
+        done = fast.run(session, _finish_statement(tuple(values)), _finish_params(row, values)).rowcount
+        return values.get("status", "pending") if done == 1 else None
+    return finish_many(engine, [(row, error)], policy, confirmed=confirmed)[row.id]
+
+
+def finish_many(engine: Any, outcomes: list[tuple[Row, str | None]], policy: RetryPolicy, *,
+                confirmed: bool = True) -> dict[int, str | None]:
+    """Record several sendings in one transaction (on PostgreSQL: the updates and the COMMIT in
+    one round trip); row id -> its status (None: no longer ours, nothing written for it)."""
+    out: dict[int, str | None] = {}
+    written = []
+    with engine.session_factory() as s:
+        for row, error in outcomes:
+            values = _finish_values(engine, row, error, policy, confirmed)
+            item = fast.defer(s, _finish_statement(tuple(values)), _finish_params(row, values))
+            written.append((row, values, item))
+        fast.commit(s)
+        s.commit()
+    for row, values, item in written:
+        out[row.id] = values.get("status", "pending") if item.rowcount == 1 else None
+    return out
+
+
+def finish_sent(engine: Any, rows: list[Row], policy: RetryPolicy, *, confirmed: bool) -> bool:
+    """Record rows as sent, all or none of them: False (nothing written) when one of them is no
+    longer ours. On PostgreSQL the updates travel with the COMMIT and the server checks them."""
+    values = _finish_values(engine, rows[0], None, policy, confirmed)
+    statement = _finish_statement(tuple(values), checked=True)
+    try:
+        with engine.session_factory() as s:
+            for row in rows:
+                fast.defer(s, statement, _finish_params(row, {**values, "attempts": row.attempts + 1}),
+                           conflict=_NotOurs)
+            fast.commit(s)
+            s.commit()
+    except _NotOurs:
+        return False
+    return True
+
+
+_CONFIRM = None
 
 
 def confirm(engine: Any, row_ids: list[int]) -> None:
     """The receiver confirmed rows recorded as sent at a commit point: they are no longer in doubt."""
-    with engine.session_factory() as s, s.begin():
-        s.execute(update(OUTBOX).where(OUTBOX.c.id.in_(row_ids), OUTBOX.c.status == "delivered",
-                                       OUTBOX.c.delivered_at.is_(None)).values(delivered_at=engine.clock()))
+    global _CONFIRM
+    from sqlalchemy import bindparam
+    if _CONFIRM is None:
+        _CONFIRM = fast.Statement(update(OUTBOX).where(OUTBOX.c.id == bindparam("b_id"),
+                                                       OUTBOX.c.status == "delivered",
+                                                       OUTBOX.c.delivered_at.is_(None))
+                                  .values(delivered_at=bindparam("v_at", type_=OUTBOX.c.delivered_at.type)))
+    now = engine.clock()
+    with engine.session_factory() as s:   # on PostgreSQL: the updates and the COMMIT in one round trip
+        for row_id in row_ids:
+            fast.defer(s, _CONFIRM, {"b_id": row_id, "v_at": now})
+        fast.commit(s)
+        s.commit()
 
 
 def give_up(engine: Any, row_id: int, error: str) -> None:

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 from datetime import date, datetime, time, timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import and_, case, exists, false, func, not_, or_, select
+from sqlalchemy import and_, case, exists, false, func, literal, not_, null, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer, User, Vote
+from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer, User, Vote, fast
 
 from .access import (PASSING_KINDS, Actor, can_see_case, escalated_to, may_take, offered_now, offered_tasks_clause,
                      team_tasks_clause, visible_cases_clause, worked_task_clause)
@@ -386,7 +386,7 @@ class CaseQueries:
         """
         page, per_page = paging(page, per_page)
         found = self.lookup_ids(actor, lookup) if lookup is not None else None
-        with self.engine.session_factory() as s:
+        with self.engine.read_session() as s:
             stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
                 visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))
             if found is not None:
@@ -420,7 +420,7 @@ class CaseQueries:
             raise BadRequest("未知的排序方式", f"sort must be one of {', '.join(TASK_SORTS)}", {"sort": sort})
         page, per_page = paging(page, per_page)
         now = self.engine.clock()
-        with self.engine.session_factory() as s:
+        with self.engine.read_session() as s:
             where = self._view_clause(actor, view, now)
             if overdue_only:
                 where = and_(where, Task.due_at < now)
@@ -465,56 +465,86 @@ class CaseQueries:
         page, per_page = paging(page, per_page)
         now = self.engine.clock()
         processes = list(self.engine.processes.values())
-        with self.engine.session_factory() as s:
-            stmt = (select(Timer.case_id, Timer.state, Timer.trigger, Timer.due_at, Case.process_key,
-                           Case.process_version_id, Case.org_path)
-                    .join(Case, Case.id == Timer.case_id)
-                    .where(Timer.status == "pending", Timer.due_at <= now + timedelta(days=days),
-                           Case.closed_at.is_(None), visible_cases_clause(actor, processes, self.engine.registry.roles))
-                    .order_by(Timer.due_at, Timer.id))
+        with self.engine.read_session() as s:
+            where = [Timer.status == "pending", Timer.due_at <= now + timedelta(days=days), Case.closed_at.is_(None),
+                     visible_cases_clause(actor, processes, self.engine.registry.roles)]
             if process:
-                stmt = stmt.where(Case.process_key == process)
-            rows = []
-            for timer in s.execute(stmt).all():
-                spec = self.engine.spec_of(s, timer.process_version_id)
-                for role, assignee_id in self._opened_by(s, spec, timer):
-                    mine = assignee_id is not None and assignee_id == actor.user_id
-                    offered = assignee_id is None and actor.holds(role, timer.org_path)
-                    if mine or offered:
-                        rows.append((timer, role, assignee_id))
-                        break
-            total = len(rows)
-            window = rows[(page - 1) * per_page: page * per_page]
+                where.append(Case.process_key == process)
+            # Which (version, state, trigger) the due timers have: what their firing opens is in the
+            # definitions; who it goes to is asked of the database by the page's one statement.
+            combos = s.execute(select(Case.process_version_id, Timer.state, Timer.trigger).distinct()
+                               .select_from(Timer).join(Case, Case.id == Timer.case_id).where(*where)).all()
+            picks: list[tuple[Any, Any, Any]] = []   # (the timer's row qualifies here, role, assignee)
+            for version_id, state, trigger in combos:
+                spec = self.engine.spec_of(s, version_id)
+                this = and_(Case.process_version_id == version_id, Timer.state == state, Timer.trigger == trigger)
+                for role, assignee in self._opened_by(spec, state, trigger):
+                    mine = assignee == actor.user_id if actor.user_id is not None else false()
+                    offered = and_(assignee.is_(None), _holds_clause(actor, role))
+                    picks.append((and_(this, or_(mine, offered)), role, assignee))
+            if not picks:
+                return Page([], 0, page, per_page)
+            # the first task of the state that is hers (or offered to her roles) names the row
+            role = case(*((cond, literal(r)) for cond, r, _ in picks))
+            assignee = case(*((cond, a) for cond, _, a in picks))
+            matching = (select(Timer.case_id, Timer.state, Timer.trigger, Timer.due_at, Case.process_key,
+                               role.label("role"), assignee.label("assignee_id"), func.count().over().label("total"))
+                        .join(Case, Case.id == Timer.case_id).where(*where, or_(*(c for c, _, _ in picks))))
+            rows = s.execute(matching.order_by(Timer.due_at, Timer.id)
+                             .offset((page - 1) * per_page).limit(per_page)).all()
+            if rows:
+                total = rows[0].total
+            elif page == 1:
+                total = 0
+            else:
+                total = self.engine.count(s, matching.with_only_columns(Timer.id))
             names = dict(s.execute(select(User.id, User.username).where(
-                User.id.in_({a for _, _, a in window if a is not None}))).all()) if window else {}
-        items = [{"case_id": t.case_id, "process": t.process_key, "state": t.state, "trigger": t.trigger,
-                  "due_at": t.due_at, "role": role, "assignee": names.get(a)} for t, role, a in window]
+                User.id.in_({r.assignee_id for r in rows if r.assignee_id is not None}))).all()) if rows else {}
+        items = [{"case_id": r.case_id, "process": r.process_key, "state": r.state, "trigger": r.trigger,
+                  "due_at": r.due_at, "role": r.role, "assignee": names.get(r.assignee_id)} for r in rows]
         return Page(items, total, page, per_page)
 
     @staticmethod
-    def _opened_by(s: Session, spec: ProcessSpec, timer) -> list[tuple[str, int | None]]:
-        """(role, person it goes to or None) of each task the timer's firing opens."""
-        transitions = [t for t in spec.transitions_from(timer.state, timer.trigger)]
+    def _opened_by(spec: ProcessSpec, state: str, trigger: str) -> list[tuple[str, Any]]:
+        """(role, who it goes to: an SQL expression over the timer's row, NULL for nobody yet) of
+        each task the firing of ``trigger`` in ``state`` opens."""
+        transitions = [t for t in spec.transitions_from(state, trigger)]
         if not transitions:
             return []
         dest = spec.state(transitions[0].dest)
         out = []
         for task in dest.tasks:
-            assignee = None
-            if dest.name == timer.state:   # it stays: the visit goes to whoever holds the work now
-                assignee = s.scalar(select(Task.assignee_id).where(
-                    Task.case_id == timer.case_id, Task.state == dest.name, Task.name == task.name,
-                    Task.status.in_(OPEN)).limit(1))
-            if assignee is None and task.same_as:
-                assignee = s.scalar(select(Task.completed_by_id).where(
-                    Task.case_id == timer.case_id, Task.state == task.same_as, Task.status == "completed")
-                    .order_by(Task.completed_at.desc()).limit(1))
+            found = []
+            if dest.name == state:   # it stays: the visit goes to whoever holds the work now
+                found.append(select(Task.assignee_id).where(
+                    Task.case_id == Timer.case_id, Task.state == dest.name, Task.name == task.name,
+                    Task.status.in_(OPEN)).limit(1).scalar_subquery())
+            if task.same_as:
+                found.append(select(Task.completed_by_id).where(
+                    Task.case_id == Timer.case_id, Task.state == task.same_as, Task.status == "completed")
+                    .order_by(Task.completed_at.desc()).limit(1).scalar_subquery())
+            assignee = func.coalesce(*found) if len(found) > 1 else found[0] if found else null()
             out.append((task.role, assignee))
         return out
 
-    def _view_clause(self, actor: Actor, view: str, now):
+    def _view_clause(self, actor: Actor, view: str, now=None):
         """Which tasks a view of her inbox holds (the one definition the page, the API and the
-        navigation's counts share)."""
+        navigation's counts share).
+
+        Built once per person as she is now and kept (:func:`_person_cache`): the clause depends
+        on nothing else than her id, the roles she holds where (as loaded for this request), the
+        definitions (the registry: a publish makes a new one) and the clock, which is a
+        parameter read at each execution. A change of any of them is a new key, so nothing
+        kept can be stale; building it (separation of duties spans every task of every
+        programme) cost more than running it.
+        """
+        key = ("view", view, actor.user_id, actor.assignments, actor.is_system)
+        clause = _kept(self.engine, key)
+        if clause is None:
+            clause = _keep(self.engine, key, self._build_view_clause(actor, view, _now_param(self.engine)))
+        return clause
+
+    def _build_view_clause(self, actor: Actor, view: str, now):
         mine = Task.assignee_id == actor.user_id if actor.user_id is not None else Task.id.is_(None)
         offered = and_(Task.status == "offered", offered_tasks_clause(actor),
                        not_(_separated_clause(actor, self.engine.processes.values())))
@@ -534,13 +564,16 @@ class CaseQueries:
     def task_counts(self, actor: Actor, views: tuple[str, ...] = ("mine", "available", "overdue", "escalated")
                     ) -> dict[str, int]:
         """How many tasks each view of her inbox holds, in one statement (the navigation's badges)."""
-        now = self.engine.clock()
-        clauses = [self._view_clause(actor, view, now) for view in views]
-        with self.engine.session_factory() as s:
-            stmt = select(*(func.count().filter(c) for c in clauses)).select_from(Task)
+        key = ("counts", views, actor.user_id, actor.assignments, actor.is_system)
+        stmt = _kept(self.engine, key)
+        if stmt is None:   # built once per person as she is now, run at the driver (hexie.models.fast)
+            clauses = [self._view_clause(actor, view) for view in views]
+            built = select(*(func.count().filter(c) for c in clauses)).select_from(Task)
             if {"escalated", "team"} & set(views):   # these views ask whether she may see the case
-                stmt = stmt.join(Case, Case.id == Task.case_id)
-            row = s.execute(stmt.where(Task.status.in_(OPEN), or_(*clauses))).one()
+                built = built.join(Case, Case.id == Task.case_id)
+            stmt = _keep(self.engine, key, fast.Statement(built.where(Task.status.in_(OPEN), or_(*clauses))))
+        with self.engine.read_session() as s:
+            (row,) = fast.run(s, stmt).rows
         return {view: int(n or 0) for view, n in zip(views, row)}
 
     def report(self, actor: Actor, process: str, *, by: str = "town", within: str | None = None,
@@ -562,7 +595,7 @@ class CaseQueries:
             raise BadRequest("开始日期晚于结束日期", "the first day is after the last one")
         spec = self.engine.current(process)[0]
         depth = 2 if by == "town" else 3
-        with self.engine.session_factory() as s:
+        with self.engine.read_session() as s:
             cases = [Case.process_key == process, visible_cases_clause(actor, [spec], self.engine.registry.roles)]
             if within:
                 path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == within))
@@ -652,6 +685,39 @@ def _task_order(sort: str | None) -> list:
     if sort == "created":
         return [Task.created_at, Task.id]
     return [Task.created_at.desc(), Task.id.desc()]
+
+
+#: How many people's clauses an engine keeps (then it starts afresh: a key is cheap to rebuild).
+PERSON_CACHE_SIZE = 4096
+
+
+def _kept(engine: Engine, key: tuple) -> Any:
+    """What the inbox and the navigation built for ``key`` (a person as she is now) with the
+    engine's current definitions, or None (see :meth:`CaseQueries._view_clause`)."""
+    kept = engine.__dict__.get("_hexie_person_cache")
+    if kept is None or kept[0] is not engine.registry:   # definitions published since: start afresh
+        return None
+    return kept[1].get(key)
+
+
+def _keep(engine: Engine, key: tuple, value: Any) -> Any:
+    kept = engine.__dict__.get("_hexie_person_cache")
+    if kept is None or kept[0] is not engine.registry or len(kept[1]) >= PERSON_CACHE_SIZE:
+        kept = engine.__dict__["_hexie_person_cache"] = (engine.registry, {})
+    kept[1][key] = value
+    return value
+
+
+def _holds_clause(actor: Actor, role: str):
+    """SQL for ``actor.holds(role, Case.org_path)``: the case lies where she holds ``role``."""
+    paths = sorted({a.unit_path for a in actor.assignments if a.role == role})
+    return or_(*(Case.org_path.startswith(p, autoescape=True) for p in paths)) if paths else false()
+
+
+def _now_param(engine: Engine):
+    """The engine's clock as a parameter read when the statement runs (not when it was built)."""
+    from sqlalchemy import DateTime, bindparam
+    return bindparam("inbox_now", type_=DateTime(), callable_=lambda: engine.clock())
 
 
 def _separated_clause(actor: Actor, processes):

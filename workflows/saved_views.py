@@ -34,7 +34,7 @@ class SavedViews:
         self.engine = engine
 
     def list(self, actor: Actor) -> list[dict[str, Any]]:
-        with self.engine.session_factory() as s:
+        with self.engine.read_session() as s:
             return [_row(v) for v in s.scalars(select(SavedView).where(SavedView.user_id == actor.user_id)
                                               .order_by(SavedView.name))]
 

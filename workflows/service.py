@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hexie.models import Attachment, Case, ExternalTask, LedgerEntry, OrgUnit, RequestKey, Task, Timer, User, Vote
+from hexie.models import fast
 
 from . import audit, notifications
 from .access import SYSTEM, Actor, escalated_to, is_admin, is_manager, may_take, offered_now
@@ -70,12 +71,24 @@ _SAVE_TASK = (update(_tasks).where(_tasks.c.id == bindparam("b_id"), _tasks.c.lo
                       flagged=bindparam("v_flagged"), lock_version=_tasks.c.lock_version + 1))
 _INSERT_CASE = insert(_cases).returning(_cases.c.id)
 _INSERT_TASK = insert(_tasks).returning(_tasks.c.id)
+_CASE_TASKS = select(_tasks).where(_tasks.c.case_id == bindparam("case_id")).order_by(_tasks.c.id)
+
 _INSERT_TIMER = insert(Timer.__table__)
 _INSERT_VOTE = insert(Vote.__table__)
 _INSERT_LEDGER = insert(LedgerEntry.__table__)
 _INSERT_EXTERNAL = insert(ExternalTask.__table__)
 _INSERT_ATTACHMENT = insert(Attachment.__table__).returning(Attachment.__table__.c.id)
 _INSERT_REQUEST_KEY = insert(RequestKey.__table__)
+
+# The same, run at the driver (hexie.models.fast): compiled once per dialect, and on PostgreSQL
+# the writes travel with the transaction's next round trip.
+_F_CASE_FOR_UPDATE = fast.Statement(_CASE_FOR_UPDATE)
+_F_CASE_TASKS = fast.Statement(_CASE_TASKS)
+_F_SAVE_CASE = fast.Statement(_SAVE_CASE, checked=True)
+_F_SAVE_TASK = fast.Statement(_SAVE_TASK, checked=True)
+_F_INSERT_TASK = fast.Statement(_INSERT_TASK)
+_F_INSERT_TIMER = fast.Statement(_INSERT_TIMER)
+_F_INSERT_LEDGER = fast.Statement(_INSERT_LEDGER)
 
 
 @dataclass(frozen=True)
@@ -240,7 +253,8 @@ class WorkflowService(WorkdayMixin):
         if trigger not in compiled.triggers(state.name):
             raise Conflict("案件已进入其他环节，此操作不再可用",
                            f"the case is in {state.name}; {trigger!r} is not possible there")
-        open_tasks = open_tasks_of(s, case.id)
+        all_tasks = case_tasks(s, case.id)
+        open_tasks = [t for t in all_tasks if _open_work(t)]
         ctx = self._context(spec, case, actor, {}, open_tasks)   # who she is here; the data comes below
         candidates = [t for _, t in compiled.candidates(state.name, trigger)]
         if not any(ctx.holds_any(spec.transition_roles(t, state.name)) for t in candidates):
@@ -318,7 +332,7 @@ class WorkflowService(WorkdayMixin):
                                    seal=audit.sealed_fields(spec))
         index_case(s, spec, case.id, merged, changes)
         if posting is not None:
-            s.connection().execute(_INSERT_LEDGER, {
+            fast.defer(s, _F_INSERT_LEDGER, insert=True, values={
                 "case_id": case.id, "audit_seq": event.seq, "process_key": spec.key, "trigger": trigger,
                 "fund": posting["fund"], "kind": posting["kind"], "amount": Decimal(posting["amount"]),
                 "org_unit_id": case.org_unit_id, "org_path": case.org_path, "actor_id": actor.user_id, "at": now,
@@ -326,8 +340,8 @@ class WorkflowService(WorkdayMixin):
         emit(self.engine, s, case, "state_changed", process=spec.key, trigger=trigger, from_state=state.name,
              to_state=new_state, actor=actor.username)
         entered = spec.state(new_state)
-        returned = bool(entered.tasks) and new_state != state.name and s.scalar(
-            select(Task.id).where(Task.case_id == case.id, Task.state == new_state).limit(1)) is not None
+        # sent back to a step it was at before (the tasks read with the locked case tell)
+        returned = bool(entered.tasks) and new_state != state.name and any(t.state == new_state for t in all_tasks)
         self._enter(s, spec, case, entered, actor, now, returned=returned)
         save_case(s, case)
         if case.closed_at is not None and getattr(case, "parent_case_id", None) is not None:
@@ -399,8 +413,8 @@ class WorkflowService(WorkdayMixin):
         for task_spec in state.tasks_to_open(case.data):
             self._open_task(s, spec, case, state, task_spec, actor, now, starter, returned)
         for trigger, due in timer_dues(state, case.data, now, self.engine.timezone):
-            s.connection().execute(_INSERT_TIMER, {"case_id": case.id, "state": state.name, "trigger": trigger,
-                                                   "due_at": due, "status": "pending"})
+            fast.defer(s, _F_INSERT_TIMER, {"case_id": case.id, "state": state.name, "trigger": trigger,
+                                            "due_at": due, "status": "pending"}, insert=True)
         if state.call is not None:
             self._start_child(s, spec, case, state, actor, now)
 
@@ -418,7 +432,12 @@ class WorkflowService(WorkdayMixin):
         if holder is not None:
             task.update(status="allocated", assignee_id=holder)
         task["flagged"] = flagged
-        task_id = s.connection().execute(_INSERT_TASK, task).scalar_one()
+        # the new task and who it is offered to (notifications.task_people): one round trip
+        asked = None if task_spec.external or holder is not None else notifications.holders_query(
+            task["role"], task["org_path"], task["at_level"])
+        _read_tasks(s).pop(case.id, None)
+        answers = fast.run_many(s, [(_F_INSERT_TASK, task, True), *([asked] if asked else [])])
+        task_id = answers[0].scalar()
         emit(self.engine, s, case, "task_created", task_id=task_id, process=spec.key, state=state.name,
              name=task["name"], role=task["role"], assignee_id=holder)
         if task_spec.external:   # a machine step: fetched by its workers, nobody to tell
@@ -428,8 +447,8 @@ class WorkflowService(WorkdayMixin):
         created = Record(id=task_id, escalated=False, **{k: v for k, v in task.items() if k != "assignee_id"},
                          assignee_id=holder)
         kind = "task_returned" if returned else "task_allocated" if holder is not None else "task_offered"
-        notifications.notify(s, self.engine, kind, notifications.task_people(s, created), case, task=created,
-                             actor=actor)
+        people = [holder] if holder is not None else [row[0] for row in answers[1].rows] if asked else []
+        notifications.notify(s, self.engine, kind, people, case, task=created, actor=actor)
         return task_id
 
     def _leave(self, s: Session, case: Record, state: StateSpec, actor: Actor, interrupt: bool, now: datetime,
@@ -1004,7 +1023,19 @@ class WorkflowService(WorkdayMixin):
         does not exist gets (:func:`~hexie.workflows.errors.not_found`).
         """
         from .queries import can_see, is_row_id
-        found = records(s, _CASE_FOR_UPDATE, {"case_id": case_id}) if is_row_id(case_id) else []
+        found = []
+        if is_row_id(case_id):
+            # The case, locked, and its tasks: two statements in one round trip on PostgreSQL
+            # (a pipeline). Not one statement: a join locked FOR UPDATE would, under READ
+            # COMMITTED, re-check the case row after waiting for its lock but return the tasks
+            # as they were before the wait (a concurrent action's new task unseen). Pipelined,
+            # the server runs the tasks' SELECT after the lock is granted, with a snapshot of
+            # its own taken then: it sees everything committed before the lock was ours.
+            locked, tasks = fast.run_many(s, [(_F_CASE_FOR_UPDATE, {"case_id": case_id}, False),
+                                              (_F_CASE_TASKS, {"case_id": case_id}, False)])
+            found = [Record(**row) for row in locked.mappings()]
+            if found:
+                _read_tasks(s)[case_id] = [Record(**row) for row in tasks.mappings()]
         case = found[0] if found else None
         if case is None or not ((task is not None and offered_now(actor, task)) or can_see(s, self.engine, actor, case)):
             raise not_found()
@@ -1016,7 +1047,8 @@ class WorkflowService(WorkdayMixin):
         if not found:
             raise not_found()
         case = self._case_for_update(s, actor, found[0].case_id, found[0])
-        (task,) = records(s, _TASK, {"task_id": task_id})   # as it is now that the case is locked
+        # the task as it is now that the case is locked (read with it)
+        (task,) = [t for t in case_tasks(s, case.id, keep=True) if t.id == task_id]
         if task.status not in OPEN:
             raise Conflict("任务已关闭", "the task is already closed")
         return task, case, self.engine.spec_of(s, case.process_version_id)
@@ -1043,7 +1075,28 @@ def records(s: Session, stmt, params: Mapping[str, Any] | None = None) -> list[R
 
 def open_tasks_of(s: Session, case_id: int) -> list[Record]:
     """The case's open tasks (the action changes them; :func:`save_task` writes them)."""
-    return records(s, _OPEN_TASKS, {"case_id": case_id})
+    return [t for t in case_tasks(s, case_id) if _open_work(t)]
+
+
+def _open_work(task: Record) -> bool:
+    """The case's open work, as :data:`_OPEN_TASKS` says (a consult is no step of the process)."""
+    return task.status in OPEN and getattr(task, "kind", "work") == "work"
+
+
+def _read_tasks(s: Session) -> dict[int, list[Record]]:
+    """Tasks read with their locked case in this transaction, by case id, until a task of the
+    case is written (then they are read again)."""
+    return s.info.setdefault("hexie_case_tasks", {})
+
+
+def case_tasks(s: Session, case_id: int, keep: bool = False) -> list[Record]:
+    """All tasks of a case, oldest first: those read with the case when it was locked (once,
+    unless ``keep``), else read now."""
+    read = _read_tasks(s)
+    tasks = read.get(case_id) if keep else read.pop(case_id, None)
+    if tasks is None:
+        tasks = [Record(**row) for row in fast.rows(s, _F_CASE_TASKS, {"case_id": case_id})]
+    return tasks
 
 
 def emit(engine: Engine, s: Session, case: Record, kind: str, **payload: Any) -> None:
@@ -1054,31 +1107,46 @@ def emit(engine: Engine, s: Session, case: Record, kind: str, **payload: Any) ->
                 **payload)
 
 
+def _stale_case() -> Conflict:
+    return Conflict("案件已被他人修改，请刷新", "the case was changed by someone else meanwhile")
+
+
+def _stale_task() -> Conflict:
+    return Conflict("任务已被他人修改，请刷新", "the task was changed by someone else meanwhile")
+
+
 def save_case(s: Session, case: Record) -> None:
-    """Write a case record back: one UPDATE, refused if someone changed it since it was read."""
-    written = s.connection().execute(_SAVE_CASE, {
+    """Write a case record back: one UPDATE, refused (:class:`Conflict`) if someone changed it
+    since it was read. On PostgreSQL it travels with the transaction's next round trip and the
+    server makes the check (:mod:`hexie.models.fast`): the Conflict then comes from there."""
+    fast.defer(s, _F_SAVE_CASE, {
         "b_id": case.id, "b_lock": case.lock_version, "v_version": case.process_version_id, "v_state": case.state,
         "v_data": case.data, "v_subject": case.subject, "v_updated": case.updated_at, "v_closed": case.closed_at,
         "v_seq": case.audit_seq, "v_head": case.audit_head, "v_event_seq": case.event_seq,
         "v_owner": getattr(case, "owner_id", None), "v_suspended_at": getattr(case, "suspended_at", None),
         "v_suspended_until": getattr(case, "suspended_until", None),
         "v_suspended_by": getattr(case, "suspended_by_id", None),
-        "v_suspend_comment": getattr(case, "suspend_comment", None)}).rowcount
-    if written != 1:
-        raise Conflict("案件已被他人修改，请刷新", "the case was changed by someone else meanwhile")
+        "v_suspend_comment": getattr(case, "suspend_comment", None)}, conflict=_stale_case)
     case.lock_version += 1
 
 
 def save_task(s: Session, task: Record) -> None:
-    """Write a task record back: one UPDATE, refused if someone changed it since it was read."""
-    written = s.connection().execute(_SAVE_TASK, {
+    """Write a task record back: one UPDATE, refused if someone changed it since it was read
+    (as :func:`save_case`)."""
+    _read_tasks(s).pop(task.case_id, None)
+    fast.defer(s, _F_SAVE_TASK, {
         "b_id": task.id, "b_lock": task.lock_version, "v_status": task.status, "v_assignee": task.assignee_id,
         "v_completed_at": task.completed_at, "v_completed_by": task.completed_by_id,
         "v_escalated": task.escalated, "v_due_at": task.due_at, "v_escalate_at": task.escalate_at,
-        "v_suspended_at": getattr(task, "suspended_at", None), "v_flagged": bool(getattr(task, "flagged", False))}).rowcount
-    if written != 1:
-        raise Conflict("任务已被他人修改，请刷新", "the task was changed by someone else meanwhile")
+        "v_suspended_at": getattr(task, "suspended_at", None), "v_flagged": bool(getattr(task, "flagged", False))},
+        conflict=_stale_task)
     task.lock_version += 1
+
+
+def insert_task(s: Session, values: Mapping[str, Any]) -> int:
+    """Insert a task row; returns its id."""
+    _read_tasks(s).pop(values["case_id"], None)
+    return fast.run(s, _F_INSERT_TASK, values, insert=True).scalar()
 
 
 # --------------------------------------------------------------------------------------

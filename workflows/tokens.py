@@ -152,7 +152,7 @@ def token_actor(engine: "Engine", secret: str, token: str) -> "Actor | None":
     claims = read_claims(secret, token)
     if claims is None:
         return None
-    with engine.session_factory() as s:
+    with engine.read_session() as s:   # two reads (and now and then the token's last use)
         user = credential_user(s, claims[0], claims[1], "token", engine.clock())
         return engine.actor_for(s, user) if user is not None else None
 

@@ -106,10 +106,8 @@ def _send_claimed(engine: Engine, rows: list[Any], policy: RetryPolicy) -> dict[
     outcomes: list[tuple[Any, str | None]] = []
 
     def record() -> None:
-        if outcomes:
-            with engine.session_factory() as s, s.begin():
-                for row, error in outcomes:
-                    statuses[row.id] = outbox.finish(engine, row, error, policy, session=s)
+        if outcomes:   # one transaction (on PostgreSQL one round trip)
+            statuses.update(outbox.finish_many(engine, list(outcomes), policy))
             outcomes.clear()
 
     for row in rows:

@@ -36,7 +36,7 @@ def case_spec(view: Mapping[str, Any]) -> ProcessSpec:
     spec, version_id, version = engine.current(view["process"])
     if view.get("version") in (None, version):
         return spec
-    with engine.session_factory() as s:
+    with engine.read_session() as s:
         vid = s.scalar(select(ProcessVersion.id).where(ProcessVersion.key == view["process"],
                                                        ProcessVersion.version == view["version"]))
         return engine.spec_of(s, vid) if vid is not None else spec
@@ -216,7 +216,7 @@ def display_names(usernames: Iterable[str | None]) -> dict[str, str]:
     wanted = sorted({u for u in usernames if u})
     if not wanted:
         return {}
-    with hexie_state().engine.session_factory() as s:
+    with hexie_state().engine.read_session() as s:
         return dict(s.execute(select(User.username, User.name).where(User.username.in_(wanted))).all())
 
 
@@ -225,12 +225,12 @@ def unit_names(codes: Iterable[str]) -> dict[str, str]:
     wanted = sorted(set(codes))
     if not wanted:
         return {}
-    with hexie_state().engine.session_factory() as s:
+    with hexie_state().engine.read_session() as s:
         return dict(s.execute(select(OrgUnit.code, OrgUnit.name).where(OrgUnit.code.in_(wanted))).all())
 
 
 def unit_path(code: str) -> str | None:
-    with hexie_state().engine.session_factory() as s:
+    with hexie_state().engine.read_session() as s:
         return s.scalar(select(OrgUnit.path).where(OrgUnit.code == code))
 
 
@@ -249,7 +249,7 @@ def units_in_area(actor: Actor, roles: Iterable[tuple[str, str | None]] | None =
     if not paths:
         return []
     levels = hexie_state().engine.registry.roles.levels
-    with hexie_state().engine.session_factory() as s:
+    with hexie_state().engine.read_session() as s:
         stmt = select(OrgUnit).where(or_(*(OrgUnit.path.startswith(p, autoescape=True) for p in sorted(paths))))
         units = list(s.scalars(stmt.order_by(OrgUnit.path).limit(limit)))
     if lowest_rank is not None:
@@ -324,7 +324,7 @@ def places(key: Any, where: Any, join: tuple[Any, Any] | None = None) -> dict[An
     stmt = select(key, OrgUnit.name, OrgUnit.level, parent.name)
     if join is not None:
         stmt = stmt.select_from(join[0]).join(OrgUnit, join[1])
-    with hexie_state().engine.session_factory() as s:
+    with hexie_state().engine.read_session() as s:
         rows = s.execute(stmt.outerjoin(parent, parent.id == OrgUnit.parent_id).where(where)).all()
     lowest = (hexie_state().engine.registry.roles.levels or ("",))[-1]
     return {k: f"{town} {name}" if level == lowest and town else name for k, name, level, town in rows}

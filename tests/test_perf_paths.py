@@ -1,0 +1,110 @@
+"""The fast paths (issue 16): what is kept per person is never stale, the upcoming work is one
+page of SQL, and the write path at the driver refuses a stale write as the Core path did."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from hexie.models import Case, OrgUnit, RoleAssignment, Task, User
+from hexie.workflows.errors import Conflict
+from hexie.workflows.queries import _kept
+from hexie.workflows.service import _CASE_FOR_UPDATE, case_tasks, records, save_case, save_task
+
+from .engine_helpers import make_env
+from .test_engine import APPLICATION, _count_queries, _start
+from .test_work_queues import to_follow_up
+
+
+@pytest.fixture
+def env(session_factory):
+    return make_env(session_factory)
+
+
+def _expected(env, actor) -> dict[str, int]:
+    return {view: env.queries.tasks(actor, view, per_page=200).total
+            for view in ("mine", "available", "overdue", "escalated")}
+
+
+def test_the_counts_follow_her_roles_as_they_are_now(env):
+    for _ in range(3):
+        _start(env)                                        # three surveys offered to the town's cadres
+    cadre = env.actor("cadre2")
+    counts = env.queries.task_counts(cadre)
+    assert counts["available"] == 3 and counts == _expected(env, cadre)
+    assert env.queries.task_counts(cadre) == counts        # the kept statement, same answer
+    with env.engine.transaction() as s:                    # she moves to another town
+        elsewhere = s.scalar(select(OrgUnit.id).where(OrgUnit.code != "t01", OrgUnit.level == "town"))
+        if elsewhere is None:
+            elsewhere = s.scalar(select(OrgUnit.id).where(OrgUnit.level == "county"))
+        user_id = s.scalar(select(User.id).where(User.username == "cadre2"))
+        s.execute(update(RoleAssignment).where(RoleAssignment.user_id == user_id).values(org_unit_id=elsewhere))
+    moved = env.actor("cadre2")
+    assert moved.assignments != cadre.assignments
+    assert env.queries.task_counts(moved) == _expected(env, moved)
+    assert env.queries.tasks(moved, "available").total == env.queries.task_counts(moved)["available"]
+
+
+def test_new_definitions_start_the_kept_statements_afresh(env):
+    _start(env)
+    cadre = env.actor("cadre2")
+    counts = env.queries.task_counts(cadre)
+    key = ("counts", ("mine", "available", "overdue", "escalated"), cadre.user_id, cadre.assignments, False)
+    assert _kept(env.engine, key) is not None
+    env.engine.registry = dataclasses.replace(env.engine.registry)   # what a publish does: a new registry
+    assert _kept(env.engine, key) is None
+    assert env.queries.task_counts(cadre) == counts
+
+
+def test_the_clock_is_read_when_the_counts_run_not_when_they_were_built(env):
+    case_id = _start(env)
+    cadre = env.actor("cadre2")
+    with env.engine.transaction() as s:
+        s.execute(update(Task).where(Task.case_id == case_id, Task.status == "offered")
+                  .values(due_at=env.clock() + timedelta(days=2)))
+    assert env.queries.task_counts(cadre)["overdue"] == 0
+    env.clock.advance(days=3)
+    assert env.queries.task_counts(cadre)["overdue"] == 1 == env.queries.tasks(cadre, "overdue").total
+
+
+def test_upcoming_is_one_page_of_sql_whatever_the_number_of_timers(env):
+    cadre2 = env.actor("cadre2")
+    first = to_follow_up(env)
+    one = _count_queries(env, lambda: env.queries.upcoming(cadre2, 200))
+    more = [to_follow_up(env) for _ in range(3)]
+    assert _count_queries(env, lambda: env.queries.upcoming(cadre2, 200)) == one <= 3
+    page = env.queries.upcoming(cadre2, 200, per_page=2, page=2)
+    assert page.total == 4 and [r["case_id"] for r in page.items] == more[1:]
+    assert [r["case_id"] for r in env.queries.upcoming(cadre2, 200).items] == [first, *more]
+    assert env.queries.upcoming(cadre2, 200, per_page=2, page=5).total == 4     # past the end
+    assert env.queries.upcoming(env.actor("cadre"), 200).total == 0
+
+
+def test_a_stale_write_at_the_driver_is_the_conflict_it_always_was(env):
+    case_id = _start(env)
+    with env.engine.session_factory() as s:
+        before = s.get(Case, case_id)
+        state, lock = before.state, before.lock_version
+    with pytest.raises(Conflict) as info:
+        with env.engine.transaction() as s:
+            (case,) = records(s, _CASE_FOR_UPDATE, {"case_id": case_id})
+            case.state, case.lock_version = "nowhere", case.lock_version + 7      # as if read long ago
+            save_case(s, case)
+    assert info.value.en == "the case was changed by someone else meanwhile"
+    with pytest.raises(Conflict) as info:
+        with env.engine.transaction() as s:
+            (case,) = records(s, _CASE_FOR_UPDATE, {"case_id": case_id})
+            (task,) = [t for t in case_tasks(s, case_id) if t.status == "offered"]
+            task.lock_version += 3
+            task.status = "completed"
+            save_task(s, task)                        # refused: the task's message, not the case's
+            case.state = "nowhere"
+            save_case(s, case)
+    assert info.value.en == "the task was changed by someone else meanwhile"
+    with env.engine.session_factory() as s:               # nothing of either was written
+        after = s.get(Case, case_id)
+        assert (after.state, after.lock_version) == (state, lock)
+        assert s.scalar(select(Task.status).where(Task.case_id == case_id, Task.state == state)) == "offered"
+    assert env.service.fire(env.actor("cadre2"), case_id, "withdraw", comment="撤回")["outcome"] == "moved"
