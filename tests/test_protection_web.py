@@ -147,12 +147,15 @@ def web(session_factory, tmp_path):
 
 
 def _web_dv(env, n: int = 1) -> list[int]:
+    from hexie.workflows.consent import Protection
     from .test_web import COMPLAINT
     ids = []
     for _ in range(n):
         case_id = env.service.start_case(env.actor("cc1"), "dv_complaint", "t01",
                                          {**COMPLAINT, "victim_id_number": ID_NUMBER})
         env.service.fire(env.actor("cc1"), case_id, "refer")
+        for agency in ("police", "legal_aid"):   # her consent opens each referral (protection.md)
+            Protection(env.engine).record_consent(env.actor("cc1"), case_id, agency)
         ids.append(case_id)
     return ids
 
@@ -230,3 +233,22 @@ def _open(env, case_id: int):
     from hexie.models import Task
     with env.engine.session_factory() as s:
         return list(s.scalars(select(Task).where(Task.case_id == case_id, Task.status.in_(("offered", "allocated")))))
+
+
+def test_print_outs_and_exports_of_a_confidential_case_are_in_its_access_log(web):
+    """protection.md: the page, print and export reads are logged, each with what was read."""
+    from hexie.models import AccessLogEntry
+    (case_id,) = _web_dv(web)
+    client = web.client("cc1")
+
+    def logged() -> list[tuple[str, str | None]]:
+        with web.engine.session_factory() as s:
+            return [tuple(r) for r in s.execute(select(AccessLogEntry.what, AccessLogEntry.detail)
+                                                .where(AccessLogEntry.case_id == case_id)
+                                                .order_by(AccessLogEntry.id)).all()]
+
+    before = logged()
+    assert client.get(f"/cases/{case_id}/print.pdf").status_code == 200
+    assert client.get(f"/cases/{case_id}/export.json").status_code == 200
+    assert client.post(f"/cases/{case_id}/export", data={"password": "a long enough secret"}).status_code == 200
+    assert logged()[len(before):] == [("print", "case file"), ("export", "json"), ("export", "encrypted zip")]

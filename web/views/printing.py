@@ -20,6 +20,7 @@ from ..state import current_actor, hexie_state
 from ..i18n import get_locale, label, t
 from ..printing import CaseFile, case_file_pdf, document_pdf, fill, pdf_response_headers
 from .blueprint import bp
+from .consent import page_read
 from .case import _data_rows, _history
 from .common import case_spec, display_names, fmt_date, fmt_dt, format_value, places, process_title, state_label
 from .files import case_attachments
@@ -49,10 +50,12 @@ def in_locale(locale: str) -> Iterator[None]:
         g.hexie_locale = before
 
 
-def _read(case_id: int) -> tuple[dict[str, Any], list[dict[str, Any]], Any, dict[str, str]]:
+def _read(case_id: int, what: str = "case file") -> tuple[dict[str, Any], list[dict[str, Any]], Any, dict[str, str]]:
+    """The case as the reader may see it, for a print-out (``what``: which one, for the access log)."""
     actor = current_actor()
     state = hexie_state()
-    view = state.queries.case(actor, case_id)          # 404 for hidden and missing alike
+    # 404 for hidden and missing alike; a confidential case's print-out is logged (protection.md)
+    view = state.queries.case(actor, case_id, read=page_read("print", what))
     history = state.queries.history(actor, case_id)
     spec = case_spec(view)
     names = display_names([e["actor"] for e in history] + [view.get("created_by")]
@@ -128,7 +131,7 @@ def document_values(spec, view: dict[str, Any], names: dict[str, str]):
 @bp.route("/cases/<int:case_id>/documents/<name>.pdf")
 def case_document_pdf(case_id: int, name: str):
     """A document the definition declares (``documents:``), filled from the case."""
-    view, _events, spec, names = _read(case_id)
+    view, _events, spec, names = _read(case_id, f"document {name}")
     doc = spec.documents.get(name)
     if doc is None:
         raise not_found()
