@@ -12,7 +12,8 @@ from .test_web import COMPLAINT
 
 pytestmark = pytest.mark.browser
 REFER = {"abuser_relation": "spouse", "violence_kinds": ["physical"], "risk_level": "high",
-         "consent_to_share": True, "intake_assessment": "有明显伤情，需转介派出所和法律援助"}
+         "consent_to_share": True, "intake_assessment": "有明显伤情，需转介派出所和法律援助",
+         "referred_to": ["police", "legal_aid", "court"]}
 
 
 def test_consent_referrals_accepted_and_declined_and_the_access_log(browser, site):  # noqa: F811
