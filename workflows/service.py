@@ -992,9 +992,8 @@ class WorkflowService(WorkdayMixin):
         changes: dict[str, list[Any]] = {}
         rule = state.for_each
         if rule is not None and rule.field not in case.data:
-            choices = set(spec.fields[rule.field].choice_keys)
-            chosen = [t.name for t in visit if t.name in choices
-                      and (t.status == "completed" or (t.status in OPEN and not t.optional))]
+            kept = {t.name for t in visit if t.status == "completed" or (t.status in OPEN and not t.optional)}
+            chosen = [key for key in spec.fields[rule.field].choice_keys if key in kept]   # in the field's order
             case.data = {**case.data, rule.field: chosen}
             changes[rule.field] = [None, chosen]
         wanted = {t.name for t in state.tasks_to_open(case.data)}
