@@ -432,14 +432,7 @@ class CaseQueries:
                               _UNIT_NAME, _HOLDER,
                               func.count().over().label("total")).join(Case, Case.id == Task.case_id).where(where)
             matching = self._filters(s, matching, Task, process, state, org_unit, search)
-            order = _task_order(sort)
-            rows = s.execute(matching.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
-            if rows:
-                total = rows[0].total
-            elif page == 1:
-                total = 0
-            else:
-                total = self.engine.count(s, matching.with_only_columns(Task.id))
+            rows, total = self._page_of(s, matching, _task_order(sort), Task.id, page, per_page)
             people = {row.assignee_id: row.holder for row in rows if row.assignee_id is not None}
             items = []
             for task in rows:   # plain rows: the page needs no ORM objects
@@ -490,14 +483,7 @@ class CaseQueries:
             matching = (select(Timer.case_id, Timer.state, Timer.trigger, Timer.due_at, Case.process_key,
                                role.label("role"), assignee.label("assignee_id"), func.count().over().label("total"))
                         .join(Case, Case.id == Timer.case_id).where(*where, or_(*(c for c, _, _ in picks))))
-            rows = s.execute(matching.order_by(Timer.due_at, Timer.id)
-                             .offset((page - 1) * per_page).limit(per_page)).all()
-            if rows:
-                total = rows[0].total
-            elif page == 1:
-                total = 0
-            else:
-                total = self.engine.count(s, matching.with_only_columns(Timer.id))
+            rows, total = self._page_of(s, matching, (Timer.due_at, Timer.id), Timer.id, page, per_page)
             names = dict(s.execute(select(User.id, User.username).where(
                 User.id.in_({r.assignee_id for r in rows if r.assignee_id is not None}))).all()) if rows else {}
         items = [{"case_id": r.case_id, "process": r.process_key, "state": r.state, "trigger": r.trigger,
@@ -651,6 +637,14 @@ class CaseQueries:
                 "total": sum(r["total"] for r in rows), "suppressed": False}
         # protection.md: counts below 5 over a confidential process, and what would give them back
         return suppress_report(report, spec.rates) if spec.confidential else report
+
+    def _page_of(self, s: Session, matching, order, id_column, page: int, per_page: int):
+        """One page of ``matching`` (which carries a ``count() over ()`` column named ``total``) and
+        the number of all its rows: read from the page's first row, counted only for a page past the end."""
+        rows = s.execute(matching.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
+        if rows:
+            return rows, rows[0].total
+        return rows, 0 if page == 1 else self.engine.count(s, matching.with_only_columns(id_column))
 
     def _filters(self, s: Session, stmt, table, process, state, org_unit, search):
         if process:
