@@ -209,3 +209,41 @@ def test_retention_and_searchable_are_checked_at_their_line_and_column(tmp_path)
                     .replace("age: {type: integer, searchable: true}", "age: {type: integer}")
     (tmp_path / "kept.yaml").write_text(fine, encoding="utf-8")
     assert run(str(tmp_path))[0] == 0
+
+
+CONSENT = """\
+process: referral
+title: Referral
+confidential: true
+states:
+  - name: intake
+    task: {role: cadre}
+  - name: referred
+    tasks:
+      - {name: police, role: cadre, consent: {agency: police}}
+      - {name: legal, role: manager, consent: {agency: legal_aid}}
+  - {name: done, final: true}
+transitions:
+  - {trigger: refer, source: intake, dest: referred}
+  - {trigger: finish, source: referred, dest: done}
+"""
+
+
+def test_consent_agencies_need_no_declaration_but_a_declared_list_catches_typos(tmp_path):
+    """definitions.md: ``consent: {agency: AGENCY}`` on a task; without a top-level ``agencies``
+    the agencies are those the tasks name (in file order), with one the name must be in it."""
+    from hexie.workflows.loader import load_definitions
+    shutil.copy(FIXTURES / "roles.yaml", tmp_path)
+    (tmp_path / "referral.yaml").write_text(CONSENT, encoding="utf-8")
+    assert run(str(tmp_path))[0] == 0
+    spec = load_definitions(tmp_path).processes["referral"]
+    assert [key for key, _ in spec.agencies] == ["police", "legal_aid"]
+    declared = CONSENT.replace("confidential: true\n", "confidential: true\nagencies: [police, legal_aid]\n") \
+                      .replace("{agency: legal_aid}", "{agency: legal_ad}")
+    (tmp_path / "referral.yaml").write_text(declared, encoding="utf-8")
+    status, lines, _ = run(str(tmp_path))
+    line = declared.splitlines().index(next(x for x in declared.splitlines() if "legal_ad}" in x)) + 1
+    column = declared.splitlines()[line - 1].index("legal_ad}") + 1
+    assert status == 1 and len(lines) == 1
+    assert lines[0].startswith(f"{tmp_path}/referral.yaml:{line}:{column}: error: states[1].tasks[1].consent.agency: ")
+    assert "did you mean 'legal_aid'?" in lines[0]

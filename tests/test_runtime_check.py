@@ -265,6 +265,32 @@ def test_call_unknown_child_field_and_end_state(tmp_path):
     assert "run_time" not in registry.processes   # a process whose call is broken is not run
 
 
+def test_call_is_checked_against_the_files_beside_a_single_file(tmp_path):
+    """``hexie check FILE``: the called process, its fields and its ends are looked up in the
+    folder the file sits in (where it will be loaded from), at their line and column."""
+    folder = tmp_path / "defs"
+    shutil.copytree(FIXTURES, folder)
+    out, err = io.StringIO(), io.StringIO()
+    assert check_paths([str(folder / "run_time.yaml")], out=out, err=err) == 0, out.getvalue()
+    text = TEXT.replace("data: {person: name}", "data: {persn: name}").replace(
+        "on_end: {paired: paired}", "on_end: {pared: paired}")
+    (folder / "run_time.yaml").write_text(text, encoding="utf-8")
+    out = io.StringIO()
+    assert check_paths([str(folder / "run_time.yaml")], out=out, err=io.StringIO()) == 1
+    lines = out.getvalue().splitlines()
+    persn, pared = line_of(text, "persn"), line_of(text, "pared:")
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"{folder}/run_time.yaml:{persn}:{col_of(text, persn, 'persn')}: error: "
+                               "states[3].call.data.persn: ") and "did you mean 'person'" in lines[0]
+    assert lines[1].startswith(f"{folder}/run_time.yaml:{pared}:{col_of(text, pared, 'pared')}: error: "
+                               "states[3].call.on_end.pared: ") and "did you mean 'paired'" in lines[1]
+    (folder / "run_time.yaml").write_text(TEXT.replace("process: run_time_child", "process: run_time_chld"),
+                                          encoding="utf-8")
+    out = io.StringIO()
+    assert check_paths([str(folder / "run_time.yaml")], out=out, err=io.StringIO()) == 1
+    assert "did you mean 'run_time_child'?" in out.getvalue()
+
+
 def test_call_field_types_must_agree(tmp_path):
     folder = tmp_path / "defs"
     shutil.copytree(FIXTURES, folder)

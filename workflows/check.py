@@ -12,7 +12,8 @@ import sys
 from typing import Sequence, TextIO
 
 from hexie.workflows.loader import (
-    ROLES_FILE, default_definitions_dir, load_definitions, load_process_file, load_roles,
+    ROLES_FILE, _check_calls, default_definitions_dir, definition_files, load_definitions, load_process_file,
+    load_roles,
 )
 from hexie.workflows.spec import Diagnostic, RolesSpec
 
@@ -53,8 +54,26 @@ def _check_target(target: str) -> tuple[list[Diagnostic], list[str]]:
     if os.path.basename(target) == ROLES_FILE:
         return load_roles(target)[1], [target]
     roles, diagnostics = _roles_for(target)
-    diagnostics += load_process_file(target, roles)[1]
+    spec, found = load_process_file(target, roles)
+    diagnostics += found
+    if spec is not None and any(state.call is not None for state in spec.states):
+        diagnostics += _calls_of(spec, target, roles)
     return diagnostics, [target]
+
+
+def _calls_of(spec, target: str, roles: RolesSpec | None) -> list[Diagnostic]:
+    """``call:`` of a single file, checked against the processes of the files beside it (the
+    folder it will be loaded from): the called process, its fields and its final states."""
+    folder = os.path.dirname(target) or "."
+    processes = {}
+    for path in definition_files(folder):
+        if os.path.abspath(path) == os.path.abspath(target):
+            continue
+        other = load_process_file(path, roles)[0]
+        if other is not None:
+            processes.setdefault(other.key, other)
+    processes[spec.key] = spec
+    return [d for d in _check_calls(processes) if d.file == spec.path]
 
 
 def _roles_for(target: str) -> tuple[RolesSpec | None, list[Diagnostic]]:

@@ -30,6 +30,10 @@ def _build_process(data: dict, roles: RolesSpec | None, compiled: Mapping[int, A
     transitions = tuple(_build_transition(i, t, non_final, fields_, compiled.get(i))
                         for i, t in enumerate(data["transitions"]))
     default_level = "county" if roles is None or "county" in roles.levels else roles.levels[0]
+    agencies = _agencies(data.get("agencies"))
+    if "agencies" not in data:   # undeclared: the agencies the tasks' consent names, in file order
+        named = dict.fromkeys(t.consent for s in states for t in s.tasks if t.consent)
+        agencies = tuple((k, Label.of(k)) for k in named)
     description = data.get("description")
     return ProcessSpec(
         key=data["process"], title=Label.of(data["title"]), states=states, transitions=transitions,
@@ -39,7 +43,7 @@ def _build_process(data: dict, roles: RolesSpec | None, compiled: Mapping[int, A
         starters=tuple(data["starters"]) if "starters" in data else None,
         rates=tuple(RateSpec(name, Label.of(r["label"], name), tuple(r["of"]), tuple(r.get("over", ())))
                     for name, r in _mapping(data.get("rates")).items()),
-        agencies=_agencies(data.get("agencies")),
+        agencies=agencies,
         documents=MappingProxyType({name: DocumentSpec(name, Label.of(d["title"], name), Label.of(d["body"]))
                                     for name, d in _mapping(data.get("documents")).items()}),
         end_when_idle=data.get("end_when_idle", False),

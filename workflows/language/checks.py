@@ -271,18 +271,15 @@ class _ProcessChecker:
         self.check_protection(path, task)
 
     def check_protection(self, path: PathKey, task: dict) -> None:
-        """``consent`` names a declared agency; ``acceptance`` is for a person's referral task of
+        """``consent`` names a declared agency (when ``agencies`` is declared); ``acceptance`` is for a person's referral task of
         a parallel state (declining ends that one task and leaves the state to the others)."""
         agencies = self.data.get("agencies")
         known = list(agencies) if isinstance(agencies, (list, dict)) else []
         agency = _mapping(task.get("consent")).get("agency")
-        if isinstance(agency, str) and agency not in known:
-            if not known:
-                self.report.error(path + ("consent", "agency"), _msg(
-                    f"未声明的机构 '{agency}'：请在顶层 agencies 中列出接收转介的机构",
-                    f"undeclared agency '{agency}': list the receiving agencies under the top-level agencies key"))
-            else:
-                self.report.error(path + ("consent", "agency"), _unknown("机构", "agency", agency, known, listing=True))
+        # Without a top-level ``agencies`` the agencies are those the tasks' consent names
+        # (definitions.md); once declared, a consent naming another one is a typo.
+        if isinstance(agency, str) and "agencies" in self.data and agency not in known:
+            self.report.error(path + ("consent", "agency"), _unknown("机构", "agency", agency, known, listing=True))
         if task.get("acceptance") is True:
             if "external" in task:
                 self.report.error(path + ("acceptance",), _msg(
