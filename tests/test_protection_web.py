@@ -192,15 +192,46 @@ def test_the_case_list_export_masks_and_deidentifies(web):
     mine = _rows(web.client("cc1").get("/cases.csv?process=dv_complaint"))
     header = mine[0]
     row = mine[1]
-    assert row[header.index("victim_name")] == "秘密受害人"
+    # a list of confidential cases never carries her name, not even for those working the case
+    assert row[header.index("victim_name")] == case_code(case_id) and "秘密受害人" not in ",".join(row)
     assert row[6] == case_code(case_id)                                    # the subject is the code
+    assert row[0] == str(case_id)                                          # the number stays (not deidentified)
     overseer = _rows(web.client("cm1").get("/cases.csv?process=dv_complaint"))[1]
-    assert overseer[header.index("victim_name")] == "***"                 # masked: not working it
+    assert overseer[header.index("victim_name")] == case_code(case_id)
     deid = web.client("cc1").get("/cases.csv?process=dv_complaint&deidentified=1").get_data(as_text=True)
     assert "秘密受害人" not in deid and ID_NUMBER not in deid and case_code(case_id) in deid
     assert f"\n{case_id}," not in deid
     stranger = _rows(web.client("tc1").get("/cases.csv?process=dv_complaint"))
     assert stranger[1:] == []
+
+
+def _sheet_text(response) -> str:
+    from openpyxl import load_workbook
+    assert response.status_code == 200
+    book = load_workbook(io.BytesIO(response.get_data()), read_only=True)
+    return "\n".join(",".join("" if v is None else str(v) for v in row)
+                     for sheet in book.worksheets for row in sheet.iter_rows(values_only=True))
+
+
+def test_the_excel_exports_take_deidentified_too(web):
+    """protection.md: ``deidentified=1`` on any export: the .xlsx lists of cases and tasks as well
+    (the subject, here the applicant's name, and the case number become the case's code)."""
+    from .test_web import APPLICATION
+    (dv_id,) = _web_dv(web)
+    aid_id = web.service.start_case(web.actor("vr1"), "poor_mother_aid", "t01v01", dict(APPLICATION))
+    web.service.fire(web.actor("vr1"), aid_id, "submit")
+    manager = web.client("cm1")
+    plain = _sheet_text(manager.get("/cases.xlsx"))
+    assert "王小红" in plain and "秘密受害人" not in plain               # names only of open processes
+    deid = _sheet_text(manager.get("/cases.xlsx?deidentified=1"))
+    assert "王小红" not in deid and "秘密受害人" not in deid and case_code(aid_id) in deid
+    assert f"\n{aid_id}," not in deid
+    tasks = _sheet_text(web.client("tc1").get("/tasks.xlsx?view=available"))
+    assert "王小红" in tasks
+    tasks = _sheet_text(web.client("tc1").get("/tasks.xlsx?view=available&deidentified=1"))
+    assert "王小红" not in tasks and case_code(aid_id) in tasks
+    ccadre = _sheet_text(web.client("cc1").get("/cases.xlsx?process=dv_complaint"))
+    assert "秘密受害人" not in ccadre and case_code(dv_id) in ccadre     # the subject is the code
 
 
 def test_the_case_page_exports_its_file_and_hides_it_like_a_missing_one(web):

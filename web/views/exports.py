@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import abort, request
 
+from hexie.workflows.protection import case_code
 from hexie.workflows.queries import TASK_SORTS, TASK_VIEWS
 
 from ..state import current_actor, hexie_state
@@ -45,7 +46,13 @@ CASE_COLUMNS = ("xlsx.col.id", "xlsx.col.business_key", "xlsx.col.process", "xls
                 "xlsx.col.place", "xlsx.col.subject", "xlsx.col.created", "xlsx.col.updated", "xlsx.col.closed")
 
 
-def case_rows(actor, filters: dict[str, Any]) -> Iterator[list[Any]]:
+def deidentified_requested() -> bool:
+    """``deidentified=1`` (protection.md): the case number, the business key and the subject of
+    every row become the case's stable code."""
+    return (request.args.get("deidentified") or "").lower() in ("1", "true", "yes", "on")
+
+
+def case_rows(actor, filters: dict[str, Any], deidentified: bool = False) -> Iterator[list[Any]]:
     queries = hexie_state().queries
     args = {k: v for k, v in filters.items() if k not in ("page", "sort")}
     batch: list[dict[str, Any]] = []
@@ -53,8 +60,10 @@ def case_rows(actor, filters: dict[str, Any]) -> Iterator[list[Any]]:
     def flush(rows: list[dict[str, Any]]) -> Iterator[list[Any]]:
         names = unit_names(c["org_unit"] for c in rows)
         for c in rows:
-            yield [c["id"], c["business_key"], process_title(c["process"]), state_label(c["process"], c["state"]),
-                   c["org_unit"], names.get(c["org_unit"], c["org_unit"]), c["subject"], local(c["created_at"]),
+            code = case_code(c["id"]) if deidentified or c.get("confidential") else None
+            yield [code if deidentified else c["id"], code if deidentified else c["business_key"],
+                   process_title(c["process"]), state_label(c["process"], c["state"]),
+                   c["org_unit"], names.get(c["org_unit"], c["org_unit"]), code or c["subject"], local(c["created_at"]),
                    local(c["updated_at"]), local(c["closed_at"])]
 
     for case in all_pages(lambda page, per_page: queries.cases(actor, page=page, per_page=per_page, **args), BATCH):
@@ -70,8 +79,9 @@ def cases_xlsx():
     """Every case of the list's filters (all pages), as the list shows them."""
     actor = current_actor()
     filters = query_filters()
-    return xlsx_response(f"cases-{_stamp()}", [(t("nav.cases"), [t(k) for k in CASE_COLUMNS],
-                                                 case_rows(actor, filters))])
+    deidentified = deidentified_requested()
+    return xlsx_response(f"cases-{_stamp()}" + ("-deid" if deidentified else ""),
+                         [(t("nav.cases"), [t(k) for k in CASE_COLUMNS], case_rows(actor, filters, deidentified))])
 
 
 TASK_COLUMNS = ("xlsx.col.task", "xlsx.col.case", "xlsx.col.process", "xlsx.col.state", "xlsx.col.task_name",
@@ -79,7 +89,7 @@ TASK_COLUMNS = ("xlsx.col.task", "xlsx.col.case", "xlsx.col.process", "xlsx.col.
                 "xlsx.col.priority", "xlsx.col.place", "xlsx.col.subject", "xlsx.col.created")
 
 
-def task_rows(actor, view: str, filters: dict[str, Any]) -> Iterator[list[Any]]:
+def task_rows(actor, view: str, filters: dict[str, Any], deidentified: bool = False) -> Iterator[list[Any]]:
     queries = hexie_state().queries
     args = {k: v for k, v in filters.items() if k != "page"}
     pending: list[dict[str, Any]] = []
@@ -88,11 +98,12 @@ def task_rows(actor, view: str, filters: dict[str, Any]) -> Iterator[list[Any]]:
         names = display_names(r["assignee"] for r in rows)
         where = task_places(r["id"] for r in rows)
         for r in rows:
-            yield [r["id"], r["case_id"], process_title(r["process"]), state_label(r["process"], r["state"]),
+            code = case_code(r["case_id"]) if deidentified else None
+            yield [r["id"], code or r["case_id"], process_title(r["process"]), state_label(r["process"], r["state"]),
                    task_label(r["process"], r["state"], r["name"]), role_label(r["role"]), t(f"xlsx.status.{r['status']}"),
                    names.get(r["assignee"], r["assignee"]) if r["assignee"] else "", local(r["due_at"]),
                    t("xlsx.yes") if r["overdue"] else "", r["priority"], where.get(r["id"], r.get("org_unit_name")),
-                   r.get("subject"), local(r["created_at"])]
+                   code or r.get("subject"), local(r["created_at"])]
 
     for row in all_pages(lambda page, per_page: queries.tasks(actor, view, page=page, per_page=per_page, **args),
                          BATCH):
@@ -113,8 +124,10 @@ def tasks_xlsx():
         abort(404)
     filters = query_filters()
     filters["sort"] = request.args.get("sort") if request.args.get("sort") in TASK_SORTS else None
-    return xlsx_response(f"tasks-{view}-{_stamp()}", [(t(f"xlsx.view.{view}"), [t(k) for k in TASK_COLUMNS],
-                                                        task_rows(actor, view, filters))])
+    deidentified = deidentified_requested()
+    return xlsx_response(f"tasks-{view}-{_stamp()}" + ("-deid" if deidentified else ""),
+                         [(t(f"xlsx.view.{view}"), [t(k) for k in TASK_COLUMNS],
+                           task_rows(actor, view, filters, deidentified))])
 
 
 # ------------------------------------------------------------------ reports

@@ -47,7 +47,8 @@ def find_case():
 @bp.route("/cases.csv")
 def cases_csv():
     """The cases of the list (its filters, every page) as CSV. Confidential cases carry their code
-    as subject; with a programme chosen, its fields too (masked as on the case page);
+    as subject; with a programme chosen, its fields too (masked as on the case page; those of a
+    confidential programme never carry a name: every sensitive value is the case's code);
     ``deidentified=1``: every sensitive value and the case number become the case's code."""
     actor = current_actor()
     state = hexie_state()
@@ -74,7 +75,7 @@ def cases_csv():
                        csv_cell(case_code(c["id"]) if deidentified or c.get("confidential") else c["subject"])]
                 if fields:
                     data = state.queries.case(actor, c["id"], read=page_read("export", "cases.csv"))["data"]
-                    if deidentified:
+                    if deidentified or spec.confidential:   # a list never carries her name (protection.md)
                         data = deidentify(spec, c["id"], data)
                     row += [csv_cell(_plain(data.get(name))) for name in fields]
                 rows.append(row)
