@@ -98,3 +98,28 @@ def test_documents_check_their_placeholders(tmp_path) -> None:
     line = next(i for i, l in enumerate(bad.splitlines(), start=1) if "{aplicant_name}" in l)
     column = bad.splitlines()[line - 1].index("aplicant_name") + 1
     assert f"{line}:{column}" in text and "did you mean 'applicant_name'" in text, text
+
+
+def _bearer(env, username: str) -> dict[str, str]:
+    from hexie.workflows.tokens import issue_token
+    return {"Authorization": f"Bearer {issue_token(username, engine=env.engine, secret='test-secret')}"}
+
+
+def test_the_case_file_and_documents_through_the_api_with_a_token(env) -> None:
+    """interfaces.md, "Documents and exports": the same PDFs under /api/v1, with a Bearer token;
+    hidden and missing the API's same JSON 404."""
+    case_id = pay_aid(env, name="王小红")
+    api = env.app.test_client()
+    text = pdf_text(api.get(f"/api/v1/cases/{case_id}/print.pdf", headers=_bearer(env, "cm1")))
+    assert "救助贫困母亲审批表" in text and "王小红" in text
+    masked = pdf_text(api.get(f"/api/v1/cases/{case_id}/print.pdf", headers=_bearer(env, "tch1")))
+    assert "11010119800101123X" not in masked
+    doc = api.get(f"/api/v1/cases/{case_id}/documents/aid_agreement.pdf", headers=_bearer(env, "cm1"))
+    assert doc.status_code == 200 and doc.mimetype == "application/pdf"
+    for path, who in ((f"/cases/{case_id}/print.pdf", "vr2"), ("/cases/999999/print.pdf", "vr2"),
+                      (f"/cases/{case_id}/documents/nope.pdf", "cm1"),
+                      (f"/cases/{case_id}/documents/aid_agreement.pdf", "vr2")):
+        refused = api.get("/api/v1" + path, headers=_bearer(env, who))
+        assert refused.status_code == 404, path
+        assert set(refused.get_json()["error"]) == {"code", "message", "details"}
+    assert api.get(f"/api/v1/cases/{case_id}/print.pdf").status_code == 401

@@ -79,3 +79,56 @@ def test_reports_and_money_xlsx_match_the_pages(env) -> None:
     assert receipt[8] == "记-2026-017" and receipt[9] == "县直机关"
     (only,) = sheets(client.get("/reports/ledger.xlsx?kind=receipt")).values()
     assert len(only) == 2
+
+
+def _bearer(env, username: str) -> dict[str, str]:
+    from hexie.workflows.tokens import issue_token
+    return {"Authorization": f"Bearer {issue_token(username, engine=env.engine, secret='test-secret')}"}
+
+
+def test_the_lists_and_reports_as_xlsx_through_the_api(env) -> None:
+    """interfaces.md, "Documents and exports": GET /api/v1/cases.xlsx, /tasks.xlsx and
+    /reports/{process}.xlsx with a Bearer token and the API's filters (org_unit, view, sort)."""
+    first = pay_aid(env, name="王小红")
+    second = pay_aid(env, name="李小兰")
+    api = env.app.test_client()
+    (rows,) = sheets(api.get("/api/v1/cases.xlsx", headers=_bearer(env, "cm1"))).values()
+    assert [r[0] for r in rows[1:]] == [second, first]
+    (rows,) = sheets(api.get("/api/v1/cases.xlsx?search=王小红&process=poor_mother_aid",
+                             headers=_bearer(env, "cm1"))).values()
+    assert [r[0] for r in rows[1:]] == [first]
+    (rows,) = sheets(api.get("/api/v1/cases.xlsx", headers=_bearer(env, "vr2"))).values()
+    assert rows[1:] == []
+    bad = api.get("/api/v1/cases.xlsx?process=nope", headers=_bearer(env, "cm1"))
+    assert bad.status_code == 400 and "process" in bad.get_json()["error"]["details"]
+    case_id = env.service.start_case(env.actor("vr1"), "poor_mother_aid", "t01v01",
+                                     {"applicant_name": "王小红", "id_number": "11010119800101123X",
+                                      "household_size": 4, "declared_annual_income": "6000",
+                                      "hardships": ["illness"], "self_reliant": True})
+    (rows,) = sheets(api.get("/api/v1/tasks.xlsx?view=mine&sort=-created", headers=_bearer(env, "vr1"))).values()
+    assert [r[1] for r in rows[1:]] == [case_id]
+    assert api.get("/api/v1/tasks.xlsx?view=nope", headers=_bearer(env, "vr1")).status_code == 400
+    book = sheets(api.get("/api/v1/reports/poor_mother_aid.xlsx", headers=_bearer(env, "cm1")))
+    assert len(book) == 2
+    assert api.get("/api/v1/reports/nope.xlsx", headers=_bearer(env, "cm1")).status_code == 404
+    assert api.get("/api/v1/cases.xlsx").status_code == 401
+
+
+def test_exports_take_deidentified(env) -> None:
+    """interfaces.md: exports take deidentified=1 — the case number, business key and subject
+    become the case's stable code (protection.md), on the page's and the API's exports."""
+    from hexie.workflows.protection import case_code
+    case_id = pay_aid(env, name="王小红")
+    for response in (env.client("cm1").get("/cases.xlsx?deidentified=1"),
+                     env.app.test_client().get("/api/v1/cases.xlsx?deidentified=1", headers=_bearer(env, "cm1"))):
+        (rows,) = sheets(response).values()
+        assert rows[1][0] == case_code(case_id) and rows[1][6] == case_code(case_id)
+        assert all("王小红" not in str(cell) for row in rows for cell in row)
+    started = env.service.start_case(env.actor("vr1"), "poor_mother_aid", "t01v01",
+                                     {"applicant_name": "王小红", "id_number": "11010119800101123X",
+                                      "household_size": 4, "declared_annual_income": "6000",
+                                      "hardships": ["illness"], "self_reliant": True})
+    (rows,) = sheets(env.client("vr1").get("/tasks.xlsx?view=mine&deidentified=1")).values()
+    assert rows[1][1] == case_code(started) and rows[1][12] == case_code(started)
+    (rows,) = sheets(env.client("vr1").get("/tasks.xlsx?view=mine")).values()
+    assert rows[1][1] == started and rows[1][12] == "王小红"

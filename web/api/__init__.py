@@ -12,6 +12,6 @@ from __future__ import annotations
 
 from .blueprint import bp
 
-from . import openapi, views  # noqa: E402,F401  (operations register on import)
+from . import openapi, views, paper  # noqa: E402,F401  (operations register on import)
 
 __all__ = ["bp"]

@@ -821,6 +821,31 @@ class TaskListQuery(_PagingQuery):
     search = _filter(100)
 
 
+class _Deidentified(Schema):
+    deidentified = fields.Boolean(load_default=False, metadata={
+        "description": "1: the case number, business key and subject become the case's stable code "
+                       "(protection.md)"})
+
+
+class CaseExportQuery(_Deidentified):
+    """GET /cases.xlsx: the filters of GET /cases (every page)."""
+    process = _filter()
+    state = _filter()
+    org_unit = _filter()
+    search = _filter(100)
+    business_key = _filter(200)
+
+
+class TaskExportQuery(_Deidentified):
+    """GET /tasks.xlsx: the filters of GET /tasks (every page; not view=upcoming)."""
+    view = fields.String(load_default="mine", validate=validate.OneOf(TASK_VIEWS))
+    sort = fields.String(load_default=None, validate=validate.OneOf(TASK_SORTS))
+    process = _filter()
+    state = _filter()
+    org_unit = _filter()
+    search = _filter(100)
+
+
 class SavedViewSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))

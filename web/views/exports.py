@@ -77,9 +77,11 @@ def case_rows(actor, filters: dict[str, Any], deidentified: bool = False) -> Ite
 @bp.route("/cases.xlsx")
 def cases_xlsx():
     """Every case of the list's filters (all pages), as the list shows them."""
-    actor = current_actor()
-    filters = query_filters()
-    deidentified = deidentified_requested()
+    return cases_export(current_actor(), query_filters(), deidentified_requested())
+
+
+def cases_export(actor, filters: dict[str, Any], deidentified: bool):
+    """The workbook of the case list (also ``GET /api/v1/cases.xlsx``, with the API's filters)."""
     return xlsx_response(f"cases-{_stamp()}" + ("-deid" if deidentified else ""),
                          [(t("nav.cases"), [t(k) for k in CASE_COLUMNS], case_rows(actor, filters, deidentified))])
 
@@ -124,7 +126,11 @@ def tasks_xlsx():
         abort(404)
     filters = query_filters()
     filters["sort"] = request.args.get("sort") if request.args.get("sort") in TASK_SORTS else None
-    deidentified = deidentified_requested()
+    return tasks_export(actor, view, filters, deidentified_requested())
+
+
+def tasks_export(actor, view: str, filters: dict[str, Any], deidentified: bool):
+    """The workbook of a task list (also ``GET /api/v1/tasks.xlsx``, with the API's filters)."""
     return xlsx_response(f"tasks-{view}-{_stamp()}" + ("-deid" if deidentified else ""),
                          [(t(f"xlsx.view.{view}"), [t(k) for k in TASK_COLUMNS],
                            task_rows(actor, view, filters, deidentified))])
@@ -135,8 +141,12 @@ def tasks_xlsx():
 @bp.route("/reports.xlsx")
 def reports_xlsx():
     """The case report of the page's programme and filters: by unit (rates, states, work) and by month."""
-    args = report_args()
-    report = case_report(args)
+    report = case_report(report_args())
+    return xlsx_response(f"report-{report['process']}-{report['by']}-{_stamp()}", report_sheets(report))
+
+
+def report_sheets(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """A case report's sheets (also ``GET /api/v1/reports/{process}.xlsx``): by unit and by month."""
     key = report["process"]
     header = [t(f"report.by.{report['by']}"), *[label(r["label"]) for r in report["rates"]],
               *[state_label(key, st) for st in report["states"]], t("report.all"), t("report.open_tasks"),
@@ -152,9 +162,7 @@ def reports_xlsx():
                  *[report["totals"].get(st, 0) for st in report["states"]], report["total"],
                  report["totals"]["open_tasks"], report["totals"]["overdue"]])
     months = [[month, n] for month, n in report["months"]]
-    title = process_title(key)
-    return xlsx_response(f"report-{key}-{report['by']}-{_stamp()}", [
-        (title, header, rows), (t("report.by_month"), [t("money.month"), t("report.all")], months)])
+    return [(process_title(key), header, rows), (t("report.by_month"), [t("money.month"), t("report.all")], months)]
 
 
 @bp.route("/reports/money.xlsx")
