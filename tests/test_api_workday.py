@@ -129,3 +129,26 @@ def test_put_me_away_and_a_manager_marks_someone_away(engine):
         person = s.scalars(select(User).where(User.username == "vrep1")).one()
         deputy = s.scalars(select(User).where(User.username == "cadre1")).one()
         assert person.delegate_to_id == deputy.id
+
+
+def test_every_list_of_the_additions_is_paged_like_get_cases(engine):
+    """interfaces.md, "Additions": "Every list is paged like GET /cases" — page and per_page in the
+    query, X-Total-Count, X-Page, X-Per-Page and X-Pages in the answer."""
+    api = api_env(engine)
+    me = api.as_("cadre1")
+    for name in ("1 逾期", "2 本周", "3 全部"):
+        assert me.post("/me/views", json={"name": name, "query": "view=mine"}).status_code == 201
+    second = me.get("/me/views?page=2&per_page=2")
+    assert second.status_code == 200 and [v["name"] for v in second.get_json()] == ["3 全部"]
+    assert (second.headers["X-Total-Count"], second.headers["X-Page"], second.headers["X-Per-Page"],
+            second.headers["X-Pages"]) == ("3", "2", "2", "2")
+    dv = api.start_dv()                          # her consent to every agency is recorded
+    consents = api.as_("ccadre").get(f"/cases/{dv}/consents?per_page=1")
+    assert consents.status_code == 200 and len(consents.get_json()) == 1
+    assert int(consents.headers["X-Total-Count"]) > 1
+    for path in ("/external-tasks/incidents?page=1", "/webhooks?page=1", "/me/notifications?page=1",
+                 "/users?page=1", "/org-units?page=1"):
+        answer = api.as_("admin").get(path)
+        assert answer.status_code == 200 and "X-Total-Count" in answer.headers, path
+    bad = me.get("/me/views?page=0")
+    assert bad.status_code == 400 and "page" in error_of(bad)["details"]

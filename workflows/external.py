@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hexie.models import Case, ExternalTask, Task
@@ -197,14 +197,22 @@ def set_retries(engine: Any, actor: Actor, task_id: int, retries: Any) -> dict[s
         return _view(engine, s, *_load(s, task_id))
 
 
-def incidents(engine: Any, actor: Actor, limit: int = 200) -> list[dict[str, Any]]:
+def incidents(engine: Any, actor: Actor, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
     """Open external tasks out of retries, newest first (administrators)."""
+    return incident_page(engine, actor, limit, offset)[0]
+
+
+def incident_page(engine: Any, actor: Actor, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """A page of :func:`incidents` and how many there are in all (the API's paging)."""
     _admin(engine, actor)
+    where = (_EXT.c.incident_at.isnot(None), _TASKS.c.status.in_(("offered", "allocated")))
     with engine.session_factory() as s:
-        ids = s.scalars(select(_EXT.c.task_id).join(_TASKS, _TASKS.c.id == _EXT.c.task_id)
-                        .where(_EXT.c.incident_at.isnot(None), _TASKS.c.status.in_(("offered", "allocated")))
-                        .order_by(_EXT.c.incident_at.desc()).limit(limit)).all()
-        return [_view(engine, s, *_load(s, i)) for i in ids]
+        ids = s.scalars(select(_EXT.c.task_id).join(_TASKS, _TASKS.c.id == _EXT.c.task_id).where(*where)
+                        .order_by(_EXT.c.incident_at.desc(), _EXT.c.task_id.desc())
+                        .offset(offset).limit(limit)).all()
+        total = s.scalar(select(func.count()).select_from(_EXT).join(_TASKS, _TASKS.c.id == _EXT.c.task_id)
+                         .where(*where))
+        return [_view(engine, s, *_load(s, i)) for i in ids], total
 
 
 def get(engine: Any, actor: Actor, task_id: int) -> dict[str, Any]:

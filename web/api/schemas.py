@@ -760,6 +760,10 @@ class _PagingQuery(Schema):
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 
+class PagingQuery(_PagingQuery):
+    """Only the paging of a list (``page``, ``per_page``)."""
+
+
 class CaseListQuery(_PagingQuery):
     process = _filter()
     state = _filter()

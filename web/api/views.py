@@ -43,6 +43,7 @@ from .schemas import (
     TokenRequestSchema, TokenSchema, WebhookCreateSchema, WebhookSchema,
     DeliveryListQuery, DeliverySchema, ExternalCompleteSchema, ExternalFailureSchema, ExternalLockSchema,
     ExternalRetriesSchema, ExternalTaskSchema, FetchAndLockSchema, NotificationListQuery, NotificationSchema, PreferencesSchema,
+    PagingQuery,
 )
 
 ERR = None  # responses documented with the error schema (see openapi.py)
@@ -55,6 +56,12 @@ def _paged(page: Any, schema: Any) -> Response:
     headers = {"X-Total-Count": str(page.total), "X-Page": str(page.page), "X-Per-Page": str(page.per_page),
                "X-Pages": str(page.pages)}
     return json_response(schema(many=True).dump(page.items), headers=headers)
+
+
+def _paged_list(items: list[Any], query: dict[str, Any], schema: Any) -> Response:
+    """A short list read whole (a person's views, a case's consents), paged like the others."""
+    page, per_page = query["page"], query["per_page"]
+    return _paged(Page(items[(page - 1) * per_page: page * per_page], len(items), page, per_page), schema)
 
 
 # ------------------------------------------------------------------ sign-in
@@ -266,12 +273,13 @@ def case_history(case_id: int) -> Response:
 
 # ---------------------------------------------------------- data protection
 @operation(bp, "/cases/<case_id>/consents", "GET", summary="Consent per agency / 当事人同意记录", tag="protection",
-           path_params=CASE_ID,
-           responses={200: ("every statement of the survivor's consent, oldest first", ConsentSchema(many=True)),
+           path_params=CASE_ID, query=PagingQuery,
+           responses={200: ("every statement of the survivor's consent, oldest first; paging in X-Total-Count, "
+                            "X-Page, X-Per-Page, X-Pages", ConsentSchema(many=True)),
                       404: ("no such case, or not visible", ERR)})
-def list_consents(case_id: int) -> Response:
+def list_consents(case_id: int, query: dict[str, Any]) -> Response:
     """The survivor's consent for each receiving agency: given, withdrawn, overridden, by whom and when."""
-    return json_response(ConsentSchema(many=True).dump(Protection(hexie()["engine"]).consents(g.actor, case_id)))
+    return _paged_list(Protection(hexie()["engine"]).consents(g.actor, case_id), query, ConsentSchema)
 
 
 @operation(bp, "/cases/<case_id>/consents", "POST", summary="Record consent / 记录当事人同意", tag="protection",
@@ -376,11 +384,12 @@ def list_tasks(query: dict[str, Any]) -> Response:
 
 
 # ------------------------------------------------------------------ saved views
-@operation(bp, "/me/views", "GET", summary="My saved views / 我的视图", tag="me",
-           responses={200: ("the caller's saved inbox views", SavedViewSchema(many=True))})
-def list_views() -> Response:
+@operation(bp, "/me/views", "GET", summary="My saved views / 我的视图", tag="me", query=PagingQuery,
+           responses={200: ("the caller's saved inbox views, by name; paging in X-Total-Count, X-Page, "
+                            "X-Per-Page, X-Pages", SavedViewSchema(many=True))})
+def list_views(query: dict[str, Any]) -> Response:
     """Saved inbox views: a name and the query string of GET /tasks."""
-    return json_response(SavedViewSchema(many=True).dump(SavedViews(hexie()["engine"]).list(g.actor)))
+    return _paged_list(SavedViews(hexie()["engine"]).list(g.actor), query, SavedViewSchema)
 
 
 @operation(bp, "/me/views", "POST", summary="Save a view / 保存视图", tag="me", body=SavedViewSchema,
@@ -640,11 +649,13 @@ def _check_ledger_filters(query: dict[str, Any]) -> dict[tuple[str, str], Any]:
 
 # ----------------------------------------------------------------- webhooks
 @operation(bp, "/webhooks", "GET", summary="List webhooks (admin) / Webhook 列表", tag="webhooks",
-           responses={200: ("every subscription (secrets not shown)", WebhookSchema(many=True)),
+           query=PagingQuery,
+           responses={200: ("every subscription (secrets not shown); paging in X-Total-Count, X-Page, "
+                            "X-Per-Page, X-Pages", WebhookSchema(many=True)),
                       403: ("administrators only", ERR)})
-def list_webhooks() -> Response:
+def list_webhooks(query: dict[str, Any]) -> Response:
     """The outside URLs told about events."""
-    return json_response(WebhookSchema(many=True).dump(webhooks.list_subscriptions(hexie()["engine"], g.actor)))
+    return _paged_list(webhooks.list_subscriptions(hexie()["engine"], g.actor), query, WebhookSchema)
 
 
 @operation(bp, "/webhooks", "POST", summary="Subscribe a URL (admin) / 新增 Webhook", tag="webhooks",
@@ -901,9 +912,12 @@ def set_external_retries(task_id: int, body: dict[str, Any]) -> Response:
 
 
 @operation(bp, "/external-tasks/incidents", "GET", summary="Incidents (admin) / 外部任务故障",
-           tag="external tasks", responses={200: ("open external tasks out of retries, newest first",
-                                                  ExternalTaskSchema(many=True)),
-                                             403: ("administrators only", ERR)})
-def list_external_incidents() -> Response:
+           tag="external tasks", query=PagingQuery,
+           responses={200: ("open external tasks out of retries, newest first; paging in X-Total-Count, "
+                            "X-Page, X-Per-Page, X-Pages", ExternalTaskSchema(many=True)),
+                      403: ("administrators only", ERR)})
+def list_external_incidents(query: dict[str, Any]) -> Response:
     """External tasks that ran out of retries and wait for an administrator."""
-    return json_response(ExternalTaskSchema(many=True).dump(external.incidents(hexie()["engine"], g.actor)))
+    page, per_page = query["page"], query["per_page"]
+    items, total = external.incident_page(hexie()["engine"], g.actor, per_page, (page - 1) * per_page)
+    return _paged(Page(items, total, page, per_page), ExternalTaskSchema)
