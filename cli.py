@@ -394,7 +394,9 @@ def cases_import(process: str, file: str, username: str | None, batch: int, resu
     表头为首个表单的字段名加 org_unit 列（单位代码）；任一行有误则不导入任何行。
     The header names the first form's fields plus an org_unit column (unit codes); when
     any row has an error nothing is imported. Rows are numbered as in a spreadsheet
-    (the header is row 1). An optional business_key column is recorded with each row.
+    (the header is row 1). An optional business_key column gives each case its
+    business key (unique per process: a key twice in the file or already taken is a row error)
+    and is recorded with each row.
     A run that was killed or aborted part-way is carried on with --resume (each row is
     imported once); without it, the command refuses to import that file again.
     """

@@ -126,3 +126,27 @@ def test_resume_needs_the_same_file(env, tmp_path: Path):
     result = import_cases(env.engine, env.actor("cadre"), "elder_support", path, resume=True)
     assert not result.ok and "nothing to resume" in result.errors[0]
     assert _count(env, Case) == 0
+
+
+def test_the_business_key_column_is_the_cases_business_key(env, tmp_path: Path):
+    """interfaces.md: GET /cases/{id} has the case's ``business_key``; an import's business_key
+    column gives it (unique per process: a key twice in the file, or one a case of the process
+    already has, is a row error and nothing is imported); its events carry it."""
+    rows = _households(3)
+    for i, row in enumerate(rows):
+        row["business_key"] = f"HH-{i}"
+    header = ["org_unit", "business_key", *HOUSEHOLD]
+    path = _write(tmp_path / "keys.csv", rows, header=header)
+    result = import_cases(env.engine, env.actor("cadre"), "elder_support", path, batch_size=2)
+    assert result.ok and result.started == 3
+    with env.engine.session_factory() as s:
+        assert sorted(s.scalars(select(Case.business_key))) == ["HH-0", "HH-1", "HH-2"]
+        assert {r.business_key for r in s.scalars(select(ImportRow))} == {"HH-0", "HH-1", "HH-2"}
+    again = _households(3)
+    for i, row in enumerate(again):
+        row["business_key"] = ["HH-9", "HH-1", "HH-9"][i]
+    path = _write(tmp_path / "again.csv", again, header=header)
+    refused = import_cases(env.engine, env.actor("cadre"), "elder_support", path)
+    assert not refused.ok and _count(env, Case) == 3
+    assert any(e.startswith("row 3: business_key:") for e in refused.errors), refused.errors
+    assert any(e.startswith("row 4: business_key:") and "row 2" in e for e in refused.errors), refused.errors

@@ -46,6 +46,7 @@ from typing import Any, Iterator, NamedTuple
 
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hexie.models import AuditEvent, Case, CaseLookup, ImportRow, ImportRun, OrgUnit, Task, Timer
@@ -60,7 +61,8 @@ from .service import (check_start, first_holder, new_task_values, start_changes,
 from .spec import ProcessSpec
 
 UNIT_COLUMN = "org_unit"
-#: An optional column: the row's own key (recorded with the row, to recognise it on --resume).
+#: An optional column: the case's business key (unique per process, as for ``start_case``), also
+#: recorded with the row (to recognise it on --resume).
 KEY_COLUMN = "business_key"
 #: Cells of list-valued fields (multichoice, several files) hold their items separated by this.
 LIST_SEPARATOR = ";"
@@ -151,10 +153,15 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
     if result.errors:
         return result
     truncated = False
+    keys = _KeyCheck(engine, spec.key)
     for row_no, row in _remaining(_rows(csv_path, spec), after, done_keys, result):
         result.rows += 1
         tell("check", 1)
-        problems = _row_errors(levels, spec, actor, units, row)
+        problems = _row_errors(levels, spec, actor, units, row) + keys.check(row_no, _business_key(row))
+        for row_no_taken in keys.flush() if keys.due() else ():
+            result.error_rows += 1
+            if len(result.errors) < MAX_ERRORS:
+                result.errors.append(f"row {row_no_taken}: {KEY_COLUMN}: {TAKEN}")
         if problems:
             result.error_rows += 1
             for name, message in problems:
@@ -162,6 +169,12 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
                     result.errors.append(f"row {row_no}: {name}: {message}")
                 else:
                     truncated = True
+    for row_no_taken in keys.flush():
+        result.error_rows += 1
+        if len(result.errors) < MAX_ERRORS:
+            result.errors.append(f"row {row_no_taken}: {KEY_COLUMN}: {TAKEN}")
+        else:
+            truncated = True
     if truncated:
         result.errors.append(f"... {result.error_rows} rows have errors in all / 共 {result.error_rows} 行有误")
     if result.errors or not columns:
@@ -189,9 +202,13 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
             for _name, message in _attachment_errors(spec, values):
                 raise ImportAborted(row_no, message, result.started)
             prepared.append((unit, values))
-        with engine.transaction() as s:
-            ids = _write_batch(s, engine, spec, version_id, actor, prepared)
-            _record_rows(s, run_id, batch, ids)
+        try:
+            with engine.transaction() as s:
+                ids = _write_batch(s, engine, spec, version_id, actor, prepared,
+                                   [_business_key(row) for _row_no, row in batch])
+                _record_rows(s, run_id, batch, ids)
+        except IntegrityError:   # a case with one of its business keys was started meanwhile
+            raise ImportAborted(batch[0][0], TAKEN, result.started) from None
         result.started += len(prepared)
         tell("write", len(prepared))
 
@@ -221,6 +238,45 @@ def _remaining(rows: Iterator[tuple[int, dict[str, Any]]], after: int, done_keys
             result.skipped += 1
             continue
         yield row_no, row
+
+
+TAKEN = "该流程已有此业务编号的案件 / a case of this process already has this business key"
+
+
+class _KeyCheck:
+    """Each row's ``business_key`` names one case of the process: not twice in the file, not one
+    the process already has (asked of the database a thousand keys at a time)."""
+
+    CHUNK = 1000
+
+    def __init__(self, engine: Engine, process: str) -> None:
+        self.engine, self.process = engine, process
+        self.seen: dict[str, int] = {}
+        self.pending: dict[str, int] = {}
+
+    def check(self, row_no: int, key: str | None) -> list[tuple[str, str]]:
+        if key is None:
+            return []
+        first = self.seen.get(key)
+        if first is not None:
+            return [(KEY_COLUMN, f"与第 {first} 行重复 / the same as row {first}")]
+        self.seen[key] = row_no
+        self.pending[key] = row_no
+        return []
+
+    def due(self) -> bool:
+        return len(self.pending) >= self.CHUNK
+
+    def flush(self) -> list[int]:
+        """The rows whose key a case of the process already has (of those checked since the last flush)."""
+        if not self.pending:
+            return []
+        with self.engine.session_factory() as s:
+            taken = set(s.scalars(select(Case.business_key).where(Case.process_key == self.process,
+                                                                 Case.business_key.in_(list(self.pending)))))
+        rows = sorted(row for key, row in self.pending.items() if key in taken)
+        self.pending = {}
+        return rows
 
 
 def _business_key(row: dict[str, Any]) -> str | None:
@@ -396,7 +452,7 @@ def _attachment_errors(spec: ProcessSpec, values: dict[str, Any]) -> list[tuple[
 # --- writing ------------------------------------------------------------------------------
 
 def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int, actor: Actor,
-                 prepared: list[tuple[_Unit, dict[str, Any]]]) -> list[int]:
+                 prepared: list[tuple[_Unit, dict[str, Any]]], keys: list[str | None] | None = None) -> list[int]:
     """Write one batch of valid starts in the caller's transaction: one many-row INSERT per table.
 
     Ids are taken up front (:func:`_allocate_ids`), so every row is written once, complete:
@@ -419,6 +475,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     actor_name = audit.SYSTEM_ACTOR if actor.is_system or actor.user_id is None else actor.username
     ids = _allocate_ids(conn, _CASES, len(prepared))
     seal = audit.sealed_fields(spec)
+    business_keys = dict(zip(ids, keys or [None] * len(ids)))   # each case's business_key column
 
     # the outbound events of each new case, numbered: case_started, then its tasks' task_created (or case_closed)
     case_rows, events = [], []
@@ -434,7 +491,8 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
                               data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=user_id,
                               owner_id=user_id, created_at=now, updated_at=now, closed_at=now if initial.final else None,
                               subject=_subject(spec, values), confidential=spec.confidential, lock_version=1,
-                              audit_head=event["hash"], audit_seq=1, event_seq=event_count))
+                              audit_head=event["hash"], audit_seq=1, event_seq=event_count,
+                              business_key=business_keys[case_id]))
     _insert_many(conn, _CASES, case_rows)
     _insert_many(conn, _EVENTS, events)
     if searchable_fields(spec):   # the blind index, written with the cases
@@ -444,11 +502,11 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         if lookups:
             conn.execute(insert(CaseLookup.__table__), lookups)
     for case_id, (unit, _values) in zip(ids, prepared):
-        engine.emit(s, "case_started", case_id=case_id, seq=1, business_key=None, process=spec.key,
+        engine.emit(s, "case_started", case_id=case_id, seq=1, business_key=business_keys[case_id], process=spec.key,
                     state=initial.name, org_unit=unit.code)
     if initial.final:
         for case_id in ids:
-            engine.emit(s, "case_closed", case_id=case_id, seq=2, business_key=None, process=spec.key,
+            engine.emit(s, "case_closed", case_id=case_id, seq=2, business_key=business_keys[case_id], process=spec.key,
                         state=initial.name)
         return ids
 
@@ -472,7 +530,8 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         seqs = dict.fromkeys(ids, 1)
         for row in task_rows:
             seqs[row["case_id"]] += 1
-            engine.emit(s, "task_created", case_id=row["case_id"], seq=seqs[row["case_id"]], business_key=None,
+            engine.emit(s, "task_created", case_id=row["case_id"], seq=seqs[row["case_id"]],
+                        business_key=business_keys[row["case_id"]],
                         task_id=row["id"], process=spec.key,
                         state=initial.name, name=row["name"], role=row["role"], assignee_id=row["assignee_id"])
     timer_rows = [dict(case_id=case_id, state=initial.name, trigger=trigger, due_at=due, status="pending",
