@@ -398,7 +398,7 @@ def cases_import(process: str, file: str, username: str | None, batch: int, resu
     business key (unique per process: a key twice in the file or already taken is a row error)
     and is recorded with each row.
     A run that was killed or aborted part-way is carried on with --resume (each row is
-    imported once); without it, the command refuses to import that file again.
+    imported once); without it, the command refuses to start that file afresh.
     """
     from hexie.workflows.access import SYSTEM
     from hexie.workflows.bulk import ImportAborted, import_cases, interrupted_run
