@@ -78,6 +78,10 @@ def test_the_blind_index_through_the_api(api):
     assert api.as_("ccadre").get("/cases?lookup=某女").get_json() == []                  # no substring
     for other in ("police1b", "cadre1", "chair1", "admin"):
         assert api.as_(other).get(f"/cases?lookup={NAME}").get_json() == [], other
+    # the search is logged: in the access log of the case it found
+    log = api.as_("ccadre").get(f"/cases/{case_id}/access-log").get_json()
+    searches = [(e["username"], e["what"]) for e in log if e["what"] == "search"]
+    assert sorted(searches) == [("ccadre", "search"), ("manager", "search")]   # not the search that found nothing
 
 
 def test_the_encrypted_case_file_through_the_api(api):

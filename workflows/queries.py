@@ -352,7 +352,8 @@ class CaseQueries:
         """The cases whose searchable field is exactly ``value`` that ``actor`` works (filed, holds
         or held one of its tasks, acted on it) or oversees (an overseer role at or above it); for
         anyone else nothing, as for no match. The search is recorded on the case-less audit chain
-        (``searched``: who, and the ids she was shown; never the value)."""
+        (``searched``: who, and the ids she was shown; never the value) and in the access log of
+        each confidential case it found (``search``)."""
         if not isinstance(value, str) or not storable_text(value) or len(value) > 200:
             raise BadRequest("查找内容无效", "the name or number to find is not valid text (at most 200 characters)")
         from . import audit
@@ -365,6 +366,9 @@ class CaseQueries:
                 if actor.is_system or actor.holds_any(overseer_roles(self.engine.registry.roles), case.org_path) \
                         or _worked(s, actor, case):
                     shown.append(case.id)
+                    if case.confidential and not actor.is_system:   # found by a search: in its access log
+                        from .consent import Read, log_read
+                        log_read(s, self.engine, actor, case.id, Read("search"))
             user = None if actor.is_system or actor.user_id is None else SimpleNamespace(
                 id=actor.user_id, username=actor.username)
             if s.get_bind().dialect.name == "postgresql":   # one append at a time to the case-less chain
