@@ -236,6 +236,7 @@ def test_retention_erases_data_history_and_files_and_the_chain_still_verifies(en
 
     dry = run_retention(env.engine, upload_dir=uploads, dry_run=True)
     assert dry.cases == [old] and (uploads / "k1").exists()
+    assert dry.lines()[0] == "将匿名化 / would anonymise: 1 件 cases"   # no made-up "0 values"
     summary = run_retention(env.engine, upload_dir=uploads)
     assert summary.cases == [old] and summary.attachments == 1 and summary.values >= 4
     assert not (uploads / "k1").exists()

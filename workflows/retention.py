@@ -81,9 +81,12 @@ class RetentionSummary:
     per_process: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        verb = "将匿名化 / would anonymise" if self.dry_run else "已匿名化 / anonymised"
-        out = [f"{verb}: {len(self.cases)} 件 cases; {self.values} 个敏感值 sensitive values; "
-               f"{self.attachments} 个附件 attachments; {self.resealed_events} 条旧记录重新封存 older events re-sealed"]
+        if self.dry_run:   # nothing was read of the cases: no counts of values that would say 0
+            out = [f"将匿名化 / would anonymise: {len(self.cases)} 件 cases"]
+        else:
+            out = [f"已匿名化 / anonymised: {len(self.cases)} 件 cases; {self.values} 个敏感值 sensitive values; "
+                   f"{self.attachments} 个附件 attachments; {self.resealed_events} 条旧记录重新封存 "
+                   "older events re-sealed"]
         out += [f"  {key}: {n}" for key, n in sorted(self.per_process.items())]
         out += [f"  跳过 skipped case {case_id}: {'; '.join(why)}" for case_id, why in sorted(self.skipped.items())]
         return out
