@@ -452,6 +452,26 @@ def test_child_is_visible_to_whoever_sees_the_parent(session_factory, tmp_path):
         env.queries.case(env.actor("cadre_t02"), child_id)
 
 
+def test_call_on_end_and_timer_triggers_need_no_roles_system(session_factory, tmp_path):
+    """definitions.md: the mapped trigger "fires on the parent as system", and a timer fires its
+    trigger as system: with the default roles (a calling state has no task) the engine may."""
+    text = PARENT.replace("dest: next_step, roles: [system]}", "dest: next_step}") \
+                 .replace("dest: rejected, roles: [system]}\n  - {trigger: too_late",
+                          "dest: rejected}\n  - {trigger: too_late") \
+                 .replace("{trigger: too_late, source: pairing, dest: rejected, roles: [system]}",
+                          "{trigger: too_late, source: pairing, dest: rejected}")
+    assert "roles: [system]" not in text
+    env = env_with(session_factory, tmp_path / "d", parent_proc=text, child_proc=CHILD)
+    case_id, child_id = _start_parent(env)
+    with pytest.raises(Forbidden):   # still no person fires them
+        env.service.fire(env.actor("cadre"), case_id, "paired")
+    env.service.fire(env.actor("chair"), child_id, "pair", {"mentor_name": "王大姐"})
+    assert _case(env, case_id)[0] == "next_step"
+    late, _ = _start_parent(env)
+    env.clock.advance(days=31)
+    assert env.service.run_due_timers() == 1 and _case(env, late)[0] == "rejected"
+
+
 def test_call_refused_on_end_trigger_leaves_the_parent_waiting(session_factory, tmp_path):
     """An on_end trigger that is refused (here its guard) leaves the parent in its calling state."""
     text = PARENT.replace("  - {trigger: paired, source: pairing, dest: next_step, roles: [system]}",

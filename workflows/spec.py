@@ -339,12 +339,18 @@ class ProcessSpec:
         """(role, at-level) pairs allowed to fire ``t`` from ``state``.
 
         Explicit ``roles`` are held at any level; the default is whoever may take
-        the source state's task(s), with the same ``at``.
+        the source state's task(s), with the same ``at``, and the engine (``system``) for a
+        trigger the state itself fires: one of its timers, or its ``call``'s ``on_end`` (a
+        calling state has no task, so without this nobody could fire it).
         """
         engine = ((SYSTEM_ROLE, None),) if t.auto else ()
         if t.roles is not None:
             return tuple((r, None) for r in t.roles) + engine
-        return tuple((task.role, task.at) for task in self.state(state).tasks) + engine
+        source = self.state(state)
+        if not engine and (any(timer.trigger == t.trigger for timer in source.timers)
+                           or (source.call is not None and t.trigger in dict(source.call.on_end).values())):
+            engine = ((SYSTEM_ROLE, None),)
+        return tuple((task.role, task.at) for task in source.tasks) + engine
 
     def action_form(self, state: str, trigger: str) -> tuple[FormField, ...]:
         """The fields submitted with ``trigger`` from ``state``.
