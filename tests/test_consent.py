@@ -365,3 +365,41 @@ def _tasks_of(web, case_id: int) -> list[Task]:
 
 
 from .api_support import DEFINITIONS as DEFINITION_DIR  # noqa: E402
+
+
+# ------------------------------------------------- consent in a definition of one's own
+
+OWN_REFERRAL = """
+process: own_referral
+title: {zh: 转介, en: Referral}
+confidential: true
+fields:
+  who: {type: text, sensitive: true}
+states:
+  - name: intake
+    task: {role: county_cadre, form: [who]}
+  - name: visit
+    task: {role: county_cadre, assign: {owner: true}, consent: {agency: shelter}}
+  - {name: done, final: true}
+transitions:
+  - {trigger: refer, source: intake, dest: visit}
+  - {trigger: finish, source: visit, dest: done}
+"""
+
+
+def test_a_consent_agency_needs_no_declaration_and_the_opened_task_goes_where_assign_says(session_factory, tmp_path):
+    """definitions.md: ``consent: {agency: AGENCY}`` on a task, no top-level ``agencies`` needed;
+    once her consent opens the task it is allocated as any new task (here to the owner)."""
+    from .engine_helpers import env_with
+    env = env_with(session_factory, tmp_path / "d", own_referral=OWN_REFERRAL)
+    assert [k for k, _ in env.engine.processes["own_referral"].agencies] == ["shelter"]
+    cadre = env.actor("ccadre")
+    case_id = env.service.start_case(cadre, "own_referral", "t01", {"who": "某女士"})
+    env.service.fire(cadre, case_id, "refer")
+    with env.engine.session_factory() as s:
+        (task,) = s.scalars(select(Task).where(Task.case_id == case_id, Task.state == "visit"))
+        assert task.status == "waiting" and task.assignee_id is None
+    Protection(env.engine).record_consent(cadre, case_id, "shelter")
+    with env.engine.session_factory() as s:
+        (task,) = s.scalars(select(Task).where(Task.case_id == case_id, Task.state == "visit"))
+        assert task.status == "allocated" and task.assignee_id == cadre.user_id

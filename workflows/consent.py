@@ -239,7 +239,8 @@ class Protection:
     def _open_waiting(self, s: Session, spec: ProcessSpec, case: Any, agency: str, actor: Actor,
                       now: datetime, note: str | None = None) -> list[int]:
         """Open the tasks of the case's state waiting for ``agency``'s consent."""
-        from .service import emit, first_holder, records
+        from .routing import route
+        from .service import emit, records
         state = spec.state(case.state)
         names = [t.name for t in state.tasks if t.consent == agency]
         if not names:
@@ -249,11 +250,12 @@ class Protection:
         opened = []
         for task in tasks:
             task_spec = state.task(task.name)
-            holder = first_holder(s, self.engine, case.id, case.org_path, task_spec, None)
+            # allocated as any new task of the state would be (assign: user / owner / policy, retain familiar)
+            holder, flagged = (None, False) if state.interleaved else route(s, self.engine, spec, case, task_spec, None)
             due_at = now + task_spec.due if task_spec.due else None
             escalate_at = (due_at or now) + task_spec.escalate.after if task_spec.escalate else None
             values = dict(status="allocated" if holder is not None else "offered", assignee_id=holder,
-                          created_at=now, due_at=due_at, escalate_at=escalate_at, note=note)
+                          created_at=now, due_at=due_at, escalate_at=escalate_at, note=note, flagged=flagged)
             _update_task(s, task, values)
             emit(self.engine, s, case, "task_created", task_id=task.id, process=spec.key, state=state.name,
                  name=task.name, role=task.role, assignee_id=holder)
