@@ -223,6 +223,15 @@ def _label(case_id: int | None) -> str:
     return f"case {case_id}" if case_id is not None else "events without a case"
 
 
+def _zh_label(case_id: int | None) -> str:
+    return f"案件 {case_id}" if case_id is not None else "无案件的事件"
+
+
+def _problem(case_id: int | None, zh: str, en: str) -> str:
+    """One problem, Chinese first: ``案件 7：… / case 7: …``."""
+    return f"{_zh_label(case_id)}：{zh} / {_label(case_id)}: {en}"
+
+
 def verify_chain(session: Session, case_id: int | None = None, *, batch_size: int = 1000) -> list[str]:
     """Check the audit trail (of one case, or all of it); returns the problems found.
 
@@ -244,30 +253,34 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
 
     rows = session.execute(query)
     for current, events in groupby(rows, key=lambda row: row.case_id):
-        label = _label(current)
         expected_seq, prev_hash, last = 1, None, None
         tombstones = anonymised = False
         for row in events:
             if row.seq != expected_seq:
-                problems.append(f"{label}: event {expected_seq} is missing (found {row.seq})"
+                problems.append(_problem(current, f"缺少第 {expected_seq} 条事件（下一条是第 {row.seq} 条）",
+                                         f"event {expected_seq} is missing (found {row.seq})")
                                 if row.seq > expected_seq else
-                                f"{label}: event {row.seq} is out of sequence")
+                                _problem(current, f"第 {row.seq} 条事件顺序错乱", f"event {row.seq} is out of sequence"))
             if row.prev_hash != prev_hash:
-                problems.append(f"{label}: event {row.seq} does not link to the event before it")
+                problems.append(_problem(current, f"第 {row.seq} 条事件与前一条衔接不上",
+                                         f"event {row.seq} does not link to the event before it"))
             altered, erased = _check_seals(row)
             tombstones = tombstones or erased
             anonymised = anonymised or row.kind == ANONYMISED
             fields = {name: getattr(row, name) for name in HASHED_FIELDS}
             if altered or not hmac.compare_digest(event_hash(**fields, sealed=row.sealed if row.hash_version == 2
                                                              else None), row.hash or ""):
-                problems.append(f"{label}: event {row.seq} was altered (hash mismatch)")
+                problems.append(_problem(current, f"第 {row.seq} 条事件被改动（哈希不符）",
+                                         f"event {row.seq} was altered (hash mismatch)"))
             expected_seq, prev_hash, last = row.seq + 1, row.hash, row
         if tombstones and not anonymised:
-            problems.append(f"{label}: values were erased without a retention run on record")
+            problems.append(_problem(current, "有数值被抹去，但没有相应的保留期限处理记录",
+                                     "values were erased without a retention run on record"))
         if current is not None and last is not None and (last.audit_head != last.hash
                                                          or last.audit_seq != last.seq):
-            problems.append(f"{label}: the case's audit head is not its last event {last.seq} "
-                            "(later events were removed, or the head was changed)")
+            problems.append(_problem(current, f"案件记录的审计链头不是其最后一条事件（第 {last.seq} 条）：其后的事件被删除，或链头被改动",
+                                     f"the case's audit head is not its last event {last.seq} "
+                                     "(later events were removed, or the head was changed)"))
 
     # Cases that say they have a history, but have no event left at all.
     orphans = select(Case.id).where(
@@ -276,7 +289,8 @@ def verify_chain(session: Session, case_id: int | None = None, *, batch_size: in
     if case_id is not None:
         orphans = orphans.where(Case.id == case_id)
     for orphan in session.scalars(orphans.execution_options(yield_per=batch_size)):
-        problems.append(f"{_label(orphan)}: every event is missing (the case has an audit head)")
+        problems.append(_problem(orphan, "全部事件缺失（案件仍有审计链头）",
+                                 "every event is missing (the case has an audit head)"))
     return problems
 
 
@@ -323,15 +337,15 @@ def verify_anchor(session: Session, anchor: Mapping[str, Any]) -> list[str]:
     """
     body = {k: v for k, v in anchor.items() if k != "signature"} if isinstance(anchor, Mapping) else {}
     if body.get("format") != ANCHOR_FORMAT:
-        return ["the anchor is not a Hexie audit anchor"]
+        return ["锚点文件不是 Hexie 审计锚点 / the anchor is not a Hexie audit anchor"]
     if not hmac.compare_digest(str(anchor.get("signature", "")), _signature(body)):
-        return ["the anchor's signature does not match (another key, or the file was edited)"]
+        return ["锚点签名不符（密钥不同，或文件被改动） / "
+                "the anchor's signature does not match (another key, or the file was edited)"]
     problems: list[str] = []
     anchored = [(case_id, seq, head) for case_id, seq, head in body.get("chains", [])]
     if body.get("caseless"):
         anchored.append((None, *body["caseless"]))
     for case_id, seq, head in anchored:
-        label = _label(case_id)
         found = session.scalar(select(AuditEvent.hash).where(
             AuditEvent.case_id.is_(None) if case_id is None else AuditEvent.case_id == case_id,
             AuditEvent.seq == seq))
@@ -339,9 +353,11 @@ def verify_anchor(session: Session, anchor: Mapping[str, Any]) -> list[str]:
                              and [seq, head, found] in _resealed(session, case_id)):
             continue   # unchanged, or re-sealed by a retention run that the chain itself records
         if found is not None:
-            problems.append(f"{label}: event {seq} was rewritten since the anchor (or events inserted before it)")
+            problems.append(_problem(case_id, f"第 {seq} 条事件在锚定后被改写（或在其前插入了事件）",
+                                     f"event {seq} was rewritten since the anchor (or events inserted before it)"))
         elif case_id is not None and session.get(Case, case_id) is None:
-            problems.append(f"{label}: the whole case was removed since the anchor (it had {seq} events)")
+            problems.append(_problem(case_id, f"整个案件在锚定后被删除（当时有 {seq} 条事件）",
+                                     f"the whole case was removed since the anchor (it had {seq} events)"))
         else:
-            problems.append(f"{label}: event {seq} was removed since the anchor")
+            problems.append(_problem(case_id, f"第 {seq} 条事件在锚定后被删除", f"event {seq} was removed since the anchor"))
     return problems
