@@ -347,6 +347,7 @@ def test_the_org_file_rules_hold_with_details_per_field(env: ApiEnv, body: dict,
     assert r.status_code == 422, r.get_json()
     error = error_of(r)
     assert field in error["details"] and " / " in error["details"][field]
+    assert field.split("[")[0] in error["details"]   # "roles" as well as "roles[0]"
     assert env.as_("admin").get("/users/x1").status_code == 404          # nothing was written
 
 

@@ -83,6 +83,8 @@ def org_error_details(err: OrgFileError) -> dict[str, str]:
         field, message = (match["field"] or "_", match["message"]) if match else ("_", line)
         zh = next((z for key, z in _ZH if key in message), "无效")
         details[field].append(f"{zh} / {message}")
+        if "[" in field:   # "roles[0]": the list's own name says it too, with the item
+            details[field.split("[", 1)[0]].append(f"{zh} / {field}: {message}")
     return {k: "; ".join(v) for k, v in details.items()}
 
 
