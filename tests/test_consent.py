@@ -403,3 +403,58 @@ def test_a_consent_agency_needs_no_declaration_and_the_opened_task_goes_where_as
     with env.engine.session_factory() as s:
         (task,) = s.scalars(select(Task).where(Task.case_id == case_id, Task.state == "visit"))
         assert task.status == "allocated" and task.assignee_id == cadre.user_id
+
+
+SINGLE_REFERRAL = """
+process: single_referral
+title: {zh: 单一转介, en: One referral}
+confidential: true
+fields:
+  who: {type: text, sensitive: true}
+states:
+  - name: intake
+    task: {role: county_cadre, form: [who]}
+  - name: police
+    task: {role: police_liaison, acceptance: true}
+  - {name: done, final: true}
+transitions:
+  - {trigger: refer, source: intake, dest: police}
+  - {trigger: handled, source: police, dest: done}
+  - {trigger: refer_again, source: police, dest: intake, roles: [county_cadre]}
+"""
+
+
+def test_acceptance_on_a_single_task_is_accepted_or_declined_back_to_the_owner(session_factory, tmp_path):
+    """definitions.md: ``acceptance: true`` is a key of a task (a single one too): whoever takes it
+    first accepts or declines it; declining needs a reason and tells the case owner."""
+    from hexie.models import Case, Notification
+    from hexie.workflows.errors import Invalid
+    from .engine_helpers import env_with
+    env = env_with(session_factory, tmp_path / "d", single_referral=SINGLE_REFERRAL)
+    cadre, police = env.actor("ccadre"), env.actor("police")
+    protection = Protection(env.engine)
+
+    def referral(case_id):
+        with env.engine.session_factory() as s:
+            return s.scalars(select(Task).where(Task.case_id == case_id, Task.state == "police")).one()
+
+    first = env.service.start_case(cadre, "single_referral", "t01", {"who": "某女士"})
+    env.service.fire(cadre, first, "refer")
+    protection.accept(police, referral(first).id)
+    task = referral(first)
+    assert task.status == "allocated" and task.assignee_id == police.user_id and task.accepted_at is not None
+    env.service.fire(police, first, "handled")
+
+    second = env.service.start_case(cadre, "single_referral", "t01", {"who": "某女士"})
+    env.service.fire(cadre, second, "refer")
+    with pytest.raises(Invalid):
+        protection.decline(police, referral(second).id, "  ")
+    protection.decline(police, referral(second).id, "不在本所辖区")
+    task = referral(second)
+    assert task.status == "declined" and task.note == "不在本所辖区"
+    with env.engine.session_factory() as s:
+        (told,) = s.scalars(select(Notification).where(Notification.case_id == second,
+                                                       Notification.kind == "referral_declined")).all()
+        assert told.user_id == case_owner(s.get(Case, second)) == cadre.user_id
+    env.service.fire(cadre, second, "refer_again")     # the owner takes the work back
+    assert env.queries.case(cadre, second)["state"] == "intake"

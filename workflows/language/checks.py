@@ -271,8 +271,8 @@ class _ProcessChecker:
         self.check_protection(path, task)
 
     def check_protection(self, path: PathKey, task: dict) -> None:
-        """``consent`` names a declared agency (when ``agencies`` is declared); ``acceptance`` is for a person's referral task of
-        a parallel state (declining ends that one task and leaves the state to the others)."""
+        """``consent`` names a declared agency (when ``agencies`` is declared); ``acceptance`` is for
+        a person's task (a single task or one of a parallel state's), not an external one."""
         agencies = self.data.get("agencies")
         known = list(agencies) if isinstance(agencies, (list, dict)) else []
         agency = _mapping(task.get("consent")).get("agency")
@@ -280,14 +280,9 @@ class _ProcessChecker:
         # (definitions.md); once declared, a consent naming another one is a typo.
         if isinstance(agency, str) and "agencies" in self.data and agency not in known:
             self.report.error(path + ("consent", "agency"), _unknown("机构", "agency", agency, known, listing=True))
-        if task.get("acceptance") is True:
-            if "external" in task:
-                self.report.error(path + ("acceptance",), _msg(
-                    "外部任务不能接受或拒绝转介", "an external task cannot accept or decline a referral"))
-            elif "tasks" not in path:
-                self.report.error(path + ("acceptance",), _msg(
-                    "acceptance 只用于并行任务（tasks）中的转介任务",
-                    "acceptance is for the referral tasks of a parallel state (tasks:), not a single task"))
+        if task.get("acceptance") is True and "external" in task:
+            self.report.error(path + ("acceptance",), _msg(
+                "外部任务不能接受或拒绝转介", "an external task cannot accept or decline a referral"))
 
     # -- work decided at run time
 
