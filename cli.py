@@ -173,7 +173,7 @@ def serve(host: str, port: int, debug: bool) -> None:
 @click.option("--interval", default=30.0, show_default=True, help="seconds between rounds")
 def worker(once: bool, interval: float) -> None:
     """执行到期定时器、升级、提醒，发送通知与推送 / Run due timers, escalations and reminders; send
-    notifications and webhooks from the outbox.
+    notifications and webhooks from the outbox; apply the definitions' retention once a day.
 
     Several workers may run at once, on several hosts. $HEXIE_OUTBOX_LEASE (seconds) is how
     long a claimed outbox row is left to its sender before another takes it again.
@@ -183,6 +183,7 @@ def worker(once: bool, interval: float) -> None:
     from hexie.workflows.channels import NOTIFY_POLICY, send_pending
     from hexie.workflows.notifications import notify_due
     from hexie.workflows.outbox import DEFAULT_POLICY
+    from hexie.workflows.retention import run_retention
     from hexie.workflows.service import WorkflowService
     from hexie.workflows.tokens import prune as prune_credentials
     from hexie.workflows.webhooks import deliver_pending
@@ -191,9 +192,16 @@ def worker(once: bool, interval: float) -> None:
     lease = float(os.environ["HEXIE_OUTBOX_LEASE"]) if os.environ.get("HEXIE_OUTBOX_LEASE") else None
     webhook_policy, notify_policy = DEFAULT_POLICY.with_lease(lease), NOTIFY_POLICY.with_lease(lease)
     click.echo("工作进程已启动 / worker started")
+    retention_day = None
     while True:
         with engine.transaction() as s:    # tokens and sessions revoked or expired long ago
             prune_credentials(s, engine.clock())
+        if engine.today() != retention_day:    # the definitions' retention: once a day (and on start)
+            retention_day = engine.today()
+            summary = run_retention(engine, upload_dir=_upload_dir())
+            if summary.cases or summary.skipped:
+                for line in summary.lines():
+                    click.echo(line)
         resumed = service.resume_due_holds()   # holds with an end: resumed first, so their clocks move on
         fired = service.run_due_timers()
         escalated = service.escalate_overdue()
@@ -266,6 +274,14 @@ def _verdict(problems: list[str], broken: str, intact: str) -> None:
     click.echo(intact)
 
 
+def _upload_dir() -> Path:
+    """Where attachments are kept: $HEXIE_UPLOAD_DIR, else the instance folder's uploads."""
+    import os
+
+    from hexie.workflows.config import instance_dir
+    return Path(os.environ["HEXIE_UPLOAD_DIR"]) if os.environ.get("HEXIE_UPLOAD_DIR") else instance_dir() / "uploads"
+
+
 @main.group()
 def retention() -> None:
     """保留期限 / Retention of closed cases (retention: {anonymise_after: P5Y})."""
@@ -280,12 +296,8 @@ def retention_run(dry_run: bool) -> None:
     becomes a tombstone; the audit chain still verifies. The run is recorded in the audit trail.
     Files are looked for in $HEXIE_UPLOAD_DIR, else the instance folder's uploads.
     """
-    import os
-
-    from hexie.workflows.config import instance_dir
     from hexie.workflows.retention import run_retention
-    folder = Path(os.environ["HEXIE_UPLOAD_DIR"]) if os.environ.get("HEXIE_UPLOAD_DIR") else instance_dir() / "uploads"
-    summary = run_retention(build_engine(), upload_dir=folder, dry_run=dry_run)
+    summary = run_retention(build_engine(), upload_dir=_upload_dir(), dry_run=dry_run)
     for line in summary.lines():
         click.echo(line)
     if dry_run and summary.cases:

@@ -333,3 +333,32 @@ def test_the_command_line(tmp_path, monkeypatch):
     run = runner.invoke(main, ["retention", "run"])
     assert run.exit_code == 0 and "anonymised: 0" in run.output, run.output
     assert runner.invoke(main, ["audit", "verify"]).exit_code == 0
+
+
+def test_the_worker_applies_retention_once_a_day(engine, db_url, tmp_path):
+    """interfaces.md: `hexie retention run` applies the definitions' retention rules "(also run
+    daily by the worker)": `hexie worker --once` anonymises a complaint closed over five years ago."""
+    from datetime import timedelta
+
+    from click.testing import CliRunner
+    from sqlalchemy import update
+
+    from hexie.cli import main
+
+    from .api_support import DEFINITIONS, api_env
+    api = api_env(engine)
+    case_id = api.start_dv()
+    api.service.fire(api.actor("ccadre"), case_id, "withdraw", comment="当事人撤回")
+    with api.engine.transaction() as s:
+        closed = s.get(Case, case_id).closed_at
+        assert closed is not None
+        s.execute(update(Case).where(Case.id == case_id).values(closed_at=closed - timedelta(days=365 * 6)))
+    runner = CliRunner(env={"HEXIE_DATABASE_URL": db_url, "HEXIE_DEFINITIONS": str(DEFINITIONS),
+                            "HEXIE_UPLOAD_DIR": str(tmp_path / "uploads"), "HEXIE_SMTP_URL": None})
+    result = runner.invoke(main, ["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "anonymise" in result.output
+    with api.engine.session_factory() as s:
+        case = s.get(Case, case_id)
+        assert case.anonymised_at is not None and case.data["victim_name"] == TOMBSTONE
+        assert verify_chain(s) == []
