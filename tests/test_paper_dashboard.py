@@ -120,3 +120,27 @@ def test_the_funds_page_records_receipts_and_shows_balances(env, tmp_path) -> No
     assert "row 2: voucher" in html and "row 4: amount" in html
     # a village rep may not record receipts: no form
     assert "receipt-form" not in env.client("vr1").get("/reports/funds").get_data(as_text=True)
+
+
+def test_a_confidential_programme_reads_less_than_five_on_the_dashboard(env) -> None:
+    """protection.md: reports over a confidential process show counts below 5 as "<5", and no sum
+    gives one back: the dashboard's cases grid (months by states) and its on-time rows too."""
+    from .test_protection_web import _web_dv
+    TITLE = "家庭暴力"
+    _web_dv(env, 3)
+    client = env.client("cm1")
+    fig = client.get("/reports/dashboard/cases.json?process=dv_complaint").get_json()
+    (row,) = fig["tables"][0]["rows"]
+    assert row[0] == "2026-03" and set(row[1:]) == {"<5"}            # the 3 cases, and their total
+    page = client.get("/reports/dashboard?process=dv_complaint")
+    assert page.status_code == 200 and "&lt;5" in page.get_data(as_text=True)
+    pay_aid(env)                                                         # an open programme beside it
+    sla = client.get("/reports/dashboard/sla.json").get_json()["tables"][0]
+    (intake,) = [row for row in sla["rows"] if row[0].startswith(TITLE)]   # the 3 intakes, done on time
+    assert intake[1:] == ["<5", "<5", None]
+    shown = [row for row in sla["rows"] if not row[0].startswith(TITLE)]
+    total = client.get("/reports/dashboard/sla.json").get_json()
+    assert shown and sum(row[1] for row in shown) == sum(
+        row[1] for row in total["tables"][0]["rows"] if row[1] != "<5")   # the total leaves the hidden row out
+    aid = client.get("/reports/dashboard/cases.json?process=poor_mother_aid").get_json()["tables"][0]["rows"]
+    assert aid and "<5" not in aid[0]                                     # open programmes: plain counts

@@ -26,6 +26,7 @@ from .access import Actor, visible_cases_clause
 from .engine import Engine
 from .ledger import LedgerQueries, ZERO, _money, _signed
 from .org import unit_at_depth
+from .protection import SUPPRESSED, THRESHOLD, suppress_report
 from .queries import CaseQueries, OPEN
 
 FIGURES = ("cases", "money", "signing", "overdue", "sla")
@@ -61,10 +62,11 @@ class Dashboard:
             counts[state] = counts.get(state, 0) + n
         states = [st.name for st in spec.states]
         totals = {st: sum(c.get(st, 0) for c in months.values()) for st in states}
-        return {"process": process, "states": states,
-                "months": [{"month": k, "counts": {st: c.get(st, 0) for st in states}, "total": sum(c.values())}
-                           for k, c in sorted(months.items())],
-                "totals": totals, "total": sum(totals.values())}
+        out = {"process": process, "states": states,
+               "months": [{"month": k, "counts": {st: c.get(st, 0) for st in states}, "total": sum(c.values())}
+                          for k, c in sorted(months.items())],
+               "totals": totals, "total": sum(totals.values())}
+        return _suppressed_grid(out) if spec.confidential else out
 
     def money(self, actor: Actor) -> dict[str, Any]:
         """``{"funds": [[process, fund]...], "months": [{"month", "net": {"process/fund": amount}, "total"}]}``:
@@ -137,10 +139,32 @@ class Dashboard:
                              .order_by(Task.process_key, Task.state)).all()
         out = []
         for process, state, done, on_time in rows:
+            spec = self.engine.processes.get(process)
+            if spec is not None and spec.confidential and min(done, on_time) < THRESHOLD:
+                # a confidential programme's small counts read "<5" and stay out of the total,
+                # which therefore cannot give them back (protection.md)
+                out.append({"process": process, "state": state, "done": SUPPRESSED, "on_time": SUPPRESSED,
+                            "share": None})
+                continue
             out.append({"process": process, "state": state, "done": done, "on_time": on_time,
                         "share": _share(on_time, done)})
-        done, on_time = sum(r["done"] for r in out), sum(r["on_time"] for r in out)
+        shown = [r for r in out if r["done"] != SUPPRESSED]
+        done, on_time = sum(r["done"] for r in shown), sum(r["on_time"] for r in shown)
         return {"rows": out, "total": {"done": done, "on_time": on_time, "share": _share(on_time, done)}}
+
+
+def _suppressed_grid(data: dict[str, Any]) -> dict[str, Any]:
+    """The months-by-states grid of a confidential programme with its small counts (and any sum that
+    would give one back) read ``<5``: the reports' suppression, months standing for units."""
+    report = {"states": data["states"], "months": [], "total": data["total"],
+              "totals": {**data["totals"], "open_tasks": 0, "overdue": 0}, "total_rates": {},
+              "units": [{"counts": m["counts"], "total": m["total"], "open_tasks": 0, "overdue": 0, "rates": {}}
+                        for m in data["months"]]}
+    hidden = suppress_report(report)
+    return {**data, "months": [{"month": m["month"], "counts": u["counts"], "total": u["total"]}
+                               for m, u in zip(data["months"], hidden["units"])],
+            "totals": {st: hidden["totals"][st] for st in data["states"]}, "total": hidden["total"],
+            "suppressed": True}
 
 
 def _share(n: int, of: int) -> float | None:
