@@ -41,6 +41,8 @@ def test_suspend_and_resume_a_case(engine):
     api.service.fire(api.actor("vrep1"), case_id, "submit")
     no_reason = api.as_("vrep1").post(f"/cases/{case_id}/suspend", json={"comment": ""})
     assert no_reason.status_code == 422
+    missing = api.as_("vrep1").post(f"/cases/{case_id}/suspend", json={})   # interfaces.md: comment missing is a 422
+    assert missing.status_code == 422 and "comment" in error_of(missing)["details"]
     held = api.as_("vrep1").post(f"/cases/{case_id}/suspend", json={"comment": "申请人住院", "until": None})
     assert held.status_code == 200
     body = held.get_json()
@@ -70,7 +72,8 @@ def test_suspend_and_resume_a_task(engine):
     assert api.as_("cadre1").post(f"/tasks/{task_id}/suspend", json={"comment": "x"}).status_code == 403
     held = api.as_("vrep1").post(f"/tasks/{task_id}/suspend", json={"comment": "等村委盖章"})
     assert held.status_code == 200 and held.get_json()["suspended"] is True
-    assert api.as_("vrep1").post(f"/tasks/{task_id}/suspend", json={}).status_code == 400
+    no_reason = api.as_("vrep1").post(f"/tasks/{task_id}/suspend", json={})   # "comment missing": 422
+    assert no_reason.status_code == 422 and "comment" in error_of(no_reason)["details"]
     resumed = api.as_("vrep1").post(f"/tasks/{task_id}/resume", json={})
     assert resumed.status_code == 200 and resumed.get_json()["suspended"] is False
 
@@ -93,6 +96,9 @@ def test_a_consult_is_asked_and_answered(engine):
     api = api_env(engine)
     case_id = api.start_aid()
     task_id = api.open_task(case_id)
+    for question in ({}, {"comment": ""}):   # no question: 422 on comment, nothing written
+        refused = api.as_("vrep1").post(f"/tasks/{task_id}/consult", json={"to": "chair1", **question})
+        assert refused.status_code == 422 and "comment" in error_of(refused)["details"]
     asked = api.as_("vrep1").post(f"/tasks/{task_id}/consult", json={"to": "chair1", "comment": "收入怎么算？"})
     assert asked.status_code == 201
     consult = asked.get_json()

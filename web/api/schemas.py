@@ -311,8 +311,8 @@ class ConsentOverrideSchema(Schema):
 
 
 class DeclineSchema(Schema):
-    comment = fields.String(required=True, validate=validate.Length(max=10000),
-                            metadata={"description": "why the agency declines (required)"})
+    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=10000),
+                            metadata={"description": "why the agency declines (required: 422 without)"})
 
 
 class AccessLogEntrySchema(Schema):
@@ -605,8 +605,8 @@ class OwnerSchema(Schema):
 
 
 class SuspendSchema(Schema):
-    comment = fields.String(required=True, validate=validate.Length(max=4000),
-                            metadata={"description": "why it is held (required)"})
+    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=4000),
+                            metadata={"description": "why it is held (required: 422 without)"})
     until = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=40), metadata={
         "description": "a day (YYYY-MM-DD: resumed at the end of that local day) or an ISO 8601 moment; "
                        "null: until resumed"})
@@ -617,8 +617,8 @@ class ResumeSchema(Schema):
 
 
 class TaskSuspendSchema(Schema):
-    comment = fields.String(required=True, validate=validate.Length(max=4000),
-                            metadata={"description": "why it is held (required)"})
+    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=4000),
+                            metadata={"description": "why it is held (required: 422 without)"})
 
 
 class NoteSchema(Schema):
@@ -631,8 +631,8 @@ class NoteSchema(Schema):
 class ConsultSchema(Schema):
     to = fields.String(required=True, validate=validate.Length(min=1, max=200),
                        metadata={"description": "the colleague whose advice is asked"})
-    comment = fields.String(required=True, validate=validate.Length(min=1, max=4000),
-                            metadata={"description": "the question"})
+    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=4000),
+                            metadata={"description": "the question (required: 422 without)"})
 
 
 class AwaySchema(Schema):
