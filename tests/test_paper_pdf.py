@@ -43,6 +43,17 @@ def test_a_reader_not_working_the_case_gets_it_masked(env) -> None:
     assert "●●●●" in text or "遮蔽" in text
 
 
+def test_deidentified_print_outs_carry_the_case_code_for_every_sensitive_value(env) -> None:
+    """protection.md: ``deidentified=1`` on any export, the case file and documents printed too."""
+    from hexie.workflows.protection import case_code
+    case_id = pay_aid(env, name="王小红")
+    plain = pdf_text(env.client("cm1").get(f"/cases/{case_id}/print.pdf"))
+    assert "11010119800101123X" in plain
+    text = pdf_text(env.client("cm1").get(f"/cases/{case_id}/print.pdf?deidentified=1"))
+    assert "11010119800101123X" not in text and case_code(case_id) in text
+    assert "王小红" in text                       # not a sensitive field of this programme: kept
+
+
 def test_hidden_and_missing_are_the_same_404(env) -> None:
     case_id = pay_aid(env)
     hidden = env.client("vr2").get(f"/cases/{case_id}/print.pdf")

@@ -10,9 +10,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from flask import Response, g
+from flask import Response, g, request
 
 from hexie.workflows.errors import not_found
+from hexie.workflows.protection import case_code, deidentify
 
 from flask import current_app
 
@@ -58,10 +59,26 @@ def _read(case_id: int, what: str = "case file") -> tuple[dict[str, Any], list[d
     view = state.queries.case(actor, case_id, read=page_read("print", what))
     history = state.queries.history(actor, case_id)
     spec = case_spec(view)
+    if (request.args.get("deidentified") or "").lower() in ("1", "true", "yes", "on"):
+        view, history = _deidentified(spec, view, history)
     names = display_names([e["actor"] for e in history] + [view.get("created_by")]
                           + [v for n, v in view["data"].items()
                              if n in spec.fields and spec.fields[n].type == "user" and isinstance(v, str)])
     return view, history, spec, names
+
+
+def _deidentified(spec, view: dict[str, Any], history: list[dict[str, Any]]):
+    """``deidentified=1`` (protection.md): every sensitive value, in the data and in the history's
+    changes, becomes the case's stable code, and the history's comments are left out."""
+    code = case_code(view["id"])
+    sensitive = {name for name, field in spec.fields.items() if field.sensitive}
+    events = []
+    for e in history:
+        changes = {k: ([code if v not in (None, "", []) else v for v in pair]
+                       if k in sensitive and isinstance(pair, list) else pair)
+                   for k, pair in (e.get("changes") or {}).items()}
+        events.append({**e, "changes": changes, "comment": None})
+    return {**view, "data": deidentify(spec, view["id"], view["data"])}, events
 
 
 def _place(code: str) -> str:
