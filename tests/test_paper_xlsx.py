@@ -94,6 +94,8 @@ def test_the_lists_and_reports_as_xlsx_through_the_api(env) -> None:
     api = env.app.test_client()
     (rows,) = sheets(api.get("/api/v1/cases.xlsx", headers=_bearer(env, "cm1"))).values()
     assert [r[0] for r in rows[1:]] == [second, first]
+    (rows,) = sheets(api.get("/api/v1/cases.xlsx?page=2&per_page=1", headers=_bearer(env, "cm1"))).values()
+    assert [r[0] for r in rows[1:]] == [second, first]          # the list's query string: every page
     (rows,) = sheets(api.get("/api/v1/cases.xlsx?search=王小红&process=poor_mother_aid",
                              headers=_bearer(env, "cm1"))).values()
     assert [r[0] for r in rows[1:]] == [first]

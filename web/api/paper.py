@@ -32,8 +32,11 @@ def _as_reader() -> None:
 
 
 def _check_filters(query: dict[str, Any]) -> None:
+    """As the list checks them; the paging of the list's query string is dropped (all pages)."""
     from .views import _check_filters as check
     check(query)
+    query.pop("page", None)
+    query.pop("per_page", None)
 
 
 @operation(bp, "/cases/<case_id>/print.pdf", "GET", summary="The case file as PDF / 打印案卷", tag="paper",

@@ -829,6 +829,11 @@ class _Deidentified(Schema):
     deidentified = fields.Boolean(load_default=False, metadata={
         "description": "1: the case number, business key and subject become the case's stable code "
                        "(protection.md)"})
+    # the list's query string may be passed as it is: every page is exported
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE),
+                          metadata={"description": "ignored: every page is exported"})
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200),
+                              metadata={"description": "ignored: every page is exported"})
 
 
 class CaseExportQuery(_Deidentified):
