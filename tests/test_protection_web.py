@@ -184,6 +184,9 @@ def test_the_cases_page_finds_a_survivor_by_full_name_for_those_working_it(web):
     assert found.status_code == 200 and 'id="lookup-result"' in page
     assert f"/cases/{case_id}\"" in page and "秘密受害人" not in page.split('id="lookup-result"')[1]
     assert page.count('class="case-link"') == 2                         # both cases share the name
+    log = web.queries.access_log(web.actor("cc1"), case_id).items
+    assert [(e["username"], e["what"], e["remote_addr"]) for e in log if e["what"] == "search"] == [
+        ("cc1", "search", "127.0.0.1")]                                  # the search, from where
     for other in ("pl1b", "tc1", "tch1", "admin"):
         nobody = web.client(other).post("/cases/find", data={"lookup": "秘密受害人"}).get_data(as_text=True)
         assert 'class="case-link"' not in nobody, other

@@ -348,7 +348,7 @@ class CaseQueries:
                             "changes": changes})
             return out
 
-    def lookup_ids(self, actor: Actor, value: str) -> list[int]:
+    def lookup_ids(self, actor: Actor, value: str, read: "Read | None" = None) -> list[int]:
         """The cases whose searchable field is exactly ``value`` that ``actor`` works (filed, holds
         or held one of its tasks, acted on it) or oversees (an overseer role at or above it); for
         anyone else nothing, as for no match. The search is recorded on the case-less audit chain
@@ -367,8 +367,8 @@ class CaseQueries:
                         or _worked(s, actor, case):
                     shown.append(case.id)
                     if case.confidential and not actor.is_system:   # found by a search: in its access log
-                        from .consent import Read, log_read
-                        log_read(s, self.engine, actor, case.id, Read("search"))
+                        log_read(s, self.engine, actor, case.id,
+                                 Read("search", read.remote_addr if read is not None else None))
             user = None if actor.is_system or actor.user_id is None else SimpleNamespace(
                 id=actor.user_id, username=actor.username)
             if s.get_bind().dialect.name == "postgresql":   # one append at a time to the case-less chain
@@ -382,14 +382,16 @@ class CaseQueries:
     # ------------------------------------------------------------------ lists
     def cases(self, actor: Actor, *, process: str | None = None, state: str | None = None,
               org_unit: str | None = None, search: str | None = None, business_key: str | None = None,
-              lookup: str | None = None, page: int = 1, per_page: int = 50) -> Page:
+              lookup: str | None = None, page: int = 1, per_page: int = 50,
+              read: "Read | None" = None) -> Page:
         """Cases visible to ``actor``, newest first (``business_key``: exactly that key).
 
         ``lookup``: the survivor's full name or ID number, found through the blind index
-        (:meth:`lookup_ids`): only the cases she works or oversees, each search recorded.
+        (:meth:`lookup_ids`): only the cases she works or oversees, each search recorded
+        (``read``: from where, for the access log).
         """
         page, per_page = paging(page, per_page)
-        found = self.lookup_ids(actor, lookup) if lookup is not None else None
+        found = self.lookup_ids(actor, lookup, read) if lookup is not None else None
         with self.engine.read_session() as s:
             stmt = select(Case, OrgUnit.code).join(OrgUnit, OrgUnit.id == Case.org_unit_id).where(
                 visible_cases_clause(actor, self.engine.processes.values(), self.engine.registry.roles))

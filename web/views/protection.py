@@ -38,7 +38,7 @@ def find_case():
     value = (request.form.get("lookup") or "").strip()
     if not value:
         return redirect(url_for("hexie.cases"))
-    page = hexie_state().queries.cases(actor, lookup=value[:200], per_page=BATCH)
+    page = hexie_state().queries.cases(actor, lookup=value[:200], per_page=BATCH, read=page_read("search"))
     filters = query_filters()
     return render_template("cases.html", page=page, filters=filters, options=filter_options(actor),
                            unit_names=unit_names(c["org_unit"] for c in page.items), found=page.total)
