@@ -123,6 +123,8 @@ def test_the_case_file_and_documents_through_the_api_with_a_token(env) -> None:
     api = env.app.test_client()
     text = pdf_text(api.get(f"/api/v1/cases/{case_id}/print.pdf", headers=_bearer(env, "cm1")))
     assert "救助贫困母亲审批表" in text and "王小红" in text
+    deid = pdf_text(api.get(f"/api/v1/cases/{case_id}/print.pdf?deidentified=1", headers=_bearer(env, "cm1")))
+    assert "11010119800101123X" not in deid                     # the web's deidentified=1, through the API
     masked = pdf_text(api.get(f"/api/v1/cases/{case_id}/print.pdf", headers=_bearer(env, "tch1")))
     assert "11010119800101123X" not in masked
     doc = api.get(f"/api/v1/cases/{case_id}/documents/aid_agreement.pdf", headers=_bearer(env, "cm1"))

@@ -18,7 +18,7 @@ from hexie.workflows.errors import NotFound
 from ..views import exports, printing
 from .blueprint import bp
 from .routing import hexie, operation
-from .schemas import CaseExportQuery, ReportQuery, TaskExportQuery
+from .schemas import CaseExportQuery, PrintQuery, ReportQuery, TaskExportQuery
 
 ERR = None
 CASE_ID = {"case_id": "integer"}
@@ -40,22 +40,22 @@ def _check_filters(query: dict[str, Any]) -> None:
 
 
 @operation(bp, "/cases/<case_id>/print.pdf", "GET", summary="The case file as PDF / 打印案卷", tag="paper",
-           path_params=CASE_ID,
+           path_params=CASE_ID, query=PrintQuery,
            responses={200: (f"{PDF}: data (masked as for the reader), approvals with names and times, history, "
                             "signature lines", None),
                       404: ("no such case, or not visible to the caller", ERR)})
-def print_case(case_id: int) -> Response:
+def print_case(case_id: int, query: dict[str, Any]) -> Response:
     """The case file, as the caller may see the case (a confidential case's print-out is logged)."""
     _as_reader()
     return printing.case_pdf(case_id)
 
 
 @operation(bp, "/cases/<case_id>/documents/<name>.pdf", "GET", summary="A document of the case / 打印文书",
-           tag="paper", path_params={**CASE_ID, "name": "string"},
+           tag="paper", path_params={**CASE_ID, "name": "string"}, query=PrintQuery,
            responses={200: (f"{PDF}: the document the definition declares (documents:), filled from the case",
                             None),
                       404: ("no such case or document, or not visible to the caller", ERR)})
-def print_document(case_id: int, name: str) -> Response:
+def print_document(case_id: int, name: str, query: dict[str, Any]) -> Response:
     """A document declared in the case's definition, filled with the case's values as she may see them."""
     _as_reader()
     return printing.case_document_pdf(case_id, name)

@@ -836,6 +836,12 @@ class _Deidentified(Schema):
                               metadata={"description": "ignored: every page is exported"})
 
 
+class PrintQuery(Schema):
+    """GET /cases/{id}/print.pdf and /documents/{name}.pdf."""
+    deidentified = fields.Boolean(load_default=False, metadata={
+        "description": "1: every sensitive value, in the data and the history, is the case's code (protection.md)"})
+
+
 class CaseExportQuery(_Deidentified):
     """GET /cases.xlsx: the filters of GET /cases (every page)."""
     process = _filter()
