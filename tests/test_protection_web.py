@@ -290,3 +290,11 @@ def test_print_outs_and_exports_of_a_confidential_case_are_in_its_access_log(web
     assert client.get(f"/cases/{case_id}/export.json").status_code == 200
     assert client.post(f"/cases/{case_id}/export", data={"password": "a long enough secret"}).status_code == 200
     assert logged()[len(before):] == [("print", "case file"), ("export", "json"), ("export", "encrypted zip")]
+
+    # the list exports name each confidential case they carry (the web's and the API's workbooks)
+    before = logged()
+    assert client.get("/cases.xlsx?process=dv_complaint").status_code == 200
+    assert ("export", "cases.xlsx") in logged()[len(before):]
+    before = logged()
+    assert web.client("pl1").get("/tasks.xlsx?view=available").status_code == 200   # the police referral
+    assert logged()[len(before):] == [("export", "tasks.xlsx")]

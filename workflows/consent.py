@@ -18,6 +18,7 @@ Each public method is one transaction; a refused call raises and writes nothing.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,9 +89,20 @@ def record_read(engine: Engine, actor: Actor, case_id: int, read: Read) -> None:
     """Log a read of a case in its own short transaction, if the case is confidential
     (for reads that do not go through :class:`~hexie.workflows.queries.CaseQueries`:
     attachments, print-outs, exports)."""
+    record_reads(engine, actor, [case_id], read)
+
+
+def record_reads(engine: Engine, actor: Actor, case_ids: Iterable[int], read: Read) -> None:
+    """Log the same read of each confidential case among ``case_ids`` (the rows of a list's
+    export), in one short transaction."""
+    ids = sorted(set(case_ids))
+    if not ids:
+        return
     with engine.session_factory() as s:
-        if s.scalar(select(Case.confidential).where(Case.id == case_id)):
+        confidential = s.scalars(select(Case.id).where(Case.id.in_(ids), Case.confidential.is_(True))).all()
+        for case_id in confidential:
             log_read(s, engine, actor, case_id, read)
+        if confidential:
             s.commit()
 
 
@@ -405,4 +417,5 @@ def access_log_rows(s: Session, case_id: int, page: int, per_page: int) -> tuple
 
 
 __all__ = ["Protection", "Read", "accept_referral", "READS", "SCOPES", "access_log_rows", "case_owner", "consent_holds",
-           "consent_rows", "consent_status", "is_overseer", "log_read", "may_read_log", "record_read"]
+           "consent_rows", "consent_status", "is_overseer", "log_read", "may_read_log", "record_read",
+           "record_reads"]
