@@ -80,8 +80,9 @@ def test_the_blind_index_through_the_api(api):
         assert api.as_(other).get(f"/cases?lookup={NAME}").get_json() == [], other
     # the search is logged: in the access log of the case it found
     log = api.as_("ccadre").get(f"/cases/{case_id}/access-log").get_json()
-    searches = [(e["username"], e["what"]) for e in log if e["what"] == "search"]
-    assert sorted(searches) == [("ccadre", "search"), ("manager", "search")]   # not the search that found nothing
+    searches = [(e["username"], e["what"], e["remote_addr"]) for e in log if e["what"] == "search"]
+    assert sorted(searches) == [("ccadre", "search", "127.0.0.1"),            # who, and from where
+                                ("manager", "search", "127.0.0.1")]          # not the search that found nothing
 
 
 def test_the_encrypted_case_file_through_the_api(api):

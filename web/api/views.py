@@ -133,7 +133,7 @@ def start_case(body: dict[str, Any]) -> Response:
 def list_cases(query: dict[str, Any]) -> Response:
     """Cases the caller may see, filtered by process, state, org unit (its subtree) and business key."""
     _check_filters(query)
-    page = hexie()["queries"].cases(g.actor, **query)
+    page = hexie()["queries"].cases(g.actor, **query, read=_read("search"))   # a lookup's log: from where
     return _paged(page, CaseSummarySchema)
 
 
