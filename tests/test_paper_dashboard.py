@@ -73,6 +73,18 @@ def test_another_town_sees_only_its_own(env) -> None:
     assert env.client("tch2").get("/reports/dashboard/money.json").get_json()["tables"][0]["rows"] == []
 
 
+def test_open_work_by_town_leaves_out_the_confidential_programmes(env) -> None:
+    """A town's count of open work would tell an overseer's staff that a complaint is there."""
+    from .test_web import COMPLAINT
+    client = env.client("cm1")
+    before = client.get("/reports/dashboard/overdue.json").get_json()["tables"][0]["rows"]
+    env.service.start_case(env.actor("cc1"), "dv_complaint", "t01", dict(COMPLAINT))
+    assert client.get("/reports/dashboard/overdue.json").get_json()["tables"][0]["rows"] == before
+    from .test_web import APPLICATION
+    env.service.start_case(env.actor("vr1"), "poor_mother_aid", "t01v01", dict(APPLICATION))
+    assert client.get("/reports/dashboard/overdue.json").get_json()["tables"][0]["rows"] != before   # others count
+
+
 def test_the_echarts_library_is_served_by_the_app(env) -> None:
     client = env.client("cm1")
     r = client.get("/static/hexie/vendor/echarts/echarts.min.js")

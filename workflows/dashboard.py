@@ -108,13 +108,15 @@ class Dashboard:
                 "villages": rows("village"), "total": {"signed": signed, "of": of, "share": _share(signed, of)}}
 
     def overdue(self, actor: Actor) -> dict[str, Any]:
-        """Open and overdue tasks by town (every programme she may see): ``{"towns": [{code, name,
-        open, overdue}], "total": {open, overdue}}``."""
+        """Open and overdue tasks by town (every programme she may see but the confidential ones:
+        a town's count would tell a complaint is there, protection.md; their overdue work is in the
+        inboxes and their own suppressed report): ``{"towns": [{code, name, open, overdue}],
+        "total": {open, overdue}}``."""
         now = self.engine.clock()
         with self.engine.session_factory() as s:
             rows = s.execute(select(Task.org_path, func.count(), func.count().filter(Task.due_at < now))
                              .join(Case, Case.id == Task.case_id)
-                             .where(Task.status.in_(OPEN), self._visible(actor))
+                             .where(Task.status.in_(OPEN), Case.confidential.is_(False), self._visible(actor))
                              .group_by(Task.org_path)).all()
             towns: dict[str, list[int]] = {}
             for path, n, late in rows:
