@@ -17,12 +17,13 @@ from hexie.workflows import external, notifications, webhooks
 from hexie.workflows.errors import BadRequest, Invalid, NotFound
 from hexie.workflows.ledger import fund_labels, record_receipt
 from hexie.workflows.people import People
-from hexie.workflows.consent import Protection, Read
+from hexie.workflows.consent import Protection
 from hexie.workflows.protection import case_code
 from hexie.workflows.queries import Page, task_row
 from hexie.workflows.saved_views import SavedViews
 
 from ..forms import check_upload
+from ..views.consent import page_read as _read   # this request as a read for the access log
 from ..views.files import store_uploads
 from .blueprint import bp
 from .auth import issue_token, revoke_request_token
@@ -145,11 +146,6 @@ def get_case(case_id: int) -> Response:
 
     A confidential case's read is recorded in its access log."""
     return json_response(CaseSchema().dump(hexie()["queries"].case(g.actor, case_id, read=_read("case"))))
-
-
-def _read(what: str, detail: Any = None) -> Read:
-    """This request as a read for the access log: what, and from where."""
-    return Read(what, request.remote_addr, None if detail is None else str(detail))
 
 
 @operation(bp, "/cases/<case_id>/actions/<trigger>", "POST", summary="Fire an action / 执行操作", tag="cases",
