@@ -120,7 +120,9 @@ def make_engine(url: str | URL, schema: str | None = None, **kwargs: Any) -> Eng
     fast.install(engine)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _set_sqlite_pragmas)
-    elif schema:
+    else:
+        event.listen(engine, "connect", _no_jit)
+    if engine.dialect.name != "sqlite" and schema:
         def _set_search_path(dbapi_connection: Any, _record: Any) -> None:
             with dbapi_connection.cursor() as cursor:
                 cursor.execute(f'SET search_path TO "{schema}", public')
@@ -128,6 +130,15 @@ def make_engine(url: str | URL, schema: str | None = None, **kwargs: Any) -> Eng
         event.listen(engine, "connect", _set_search_path)
         engine.hexie_schema = schema  # read by upgrade()
     return engine
+
+
+def _no_jit(dbapi_connection: Any, _record: Any) -> None:
+    """PostgreSQL's JIT off for Hexie's connections: its statements are short (an inbox page, a
+    step), and the planner's cost of a count over a million tasks started a JIT compilation of
+    0.5 s for a statement that runs in 2 ms (bench/bench_http.py, 1 Dec; docs/performance.md)."""
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET jit = off")
+    dbapi_connection.commit()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -194,6 +194,9 @@ class Case(Base):
         Index("ix_hexie_cases_process_key_state", "process_key", "state"),
         # a host record's key is unique per process when given (NULLs never clash; migration 0007)
         Index("ix_hexie_cases_process_key_business_key", "process_key", "business_key", unique=True),
+        # the few cases on hold, which the overdue view leaves out (migration 0018)
+        Index("ix_hexie_cases_held", "id", postgresql_where=text("suspended_at IS NOT NULL"),
+              sqlite_where=text("suspended_at IS NOT NULL")),
         {"sqlite_autoincrement": True},  # never reuse a case number
     )
 
@@ -254,6 +257,8 @@ class Task(Base):
         Index("ix_hexie_tasks_status_due_at", "status", "due_at"),
         Index("ix_hexie_tasks_status_escalate_at", "status", "escalate_at"),
         Index("ix_hexie_tasks_case_id_status", "case_id", "status"),
+        # "the cases she worked": tasks she holds or completed (migration 0018)
+        Index("ix_hexie_tasks_completed_by_id", "completed_by_id"),
         # the escalation arm of the "available" inbox (migration 0002)
         Index("ix_hexie_tasks_escalate_to_status_org_path", "escalate_to", "status", "org_path",
               postgresql_where=text("escalated IS TRUE"), sqlite_where=text("escalated IS 1")),
