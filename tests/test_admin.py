@@ -156,9 +156,12 @@ def test_the_admin_link_and_texts_are_bilingual(browse):
     admin = browse("admin")
     page = text_of(admin.get("/admin/"))
     assert "流程定义" in page and 'href="/admin/"' in page
+    # every card on the overview says what its page is for (users and units had only a title)
+    assert "重置密码或停用账号" in page and "调整上级单位" in page
+    assert "勾选下面的选项" not in page      # the away page's own intro names a checkbox the card has not
     admin.post("/lang/en")
     page = text_of(admin.get("/admin/"))
-    assert "Process definitions" in page
+    assert "Process definitions" in page and "deactivate an account" in page
 
 
 def test_every_post_needs_the_csrf_token(browse):
