@@ -6,7 +6,17 @@
   var charts = [];
   var narrow = function () { return window.matchMedia("(max-width: 640px)").matches; };
 
-  function number(v) { return v === null || v === undefined ? null : Number(v); }
+  // a count held back ("<5", a confidential programme's small number) is no bar at all
+  function number(v) {
+    if (v === null || v === undefined) { return null; }
+    var n = Number(v);
+    return isNaN(n) ? null : n;
+  }
+  function drawable(fig) {
+    return fig.tables[0].rows.some(function (r) {
+      return fig.chart.series.some(function (i) { return number(r[i]) !== null; });
+    });
+  }
 
   function option(fig) {
     var table = fig.tables[0];
@@ -20,7 +30,7 @@
                                  formatter: function (p) { return p.value === null ? "" : p.value + "%"; } } : undefined
       };
     });
-    var valueAxis = { type: "value", max: chart.percent ? 100 : undefined,
+    var valueAxis = { type: "value", max: chart.percent ? 100 : undefined, minInterval: 1,  // no 1.5 cases
                       axisLabel: { formatter: chart.percent ? "{value}%" : "{value}" } };
     var categoryAxis = { type: "category", data: categories, inverse: !!chart.horizontal,
                          axisLabel: { interval: 0, rotate: chart.horizontal ? 0 : (narrow() ? 45 : 0),
@@ -42,7 +52,10 @@
     fetch(el.getAttribute("data-src"), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
       .then(function (fig) {
-        if (!fig.tables[0].rows.length) { el.classList.add("dash-chart-empty"); return; }
+        // nothing to draw (no rows, or every number held back): the table beside it says it all
+        if (!fig.tables[0].rows.length || !drawable(fig)) { el.classList.add("dash-chart-empty"); return; }
+        // a bar chart on its side gets a line for each bar, so its labels do not overlap
+        if (fig.chart.horizontal) { el.style.height = Math.max(300, fig.tables[0].rows.length * 24 + 60) + "px"; }
         var chart = window.echarts.init(el, null, { renderer: "svg" });
         chart.setOption(option(fig));
         el.setAttribute("data-drawn", "1");
