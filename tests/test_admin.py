@@ -378,6 +378,9 @@ def test_approvals_waiting_show_the_votes(browse, hexie, service):
     service.fire(hexie.actor("zhuxi"), case_id, "approve", comment="同意")
     page = text_of(browse("zhuxi").get("/admin/approvals"))
     assert "已有 1/2 票（陈秀英）" in page and "您已同意" in page and "（zhuxi）" not in page
+    english = browse("zhuxi")
+    english.post("/lang/en")
+    assert "1 of 2 votes (陈秀英)" in text_of(english.get("/admin/approvals"))   # English punctuation
     page = text_of(browse("fuzhuxi").get("/admin/approvals"))
     assert f"#{case_id}" in page and "您已同意" not in page
     assert f"#{case_id}" not in text_of(browse("chair01").get("/admin/approvals"))
