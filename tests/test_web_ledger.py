@@ -102,6 +102,9 @@ def test_county_chair_sees_both_funds_with_their_totals(env, paid):
     assert rows(towns) == [["城关镇", "¥1,200.50", "¥1,000.00", "¥2,200.50"]]
     assert rows(towns, "tfoot") == [["合计", "¥1,200.50", "¥1,000.00", "¥2,200.50"]]
     assert rows(table(page, "money-months")) == [["2026-03", "¥2,200.50", "¥0.00", "¥2,200.50"]]
+    # on a phone each number is a card line under its column's name (the cells carry the label)
+    assert '<td class="num" data-label="净支出">¥1,200.50</td>' in funds
+    assert f'data-label="{BUD_FUND}"' in towns and 'data-label="合计"' in towns
     # the tab beside the cases report, and the cases report links here
     assert 'href="/reports/money" aria-current="page"' in page
     assert 'href="/reports/money"' in text_of(env.client("cm1").get("/reports"))
