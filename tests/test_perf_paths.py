@@ -110,23 +110,25 @@ def test_a_stale_write_at_the_driver_is_the_conflict_it_always_was(env):
     assert env.service.fire(env.actor("cadre2"), case_id, "withdraw", comment="撤回")["outcome"] == "moved"
 
 
-def test_the_literals_sent_at_the_driver_are_psycopgs_own(env):
+def test_the_literals_sent_at_the_driver_are_psycopgs_own(pg_url):
     """PostgreSQL: the driver-level path writes a statement's parameters as the very literals
     psycopg's ``ClientCursor.mogrify`` writes (quotes, backslashes, percent signs, Chinese, None,
     dates, numbers), and the server reads each back as it was."""
     from datetime import datetime, timezone
     from decimal import Decimal
-    from hexie.models import fast
-    with env.engine.session_factory() as s:
-        if s.get_bind().dialect.name != "postgresql":
-            pytest.skip("the literal path is PostgreSQL's")
-        from psycopg import ClientCursor
-        from psycopg.adapt import Transformer
-        raw = s.connection().connection.dbapi_connection
-        values = {"text": "o'neil \\ 100% 王芳 %(x)s;--", "none": None, "yes": True, "small": 7, "big": -2 ** 40,
-                  "float": 1.25, "decimal": Decimal("1200.50"), "naive": datetime(2026, 3, 2, 20, 15),
-                  "aware": datetime(2026, 3, 2, 20, 15, tzinfo=timezone.utc), "empty": "", "space": "\n\t"}
-        sql = "SELECT " + ", ".join(f"%({name})s" for name in values) + ", '100%%' AS pct"
-        rendered = fast._render(fast._template(sql), values, Transformer(raw).as_literal)
-        assert rendered.decode() == ClientCursor(raw).mogrify(sql, values)
-        assert list(raw.execute(rendered).fetchone()) == [*values.values(), "100%"]
+    from psycopg import ClientCursor
+    from psycopg.adapt import Transformer
+    from hexie.models import fast, make_engine
+    engine = make_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            values = {"text": "o'neil \\ 100% 王芳 %(x)s;--", "none": None, "yes": True, "small": 7, "big": -2 ** 40,
+                      "float": 1.25, "decimal": Decimal("1200.50"), "naive": datetime(2026, 3, 2, 20, 15),
+                      "aware": datetime(2026, 3, 2, 20, 15, tzinfo=timezone.utc), "empty": "", "space": "\n\t"}
+            sql = "SELECT " + ", ".join(f"%({name})s" for name in values) + ", '100%%' AS pct"
+            rendered = fast._render(fast._template(sql), values, Transformer(raw).as_literal)
+            assert rendered.decode() == ClientCursor(raw).mogrify(sql, values)
+            assert list(raw.execute(rendered).fetchone()) == [*values.values(), "100%"]
+    finally:
+        engine.dispose()
