@@ -43,6 +43,7 @@ def test_hold_and_resume_from_the_case_page(session_factory, tmp_path):
     cadre = _client(web, "tc1")
     inbox = cadre.get("/?view=available").get_data(as_text=True)
     assert "已暂停" in inbox
+    assert "任务已暂停，期限停止计算" in inbox and "天后到期" not in inbox   # no countdown on a stopped clock
     page = cadre.get(f"/cases/{case_id}").get_data(as_text=True)
     assert "案件已暂停办理" in page                      # the actions are blocked, with why
     resumed = rep.post(f"/cases/{case_id}/resume", data={"comment": "出院"}, follow_redirects=True)
