@@ -771,3 +771,11 @@ def test_due_labels_count_calendar_days_in_the_office_time_zone(env, now, due, z
         assert due_hint(datetime.fromisoformat(due)) == zh
         g.hexie_locale = "en"
         assert due_hint(datetime.fromisoformat(due)) == en
+
+
+@pytest.mark.parametrize("value, shown", [("1200.5", "¥1,200.50"), ("-200", "-¥200.00"), ("0", "¥0.00"),
+                                          ("nope", "nope")])
+def test_money_reads_as_accounts_write_it(env, value, shown):
+    from hexie.web.views.common import money
+    with env.app.test_request_context("/"):
+        assert money(value) == shown

@@ -166,14 +166,16 @@ def due_hint(value: datetime | None) -> str:
 # --------------------------------------------------------------------- values
 
 def money(value: Any) -> str:
-    """Yuan with two decimals and the locale's grouping, by Babel: ¥1,200.00."""
+    """Yuan with two decimals and the locale's grouping, by Babel: ¥1,200.00; a refund's minus
+    before the sign (-¥200.00), as Chinese accounts write it."""
     try:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return str(value)
     if not amount.is_finite():
         return str(value)
-    return "¥" + format_decimal(amount, "#,##0.00", locale=babel_locale())
+    sign = "-" if amount < 0 else ""
+    return sign + "¥" + format_decimal(abs(amount), "#,##0.00", locale=babel_locale())
 
 
 def format_value(spec: ProcessSpec, name: str, value: Any, names: Mapping[str, str] | None = None,
