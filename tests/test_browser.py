@@ -63,6 +63,7 @@ class Person:
         self.page.fill("input[name=username]", username)
         self.page.fill("input[name=password]", PASSWORD)
         self.page.click("button[type=submit]")
+        self.page.wait_for_load_state()   # the landing page parsed, not only its URL committed
         assert "/login" not in self.page.url, f"{username} could not sign in"
 
     def open_case(self, case_id):

@@ -60,6 +60,7 @@ class Person:
         self.page.fill("input[name=username]", username)
         self.page.fill("input[name=password]", DEMO_PASSWORD)
         self.page.click("button[type=submit]")
+        self.page.wait_for_load_state()   # the landing page parsed, not only its URL committed
         assert "/login" not in self.page.url, f"{username} could not sign in"
 
     def case(self, case_id):
@@ -181,7 +182,7 @@ def test_the_two_county_leaders_approve_in_bulk_from_their_inbox(browser, demo):
         cases.append(case_id)
     for username in ("zhuxi", "fuzhuxi"):
         leader = Person(browser, demo, username)
-        assert "view=available" in leader.page.url or leader.page.locator("table.tasks").count()
+        leader.page.wait_for_selector("table.tasks")                # her inbox opens on what she may approve
         for case_id in cases:
             leader.page.locator(f'input[name=case][value="{case_id}:approve"]').check()
         leader.page.fill("#inbox-bulk-comment", "经审核，同意救助")
