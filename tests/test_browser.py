@@ -55,13 +55,13 @@ def site(tmp_path):
 class Person:
     """One signed-in browser context."""
 
-    def __init__(self, browser, site, username):
+    def __init__(self, browser, site, username, width=1280, password=PASSWORD):
         self.site = site
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        self.context = browser.new_context(viewport={"width": width, "height": 900}, locale="zh-CN")
         self.page = self.context.new_page()
         self.page.goto(site.base + "/login")
         self.page.fill("input[name=username]", username)
-        self.page.fill("input[name=password]", PASSWORD)
+        self.page.fill("input[name=password]", password)
         self.page.click("button[type=submit]")
         self.page.wait_for_load_state()   # the landing page parsed, not only its URL committed
         assert "/login" not in self.page.url, f"{username} could not sign in"

@@ -6,7 +6,6 @@ Set ``HEXIE_SCREENSHOTS=DIR`` to keep a screenshot of each page walked (docs/scr
 """
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from hexie.workflows.engine import Engine
 from hexie.workflows.loader import load_definitions_strict
 
 from .test_admin import MOTHER, SURVEY
-from .test_browser import browser  # noqa: F401  (the chromium fixture)
+from .test_browser import Person as BrowserPerson, browser  # noqa: F401  (the chromium fixture)
 
 DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
 pytestmark = pytest.mark.browser
@@ -49,23 +48,14 @@ def demo(tmp_path, monkeypatch):
     db.dispose()
 
 
-class Person:
+class Person(BrowserPerson):
     """One signed-in browser context of a demo person."""
 
     def __init__(self, browser, site, username, width=1280):
-        self.site = site
-        self.context = browser.new_context(viewport={"width": width, "height": 900}, locale="zh-CN")
-        self.page = self.context.new_page()
-        self.page.goto(site.base + "/login")
-        self.page.fill("input[name=username]", username)
-        self.page.fill("input[name=password]", DEMO_PASSWORD)
-        self.page.click("button[type=submit]")
-        self.page.wait_for_load_state()   # the landing page parsed, not only its URL committed
-        assert "/login" not in self.page.url, f"{username} could not sign in"
+        super().__init__(browser, site, username, width=width, password=DEMO_PASSWORD)
 
     def case(self, case_id):
-        self.page.goto(f"{self.site.base}/cases/{case_id}")
-        return self.page
+        return self.open_case(case_id)
 
     def tool(self, action_suffix):
         """Open the <details> holding the form that posts to ``action_suffix``; return the form."""
@@ -77,12 +67,6 @@ class Person:
 
     def flash(self):
         return " ".join(self.page.locator(".flash").all_inner_texts())
-
-    def shot(self, name):
-        target = os.environ.get("HEXIE_SCREENSHOTS")
-        if target:
-            Path(target).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
 
 
 def _task(site, case_id):

@@ -109,3 +109,16 @@ def all_pages(fetch, batch: int = 200) -> Iterator[dict[str, Any]]:
         if not page.items or number >= page.pages:
             return
         number += 1
+
+
+def batches_of_pages(fetch, batch: int = 200) -> Iterator[list[dict[str, Any]]]:
+    """The items of :func:`all_pages` in lists of ``batch`` (each list's names and places looked
+    up at once)."""
+    items: list[dict[str, Any]] = []
+    for item in all_pages(fetch, batch):
+        items.append(item)
+        if len(items) == batch:
+            yield items
+            items = []
+    if items:
+        yield items

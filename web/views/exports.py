@@ -21,9 +21,9 @@ from hexie.workflows.queries import TASK_SORTS, TASK_VIEWS
 
 from ..state import current_actor, hexie_state
 from ..i18n import label, t
-from ..xlsx import all_pages, xlsx_response
+from ..xlsx import all_pages, batches_of_pages, xlsx_response
 from .blueprint import bp
-from .common import display_names, places, process_title, role_label, state_label, task_label, to_local, unit_names
+from .common import display_names, process_title, role_label, state_label, task_label, to_local, unit_names
 from .inbox import query_filters, task_places
 from .reports import MoneyFilters, case_report, kind_name, money_filters, report_args, unit_places
 
@@ -61,7 +61,6 @@ def _log_export(actor, case_ids: Iterator[int], what: str) -> None:
 def case_rows(actor, filters: dict[str, Any], deidentified: bool = False) -> Iterator[list[Any]]:
     queries = hexie_state().queries
     args = {k: v for k, v in filters.items() if k not in ("page", "sort")}
-    batch: list[dict[str, Any]] = []
 
     def flush(rows: list[dict[str, Any]]) -> Iterator[list[Any]]:
         names = unit_names(c["org_unit"] for c in rows)
@@ -73,12 +72,9 @@ def case_rows(actor, filters: dict[str, Any], deidentified: bool = False) -> Ite
                    local(c["updated_at"]), local(c["closed_at"])]
         _log_export(actor, (c["id"] for c in rows), "cases.xlsx")
 
-    for case in all_pages(lambda page, per_page: queries.cases(actor, page=page, per_page=per_page, **args), BATCH):
-        batch.append(case)
-        if len(batch) == BATCH:
-            yield from flush(batch)
-            batch = []
-    yield from flush(batch)
+    for rows in batches_of_pages(lambda page, per_page: queries.cases(actor, page=page, per_page=per_page, **args),
+                                 BATCH):
+        yield from flush(rows)
 
 
 @bp.route("/cases.xlsx")
@@ -101,7 +97,6 @@ TASK_COLUMNS = ("xlsx.col.task", "xlsx.col.case", "xlsx.col.process", "xlsx.col.
 def task_rows(actor, view: str, filters: dict[str, Any], deidentified: bool = False) -> Iterator[list[Any]]:
     queries = hexie_state().queries
     args = {k: v for k, v in filters.items() if k != "page"}
-    pending: list[dict[str, Any]] = []
 
     def flush(rows: list[dict[str, Any]]) -> Iterator[list[Any]]:
         names = display_names(r["assignee"] for r in rows)
@@ -115,13 +110,9 @@ def task_rows(actor, view: str, filters: dict[str, Any], deidentified: bool = Fa
                    code or r.get("subject"), local(r["created_at"])]
         _log_export(actor, (r["case_id"] for r in rows), "tasks.xlsx")
 
-    for row in all_pages(lambda page, per_page: queries.tasks(actor, view, page=page, per_page=per_page, **args),
-                         BATCH):
-        pending.append(row)
-        if len(pending) == BATCH:
-            yield from flush(pending)
-            pending = []
-    yield from flush(pending)
+    for rows in batches_of_pages(lambda page, per_page: queries.tasks(actor, view, page=page, per_page=per_page,
+                                                                      **args), BATCH):
+        yield from flush(rows)
 
 
 @bp.route("/tasks.xlsx")
