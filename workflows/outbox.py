@@ -111,19 +111,23 @@ def row_values(kind: str, channel: str, event: str, payload: Mapping[str, Any], 
 
 def _pg_webhook_rows() -> Any:
     """PostgreSQL: one statement writes the rows of all the transaction's events for every active
-    subscription that lists them (no read of the subscriptions first, however many events)."""
+    subscription that lists them (no read of the subscriptions first, however many events).
+
+    The events travel as one JSON array (``:events``), each element the row's payload as it is
+    stored (``json_array_elements`` keeps an element's text verbatim): one literal to quote,
+    where a text array of payloads cost psycopg a regular-expression escape of every quote in
+    every payload (measured 1 Dec: ~8 % of a step's CPU)."""
     from sqlalchemy import DateTime, bindparam, text
     subs = WebhookSubscription.__table__.name
     sql = text(f"""
         INSERT INTO {OUTBOX.name} (kind, channel, event, payload, status, digest, attempts, next_attempt_at,
                                    created_at, subscription_id, case_id, seq)
-        SELECT 'webhook', 'webhook', e.event, CAST(e.payload AS json), 'pending', false, 0, :now, :now, s.id,
-               e.case_id, e.seq
-        FROM unnest(CAST(:events AS text[]), CAST(:payloads AS text[]), CAST(:case_ids AS bigint[]),
-                    CAST(:seqs AS integer[])) WITH ORDINALITY AS e(event, payload, case_id, seq, n)
+        SELECT 'webhook', 'webhook', e.doc->>'event', e.doc, 'pending', false, 0, :now, :now, s.id,
+               CAST(e.doc->>'case_id' AS bigint), CAST(e.doc->>'seq' AS integer)
+        FROM json_array_elements(CAST(:events AS json)) WITH ORDINALITY AS e(doc, n)
         JOIN {subs} s ON s.active IS true
              AND (s.events IS NULL OR CAST(s.events AS jsonb) IN ('[]'::jsonb, 'null'::jsonb)
-                  OR jsonb_exists(CAST(s.events AS jsonb), e.event))   -- none listed: every kind
+                  OR jsonb_exists(CAST(s.events AS jsonb), e.doc->>'event'))   -- none listed: every kind
         ORDER BY e.n, s.id
         RETURNING id""").bindparams(bindparam("now", type_=DateTime())).columns(OUTBOX.c.id)
     return fast.Statement(sql)
@@ -156,8 +160,7 @@ def write_events(session: Session, events: Iterable[dict[str, Any]], now: dateti
             _PG_WEBHOOK_ROWS = _pg_webhook_rows()
         from hexie.models.db import json_dumps
         session.info.setdefault(_HANDLES, []).append(fast.defer(session, _PG_WEBHOOK_ROWS, {
-            "now": now, "events": [e["event"] for e in events], "payloads": [json_dumps(e) for e in events],
-            "case_ids": [e.get("case_id") for e in events], "seqs": [e.get("seq") for e in events]}))
+            "now": now, "events": "[" + ", ".join(json_dumps(e) for e in events) + "]"}))
         return []
     subscriptions = [SimpleNamespace(**r) for r in fast.rows(session, _F_ACTIVE_SUBSCRIPTIONS)]
     rows = [row_values("webhook", "webhook", event["event"], event, now, subscription_id=sub.id,
