@@ -41,6 +41,11 @@ listeners: list[Callable[[str, Any], None]] = []
 #: plain statement; SQLite: each statement).
 round_trip_listeners: list[Callable[[], None]] = []
 
+#: PostgreSQL: run the statements of this module as prepared statements (``PREPARE`` once per
+#: connection, then ``EXECUTE``; see :func:`_prepare_wanted`). Set False where the connections
+#: go through a pooler that hands a transaction to any server connection (PgBouncer's
+#: transaction mode): SQL-level prepared statements do not survive that.
+PREPARE = True
 _PENDING = "hexie_fast_pending"
 _STALE = re.compile(r"hexie-stale:(\d+):")
 
@@ -85,6 +90,11 @@ class _Form:
         self.positional = dialect.paramstyle in ("qmark", "numeric", "format")
         #: PostgreSQL: the SQL cut at its placeholders, for :func:`_render` (None: mogrify it)
         self.template = _template(self.sql) if dialect.name == "postgresql" and not self.positional else None
+        #: PostgreSQL: the statement's name and ``PREPARE`` on a connection (:func:`_prepared`); its
+        #: parameters in ``$n`` order. ``preparable`` turns False if the server refused it once.
+        self.prepare: tuple[bytes, bytes, list[str]] | None = (
+            _preparation(self.template) if self.template is not None else None)
+        self.preparable = self.prepare is not None
         if self.positional:
             names = list(compiled.positiontup)
         elif expanded:
@@ -168,6 +178,85 @@ def _render(template: tuple[list[bytes], list[str]], params: Mapping[str, Any], 
         out.append(b"NULL" if value is None else literal(value))
         out.append(chunk)
     return b"".join(out)
+
+
+_NAMES = iter(range(1, 1 << 62))
+
+
+def _preparation(template: tuple[list[bytes], list[str]]) -> tuple[bytes, bytes, list[str]]:
+    """(name, ``PREPARE name AS …`` with ``$n`` placeholders, the parameters' names in ``$n`` order)."""
+    chunks, names = template
+    order: dict[str, int] = {}
+    body = [chunks[0]]
+    for name, chunk in zip(names, chunks[1:]):
+        number = order.setdefault(name, len(order) + 1)
+        body.append(b"$%d" % number)
+        body.append(chunk)
+    label = b"hexie_fast_%d" % next(_NAMES)
+    return label, b"PREPARE " + label + b" AS " + b"".join(body), list(order)
+
+
+def _execute(form: "_Form", params: Mapping[str, Any], literal: Callable[[Any], bytes]) -> bytes:
+    """``EXECUTE name(literal, …)`` of a statement prepared on the connection: the server plans it
+    once (after its first executions) instead of parsing and planning the text each time."""
+    label, _, order = form.prepare
+    if not order:
+        return b"EXECUTE " + label
+    values = [params[name] for name in order]
+    return b"EXECUTE " + label + b"(" + b", ".join(b"NULL" if v is None else literal(v) for v in values) + b")"
+
+
+@dataclass
+class _Prepared:
+    """The statements prepared on one server connection, and those to prepare when it is next idle."""
+
+    raw: Any
+    done: set = field(default_factory=set)
+    wanted: dict = field(default_factory=dict)
+
+
+def _prepared(conn: Connection, raw: Any) -> _Prepared | None:
+    """What is prepared on ``raw`` (None: statements go as text on this connection).
+
+    psycopg prepares statements of its own (those SQLAlchemy sends five times) and, on a
+    rollback, deallocates them all with ``DEALLOCATE ALL`` (its ``PrepareManager.clear``):
+    ours go with them, so that method is wrapped to forget ours too (they are prepared again
+    when next wanted). Without that method to wrap (another psycopg), nothing is prepared.
+    """
+    if not PREPARE:
+        return None
+    found = conn.info.get("hexie_fast_prepared")
+    if found is None or found.raw is not raw:
+        manager = getattr(raw, "_prepared", None)
+        clear = getattr(manager, "clear", None)
+        if clear is None:
+            return None
+        found = conn.info["hexie_fast_prepared"] = _Prepared(raw)
+        done = found.done
+
+        def _clear() -> bool:
+            done.clear()
+            return clear()
+        manager.clear = _clear
+    return found
+
+
+def _prepare_wanted(raw: Any, state: _Prepared) -> None:
+    """Prepare the statements this connection has sent as text, now that it is idle (outside any
+    transaction: a statement the server will not prepare fails alone and is sent as text from
+    then on). Prepared statements outlive transactions, rolled back or not, and end with the
+    connection; once a statement is prepared it travels as ``EXECUTE`` (see :func:`_run_postgres`)."""
+    from psycopg import pq
+    wanted, state.wanted = state.wanted, {}
+    with raw.lock:
+        for label, form in wanted.items():
+            _trip()
+            result = raw.pgconn.exec_(form.prepare[1])
+            if result.status == pq.ExecStatus.COMMAND_OK or result.error_field(
+                    pq.DiagnosticField.SQLSTATE) == b"42P05":      # prepared already (ours were forgotten)
+                state.done.add(label)
+            else:
+                form.preparable = False
 
 
 @dataclass
@@ -287,16 +376,25 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
     utf8 = encoding in ("utf-8", "utf8")
     parts: list[bytes] = []
     begin = raw.info.transaction_status == pq.TransactionStatus.IDLE
+    prepared = _prepared(conn, raw) if utf8 else None
     if begin:
+        if prepared is not None and prepared.wanted:
+            _prepare_wanted(raw, prepared)
         parts.append(b"BEGIN")
     for index, item in enumerate(items):
         if item.conflict is not None:
             item.params["hexie_check"] = index
         _notify(item.form, item.params)
-        if utf8 and item.form.template is not None:
-            parts.append(_render(item.form.template, item.params, literal))
+        form = item.form
+        if prepared is not None and form.preparable:
+            if form.prepare[0] in prepared.done:
+                parts.append(_execute(form, item.params, literal))
+                continue
+            prepared.wanted[form.prepare[0]] = form
+        if utf8 and form.template is not None:
+            parts.append(_render(form.template, item.params, literal))
         else:
-            parts.append(client.mogrify(item.form.sql, item.params).encode(encoding))
+            parts.append(client.mogrify(form.sql, item.params).encode(encoding))
     if commit:
         parts.append(b"COMMIT")
     if not parts:

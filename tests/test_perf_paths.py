@@ -132,3 +132,43 @@ def test_the_literals_sent_at_the_driver_are_psycopgs_own(pg_url):
             assert list(raw.execute(rendered).fetchone()) == [*values.values(), "100%"]
     finally:
         engine.dispose()
+
+
+def test_prepared_statements_at_the_driver_survive_psycopgs_deallocate_all(pg_url):
+    """PostgreSQL: the driver-level statements are prepared once per connection (when it is idle)
+    and then run as ``EXECUTE``; psycopg's own ``DEALLOCATE ALL`` after a rollback takes ours
+    with it, and they are prepared again instead of failing; a statement the server will not
+    prepare goes as text, in the same transaction, without harming it."""
+    from sqlalchemy import literal_column, text
+    from hexie.models import fast, make_engine
+    engine = make_engine(pg_url)
+    probe = fast.Statement(select(OrgUnit.id).where(OrgUnit.code == "nowhere"))
+    unpreparable = fast.Statement(select(literal_column("1")).where(text(":x IS NULL")))
+    sent: list[str] = []
+    fast.listeners.append(lambda sql, params: sent.append(sql))
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            names = lambda: {r[0] for r in raw.execute("SELECT name FROM pg_prepared_statements").fetchall()}  # noqa: E731
+            label = probe.form(conn.dialect, None).prepare[0].decode()
+            for _ in range(2):                              # text the first time, prepared when next idle
+                with conn.begin():
+                    assert fast.rows(conn, probe) == []
+            assert label in names()
+            for _ in range(6):                              # psycopg prepares a statement of its own ...
+                conn.execute(select(OrgUnit.id).where(OrgUnit.code == "x")).all()
+            conn.rollback()                                 # ... and its rollback deallocates everything
+            assert label not in names()
+            for _ in range(2):
+                with conn.begin():
+                    assert fast.rows(conn, probe) == []     # not "prepared statement does not exist"
+            assert label in names()
+            with conn.begin():
+                assert fast.run(conn, unpreparable, {"x": None}).scalar() == 1
+            with conn.begin():                              # refused by the server once: text from then on
+                assert fast.run(conn, unpreparable, {"x": "a"}).rows == []
+                assert fast.rows(conn, probe) == []         # the transaction was not harmed
+            assert unpreparable.form(conn.dialect, None).preparable is False
+    finally:
+        fast.listeners.pop()
+        engine.dispose()
