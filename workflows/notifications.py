@@ -137,13 +137,13 @@ def _for(kind: str, n: int) -> fast.Statement:
     found = _BY_COUNT.get((kind, n))
     if found is None:
         ids = [bindparam(f"u{i}") for i in range(n)]
-        if kind == "people":
-            stmt = select(*_PERSON).where(_USERS.c.id.in_(ids), _USERS.c.active.is_(True))
+        if kind == "people":   # with her preferences, where she set any
+            stmt = (select(*_PERSON, *[c.label(f"pref_{c.name}") for c in _PREFS.c])
+                    .outerjoin(_PREFS, _PREFS.c.user_id == _USERS.c.id)
+                    .where(_USERS.c.id.in_(ids), _USERS.c.active.is_(True)))
         elif kind == "roles":
             stmt = (select(_RA.c.user_id, _RA.c.role, _OU.c.code, _OU.c.path, _OU.c.level)
                     .join(_OU, _OU.c.id == _RA.c.org_unit_id).where(_RA.c.user_id.in_(ids)))
-        elif kind == "prefs":
-            stmt = select(_PREFS).where(_PREFS.c.user_id.in_(ids))
         else:   # kind "holders": n ancestor paths
             paths = [bindparam(f"p{i}") for i in range(n)]
             stmt = (select(_USERS.c.id).join(_RA, _RA.c.user_id == _USERS.c.id).join(_OU, _OU.c.id == _RA.c.org_unit_id)
@@ -333,18 +333,20 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
     ids = {f"u{i}": u for i, u in enumerate(wanted)}
     n = len(wanted)
     postgres = s.get_bind().dialect.name == "postgresql"
-    reads = [(_for("people", n), ids, False), (_for("roles", n), ids, False), (_for("prefs", n), ids, False)]
+    reads = [(_for("people", n), ids, False), (_for("roles", n), ids, False)]
     if postgres:
         reads.append((_next_ids(_NOTIFICATIONS.name), {"n": n}, False))
         if outside:
             reads.append((_next_ids(outbox.OUTBOX.name), {"n": n * len(outside)}, False))
     results = fast.run_many(s, reads)
-    users = {r["id"]: SimpleNamespace(**r) for r in results[0].mappings()}
+    people = results[0].mappings()
+    users = {r["id"]: SimpleNamespace(**{k: v for k, v in r.items() if not k.startswith("pref_")}) for r in people}
     if not users:
         return []
     actors = _actors(s, users.values(), results[1].rows)
-    prefs = _preferences(s, users.values(), [SimpleNamespace(**r) for r in results[2].mappings()])
-    new_ids = ([r[0] for r in results[3].rows], [r[0] for r in results[4].rows] if outside else []) \
+    prefs = _preferences(s, users.values(), [SimpleNamespace(**{k[5:]: v for k, v in r.items() if k.startswith("pref_")})
+                                             for r in people if r["pref_user_id"] is not None])
+    new_ids = ([r[0] for r in results[2].rows], [r[0] for r in results[3].rows] if outside else []) \
         if postgres else None
     spec = engine.spec_of(s, case.process_version_id)
     now = engine.clock()
