@@ -215,7 +215,7 @@ class _Prepared:
     wanted: dict = field(default_factory=dict)
 
 
-def _prepared(conn: Connection, raw: Any) -> _Prepared | None:
+def _prepared(raw: Any) -> _Prepared | None:
     """What is prepared on ``raw`` (None: statements go as text on this connection).
 
     psycopg prepares statements of its own (those SQLAlchemy sends five times) and, on a
@@ -225,19 +225,17 @@ def _prepared(conn: Connection, raw: Any) -> _Prepared | None:
     """
     if not PREPARE:
         return None
-    found = conn.info.get("hexie_fast_prepared")
-    if found is None or found.raw is not raw:
-        manager = getattr(raw, "_prepared", None)
-        clear = getattr(manager, "clear", None)
-        if clear is None:
-            return None
-        found = conn.info["hexie_fast_prepared"] = _Prepared(raw)
-        done = found.done
+    manager = getattr(raw, "_prepared", None)
+    clear = getattr(manager, "clear", None)
+    if clear is None:
+        return None
+    found = _Prepared(raw)
+    done = found.done
 
-        def _clear() -> bool:
-            done.clear()
-            return clear()
-        manager.clear = _clear
+    def _clear() -> bool:
+        done.clear()
+        return clear()
+    manager.clear = _clear
     return found
 
 
@@ -364,19 +362,14 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
     The server runs the statements one after another; the first that fails ends the message
     and aborts the transaction (what follows it, the COMMIT too, is not run).
     """
-    from psycopg import ClientCursor, errors, generators, pq
-    from psycopg.adapt import Transformer
     raw = conn.connection.dbapi_connection
-    client = conn.info.get("hexie_fast_client")
-    if client is None or client.connection is not raw:
-        client = conn.info["hexie_fast_client"] = ClientCursor(raw)
-        conn.info["hexie_fast_literal"] = Transformer(raw).as_literal
-    literal = conn.info["hexie_fast_literal"]
-    encoding = raw.info.encoding
-    utf8 = encoding in ("utf-8", "utf8")
+    link = conn.info.get("hexie_fast_link")
+    if link is None or link.raw is not raw:
+        link = conn.info["hexie_fast_link"] = _Link(raw, _prepared(raw))
+    pq = _pq
+    literal, prepared = link.literal, link.prepared
     parts: list[bytes] = []
-    begin = raw.info.transaction_status == pq.TransactionStatus.IDLE
-    prepared = _prepared(conn, raw) if utf8 else None
+    begin = raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
     if begin:
         if prepared is not None and prepared.wanted:
             _prepare_wanted(raw, prepared)
@@ -384,17 +377,18 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
     for index, item in enumerate(items):
         if item.conflict is not None:
             item.params["hexie_check"] = index
-        _notify(item.form, item.params)
+        if listeners:
+            _notify(item.form, item.params)
         form = item.form
         if prepared is not None and form.preparable:
             if form.prepare[0] in prepared.done:
                 parts.append(_execute(form, item.params, literal))
                 continue
             prepared.wanted[form.prepare[0]] = form
-        if utf8 and form.template is not None:
+        if link.utf8 and form.template is not None:
             parts.append(_render(form.template, item.params, literal))
         else:
-            parts.append(client.mogrify(form.sql, item.params).encode(encoding))
+            parts.append(link.client.mogrify(form.sql, item.params).encode(link.encoding))
     if commit:
         parts.append(b"COMMIT")
     if not parts:
@@ -403,7 +397,7 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
     try:
         with raw.lock:
             raw.pgconn.send_query(b";\n".join(parts))
-            results = raw.wait(generators.execute(raw.pgconn))
+            results = raw.wait(_generators.execute(raw.pgconn))
     except Exception as err:
         conn._handle_dbapi_exception(err, items[0].form.sql if items else "COMMIT",
                                      items[0].params if items else None, None, None)
@@ -412,7 +406,7 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
         if result.status == pq.ExecStatus.FATAL_ERROR:
             failed = index - (1 if begin else 0)
             try:
-                raise errors.error_from_result(result, encoding=encoding)
+                raise _errors.error_from_result(result, encoding=link.encoding)
             except Exception as err:
                 stale = _STALE.search(str(err))
                 if stale is not None and int(stale.group(1)) < len(items) and items[int(stale.group(1))].conflict:
@@ -420,16 +414,40 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
                 item = items[failed] if 0 <= failed < len(items) else None
                 conn._handle_dbapi_exception(err, item.form.sql if item else "COMMIT",
                                              item.params if item else None, None, None)
+    loader = None
     for item, result in zip(items, answers):
-        item.rowcount = int(result.command_tuples or 0) if result.command_tuples is not None else -1
+        tuples = result.command_tuples
+        item.rowcount = int(tuples or 0) if tuples is not None else -1
         if item.wants_rows or item.form.keys:
             if result.status == pq.ExecStatus.TUPLES_OK:
-                loader = Transformer(raw)
+                if loader is None:
+                    loader = _Transformer(raw)
                 loader.set_pgresult(result)
                 item.rows = item.form.rows(loader.load_rows(0, result.ntuples, tuple))
             else:
                 item.rows = []
         item.done = True
+
+
+class _Link:
+    """What :func:`_run_postgres` keeps of one server connection (asking psycopg each time costs
+    more than the statement: ``Connection.info`` is a new object at every call). The client
+    encoding is read once: Hexie never changes it on its connections."""
+
+    def __init__(self, raw: Any, prepared: "_Prepared | None") -> None:
+        global _pq, _errors, _generators, _Transformer
+        from psycopg import ClientCursor, errors, generators, pq
+        from psycopg.adapt import Transformer
+        _pq, _errors, _generators, _Transformer = pq, errors, generators, Transformer
+        self.raw = raw
+        self.client = ClientCursor(raw)
+        self.literal = Transformer(raw).as_literal
+        self.encoding = raw.info.encoding
+        self.utf8 = self.encoding in ("utf-8", "utf8")
+        self.prepared = prepared if self.utf8 else None
+
+
+_pq = _errors = _generators = _Transformer = None
 
 
 def _send(conn: Connection, extra: list[_Pending], commit: bool = False) -> None:
