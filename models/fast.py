@@ -216,12 +216,14 @@ class _Prepared:
 
 
 def _prepared(raw: Any) -> _Prepared | None:
-    """What is prepared on ``raw`` (None: statements go as text on this connection).
+    """What is prepared on ``raw`` (None: statements go as text on this connection). Only on
+    the connections of an engine made by :func:`hexie.models.make_engine` (which turns psycopg's
+    own automatic preparing off, see ``_postgres_settings``); a host's own engine gets text.
 
-    psycopg prepares statements of its own (those SQLAlchemy sends five times) and, on a
-    rollback, deallocates them all with ``DEALLOCATE ALL`` (its ``PrepareManager.clear``):
-    ours go with them, so that method is wrapped to forget ours too (they are prepared again
-    when next wanted). Without that method to wrap (another psycopg), nothing is prepared.
+    Should psycopg prepare statements of its own all the same (a caller's ``prepare=True``),
+    it deallocates them at the next rollback with ``DEALLOCATE ALL`` (its
+    ``PrepareManager.clear``), ours with them: that method is wrapped to forget ours too (they
+    are prepared again when next wanted). Without it to wrap (another psycopg), nothing is prepared.
     """
     if not PREPARE:
         return None
@@ -233,8 +235,10 @@ def _prepared(raw: Any) -> _Prepared | None:
     done = found.done
 
     def _clear() -> bool:
-        done.clear()
-        return clear()
+        deallocating = clear()      # True: psycopg sends DEALLOCATE ALL next
+        if deallocating:
+            done.clear()
+        return deallocating
     manager.clear = _clear
     return found
 
@@ -365,7 +369,7 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
     raw = conn.connection.dbapi_connection
     link = conn.info.get("hexie_fast_link")
     if link is None or link.raw is not raw:
-        link = conn.info["hexie_fast_link"] = _Link(raw, _prepared(raw))
+        link = conn.info["hexie_fast_link"] = _Link(raw, _prepared(raw) if _queues(conn) else None)
     pq = _pq
     literal, prepared = link.literal, link.prepared
     parts: list[bytes] = []
