@@ -121,7 +121,7 @@ def make_engine(url: str | URL, schema: str | None = None, **kwargs: Any) -> Eng
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _set_sqlite_pragmas)
     else:
-        event.listen(engine, "connect", _postgres_settings)
+        event.listen(engine, "connect", _no_jit)
     if engine.dialect.name != "sqlite" and schema:
         def _set_search_path(dbapi_connection: Any, _record: Any) -> None:
             with dbapi_connection.cursor() as cursor:
@@ -132,18 +132,10 @@ def make_engine(url: str | URL, schema: str | None = None, **kwargs: Any) -> Eng
     return engine
 
 
-def _postgres_settings(dbapi_connection: Any, _record: Any) -> None:
-    """How Hexie's PostgreSQL connections are set up.
-
-    * JIT off: its statements are short (an inbox page, a step), and the planner's cost of a
-      count over a million tasks started a JIT compilation of 0.5 s for a statement that runs
-      in 2 ms (bench/bench_http.py, 1 Dec; docs/performance.md).
-    * psycopg's own automatic prepared statements off (``prepare_threshold``): they were
-      forgotten with a ``DEALLOCATE ALL`` at every rollback (every read-only session ends in
-      one), which took the write path's own prepared statements along
-      (:mod:`hexie.models.fast` prepares those once per connection, and keeps them).
-    """
-    dbapi_connection.prepare_threshold = None
+def _no_jit(dbapi_connection: Any, _record: Any) -> None:
+    """PostgreSQL's JIT off for Hexie's connections: its statements are short (an inbox page, a
+    step), and the planner's cost of a count over a million tasks started a JIT compilation of
+    0.5 s for a statement that runs in 2 ms (bench/bench_http.py, 1 Dec; docs/performance.md)."""
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SET jit = off")
     dbapi_connection.commit()

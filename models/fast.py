@@ -217,13 +217,15 @@ class _Prepared:
 
 def _prepared(raw: Any) -> _Prepared | None:
     """What is prepared on ``raw`` (None: statements go as text on this connection). Only on
-    the connections of an engine made by :func:`hexie.models.make_engine` (which turns psycopg's
-    own automatic preparing off, see ``_postgres_settings``); a host's own engine gets text.
+    the connections of an engine made by :func:`hexie.models.make_engine`; a host's own engine
+    gets text.
 
-    Should psycopg prepare statements of its own all the same (a caller's ``prepare=True``),
-    it deallocates them at the next rollback with ``DEALLOCATE ALL`` (its
-    ``PrepareManager.clear``), ours with them: that method is wrapped to forget ours too (they
-    are prepared again when next wanted). Without it to wrap (another psycopg), nothing is prepared.
+    psycopg prepares statements of its own (those SQLAlchemy sends five times; the pages'
+    read sessions run in autocommit and keep them) and, at a rollback of a transaction, it
+    deallocates them all with ``DEALLOCATE ALL`` (its ``PrepareManager.clear``): ours go with
+    them. That method is wrapped to forget ours too when it does (they are prepared again when
+    next wanted: a refused call costs the next ones on that connection a round trip per
+    statement, once). Without it to wrap (another psycopg), nothing is prepared.
     """
     if not PREPARE:
         return None

@@ -136,9 +136,9 @@ def test_the_literals_sent_at_the_driver_are_psycopgs_own(pg_url):
 
 def test_prepared_statements_at_the_driver_survive_psycopgs_deallocate_all(pg_url):
     """PostgreSQL: the driver-level statements are prepared once per connection (when it is idle)
-    and then run as ``EXECUTE``; a rollback keeps them; should psycopg have prepared one of its
-    own, its ``DEALLOCATE ALL`` at the rollback takes ours along and they are prepared again
-    instead of failing; a statement the server will not prepare goes as text, in the same
+    and then run as ``EXECUTE``; a rollback keeps them, unless psycopg has prepared statements
+    of its own: its ``DEALLOCATE ALL`` at the rollback takes ours along, and they are prepared
+    again instead of failing; a statement the server will not prepare goes as text, in the same
     transaction, without harming it."""
     from sqlalchemy import literal_column, text
     from hexie.models import fast, make_engine
@@ -156,13 +156,11 @@ def test_prepared_statements_at_the_driver_survive_psycopgs_deallocate_all(pg_ur
                 with conn.begin():
                     assert fast.rows(conn, probe) == []
             assert label in names()
-            for _ in range(6):                              # a read-only transaction, rolled back
+            conn.rollback()                                 # nothing of psycopg's own prepared: kept
+            assert label in names()
+            for _ in range(6):                              # psycopg prepares a statement of its own ...
                 conn.execute(select(OrgUnit.id).where(OrgUnit.code == "x")).all()
-            conn.rollback()
-            assert label in names()                         # kept (psycopg prepared nothing of its own)
-            raw.prepare_threshold = 5                       # psycopg made to prepare one of its own ...
-            raw.execute("SELECT 1", prepare=True)
-            raw.rollback()                                  # ... then its rollback deallocates everything
+            conn.rollback()                                 # ... and its rollback deallocates everything
             assert label not in names()
             for _ in range(2):
                 with conn.begin():
