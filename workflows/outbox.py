@@ -109,11 +109,12 @@ def _webhook_rows(dialect: str) -> Any:
     """One statement writes the rows of all the transaction's events for every active
     subscription that lists them (no read of the subscriptions first, however many events).
 
-    The events travel as one JSON array (``:events``), each element the row's payload
-    (PostgreSQL's ``json_array_elements`` keeps an element's text verbatim; SQLite's
-    ``json_each`` writes it minified: the same object). One literal to quote, where a text
-    array of payloads cost psycopg a regular-expression escape of every quote in every payload,
-    and on SQLite one statement instead of a read of the subscriptions and an insert per row."""
+    The events travel as one JSON array (``:events``): on PostgreSQL each element is the row's
+    payload (``json_array_elements`` keeps an element's text verbatim), on SQLite the payload's
+    text as a JSON string (``json_each`` would write an object minified). One literal to quote,
+    where a text array of payloads cost psycopg a regular-expression escape of every quote in
+    every payload, and on SQLite one statement instead of a read of the subscriptions and an
+    insert per row."""
     from sqlalchemy import DateTime, bindparam, text
     subs = WebhookSubscription.__table__.name
     if dialect == "postgresql":
@@ -166,8 +167,9 @@ def write_events(session: Session, events: Iterable[dict[str, Any]], now: dateti
     if stmt is None:
         stmt = _WEBHOOK_ROWS[dialect] = _webhook_rows(dialect)
     from hexie.models.db import json_dumps
+    payloads = [json_dumps(e) for e in events]
     session.info.setdefault(_HANDLES, []).append(fast.defer(session, stmt, {
-        "now": now, "events": "[" + ", ".join(json_dumps(e) for e in events) + "]"}))
+        "now": now, "events": "[" + ", ".join(payloads) + "]" if dialect == "postgresql" else json_dumps(payloads)}))
 
 
 # --------------------------------------------------------------- sending
