@@ -72,9 +72,14 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+#: What :func:`json_dumps` encodes with, made once (``json.dumps`` with these options makes the
+#: same encoder on every call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=json_default)
+
+
 def json_dumps(value: Any) -> str:
     """Serialize a JSON column value: readable Chinese, Decimal and dates as strings."""
-    return json.dumps(value, ensure_ascii=False, default=json_default)
+    return _ENCODER.encode(value)
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -9,9 +9,11 @@ payment changed from 200 to 20,000 with the chain recomputed, and a whole paid c
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import stat
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from click.testing import CliRunner
 from sqlalchemy import select, text
 
 from hexie.models import AuditEvent, Case
+from hexie.models.db import json_default
 from hexie.workflows import audit
 from hexie.workflows.audit import HASHED_FIELDS, canonical_json, event_hash, make_anchor, verify_anchor, verify_chain
 from hexie.workflows.ledger import verify_ledger
@@ -179,3 +182,23 @@ def test_the_key_lives_in_the_instance_folder_when_not_configured(tmp_path: Path
     assert audit.audit_key() == key                               # generated once, then kept
     monkeypatch.setenv("HEXIE_AUDIT_KEY", "another")
     assert audit.audit_key() == b"another"
+
+
+@pytest.mark.parametrize("value", ["13812345678", "县城\"1\"号\\\n\u2028\x01", "", 0, -7, 10**20, None, True, False,
+                                   1.5, "1.50", ["a", 2, None], {"b": [1], "a": "县"}, [], {}])
+def test_seals_and_hashes_are_the_plain_paths_bytes(value):
+    """value_seal puts its canonical JSON together from its items', and both HMACs start from a
+    keyed copy: the same digests as canonical_json and hmac.new give."""
+    key = audit.audit_key()
+    for case_id, seq, field, index in ((1, 1, "phone", 1), (None, 12, "地址", 0), (2**40, 3, 'a"b', 1)):
+        document = canonical_json(["hexie-seal/1", case_id, seq, field, index, value]).encode("utf-8")
+        plain = hmac.new(key, document, hashlib.sha256).hexdigest()
+        assert audit.value_seal(case_id, seq, field, index, value) == plain
+        assert audit.value_seal(case_id, seq, field, index, value, key) == plain
+    fields = dict(prev_hash="ab" * 32, case_id=5, seq=2, at=datetime(2026, 12, 1, 8, 30),
+                  actor="rep", kind="started", trigger=None, from_state=None, to_state="registration",
+                  comment=None, changes={"phone": [None, value]})
+    plain = hmac.new(key, canonical_json(fields).encode("utf-8"), hashlib.sha256).hexdigest()
+    assert event_hash(**fields) == plain == event_hash(**fields, key=key)
+    assert canonical_json(fields) == json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                                default=json_default)

@@ -53,10 +53,29 @@ HASHED_FIELDS = ("prev_hash", "case_id", "seq", "at", "actor", "kind", "trigger"
                  "from_state", "to_state", "comment", "changes")
 
 
+#: What :func:`canonical_json` encodes with (made once: ``json.dumps`` with these options makes
+#: this very encoder on every call, and encodes with it).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_default)
+#: JSON text of one string, as the encoder above writes it (``ensure_ascii=False``).
+_json_str = json.encoder.encode_basestring
+
+
 def canonical_json(value: Any) -> str:
     """JSON that is the same text for the same content: sorted keys, no spaces."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=json_default)
+    return _CANONICAL.encode(value)
+
+
+def _canonical_scalar(value: Any) -> str:
+    """:func:`canonical_json` of one value, cheaper for the common scalars (the same text:
+    a string as the encoder quotes it, an int by ``int.__repr__``, None as ``null``)."""
+    kind = type(value)
+    if kind is str:
+        return _json_str(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    return _CANONICAL.encode(value)
 
 
 def _naive_utc(at: datetime) -> datetime:
@@ -66,6 +85,23 @@ def _naive_utc(at: datetime) -> datetime:
 
 
 _KEYS: dict[tuple[str | None, str | None], bytes] = {}
+#: An HMAC-SHA256 keyed with each audit key, before any message: ``.copy()`` of it is the same
+#: as ``hmac.new(key, digestmod=sha256)``, without the key's padding and hashing each time.
+_KEYED: dict[bytes, Any] = {}
+
+
+def _keyed(key: bytes) -> Any:
+    found = _KEYED.get(key)
+    if found is None:
+        found = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
+    return found
+
+
+def _hmac_hex(key: bytes, text: bytes) -> str:
+    """``hmac.new(key, text, sha256).hexdigest()``."""
+    mac = _keyed(key).copy()
+    mac.update(text)
+    return mac.hexdigest()
 
 
 def audit_key() -> bytes:
@@ -81,9 +117,10 @@ def audit_key() -> bytes:
 def event_hash(*, prev_hash: str | None, case_id: int | None, seq: int, at: datetime,
                actor: str, kind: str, trigger: str | None, from_state: str | None,
                to_state: str | None, comment: str | None, changes: Any, keyed: bool = True,
-               sealed: Mapping[str, list[str]] | None = None) -> str:
+               sealed: Mapping[str, list[str]] | None = None, key: bytes | None = None) -> str:
     """The HMAC-SHA256 (hex) of an event's canonical content with the audit key
-    (``keyed=False``: the plain SHA-256 that chains written before the key had).
+    (``keyed=False``: the plain SHA-256 that chains written before the key had; ``key``: the
+    audit key, when the caller has it already).
 
     ``sealed`` (scheme 2): field -> the seals of its ``[old, new]`` values, which then stand
     in the hashed document for the values themselves.
@@ -101,22 +138,27 @@ def event_hash(*, prev_hash: str | None, case_id: int | None, seq: int, at: date
     text = canonical_json(document).encode("utf-8")
     if not keyed:
         return hashlib.sha256(text).hexdigest()
-    return hmac.new(audit_key(), text, hashlib.sha256).hexdigest()
+    return _hmac_hex(key if key is not None else audit_key(), text)
 
 
-def value_seal(case_id: int | None, seq: int, field: str, index: int, value: Any) -> str:
-    """The keyed hash of one recorded value (``index`` 0: old, 1: new), bound to its place."""
-    text = canonical_json(["hexie-seal/1", case_id, seq, field, index, value]).encode("utf-8")
-    return hmac.new(audit_key(), text, hashlib.sha256).hexdigest()
+def value_seal(case_id: int | None, seq: int, field: str, index: int, value: Any,
+               key: bytes | None = None) -> str:
+    """The keyed hash of one recorded value (``index`` 0: old, 1: new), bound to its place:
+    over ``canonical_json(["hexie-seal/1", case_id, seq, field, index, value])``, whose text is
+    put together here from its items' (the same bytes; ``tests/test_audit_keyed.py``)."""
+    text = (f'["hexie-seal/1",{_canonical_scalar(case_id)},{_canonical_scalar(seq)},{_canonical_scalar(field)},'
+            f'{_canonical_scalar(index)},{_canonical_scalar(value)}]').encode("utf-8")
+    return _hmac_hex(key if key is not None else audit_key(), text)
 
 
 def seal_changes(case_id: int | None, seq: int, changes: Mapping[str, Any] | None,
-                 seal: Iterable[str]) -> dict[str, list[str]] | None:
+                 seal: Iterable[str], key: bytes | None = None) -> dict[str, list[str]] | None:
     """The seals of the values of ``seal`` fields that ``changes`` records (None: nothing to seal)."""
     if not changes:
         return None
-    names = set(seal)
-    sealed = {name: [value_seal(case_id, seq, name, i, v) for i, v in enumerate(value)]
+    names = seal if isinstance(seal, (set, frozenset)) else set(seal)
+    key = key if key is not None else audit_key()
+    sealed = {name: [value_seal(case_id, seq, name, i, v, key) for i, v in enumerate(value)]
               for name, value in changes.items()
               if name in names and isinstance(value, list) and len(value) == 2}
     return sealed or None
@@ -124,8 +166,9 @@ def seal_changes(case_id: int | None, seq: int, changes: Mapping[str, Any] | Non
 
 def hash_event(event: Mapping[str, Any], seal: Iterable[str] = ()) -> tuple[str, int, dict[str, list[str]] | None]:
     """(hash, hash_version, sealed) of an event about to be written (its fields as JSON-safe values)."""
-    sealed = seal_changes(event["case_id"], event["seq"], event["changes"], seal)
-    digest = event_hash(**{name: event[name] for name in HASHED_FIELDS}, sealed=sealed)
+    key = audit_key()
+    sealed = seal_changes(event["case_id"], event["seq"], event["changes"], seal, key)
+    digest = event_hash(**{name: event[name] for name in HASHED_FIELDS}, sealed=sealed, key=key)
     return digest, 2 if sealed else 1, sealed
 
 
@@ -300,7 +343,7 @@ ANCHOR_FORMAT = "hexie-audit-anchor/1"
 
 
 def _signature(body: Mapping[str, Any]) -> str:
-    return hmac.new(audit_key(), canonical_json(body).encode("utf-8"), hashlib.sha256).hexdigest()
+    return _hmac_hex(audit_key(), canonical_json(body).encode("utf-8"))
 
 
 def make_anchor(session: Session) -> dict[str, Any]:
