@@ -134,3 +134,33 @@ def test_cli_import(tmp_path, monkeypatch):
     out = runner.invoke(main, ["cases", "import", "elder_support", str(bad), "--as", "cadre"])
     assert out.exit_code == 1
     assert "row 3: youngest_elder_age:" in out.output
+
+
+def test_imported_cases_webhook_rows_carry_each_events_exact_payload(env, tmp_path):
+    """The outbox rows of an import (PostgreSQL: one JSON document of the batch's events) are one
+    per event and subscription listing it, in order, each payload the very text of the event."""
+    from sqlalchemy import String, cast
+
+    from hexie.models import OutboxMessage, WebhookSubscription
+    from hexie.models.db import json_dumps
+    with env.engine.transaction() as s:
+        s.add_all([WebhookSubscription(url="http://127.0.0.1:9/a", secret="s", events=["case_started"]),
+                   WebhookSubscription(url="http://127.0.0.1:9/b", secret="s", events=[]),
+                   WebhookSubscription(url="http://127.0.0.1:9/c", secret="s", events=None, active=False)])
+    events = []
+    env.engine.subscribe(events.append)
+    rows = [{**row, "business_key": key} for row, key in
+            zip(_households(5), ['K-1 "引号"', "K-2 \\ 反斜杠", "K-3\n换行", "K-4 ' 单引号", "K-5 \u2028"])]
+    path = _write(tmp_path / "h.csv", rows, header=["org_unit", "business_key", *HOUSEHOLD])
+    result = import_cases(env.engine, env.actor("cadre"), "elder_support", path, batch_size=2)
+    assert result.started == 5 and [e["event"] for e in events].count("case_started") == 5
+    with env.engine.session_factory() as s:
+        subs = dict(s.execute(select(WebhookSubscription.url, WebhookSubscription.id)).all())
+        written = [tuple(r) for r in s.execute(
+            select(OutboxMessage.subscription_id, OutboxMessage.event, OutboxMessage.case_id, OutboxMessage.seq,
+                   cast(OutboxMessage.payload, String)).where(OutboxMessage.kind == "webhook")
+            .order_by(OutboxMessage.id))]
+    expected = [(subs[url], e["event"], e["case_id"], e["seq"], json_dumps(e)) for e in events
+                for url in ("http://127.0.0.1:9/a", "http://127.0.0.1:9/b")
+                if url.endswith("b") or e["event"] == "case_started"]
+    assert written == expected and len(written) == 15
