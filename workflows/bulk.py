@@ -286,9 +286,9 @@ def _business_key(row: dict[str, Any]) -> str | None:
 def _record_rows(s: Session, run_id: int, batch: list[tuple[int, dict[str, Any]]], ids: list[int]) -> None:
     """Which rows became which cases, and how far the run got: in the batch's transaction."""
     conn = s.connection()
-    conn.execute(insert(ImportRow), [{"run_id": run_id, "line": row_no, "case_id": case_id,
-                                      "business_key": _business_key(row)}
-                                     for (row_no, row), case_id in zip(batch, ids)])
+    _insert_many(conn, ImportRow.__table__, [{"run_id": run_id, "line": row_no, "case_id": case_id,
+                                              "business_key": _business_key(row)}
+                                             for (row_no, row), case_id in zip(batch, ids)])
     conn.execute(update(ImportRun).where(ImportRun.id == run_id).values(
         last_line=batch[-1][0], started=ImportRun.started + len(ids)))
 
