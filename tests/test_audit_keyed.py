@@ -13,7 +13,7 @@ import hmac
 import json
 import os
 import stat
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -195,6 +195,10 @@ def test_seals_and_hashes_are_the_plain_paths_bytes(value):
         plain = hmac.new(key, document, hashlib.sha256).hexdigest()
         assert audit.value_seal(case_id, seq, field, index, value) == plain
         assert audit.value_seal(case_id, seq, field, index, value, key) == plain
+        pair = [hmac.new(key, canonical_json(["hexie-seal/1", case_id, seq, field, i, v]).encode("utf-8"),
+                         hashlib.sha256).hexdigest() for i, v in enumerate(["旧", value])]
+        changes = {field: ["旧", value], "other": [None, 1]}
+        assert audit.seal_changes(case_id, seq, changes, [field]) == {field: pair}
     fields = dict(prev_hash="ab" * 32, case_id=5, seq=2, at=datetime(2026, 12, 1, 8, 30),
                   actor="rep", kind="started", trigger=None, from_state=None, to_state="registration",
                   comment=None, changes={"phone": [None, value]})
@@ -202,3 +206,39 @@ def test_seals_and_hashes_are_the_plain_paths_bytes(value):
     assert event_hash(**fields) == plain == event_hash(**fields, key=key)
     assert canonical_json(fields) == json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                                                 default=json_default)
+
+
+def _plain_event_hash(key: bytes, fields: dict, sealed: dict | None) -> str:
+    """event_hash as it was first written: the document built as a dict, then canonical_json."""
+    changes = fields["changes"]
+    if sealed:
+        changes = {n: ([{"#": seal} for seal in sealed[n]] if n in sealed else v) for n, v in (changes or {}).items()}
+    at = fields["at"]
+    if at.tzinfo is not None:
+        at = at.astimezone(timezone.utc).replace(tzinfo=None)
+    document = {**fields, "at": at, "changes": changes} | ({"v": 2} if sealed else {})
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_default)
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("changes,sealed", [
+    (None, None), ({}, None), ({"amount": ["200.00", "20000.00"], "名字": [None, "王\"秀\\英\n"]}, None),
+    ({"phone": [None, "13812345678"], "n": [1, 2.5], "x": [True, {"b": 1, "a": [None]}]},
+     {"phone": ["a" * 64, "b" * 64]}),
+    ("a string", None), ([1, "二"], None)])
+@pytest.mark.parametrize("at", [datetime(2026, 12, 1, 8, 30, 0, 123456), datetime(2026, 1, 2),
+                                datetime(2026, 6, 1, 16, 0, tzinfo=timezone(
+                                    timedelta(hours=8)))])
+def test_event_hash_is_the_dict_documents_bytes(changes, sealed, at):
+    key = audit.audit_key()
+    for fields in (dict(prev_hash=None, case_id=None, seq=1, at=at, actor="system", kind="started", trigger=None,
+                        from_state=None, to_state="registration", comment=None, changes=changes),
+                   dict(prev_hash="f" * 64, case_id=2**40, seq=17, at=at, actor="王'rep\"", kind="transition",
+                        trigger="approve", from_state="审核", to_state="done", comment="同意\u2028 ok \\", changes=changes)):
+        assert event_hash(**fields, sealed=sealed) == _plain_event_hash(key, fields, sealed)
+        assert event_hash(**fields, sealed=sealed, keyed=False) == hashlib.sha256(
+            json.dumps({**fields, "at": fields["at"] if at.tzinfo is None else datetime(2026, 6, 1, 8, 0),
+                        "changes": {n: ([{"#": s} for s in sealed[n]] if n in sealed else v)
+                                    for n, v in changes.items()} if sealed else changes}
+                       | ({"v": 2} if sealed else {}), sort_keys=True, separators=(",", ":"),
+                       ensure_ascii=False, default=json_default).encode("utf-8")).hexdigest()

@@ -128,14 +128,15 @@ def event_hash(*, prev_hash: str | None, case_id: int | None, seq: int, at: date
     if sealed:
         changes = {name: ([{"#": seal} for seal in sealed[name]] if name in sealed else value)
                    for name, value in (changes or {}).items()}
-    document = {
-        "prev_hash": prev_hash, "case_id": case_id, "seq": seq, "at": _naive_utc(at),
-        "actor": actor, "kind": kind, "trigger": trigger, "from_state": from_state,
-        "to_state": to_state, "comment": comment, "changes": changes,
-    }
-    if sealed:
-        document["v"] = 2
-    text = canonical_json(document).encode("utf-8")
+    # canonical_json of {prev_hash, case_id, seq, at (naive UTC), actor, kind, trigger, from_state,
+    # to_state, comment, changes, and "v": 2 when sealed}, put together here from its values' JSON:
+    # the keys are fixed, so is their sorted order (the same bytes; tests/test_audit_keyed.py)
+    at = _naive_utc(at)
+    s = _canonical_scalar
+    text = (f'{{"actor":{s(actor)},"at":{_json_str(at.isoformat()) if type(at) is datetime else s(at)},'
+            f'"case_id":{s(case_id)},"changes":{_CANONICAL.encode(changes)},"comment":{s(comment)},'
+            f'"from_state":{s(from_state)},"kind":{s(kind)},"prev_hash":{s(prev_hash)},"seq":{s(seq)},'
+            f'"to_state":{s(to_state)},"trigger":{s(trigger)}' + (',"v":2}' if sealed else "}")).encode("utf-8")
     if not keyed:
         return hashlib.sha256(text).hexdigest()
     return _hmac_hex(key if key is not None else audit_key(), text)
@@ -146,9 +147,17 @@ def value_seal(case_id: int | None, seq: int, field: str, index: int, value: Any
     """The keyed hash of one recorded value (``index`` 0: old, 1: new), bound to its place:
     over ``canonical_json(["hexie-seal/1", case_id, seq, field, index, value])``, whose text is
     put together here from its items' (the same bytes; ``tests/test_audit_keyed.py``)."""
-    text = (f'["hexie-seal/1",{_canonical_scalar(case_id)},{_canonical_scalar(seq)},{_canonical_scalar(field)},'
-            f'{_canonical_scalar(index)},{_canonical_scalar(value)}]').encode("utf-8")
-    return _hmac_hex(key if key is not None else audit_key(), text)
+    return _seal(_seal_prefix(case_id, seq), _canonical_scalar(field), _canonical_scalar(index), value,
+                 key if key is not None else audit_key())
+
+
+def _seal_prefix(case_id: int | None, seq: int) -> str:
+    return f'["hexie-seal/1",{_canonical_scalar(case_id)},{_canonical_scalar(seq)},'
+
+
+def _seal(prefix: str, field_json: str, index_json: str, value: Any, key: bytes) -> str:
+    """:func:`value_seal` from the canonical JSON of its place (case and seq, field, index)."""
+    return _hmac_hex(key, f"{prefix}{field_json},{index_json},{_canonical_scalar(value)}]".encode("utf-8"))
 
 
 def seal_changes(case_id: int | None, seq: int, changes: Mapping[str, Any] | None,
@@ -158,9 +167,13 @@ def seal_changes(case_id: int | None, seq: int, changes: Mapping[str, Any] | Non
         return None
     names = seal if isinstance(seal, (set, frozenset)) else set(seal)
     key = key if key is not None else audit_key()
-    sealed = {name: [value_seal(case_id, seq, name, i, v, key) for i, v in enumerate(value)]
-              for name, value in changes.items()
-              if name in names and isinstance(value, list) and len(value) == 2}
+    prefix = _seal_prefix(case_id, seq)
+    sealed = {}
+    for name, value in changes.items():
+        if name in names and isinstance(value, list) and len(value) == 2:
+            field_json = _canonical_scalar(name)
+            sealed[name] = [_seal(prefix, field_json, "0", value[0], key),
+                            _seal(prefix, field_json, "1", value[1], key)]
     return sealed or None
 
 
