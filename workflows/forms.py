@@ -24,6 +24,8 @@ MAX_COMMENT = 4_000
 #: Characters that show nothing: text made only of these (and spaces) is empty.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064"
                                     "\ufeff\u180e\u00ad\u034f\u061c\u115f\u1160\u3164\uffa0"))
+#: The same characters, for a look at one character.
+_INVISIBLE_CHARS = frozenset(map(chr, _INVISIBLE))
 _NUMBER_LIMIT = Decimal(10) ** 15
 
 
@@ -36,6 +38,11 @@ class FieldError(ValueError):
 
 def blank_text(text: str) -> bool:
     """True for text that shows nothing: empty, spaces, or zero-width characters only."""
+    stripped = text.strip()
+    if not stripped:
+        return True
+    if stripped[0] not in _INVISIBLE_CHARS:   # a character that shows: nothing else to look at
+        return False
     return not text.translate(_INVISIBLE).strip()
 
 
@@ -56,8 +63,11 @@ def max_length(field: FieldSpec) -> int | None:
 
 
 def _is_empty(value: Any) -> bool:
-    return value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0) or (
-        isinstance(value, str) and blank_text(value))
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value or blank_text(value)
+    return isinstance(value, (list, tuple)) and len(value) == 0
 
 
 def _bounds(field: FieldSpec, value: int | Decimal) -> None:
@@ -177,29 +187,32 @@ def validate_form(process: ProcessSpec, form: Iterable[FormField], submitted: Ma
     an error; a required field is satisfied by a new value or one the case already has.
     """
     form = tuple(form)
-    allowed = {f.name: f for f in form}
+    allowed = {f.name for f in form}
     changes: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name in submitted:
         if name not in allowed:
             errors[name] = "此表单不含该字段 / not a field of this form"
+    fields = process.fields
     for entry in form:
-        field = process.fields[entry.name]
-        if entry.name in submitted and not _is_empty(submitted[entry.name]):
-            try:
-                value = coerce_value(field, submitted[entry.name])
-            except FieldError as err:
-                errors[entry.name] = str(err)
-                continue
-            if current.get(entry.name) != value:
-                changes[entry.name] = value
-        elif entry.name in submitted:  # explicitly emptied
-            if entry.required:
-                errors[entry.name] = "必填 / required"
-            elif current.get(entry.name) is not None:
-                changes[entry.name] = None
-        elif entry.required and _is_empty(current.get(entry.name)):
-            errors[entry.name] = "必填 / required"
+        name = entry.name
+        field = fields[name]
+        if name in submitted:
+            value = submitted[name]
+            if not _is_empty(value):
+                try:
+                    value = coerce_value(field, value)
+                except FieldError as err:
+                    errors[name] = str(err)
+                    continue
+                if current.get(name) != value:
+                    changes[name] = value
+            elif entry.required:  # explicitly emptied
+                errors[name] = "必填 / required"
+            elif current.get(name) is not None:
+                changes[name] = None
+        elif entry.required and _is_empty(current.get(name)):
+            errors[name] = "必填 / required"
     return changes, errors
 
 

@@ -77,7 +77,7 @@ class FieldSpec:
     #: for a user field: the role of the people it names (``role:``; the picker lists only them)
     role: str | None = None
 
-    @property
+    @cached_property
     def choice_keys(self) -> tuple[str, ...]:
         return tuple(k for k, _ in self.choices)
 
@@ -320,7 +320,7 @@ class ProcessSpec:
                 return s
         raise KeyError(name)
 
-    @property
+    @cached_property
     def initial_state(self) -> StateSpec:
         return next((s for s in self.states if s.initial), self.states[0])
 
