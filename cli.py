@@ -5,6 +5,7 @@ only to serve it; the engine imports neither. Engine errors become exit status 1
 """
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from pathlib import Path
@@ -415,6 +416,9 @@ def cases_import(process: str, file: str, username: str | None, batch: int, resu
     from hexie.workflows.access import SYSTEM
     from hexie.workflows.bulk import ImportAborted, import_cases, interrupted_run
     engine = build_engine()
+    # What is loaded now (definitions, SQLAlchemy, the engine) lives as long as the command: the
+    # garbage collector's full passes stop scanning it again and again (~10 % of a large import).
+    gc.freeze()
     began = time.perf_counter()
     if not resume and interrupted_run(engine, process, file) is not None:
         click.echo("此文件的上次导入中断了：请加 --resume 续传（已导入的行不会重复）/ an earlier import of this "

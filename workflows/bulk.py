@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time as dt_time
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
@@ -556,9 +557,18 @@ def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> No
         return
     names = list(rows[0])
     quote = conn.dialect.identifier_preparer.quote
-    processors = [table.c[name].type.bind_processor(conn.dialect) for name in names]
-    values = [tuple(v if p is None else p(v) for v, p in zip((row[n] for n in names), processors))
-              for row in rows]
+    processed = [(i, p) for i, name in enumerate(names)
+                 if (p := table.c[name].type.bind_processor(conn.dialect)) is not None]
+    get = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    values = []
+    for row in rows:
+        value = get(row)
+        if processed:
+            value = list(value)
+            for i, process in processed:
+                value[i] = process(value[i])
+            value = tuple(value)
+        values.append(value)
     columns = ", ".join(quote(n) for n in names)
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()
