@@ -177,9 +177,11 @@ def seal_changes(case_id: int | None, seq: int, changes: Mapping[str, Any] | Non
     return sealed or None
 
 
-def hash_event(event: Mapping[str, Any], seal: Iterable[str] = ()) -> tuple[str, int, dict[str, list[str]] | None]:
-    """(hash, hash_version, sealed) of an event about to be written (its fields as JSON-safe values)."""
-    key = audit_key()
+def hash_event(event: Mapping[str, Any], seal: Iterable[str] = (),
+               key: bytes | None = None) -> tuple[str, int, dict[str, list[str]] | None]:
+    """(hash, hash_version, sealed) of an event about to be written (its fields as JSON-safe values;
+    ``key``: the audit key, when the caller has it already)."""
+    key = key if key is not None else audit_key()
     sealed = seal_changes(event["case_id"], event["seq"], event["changes"], seal, key)
     digest = event_hash(**{name: event[name] for name in HASHED_FIELDS}, sealed=sealed, key=key)
     return digest, 2 if sealed else 1, sealed

@@ -475,7 +475,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
     user_id = None if actor.is_system else actor.user_id
     actor_name = audit.SYSTEM_ACTOR if actor.is_system or actor.user_id is None else actor.username
     ids = _allocate_ids(conn, _CASES, len(prepared))
-    seal = audit.sealed_fields(spec)
+    seal, key = audit.sealed_fields(spec), audit.audit_key()
     business_keys = dict(zip(ids, keys or [None] * len(ids)))   # each case's business_key column
 
     # the outbound events of each new case, numbered: case_started, then its tasks' task_created (or case_closed)
@@ -486,7 +486,7 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
         event = dict(case_id=case_id, seq=1, at=now, actor_id=user_id, actor=actor_name, kind="started",
                      trigger=None, from_state=None, to_state=initial.name, comment=None,
                      changes=start_changes(values), prev_hash=None)
-        event["hash"], event["hash_version"], event["sealed"] = audit.hash_event(event, seal)
+        event["hash"], event["hash_version"], event["sealed"] = audit.hash_event(event, seal, key)
         events.append(event)
         case_rows.append(dict(id=case_id, process_version_id=version_id, process_key=spec.key, state=initial.name,
                               data=values, org_unit_id=unit.id, org_path=unit.path, created_by_id=user_id,
