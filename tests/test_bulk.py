@@ -164,3 +164,18 @@ def test_imported_cases_webhook_rows_carry_each_events_exact_payload(env, tmp_pa
                 for url in ("http://127.0.0.1:9/a", "http://127.0.0.1:9/b")
                 if url.endswith("b") or e["event"] == "case_started"]
     assert written == expected and len(written) == 15
+
+
+def test_csv_rows_are_read_as_dictreader_reads_them(tmp_path):
+    import io
+
+    from hexie.workflows.bulk import _csv_dicts
+    text = ('org_unit,household_head,phone,phone\r\n'
+            't01v01,"王""秀""英",1381,dup\r\n\r\n'          # quotes, an empty line, a repeated column
+            't01v02,short\n'                                # cells missing
+            't01v03,long,1,2,extra,more\n'                  # more cells than the header
+            '"t01\nv04","多\r\n行",,\n'                     # quoted line breaks, empty cells
+            ',,,\n\n')
+    assert list(_csv_dicts(io.StringIO(text, newline=""))) == list(csv.DictReader(io.StringIO(text, newline="")))
+    assert list(_csv_dicts(io.StringIO(""))) == list(csv.DictReader(io.StringIO("")))
+    assert list(_csv_dicts(io.StringIO("\n\na,b\n1,2\n"))) == list(csv.DictReader(io.StringIO("\n\na,b\n1,2\n")))

@@ -390,10 +390,33 @@ def _rows(csv_path: str | Path, spec: ProcessSpec) -> Iterator[tuple[int, dict[s
         yield from _split_lists(_xlsx_dicts(csv_path), listed)
         return
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        yield from _split_lists(enumerate(csv.DictReader(f), start=2), listed)
+        yield from _split_lists(enumerate(_csv_dicts(f), start=2), listed)
+
+
+def _csv_dicts(f: Any) -> Iterator[dict[str | None, Any]]:
+    """The rows as ``csv.DictReader(f)`` gives them (empty lines skipped, missing cells None, extra
+    cells a list under None), without its per-row method calls."""
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None:
+        return
+    width = len(header)
+    for cells in reader:
+        if not cells:
+            continue
+        row: dict[str | None, Any] = dict(zip(header, cells))
+        if len(cells) > width:
+            row[None] = cells[width:]
+        elif len(cells) < width:
+            for name in header[len(cells):]:
+                row[name] = None
+        yield row
 
 
 def _split_lists(rows, listed: set[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    if not listed:
+        yield from rows
+        return
     for number, row in rows:
         for name in listed & row.keys():
             cell = row[name]
@@ -447,7 +470,7 @@ def _attachment_errors(spec: ProcessSpec, values: dict[str, Any]) -> list[tuple[
     return [(name, "导入不能引用附件，请在立案后上传 / an import cannot name attachments; "
                    "upload the files on the case once it is started")
             for name, value in values.items()
-            if name in spec.fields and spec.fields[name].type == "file" and value not in (None, [], "")]
+            if name in spec.file_fields and value not in (None, [], "")] if spec.file_fields else []
 
 
 # --- writing ------------------------------------------------------------------------------

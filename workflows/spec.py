@@ -369,6 +369,11 @@ class ProcessSpec:
         return merge_forms([task_form, *(t.form for t in candidates)])
 
     @cached_property
+    def file_fields(self) -> frozenset[str]:
+        """The names of the process's file fields."""
+        return frozenset(name for name, f in self.fields.items() if f.type == "file")
+
+    @cached_property
     def acts_by_itself(self) -> bool:
         """Whether the engine may move a case of this process without a person: an automatic
         transition, a call, or an idle end (otherwise an action never needs settling)."""
