@@ -574,7 +574,11 @@ class CaseQueries:
                 candidates.append(team_tasks_clause(actor, self.engine.registry.roles))
             stmt = _keep(self.engine, key, fast.Statement(built.where(Task.status.in_(OPEN), or_(*candidates))))
         with self.engine.read_session() as s:
-            (row,) = fast.run(s, stmt).rows
+            conn = s.connection()
+            if conn.dialect.name == "postgresql":
+                row = conn.exec_driver_sql(_prepared_text(stmt, conn), {"inbox_now": self.engine.clock()}).one()
+            else:
+                (row,) = fast.run(s, stmt).rows
         return {view: int(n or 0) for view, n in zip(views, row)}
 
     def report(self, actor: Actor, process: str, *, by: str = "town", within: str | None = None,
@@ -715,6 +719,36 @@ def _keep(engine: Engine, key: tuple, value: Any) -> Any:
         kept = engine.__dict__["_hexie_person_cache"] = (engine.registry, {})
     kept[1][key] = value
     return value
+
+
+_NOW_MARK = b"\x00inbox_now\x00"   # never in a rendered literal: PostgreSQL text holds no NUL
+
+
+def _prepared_text(stmt: "fast.Statement", conn) -> str:
+    """PostgreSQL: the counts statement with every value but the clock written in as a literal.
+
+    The statement is particular to her (her roles and areas are in it) and long (9.6 KB at a
+    million cases): planning it took 6 of the 9 ms it cost. Sent as the same text on every
+    request with the clock as its one parameter, psycopg prepares it on the connection after
+    five runs (``prepare_threshold``) and PostgreSQL keeps a generic plan for it after five
+    more: about 0.05 ms of planning instead of 6. The areas stay literals, so that the generic
+    plan still reads the ``org_path`` indexes by prefix (a ``LIKE $1`` could not). What is kept
+    is the plan, never an answer: every run counts what is committed now (docs/performance.md,
+    section 3). Built once per person and kept with her statement (:func:`_kept`).
+    """
+    form = stmt.form(conn.dialect, None)
+    text = getattr(form, "hexie_prepared", None)
+    if text is None:
+        from psycopg.adapt import Transformer
+        literal = Transformer(conn.connection.dbapi_connection).as_literal
+        params = form.params({})
+        params["inbox_now"] = _NOW_MARK
+        rendered = fast._render(form.template, params,
+                                lambda v: _NOW_MARK if v is _NOW_MARK else literal(v))
+        # the driver's placeholders: a literal % doubled, the clock's mark made its parameter
+        text = form.hexie_prepared = rendered.replace(b"%", b"%%").replace(
+            _NOW_MARK, b"%(inbox_now)s").decode()
+    return text
 
 
 def _holds_clause(actor: Actor, role: str):
