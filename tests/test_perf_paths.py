@@ -69,6 +69,29 @@ def test_the_clock_is_read_when_the_counts_run_not_when_they_were_built(env):
     assert env.queries.task_counts(cadre)["overdue"] == 1 == env.queries.tasks(cadre, "overdue").total
 
 
+def test_another_workers_write_shows_in_her_counts_at_once(env, db_url):
+    """Two processes' engines on one database (two gunicorn workers): what the reader keeps for
+    her (her statement, its prepared plan on PostgreSQL) never keeps an answer. Run past
+    psycopg's prepare threshold and PostgreSQL's five custom plans, each count still follows
+    every write of the other engine at once."""
+    from hexie.models import make_engine, make_session_factory
+    other_db = make_engine(db_url)
+    try:
+        other = make_env(make_session_factory(other_db))   # the org is loaded already: the same rows
+        cadre = env.actor("cadre2")
+        for round_ in range(4):
+            case_id = _start(other)                        # a survey offered to the town's cadres
+            for _ in range(6):
+                assert env.queries.task_counts(cadre) == _expected(env, cadre)
+            with env.engine.read_session() as s:
+                task_id = s.scalar(select(Task.id).where(Task.case_id == case_id, Task.status == "offered"))
+            other.service.claim(other.actor("cadre2"), task_id)
+            counts = env.queries.task_counts(cadre)
+            assert counts == _expected(env, cadre) and counts["mine"] == round_ + 1
+    finally:
+        other_db.dispose()
+
+
 def test_upcoming_is_one_page_of_sql_whatever_the_number_of_timers(env):
     cadre2 = env.actor("cadre2")
     first = to_follow_up(env)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
+from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 from flask import current_app, request
@@ -129,15 +131,21 @@ def to_local(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc).astimezone(local_zone())
 
 
+@lru_cache(maxsize=None)
+def _babel(locale: str) -> Locale:
+    """Babel's Locale for a name, parsed once (a list's every date parsed it again)."""
+    return Locale.parse(locale)
+
+
 def fmt_dt(value: datetime | None) -> str:
     """A stored time as the office reads it, by Babel (ISO order in both languages: 2026-03-02 09:00)."""
     local = to_local(value)
-    return format_datetime(local, "yyyy-MM-dd HH:mm", locale=babel_locale()) if local else ""
+    return format_datetime(local, "yyyy-MM-dd HH:mm", locale=_babel(babel_locale())) if local else ""
 
 
 def fmt_date(value: datetime | None) -> str:
     local = to_local(value)
-    return format_date(local, "yyyy-MM-dd", locale=babel_locale()) if local else ""
+    return format_date(local, "yyyy-MM-dd", locale=_babel(babel_locale())) if local else ""
 
 
 def due_hint(value: datetime | None) -> str:
