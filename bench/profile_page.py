@@ -94,6 +94,7 @@ def main() -> None:
     timings.clear()
     profiler = cProfile.Profile() if args.profile else None
     took = []
+    cpu = time.process_time()
     for _ in range(args.requests):
         began = time.perf_counter()
         if profiler:
@@ -104,8 +105,9 @@ def main() -> None:
         took.append((time.perf_counter() - began) * 1000)
         assert answer.status_code == 200
     n = args.requests
+    cpu = (time.process_time() - cpu) * 1000 / n
     print(f"{username}: {args.path}, {n} requests in process: p50 {median(took):.1f} ms, "
-          f"p95 {percentile(took, 95):.1f} ms, {len(answer.data):,} bytes")
+          f"p95 {percentile(took, 95):.1f} ms, CPU {cpu:.1f} ms per request (this process), {len(answer.data):,} bytes")
     total = 0.0
     for sql, ms in sorted(timings.items(), key=lambda kv: -sum(kv[1])):
         total += sum(ms) if not sql.startswith("(template)") else 0
