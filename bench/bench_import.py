@@ -151,10 +151,14 @@ def raw_import(url: str, csv_path: Path, batch: int, version_id: int, units: dic
     return seconds
 
 
-def prepare(kind: str, tag: str) -> tuple[str, int, dict[str, tuple[int, str]]]:
-    """A fresh database with the county loaded: (url, elder_support version id, units)."""
+def prepare(kind: str, tag: str, prefix: str = "") -> tuple[str, int, dict[str, tuple[int, str]]]:
+    """A fresh database with the county loaded: (url, elder_support version id, units).
+
+    ``prefix`` (``--prefix``): part of the databases' names, so that two sessions on one server
+    do not drop each other's (``hexie_bench_import_<prefix>_<tag>``, ``/tmp/hexie_bench_import_...``)."""
     from sqlalchemy import select
     from hexie.models import OrgUnit
+    tag = f"{prefix}_{tag}" if prefix else tag
     url = fresh_sqlite(f"import_{tag}") if kind == "sqlite" else fresh_pg(f"hexie_bench_import_{tag}")
     engine, _, _ = make_bench_engine(url, definitions=DEFINITIONS, org=bench_org(14, 10))
     _, version_id, _ = engine.current("elder_support")
@@ -192,12 +196,15 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--repeats", type=int, default=1, help="imports per database (median)")
     parser.add_argument("--verify", action="store_true", help="also verify the whole audit chain afterwards")
+    parser.add_argument("--prefix", default="", help="part of the databases' and files' names (e.g. your branch), "
+                        "so that runs of two sessions do not collide")
     args = parser.parse_args()
     rows = HOUSEHOLDS if args.full else args.rows
 
-    csv_path = Path(f"/tmp/hexie_bench_elder_{rows}.csv")
+    stem = f"/tmp/hexie_bench_elder_{args.prefix}_" if args.prefix else "/tmp/hexie_bench_elder_"
+    csv_path = Path(f"{stem}{rows}.csv")
     small_rows = max(1, rows // 10)
-    small_path = Path(f"/tmp/hexie_bench_elder_{small_rows}.csv")
+    small_path = Path(f"{stem}{small_rows}.csv")
     began = time.perf_counter()
     generate_csv(csv_path, rows)
     generate_csv(small_path, small_rows)
@@ -209,15 +216,15 @@ def main() -> None:
     for kind in kinds:
         runs, raws = [], []
         for r in range(args.repeats):
-            url, version_id, units = prepare(kind, "raw")
+            url, version_id, units = prepare(kind, "raw", args.prefix)
             raws.append(raw_import(url, csv_path, args.batch, version_id, units))
-            url, _, _ = prepare(kind, "hexie")
+            url, _, _ = prepare(kind, "hexie", args.prefix)
             run = run_import(url, csv_path, args.batch)
             runs.append(run)
             print(f"[{kind}] raw {raws[-1]:.1f} s  hexie {run['seconds']:.1f} s  peak RSS {run['peak_rss_mib']:.0f} MiB"
                   f"  ({run['output']})", flush=True)
         counts = check(url, rows, args.verify)
-        small_url, _, _ = prepare(kind, "small")
+        small_url, _, _ = prepare(kind, "small", args.prefix)
         small = run_import(small_url, small_path, args.batch)
         hexie_s = median([r["seconds"] for r in runs])
         raw_s = median(raws)
