@@ -14,12 +14,13 @@ is written as ``start_case`` writes it: the case, its "started" audit event (has
 chained, ``seq`` 1), the first state's tasks with their holders, due dates and
 escalations, its timers, and the same outbound events.
 
-Two streaming passes, so memory stays flat whatever the file's size:
+Two passes, so memory stays flat whatever the file's size:
 
-1. validate every row, keeping only the (capped) error messages;
-2. only if no row had an error, read the file again and write it in batches, each
-   batch a handful of many-row statements (``INSERT ... VALUES (...), (...)``) in one
-   transaction.
+1. stream the file and check every row, keeping the (capped) error messages and, batch by
+   batch in a temporary file, each valid row's values;
+2. only if no row had an error, write those batches (pass 1's values: the file is not read,
+   nor a row's form checked, twice), each batch a handful of bulk statements in one
+   transaction, in a thread of its own while the next batch is checked (:class:`_Writer`).
 
 Nothing is written when any row is invalid. A batch commits on its own: this is
 safe because pass 1 proved every row valid. Each batch also records, in its own
@@ -27,20 +28,24 @@ transaction, which rows it turned into which cases (:class:`~hexie.models.Import
 row's line number and its ``business_key`` column, if the file has one) and how far the
 run got (:class:`~hexie.models.ImportRun`). A run that is killed or aborted part-way can be
 resumed (``resume=True``, ``hexie cases import --resume``): the same file (by its content's
-hash) carries on after the last committed row, so every row is imported exactly once. Pass 2 checks each row again (against the
-org units read afresh; the importer's roles are those of the ``Actor`` passed in, as
-for any service call); should a row turn invalid between the passes (its unit removed
-meanwhile), the import stops at that batch with :class:`ImportAborted`, which says how
-many cases earlier batches had already started.
+hash) carries on after the last committed row, so every row is imported exactly once. Pass 2
+checks each row's unit, level and starter rules again (against the org units read afresh; the
+importer's roles are those of the ``Actor`` passed in, as for any service call); should a row
+turn invalid between the passes (its unit removed meanwhile), the import stops at that batch
+with :class:`ImportAborted`, which says how many cases earlier batches had already started.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
+import pickle
+import sys
+import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time as dt_time
-from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -69,6 +74,12 @@ KEY_COLUMN = "business_key"
 LIST_SEPARATOR = ";"
 #: Error messages kept (the count of rows with errors is always exact).
 MAX_ERRORS = 1000
+#: Pass 2 writes each batch in a thread of its own while the next one is checked (:class:`_Writer`);
+#: False: one batch after another in the caller's thread (the same rows, errors and events).
+PIPELINE = True
+#: While the writer's thread runs, the interpreter offers the GIL this often (s): the thread
+#: wakes from each round trip to the database wanting it back (the default is 0.005).
+SWITCH_INTERVAL = 0.0005
 
 _CASES = Case.__table__
 _EVENTS = AuditEvent.__table__
@@ -155,63 +166,172 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
         return result
     truncated = False
     keys = _KeyCheck(engine, spec.key)
-    for row_no, row in _remaining(_rows(csv_path, spec), after, done_keys, result):
-        result.rows += 1
-        tell("check", 1)
-        problems = _row_errors(levels, spec, actor, units, row) + keys.check(row_no, _business_key(row))
-        for row_no_taken in keys.flush() if keys.due() else ():
+    # Pass 1's checked values, a batch at a time, for pass 2 (which then reads neither the file
+    # nor each row's form again): memory stays flat, the disk holds the rest.
+    spool: Any = tempfile.TemporaryFile(prefix="hexie-import-")
+    chunk: list[_Checked] = []
+    try:
+        for row_no, row in _remaining(_rows(csv_path, spec), after, done_keys, result):
+            result.rows += 1
+            tell("check", 1)
+            problems, values = _checked_row(levels, spec, actor, units, row)
+            problems += keys.check(row_no, _business_key(row))
+            for row_no_taken in keys.flush() if keys.due() else ():
+                result.error_rows += 1
+                if len(result.errors) < MAX_ERRORS:
+                    result.errors.append(f"row {row_no_taken}: {KEY_COLUMN}: {TAKEN}")
+            if problems:
+                result.error_rows += 1
+                for name, message in problems:
+                    if len(result.errors) < MAX_ERRORS:
+                        result.errors.append(f"row {row_no}: {name}: {message}")
+                    else:
+                        truncated = True
+                if spool is not None:   # nothing will be written: no need to keep anything
+                    spool.close()
+                    spool, chunk = None, []
+            elif spool is not None:
+                chunk.append(_Checked(row_no, _unit_code(row), _business_key(row), values))
+                if len(chunk) == batch_size:
+                    pickle.dump(chunk, spool, pickle.HIGHEST_PROTOCOL)
+                    chunk = []
+        for row_no_taken in keys.flush():
             result.error_rows += 1
             if len(result.errors) < MAX_ERRORS:
                 result.errors.append(f"row {row_no_taken}: {KEY_COLUMN}: {TAKEN}")
-        if problems:
-            result.error_rows += 1
-            for name, message in problems:
-                if len(result.errors) < MAX_ERRORS:
-                    result.errors.append(f"row {row_no}: {name}: {message}")
-                else:
-                    truncated = True
-    for row_no_taken in keys.flush():
-        result.error_rows += 1
-        if len(result.errors) < MAX_ERRORS:
-            result.errors.append(f"row {row_no_taken}: {KEY_COLUMN}: {TAKEN}")
-        else:
-            truncated = True
-    if truncated:
-        result.errors.append(f"... {result.error_rows} rows have errors in all / 共 {result.error_rows} 行有误")
-    if result.errors or not columns:
+            else:
+                truncated = True
+        if truncated:
+            result.errors.append(f"... {result.error_rows} rows have errors in all / 共 {result.error_rows} 行有误")
+        if result.errors or not columns:
+            return result
+        if chunk:
+            pickle.dump(chunk, spool, pickle.HIGHEST_PROTOCOL)
+        spool.seek(0)
+        _write_checked(engine, spec, version_id, actor, levels, run, csv_path, spool, result, tell)
         return result
+    finally:
+        if spool is not None:
+            spool.close()
 
+
+class _Checked(NamedTuple):
+    """A row as pass 1 checked it: its number, unit code, business key and form values."""
+    line: int
+    code: str
+    key: str | None
+    values: dict[str, Any]
+
+
+def _spooled(spool: Any) -> Iterator[list[_Checked]]:
+    while True:
+        try:
+            yield pickle.load(spool)
+        except EOFError:
+            return
+
+
+def _write_checked(engine: Engine, spec: ProcessSpec, version_id: int, actor: Actor, levels, run: ImportRun | None,
+                   csv_path: str | Path, spool: Any, result: ImportResult, tell: Callable[[str, int], None]) -> None:
+    """Pass 2: pass 1's batches, each checked again against the org units read afresh (unit,
+    level and starter rules; the form's values are pass 1's), written one transaction each."""
     units = _load_units(engine)   # read again: a unit may have gone since pass 1
     run_id = run.id if run else _new_run(engine, actor, spec.key, csv_path)
     result.run_id = run_id
-    rows = _remaining(_rows(csv_path, spec), after, done_keys, ImportResult())
-    while True:
-        batch = list(islice(rows, batch_size))
-        if not batch:
-            with engine.transaction() as s:
-                s.execute(update(ImportRun).where(ImportRun.id == run_id).values(finished_at=engine.clock()))
-            return result
-        prepared = []
-        for row_no, row in batch:
-            code = _unit_code(row)
-            unit = units.get(code)
-            try:
-                check_start(levels, spec, actor, unit, code)
-                values = start_values(spec, _form_data(row))
-            except HexieError as err:
-                raise ImportAborted(row_no, err.message, result.started) from None
-            for _name, message in _attachment_errors(spec, values):
-                raise ImportAborted(row_no, message, result.started)
-            prepared.append((unit, values))
+    with _Writer(engine, spec, version_id, actor, run_id, result, tell) as writer:
+        for batch in _spooled(spool):
+            prepared = []
+            for row in batch:
+                unit = units.get(row.code)
+                try:
+                    check_start(levels, spec, actor, unit, row.code)
+                except HexieError as err:
+                    writer.wait()   # the batch before this one commits (or fails) first
+                    raise ImportAborted(row.line, err.message, result.started) from None
+                prepared.append((unit, row.values))
+            writer.submit(batch, prepared)
+        writer.wait()
+    with engine.transaction() as s:
+        s.execute(update(ImportRun).where(ImportRun.id == run_id).values(finished_at=engine.clock()))
+
+
+class _Writer:
+    """Pass 2's writes, one batch at a time, in a thread of their own: batch N is written and
+    committed (the driver releases the GIL while the database works: PostgreSQL's COPY and
+    COMMIT, SQLite's steps) while the caller reads and checks batch N+1.
+
+    At most one batch is in flight, and the batches are written in order, each in its own
+    transaction exactly as a one-thread loop writes it: :meth:`wait` returns once the batch
+    in flight has committed (``result.started`` and the ``write`` progress then count it) or
+    raises what it raised (a business key taken meanwhile: :class:`ImportAborted`). What an
+    engine does after a commit (publishing the events to its subscribers, telling the outbox's
+    listeners) is done here too, in the caller's thread, batch by batch and in order.
+    """
+
+    def __init__(self, engine: Engine, spec: ProcessSpec, version_id: int, actor: Actor, run_id: int,
+                 result: ImportResult, tell: Callable[[str, int], None]) -> None:
+        self.engine, self.spec, self.version_id, self.actor, self.run_id = engine, spec, version_id, actor, run_id
+        self.result, self.tell = result, tell
+        self.after_commit: list[tuple[str, Any]] = []
+        # the engine as the thread uses it: the same in all but what it does after a commit
+        self.writing = copy.copy(engine)
+        self.writing._publish = lambda events: self.after_commit.append(("publish", events))
+        self.writing._tell_outbox = lambda written: self.after_commit.append(("outbox", written))
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hexie-import") if PIPELINE else None
+        self.pending: tuple[Future, list[_Checked]] | None = None
+        self.interval = sys.getswitchinterval()
+
+    def __enter__(self) -> "_Writer":
+        if self.pool is not None:
+            sys.setswitchinterval(min(self.interval, SWITCH_INTERVAL))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
         try:
-            with engine.transaction() as s:
-                ids = _write_batch(s, engine, spec, version_id, actor, prepared,
-                                   [_business_key(row) for _row_no, row in batch])
-                _record_rows(s, run_id, batch, ids)
+            if self.pending is not None:   # an error of the caller's: the batch in flight still ends
+                try:
+                    self.wait()
+                except Exception:   # the caller's own error is the one that propagates
+                    pass
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+                sys.setswitchinterval(self.interval)
+
+    def submit(self, batch: list[_Checked], prepared: list[tuple[_Unit, dict[str, Any]]]) -> None:
+        self.wait()
+        if self.pool is not None:
+            future = self.pool.submit(self._write, batch, prepared)
+        else:   # in this thread, now
+            future = Future()
+            try:
+                future.set_result(self._write(batch, prepared))
+            except Exception as err:
+                future.set_exception(err)
+        self.pending = (future, batch)
+
+    def _write(self, batch: list[_Checked], prepared: list[tuple[_Unit, dict[str, Any]]]) -> int:
+        with self.writing.transaction() as s:
+            ids = _write_batch(s, self.writing, self.spec, self.version_id, self.actor, prepared,
+                               [row.key for row in batch])
+            _record_rows(s, self.run_id, batch, ids)
+        return len(ids)
+
+    def wait(self) -> None:
+        if self.pending is None:
+            return
+        future, batch = self.pending
+        self.pending = None
+        try:
+            written = future.result()
         except IntegrityError:   # a case with one of its business keys was started meanwhile
-            raise ImportAborted(batch[0][0], TAKEN, result.started) from None
-        result.started += len(prepared)
-        tell("write", len(prepared))
+            raise ImportAborted(batch[0].line, TAKEN, self.result.started) from None
+        finally:
+            done, self.after_commit = self.after_commit, []
+            for what, value in done:
+                (self.engine._publish if what == "publish" else self.engine._tell_outbox)(value)
+        self.result.started += written
+        self.tell("write", written)
 
 
 # --- the record of a run ---------------------------------------------------------------------
@@ -284,14 +404,14 @@ def _business_key(row: dict[str, Any]) -> str | None:
     return (row.get(KEY_COLUMN) or "").strip()[:200] or None
 
 
-def _record_rows(s: Session, run_id: int, batch: list[tuple[int, dict[str, Any]]], ids: list[int]) -> None:
+def _record_rows(s: Session, run_id: int, batch: list[_Checked], ids: list[int]) -> None:
     """Which rows became which cases, and how far the run got: in the batch's transaction."""
     conn = s.connection()
-    _insert_many(conn, ImportRow.__table__, [{"run_id": run_id, "line": row_no, "case_id": case_id,
-                                              "business_key": _business_key(row)}
-                                             for (row_no, row), case_id in zip(batch, ids)])
+    _insert_many(conn, ImportRow.__table__, [{"run_id": run_id, "line": row.line, "case_id": case_id,
+                                              "business_key": row.key}
+                                             for row, case_id in zip(batch, ids)])
     conn.execute(update(ImportRun).where(ImportRun.id == run_id).values(
-        last_line=batch[-1][0], started=ImportRun.started + len(ids)))
+        last_line=batch[-1].line, started=ImportRun.started + len(ids)))
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -447,21 +567,23 @@ def _form_data(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in (UNIT_COLUMN, KEY_COLUMN) and k is not None}
 
 
-def _row_errors(levels, spec: ProcessSpec, actor: Actor, units: dict[str, _Unit],
-                row: dict[str, Any]) -> list[tuple[str, str]]:
-    """(field, message) of everything wrong with one row, as start_case would refuse it."""
+def _checked_row(levels, spec: ProcessSpec, actor: Actor, units: dict[str, _Unit],
+                 row: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
+    """(what is wrong with one row as start_case would refuse it, as (field, message); the
+    values start_case would store, when nothing is)."""
     if None in row:  # more cells than the header has columns
-        return [("row", "列数多于表头 / more cells than the header has columns")]
+        return [("row", "列数多于表头 / more cells than the header has columns")], None
     code = _unit_code(row)
     try:
         check_start(levels, spec, actor, units.get(code), code)
     except HexieError as err:
-        return [(UNIT_COLUMN, err.details.get("org_unit") if isinstance(err, Invalid) else err.message)]
+        return [(UNIT_COLUMN, err.details.get("org_unit") if isinstance(err, Invalid) else err.message)], None
     try:
         values = start_values(spec, _form_data(row))
     except Invalid as err:
-        return sorted(err.details.items())
-    return _attachment_errors(spec, values)
+        return sorted(err.details.items()), None
+    problems = _attachment_errors(spec, values)
+    return problems, None if problems else values
 
 
 def _attachment_errors(spec: ProcessSpec, values: dict[str, Any]) -> list[tuple[str, str]]:
@@ -595,9 +717,13 @@ def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> No
     columns = ", ".join(quote(n) for n in names)
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
-            for row in values:
-                copy.write_row(row)
+        sql = f"COPY {quote(table.name)} ({columns}) FROM STDIN"
+        try:
+            with cursor.copy(sql) as copy:
+                for row in values:
+                    copy.write_row(row)
+        except conn.dialect.dbapi.IntegrityError as err:   # as SQLAlchemy raises it from executemany
+            raise IntegrityError(sql, None, err) from err
     else:
         conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({', '.join('?' * len(names))})",
                              values)

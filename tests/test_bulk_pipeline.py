@@ -1,0 +1,124 @@
+"""The import's pass 2 writes batch N in a thread of its own while batch N+1 is read and checked
+(hexie.workflows.bulk._Writer): the same results, errors and events as one batch after another."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from hexie.models import Case, ImportRow, ImportRun
+from hexie.workflows import bulk
+from hexie.workflows.audit import verify_chain
+from hexie.workflows.bulk import import_cases
+
+from .engine_helpers import DEFINITIONS, make_env
+from .test_bulk import HOUSEHOLD, _households, _write
+
+
+@pytest.fixture
+def env(session_factory, monkeypatch):
+    monkeypatch.setattr(bulk, "PIPELINE", True)
+    return make_env(session_factory, definitions=DEFINITIONS)
+
+
+def _count(env, what) -> int:
+    with env.engine.session_factory() as s:
+        return s.scalar(select(func.count()).select_from(what))
+
+
+def test_events_are_published_in_the_callers_thread_in_order(env, tmp_path: Path):
+    seen: list[tuple[str, int, str]] = []
+    env.engine.subscribe(lambda e: seen.append((e["event"], e["case_id"], threading.current_thread().name)))
+    progress: list[tuple[str, int]] = []
+    path = _write(tmp_path / "h.csv", _households(23))
+    result = import_cases(env.engine, env.actor("cadre"), "elder_support", path, batch_size=5,
+                          progress=lambda phase, n: progress.append((phase, n)))
+    assert result.ok and result.started == 23
+    assert {thread for _, _, thread in seen} == {threading.current_thread().name}
+    started = [case_id for kind, case_id, _ in seen if kind == "case_started"]
+    assert len(started) == 23 and started == sorted(started)
+    assert [p for p in progress if p[0] == "write"] == [("write", 5)] * 4 + [("write", 3)]
+    assert progress.index(("write", 5)) > max(i for i, p in enumerate(progress) if p[0] == "check")
+    with env.engine.session_factory() as s:
+        assert verify_chain(s) == []
+        run = s.scalars(select(ImportRun)).one()
+        assert run.finished_at is not None and run.started == 23 and run.last_line == 24
+        assert sorted(s.scalars(select(ImportRow.line))) == list(range(2, 25))
+
+
+def test_a_key_taken_while_a_batch_is_in_flight_stops_at_that_batch(env, tmp_path: Path, monkeypatch):
+    """A business key started by someone else between the passes: the batch that holds it is
+    refused by the database (in the writer's thread) and the import stops there, naming the
+    batch's first row; the batches before it stay, and nothing after it is written."""
+    cadre = env.actor("cadre")
+    env.service.start_case(cadre, "elder_support", "t01v01", dict(HOUSEHOLD), business_key="HH-12")
+    rows = _households(30)
+    for i, row in enumerate(rows):
+        row["business_key"] = f"HH-{i}"
+    path = _write(tmp_path / "keys.csv", rows, header=["org_unit", "business_key", *HOUSEHOLD])
+    monkeypatch.setattr(bulk._KeyCheck, "flush", lambda self: [])   # pass 1 does not see it (started meanwhile)
+    with pytest.raises(bulk.ImportAborted) as info:
+        import_cases(env.engine, cadre, "elder_support", path, batch_size=5)
+    # HH-12 is row 14, in the third batch (rows 12-16)
+    assert info.value.row == 12 and info.value.started == 10
+    assert _count(env, Case) == 1 + 10 and _count(env, ImportRow) == 10
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_the_same_rows_with_and_without_the_writers_thread(env, tmp_path: Path, monkeypatch, pipeline):
+    """Pass 2 writes pass 1's values (kept in a temporary file, a batch at a time), in order."""
+    monkeypatch.setattr(bulk, "PIPELINE", pipeline)
+    rows = _households(13)
+    path = _write(tmp_path / "h.csv", rows)
+    result = import_cases(env.engine, env.actor("cadre"), "elder_support", path, batch_size=4)
+    assert result.ok and result.started == 13 and result.rows == 13
+    with env.engine.session_factory() as s:
+        cases = s.scalars(select(Case).order_by(Case.id)).all()
+        assert [c.data["household_head"] for c in cases] == [r["household_head"] for r in rows]
+        assert cases[0].data["elder_count"] == 2
+        assert verify_chain(s) == []
+
+
+def test_a_bad_row_after_many_good_ones_writes_nothing(env, tmp_path: Path):
+    rows = _households(30)
+    rows[27]["elder_count"] = "many"
+    path = _write(tmp_path / "h.csv", rows)
+    result = import_cases(env.engine, env.actor("cadre"), "elder_support", path, batch_size=4)
+    assert not result.ok and result.error_rows == 1 and result.errors[0].startswith("row 29: elder_count:")
+    assert _count(env, Case) == 0 and _count(env, ImportRun) == 0
+
+
+def test_a_row_refused_in_pass_two_waits_for_the_batch_in_flight(env, tmp_path: Path, monkeypatch):
+    """The batch before the refused row commits before the import stops (``started`` counts it),
+    even when the refusal is found while that batch is still being written."""
+    rows = _households(12, units=("t01v01",))
+    rows[7]["org_unit"] = "t01v02"            # row 9, in the second batch of 5
+    path = _write(tmp_path / "h.csv", rows)
+    real_load, real_write = bulk._load_units, bulk._write_batch
+    calls, gate = [], threading.Event()
+
+    def units_then_lose_one(engine):
+        units = real_load(engine)
+        calls.append(1)
+        if len(calls) == 2:
+            units.pop("t01v02")
+        return units
+
+    def slow_write(*args, **kwargs):   # the first batch is still in flight when row 9 is checked
+        gate.wait(5)
+        return real_write(*args, **kwargs)
+
+    real_check = bulk.check_start
+
+    def check_and_release(levels, spec, actor, unit, code, *a, **k):
+        if unit is None:
+            gate.set()
+        return real_check(levels, spec, actor, unit, code, *a, **k)
+    monkeypatch.setattr(bulk, "_load_units", units_then_lose_one)
+    monkeypatch.setattr(bulk, "_write_batch", slow_write)
+    monkeypatch.setattr(bulk, "check_start", check_and_release)
+    with pytest.raises(bulk.ImportAborted) as info:
+        import_cases(env.engine, env.actor("cadre"), "elder_support", path, batch_size=5)
+    assert info.value.row == 9 and info.value.started == 5 and _count(env, Case) == 5
