@@ -176,6 +176,56 @@ def holders_query(role: str | None, org_path: str, at_level: str | None = None) 
                                           **{f"p{i}": p for i, p in enumerate(paths)}}, False)
 
 
+# What :func:`notify` reads of everyone a task is offered to, with the holders as a subquery (one
+# statement fewer, and the reads can travel with the new task's INSERT: :func:`offered_reads`).
+_OFFERED: dict[tuple[str, int], fast.Statement] = {}
+
+
+def _offered(kind: str, n: int) -> fast.Statement:
+    """The statement ``kind`` ("people", "roles", or a table name: its next ids, one per person
+    told, times ``:k``) over the holders of ``:role`` at ``n`` ancestor paths, but ``:skip``."""
+    found = _OFFERED.get((kind, n))
+    if found is None:
+        held = _for("holders", n).stmt.subquery()
+        skip = bindparam("skip")
+        if kind == "people":
+            stmt = (select(*_PERSON, *[c.label(f"pref_{c.name}") for c in _PREFS.c])
+                    .outerjoin(_PREFS, _PREFS.c.user_id == _USERS.c.id)
+                    .where(_USERS.c.id.in_(select(held.c.id)), _USERS.c.id != skip, _USERS.c.active.is_(True))
+                    .order_by(_USERS.c.id))
+        elif kind == "roles":
+            stmt = (select(_RA.c.user_id, _RA.c.role, _OU.c.code, _OU.c.path, _OU.c.level)
+                    .join(_OU, _OU.c.id == _RA.c.org_unit_id)
+                    .where(_RA.c.user_id.in_(select(held.c.id)), _RA.c.user_id != skip))
+        else:   # PostgreSQL: ids of table ``kind``, as many as the rows notify() may write
+            told = select(func.count()).select_from(held).where(held.c.id != skip).scalar_subquery()
+            stmt = (select(func.nextval(func.pg_get_serial_sequence(kind, "id")))
+                    .select_from(func.generate_series(1, told * bindparam("k"))))
+        found = _OFFERED[(kind, n)] = fast.Statement(stmt)
+    return found
+
+
+def offered_reads(s: Session, engine: Any, role: str | None, org_path: str, at_level: str | None,
+                  actor: Actor | None) -> list[tuple[Any, dict, bool]] | None:
+    """What :func:`notify` reads to tell everyone a task of ``role`` at ``org_path`` is offered
+    to (:func:`task_people`), as statements for :func:`hexie.models.fast.run_many`: the caller
+    sends them with its own (the new task's INSERT) and hands the answers to ``notify(read=…)``.
+    The same people, in the same order, as ``notify(task_people(…))`` (None: no role, nobody)."""
+    from .channels import writable_channels
+    query = holders_query(role, org_path, at_level)
+    if query is None:
+        return None
+    n = len(query[1]) - 2
+    params = {**query[1], "skip": actor.user_id if actor is not None and not actor.is_system and actor.user_id else 0}
+    reads = [(_offered("people", n), params, False), (_offered("roles", n), params, False)]
+    if s.get_bind().dialect.name == "postgresql":
+        reads.append((_offered(_NOTIFICATIONS.name, n), {**params, "k": 1}, False))
+        outside = writable_channels(engine)
+        if outside:
+            reads.append((_offered(outbox.OUTBOX.name, n), {**params, "k": len(outside)}, False))
+    return reads
+
+
 def _preferences(s: Session, users: Iterable[Any], rows: Iterable[Any] | None = None) -> dict[int, Preferences]:
     users = list(users)
     if rows is None:
@@ -312,34 +362,40 @@ def task_people(s: Session, task: Any) -> list[int]:
 
 def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], case: Any, *,
            task: Any = None, actor: Actor | None = None, note: str | None = None,
-           state: str | None = None) -> list[int]:
+           state: str | None = None, read: list[Any] | None = None) -> list[int]:
     """Tell these people about ``case`` (and ``task``) in the caller's transaction; returns the notification ids.
 
     ``case`` is the case row (record); ``actor`` the person acting (never told of her own
     action); ``note`` a short text for mentions and consultations (left out on a
-    confidential case). Those who may not see the case are skipped.
+    confidential case). Those who may not see the case are skipped. ``read``: instead of
+    ``user_ids``, the answers to :func:`offered_reads` (everyone a task is offered to).
     """
     from .channels import writable_channels
     from .queries import can_see
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}")
-    skip = actor.user_id if actor is not None and not actor.is_system else None
-    wanted = [u for u in dict.fromkeys(user_ids) if u is not None and u != skip]
-    if not wanted:
-        return []
     outside = writable_channels(engine)
-    # the people, their roles and preferences (and, on PostgreSQL, the ids of the rows to write:
-    # then the rows travel with the transaction's next round trip): one round trip
-    ids = {f"u{i}": u for i, u in enumerate(wanted)}
-    n = len(wanted)
     postgres = s.get_bind().dialect.name == "postgresql"
-    reads = [(_for("people", n), ids, False), (_for("roles", n), ids, False)]
-    if postgres:
-        reads.append((_next_ids(_NOTIFICATIONS.name), {"n": n}, False))
-        if outside:
-            reads.append((_next_ids(outbox.OUTBOX.name), {"n": n * len(outside)}, False))
-    results = fast.run_many(s, reads)
-    people = results[0].mappings()
+    if read is None:
+        skip = actor.user_id if actor is not None and not actor.is_system else None
+        wanted = [u for u in dict.fromkeys(user_ids) if u is not None and u != skip]
+        if not wanted:
+            return []
+        # the people, their roles and preferences (and, on PostgreSQL, the ids of the rows to write:
+        # then the rows travel with the transaction's next round trip): one round trip
+        ids = {f"u{i}": u for i, u in enumerate(wanted)}
+        n = len(wanted)
+        reads = [(_for("people", n), ids, False), (_for("roles", n), ids, False)]
+        if postgres:
+            reads.append((_next_ids(_NOTIFICATIONS.name), {"n": n}, False))
+            if outside:
+                reads.append((_next_ids(outbox.OUTBOX.name), {"n": n * len(outside)}, False))
+        results = fast.run_many(s, reads)
+        people = results[0].mappings()
+    else:
+        results = read
+        people = results[0].mappings()
+        wanted = [r["id"] for r in people]
     users = {r["id"]: SimpleNamespace(**{k: v for k, v in r.items() if not k.startswith("pref_")}) for r in people}
     if not users:
         return []

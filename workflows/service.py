@@ -432,11 +432,12 @@ class WorkflowService(WorkdayMixin):
         if holder is not None:
             task.update(status="allocated", assignee_id=holder)
         task["flagged"] = flagged
-        # the new task and who it is offered to (notifications.task_people): one round trip
-        asked = None if task_spec.external or holder is not None else notifications.holders_query(
-            task["role"], task["org_path"], task["at_level"])
+        # the new task and what notify() reads of the people it is offered to
+        # (notifications.task_people): one round trip
+        asked = None if task_spec.external or holder is not None else notifications.offered_reads(
+            s, self.engine, task["role"], task["org_path"], task["at_level"], actor)
         _read_tasks(s).pop(case.id, None)
-        answers = fast.run_many(s, [(_F_INSERT_TASK, task, True), *([asked] if asked else [])])
+        answers = fast.run_many(s, [(_F_INSERT_TASK, task, True), *(asked or ())])
         task_id = answers[0].scalar()
         emit(self.engine, s, case, "task_created", task_id=task_id, process=spec.key, state=state.name,
              name=task["name"], role=task["role"], assignee_id=holder)
@@ -447,8 +448,8 @@ class WorkflowService(WorkdayMixin):
         created = Record(id=task_id, escalated=False, **{k: v for k, v in task.items() if k != "assignee_id"},
                          assignee_id=holder)
         kind = "task_returned" if returned else "task_allocated" if holder is not None else "task_offered"
-        people = [holder] if holder is not None else [row[0] for row in answers[1].rows] if asked else []
-        notifications.notify(s, self.engine, kind, people, case, task=created, actor=actor)
+        notifications.notify(s, self.engine, kind, [holder], case, task=created, actor=actor,
+                             read=answers[1:] if asked else None)
         return task_id
 
     def _leave(self, s: Session, case: Record, state: StateSpec, actor: Actor, interrupt: bool, now: datetime,
