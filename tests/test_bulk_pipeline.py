@@ -96,7 +96,7 @@ def test_a_row_refused_in_pass_two_waits_for_the_batch_in_flight(env, tmp_path: 
     rows = _households(12, units=("t01v01",))
     rows[7]["org_unit"] = "t01v02"            # row 9, in the second batch of 5
     path = _write(tmp_path / "h.csv", rows)
-    real_load, real_write = bulk._load_units, bulk._write_batch
+    real_load, real_write = bulk._load_units, bulk._write_built
     calls, gate = [], threading.Event()
 
     def units_then_lose_one(engine):
@@ -117,8 +117,34 @@ def test_a_row_refused_in_pass_two_waits_for_the_batch_in_flight(env, tmp_path: 
             gate.set()
         return real_check(levels, spec, actor, unit, code, *a, **k)
     monkeypatch.setattr(bulk, "_load_units", units_then_lose_one)
-    monkeypatch.setattr(bulk, "_write_batch", slow_write)
+    monkeypatch.setattr(bulk, "_write_built", slow_write)
     monkeypatch.setattr(bulk, "check_start", check_and_release)
     with pytest.raises(bulk.ImportAborted) as info:
         import_cases(env.engine, env.actor("cadre"), "elder_support", path, batch_size=5)
     assert info.value.row == 9 and info.value.started == 5 and _count(env, Case) == 5
+
+
+def test_sqlite_ids_taken_meanwhile_are_not_reused(env, tmp_path: Path, monkeypatch):
+    """On SQLite a batch built ahead has the ids after the last batch's; when a case was started
+    meanwhile by someone else, the writer (under the write lock) builds the batch again with free ids."""
+    if env.engine.session_factory.kw["bind"].dialect.name != "sqlite":
+        pytest.skip("PostgreSQL takes the ids from its sequences")
+    cadre = env.actor("cadre")
+    real_take = bulk._Ids.take
+    started = []
+
+    def take_then_someone_starts_a_case(self, table, n):
+        ids = real_take(self, table, n)
+        if table is bulk._CASES and len(started) == 1:   # the second batch is being built
+            started.append(env.service.start_case(cadre, "elder_support", "t01v01", dict(HOUSEHOLD)))
+        elif table is bulk._CASES:
+            started.append(None)
+        return ids
+    monkeypatch.setattr(bulk._Ids, "take", take_then_someone_starts_a_case)
+    path = _write(tmp_path / "h.csv", _households(12))
+    result = import_cases(env.engine, cadre, "elder_support", path, batch_size=5)
+    assert result.ok and result.started == 12
+    with env.engine.session_factory() as s:
+        assert _count(env, Case) == 13 and len(set(s.scalars(select(Case.id)))) == 13
+        assert s.scalar(select(func.count()).select_from(ImportRow)) == 12
+        assert verify_chain(s) == []

@@ -20,7 +20,8 @@ Two passes, so memory stays flat whatever the file's size:
    batch in a temporary file, each valid row's values;
 2. only if no row had an error, write those batches (pass 1's values: the file is not read,
    nor a row's form checked, twice), each batch a handful of bulk statements in one
-   transaction, in a thread of its own while the next batch is checked (:class:`_Writer`).
+   transaction (:class:`_Writer`; :data:`PIPELINE` writes each in a thread of its own while
+   the next one is built).
 
 Nothing is written when any row is invalid. A batch commits on its own: this is
 safe because pass 1 proved every row valid. Each batch also records, in its own
@@ -74,9 +75,11 @@ KEY_COLUMN = "business_key"
 LIST_SEPARATOR = ";"
 #: Error messages kept (the count of rows with errors is always exact).
 MAX_ERRORS = 1000
-#: Pass 2 writes each batch in a thread of its own while the next one is checked (:class:`_Writer`);
-#: False: one batch after another in the caller's thread (the same rows, errors and events).
-PIPELINE = True
+#: True: pass 2 builds each batch (hashes, seals, bound rows) while a thread of its own writes the one
+#: before it (:class:`_Writer`); False: one batch after another in the caller's thread. The same rows,
+#: errors and events either way. Off: measured slower on the shared 2-core machine (docs/performance.md
+#: §4, 1 Dec evening): the threads contend for the GIL, and SQLite's executemany gives it up at every row.
+PIPELINE = False
 #: While the writer's thread runs, the interpreter offers the GIL this often (s): the thread
 #: wakes from each round trip to the database wanting it back (the default is 0.005).
 SWITCH_INTERVAL = 0.0005
@@ -238,6 +241,7 @@ def _write_checked(engine: Engine, spec: ProcessSpec, version_id: int, actor: Ac
     units = _load_units(engine)   # read again: a unit may have gone since pass 1
     run_id = run.id if run else _new_run(engine, actor, spec.key, csv_path)
     result.run_id = run_id
+    ids = _Ids(engine)
     with _Writer(engine, spec, version_id, actor, run_id, result, tell) as writer:
         for batch in _spooled(spool):
             prepared = []
@@ -249,16 +253,60 @@ def _write_checked(engine: Engine, spec: ProcessSpec, version_id: int, actor: Ac
                     writer.wait()   # the batch before this one commits (or fails) first
                     raise ImportAborted(row.line, err.message, result.started) from None
                 prepared.append((unit, row.values))
-            writer.submit(batch, prepared)
+            built = None
+            if writer.pool is not None:   # built here while the batch before it is written
+                _refuse_acting_first_state(spec)
+                with engine.session_factory() as read:
+                    built = _build_batch(read, writer.writing, ids.dialect, spec, version_id, actor, prepared,
+                                         [row.key for row in batch], ids.take(_CASES, len(prepared)),
+                                         lambda n: ids.take(_TASKS, n))
+            writer.submit(batch, prepared, built)
+            if writer.written is not None:
+                ids.seen(writer.written)
         writer.wait()
     with engine.transaction() as s:
         s.execute(update(ImportRun).where(ImportRun.id == run_id).values(finished_at=engine.clock()))
 
 
+class _Ids:
+    """New ids of cases and tasks for batches built before the batch before them is written.
+
+    PostgreSQL: from the tables' sequences (on a connection of their own: a sequence is not
+    transactional, so these numbers are ours whatever happens). SQLite: the numbers after the
+    last batch's, as the writer will find them under the write lock if nobody else wrote
+    meanwhile; the writer checks, and builds the batch again with the right ones if not."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.session_factory.kw["bind"].dialect
+        self.next: dict[str, int] = {}
+
+    def take(self, table: Any, n: int) -> list[int]:
+        if self.dialect.name == "sqlite" and table.name in self.next:
+            first = self.next[table.name]
+        else:
+            with self.engine.session_factory() as s:
+                taken = _allocate_ids(s.connection(), table, n)
+                s.commit()
+            if self.dialect.name != "sqlite":
+                return taken
+            first = taken[0] if taken else 1
+        self.next[table.name] = first + n
+        return list(range(first, first + n))
+
+    def seen(self, built: "_Built") -> None:
+        """The batch as written (built again by the writer, perhaps): later ids come after its."""
+        if self.dialect.name == "sqlite":
+            for table, taken in ((_CASES, built.ids), (_TASKS, built.task_ids)):
+                if taken and table.name in self.next:
+                    self.next[table.name] = max(self.next[table.name], taken[-1] + 1)
+
+
 class _Writer:
-    """Pass 2's writes, one batch at a time, in a thread of their own: batch N is written and
-    committed (the driver releases the GIL while the database works: PostgreSQL's COPY and
-    COMMIT, SQLite's steps) while the caller reads and checks batch N+1.
+    """Pass 2's writes, one batch at a time. With :data:`PIPELINE`, in a thread of their own:
+    batch N is written and committed (the driver releases the GIL while the database works:
+    PostgreSQL's COPY and COMMIT, SQLite's steps) while the caller checks and builds batch N+1
+    (its ids taken beforehand, :class:`_Ids`); without, in the caller's thread, as it submits each.
 
     At most one batch is in flight, and the batches are written in order, each in its own
     transaction exactly as a one-thread loop writes it: :meth:`wait` returns once the batch
@@ -279,6 +327,7 @@ class _Writer:
         self.writing._tell_outbox = lambda written: self.after_commit.append(("outbox", written))
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hexie-import") if PIPELINE else None
         self.pending: tuple[Future, list[_Checked]] | None = None
+        self.written: _Built | None = None   # the batch last written, when it was built beforehand
         self.interval = sys.getswitchinterval()
 
     def __enter__(self) -> "_Writer":
@@ -298,24 +347,38 @@ class _Writer:
                 self.pool.shutdown(wait=True)
                 sys.setswitchinterval(self.interval)
 
-    def submit(self, batch: list[_Checked], prepared: list[tuple[_Unit, dict[str, Any]]]) -> None:
+    def submit(self, batch: list[_Checked], prepared: list[tuple[_Unit, dict[str, Any]]],
+               built: "_Built | None" = None) -> None:
         self.wait()
         if self.pool is not None:
-            future = self.pool.submit(self._write, batch, prepared)
+            future = self.pool.submit(self._write, batch, prepared, built)
         else:   # in this thread, now
             future = Future()
             try:
-                future.set_result(self._write(batch, prepared))
+                future.set_result(self._write(batch, prepared, built))
             except Exception as err:
                 future.set_exception(err)
         self.pending = (future, batch)
 
-    def _write(self, batch: list[_Checked], prepared: list[tuple[_Unit, dict[str, Any]]]) -> int:
+    def _write(self, batch: list[_Checked], prepared: list[tuple[_Unit, dict[str, Any]]],
+               built: "_Built | None") -> "_Built | list[int]":
+        keys = [row.key for row in batch]
         with self.writing.transaction() as s:
-            ids = _write_batch(s, self.writing, self.spec, self.version_id, self.actor, prepared,
-                               [row.key for row in batch])
+            if built is None:
+                ids = _write_batch(s, self.writing, self.spec, self.version_id, self.actor, prepared, keys)
+            else:
+                conn = s.connection()
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")   # the ids are ours till the commit, if still free
+                    if _allocate_ids(conn, _CASES, 1) != built.ids[:1] or \
+                            (built.task_ids and _allocate_ids(conn, _TASKS, 1) != built.task_ids[:1]):
+                        built = _build_batch(s, self.writing, conn.dialect, self.spec, self.version_id, self.actor,
+                                             prepared, keys, _allocate_ids(conn, _CASES, len(prepared)),
+                                             lambda n: _allocate_ids(conn, _TASKS, n))
+                _write_built(s, self.writing, built)
+                ids = built.ids
             _record_rows(s, self.run_id, batch, ids)
-        return len(ids)
+        return built if built is not None else ids
 
     def wait(self) -> None:
         if self.pending is None:
@@ -323,7 +386,9 @@ class _Writer:
         future, batch = self.pending
         self.pending = None
         try:
-            written = future.result()
+            done_batch = future.result()
+            self.written = done_batch if isinstance(done_batch, _Built) else None
+            written = len(done_batch.ids if isinstance(done_batch, _Built) else done_batch)
         except IntegrityError:   # a case with one of its business keys was started meanwhile
             raise ImportAborted(batch[0].line, TAKEN, self.result.started) from None
         finally:
@@ -599,29 +664,55 @@ def _attachment_errors(spec: ProcessSpec, values: dict[str, Any]) -> list[tuple[
 
 def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int, actor: Actor,
                  prepared: list[tuple[_Unit, dict[str, Any]]], keys: list[str | None] | None = None) -> list[int]:
-    """Write one batch of valid starts in the caller's transaction: one many-row INSERT per table.
+    """Write one batch of valid starts in the caller's transaction: one bulk statement per table.
 
     Ids are taken up front (:func:`_allocate_ids`), so every row is written once, complete:
     the case with its ``audit_head``, the event whose hash covers the case id, the tasks.
     Returns the new cases' ids, in the order of ``prepared``.
     """
+    _refuse_acting_first_state(spec)
+    conn = s.connection()
+    if conn.dialect.name == "sqlite":
+        # Take the write lock now: the ids allocated below stay ours until the commit.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    ids = _allocate_ids(conn, _CASES, len(prepared))
+    built = _build_batch(s, engine, conn.dialect, spec, version_id, actor, prepared, keys, ids,
+                         lambda n: _allocate_ids(conn, _TASKS, n))
+    _write_built(s, engine, built)
+    return ids
+
+
+def _refuse_acting_first_state(spec: ProcessSpec) -> None:
     initial = spec.initial_state
     if initial.call is not None or spec.auto_triggers(initial.name) or initial.end_when_idle:
         # the engine acts on such a case as soon as it starts: one at a time, through the service
         raise Invalid("该流程的首个环节由系统自动推进，不能批量导入，请逐件立案",
                       f"{spec.key} acts by itself on entering {initial.name} (call, auto, end_when_idle): "
                       "it cannot be imported in bulk; start its cases one by one")
-    conn = s.connection()
-    if conn.dialect.name == "sqlite":
-        # Take the write lock now: the ids allocated below stay ours until the commit.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class _Built(NamedTuple):
+    """A batch made ready to write: its rows bound for the driver, its outbound events."""
+    ids: list[int]
+    task_ids: list[int]
+    tables: list[tuple[Any, list[str], list[tuple[Any, ...]]]]   # (table, columns, bound rows), in order
+    lookups: list[dict[str, Any]]
+    events: list[dict[str, Any]]   # engine.emit's, in order
+
+
+def _build_batch(s: Session, engine: Engine, dialect: Any, spec: ProcessSpec, version_id: int, actor: Actor,
+                 prepared: list[tuple[_Unit, dict[str, Any]]], keys: list[str | None] | None, ids: list[int],
+                 task_ids: Callable[[int], list[int]]) -> _Built:
+    """The rows of one batch (the cases ``ids``; ``task_ids(n)``: n new task ids), hashed, sealed
+    and bound as the columns bind them; ``s`` is only read (the first holder of each task)."""
     now = engine.clock()
     initial = spec.initial_state
     user_id = None if actor.is_system else actor.user_id
     actor_name = audit.SYSTEM_ACTOR if actor.is_system or actor.user_id is None else actor.username
-    ids = _allocate_ids(conn, _CASES, len(prepared))
     seal, key = audit.sealed_fields(spec), audit.audit_key()
     business_keys = dict(zip(ids, keys or [None] * len(ids)))   # each case's business_key column
+    emitted: list[dict[str, Any]] = []
+    session = _Emitted(emitted)
 
     # the outbound events of each new case, numbered: case_started, then its tasks' task_created (or case_closed)
     case_rows, events = [], []
@@ -639,22 +730,20 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
                               subject=_subject(spec, values), confidential=spec.confidential, lock_version=1,
                               audit_head=event["hash"], audit_seq=1, event_seq=event_count,
                               business_key=business_keys[case_id]))
-    _insert_many(conn, _CASES, case_rows)
-    _insert_many(conn, _EVENTS, events)
+    tables = [_bound(dialect, _CASES, case_rows), _bound(dialect, _EVENTS, events)]
+    lookups: list[dict[str, Any]] = []
     if searchable_fields(spec):   # the blind index, written with the cases
         lookups = [{"case_id": case_id, "field": name, "digest": digest}
                    for case_id, (_unit, values) in zip(ids, prepared) for name in searchable_fields(spec)
                    if (digest := lookup_digest(values.get(name))) is not None]
-        if lookups:
-            conn.execute(insert(CaseLookup.__table__), lookups)
     for case_id, (unit, _values) in zip(ids, prepared):
-        engine.emit(s, "case_started", case_id=case_id, seq=1, business_key=business_keys[case_id], process=spec.key,
-                    state=initial.name, org_unit=unit.code)
+        engine.emit(session, "case_started", case_id=case_id, seq=1, business_key=business_keys[case_id],
+                    process=spec.key, state=initial.name, org_unit=unit.code)
     if initial.final:
         for case_id in ids:
-            engine.emit(s, "case_closed", case_id=case_id, seq=2, business_key=business_keys[case_id], process=spec.key,
-                        state=initial.name)
-        return ids
+            engine.emit(session, "case_closed", case_id=case_id, seq=2, business_key=business_keys[case_id],
+                        process=spec.key, state=initial.name)
+        return _Built(ids, [], [t for t in tables if t[2]], lookups, emitted)
 
     task_rows = []
     for case_id, (unit, values) in zip(ids, prepared):
@@ -669,14 +758,16 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
             if holder is not None:
                 row["status"], row["assignee_id"] = "allocated", holder
             task_rows.append(row)
+    new_task_ids: list[int] = []
     if task_rows:
-        for task_id, row in zip(_allocate_ids(conn, _TASKS, len(task_rows)), task_rows):
+        new_task_ids = task_ids(len(task_rows))
+        for task_id, row in zip(new_task_ids, task_rows):
             row["id"] = task_id
-        _insert_many(conn, _TASKS, task_rows)
+        tables.append(_bound(dialect, _TASKS, task_rows))
         seqs = dict.fromkeys(ids, 1)
         for row in task_rows:
             seqs[row["case_id"]] += 1
-            engine.emit(s, "task_created", case_id=row["case_id"], seq=seqs[row["case_id"]],
+            engine.emit(session, "task_created", case_id=row["case_id"], seq=seqs[row["case_id"]],
                         business_key=business_keys[row["case_id"]],
                         task_id=row["id"], process=spec.key,
                         state=initial.name, name=row["name"], role=row["role"], assignee_id=row["assignee_id"])
@@ -685,8 +776,25 @@ def _write_batch(s: Session, engine: Engine, spec: ProcessSpec, version_id: int,
                   for case_id, (_unit, values) in zip(ids, prepared)
                   for trigger, due in timer_dues(initial, values, now, engine.timezone)]
     if timer_rows:
-        _insert_many(conn, _TIMERS, timer_rows)
-    return ids
+        tables.append(_bound(dialect, _TIMERS, timer_rows))
+    return _Built(ids, new_task_ids, [t for t in tables if t[2]], lookups, emitted)
+
+
+class _Emitted:
+    """What ``engine.emit`` is handed while a batch is built: its events, kept for the batch's transaction."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.info = {"events": events}
+
+
+def _write_built(s: Session, engine: Engine, built: _Built) -> None:
+    """Write a built batch in ``s``'s transaction (its events queued there for the outbox)."""
+    conn = s.connection()
+    for table, names, values in built.tables:
+        _copy_rows(conn, table, names, values)
+    if built.lookups:
+        conn.execute(insert(CaseLookup.__table__), built.lookups)
+    s.info.setdefault("events", []).extend(built.events)
 
 
 def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -698,12 +806,17 @@ def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> No
     statement machinery. PostgreSQL: one ``COPY ... FROM STDIN`` per batch and table;
     SQLite: one ``executemany`` of a prepared INSERT.
     """
+    if rows:
+        _copy_rows(conn, table, *_bound(conn.dialect, table, rows)[1:])
+
+
+def _bound(dialect: Any, table: Any, rows: list[dict[str, Any]]) -> tuple[Any, list[str], list[tuple[Any, ...]]]:
+    """(table, columns, rows as tuples through the columns' bind processing) of ``rows``."""
     if not rows:
-        return
+        return table, [], []
     names = list(rows[0])
-    quote = conn.dialect.identifier_preparer.quote
     processed = [(i, p) for i, name in enumerate(names)
-                 if (p := table.c[name].type.bind_processor(conn.dialect)) is not None]
+                 if (p := table.c[name].type.bind_processor(dialect)) is not None]
     get = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
     values = []
     for row in rows:
@@ -714,6 +827,13 @@ def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> No
                 value[i] = process(value[i])
             value = tuple(value)
         values.append(value)
+    return table, names, values
+
+
+def _copy_rows(conn: Connection, table: Any, names: list[str], values: list[tuple[Any, ...]]) -> None:
+    if not values:
+        return
+    quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(n) for n in names)
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()
