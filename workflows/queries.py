@@ -445,7 +445,7 @@ class CaseQueries:
                 row = task_row(task, people, now, case_held=task.case_held is not None)
                 row.update(subject=case_code(task.case_id) if task.confidential else task.subject,
                            confidential=task.confidential,
-                           org_unit_name=task.unit_name)
+                           org_unit_name=task.unit_name, org_unit_id=task.org_unit_id)
                 items.append(row)
             return Page(items, total, page, per_page)
 

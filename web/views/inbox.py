@@ -14,9 +14,10 @@ from hexie.workflows.saved_views import SavedViews
 from hexie.workflows.queries import TASK_SORTS, TASK_VIEWS
 
 from ..state import current_actor, hexie_state, nav_counts
-from ..i18n import error_text, label, t
+from ..i18n import error_text, get_locale, label, t
+from ..orgmap import org_map
 from .blueprint import bp
-from .common import display_names, fmt_date, indent, page_arg, places, unit_names, units_in_area
+from .common import display_names, fmt_date, indent, page_arg, places, unit_names
 
 #: The inbox's tabs: her own views of the task list. The managers' "team" view has its own
 #: page (admin "team work"), so it is no tab here.
@@ -42,12 +43,37 @@ def query_filters() -> dict[str, Any]:
 
 
 def filter_options(actor) -> dict[str, Any]:
-    """Programmes, their steps and the units of her area, for the filter bar."""
+    """Programmes, their steps and the units of her area, for the filter bar.
+
+    Built once per (the definitions, the org tree as this process read it, her areas, the
+    language) and kept on the engine: a publish makes a new registry, an org change a new
+    tree (:mod:`hexie.web.orgmap`), a change of her roles other areas, so none of them can
+    show a stale bar. The caller must not change what it returns.
+    """
     engine = hexie_state().engine
+    tree = org_map(engine)
+    paths = frozenset(a.unit_path for a in actor.assignments)
+    key = (id(engine.registry), tree.version, paths, get_locale())
+    kept = engine.__dict__.get("_hexie_filter_options")
+    if kept is None or kept[0] is not engine.registry or kept[1] is not tree:
+        kept = engine.__dict__["_hexie_filter_options"] = (engine.registry, tree, {})
+    options = kept[2].get(key)
+    if options is None:
+        if len(kept[2]) >= FILTER_CACHE_SIZE:
+            kept[2].clear()
+        options = kept[2][key] = _build_filter_options(engine, tree, paths)
+    return options
+
+
+#: How many people's filter bars an engine keeps (then it starts afresh).
+FILTER_CACHE_SIZE = 4096
+
+
+def _build_filter_options(engine, tree, paths) -> dict[str, Any]:
     processes = [(key, label(spec.title)) for key, spec in sorted(engine.processes.items())]
     states: dict[str, list[tuple[str, str]]] = {
         key: [(s.name, label(s.label)) for s in spec.states] for key, spec in engine.processes.items()}
-    units = units_in_area(actor)
+    units = tree.in_area(paths)   # as units_in_area(actor): her subtrees, by path, at most 2000
     if len(units) > MAX_UNIT_OPTIONS:
         levels = engine.registry.roles.levels
         lowest = levels[-1] if levels else None
@@ -71,6 +97,24 @@ def _query(kind: str, actor, filters: dict[str, Any]):
         filters["org_unit"] = None
         args["org_unit"] = None
         return queries.cases(actor, **args) if kind == "cases" else queries.tasks(actor, kind, **args)
+
+
+def row_places(rows) -> dict[int, str]:
+    """task id -> the name of its unit (with its town for a village), from the org tree this
+    process keeps (:mod:`hexie.web.orgmap`); a unit it does not know yet is asked of the database."""
+    engine = hexie_state().engine
+    tree = org_map(engine)
+    lowest = (engine.registry.roles.levels or ("",))[-1]
+    found, missing = {}, []
+    for row in rows:
+        place = tree.place(row.get("org_unit_id"), lowest)
+        if place is None:
+            missing.append(row["id"])
+        else:
+            found[row["id"]] = place
+    if missing:
+        found.update(task_places(missing))
+    return found
 
 
 def task_places(task_ids) -> dict[int, str]:
@@ -101,7 +145,7 @@ def inbox():
                            saved_views=saved, current_query=here,
                            xlsx_href=url_for("hexie.tasks_xlsx", **{**request.args.to_dict(), "view": view}),
                            votes=_votable(actor, page.items) if view == "available" and "admin" in current_app.blueprints else {},
-                           options=filter_options(actor), places=task_places(t["id"] for t in page.items),
+                           options=filter_options(actor), places=row_places(page.items),
                            names=display_names(t["assignee"] for t in page.items) if view in ("overdue", "escalated") else {})
 
 
