@@ -23,6 +23,7 @@ from hexie.workflows.auth import hash_password, needs_rehash, verify_password
 from hexie.workflows.throttle import LoginThrottle
 from hexie.workflows.tokens import new_credential, revoke, revoke_all
 
+from .orgmap import org_map
 from .state import LoginUser, current_actor, hexie_state, password_stamp
 from .i18n import t
 
@@ -137,6 +138,7 @@ def login():
                 if lang:
                     session["lang"] = lang
                 login_user(LoginUser(actor, password_stamp(user.password_hash), sid))
+                org_map(engine)   # the org tree her pages read (web/orgmap.py): read now, not on her first page
                 flash(t("login.welcome", name=actor.name or actor.username), "success")
                 return redirect(safe_next(form.next.data))
     elif request.method == "POST":

@@ -151,14 +151,15 @@ class Hexie:
             if len(parts) != 3:
                 return None     # a cookie from before sessions had rows: sign in again
             username, stamp, sid = parts
-            with engine.read_session() as s:   # two reads (and now and then the sign-in's last use)
-                user = tokens.credential_user(s, username, sid, "session", engine.clock())
-                if user is None:
-                    return None
-                expected = password_stamp(user.password_hash)
-                if not hmac.compare_digest(expected, stamp):
-                    return None
-                return LoginUser(engine.actor_for(s, user), expected, sid)
+            with engine.read_session() as s:   # one read (and now and then the sign-in's last use)
+                found = tokens.credential_actor(s, username, sid, "session", engine.clock())
+            if found is None:
+                return None
+            actor, password_hash = found
+            expected = password_stamp(password_hash)
+            if not hmac.compare_digest(expected, stamp):
+                return None
+            return LoginUser(actor, expected, sid)
 
     # -- blueprints of the other parts, when present ---------------------------------
     @staticmethod
