@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime as _datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import event
@@ -104,6 +105,9 @@ class _Form:
         processors = compiled._bind_processors
         if expanded:
             processors = {**processors, **state.processors}
+        if dialect.name == "sqlite":
+            processors = {name: _sqlite_datetime(compiled.binds[name].type, dialect, fn)
+                          if name in compiled.binds else fn for name, fn in processors.items()}
         prefetch = {c.key: c for c in (*compiled.insert_prefetch, *compiled.update_prefetch)}
         self.binds: list[tuple[str, str, Any, Any, Any, bool]] = []
         for name in names:
@@ -144,6 +148,24 @@ class _Form:
         if processors is None:
             return [tuple(r) for r in raw_rows]
         return [tuple(p(v) if p is not None else v for p, v in zip(processors, r)) for r in raw_rows]
+
+
+def _sqlite_datetime(type_: Any, dialect: Any, processor: Any) -> Any:
+    """SQLite's text for a ``DateTime`` parameter: SQLAlchemy's own format
+    (``YYYY-MM-DD HH:MM:SS.ffffff``, the time zone dropped) from ``datetime.isoformat``, in C,
+    instead of a ``%`` format over a dict of seven fields. Anything but a ``datetime`` (a ``date``,
+    a string), and a column with a storage format of its own, keep SQLAlchemy's processor."""
+    from sqlalchemy.dialects.sqlite import DATETIME
+    impl = type_.dialect_impl(dialect)
+    if processor is None or type(impl) is not DATETIME or impl._storage_format != DATETIME._storage_format:
+        return processor
+    iso = _datetime.isoformat
+
+    def process(value: Any) -> Any:
+        if type(value) is _datetime:
+            return iso(value.replace(tzinfo=None) if value.tzinfo is not None else value, " ", "microseconds")
+        return processor(value)
+    return process
 
 
 _PLACEHOLDER = re.compile(r"%%|%\(([^)]+)\)s")

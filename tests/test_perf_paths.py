@@ -198,3 +198,29 @@ def test_prepared_statements_at_the_driver_survive_psycopgs_deallocate_all(pg_ur
     finally:
         fast.listeners.pop()
         engine.dispose()
+
+
+def test_sqlite_datetime_parameters_are_the_text_sqlalchemy_writes():
+    """The write path formats SQLite's DateTime parameters itself (fast._sqlite_datetime): the
+    very text SQLAlchemy's processor gives, for naive and aware datetimes, whole seconds, early
+    years, and a date (which keeps SQLAlchemy's processor); anything else is refused alike."""
+    from datetime import date, datetime, timedelta, timezone
+
+    import pytest
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects import sqlite
+
+    from hexie.models.fast import _sqlite_datetime
+    dialect = sqlite.dialect()
+    theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    ours = _sqlite_datetime(DateTime(), dialect, theirs)
+    assert ours is not theirs
+    for value in (datetime(2026, 12, 1, 19, 50, 1, 123456), datetime(2026, 1, 1), datetime(5, 3, 4, 1, 2, 3, 7),
+                  datetime(2026, 12, 1, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=8))), date(2026, 5, 6)):
+        assert ours(value) == theirs(value)
+    with pytest.raises(TypeError):
+        ours("2026-01-01")
+    # a storage format of its own keeps SQLAlchemy's processor
+    custom = sqlite.DATETIME(truncate_microseconds=True)
+    kept = custom.bind_processor(dialect)
+    assert _sqlite_datetime(custom, dialect, kept) is kept

@@ -269,7 +269,7 @@ class Engine:
             session.rollback()
             raise
         finally:
-            session.info.pop("hexie_case_tasks", None)
+            _forget_rows(session)
             session.close()
         self._publish(events)
         if written:
@@ -283,7 +283,7 @@ class Engine:
         session.info["events"] = []
         session.info.setdefault("outbox", {})
         savepoint = session.begin_nested()
-        session.info.pop("hexie_case_tasks", None)
+        _forget_rows(session)
         try:
             yield session
             events = session.info["events"]
@@ -295,7 +295,7 @@ class Engine:
                 savepoint.rollback()
             raise
         finally:
-            session.info.pop("hexie_case_tasks", None)
+            _forget_rows(session)
             if outer is None:
                 session.info.pop("events", None)
             else:
@@ -380,6 +380,12 @@ def _drop_pending(session: Session, transaction: Any) -> None:
     """The host's outermost transaction ended without a commit: its events never happened."""
     if transaction.parent is None and not transaction.nested:
         session.info.pop(_PENDING, None)
+
+
+def _forget_rows(session: Session) -> None:
+    """Forget the rows a service call read with its locked case (they belong to its transaction)."""
+    session.info.pop("hexie_case_tasks", None)
+    session.info.pop("hexie_case_rows", None)
 
 
 def _begin_sqlite(session: Session) -> None:

@@ -54,15 +54,12 @@ _TASK = select(_tasks).where(_tasks.c.id == bindparam("task_id"))
 # the case's open work (a consult is no step of the process: it stays open until answered)
 _OPEN_TASKS = select(_tasks).where(_tasks.c.case_id == bindparam("case_id"), _tasks.c.status.in_(OPEN),
                                    _tasks.c.kind == "work")
-_SAVE_CASE = (update(_cases).where(_cases.c.id == bindparam("b_id"), _cases.c.lock_version == bindparam("b_lock"))
-              .values(process_version_id=bindparam("v_version"), state=bindparam("v_state"),
-                      data=bindparam("v_data", type_=_cases.c.data.type), subject=bindparam("v_subject"),
-                      updated_at=bindparam("v_updated"), closed_at=bindparam("v_closed"),
-                      audit_seq=bindparam("v_seq"), audit_head=bindparam("v_head"),
-                      event_seq=bindparam("v_event_seq"), owner_id=bindparam("v_owner"),
-                      suspended_at=bindparam("v_suspended_at"), suspended_until=bindparam("v_suspended_until"),
-                      suspended_by_id=bindparam("v_suspended_by"), suspend_comment=bindparam("v_suspend_comment"),
-                      lock_version=_cases.c.lock_version + 1))
+#: What :func:`save_case` writes back: its parameter -> the case's column.
+_CASE_WRITES = {"v_version": "process_version_id", "v_state": "state", "v_data": "data", "v_subject": "subject",
+                "v_updated": "updated_at", "v_closed": "closed_at", "v_seq": "audit_seq", "v_head": "audit_head",
+                "v_event_seq": "event_seq", "v_owner": "owner_id", "v_suspended_at": "suspended_at",
+                "v_suspended_until": "suspended_until", "v_suspended_by": "suspended_by_id",
+                "v_suspend_comment": "suspend_comment"}
 _SAVE_TASK = (update(_tasks).where(_tasks.c.id == bindparam("b_id"), _tasks.c.lock_version == bindparam("b_lock"))
               .values(status=bindparam("v_status"), assignee_id=bindparam("v_assignee"),
                       completed_at=bindparam("v_completed_at"), completed_by_id=bindparam("v_completed_by"),
@@ -84,7 +81,6 @@ _INSERT_REQUEST_KEY = insert(RequestKey.__table__)
 # the writes travel with the transaction's next round trip.
 _F_CASE_FOR_UPDATE = fast.Statement(_CASE_FOR_UPDATE)
 _F_CASE_TASKS = fast.Statement(_CASE_TASKS)
-_F_SAVE_CASE = fast.Statement(_SAVE_CASE, checked=True)
 _F_SAVE_TASK = fast.Statement(_SAVE_TASK, checked=True)
 _F_INSERT_TASK = fast.Statement(_INSERT_TASK)
 _F_INSERT_TIMER = fast.Statement(_INSERT_TIMER)
@@ -1036,6 +1032,8 @@ class WorkflowService(WorkdayMixin):
             found = [Record(**row) for row in locked.mappings()]
             if found:
                 _read_tasks(s)[case_id] = [Record(**row) for row in tasks.mappings()]
+                row = found[0]
+                _read_cases(s)[case_id] = (row.lock_version, {k: getattr(row, c, None) for k, c in _CASE_WRITES.items()})
         case = found[0] if found else None
         if case is None or not ((task is not None and offered_now(actor, task)) or can_see(s, self.engine, actor, case)):
             raise not_found()
@@ -1118,16 +1116,50 @@ def _stale_task() -> Conflict:
 def save_case(s: Session, case: Record) -> None:
     """Write a case record back: one UPDATE, refused (:class:`Conflict`) if someone changed it
     since it was read. On PostgreSQL it travels with the transaction's next round trip and the
-    server makes the check (:mod:`hexie.models.fast`): the Conflict then comes from there."""
-    fast.defer(s, _F_SAVE_CASE, {
-        "b_id": case.id, "b_lock": case.lock_version, "v_version": case.process_version_id, "v_state": case.state,
-        "v_data": case.data, "v_subject": case.subject, "v_updated": case.updated_at, "v_closed": case.closed_at,
-        "v_seq": case.audit_seq, "v_head": case.audit_head, "v_event_seq": case.event_seq,
-        "v_owner": getattr(case, "owner_id", None), "v_suspended_at": getattr(case, "suspended_at", None),
-        "v_suspended_until": getattr(case, "suspended_until", None),
-        "v_suspended_by": getattr(case, "suspended_by_id", None),
-        "v_suspend_comment": getattr(case, "suspend_comment", None)}, conflict=_stale_case)
+    server makes the check (:mod:`hexie.models.fast`): the Conflict then comes from there.
+
+    A case locked in this transaction (:meth:`WorkflowService._case_for_update`) is written
+    with only the columns that differ from what was read (and ``data`` always: a form may have
+    changed it in place): on SQLite an UPDATE rewrites the entries of every index on a column it
+    sets, changed or not (a step sets neither the subject nor the owner nor the hold)."""
+    values = {"v_version": case.process_version_id, "v_state": case.state, "v_data": case.data,
+              "v_subject": case.subject, "v_updated": case.updated_at, "v_closed": case.closed_at,
+              "v_seq": case.audit_seq, "v_head": case.audit_head, "v_event_seq": case.event_seq,
+              "v_owner": getattr(case, "owner_id", None), "v_suspended_at": getattr(case, "suspended_at", None),
+              "v_suspended_until": getattr(case, "suspended_until", None),
+              "v_suspended_by": getattr(case, "suspended_by_id", None),
+              "v_suspend_comment": getattr(case, "suspend_comment", None)}
+    read = _read_cases(s).get(case.id)
+    if read is not None and read[0] == case.lock_version:
+        was = read[1]
+        changed = tuple(k for k, v in values.items() if k == "v_data" or was.get(k, _UNSET) != v)
+    else:
+        changed = tuple(values)
+    fast.defer(s, _save_case_statement(changed), {"b_id": case.id, "b_lock": case.lock_version,
+                                                  **{k: values[k] for k in changed}}, conflict=_stale_case)
     case.lock_version += 1
+    _read_cases(s)[case.id] = (case.lock_version, values)
+
+
+_UNSET = object()
+_SAVE_CASE: dict[tuple[str, ...], fast.Statement] = {}
+
+
+def _save_case_statement(changed: tuple[str, ...]) -> fast.Statement:
+    """The version-checked UPDATE of the case columns ``changed`` names (one per set, built once)."""
+    found = _SAVE_CASE.get(changed)
+    if found is None:
+        stmt = (update(_cases).where(_cases.c.id == bindparam("b_id"), _cases.c.lock_version == bindparam("b_lock"))
+                .values(**{_CASE_WRITES[k]: bindparam(k, type_=_cases.c[_CASE_WRITES[k]].type) for k in changed},
+                        lock_version=_cases.c.lock_version + 1))
+        found = _SAVE_CASE[changed] = fast.Statement(stmt, checked=True)
+    return found
+
+
+def _read_cases(s: Session) -> dict[int, tuple[int, dict[str, Any]]]:
+    """Cases locked or written in this transaction, by id: (their lock version, what
+    :func:`save_case` would write of them then)."""
+    return s.info.setdefault("hexie_case_rows", {})
 
 
 def save_task(s: Session, task: Record) -> None:
