@@ -224,3 +224,37 @@ def test_sqlite_datetime_parameters_are_the_text_sqlalchemy_writes():
     custom = sqlite.DATETIME(truncate_microseconds=True)
     kept = custom.bind_processor(dialect)
     assert _sqlite_datetime(custom, dialect, kept) is kept
+
+
+def test_a_locked_case_is_written_back_with_what_changed_and_loses_nothing(env):
+    """save_case writes only the columns that differ from the locked read (data always); a
+    record read any other way is written whole; either way the row ends as the record says."""
+    from hexie.models import fast
+    case_id = _start(env)
+    sent: list[str] = []
+    listener = lambda sql, params: sent.append(sql)  # noqa: E731
+    fast.listeners.append(listener)
+    try:
+        with env.engine.transaction() as s:
+            case = env.service._case_for_update(s, env.actor("cadre2"), case_id)
+            owner, lock = case.owner_id, case.lock_version
+            case.state = "survey_checked"
+            save_case(s, case)
+            case.data["added"] = "在原处改动"            # changed in place, after it was written once
+            case.subject = "新的标题"
+            save_case(s, case)
+        with env.engine.transaction() as s:
+            (whole,) = records(s, _CASE_FOR_UPDATE, {"case_id": case_id})
+            whole.closed_at = None
+            save_case(s, whole)
+    finally:
+        fast.listeners.remove(listener)
+    updates = [q for q in sent if "UPDATE hexie_cases" in q]
+    assert len(updates) == 3
+    assert "subject" not in updates[0] and "owner_id" not in updates[0] and "data" in updates[0]
+    assert "subject" in updates[1] and "state" not in updates[1].split("WHERE")[0].replace("audit_", "")
+    assert "subject" in updates[2] and "owner_id" in updates[2] and "suspended_at" in updates[2]
+    with env.engine.session_factory() as s:
+        row = s.get(Case, case_id)
+        assert (row.state, row.subject, row.owner_id, row.lock_version) == ("survey_checked", "新的标题", owner, lock + 3)
+        assert row.data["added"] == "在原处改动"
