@@ -27,6 +27,7 @@ issued, its row count checked there), only cheaper than through Core.
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from dataclasses import dataclass, field
 from datetime import datetime as _datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -121,12 +122,31 @@ class _Form:
                 default = column.default
             literal = bind.callable if bind.callable is not None else bind.value
             self.binds.append((name, bind.key, literal, processors.get(name), default, bind.callable is not None))
+        # params(): when the caller names every parameter (the usual case), the values are taken
+        # at once and only those with a processor are processed
+        self._names = [b[0] for b in self.binds]
+        self._take = itemgetter(*[b[1] for b in self.binds]) if len(self.binds) > 1 else None
+        self._processed = [(i, b[3]) for i, b in enumerate(self.binds) if b[3] is not None]
         columns = compiled._result_columns or []
         self.keys = [c.keyname for c in columns]
         processors_out = [c.type._cached_result_processor(dialect, None) for c in columns]
         self.result_processors = processors_out if any(processors_out) else None
+        #: the result columns with a processor, by place
+        self._processed_out = [(i, p) for i, p in enumerate(processors_out) if p is not None]
 
     def params(self, values: Mapping[str, Any]) -> Any:
+        if self._take is not None:
+            try:
+                taken = list(self._take(values))
+            except KeyError:         # a parameter left to its default or literal
+                return self._params(values)
+            for i, processor in self._processed:
+                if taken[i] is not None:
+                    taken[i] = processor(taken[i])
+            return tuple(taken) if self.positional else dict(zip(self._names, taken))
+        return self._params(values)
+
+    def _params(self, values: Mapping[str, Any]) -> Any:
         out: dict[str, Any] | list[Any] = [] if self.positional else {}
         for name, key, literal, processor, default, call in self.binds:
             if key in values:
@@ -144,10 +164,16 @@ class _Form:
         return tuple(out) if self.positional else out
 
     def rows(self, raw_rows: Iterable[Sequence[Any]]) -> list[tuple]:
-        processors = self.result_processors
-        if processors is None:
+        if self.result_processors is None:
             return [tuple(r) for r in raw_rows]
-        return [tuple(p(v) if p is not None else v for p, v in zip(processors, r)) for r in raw_rows]
+        processed = self._processed_out
+        out = []
+        for r in raw_rows:
+            r = list(r)
+            for i, processor in processed:
+                r[i] = processor(r[i])
+            out.append(tuple(r))
+        return out
 
 
 def _sqlite_datetime(type_: Any, dialect: Any, processor: Any) -> Any:
