@@ -144,3 +144,18 @@ def test_the_signed_in_person_in_one_statement_is_who_two_made(env):
         tokens.revoke(s, jti, env.clock())
     with env.engine.read_session() as r:
         assert credential_actor(r, "tc1", jti, "session", env.clock()) is None
+
+
+def test_dates_are_written_as_babel_writes_them():
+    """fmt_dt / fmt_date write the fields directly: what Babel's patterns gave, in both locales."""
+    from datetime import datetime, timedelta, timezone
+    from babel import Locale
+    from babel.dates import format_date, format_datetime
+    for locale in ("zh_CN", "en"):
+        parsed = Locale.parse(locale)
+        for value in (datetime(2026, 3, 2, 9, 5), datetime(999, 1, 1, 0, 0), datetime(2026, 12, 31, 23, 59),
+                      datetime(2024, 2, 29, 12, 0) + timedelta(seconds=59)):
+            local = value.replace(tzinfo=timezone(timedelta(hours=8)))
+            assert format_datetime(local, "yyyy-MM-dd HH:mm", locale=parsed) == \
+                f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
+            assert format_date(local, "yyyy-MM-dd", locale=parsed) == f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
