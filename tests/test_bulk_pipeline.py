@@ -66,10 +66,12 @@ def test_a_key_taken_while_a_batch_is_in_flight_stops_at_that_batch(env, tmp_pat
     assert _count(env, Case) == 1 + 10 and _count(env, ImportRow) == 10
 
 
-@pytest.mark.parametrize("pipeline", [True, False])
-def test_the_same_rows_with_and_without_the_writers_thread(env, tmp_path: Path, monkeypatch, pipeline):
-    """Pass 2 writes pass 1's values (kept in a temporary file, a batch at a time), in order."""
-    monkeypatch.setattr(bulk, "PIPELINE", pipeline)
+@pytest.mark.parametrize("mode", ["thread", "process", "plain"])
+def test_the_same_rows_with_and_without_the_writers_thread(env, tmp_path: Path, monkeypatch, mode):
+    """Pass 2 writes pass 1's values (kept in a temporary file, a batch at a time), in order:
+    built in a writer's thread, in a builder's process, or one batch after another."""
+    monkeypatch.setattr(bulk, "PIPELINE", mode == "thread")
+    monkeypatch.setattr(bulk, "BUILD_PROCESS", mode == "process")
     rows = _households(13)
     path = _write(tmp_path / "h.csv", rows)
     result = import_cases(env.engine, env.actor("cadre"), "elder_support", path, batch_size=4)
@@ -124,11 +126,13 @@ def test_a_row_refused_in_pass_two_waits_for_the_batch_in_flight(env, tmp_path: 
     assert info.value.row == 9 and info.value.started == 5 and _count(env, Case) == 5
 
 
-def test_sqlite_ids_taken_meanwhile_are_not_reused(env, tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_sqlite_ids_taken_meanwhile_are_not_reused(env, tmp_path: Path, monkeypatch, mode):
     """On SQLite a batch built ahead has the ids after the last batch's; when a case was started
     meanwhile by someone else, the writer (under the write lock) builds the batch again with free ids."""
     if env.engine.session_factory.kw["bind"].dialect.name != "sqlite":
         pytest.skip("PostgreSQL takes the ids from its sequences")
+    monkeypatch.setattr(bulk, "PIPELINE", mode == "thread")
     cadre = env.actor("cadre")
     real_take = bulk._Ids.take
     started = []
@@ -148,3 +152,37 @@ def test_sqlite_ids_taken_meanwhile_are_not_reused(env, tmp_path: Path, monkeypa
         assert _count(env, Case) == 13 and len(set(s.scalars(select(Case.id)))) == 13
         assert s.scalar(select(func.count()).select_from(ImportRow)) == 12
         assert verify_chain(s) == []
+
+
+def test_the_builders_process_builds_what_one_process_builds(env, tmp_path: Path, monkeypatch):
+    """The same stored values and the same outbound events, whether pass 2's batches are built in
+    the builder's process or in this one (hashes and seals cover the case ids, so they are checked
+    by verifying each chain)."""
+    monkeypatch.setattr(bulk, "PIPELINE", False)
+    from hexie.models import AuditEvent, Task
+    env.engine.clock = lambda: __import__("datetime").datetime(2026, 12, 1, 20, 0, 0)
+    rows = _households(9)
+    stored = {}
+    for mode in ("process", "plain"):
+        monkeypatch.setattr(bulk, "BUILD_PROCESS", mode == "process")
+        seen: list[dict] = []
+        env.engine._subscribers[:] = [seen.append]
+        path = _write(tmp_path / f"{mode}.csv", [{**r, "household_head": r["household_head"]} for r in rows])
+        first = _count(env, Case)
+        result = import_cases(env.engine, env.actor("cadre"), "elder_support", path, batch_size=4)
+        assert result.ok and result.started == 9
+        with env.engine.session_factory() as s:
+            cases = s.scalars(select(Case).where(Case.id > 0).order_by(Case.id)).all()[first:]
+            offset = cases[0].id
+            events = {e.case_id: e for e in s.scalars(select(AuditEvent).where(AuditEvent.case_id >= offset))}
+            tasks = s.scalars(select(Task).where(Task.case_id >= offset).order_by(Task.id)).all()
+            stored[mode] = (
+                [(c.id - offset, c.data, c.subject, c.state, c.org_path, c.event_seq) for c in cases],
+                [(e.case_id - offset, e.kind, e.changes, sorted(e.sealed or {}), e.hash_version)
+                 for e in events.values()],
+                [(t.case_id - offset, t.name, t.status, t.assignee_id, t.due_at) for t in tasks],
+                [(e["event"], e["case_id"] - offset, e.get("seq")) for e in seen])
+        # the hashes differ only by the case ids they cover: each chain verifies
+        with env.engine.session_factory() as s:
+            assert verify_chain(s) == []
+    assert stored["process"] == stored["plain"]

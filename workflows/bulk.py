@@ -20,8 +20,8 @@ Two passes, so memory stays flat whatever the file's size:
    batch in a temporary file, each valid row's values;
 2. only if no row had an error, write those batches (pass 1's values: the file is not read,
    nor a row's form checked, twice), each batch a handful of bulk statements in one
-   transaction (:class:`_Writer`; :data:`PIPELINE` writes each in a thread of its own while
-   the next one is built).
+   transaction, built (hashed, sealed, bound for the driver) in a worker process of its own
+   while this process writes the batch before (:class:`_Builder`, :data:`BUILD_PROCESS`).
 
 Nothing is written when any row is invalid. A batch commits on its own: this is
 safe because pass 1 proved every row valid. Each batch also records, in its own
@@ -80,6 +80,9 @@ MAX_ERRORS = 1000
 #: errors and events either way. Off: measured slower on the shared 2-core machine (docs/performance.md
 #: §4, 1 Dec evening): the threads contend for the GIL, and SQLite's executemany gives it up at every row.
 PIPELINE = False
+#: Pass 2 builds each batch in a worker process of its own while this one writes the batch before
+#: (:class:`_Builder`; where processes can be forked). The same rows, errors and events.
+BUILD_PROCESS = True
 #: While the writer's thread runs, the interpreter offers the GIL this often (s): the thread
 #: wakes from each round trip to the database wanting it back (the default is 0.005).
 SWITCH_INTERVAL = 0.0005
@@ -242,30 +245,105 @@ def _write_checked(engine: Engine, spec: ProcessSpec, version_id: int, actor: Ac
     run_id = run.id if run else _new_run(engine, actor, spec.key, csv_path)
     result.run_id = run_id
     ids = _Ids(engine)
-    with _Writer(engine, spec, version_id, actor, run_id, result, tell) as writer:
-        for batch in _spooled(spool):
-            prepared = []
-            for row in batch:
-                unit = units.get(row.code)
-                try:
-                    check_start(levels, spec, actor, unit, row.code)
-                except HexieError as err:
-                    writer.wait()   # the batch before this one commits (or fails) first
-                    raise ImportAborted(row.line, err.message, result.started) from None
-                prepared.append((unit, row.values))
-            built = None
-            if writer.pool is not None:   # built here while the batch before it is written
-                _refuse_acting_first_state(spec)
-                with engine.session_factory() as read:
-                    built = _build_batch(read, writer.writing, ids.dialect, spec, version_id, actor, prepared,
-                                         [row.key for row in batch], ids.take(_CASES, len(prepared)),
-                                         lambda n: ids.take(_TASKS, n))
-            writer.submit(batch, prepared, built)
-            if writer.written is not None:
-                ids.seen(writer.written)
-        writer.wait()
+    builder = _Builder.start(engine, spec, version_id, actor) if BUILD_PROCESS and not PIPELINE else None
+    try:
+        with _Writer(engine, spec, version_id, actor, run_id, result, tell) as writer:
+            ahead = None   # (batch, prepared, its build) of the batch being built in the builder's process
+            for batch in _spooled(spool):
+                prepared = []
+                for row in batch:
+                    unit = units.get(row.code)
+                    try:
+                        check_start(levels, spec, actor, unit, row.code)
+                    except HexieError as err:
+                        if ahead is not None:   # the batch before this one is written first, as it would be
+                            writer.submit(ahead[0], ahead[1], ahead[2].get())
+                        writer.wait()   # the batch before this one commits (or fails) first
+                        raise ImportAborted(row.line, err.message, result.started) from None
+                    prepared.append((unit, row.values))
+                keys = [row.key for row in batch]
+                if builder is not None:   # built in the builder's process while the batch before it is written
+                    _refuse_acting_first_state(spec)
+                    building = builder.build(prepared, keys, ids.take(_CASES, len(prepared)),
+                                             ids.take(_TASKS, _task_count(spec, prepared)), engine.clock())
+                    if ahead is not None:
+                        writer.submit(ahead[0], ahead[1], ahead[2].get())
+                        writer.wait()
+                        ids.seen(writer.written)
+                    ahead = (batch, prepared, building)
+                    continue
+                built = None
+                if writer.pool is not None:   # built here while the batch before it is written
+                    _refuse_acting_first_state(spec)
+                    with engine.session_factory() as read:
+                        built = _build_batch(read, writer.writing, ids.dialect, spec, version_id, actor, prepared,
+                                             keys, ids.take(_CASES, len(prepared)), lambda n: ids.take(_TASKS, n))
+                writer.submit(batch, prepared, built)
+                if writer.written is not None:
+                    ids.seen(writer.written)
+            if ahead is not None:
+                writer.submit(ahead[0], ahead[1], ahead[2].get())
+            writer.wait()
+    finally:
+        if builder is not None:
+            builder.close()
     with engine.transaction() as s:
         s.execute(update(ImportRun).where(ImportRun.id == run_id).values(finished_at=engine.clock()))
+
+
+def _task_count(spec: ProcessSpec, prepared: list[tuple[_Unit, dict[str, Any]]]) -> int:
+    """How many tasks the batch's cases open (as :func:`_build_batch` opens them)."""
+    initial = spec.initial_state
+    return 0 if initial.final else sum(len(initial.tasks_to_open(values)) for _unit, values in prepared)
+
+
+#: What the builder's process builds with: inherited (fork), never pickled.
+_BUILDING: dict[str, Any] = {}
+
+
+class _Builder:
+    """One worker process (forked) that builds pass 2's batches (:func:`_build_batch`: hashes,
+    seals, JSON, bound rows) while this process writes the batch before: two cores at work
+    instead of one. Its ids are taken here beforehand (:class:`_Ids`); it only reads the database
+    (a task's first holder), on connections of its own."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    @classmethod
+    def start(cls, engine: Engine, spec: ProcessSpec, version_id: int, actor: Actor) -> "_Builder | None":
+        import multiprocessing
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return None
+        _BUILDING.update(engine=engine, spec=spec, version_id=version_id, actor=actor,
+                         dialect=engine.session_factory.kw["bind"].dialect)
+        return cls(multiprocessing.get_context("fork").Pool(1, initializer=_builder_started))
+
+    def build(self, prepared: list[tuple[_Unit, dict[str, Any]]], keys: list[str | None], ids: list[int],
+              task_ids: list[int], now: datetime) -> Any:
+        return self.pool.apply_async(_build_elsewhere, (prepared, keys, ids, task_ids, now))
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+        _BUILDING.clear()
+
+
+def _builder_started() -> None:
+    # the parent's pooled connections are the parent's: this process opens its own
+    _BUILDING["engine"].session_factory.kw["bind"].dispose(close=False)
+
+
+def _build_elsewhere(prepared: list[tuple[_Unit, dict[str, Any]]], keys: list[str | None], ids: list[int],
+                     task_ids: list[int], now: datetime) -> "_Built":
+    b = _BUILDING
+
+    def tasks(n: int) -> list[int]:
+        assert n == len(task_ids), (n, len(task_ids))
+        return task_ids
+    with b["engine"].session_factory() as read:
+        return _build_batch(read, b["engine"], b["dialect"], b["spec"], b["version_id"], b["actor"], prepared,
+                            keys, ids, tasks, now)
 
 
 class _Ids:
@@ -695,17 +773,17 @@ class _Built(NamedTuple):
     """A batch made ready to write: its rows bound for the driver, its outbound events."""
     ids: list[int]
     task_ids: list[int]
-    tables: list[tuple[Any, list[str], list[tuple[Any, ...]]]]   # (table, columns, bound rows), in order
+    tables: list[tuple[str, list[str], list[tuple[Any, ...]]]]   # (table's name, columns, bound rows), in order
     lookups: list[dict[str, Any]]
     events: list[dict[str, Any]]   # engine.emit's, in order
 
 
 def _build_batch(s: Session, engine: Engine, dialect: Any, spec: ProcessSpec, version_id: int, actor: Actor,
                  prepared: list[tuple[_Unit, dict[str, Any]]], keys: list[str | None] | None, ids: list[int],
-                 task_ids: Callable[[int], list[int]]) -> _Built:
+                 task_ids: Callable[[int], list[int]], now: datetime | None = None) -> _Built:
     """The rows of one batch (the cases ``ids``; ``task_ids(n)``: n new task ids), hashed, sealed
     and bound as the columns bind them; ``s`` is only read (the first holder of each task)."""
-    now = engine.clock()
+    now = now if now is not None else engine.clock()
     initial = spec.initial_state
     user_id = None if actor.is_system else actor.user_id
     actor_name = audit.SYSTEM_ACTOR if actor.is_system or actor.user_id is None else actor.username
@@ -790,8 +868,8 @@ class _Emitted:
 def _write_built(s: Session, engine: Engine, built: _Built) -> None:
     """Write a built batch in ``s``'s transaction (its events queued there for the outbox)."""
     conn = s.connection()
-    for table, names, values in built.tables:
-        _copy_rows(conn, table, names, values)
+    for name, names, values in built.tables:
+        _copy_rows(conn, name, names, values)
     if built.lookups:
         conn.execute(insert(CaseLookup.__table__), built.lookups)
     s.info.setdefault("events", []).extend(built.events)
@@ -807,13 +885,13 @@ def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> No
     SQLite: one ``executemany`` of a prepared INSERT.
     """
     if rows:
-        _copy_rows(conn, table, *_bound(conn.dialect, table, rows)[1:])
+        _copy_rows(conn, *_bound(conn.dialect, table, rows))
 
 
-def _bound(dialect: Any, table: Any, rows: list[dict[str, Any]]) -> tuple[Any, list[str], list[tuple[Any, ...]]]:
-    """(table, columns, rows as tuples through the columns' bind processing) of ``rows``."""
+def _bound(dialect: Any, table: Any, rows: list[dict[str, Any]]) -> tuple[str, list[str], list[tuple[Any, ...]]]:
+    """(table's name, columns, rows as tuples through the columns' bind processing) of ``rows``."""
     if not rows:
-        return table, [], []
+        return table.name, [], []
     names = list(rows[0])
     processed = [(i, p) for i, name in enumerate(names)
                  if (p := table.c[name].type.bind_processor(dialect)) is not None]
@@ -827,17 +905,17 @@ def _bound(dialect: Any, table: Any, rows: list[dict[str, Any]]) -> tuple[Any, l
                 value[i] = process(value[i])
             value = tuple(value)
         values.append(value)
-    return table, names, values
+    return table.name, names, values
 
 
-def _copy_rows(conn: Connection, table: Any, names: list[str], values: list[tuple[Any, ...]]) -> None:
+def _copy_rows(conn: Connection, table: str, names: list[str], values: list[tuple[Any, ...]]) -> None:
     if not values:
         return
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(n) for n in names)
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()
-        sql = f"COPY {quote(table.name)} ({columns}) FROM STDIN"
+        sql = f"COPY {quote(table)} ({columns}) FROM STDIN"
         try:
             with cursor.copy(sql) as copy:
                 for row in values:
@@ -845,7 +923,7 @@ def _copy_rows(conn: Connection, table: Any, names: list[str], values: list[tupl
         except conn.dialect.dbapi.IntegrityError as err:   # as SQLAlchemy raises it from executemany
             raise IntegrityError(sql, None, err) from err
     else:
-        conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({', '.join('?' * len(names))})",
+        conn.exec_driver_sql(f"INSERT INTO {quote(table)} ({columns}) VALUES ({', '.join('?' * len(names))})",
                              values)
 
 
