@@ -133,7 +133,7 @@ def fmt_dt(value: datetime | None) -> str:
 
     What Babel's ``format_datetime(local, "yyyy-MM-dd HH:mm")`` writes in either locale (those
     fields are numbers in every locale, the calendar Gregorian), written directly: Babel took
-    0.05–0.09 ms a date, and an inbox page shows 25 (docs/performance.md section 3)."""
+    0.03–0.09 ms a date (cProfile), and an inbox page shows 25 (docs/performance.md section 3)."""
     local = to_local(value)
     return f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}" if local else ""
 
