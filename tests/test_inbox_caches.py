@@ -159,3 +159,13 @@ def test_dates_are_written_as_babel_writes_them():
             assert format_datetime(local, "yyyy-MM-dd HH:mm", locale=parsed) == \
                 f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
             assert format_date(local, "yyyy-MM-dd", locale=parsed) == f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
+
+
+def test_the_check_leaves_a_database_that_went_away(tmp_path):
+    """A SQLite file that is gone (a test's, a removed install) is not made again, empty, by the check."""
+    import time
+    gone = tmp_path / "gone.db"
+    url = f"sqlite:///{gone}"
+    orgmap._used[url] = time.monotonic()
+    orgmap.check_now()
+    assert not gone.exists() and url not in orgmap._used

@@ -166,6 +166,8 @@ def check_now() -> None:
             continue
         try:
             checker = create_engine(url, poolclass=NullPool)
+            if checker.dialect.name == "sqlite" and not os.path.exists(checker.url.database or ""):
+                raise FileNotFoundError(checker.url.database)   # gone: connecting would make an empty one
             try:
                 with checker.connect() as conn:
                     _current[url] = _digest_of(conn)
