@@ -139,3 +139,24 @@ def test_the_inbox_saves_and_opens_a_view(session_factory, tmp_path):
     bad = cadre.post("/views", data={"name": "坏的", "query": "colour=red", "csrf_token": token},
                      follow_redirects=True)
     assert "不能包含" in bad.get_data(as_text=True)
+
+
+def test_pages_of_a_task_list_keep_their_order_total_and_subjects(env):
+    """The page is cut from the tasks before their cases are joined: each page is the next slice
+    of the same order, every row has its case's subject, the total is all the matching tasks
+    (also on a page past the end), and a search on the subject still joins what it reads."""
+    rep = env.actor("rep")
+    ids = [env.service.start_case(rep, "aid", "t01v01", APPLICATION) for _ in range(5)]
+    everything = env.queries.tasks(rep, "mine", sort="created")
+    assert [t["case_id"] for t in everything.items] == ids and everything.total == 5
+    pages = [env.queries.tasks(rep, "mine", sort="-created", page=n, per_page=2) for n in (1, 2, 3, 4)]
+    assert [t["case_id"] for p in pages for t in p.items] == ids[::-1]
+    assert [p.total for p in pages] == [5, 5, 5, 5] and pages[3].items == []
+    subjects = {t["case_id"]: t["subject"] for t in everything.items}
+    assert all(subjects[t["case_id"]] == t["subject"] for p in pages for t in p.items)
+    some = subjects[ids[0]]
+    assert some
+    found = env.queries.tasks(rep, "mine", search=some)
+    assert ids[0] in [t["case_id"] for t in found.items]
+    assert all(some in t["subject"] for t in found.items)
+    assert env.queries.tasks(rep, "mine", search="没有这样的标题").total == 0
