@@ -27,7 +27,9 @@ issued, its row count checked there), only cheaper than through Core.
 from __future__ import annotations
 
 import re
+from functools import cache
 from operator import itemgetter
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from datetime import datetime as _datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -258,7 +260,6 @@ def _execute(form: "_Form", params: Mapping[str, Any], literal: Callable[[Any], 
 class _Prepared:
     """The statements prepared on one server connection, and those to prepare when it is next idle."""
 
-    raw: Any
     done: set = field(default_factory=set)
     wanted: dict = field(default_factory=dict)
 
@@ -281,7 +282,7 @@ def _prepared(raw: Any) -> _Prepared | None:
     clear = getattr(manager, "clear", None)
     if clear is None:
         return None
-    found = _Prepared(raw)
+    found = _Prepared()
     done = found.done
 
     def _clear() -> bool:
@@ -420,7 +421,8 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
     link = conn.info.get("hexie_fast_link")
     if link is None or link.raw is not raw:
         link = conn.info["hexie_fast_link"] = _Link(raw, _prepared(raw) if _queues(conn) else None)
-    pq = _pq
+    pg = _psycopg()
+    pq = pg.pq
     literal, prepared = link.literal, link.prepared
     parts: list[bytes] = []
     begin = raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
@@ -451,7 +453,7 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
     try:
         with raw.lock:
             raw.pgconn.send_query(b";\n".join(parts))
-            results = raw.wait(_generators.execute(raw.pgconn))
+            results = raw.wait(pg.generators.execute(raw.pgconn))
     except Exception as err:
         conn._handle_dbapi_exception(err, items[0].form.sql if items else "COMMIT",
                                      items[0].params if items else None, None, None)
@@ -460,7 +462,7 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
         if result.status == pq.ExecStatus.FATAL_ERROR:
             failed = index - (1 if begin else 0)
             try:
-                raise _errors.error_from_result(result, encoding=link.encoding)
+                raise pg.errors.error_from_result(result, encoding=link.encoding)
             except Exception as err:
                 stale = _STALE.search(str(err))
                 if stale is not None and int(stale.group(1)) < len(items) and items[int(stale.group(1))].conflict:
@@ -475,7 +477,7 @@ def _run_postgres(conn: Connection, items: list[_Pending], commit: bool = False)
         if item.wants_rows or item.form.keys:
             if result.status == pq.ExecStatus.TUPLES_OK:
                 if loader is None:
-                    loader = _Transformer(raw)
+                    loader = pg.Transformer(raw)
                 loader.set_pgresult(result)
                 item.rows = item.form.rows(loader.load_rows(0, result.ntuples, tuple))
             else:
@@ -489,19 +491,23 @@ class _Link:
     encoding is read once: Hexie never changes it on its connections."""
 
     def __init__(self, raw: Any, prepared: "_Prepared | None") -> None:
-        global _pq, _errors, _generators, _Transformer
-        from psycopg import ClientCursor, errors, generators, pq
-        from psycopg.adapt import Transformer
-        _pq, _errors, _generators, _Transformer = pq, errors, generators, Transformer
+        pg = _psycopg()
         self.raw = raw
-        self.client = ClientCursor(raw)
-        self.literal = Transformer(raw).as_literal
+        self.client = pg.ClientCursor(raw)
+        self.literal = pg.Transformer(raw).as_literal
         self.encoding = raw.info.encoding
         self.utf8 = self.encoding in ("utf-8", "utf8")
         self.prepared = prepared if self.utf8 else None
 
 
-_pq = _errors = _generators = _Transformer = None
+@cache
+def _psycopg() -> SimpleNamespace:
+    """The parts of psycopg the PostgreSQL path uses (imported when first needed: SQLite alone
+    needs none of them)."""
+    from psycopg import ClientCursor, errors, generators, pq
+    from psycopg.adapt import Transformer
+    return SimpleNamespace(ClientCursor=ClientCursor, errors=errors, generators=generators, pq=pq,
+                           Transformer=Transformer)
 
 
 def _send(conn: Connection, extra: list[_Pending], commit: bool = False) -> None:
