@@ -214,7 +214,8 @@ def import_cases(engine: Engine, actor: Actor, process: str, csv_path: str | Pat
         if chunk:
             pickle.dump(chunk, spool, pickle.HIGHEST_PROTOCOL)
         spool.seek(0)
-        _write_checked(engine, spec, version_id, actor, levels, run, csv_path, spool, result, tell)
+        _write_checked(engine, spec, version_id, actor, levels, run, csv_path, spool, result, tell,
+                       several=result.rows > batch_size)
         return result
     finally:
         if spool is not None:
@@ -238,14 +239,17 @@ def _spooled(spool: Any) -> Iterator[list[_Checked]]:
 
 
 def _write_checked(engine: Engine, spec: ProcessSpec, version_id: int, actor: Actor, levels, run: ImportRun | None,
-                   csv_path: str | Path, spool: Any, result: ImportResult, tell: Callable[[str, int], None]) -> None:
+                   csv_path: str | Path, spool: Any, result: ImportResult, tell: Callable[[str, int], None],
+                   several: bool = True) -> None:
     """Pass 2: pass 1's batches, each checked again against the org units read afresh (unit,
-    level and starter rules; the form's values are pass 1's), written one transaction each."""
+    level and starter rules; the form's values are pass 1's), written one transaction each
+    (``several``: more than one batch, so a builder's process has something to overlap)."""
     units = _load_units(engine)   # read again: a unit may have gone since pass 1
     run_id = run.id if run else _new_run(engine, actor, spec.key, csv_path)
     result.run_id = run_id
     ids = _Ids(engine)
-    builder = _Builder.start(engine, spec, version_id, actor) if BUILD_PROCESS and not PIPELINE else None
+    builder = _Builder.start(engine, spec, version_id, actor) if BUILD_PROCESS and several and not PIPELINE \
+        else None
     try:
         with _Writer(engine, spec, version_id, actor, run_id, result, tell) as writer:
             ahead = None   # (batch, prepared, its build) of the batch being built in the builder's process
