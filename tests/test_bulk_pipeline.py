@@ -186,3 +186,30 @@ def test_the_builders_process_builds_what_one_process_builds(env, tmp_path: Path
         with env.engine.session_factory() as s:
             assert verify_chain(s) == []
     assert stored["process"] == stored["plain"]
+
+
+def test_searchable_fields_get_their_blind_index_in_every_way(env, tmp_path: Path, monkeypatch):
+    """dv_complaint's searchable fields (victim_name, victim_id_number): each imported case has
+    the blind-index entries start_case writes, however pass 2's batches are built."""
+    from hexie.models import CaseLookup
+    from hexie.workflows.access import SYSTEM
+    from hexie.workflows.protection import lookup_digest
+    header = ["org_unit", "channel", "received_at", "incident_description", "victim_name", "victim_id_number"]
+    for mode in ("process", "thread", "plain"):
+        monkeypatch.setattr(bulk, "PIPELINE", mode == "thread")
+        monkeypatch.setattr(bulk, "BUILD_PROCESS", mode == "process")
+        rows = [{"org_unit": "t01v01", "channel": "hotline", "received_at": "2026-12-01T09:00:00",
+                 "incident_description": "描述", "victim_name": f"{mode}受害人{i}",
+                 "victim_id_number": "" if i == 2 else f"11010119900101{i:04d}"} for i in range(5)]
+        path = _write(tmp_path / f"dv_{mode}.csv", rows, header=header)
+        result = import_cases(env.engine, SYSTEM, "dv_complaint", path, batch_size=2)
+        assert result.ok and result.started == 5, result.errors[:3]
+        with env.engine.session_factory() as s:
+            for row in rows:
+                case = s.scalars(select(Case).where(Case.data["victim_name"].as_string() == row["victim_name"])).one()
+                lookups = {(l.field, l.digest) for l in s.scalars(select(CaseLookup).where(CaseLookup.case_id == case.id))}
+                # as protection.index_case (start_case) writes them, from the stored values
+                expected = {(name, digest) for name in ("victim_name", "victim_id_number")
+                            if (digest := lookup_digest(case.data.get(name))) is not None}
+                assert lookups == expected and (("victim_name", lookup_digest(row["victim_name"])) in lookups), mode
+            assert verify_chain(s) == []
