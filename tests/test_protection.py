@@ -171,6 +171,18 @@ def test_the_index_follows_changes_and_reindex_fills_it(env):
     assert normalise(" A  b ") == "a b"
 
 
+def test_an_empty_searchable_field_has_no_entry_and_no_search_finds_it(env):
+    case_id = _complaint(env, name="赵敏", id_number=None)
+    with env.engine.session_factory() as s:
+        fields = set(s.scalars(select(CaseLookup.field).where(CaseLookup.case_id == case_id)))
+    assert "victim_name" in fields and "victim_id" not in fields
+    assert normalise(None) == "" and lookup_digest(None) is None
+    cadre = env.actor("ccadre")
+    assert env.queries.lookup_ids(cadre, "赵敏") == [case_id]
+    for text_ in ("None", "none", "NONE"):
+        assert env.queries.lookup_ids(cadre, text_) == []
+
+
 def test_a_search_value_that_cannot_be_stored_is_a_bad_request(env):
     from hexie.workflows.errors import BadRequest
     with pytest.raises(BadRequest):

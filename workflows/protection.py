@@ -59,7 +59,10 @@ _SPACES = re.compile(r"\s+")
 def normalise(value: Any) -> str:
     """The form a searched value is compared in: Unicode NFKC (full-width digits and letters
     become plain ones), case folded (an ID number's ``x`` is ``X``), spaces at the ends dropped and
-    runs of spaces inside made one. Nothing else: a name is found only when written in full."""
+    runs of spaces inside made one. Nothing else: a name is found only when written in full.
+    An empty field (None) is the empty text: it has no entry, and no search finds it."""
+    if value is None:
+        return ""
     text = unicodedata.normalize("NFKC", str(value))
     return _SPACES.sub(" ", text).strip().casefold()
 
