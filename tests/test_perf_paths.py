@@ -69,6 +69,27 @@ def test_the_clock_is_read_when_the_counts_run_not_when_they_were_built(env):
     assert env.queries.task_counts(cadre)["overdue"] == 1 == env.queries.tasks(cadre, "overdue").total
 
 
+def test_a_kept_task_list_reads_the_clock_the_page_and_her_roles_as_they_are_now(env):
+    """The task list's statement is kept per person, filters and order: the clock (overdue_only),
+    the page and its size are read at each call, and a change of her roles is another statement."""
+    ids = [_start(env) for _ in range(3)]
+    cadre = env.actor("cadre2")
+    with env.engine.transaction() as s:
+        s.execute(update(Task).where(Task.case_id.in_(ids), Task.status == "offered")
+                  .values(due_at=env.clock() + timedelta(days=2)))
+    assert env.queries.tasks(cadre, "available", overdue_only=True).total == 0
+    assert env.queries.tasks(cadre, "available", overdue_only=True).total == 0     # kept, same answer
+    env.clock.advance(days=3)
+    assert env.queries.tasks(cadre, "available", overdue_only=True).total == 3
+    first, second = (env.queries.tasks(cadre, "available", sort="created", page=n, per_page=2) for n in (1, 2))
+    assert [t["case_id"] for t in first.items + second.items] == ids
+    assert (len(first.items), len(second.items), first.total) == (2, 1, 3)
+    with env.engine.transaction() as s:                    # she leaves her post: nothing is offered to her
+        user_id = s.scalar(select(User.id).where(User.username == "cadre2"))
+        s.execute(RoleAssignment.__table__.delete().where(RoleAssignment.user_id == user_id))
+    assert env.queries.tasks(env.actor("cadre2"), "available").total == 0
+
+
 def test_another_workers_write_shows_in_her_counts_at_once(env, db_url):
     """Two processes' engines on one database (two gunicorn workers): what the reader keeps for
     her (her statement, its prepared plan on PostgreSQL) never keeps an answer. Run past

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from datetime import date, datetime, time, timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import Column, and_, case, exists, false, func, literal, not_, null, or_, select
+from sqlalchemy import Column, and_, bindparam, case, exists, false, func, literal, not_, null, or_, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -428,23 +428,18 @@ class CaseQueries:
         page, per_page = paging(page, per_page)
         now = self.engine.clock()
         with self.engine.read_session() as s:
-            where = self._view_clause(actor, view, now)
-            if overdue_only:
-                where = and_(where, Task.due_at < now)
-            # One statement for the page, its total (a window count) and the holders' names; a
-            # second only for a page past the end, where no row carries the total. Unit and holder
-            # are looked up per row (_UNIT_NAME, _HOLDER): as joins, a loose row estimate made
-            # PostgreSQL hash both whole tables (2 → 7 ms at a million cases). The tasks are
-            # counted, sorted and cut to the page first, and only the page's rows are joined with
-            # their cases (the join never drops a task: every task has its case): joined before,
-            # every matching task probed its case (a county chair's 264 offered tasks: 8 of 11 ms).
-            matching = select(*_TASK_COLUMNS, _UNIT_NAME, _HOLDER, func.count().over().label("total")).select_from(Task)
-            if search:   # the search reads the case's subject and key: joined for it
-                matching = matching.join(Case, Case.id == Task.case_id)
-            matching = self._filters(s, matching.where(where), Task, process, state, org_unit, search)
-            rows, total = self._page_of(s, matching, _task_order(sort), Task.id, page, per_page, joined=lambda cut, order: (
-                select(cut, Case.subject, Case.confidential, Case.suspended_at.label("case_held"))
-                .join(Case, Case.id == cut.c.case_id).order_by(*_on(cut, order))))
+            path = self._unit_path(s, org_unit) if org_unit else None
+            _check_storable(process, state, org_unit, search)
+            # the statement built once per person as she is now (the view clause's key), filters
+            # and order; the clock, the page's offset and size are its parameters
+            key = ("tasks", view, actor.user_id, actor.assignments, actor.is_system, process, state, path,
+                   search, overdue_only, sort)
+            paged = None if search else _kept(self.engine, key)     # a search's words are not kept
+            if paged is None:
+                paged = self._task_page(actor, view, process, state, path, search, overdue_only, sort)
+                if not search:
+                    _keep(self.engine, key, paged)
+            rows, total = self._page_of(s, paged, Task.id, page, per_page)
             people = {row.assignee_id: row.holder for row in rows if row.assignee_id is not None}
             items = []
             for task in rows:   # plain rows: the page needs no ORM objects
@@ -454,6 +449,27 @@ class CaseQueries:
                            org_unit_name=task.unit_name, org_unit_id=task.org_unit_id)
                 items.append(row)
             return Page(items, total, page, per_page)
+
+    def _task_page(self, actor: Actor, view: str, process, state, path, search, overdue_only, sort):
+        """The statement of a page of her task list (see :meth:`_paged`).
+
+        One statement for the page, its total (a window count) and the holders' names; a
+        second only for a page past the end, where no row carries the total. Unit and holder
+        are looked up per row (_UNIT_NAME, _HOLDER): as joins, a loose row estimate made
+        PostgreSQL hash both whole tables (2 → 7 ms at a million cases). The tasks are
+        counted, sorted and cut to the page first, and only the page's rows are joined with
+        their cases (the join never drops a task: every task has its case): joined before,
+        every matching task probed its case (a county chair's 264 offered tasks: 8 of 11 ms)."""
+        where = self._view_clause(actor, view)
+        if overdue_only:
+            where = and_(where, Task.due_at < _now_param(self.engine, "inbox_overdue_now"))
+        matching = select(*_TASK_COLUMNS, _UNIT_NAME, _HOLDER, func.count().over().label("total")).select_from(Task)
+        if search:   # the search reads the case's subject and key: joined for it
+            matching = matching.join(Case, Case.id == Task.case_id)
+        matching = self._filters(None, matching.where(where), Task, process, state, None, search, path=path)
+        return self._paged(matching, _task_order(sort), joined=lambda cut, order: (
+            select(cut, Case.subject, Case.confidential, Case.suspended_at.label("case_held"))
+            .join(Case, Case.id == cut.c.case_id).order_by(*_on(cut, order))))
 
     def upcoming(self, actor: Actor, days: int = 30, *, process: str | None = None,
                  page: int = 1, per_page: int = 50) -> Page:
@@ -495,7 +511,7 @@ class CaseQueries:
             matching = (select(Timer.case_id, Timer.state, Timer.trigger, Timer.due_at, Case.process_key,
                                role.label("role"), assignee.label("assignee_id"), func.count().over().label("total"))
                         .join(Case, Case.id == Timer.case_id).where(*where, or_(*(c for c, _, _ in picks))))
-            rows, total = self._page_of(s, matching, (Timer.due_at, Timer.id), Timer.id, page, per_page)
+            rows, total = self._page_of(s, self._paged(matching, (Timer.due_at, Timer.id)), Timer.id, page, per_page)
             names = dict(s.execute(select(User.id, User.username).where(
                 User.id.in_({r.assignee_id for r in rows if r.assignee_id is not None}))).all()) if rows else {}
         items = [{"case_id": r.case_id, "process": r.process_key, "state": r.state, "trigger": r.trigger,
@@ -663,35 +679,55 @@ class CaseQueries:
         # protection.md: counts below 5 over a confidential process, and what would give them back
         return suppress_report(report, spec.rates) if spec.confidential else report
 
-    def _page_of(self, s: Session, matching, order, id_column, page: int, per_page: int, joined=None):
-        """One page of ``matching`` (which carries a ``count() over ()`` column named ``total``) and
-        the number of all its rows: read from the page's first row, counted only for a page past the end.
+    @staticmethod
+    def _paged(matching, order, joined=None) -> tuple[Any, Any]:
+        """(the statement of one page of ``matching`` in ``order``, ``matching``): ``matching``
+        carries a ``count() over ()`` column named ``total``; the page's offset and size are the
+        parameters ``page_offset`` and ``page_limit`` (:meth:`_page_of`), so the statement can be kept.
 
         ``joined(cut, order)``: the statement that reads the page from ``cut`` (the page's rows as
         a subquery), where columns of another table are joined to the page's rows only."""
-        stmt = matching.order_by(*order).offset((page - 1) * per_page).limit(per_page)
-        rows = s.execute(stmt if joined is None else joined(stmt.subquery("page"), order)).all()
+        stmt = matching.order_by(*order).offset(bindparam("page_offset")).limit(bindparam("page_limit"))
+        return (stmt if joined is None else joined(stmt.subquery("page"), order)), matching
+
+    def _page_of(self, s: Session, paged, id_column, page: int, per_page: int):
+        """One page of a :meth:`_paged` statement and the number of all its rows: read from the
+        page's first row, counted only for a page past the end."""
+        stmt, matching = paged
+        rows = s.execute(stmt, {"page_offset": (page - 1) * per_page, "page_limit": per_page}).all()
         if rows:
             return rows, rows[0].total
         return rows, 0 if page == 1 else self.engine.count(s, matching.with_only_columns(id_column))
 
-    def _filters(self, s: Session, stmt, table, process, state, org_unit, search):
+    @staticmethod
+    def _unit_path(s: Session, org_unit: str) -> str:
+        """The path of the unit a list is filtered to (a BadRequest naming it when there is none)."""
+        path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == org_unit))
+        if path is None:
+            raise BadRequest("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": org_unit})
+        return path
+
+    def _filters(self, s: Session | None, stmt, table, process, state, org_unit, search, path: str | None = None):
+        """``stmt`` filtered; ``path``: the unit's, already read (else ``org_unit``'s is read through ``s``)."""
         if process:
             stmt = stmt.where(table.process_key == process)
         if state:
             stmt = stmt.where(table.state == state)
-        if org_unit:
-            path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == org_unit))
-            if path is None:
-                raise BadRequest("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": org_unit})
+        if org_unit and path is None:
+            path = self._unit_path(s, org_unit)
+        if path is not None:
             stmt = stmt.where(in_subtree(table.org_path, path))
-        if any(v and not storable_text(str(v)) for v in (process, state, org_unit, search)):
-            raise BadRequest("查询条件包含无效字符", "filters contain characters that cannot be stored")
+        _check_storable(process, state, org_unit, search)
         if search:
             words = search.strip()[:100]
             stmt = stmt.where(or_(and_(Case.subject.contains(words, autoescape=True), Case.confidential.is_(False)),
                                   Case.business_key.contains(words, autoescape=True)))
         return stmt
+
+
+def _check_storable(*filters: Any) -> None:
+    if any(v and not storable_text(str(v)) for v in filters):
+        raise BadRequest("查询条件包含无效字符", "filters contain characters that cannot be stored")
 
 
 def _on(cut: Any, order: list) -> list:
@@ -777,10 +813,10 @@ def _holds_clause(actor: Actor, role: str):
     return or_(*(Case.org_path.startswith(p, autoescape=True) for p in paths)) if paths else false()
 
 
-def _now_param(engine: Engine):
+def _now_param(engine: Engine, name: str = "inbox_now"):
     """The engine's clock as a parameter read when the statement runs (not when it was built)."""
-    from sqlalchemy import DateTime, bindparam
-    return bindparam("inbox_now", type_=DateTime(), callable_=lambda: engine.clock())
+    from sqlalchemy import DateTime
+    return bindparam(name, type_=DateTime(), callable_=lambda: engine.clock())
 
 
 def _separated_clause(actor: Actor, processes):
