@@ -37,6 +37,21 @@ def _households(n, units=("t01v01", "t01v02")):
     return [{**HOUSEHOLD, "org_unit": units[i % len(units)], "household_head": f"户主{i:03d}"} for i in range(n)]
 
 
+def lose_unit_between_passes(monkeypatch, code: str) -> None:
+    """The unit ``code`` is merged away while pass 1 runs: the import's second read of the org
+    units (pass 2's) no longer has it."""
+    from hexie.workflows import bulk
+    real, calls = bulk._load_units, []
+
+    def units_then_lose_one(engine):
+        units = real(engine)
+        calls.append(1)
+        if len(calls) == 2:
+            units.pop(code)
+        return units
+    monkeypatch.setattr(bulk, "_load_units", units_then_lose_one)
+
+
 def _count(env, table):
     with env.engine.session_factory() as s:
         return s.scalar(select(func.count()).select_from(table))

@@ -14,7 +14,7 @@ from hexie.workflows.audit import verify_chain
 from hexie.workflows.bulk import import_cases
 
 from .engine_helpers import DEFINITIONS, make_env
-from .test_bulk import HOUSEHOLD, _households, _write
+from .test_bulk import HOUSEHOLD, _households, _write, lose_unit_between_passes
 
 
 @pytest.fixture
@@ -98,15 +98,7 @@ def test_a_row_refused_in_pass_two_waits_for_the_batch_in_flight(env, tmp_path: 
     rows = _households(12, units=("t01v01",))
     rows[7]["org_unit"] = "t01v02"            # row 9, in the second batch of 5
     path = _write(tmp_path / "h.csv", rows)
-    real_load, real_write = bulk._load_units, bulk._write_built
-    calls, gate = [], threading.Event()
-
-    def units_then_lose_one(engine):
-        units = real_load(engine)
-        calls.append(1)
-        if len(calls) == 2:
-            units.pop("t01v02")
-        return units
+    real_write, gate = bulk._write_built, threading.Event()
 
     def slow_write(*args, **kwargs):   # the first batch is still in flight when row 9 is checked
         gate.wait(5)
@@ -118,7 +110,7 @@ def test_a_row_refused_in_pass_two_waits_for_the_batch_in_flight(env, tmp_path: 
         if unit is None:
             gate.set()
         return real_check(levels, spec, actor, unit, code, *a, **k)
-    monkeypatch.setattr(bulk, "_load_units", units_then_lose_one)
+    lose_unit_between_passes(monkeypatch, "t01v02")
     monkeypatch.setattr(bulk, "_write_built", slow_write)
     monkeypatch.setattr(bulk, "check_start", check_and_release)
     with pytest.raises(bulk.ImportAborted) as info:

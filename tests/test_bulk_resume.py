@@ -23,7 +23,7 @@ from hexie.workflows.audit import verify_chain
 from hexie.workflows.bulk import import_cases
 
 from .engine_helpers import DEFINITIONS, make_env
-from .test_bulk import HOUSEHOLD, _households, _write
+from .test_bulk import HOUSEHOLD, _households, _write, lose_unit_between_passes
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_a_killed_import_resumes_and_imports_each_row_once(env, db_url, tmp_path
     assert _count(env, Case) == n
 
 
-def test_resume_in_process_after_an_aborted_batch(env, tmp_path: Path):
+def test_resume_in_process_after_an_aborted_batch(env, tmp_path: Path, monkeypatch):
     """A row that turns invalid between the passes stops the import at its batch; once the
     cause is put right, --resume imports the rest (the committed rows are not imported again)."""
     rows = _households(40, units=("t01v01",))
@@ -99,21 +99,10 @@ def test_resume_in_process_after_an_aborted_batch(env, tmp_path: Path):
     path = _write(tmp_path / "h.csv", rows)
     cadre = env.actor("cadre")
     from hexie.workflows import bulk
-    real = bulk._load_units
-    calls = []
-
-    def units_then_lose_one(engine):   # the unit t01v02 is merged away while pass 1 runs
-        units = real(engine)
-        calls.append(1)
-        if len(calls) == 2:
-            units.pop("t01v02")
-        return units
-    bulk._load_units = units_then_lose_one
-    try:
+    with monkeypatch.context() as m:
+        lose_unit_between_passes(m, "t01v02")
         with pytest.raises(bulk.ImportAborted) as info:
             import_cases(env.engine, cadre, "elder_support", path, batch_size=10)
-    finally:
-        bulk._load_units = real
     assert info.value.row == 27 and info.value.started == 20 and _count(env, Case) == 20
     result = import_cases(env.engine, cadre, "elder_support", path, batch_size=10, resume=True)
     assert result.ok and result.started == 20 and result.skipped == 20
