@@ -131,10 +131,9 @@ class _Form:
         self._processed = [(i, b[3]) for i, b in enumerate(self.binds) if b[3] is not None]
         columns = compiled._result_columns or []
         self.keys = [c.keyname for c in columns]
-        processors_out = [c.type._cached_result_processor(dialect, None) for c in columns]
-        self.result_processors = processors_out if any(processors_out) else None
         #: the result columns with a processor, by place
-        self._processed_out = [(i, p) for i, p in enumerate(processors_out) if p is not None]
+        self._processed_out = [(i, p) for i, c in enumerate(columns)
+                               if (p := c.type._cached_result_processor(dialect, None)) is not None]
 
     def params(self, values: Mapping[str, Any]) -> Any:
         if self._take is not None:
@@ -166,9 +165,9 @@ class _Form:
         return tuple(out) if self.positional else out
 
     def rows(self, raw_rows: Iterable[Sequence[Any]]) -> list[tuple]:
-        if self.result_processors is None:
-            return [tuple(r) for r in raw_rows]
         processed = self._processed_out
+        if not processed:
+            return [tuple(r) for r in raw_rows]
         out = []
         for r in raw_rows:
             r = list(r)

@@ -428,8 +428,8 @@ class CaseQueries:
         page, per_page = paging(page, per_page)
         now = self.engine.clock()
         with self.engine.read_session() as s:
-            path = self._unit_path(s, org_unit) if org_unit else None
             _check_storable(process, state, org_unit, search)
+            path = self._unit_path(s, org_unit) if org_unit else None
             # the statement built once per person as she is now (the view clause's key), filters
             # and order; the clock, the page's offset and size are its parameters
             key = ("tasks", view, actor.user_id, actor.assignments, actor.is_system, process, state, path,

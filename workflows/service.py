@@ -1032,8 +1032,7 @@ class WorkflowService(WorkdayMixin):
             found = [Record(**row) for row in locked.mappings()]
             if found:
                 _read_tasks(s)[case_id] = [Record(**row) for row in tasks.mappings()]
-                row = found[0]
-                _read_cases(s)[case_id] = (row.lock_version, {k: getattr(row, c, None) for k, c in _CASE_WRITES.items()})
+                _read_cases(s)[case_id] = (found[0].lock_version, _case_writes(found[0]))
         case = found[0] if found else None
         if case is None or not ((task is not None and offered_now(actor, task)) or can_see(s, self.engine, actor, case)):
             raise not_found()
@@ -1122,17 +1121,11 @@ def save_case(s: Session, case: Record) -> None:
     with only the columns that differ from what was read (and ``data`` always: a form may have
     changed it in place): on SQLite an UPDATE rewrites the entries of every index on a column it
     sets, changed or not (a step sets neither the subject nor the owner nor the hold)."""
-    values = {"v_version": case.process_version_id, "v_state": case.state, "v_data": case.data,
-              "v_subject": case.subject, "v_updated": case.updated_at, "v_closed": case.closed_at,
-              "v_seq": case.audit_seq, "v_head": case.audit_head, "v_event_seq": case.event_seq,
-              "v_owner": getattr(case, "owner_id", None), "v_suspended_at": getattr(case, "suspended_at", None),
-              "v_suspended_until": getattr(case, "suspended_until", None),
-              "v_suspended_by": getattr(case, "suspended_by_id", None),
-              "v_suspend_comment": getattr(case, "suspend_comment", None)}
+    values = _case_writes(case)
     read = _read_cases(s).get(case.id)
     if read is not None and read[0] == case.lock_version:
         was = read[1]
-        changed = tuple(k for k, v in values.items() if k == "v_data" or was.get(k, _UNSET) != v)
+        changed = tuple(k for k, v in values.items() if k == "v_data" or was[k] != v)
     else:
         changed = tuple(values)
     fast.defer(s, _save_case_statement(changed), {"b_id": case.id, "b_lock": case.lock_version,
@@ -1141,7 +1134,11 @@ def save_case(s: Session, case: Record) -> None:
     _read_cases(s)[case.id] = (case.lock_version, values)
 
 
-_UNSET = object()
+def _case_writes(case: Record) -> dict[str, Any]:
+    """What :func:`save_case` writes of a case record, by parameter (``_CASE_WRITES``)."""
+    return {k: getattr(case, column, None) for k, column in _CASE_WRITES.items()}
+
+
 _SAVE_CASE: dict[tuple[str, ...], fast.Statement] = {}
 
 
