@@ -433,8 +433,9 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
     for uid in wanted:
         user = users.get(uid)
         # her task is how she starts working a confidential case: offered to her, she may be told of it
-        if user is None or not (can_see(s, engine, actors[uid], case)
-                                or (task is not None and may_take(actors[uid], task))):
+        # (asked first: those a new task is offered to may take it, and that is cheaper to ask)
+        if user is None or not ((task is not None and may_take(actors[uid], task))
+                                or can_see(s, engine, actors[uid], case)):
             continue
         pref = prefs[uid]
         chosen = pref.channels_for(kind)
