@@ -139,6 +139,29 @@ def test_an_overseer_reads_unmasked_once_she_acts_on_the_case(api):
     assert api.as_("manager").get(f"/cases/{case_id}").get_json()["data"]["victim_name"] == NAME
 
 
+def test_an_agency_offered_a_referral_may_not_consult_anyone_before_it_takes_it(api):
+    """Found in the walk of 2 Dec: the police desk, offered a referral (the case masked for her,
+    not accepted yet), consulted the town chair, who then read the survivor's name, phone and
+    address in clear. On a confidential case only the task's holder consults (403, nothing written)."""
+    (case_id,) = _dv(api)
+    api.as_("ccadre").post(f"/cases/{case_id}/consents", {"agency": "police", "given": True, "scope": "services"})
+    police = next(t for t in api.as_("ccadre").get(f"/cases/{case_id}").get_json()["referrals"]
+                  if t["agency"] == "police")
+    assert police["status"] == "offered"
+    assert api.as_("police1").get(f"/cases/{case_id}").get_json()["data"]["victim_name"] == "***"
+    before = api.snapshot(case_id)
+    r = api.as_("police1").post(f"/tasks/{police['id']}/consult", {"to": "chair1", "comment": "帮忙看看"})
+    assert r.status_code == 403, r.get_json()
+    assert api.snapshot(case_id) == before                              # no consult task, no event
+    assert api.as_("chair1").get(f"/cases/{case_id}").status_code == 404
+    assert api.as_("chair1").get("/tasks?view=mine").get_json() == []
+    # once she has accepted the referral she holds it, and may ask a colleague (interfaces.md)
+    assert api.as_("police1").post(f"/tasks/{police['id']}/accept").status_code == 200
+    r = api.as_("police1").post(f"/tasks/{police['id']}/consult", {"to": "chair1", "comment": "帮忙看看"})
+    assert r.status_code == 201, r.get_json()
+    assert api.as_("chair1").get(f"/cases/{case_id}").status_code == 200
+
+
 # ---------------------------------------------------------------------- the pages
 
 @pytest.fixture
@@ -175,6 +198,19 @@ def test_the_reports_page_and_its_csv_hide_small_counts(web):
     assert "3" not in unit[1:] and "<5" in unit
     aid = client.get("/reports.csv?process=poor_mother_aid")
     assert aid.status_code == 200 and "<5" not in aid.get_data(as_text=True)
+
+
+def test_the_case_page_offers_no_consult_on_a_referral_not_yet_taken(web):
+    """The police desk offered a referral reads the case masked: no "ask a colleague" form for her
+    until she accepts it (then it is hers)."""
+    from hexie.workflows.consent import Protection
+    (case_id,) = _web_dv(web)
+    police = next(t for t in web.queries.case(web.actor("cc1"), case_id)["referrals"] if t["agency"] == "police")
+    client = web.client("pl1")
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert f"/tasks/{police['id']}/accept" in page and f"/tasks/{police['id']}/consult" not in page
+    Protection(web.engine).accept(web.actor("pl1"), police["id"])
+    assert f"/tasks/{police['id']}/consult" in client.get(f"/cases/{case_id}").get_data(as_text=True)
 
 
 def test_the_cases_page_finds_a_survivor_by_full_name_for_those_working_it(web):

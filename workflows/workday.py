@@ -314,7 +314,10 @@ class WorkdayMixin:
             task, case, _ = self._task_for_update(s, actor, task_id)
             if getattr(task, "kind", "work") != "work":
                 raise Invalid("不能对征求意见再征求意见", "a consult cannot itself be consulted on")
-            mine = task.assignee_id == actor.user_id or (task.assignee_id is None and may_take(actor, task))
+            # A confidential case's task offered to her pool is not hers yet: she reads the case masked
+            # and (a referral) has not accepted it, so she may not open it to a colleague either.
+            mine = task.assignee_id == actor.user_id or (task.assignee_id is None and not case.confidential
+                                                         and may_take(actor, task))
             if actor.user_id is None or not mine:
                 raise Forbidden("只有任务的办理人可以征求意见", "only the task's holder may consult a colleague")
             target = self._active_user(s, to_username, "to")

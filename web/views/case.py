@@ -139,7 +139,8 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
                    can_done=st.parallel and offered and task["assignee"] in (None, actor.username)
                    and not view.get("suspended") and not waits,
                    can_hold=not consult and (mine or manager), can_answer=consult and mine,
-                   can_consult=not consult and (mine or (task["assignee"] is None and offered)))
+                   can_consult=not consult and (mine or (task["assignee"] is None and offered
+                                                         and not view.get("confidential"))))
         if task.get("acceptance") and not task.get("accepted"):   # a referral: accept or decline it first
             row.update(can_accept=offered and task["assignee"] in (None, actor.username),
                        can_claim=False, can_done=False)
