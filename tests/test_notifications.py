@@ -223,6 +223,32 @@ def test_daily_digest_is_one_mail_at_the_chosen_time(env: ApiEnv, smtp) -> None:
     assert channels.send_pending(env.engine) == 0
 
 
+def test_due_times_and_digests_follow_the_configured_time_zone(env: ApiEnv, smtp) -> None:
+    """``HEXIE_TIMEZONE`` as the app (or a host's ``app.config``, host.md) sets it, not the
+    process's environment: a due time in a text, and a digest's hour, are the office's."""
+    from datetime import timezone as tz
+    from hexie.models import Task
+    env.engine.set_timezone("Asia/Urumqi")            # UTC+6 all year; the default is Asia/Shanghai
+    assert _put(env, "cadre1", {"email": MAIL["cadre1"], "digest": "18:00"}).status_code == 200
+    case_id = env.start_aid()
+    env.as_("vrep1").post(f"/cases/{case_id}/actions/submit", {})
+    task_id = env.open_task(case_id)
+    env.clock.advance(minutes=61)                     # 18:00 in Beijing, 16:00 in Urumqi
+    assert channels.send_pending(env.engine) == 0 and smtp.mailbox.messages == []
+    env.clock.advance(minutes=120)                    # 18:01 in Urumqi
+    assert channels.send_pending(env.engine) == 1
+
+    env.as_("cadre1").post(f"/tasks/{task_id}/claim")
+    env.clock.advance(days=6, hours=1)
+    assert notifications.notify_due(env.engine) == 1
+    with env.engine.session_factory() as s:
+        due = s.get(Task, task_id).due_at
+    local = (due.replace(tzinfo=tz.utc) + timedelta(hours=6)).strftime("%Y-%m-%d %H:%M")
+    beijing = (due + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M")
+    (note,) = [n for n in _mine(env, "cadre1") if n["kind"] == "due_soon"]
+    assert local in note["text"] and beijing not in note["text"]
+
+
 def test_next_digest_is_the_next_local_time() -> None:
     from datetime import datetime, timezone as tz
     beijing = tz(timedelta(hours=8))

@@ -16,7 +16,6 @@ the people who worked it).
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone, tzinfo
@@ -77,19 +76,9 @@ KIND_LABELS: dict[str, tuple[str, str]] = {
 
 
 # ------------------------------------------------------------------ settings
-def local_zone() -> tzinfo:
-    """The office's time zone (``$HEXIE_TIMEZONE``, default Asia/Shanghai): digests go out at its HH:MM."""
-    name = os.environ.get("HEXIE_TIMEZONE") or "Asia/Shanghai"
-    try:
-        from zoneinfo import ZoneInfo
-        return ZoneInfo(name)
-    except Exception:  # no tz database on this host: China has one offset all year
-        return timezone(timedelta(hours=8))
-
-
-def next_digest(digest: str, now: datetime, zone: tzinfo | None = None) -> datetime:
-    """The next moment (naive UTC, after ``now``) when the local clock shows ``digest`` (HH:MM)."""
-    zone = zone or local_zone()
+def next_digest(digest: str, now: datetime, zone: tzinfo) -> datetime:
+    """The next moment (naive UTC, after ``now``) when the office's clock (``zone``: the engine's
+    ``timezone``, ``HEXIE_TIMEZONE``) shows ``digest`` (HH:MM)."""
     hour, minute = map(int, digest.split(":"))
     local_now = now.replace(tzinfo=timezone.utc).astimezone(zone)
     moment = datetime.combine(local_now.date(), time(hour, minute), zone)
@@ -410,7 +399,7 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
     case_zh, case_en = _case_texts(spec, case)
     task_zh, task_en = _task_texts(spec, task)
     due = getattr(task, "due_at", None)
-    due_text = _local_text(due) if due else ""
+    due_text = _local_text(due, engine.timezone) if due else ""
     who = (actor.name or actor.username) if actor is not None and not actor.is_system else "系统"
     note_zh = note_en = ""
     if note and not confidential:
@@ -468,7 +457,7 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
                        "to": address, "name": user.name or user.username, "username": user.username}
             rows.append(outbox.row_values("notification", name, kind, payload, now, notification_id=notification_id,
                                           recipient_id=user.id, case_id=case.id, digest=digest,
-                                          next_attempt_at=next_digest(pref.digest, now) if digest else now))
+                                          next_attempt_at=next_digest(pref.digest, now, engine.timezone) if digest else now))
     if new_ids is not None:
         outbox.add_rows(s, rows, ids=new_ids[1][:len(rows)])
     else:
@@ -476,8 +465,8 @@ def notify(s: Session, engine: Any, kind: str, user_ids: Iterable[int | None], c
     return created
 
 
-def _local_text(moment: datetime) -> str:
-    return moment.replace(tzinfo=timezone.utc).astimezone(local_zone()).strftime("%Y-%m-%d %H:%M")
+def _local_text(moment: datetime, zone: tzinfo) -> str:
+    return moment.replace(tzinfo=timezone.utc).astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 # -------------------------------------------------------------- the worker's
