@@ -157,6 +157,24 @@ def test_fetch_lock_complete_with_the_lock_holder_only(env: ApiEnv) -> None:
                                 {"worker_id": "w1", "trigger": "eligible"}).status_code == 409   # closed
 
 
+def test_an_external_task_she_may_not_take_answers_the_404_of_a_missing_one(env: ApiEnv) -> None:
+    """security.md "One 404 for hidden and missing": the same body, and no id in it (it read
+    "no external task 7"), whether the task is another's to take, not an external one, or never was."""
+    _loan_at_check(env)
+    (task,) = _fetch(env, "w1")
+    plain = env.open_task(env.service.start_case(env.actor("cadre1"), "loan_precheck", "t01", dict(LOAN)))
+    # (plain: her own task, not an external one)
+    calls = [("complete", {"worker_id": "w1", "trigger": "eligible"}), ("failure", {"worker_id": "w1", "error": "x", "retries": 1, "retry_timeout_ms": 1000}),
+             ("extend-lock", {"worker_id": "w1", "new_duration_ms": 1000}), ("unlock", {"worker_id": "w1"})]
+    for verb, body in calls:
+        hidden = env.as_("cadre1").post(f"/external-tasks/{task['id']}/{verb}", body)
+        other = env.as_("cadre1").post(f"/external-tasks/{plain}/{verb}", body)
+        missing = env.as_("cadre1").post(f"/external-tasks/99999/{verb}", body)
+        assert hidden.status_code == other.status_code == missing.status_code == 404, verb
+        assert hidden.get_data() == other.get_data() == missing.get_data(), verb
+        assert not any(ch.isdigit() for ch in hidden.get_data(as_text=True)), hidden.get_data(as_text=True)
+
+
 def test_an_expired_lock_is_taken_over_and_the_loser_gets_409(env: ApiEnv) -> None:
     case_id = _loan_at_check(env)
     (task,) = _fetch(env, "slow", lock_ms=1000)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from hexie.models import Case, ExternalTask, Task
 
 from .access import Actor, is_admin, may_take
-from .errors import Conflict, Forbidden, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, not_found
 from .queries import is_row_id
 
 MAX_LOCK_MS = 24 * 3600 * 1000
@@ -115,7 +115,7 @@ def _load(s: Session, task_id: int, *, for_update: bool = False) -> tuple[Any, A
     stmt = select(_EXT).where(_EXT.c.task_id == task_id)
     ext = s.connection().execute(stmt.with_for_update() if for_update else stmt).first() if is_row_id(task_id) else None
     if ext is None:
-        raise NotFound("没有这个外部任务", f"no external task {task_id}")
+        raise not_found()   # the same words for hidden and missing, no id
     task = s.connection().execute(select(_TASKS).where(_TASKS.c.id == task_id)).one()
     case = s.connection().execute(select(_CASES).where(_CASES.c.id == task.case_id)).one()
     return ext, task, case
@@ -126,7 +126,7 @@ def _held(engine: Any, s: Session, actor: Actor, task_id: int, worker_id: Any) -
     worker_id = _worker(worker_id)
     ext, task, case = _load(s, task_id, for_update=True)
     if not actor.is_system and not may_take(actor, task):
-        raise NotFound("没有这个外部任务", f"no external task {task_id}")
+        raise not_found()   # the same words for hidden and missing, no id
     if task.status not in ("offered", "allocated") or ext.completed_at is not None:
         raise Conflict("外部任务已完成", "the external task is already closed")
     if ext.worker_id != worker_id or ext.lock_expires_at is None or ext.lock_expires_at <= engine.clock():
@@ -220,5 +220,5 @@ def get(engine: Any, actor: Actor, task_id: int) -> dict[str, Any]:
     with engine.session_factory() as s:
         ext, task, case = _load(s, task_id)
         if not (is_admin(actor, engine.registry.roles) or may_take(actor, task)):
-            raise NotFound("没有这个外部任务", f"no external task {task_id}")
+            raise not_found()   # the same words for hidden and missing, no id
         return _view(engine, s, ext, task, case)
