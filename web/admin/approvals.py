@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from hexie.models import Case, OrgUnit, RoleAssignment, Task, User, Vote
 from hexie.workflows.access import Actor, admin_roles, manager_roles, team_tasks_clause, visible_cases_clause
 from hexie.workflows.errors import HexieError
+from hexie.workflows.forms import typed_data
 from hexie.workflows.org import ancestor_paths
 from hexie.workflows.queries import task_row
 from hexie.workflows.spec import ProcessSpec
@@ -19,6 +20,7 @@ from hexie.workflows.spec import ProcessSpec
 from ..auth import safe_next
 from ..state import current_actor, hexie_state
 from ..i18n import error_text, label, t
+from ..views.common import decision_fields, decision_figures
 from .common import OPEN, PER_PAGE, _engine, _flash_error, _names, bp, local_day, manager_required
 
 # ====================================================================== overview
@@ -102,12 +104,43 @@ def approvals():
                              .where(Vote.case_id.in_(case_ids)).order_by(Vote.id))
             for case_id, state, username, name in rows:
                 votes[(case_id, state)].append((username, name))
+    # what each decision rests on (the loan asked for, the household's income): beside the
+    # checkbox, so nothing is approved in bulk unseen; never for a confidential programme
+    data: dict[int, dict[str, Any]] = {}
+    plain = [item["case_id"] for g in groups if not _engine().processes[g["process"]].confidential
+             for item in g["tasks"]]
+    if plain:
+        with _engine().session_factory() as s:
+            data = dict(s.execute(select(Case.id, Case.data).where(Case.id.in_(plain))).all())
     for g in groups:
+        spec = _engine().processes[g["process"]]
+        g["figure_labels"] = [] if spec.confidential else \
+            [label(spec.fields[n].label, n) for n in decision_fields(spec, g["state"])]
         for item in g["tasks"]:
+            item["figures"] = decision_figures(spec, g["state"], data.get(item["case_id"]) or {}) \
+                if not spec.confidential else []
+            item["quorum"] = _case_quorum(spec, g["state"], g["trigger"], data.get(item["case_id"]), g["quorum"])
             cast = votes.get((item["case_id"], item["state"]), [])
             item["votes"] = [name for _, name in cast]       # people are named, not their usernames
             item["voted"] = any(username == actor.username for username, _ in cast)
+        g["all_voting"] = all(item["quorum"] > 1 for item in g["tasks"])
     return render_template("admin/approvals.html", groups=groups)
+
+
+def _case_quorum(spec: ProcessSpec, state: str, trigger: str | None, data: Mapping[str, Any] | None,
+                 default: int) -> int:
+    """How many people this case's "yes" needs as it stands: the quorum of the first of the
+    trigger's transitions whose guard holds (a 10,000 yuan loan needs one leader, a 120,000
+    one two), as the case page says; ``default`` when the data is not read here."""
+    if trigger is None or data is None:
+        return default
+    for tr in spec.transitions_from(state, trigger):
+        try:
+            if tr.when is None or tr.when.holds(typed_data(spec, data)):
+                return tr.quorum
+        except Exception:   # a guard that reads the actor or fails on this data: say what the step may need
+            return default
+    return default
 
 
 @bp.route("/approvals/bulk", methods=["POST"])

@@ -25,7 +25,7 @@ from ..forms import (Choices, DynamicForm, action_form, apply_engine_errors, bui
                      comment_rule, engine_data, task_form, uploads_of)
 from ..i18n import error_text, get_locale, label, t
 from .blueprint import bp
-from .common import (case_spec, display_names, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
+from .common import (case_spec, decision_figures, display_names, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
                      task_label, trigger_label, unit_path)
 from .files import case_attachments, discard, save_files
 from .consent import page_read, protection_context, protection_names
@@ -201,6 +201,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
         if view.get("suspended") else None,
         colleagues=[(u, n) for u, n in colleagues if u != actor.username],
         rows=_data_rows(spec, view, attachments, names, _decided(spec, history)), history=_history(spec, history, names),
+        figures=decision_figures(spec, view["state"], view["data"]) if actions or blocked else [],
         diagram=render_svg(spec, view["state"], get_locale()),
         state_final=st.final, next_url=request.full_path.rstrip("?"), return_to=return_to,
         protection=protection_context(case_id, view, spec, names),

@@ -53,6 +53,32 @@ def is_voting(key: str, state: str, spec: ProcessSpec | None = None) -> bool:
     return bool(spec) and any(t_.quorum > 1 for t_ in spec.transitions_from(state))
 
 
+def decision_fields(spec: ProcessSpec, state: str) -> list[str]:
+    """The case fields a person's decision at ``state`` rests on: those the guards of the
+    state's transitions read (the loan asked for, the household's income and size), in the
+    definition's field order; files, long texts and sensitive fields are left out. What the
+    approvals list and the case page show beside the buttons (docs/working-day.md)."""
+    read: set[str] = set()
+    for tr in spec.transitions_from(state):
+        if tr.system_only or tr.when is None:
+            continue
+        read |= set(tr.when.names)
+    return [name for name, fs in spec.fields.items()
+            if name in read and not fs.sensitive and fs.type not in ("file", "textarea")]
+
+
+def decision_figures(spec: ProcessSpec, state: str, data: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``[{name, label, value}]`` of :func:`decision_fields` that the case has a value for."""
+    out = []
+    for name in decision_fields(spec, state):
+        value = (data or {}).get(name)
+        if value is None or value == "" or value == [] or value == MASK:
+            continue
+        out.append({"name": name, "label": label(spec.fields[name].label, name),
+                    "value": format_value(spec, name, value)})
+    return out
+
+
 def process_title(key: str) -> str:
     spec = process_spec(key)
     return label(spec.title) if spec else key
