@@ -122,3 +122,24 @@ def test_the_demo_users_page_lists_every_user():
     for user in demo_org()["users"]:
         assert f"`{user['username']}`" in text
         assert user["password"] == DEMO_PASSWORD
+
+
+def test_the_demo_funds_hold_the_reports_receipts_and_are_never_overdrawn(hexie):
+    """The money pages of the demo read as the federation's books: the report's receipts
+    (first-round balance brought forward, second round 159,215 yuan, Spring Bud 370,000 yuan a
+    year) recorded before the payments, so no fund is overdrawn in any month, and the auditor's
+    check passes."""
+    from decimal import Decimal
+
+    from hexie.workflows.ledger import LedgerQueries, verify_ledger
+    load_demo(hexie, with_cases=True)
+    books = LedgerQueries(hexie).balances(hexie.actor("caiwu"))
+    funds = {f["fund"]: f for f in books["funds"]}
+    assert funds["donations_round2"]["received"] == Decimal("159215.00")
+    assert funds["spring_bud_sponsors"]["received"] == Decimal("370000.00")
+    assert funds["donations_round1"]["received"] == Decimal("44000.00")      # 366,600 − 277,800 − 44,800
+    for fund in funds.values():
+        assert all(p["balance"] >= 0 for p in fund["periods"]), fund
+    assert books["total"]["received"] == Decimal("573215.00")
+    with hexie.session_factory() as s:
+        assert verify_ledger(s) == []
