@@ -90,3 +90,16 @@ def test_the_api_records_receipts_and_gives_balances(env: ApiEnv) -> None:
     assert env.as_("manager").get("/ledger?kind=receipt").get_json()[0]["voucher"] == "记-2026-017"
     # a village rep sees no county receipts
     assert env.as_("vrep1").get("/ledger?kind=receipt").get_json() == []
+
+
+def test_a_malformed_receipt_says_what_is_wrong_in_chinese_too(env: ApiEnv) -> None:
+    """The 400 of a body the schema refuses names each field in Chinese first, with its limits,
+    not a bare "格式不正确" before the English reason."""
+    r = env.as_("finance").post("/ledger/receipts", json={**ROUND2, "donor": "", "received_on": "2026-13-01"})
+    assert r.status_code == 400
+    details = error_of(r)["details"]
+    assert details["donor"] == "长度须在 1 到 200 个字符之间 / Length must be between 1 and 200."
+    assert details["received_on"]== "日期无效（应为 YYYY-MM-DD） / Not a valid date."
+    assert "格式不正确" not in str(details)
+    with env.engine.session_factory() as s:
+        assert s.query(LedgerEntry).count() == 0       # a refused call changes nothing

@@ -35,7 +35,42 @@ _ZH = {
     "Not a valid list.": "应为列表",
     "Not a valid URL.": "网址无效",
     "Field may not be null.": "不能为空",
+    "Not a valid number.": "应为数字",
+    "Not a valid decimal.": "应为数字",
+    "Number too large.": "数字过大",
+    "Special numeric values (nan or infinity) are not permitted.": "不接受 NaN 或无穷大",
+    "Not a valid date.": "日期无效（应为 YYYY-MM-DD）",
+    "Not a valid datetime.": "日期时间无效（应为 ISO 8601，如 2026-03-02T09:00:00+08:00）",
+    "Not a valid time.": "时间无效（应为 HH:MM）",
+    "Not a valid email address.": "电子邮箱地址无效",
+    "Not a valid tuple.": "应为列表",
+    "Not a valid period of time.": "时长无效",
+    "Invalid value.": "取值无效",
 }
+# Marshmallow's messages that carry their limits: the Chinese keeps the numbers.
+_ZH_PATTERNS = (
+    (re.compile(r"Length must be between (\d+) and (\d+)\."), "长度须在 {0} 到 {1} 个字符之间"),
+    (re.compile(r"Length must be (\d+)\."), "长度须为 {0} 个字符"),
+    (re.compile(r"Shorter than minimum length (\d+)\."), "至少 {0} 个字符"),
+    (re.compile(r"Longer than maximum length (\d+)\."), "最多 {0} 个字符"),
+    (re.compile(r"Must be greater than or equal to (\S+) and less than or equal to (\S+)\."), "须在 {0} 到 {1} 之间"),
+    (re.compile(r"Must be greater than or equal to (\S+)\."), "须不小于 {0}"),
+    (re.compile(r"Must be greater than (\S+)\."), "须大于 {0}"),
+    (re.compile(r"Must be less than or equal to (\S+)\."), "须不大于 {0}"),
+    (re.compile(r"Must be less than (\S+)\."), "须小于 {0}"),
+    (re.compile(r"Must be one of: (.*)\."), "须为以下之一：{0}"),
+)
+
+
+def _zh_of(message: str) -> str:
+    """The Chinese of one marshmallow message (its limits kept), or a plain "格式不正确"."""
+    if message in _ZH:
+        return _ZH[message]
+    for pattern, zh in _ZH_PATTERNS:
+        match = pattern.fullmatch(message)
+        if match:
+            return zh.format(*match.groups())
+    return "格式不正确"
 
 
 @dataclass
@@ -102,7 +137,7 @@ def _bilingual(messages: Any) -> Any:
     if isinstance(messages, (list, tuple)):
         flat = [m for m in messages if isinstance(m, str)]
         if len(flat) == len(messages):
-            return "; ".join(f"{_ZH.get(m, '格式不正确')} / {m}" for m in flat)
+            return "; ".join(f"{_zh_of(m)} / {m}" for m in flat)
         return [_bilingual(m) for m in messages]
     return messages
 
