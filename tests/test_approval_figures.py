@@ -68,6 +68,28 @@ def test_the_case_page_puts_the_figures_above_the_buttons(browse, hexie, service
     assert 'class="key-figures"' not in text_of(browse("caiwu").get(f"/cases/{case_id}"))
 
 
+def test_the_finance_officer_sees_each_funds_balance_where_she_pays(browse, hexie):
+    demo = DemoCases(hexie)
+    real = hexie.clock
+    hexie.clock = demo.now
+    try:
+        demo._receipts()                           # 370,000 yuan from the Spring Bud sponsors
+        case_id = demo.spring_bud(TOWNS[0], 1, 100, "disbursement", dict(
+            name="顾小雨", birth="2013-04-12", school="城关小学", grade="primary_5", guardian="顾建华",
+            hardships=["low_income"], reason="父亲病故。", size=3, income="9000.00", sponsor="县供电公司",
+            sponsor_kind="government_department"))
+    finally:
+        hexie.clock = real
+    page = text_of(browse("caiwu").get(f"/cases/{case_id}"))
+    block = page[page.index('class="key-figures"'):page.index("</dl>", page.index('class="key-figures"'))]
+    assert "春蕾班资助方专款结余" in block and "¥370,000.00" in block
+    assert "上级“春蕾计划”专款结余" in block and "¥0.00" in block
+    assert block.index("春蕾班资助方专款结余") < page.index('/actions/disburse"') - page.index('class="key-figures"')
+    # an approval step pays nothing: no balances there
+    loan = loan_at_approval(hexie, "10000.00")
+    assert "结余" not in text_of(browse("zhuxi").get(f"/cases/{loan}")).split('class="key-figures"')[1][:2000]
+
+
 @pytest.fixture
 def live(app):
     server = make_server("127.0.0.1", 0, app, threaded=True)

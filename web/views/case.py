@@ -15,6 +15,7 @@ from werkzeug.datastructures import CombinedMultiDict
 
 from hexie.models import OrgUnit, RoleAssignment, User, Vote
 from hexie.workflows.errors import Conflict, Forbidden, Invalid, NotFound, not_found
+from hexie.workflows.ledger import LedgerQueries, fund_field
 from hexie.workflows.org import ancestor_paths
 from hexie.workflows.spec import FormField, ProcessSpec
 
@@ -25,7 +26,7 @@ from ..forms import (Choices, DynamicForm, action_form, apply_engine_errors, bui
                      comment_rule, engine_data, task_form, uploads_of)
 from ..i18n import error_text, get_locale, label, t
 from .blueprint import bp
-from .common import (case_spec, decision_figures, display_names, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
+from .common import (case_spec, decision_figures, display_names, money, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
                      task_label, trigger_label, unit_path)
 from .files import case_attachments, discard, save_files
 from .consent import page_read, protection_context, protection_names
@@ -201,11 +202,28 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
         if view.get("suspended") else None,
         colleagues=[(u, n) for u, n in colleagues if u != actor.username],
         rows=_data_rows(spec, view, attachments, names, _decided(spec, history)), history=_history(spec, history, names),
-        figures=decision_figures(spec, view["state"], view["data"]) if actions or blocked else [],
+        figures=(decision_figures(spec, view["state"], view["data"]) + _fund_balances(spec, view["state"], actor))
+        if actions or blocked else [],
         diagram=render_svg(spec, view["state"], get_locale()),
         state_final=st.final, next_url=request.full_path.rstrip("?"), return_to=return_to,
         protection=protection_context(case_id, view, spec, names),
     ), status
+
+
+def _fund_balances(spec: ProcessSpec, state: str, actor) -> list[dict[str, str]]:
+    """Where a step pays out of a fund (``ledger:``), what each of the programme's funds
+    holds now (received − paid + refunded, as the funds page), so the finance officer sees
+    the balance beside the amount she enters."""
+    if not any(t_.ledger is not None for t_ in spec.transitions_from(state)):
+        return []
+    field = fund_field(spec)
+    fs = spec.fields.get(field) if field else None
+    if fs is None or not fs.choices:
+        return []
+    books = LedgerQueries(hexie_state().engine).balances(actor, process=spec.key, period="year")
+    held = {f["fund"]: f["balance"] for f in books["funds"]}
+    return [{"name": f"$balance:{key}", "label": t("case.fund_balance", fund=label(text, key)),
+             "value": money(held.get(key, 0))} for key, text in dict(fs.choices).items()]
 
 
 def _change_people(pair: Any) -> list[str]:
