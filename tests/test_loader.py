@@ -99,6 +99,26 @@ def test_yaml_syntax_error_at_the_parser_mark(roles):
     check(text, roles, 3, ": []", "", "YAML syntax error")
 
 
+@pytest.mark.parametrize("text, line, zh, en", [
+    ("process: demo\ntitle: Demo: the first\n", 2, "值里有“: ”时请给值加引号", "put a value that contains ': ' in quotes"),
+    ("process: demo\n\ttitle: Demo\n", 2, "不能用制表符（Tab）缩进，请改用空格", "cannot be indented with tabs: use spaces"),
+    ("process: demo\nfields:\n  a:\n    type: text\n   label: x\n", 5, "缩进不对", "the indentation is wrong"),
+    ("process: demo\ntitle: {zh: 演示 en: Demo}\n", 2, "在 { } 里，各项之间要用逗号分开", "inside { }, items are separated by commas"),
+    ("process: demo\ntitle: 'Demo\n", 3, "引号没有闭合：第 2 行开始的文本缺少结尾的引号",
+     "a quote is not closed: the text that starts on line 2"),
+    ("process: demo\ntitle: *name\n", 2, "别名 *name 没有定义", "the alias *name is not defined"),
+    ("process: demo\ntitle: '@demo' x\n", 2, "引号结束后不能再写内容", "nothing may follow a closing quote"),
+    ("process: demo\ntitle: @demo\n", 2, "值不能以“@”开头，请给这个值加引号", "a value cannot start with '@'"),
+])
+def test_yaml_syntax_errors_say_how_to_mend_them(roles, text, line, zh, en):
+    """PyYAML's words are about its tokens ("expected <block end>, but found '<scalar>'"): the
+    administrator reads what is wrong on that line and what to write instead, zh then en."""
+    d = problem(text, roles)
+    assert d.line == line, str(d)
+    assert d.message.index("YAML 语法错误：") < d.message.index(zh) < d.message.index("YAML syntax error: ")
+    assert en in d.message and "<" not in d.message, str(d)
+
+
 def test_yaml_forbidden_character(roles):
     d = problem("process: demo\ntitle: a\x07b\n", roles)
     assert_at(d, 2, 9, "", "YAML syntax error")

@@ -1,6 +1,7 @@
 """Reading YAML with positions (the compose pass), and the report that collects diagnostics."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -184,6 +185,62 @@ class _Composer:
         return out
 
 
+_BRACKETS = {"}": "{ }", "]": "[ ]"}
+
+
+def _yaml_problem(exc: "yaml.MarkedYAMLError") -> tuple[str, str]:
+    """What PyYAML's error means, said so that the person can mend it (zh, en); PyYAML's own
+    words (English, about tokens) where the problem is not one of those known here."""
+    problem, context = exc.problem or "", exc.context or ""
+    found = re.fullmatch(r"expected ',' or '([}\]])', but got '(.*)'", problem)
+    if found:
+        pair = _BRACKETS[found.group(1)]
+        return (f"在 {pair} 里，各项之间要用逗号分开（“键: 值”的冒号后要有空格），或者缺少右括号“{found.group(1)}”",
+                f"inside {pair}, items are separated by commas (with a space after each key's ':'), "
+                f"or the closing '{found.group(1)}' is missing")
+    if problem == "mapping values are not allowed here":
+        return ("这里不能再开始“键: 值”：值里有“: ”时请给值加引号，或检查这一行的缩进",
+                "a 'key: value' cannot start here: put a value that contains ': ' in quotes, "
+                "or check this line's indentation")
+    if problem == "could not find expected ':'":
+        return "键后面缺少冒号（写成“键: 值”）", "a ':' is missing after a key (write 'key: value')"
+    found = re.fullmatch(r"found character '(.*)' that cannot start any token", problem)
+    if found:
+        if found.group(1) == "\\t":
+            return "YAML 不能用制表符（Tab）缩进，请改用空格", "YAML cannot be indented with tabs: use spaces"
+        return (f"值不能以“{found.group(1)}”开头，请给这个值加引号",
+                f"a value cannot start with '{found.group(1)}': put the value in quotes")
+    if problem.startswith("expected <block end>, but found"):
+        if problem.endswith("'<scalar>'"):
+            return ("这里多了一段文本：引号结束后不能再写内容，或者这一行的缩进不对",
+                    "unexpected text here: nothing may follow a closing quote, or this line's indentation is wrong")
+        return ("缩进不对：这一行与上面同一层的行没有对齐",
+                "the indentation is wrong: this line does not line up with the lines above it at the same level")
+    if problem == "found unexpected end of stream":
+        if "quoted scalar" in context and exc.context_mark is not None:
+            line = exc.context_mark.line + 1
+            return (f"引号没有闭合：第 {line} 行开始的文本缺少结尾的引号",
+                    f"a quote is not closed: the text that starts on line {line} has no closing quote")
+        return "文件意外结束：有括号或引号没有闭合", "the file ends too early: a bracket or a quote is not closed"
+    found = re.fullmatch(r"found undefined alias '(.*)'", problem)
+    if found:
+        name = found.group(1)
+        return f"别名 *{name} 没有定义：前面需要有 &{name}", f"the alias *{name} is not defined: it needs an &{name} before it"
+    found = re.fullmatch(r"found duplicate anchor '(.*)'; first occurrence", context)
+    if found and exc.context_mark is not None:
+        name, line = found.group(1), exc.context_mark.line + 1
+        return f"锚点 &{name} 定义了两次（第一次在第 {line} 行）", f"the anchor &{name} is defined twice (first on line {line})"
+    found = re.fullmatch(r"found unknown escape character '(.*)'", problem)
+    if found:
+        code = found.group(1)
+        return (f"双引号里的“\\{code}”不是有效的转义：请改用单引号，或把 \\ 写成 \\\\",
+                f"'\\{code}' is not an escape double quotes allow: use single quotes, or write \\ as \\\\")
+    if problem.startswith("expected the node content"):
+        return "这里缺少一个值", "a value is missing here"
+    raw = " ".join(p for p in (problem, context and f"({context})") if p)
+    return raw, raw
+
+
 def _read_yaml(text: str, report: "_Report") -> _Tree | None:
     """Compose ``text``; None (with a diagnostic) when it is not well-formed YAML."""
     tree = _Tree(text)
@@ -192,9 +249,9 @@ def _read_yaml(text: str, report: "_Report") -> _Tree | None:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = " ".join(p for p in (exc.problem, exc.context and f"({exc.context})") if p)
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        report.at(line, column, "error", _msg(f"YAML 语法错误：{problem}", f"YAML syntax error: {problem}"))
+        zh, en = _yaml_problem(exc)
+        report.at(line, column, "error", _msg(f"YAML 语法错误：{zh}", f"YAML syntax error: {en}"))
         return None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
         line, column = _line_column(text, exc.position)
