@@ -136,3 +136,22 @@ def test_the_case_file_and_documents_through_the_api_with_a_token(env) -> None:
         assert refused.status_code == 404, path
         assert set(refused.get_json()["error"]) == {"code", "message", "details"}
     assert api.get(f"/api/v1/cases/{case_id}/print.pdf").status_code == 401
+
+
+def test_the_approval_sheet_tells_a_vote_from_an_approval(env) -> None:
+    """One leader's vote of two is not an approval: the sheet says which vote it was, that it
+    waits for the others, that a vote was withdrawn, and which vote carried it."""
+    from .test_web_ledger import APPLICATION, SURVEY
+    case_id = env.service.start_case(env.actor("vr1"), "poor_mother_aid", "t01v01", dict(APPLICATION))
+    env.service.fire(env.actor("vr1"), case_id, "submit")
+    env.service.fire(env.actor("tc1"), case_id, "surveyed", SURVEY)
+    env.service.fire(env.actor("cm1"), case_id, "approve", comment="同意")
+    text = pdf_text(env.client("cm1").get(f"/cases/{case_id}/print.pdf")).replace("\n", "")  # cells wrap
+    assert "批准（第1/2票，待他人）" in text
+    env.service.withdraw_vote(env.actor("cm1"), case_id, "approve")
+    env.service.fire(env.actor("cm2"), case_id, "approve")
+    env.service.fire(env.actor("cm1"), case_id, "approve")
+    text = pdf_text(env.client("cm1").get(f"/cases/{case_id}/print.pdf")).replace("\n", "")  # cells wrap
+    assert "撤回投票：批准（还有0/2票）" in text
+    assert "批准（第2/2票，通过）" in text
+    assert text.count("批准（第1/2票，待他人）") == 2      # cm1's first vote, then cm2's

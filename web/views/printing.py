@@ -28,7 +28,33 @@ from .files import case_attachments
 from hexie.models import OrgUnit
 
 #: events that record a decision: what the approval table lists
-DECISIONS = ("fired", "vote", "task_done")
+DECISIONS = ("fired", "vote", "vote_withdrawn", "task_done")
+
+
+def _decisions(spec, history: list[dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
+    """The approval table's rows (step, action, by, when, comment). A vote is not an approval:
+    it reads "批准（第 1/2 票，待他人）" until the vote that carries the quorum ("第 2/2 票，通过");
+    a withdrawn vote is listed as such, and leaving the state discards the votes (definitions.md)."""
+    rows, votes = [], {}
+    for e in history:
+        if e["kind"] not in DECISIONS:
+            continue
+        action = e["trigger_label"] or e["task_label"] or e["kind_label"]
+        key = (e.get("from_state"), e.get("trigger"))
+        quorum = max((tr.quorum for tr in spec.transitions_from(e.get("from_state") or "", e.get("trigger"))
+                      if e.get("trigger")), default=1) if e.get("from_state") else 1
+        if e["kind"] == "vote":
+            votes[key] = votes.get(key, 0) + 1
+            action = t("print.vote", action=action, k=votes[key], n=quorum)
+        elif e["kind"] == "vote_withdrawn":
+            votes[key] = max(votes.get(key, 0) - 1, 0)
+            action = t("print.vote_withdrawn", action=action, k=votes[key], n=quorum)
+        elif e["kind"] == "fired" and votes.get(key):
+            action = t("print.vote_carried", action=action, n=votes[key] + 1)
+        if e["kind"] == "fired" and e.get("from_state") != e.get("to_state"):
+            votes = {k: v for k, v in votes.items() if k[0] != e.get("from_state")}
+        rows.append((e["from_label"], action, e["actor_name"], fmt_dt(e["at"]), e.get("comment") or ""))
+    return rows
 
 
 def site_name() -> str:
@@ -102,8 +128,7 @@ def case_pdf(case_id: int):
             else:
                 value = row["value"]
             data.append((fs.label.zh, fs.label.en, value))
-        approvals = [(e["from_label"], e["trigger_label"] or e["task_label"] or e["kind_label"], e["actor_name"],
-                      fmt_dt(e["at"]), e.get("comment") or "") for e in history if e["kind"] in DECISIONS]
+        approvals = _decisions(spec, history)
         trail = []
         for e in history:
             what = e["kind_label"] + (f"：{e['trigger_label']}" if e.get("trigger_label") else "")
