@@ -69,10 +69,19 @@ def test_reports_and_money_xlsx_match_the_pages(env) -> None:
     assert months[1][1] == 1
     money = sheets(client.get("/reports/money.xlsx"))
     funds, towns, by_month, balances = money.values()
-    assert [r[3] for r in funds[1:]] == [1200.5, 1000] or [Decimal(str(r[3])) for r in funds[1:]] == \
+    assert [r[3] for r in funds[1:-1]] == [1200.5, 1000] or [Decimal(str(r[3])) for r in funds[1:-1]] == \
         [Decimal("1200.5"), Decimal("1000")]
+    # the page's 合计 rows, and the figures tie: fund totals = town totals = the total
+    assert funds[-1][0] == "合计" and funds[-1][2] == 2 and Decimal(str(funds[-1][5])) == Decimal("2200.50")
+    assert towns[-1][0] == "合计" and Decimal(str(towns[-1][-1])) == Decimal("2200.50")
+    assert sum(Decimal(str(r[-1])) for r in towns[1:-1]) == Decimal(str(towns[-1][-1]))
+    assert [Decimal(str(v)) for v in towns[-1][1:-1]] == [Decimal(str(r[5])) for r in funds[1:-1]]
     balance = [r for r in balances[1:] if r[1] == "2026-03" and r[0].startswith("“奉献")][0]
     assert Decimal(str(balance[-1])) == Decimal("159215") - Decimal("1200.50")
+    # amounts read as money: thousands and two decimals (¥1,200.50 on the page, not 1200.5)
+    book = load_workbook(io.BytesIO(client.get("/reports/money.xlsx").get_data()))
+    assert book.worksheets[0]["D2"].number_format == "#,##0.00"
+    assert book.worksheets[0]["C2"].number_format == "General"          # a count stays a count
     (ledger,) = sheets(client.get("/reports/ledger.xlsx")).values()
     assert "凭证号" in ledger[0]
     receipt = [r for r in ledger[1:] if r[6] == "收入"][0]

@@ -24,6 +24,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 #: Excel's limit of characters in one cell.
 CELL_LIMIT = 32767
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: Amounts of money (a Decimal to the fen, as the ledger keeps them): thousands and two decimals.
+MONEY_FORMAT = "#,##0.00"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -66,7 +68,15 @@ def write_workbook(path: str, sheets: Iterable[Sheet]) -> None:
             heads.append(c)
         sheet.append(heads)
         for row in rows:
-            sheet.append([cell(v) for v in row])
+            out = []
+            for v in row:
+                if isinstance(v, Decimal) and v.is_finite() and v.as_tuple().exponent == -2:
+                    money = WriteOnlyCell(sheet, value=v)     # yuan to the fen: read as ¥1,200.50 reads
+                    money.number_format = MONEY_FORMAT
+                    out.append(money)
+                else:
+                    out.append(cell(v))
+            sheet.append(out)
     book.save(path)
 
 

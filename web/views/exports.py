@@ -177,6 +177,10 @@ def reports_money_xlsx():
     pairs = summary["funds"]
     towns = [[town["name"], *[town["net"].get((f["process"], f["fund"])) for f in pairs], town["total"]]
              for town in summary["towns"]]
+    total = summary["total"]
+    if funds:   # the page's 合计 rows: what an auditor ties the sheets to
+        funds.append([t("money.total"), None, total["entries"], total["paid"], total["refunded"], total["net"]])
+        towns.append([t("money.total"), *[f["net"] for f in pairs], total["net"]])
     months = [[m["month"], m["paid"], m["refunded"], m["net"]] for m in summary["months"]]
     balance_rows = [[filters.fund_name(f["process"], f["fund"]), p["period"], p["received"], p["paid"], p["refunded"],
                      p["change"], p["balance"]] for f in balances["funds"] for p in f["periods"]]
