@@ -162,6 +162,42 @@ def test_an_agency_offered_a_referral_may_not_consult_anyone_before_it_takes_it(
     assert api.as_("chair1").get(f"/cases/{case_id}").status_code == 200
 
 
+def test_an_agency_no_longer_sees_the_case_once_she_withdraws_her_consent_to_it(api):
+    """Found in the walk of 2 Dec: the police desk had accepted the referral; the survivor then
+    took her consent to the police back (the referral was cancelled), and the desk still read her
+    name, phone and address, printed the case and found it by her name. protection.md: consent is
+    what lets the case be shared with that agency; as Primero revokes a referral, the agency that
+    worked the case only through that referral loses it (the 404 of a missing case) until she
+    consents again. The owner, overseers and other agencies keep theirs."""
+    (case_id,) = _dv(api)
+    cadre = api.as_("ccadre")
+    for agency in ("police", "legal_aid"):
+        cadre.post(f"/cases/{case_id}/consents", {"agency": agency, "given": True, "scope": "services"})
+    tasks = {t["agency"]: t["id"] for t in cadre.get(f"/cases/{case_id}").get_json()["referrals"]}
+    assert api.as_("police1").post(f"/tasks/{tasks['police']}/accept").status_code == 200
+    assert api.as_("legal").post(f"/tasks/{tasks['legal_aid']}/accept").status_code == 200
+    assert api.as_("police1").get(f"/cases/{case_id}").get_json()["data"]["victim_name"] == NAME
+    r = cadre.post(f"/cases/{case_id}/consents/withdraw", {"agency": "police", "note": "她不愿报警"})
+    assert r.status_code == 201, r.get_json()
+    police = api.as_("police1")
+    missing = police.get(f"/cases/{MISSING}")
+    for path in (f"/cases/{case_id}", f"/cases/{case_id}/history", f"/cases/{case_id}/print.pdf",
+                 f"/cases/{case_id}/access-log", f"/cases/{case_id}/consents"):
+        r = police.get(path)
+        assert r.status_code == 404 and r.get_json() == missing.get_json(), path
+    assert case_id not in {c["id"] for c in police.get("/cases").get_json()}
+    assert police.get(f"/cases?lookup={NAME}").get_json() == []
+    assert case_id not in {t["case_id"] for t in police.get("/tasks?view=mine").get_json()}
+    # the others keep the case: the owner, the legal aid that still has her consent, the overseer
+    assert cadre.get(f"/cases/{case_id}").get_json()["data"]["victim_name"] == NAME
+    assert api.as_("legal").get(f"/cases/{case_id}").get_json()["data"]["victim_name"] == NAME
+    assert api.as_("manager").get(f"/cases/{case_id}").status_code == 200
+    # she consents again: the referral is offered to the desk anew (masked until taken)
+    cadre.post(f"/cases/{case_id}/consents", {"agency": "police", "given": True, "scope": "services"})
+    again = police.get(f"/cases/{case_id}")
+    assert again.status_code == 200
+
+
 # ---------------------------------------------------------------------- the pages
 
 @pytest.fixture

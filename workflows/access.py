@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Iterable
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, exists, false, or_, select
+from sqlalchemy.orm import aliased
 
-from hexie.models import AuditEvent, Case, Task
+from hexie.models import AuditEvent, Case, Consent, Task
 
 from .org import in_subtree
 from .spec import SYSTEM_ROLE, ProcessSpec, RolesSpec
@@ -174,6 +175,7 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec], roles: 
     """A WHERE clause selecting the cases ``actor`` may see (one query, any page size)."""
     if actor.is_system:
         return Case.id.isnot(None)
+    processes = list(processes)
     clauses = []
     confidential = []
     for process in processes:
@@ -189,11 +191,15 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec], roles: 
         clauses.append(Case.id.in_(offered))
     if actor.user_id is not None:
         worked = select(Task.case_id).where(worked_task_clause(actor.user_id), Task.status != "declined")
-        clauses.append(Case.id.in_(worked))
         # acted on it (claimed a task she then handed on, voted, ...): she keeps seeing it; declining a referral is not
         # acting on the case (protection.md)
-        clauses.append(Case.id.in_(select(AuditEvent.case_id).where(AuditEvent.actor_id == actor.user_id,
-                                                                    AuditEvent.kind.notin_((*PASSING_KINDS, "referral_declined")))))
+        acted = select(AuditEvent.case_id).where(AuditEvent.actor_id == actor.user_id,
+                                                 AuditEvent.kind.notin_((*PASSING_KINDS, "referral_declined")))
+        cut = withdrawn_referral_cases(actor.user_id, processes, roles=[a.role for a in actor.assignments])
+        if cut is not None:   # her only work was a referral to an agency the survivor withdrew her consent from
+            worked, acted = worked.where(Task.case_id.notin_(cut)), acted.where(AuditEvent.case_id.notin_(cut))
+        clauses.append(Case.id.in_(worked))
+        clauses.append(Case.id.in_(acted))
         clauses.append(Case.created_by_id == actor.user_id)
         clauses.append(Case.owner_id == actor.user_id)
     return or_(*clauses) if clauses else false()
@@ -202,6 +208,58 @@ def visible_cases_clause(actor: Actor, processes: Iterable[ProcessSpec], roles: 
 #: What a person does on a case that gives her no lasting sight of it: answering a consult
 #: (she reads the case while it is open) and writing a note (which she could do only seeing it).
 PASSING_KINDS = ("consult_answered", "note")
+
+
+#: What an agency's worker does on a referral (accept, take, do, hand back, ask a colleague, attach
+#: a file): work that a withdrawal of the survivor's consent to that agency takes back.
+REFERRAL_WORK_KINDS = ("referral_accepted", "claimed", "released", "task_done", "consulted", "attached")
+
+
+def withdrawn_referral_cases(user_id: int, processes: Iterable[ProcessSpec], case_id: int | None = None,
+                             roles: Iterable[str] | None = None):
+    """The confidential cases (a SELECT of ids; ``None`` when no process has referrals) that
+    ``user_id`` worked *only* through referrals to agencies whose consent the survivor has since
+    withdrawn (her latest ``services`` statement for the agency is a withdrawal).
+
+    protection.md: consent is what lets the case be shared with an agency ("services — may be
+    shared with that agency to help her"), and a withdrawal ends the referral. As Primero does when
+    a referral is revoked, the agency's worker then loses the case: her held, done or accepted
+    referral tasks and her referral work (:data:`REFERRAL_WORK_KINDS`) no longer make her one who
+    works it. Any other task of hers on the case (or an open consult), any other act (an action
+    fired, a vote), filing or owning it, keeps it; a new consent shares it again.
+
+    ``roles``: the roles she holds; only referrals to those can be hers (so that nobody else's
+    lists carry the subquery at all).
+    """
+    held = None if roles is None else set(roles)
+    refs = [(p.key, st.name, t.name, t.consent) for p in processes if p.confidential
+            for st in p.states for t in st.tasks if t.consent and (held is None or t.role in held)]
+    if not refs:
+        return None
+
+    def withdrawn(task):
+        latest, later = aliased(Consent), aliased(Consent)
+        return exists().where(
+            latest.case_id == task.case_id, latest.scope == "services", latest.given.is_(False),
+            or_(*(and_(task.process_key == p, task.state == st, task.name == n, latest.agency == a)
+                  for p, st, n, a in refs)),
+            ~exists().where(later.case_id == latest.case_id, later.agency == latest.agency,
+                            later.scope == "services", later.id > latest.id))
+
+    def hers(task):
+        return or_(and_(task.kind == "work", task.status != "declined",
+                        or_(task.assignee_id == user_id, task.completed_by_id == user_id,
+                            task.accepted_by_id == user_id)),
+                   and_(task.kind == "consult", task.status.in_(("offered", "allocated")),
+                        task.assignee_id == user_id))
+
+    ref, other = aliased(Task), aliased(Task)
+    stmt = select(ref.case_id).where(
+        hers(ref), withdrawn(ref),
+        ~exists().where(other.case_id == ref.case_id, hers(other), ~withdrawn(other)),
+        ~exists().where(AuditEvent.case_id == ref.case_id, AuditEvent.actor_id == user_id,
+                        AuditEvent.kind.notin_((*PASSING_KINDS, "referral_declined", *REFERRAL_WORK_KINDS))))
+    return stmt.where(ref.case_id == case_id) if case_id is not None else stmt
 
 
 def worked_task_clause(user_id: int):

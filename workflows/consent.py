@@ -128,7 +128,7 @@ def may_read_log(s: Session, engine: Engine, actor: Actor, case: Any) -> bool:
     from .queries import _worked
     if actor.is_system or (actor.user_id is not None and case_owner(case) == actor.user_id):
         return True
-    return is_overseer(actor, engine, case.org_path) or _worked(s, actor, case)
+    return is_overseer(actor, engine, case.org_path) or _worked(s, actor, case, engine)
 
 
 # ----------------------------------------------------------------------------- service

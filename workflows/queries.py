@@ -16,7 +16,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from hexie.models import AuditEvent, Case, OrgUnit, Task, Timer, User, Vote, fast
 
 from .access import (PASSING_KINDS, Actor, can_see_case, escalated_to, may_take, offered_now, offered_tasks_clause,
-                     team_tasks_clause, visible_cases_clause, worked_task_clause)
+                     team_tasks_clause, visible_cases_clause, withdrawn_referral_cases, worked_task_clause)
 from .engine import Engine
 from .errors import BadRequest, not_found
 from .forms import storable_text
@@ -58,13 +58,19 @@ def is_row_id(value: int) -> bool:
     return isinstance(value, int) and 0 < value <= MAX_ID
 
 
-def _worked(s: Session, actor: Actor, case: Case) -> bool:
+def _worked(s: Session, actor: Actor, case: Case, engine: Engine | None = None) -> bool:
     """She filed the case, holds or completed one of its tasks, or acted on it before (claimed a
-    task and handed it on, voted, ...): the same rule as the lists' :func:`visible_cases_clause`."""
+    task and handed it on, voted, ...): the same rule as the lists' :func:`visible_cases_clause`
+    (with ``engine``, also its cut for an agency whose consent was withdrawn)."""
     if actor.user_id is None:
         return False
     if actor.user_id in (case.created_by_id, getattr(case, "owner_id", None)):
         return True
+    if engine is not None and getattr(case, "confidential", False):
+        cut = withdrawn_referral_cases(actor.user_id, [engine.spec_of(s, case.process_version_id)], case.id,
+                                       roles=[a.role for a in actor.assignments])
+        if cut is not None and s.scalar(cut.limit(1)) is not None:
+            return False      # her consent to his agency was withdrawn (protection.md)
     held = s.scalar(select(Task.id).where(Task.case_id == case.id, worked_task_clause(actor.user_id),
                                           Task.status != "declined").limit(1))
     return held is not None or s.scalar(select(AuditEvent.id).where(
@@ -79,7 +85,7 @@ def can_see(s: Session, engine: Engine, actor: Actor, case: Case) -> bool:
     spec = engine.spec_of(s, case.process_version_id)
     if can_see_case(actor, spec, case, worked=False, could_take=False, roles=engine.registry.roles):
         return True
-    if _worked(s, actor, case):
+    if _worked(s, actor, case, engine):
         return True
     open_tasks = s.scalars(select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN), Task.kind == "work"))
     # confidential: only if one of its tasks is offered to her now (not one a colleague took)
@@ -99,7 +105,7 @@ def can_see_parent(s: Session, engine: Engine, actor: Actor, case: Any, depth: i
     return parent is not None and can_see(s, engine, actor, parent)
 
 
-def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task]) -> bool:
+def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task], engine: Engine | None = None) -> bool:
     """Working the case *now*: she may see sensitive fields unmasked.
 
     She filed it, holds or completed one of its tasks, or acted on it; and, outside
@@ -110,7 +116,7 @@ def works_on(s: Session, actor: Actor, case: Case, open_tasks: list[Task]) -> bo
     """
     if actor.is_system:
         return True
-    if _worked(s, actor, case):
+    if _worked(s, actor, case, engine):
         return True
     return not case.confidential and any(offered_now(actor, t) for t in open_tasks)
 
@@ -189,7 +195,7 @@ class CaseQueries:
             people[t.assignee_id], people[t.completed_by_id] = held_by, done_by
         people.pop(None, None)
         open_tasks = [t for t in tasks if t.status in OPEN and t.kind == "work"]
-        working = works_on(s, actor, case, open_tasks)
+        working = works_on(s, actor, case, open_tasks, self.engine)
         now = self.engine.clock()
         allowed, blocked, quorums = self.action_status(s, actor, case, spec, open_tasks)
         held = case.suspended_at is not None
@@ -336,7 +342,7 @@ class CaseQueries:
             self._log(s, actor, case, read)
             spec = self.engine.spec_of(s, case.process_version_id)
             working = works_on(s, actor, case, list(s.scalars(
-                select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN)))))
+                select(Task).where(Task.case_id == case.id, Task.status.in_(OPEN)))), self.engine)
             events = s.scalars(select(AuditEvent).where(AuditEvent.case_id == case_id).order_by(AuditEvent.seq))
             out = []
             for e in events:
@@ -365,7 +371,7 @@ class CaseQueries:
             candidates = matching_case_ids(s, value) if value.strip() else []
             for case in (s.scalars(select(Case).where(Case.id.in_(candidates))) if candidates else ()):
                 if actor.is_system or actor.holds_any(overseer_roles(self.engine.registry.roles), case.org_path) \
-                        or _worked(s, actor, case):
+                        or _worked(s, actor, case, self.engine):
                     shown.append(case.id)
                     if case.confidential and not actor.is_system:   # found by a search: in its access log
                         log_read(s, self.engine, actor, case.id,
