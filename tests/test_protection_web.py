@@ -198,6 +198,32 @@ def test_an_agency_no_longer_sees_the_case_once_she_withdraws_her_consent_to_it(
     assert again.status_code == 200
 
 
+def test_a_town_chair_consulted_on_a_confidential_case_may_not_manage_it(api):
+    """Found in the walk of 2 Dec: the town chair, consulted by the police desk, could hold and
+    resume the complaint, reassign its referral and hand the case to another cadre, as "a manager
+    of its area". definitions.md gives a confidential case to overseers, not to managers: only the
+    owner and an overseer (the county chair) manage it; the chair answers her consult, nothing else."""
+    (case_id,) = _dv(api)
+    cadre = api.as_("ccadre")
+    cadre.post(f"/cases/{case_id}/consents", {"agency": "police", "given": True, "scope": "services"})
+    police = next(t["id"] for t in cadre.get(f"/cases/{case_id}").get_json()["referrals"] if t["agency"] == "police")
+    assert api.as_("police1").post(f"/tasks/{police}/accept").status_code == 200
+    assert api.as_("police1").post(f"/tasks/{police}/consult", {"to": "chair1", "comment": "请教"}).status_code == 201
+    chair = api.as_("chair1")
+    assert chair.get(f"/cases/{case_id}").status_code == 200                 # she may read it while asked
+    before = api.snapshot(case_id)
+    for path, body in ((f"/cases/{case_id}/suspend", {"comment": "先停一下"}),
+                       (f"/cases/{case_id}/owner", {"to": "manager2", "comment": "交给别人"}),
+                       (f"/tasks/{police}/reassign", {"to": "police1b"}),
+                       (f"/tasks/{police}/suspend", {"comment": "先停一下"})):
+        r = chair.post(path, body)
+        assert r.status_code == 403, (path, r.get_json())
+    assert api.snapshot(case_id) == before
+    # the overseer does manage it
+    assert api.as_("manager").post(f"/cases/{case_id}/suspend", {"comment": "安全起见暂停"}).status_code == 200
+    assert api.as_("manager").post(f"/cases/{case_id}/resume", {"comment": "恢复"}).status_code == 200
+
+
 # ---------------------------------------------------------------------- the pages
 
 @pytest.fixture

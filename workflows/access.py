@@ -51,6 +51,16 @@ def is_manager(actor: "Actor", roles: RolesSpec | None, org_path: str | None = N
     return actor.holds_any(wanted, org_path)
 
 
+def manages_case(actor: "Actor", roles: RolesSpec | None, org_path: str, confidential: bool) -> bool:
+    """May manage a case at ``org_path`` (reassign its tasks, hold and resume it or its tasks, hand
+    it over): a manager role at or above it; for a confidential case an overseer role, since
+    definitions.md ("Access") gives a confidential case to overseers and not to managers: a
+    town chair consulted on a complaint answers the consult and manages nothing."""
+    if confidential:
+        return actor.holds_any(overseer_roles(roles), org_path)
+    return is_manager(actor, roles, org_path)
+
+
 @dataclass(frozen=True)
 class Assignment:
     """One role held at one org unit."""

@@ -26,7 +26,7 @@ from hexie.models import Attachment, Case, ExternalTask, LedgerEntry, OrgUnit, R
 from hexie.models import fast
 
 from . import audit, notifications
-from .access import SYSTEM, Actor, escalated_to, is_admin, is_manager, may_take, offered_now
+from .access import SYSTEM, Actor, escalated_to, is_admin, manages_case, may_take, offered_now
 from .engine import Engine
 from .errors import Conflict, Forbidden, HexieError, Invalid, NotFound, not_found
 from .forms import checked_comment, defaults, validate_form
@@ -546,7 +546,7 @@ class WorkflowService(WorkdayMixin):
         """A manager gives a task to someone else in the area."""
         with self.engine.transaction() as s:
             task, case, _ = self._task_for_update(s, actor, task_id)
-            if not is_manager(actor, self.engine.registry.roles, case.org_path):
+            if not manages_case(actor, self.engine.registry.roles, case.org_path, bool(case.confidential)):
                 raise Forbidden("只有主管可以改派任务", "only a manager of this area may reassign tasks")
             return self._handover(s, task, case, to_username, "reassigned", actor)
 

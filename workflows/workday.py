@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from hexie.models import Case, OrgUnit, RoleAssignment, Task, Timer, User
 
 from . import audit, notifications
-from .access import SYSTEM, Actor, is_admin, is_manager, manager_roles, may_take
+from .access import SYSTEM, Actor, is_admin, manager_roles, manages_case, may_take
 from .errors import Conflict, Forbidden, Invalid, NotFound, not_found
 
 OPEN = ("offered", "allocated")
@@ -108,7 +108,7 @@ class WorkdayMixin:
             if case.closed_at is not None:
                 raise Conflict("案件已办结", "the case is closed")
             if not (case.owner_id == actor.user_id and actor.user_id is not None) \
-                    and not is_manager(actor, self.engine.registry.roles, case.org_path):
+                    and not manages_case(actor, self.engine.registry.roles, case.org_path, bool(case.confidential)):
                 raise Forbidden("只有案件负责人或本辖区主管可以移交案件",
                                 "only the case's owner or a manager of its area may hand it over")
             target = self._active_user(s, to_username, "to")
@@ -258,7 +258,7 @@ class WorkdayMixin:
 
     def _may_hold_case(self, actor: Actor, case: Any) -> None:
         if actor.is_system or (actor.user_id is not None and case.owner_id == actor.user_id) \
-                or is_manager(actor, self.engine.registry.roles, case.org_path):
+                or manages_case(actor, self.engine.registry.roles, case.org_path, bool(case.confidential)):
             return
         raise Forbidden("只有案件负责人或本辖区主管可以暂停或恢复案件",
                         "only the case's owner or a manager of its area may hold or resume it")
@@ -268,7 +268,7 @@ class WorkdayMixin:
             raise Invalid("征求意见不能暂停", "a consult cannot be held")
         if task.assignee_id == actor.user_id and actor.user_id is not None:
             return
-        if is_manager(actor, self.engine.registry.roles, case.org_path):
+        if manages_case(actor, self.engine.registry.roles, case.org_path, bool(case.confidential)):
             return
         raise Forbidden("只有任务的办理人或本辖区主管可以暂停或恢复任务",
                         "only the task's holder or a manager of its area may hold or resume it")

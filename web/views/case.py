@@ -31,7 +31,7 @@ from .common import (case_spec, decision_figures, display_names, money, request_
 from .files import case_attachments, discard, save_files
 from .consent import page_read, protection_context, protection_names
 from .workday import people_around
-from hexie.workflows.access import is_manager
+from hexie.workflows.access import manages_case
 
 
 # ----------------------------------------------------------------------- page
@@ -117,7 +117,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
 
     voting = is_voting(key, view["state"], spec)
     roles = state.engine.registry.roles
-    manager = bool(path) and is_manager(actor, roles, path)
+    manager = bool(path) and manages_case(actor, roles, path, bool(view.get("confidential")))
     owner = view.get("owner")
     may_manage = not st.final and (manager or (owner is not None and owner == actor.username))
     names.update(display_names([owner, (view.get("suspended") or {}).get("by")]))
