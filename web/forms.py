@@ -122,18 +122,27 @@ class _Money:
 class _Bounds:
     """Like NumberRange, with our messages; Decimal-safe."""
 
-    def __init__(self, low: Any, high: Any) -> None:
-        self.low, self.high = low, high
+    def __init__(self, low: Any, high: Any, money: bool = False) -> None:
+        self.low, self.high, self.money = low, high, money
         self.field_flags = {k: val for k, val in (("min", low), ("max", high)) if val is not None}
+
+    def _shown(self, bound: Any) -> str:
+        """A limit as she reads amounts elsewhere: ¥300,000.00 for money, else the number."""
+        if not self.money:
+            return str(bound)
+        from babel.numbers import format_decimal
+        from .i18n import babel_locale
+        amount = Decimal(str(bound))
+        return ("-" if amount < 0 else "") + "¥" + format_decimal(abs(amount), "#,##0.00", locale=babel_locale())
 
     def __call__(self, form: Form, field: wf.Field) -> None:
         value = field.data
         if value is None:
             return
         if self.low is not None and value < _num(self.low, value):
-            raise ValidationError(t("form.error.min", min=self.low))
+            raise ValidationError(t("form.error.min", min=self._shown(self.low)))
         if self.high is not None and value > _num(self.high, value):
-            raise ValidationError(t("form.error.max", max=self.high))
+            raise ValidationError(t("form.error.max", max=self._shown(self.high)))
 
 
 def _num(bound: Any, like: Any) -> Any:
@@ -232,7 +241,7 @@ def _unbound(fs: FieldSpec, entry: FormField, choices: Choices, masked_value: bo
         return wf.IntegerField(validators=checks, render_kw=render,
                                invalid_value_message=t("form.error.integer"), **kw)
     if kind in ("decimal", "money"):
-        checks = [*opt, _Finite(), _Bounds(fs.min, fs.max)]
+        checks = [*opt, _Finite(), _Bounds(fs.min, fs.max, money=kind == "money")]
         if kind == "money":
             checks.append(_Money())
         render["inputmode"] = "decimal"
@@ -299,6 +308,20 @@ class DynamicForm(Form):
 
     def definition_fields(self) -> list[tuple[FormField, FieldSpec, wf.Field]]:
         return [(e, fs, self[e.name]) for e, fs in self.items]
+
+
+def error_summary(form: "DynamicForm | None") -> list[dict[str, str]]:
+    """``[{id, label, message}]``: each field of a refused form with its first error, in the
+    form's order, for the banner above it (a link to each field: on a phone the field in error
+    may be screens below the banner)."""
+    if form is None:
+        return []
+    out = []
+    for field in form:
+        if field.errors and field.type not in ("CSRFTokenField", "HiddenField"):
+            text = field.label.text if field.label is not None else field.name
+            out.append({"id": field.id, "label": str(text), "message": str(field.errors[0])})
+    return out
 
 
 def build_form(spec: ProcessSpec, entries: Sequence[FormField], *, formdata: Any = None,

@@ -23,7 +23,7 @@ from ..auth import safe_next
 from ..diagram import render_svg
 from ..state import current_actor, hexie_state
 from ..forms import (Choices, DynamicForm, action_form, apply_engine_errors, build_form, comment_of,
-                     comment_rule, engine_data, task_form, uploads_of)
+                     comment_rule, engine_data, error_summary, task_form, uploads_of)
 from ..i18n import error_text, get_locale, label, t
 from .blueprint import bp
 from .common import (case_spec, decision_figures, display_names, money, request_key_of, format_value, is_voting, kind_label, role_label, state_label,
@@ -197,6 +197,7 @@ def render_case(case_id: int, bound: Mapping[str, DynamicForm] | None = None, st
     names.update(dict(colleagues))
     return render_template(
         "case.html", case=view, spec=spec, tasks=tasks, actions=actions, blocked=blocked, error=error, extra_errors=extra_errors,
+        error_fields=[e for key, form in bound.items() if key in shown for e in error_summary(form)] if error else [],
         owner_name=names.get(owner, owner) if owner else None, may_manage=may_manage,
         suspended=dict(view["suspended"], by_name=names.get(view["suspended"]["by"], view["suspended"]["by"]))
         if view.get("suspended") else None,

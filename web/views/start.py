@@ -9,7 +9,7 @@ from hexie.workflows.forms import defaults
 from hexie.workflows.spec import ProcessSpec
 
 from ..state import current_actor, hexie_state
-from ..forms import apply_engine_errors, build_form, comment_of, engine_data, start_form, uploads_of
+from ..forms import apply_engine_errors, build_form, comment_of, engine_data, error_summary, start_form, uploads_of
 from ..i18n import error_text, label, t
 from .blueprint import bp
 from .common import indent, units_in_area
@@ -81,5 +81,8 @@ def start(process: str):
                 return redirect(url_for("hexie.case", case_id=case_id))
         else:
             error, status = t("case.fix_errors"), 422
+    summary = ([{"id": "org_unit", "label": t("start.unit"), "message": unit_error}] if unit_error else []) \
+        + (error_summary(form) if error else [])
     return render_template("start_form.html", spec=spec, form=form, units=units, unit=unit,
-                           unit_error=unit_error, error=error, title=label(spec.title)), status
+                           unit_error=unit_error, error=error, error_fields=summary,
+                           title=label(spec.title)), status
