@@ -143,3 +143,21 @@ def test_exports_take_deidentified(env) -> None:
     assert rows[1][1] == case_code(started) and rows[1][12] == case_code(started)
     (rows,) = sheets(env.client("vr1").get("/tasks.xlsx?view=mine")).values()
     assert rows[1][1] == started and rows[1][12] == "王小红"
+
+
+def test_the_money_workbooks_through_the_api(env) -> None:
+    """An auditor's script: GET /api/v1/ledger.xlsx and /api/v1/ledger/summary.xlsx with a Bearer
+    token give the same workbooks as the pages' (the entries and totals she may see)."""
+    pay_aid(env)
+    pay_spring_bud(env)
+    api = env.app.test_client()
+    page = sheets(env.client("cm1").get("/reports/money.xlsx"))
+    through_api = sheets(api.get("/api/v1/ledger/summary.xlsx", headers=_bearer(env, "cm1")))
+    assert through_api == page and list(through_api.values())[0][-1][0] == "合计"
+    (entries,) = sheets(api.get("/api/v1/ledger.xlsx?process=spring_bud", headers=_bearer(env, "cm1"))).values()
+    assert len(entries) == 2 and entries[1][3] == "春蕾班资助"
+    assert api.get("/api/v1/ledger.xlsx?fund=nope", headers=_bearer(env, "cm1")).status_code == 400
+    assert api.get("/api/v1/ledger/summary.xlsx").status_code == 401
+    # the village rep: her village's entries, as on her page
+    assert sheets(api.get("/api/v1/ledger.xlsx", headers=_bearer(env, "vr1"))) == \
+        sheets(env.client("vr1").get("/reports/ledger.xlsx"))

@@ -18,7 +18,7 @@ from hexie.workflows.errors import NotFound
 from ..views import exports, printing
 from .blueprint import bp
 from .routing import hexie, operation
-from .schemas import CaseExportQuery, PrintQuery, ReportQuery, TaskExportQuery
+from .schemas import CaseExportQuery, LedgerListQuery, LedgerSummaryQuery, PrintQuery, ReportQuery, TaskExportQuery
 
 ERR = None
 CASE_ID = {"case_id": "integer"}
@@ -95,3 +95,32 @@ def report_xlsx(process: str, query: dict[str, Any]) -> Response:
     report = hexie()["queries"].report(g.actor, process, **query)
     return exports.xlsx_response(f"report-{process}-{report['by']}-{exports._stamp()}",
                                  exports.report_sheets(report))
+
+
+@operation(bp, "/ledger.xlsx", "GET", summary="The ledger as Excel / 导出资金明细", tag="paper",
+           query=LedgerListQuery,
+           responses={200: (f"{XLSX}: every entry of GET /ledger with these filters (all pages): payments, refunds "
+                            "and receipts with voucher, donor and day received", None),
+                      400: ("an unknown process or fund", ERR)})
+def ledger_xlsx(query: dict[str, Any]) -> Response:
+    """The page ``/reports/ledger.xlsx`` for the token's person: the entries she may see."""
+    _as_reader()
+    _ledger_filters(query)
+    return exports.reports_ledger_xlsx()
+
+
+@operation(bp, "/ledger/summary.xlsx", "GET", summary="Money by fund as Excel / 导出资金统计", tag="paper",
+           query=LedgerSummaryQuery,
+           responses={200: (f"{XLSX}: GET /ledger/summary's tables (by fund, by town, by month, each with its "
+                            "合计 row) and each fund's balance by month, as on /reports/money.xlsx", None),
+                      400: ("an unknown process or fund", ERR)})
+def ledger_summary_xlsx(query: dict[str, Any]) -> Response:
+    """The page ``/reports/money.xlsx`` for the token's person: what an auditor reconciles."""
+    _as_reader()
+    _ledger_filters(query)
+    return exports.reports_money_xlsx()
+
+
+def _ledger_filters(query: dict[str, Any]) -> None:
+    from .views import _check_ledger_filters
+    _check_ledger_filters(query)
