@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from openpyxl import Workbook
 
+from hexie.models import LedgerEntry
 from hexie.workflows.ledger import record_receipt
 
 from .test_web_ledger import pay_aid, pay_spring_bud
@@ -159,3 +160,36 @@ def test_a_confidential_programme_reads_less_than_five_on_the_dashboard(env) -> 
         row[1] for row in total["tables"][0]["rows"] if row[1] != "<5")   # the total leaves the hidden row out
     aid = client.get("/reports/dashboard/cases.json?process=poor_mother_aid").get_json()["tables"][0]["rows"]
     assert aid and "<5" not in aid[0]                                     # open programmes: plain counts
+
+
+def test_a_refused_receipt_is_said_at_the_top_of_the_funds_page(env, tmp_path) -> None:
+    """The receipt form is at the end of a long page: a refusal opens at the top, so it says
+    there that nothing was recorded and which fields are wrong, each a link to its field; what
+    she typed stays in the form."""
+    client = env.client("fo1")
+    r = client.post("/reports/funds/receipts", data={
+        "fund": "poor_mother_aid:donations_round2", "amount": "12.345", "donor": "县直机关",
+        "received_on": "", "voucher": "记-2026-021", "org_unit": "county"})
+    assert r.status_code == 422
+    html = r.get_data(as_text=True)
+    top = html[html.index('class="flash flash-error"'):]
+    top = top[:top.index("</div>")]
+    assert html.index('class="flash flash-error"') < html.index("receipt-form")     # above the tables
+    assert "收款未登记" in top
+    assert re.search(r'<a href="#r-amount">金额（元）</a>：金额须为', top), top
+    assert '<a href="#r-received_on">' in top and '<a href="#r-donor">' not in top
+    assert 'value="12.345"' in html and 'value="县直机关"' in html and 'value="记-2026-021"' in html
+    # an import refused: said at the top too, with a link to the import form
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["process", "fund", "amount", "donor", "received_on", "voucher", "org_unit"])
+    sheet.append(["poor_mother_aid", "donations_round1", "abc", "x", "2026-02-22", "记-2026-020", "county"])
+    path = tmp_path / "bad.xlsx"
+    book.save(path)
+    with open(path, "rb") as f:
+        r = client.post("/reports/funds/receipts/import", data={"file": (f, "bad.xlsx")},
+                        content_type="multipart/form-data")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 422 and '<a href="#receipts-import">' in html and 'id="receipts-import"' in html
+    with env.engine.session_factory() as s:
+        assert s.query(LedgerEntry).count() == 0

@@ -21,6 +21,8 @@ from .common import page_arg, units_in_area, indent
 from .reports import money_filters, unit_places
 
 RECEIPT_FIELDS = ("process", "fund", "amount", "donor", "received_on", "voucher", "org_unit")
+RECEIPT_LABELS = {"process": "money.fund", "fund": "money.fund", "amount": "funds.amount", "donor": "funds.donor",
+                  "received_on": "funds.received_on", "voucher": "funds.voucher", "org_unit": "col.unit"}
 
 
 def _page(form: dict[str, str] | None = None, errors: dict[str, str] | None = None, status: int = 200,
@@ -35,11 +37,20 @@ def _page(form: dict[str, str] | None = None, errors: dict[str, str] | None = No
     specs = receipt_processes(actor, state.engine)
     units = [(u.code, indent(u)) for u in units_in_area(actor) if u.level != state.engine.registry.roles.levels[-1]] \
         if specs else []
+    # a refusal is said at the top too, each field a link to it: the forms are at the page's end,
+    # screens below where the answer opens (on a phone, five thousand pixels)
+    errors = errors or {}
+    error_fields = [{"id": f"r-{name}", "label": t(RECEIPT_LABELS[name]), "message": errors[name]}
+                    for name in RECEIPT_FIELDS if errors.get(name)]
+    if import_errors:
+        error_fields.append({"id": "receipts-import", "label": t("funds.import"), "message": import_errors[0]
+                             + (f" (+{len(import_errors) - 1})" if len(import_errors) > 1 else "")})
     return render_template("funds.html", filters=filters, balances=balances, receipts=receipts, period=period,
+                           error_fields=error_fields,
                            may_record=bool(specs), record_funds=[(spec.key, label(spec.title),
                                                                    [(f, n) for (p, f), n in filters.fund_names.items()
                                                                     if p == spec.key]) for spec in specs],
-                           units=units, form=form or {}, errors=errors or {}, import_errors=import_errors or [],
+                           units=units, form=form or {}, errors=errors, import_errors=import_errors or [],
                            places=unit_places(e["org_unit"] for e in receipts.items)), status
 
 
