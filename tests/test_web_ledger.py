@@ -133,8 +133,9 @@ def test_the_entries_newest_first_with_links_to_their_cases(env, paid):
     page = text_of(client.get("/reports/ledger"))
     entries = rows(table(page, "ledger"))
     assert entries == [
-        ["2026-03-03", f"#{bud}", "城关镇 东村", "春蕾班资助", BUD_FUND, "支出", "¥1,000.00", "城关中心小学"],
-        ["2026-03-02", f"#{aid}", "城关镇 东村", "救助贫困母亲", AID_FUND, "支出", "¥1,200.50", "王小红"],
+        ["2026-03-03", f"#{bud}", "城关镇 东村", "春蕾班资助", BUD_FUND, "支出", "¥1,000.00", "CL-2026-007",
+         "城关中心小学"],
+        ["2026-03-02", f"#{aid}", "城关镇 东村", "救助贫困母亲", AID_FUND, "支出", "¥1,200.50", "记-2026-031", "王小红"],
     ]
     assert f'href="/cases/{aid}"' in page and f'href="/cases/{bud}"' in page
     assert "共 2 条" in page
@@ -218,3 +219,24 @@ def test_english(env, paid):
     data = read_csv(client.get("/reports/ledger.csv"))
     assert data[0][7] == "金额（元） / Amount (yuan)"            # the header carries both languages
     assert {row[6] for row in data[1:]} == {"Payment"}
+
+
+def test_a_receipt_among_the_entries_reads_with_its_donor_and_voucher(env, paid):
+    """Money received into a fund is an entry without a case: the ledger page (it was a 500 as
+    soon as one receipt was recorded), its CSV and its voucher column show it for what it is."""
+    from hexie.workflows.ledger import record_receipt
+    record_receipt(env.engine, env.actor("fo1"), {
+        "process": "poor_mother_aid", "fund": "donations_round1", "amount": "159215", "donor": "县直机关干部职工",
+        "received_on": "2026-02-20", "voucher": "记-2026-017", "org_unit": "county"})
+    response = env.client("cm1").get("/reports/ledger")
+    assert response.status_code == 200
+    entries = rows(table(text_of(response), "ledger"))
+    receipt = [r for r in entries if r[5] == "收入"][0]
+    assert receipt[1] == "—" and receipt[2] == "和谐县" and receipt[6] == "¥159,215.00"
+    assert receipt[7] == "记-2026-017" and receipt[8].startswith("县直机关干部职工")
+    data = read_csv(env.client("cm1").get("/reports/ledger.csv"))
+    column = dict(zip(reports.CSV_COLUMNS, zip(*data[1:])))
+    at = column["ledger.col.kind"].index("收入")
+    assert column["ledger.col.case"][at] == "" and column["funds.voucher"][at] == "记-2026-017"
+    assert column["funds.donor"][at] == "县直机关干部职工" and column["funds.received_on"][at] == "2026-02-20"
+    assert "记-2026-031" in column["funds.voucher"]                  # a payment's voucher too

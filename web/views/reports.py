@@ -232,18 +232,21 @@ def csv_cell(value: Any) -> str:
 
 CSV_COLUMNS = ("ledger.col.id", "ledger.col.time", "ledger.col.case", "ledger.col.process", "ledger.col.fund_code",
                "ledger.col.fund", "ledger.col.kind", "ledger.col.amount", "ledger.col.unit_code",
-               "ledger.col.place", "ledger.col.subject", "ledger.col.trigger", "ledger.col.audit_seq")
+               "ledger.col.place", "ledger.col.subject", "ledger.col.trigger", "ledger.col.audit_seq",
+               "funds.voucher", "funds.donor", "funds.received_on")   # the last three: added at the end
 
 
 def _csv_row(entry: dict[str, Any], filters: MoneyFilters, places: dict[str, str]) -> list[str]:
     at = to_local(entry["at"])
     amount: Decimal = entry["amount"]
-    return [str(entry["id"]), at.strftime("%Y-%m-%d %H:%M:%S") if at else "", str(entry["case_id"]),
+    return [str(entry["id"]), at.strftime("%Y-%m-%d %H:%M:%S") if at else "",
+            str(entry["case_id"]) if entry["case_id"] is not None else "",   # a receipt has no case
             csv_cell(process_title(entry["process"])), csv_cell(entry["fund"]),
             csv_cell(filters.fund_name(entry["process"], entry["fund"])), csv_cell(kind_name(entry["kind"])),
             f"{amount:.2f}", csv_cell(entry["org_unit"]),
             csv_cell(places.get(entry["org_unit"], entry["org_unit_name"])), csv_cell(entry["subject"]),
-            csv_cell(entry["trigger"]), str(entry["audit_seq"])]
+            csv_cell(entry["trigger"]), str(entry["audit_seq"]), csv_cell(entry.get("voucher")),
+            csv_cell(entry.get("donor")), str(entry.get("received_on") or "")]
 
 
 def _csv_lines(rows: Iterable[list[str]]) -> str:
