@@ -3,17 +3,14 @@ for, the household's income and size) beside the checkbox of the approvals list 
 buttons of the case page, on the phone's first screen; and the number of votes each case needs."""
 from __future__ import annotations
 
-import re
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from hexie.workflows.demo import TOWNS, DemoCases
 
 from .test_admin import app, browse, defs, hexie, service, text_of  # noqa: F401
 from .test_approvals import approval_case
-from .test_browser import CHROMIUM, browser  # noqa: F401
+from .test_browser import CHROMIUM, browser, served  # noqa: F401
 
 WOMAN = dict(name="邵红梅", id="320623198107154421", phone="13912340000", age=45, kind="farming",
              plan="扩大养鸡场，新建鸡舍两栋。")
@@ -92,11 +89,8 @@ def test_the_finance_officer_sees_each_funds_balance_where_she_pays(browse, hexi
 
 @pytest.fixture
 def live(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with served(app) as base:
+        yield base
 
 
 @pytest.mark.browser

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 from werkzeug.serving import make_server
@@ -19,6 +21,18 @@ from .web_helpers import PASSWORD, make_web_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """``app`` over real HTTP on a free loopback port while the block lasts; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture
@@ -43,12 +57,9 @@ def site(tmp_path):
     upgrade(url)
     db = make_engine(url)
     env = make_web_env(make_session_factory(db), tmp_path)
-    server = make_server("127.0.0.1", 0, env.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    env.base = f"http://127.0.0.1:{server.server_port}"
-    yield env
-    server.shutdown()
+    with served(env.app) as base:
+        env.base = base
+        yield env
     db.dispose()
 
 

@@ -6,12 +6,10 @@ Set ``HEXIE_SCREENSHOTS=DIR`` to keep a screenshot of each page walked (docs/scr
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from hexie.models import Case, Task, make_engine, make_session_factory, upgrade
 from hexie.workflows.demo import DEMO_PASSWORD, load_demo
@@ -19,7 +17,7 @@ from hexie.workflows.engine import Engine
 from hexie.workflows.loader import load_definitions_strict
 
 from .test_admin import MOTHER, SURVEY
-from .test_browser import Person as BrowserPerson, browser  # noqa: F401  (the chromium fixture)
+from .test_browser import Person as BrowserPerson, browser, served  # noqa: F401  (the chromium fixture)
 
 DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
 pytestmark = pytest.mark.browser
@@ -38,13 +36,10 @@ def demo(tmp_path, monkeypatch):
     monkeypatch.setenv("HEXIE_INSTANCE", str(tmp_path / "instance"))
     from hexie.web import create_app
     app = create_app(engine=engine, config={"HEXIE_UPLOAD_DIR": str(tmp_path / "up")})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    site = type("Site", (), {})()
-    site.base, site.engine, site.service = f"http://127.0.0.1:{server.server_port}", engine, app.extensions["hexie"].service
-    yield site
-    server.shutdown()
+    with served(app) as base:
+        site = type("Site", (), {})()
+        site.base, site.engine, site.service = base, engine, app.extensions["hexie"].service
+        yield site
     db.dispose()
 
 

@@ -4,14 +4,12 @@ money limits read as amounts (¥300,000.00), and nothing she typed is lost."""
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from .test_admin import app, browse, defs, hexie, service, text_of  # noqa: F401
 from .test_approvals import approval_case
-from .test_browser import browser  # noqa: F401
+from .test_browser import browser, served  # noqa: F401
 
 LOAN = {"org_unit": "t01v01", "f-applicant_name": "", "f-id_number": "32062319850101123X",
         "f-phone": "13800001111", "f-applicant_age": "35", "f-business_kind": "farming",
@@ -64,11 +62,8 @@ def test_a_refused_action_on_the_case_page_names_its_field(browse, hexie, servic
 
 @pytest.fixture
 def live(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with served(app) as base:
+        yield base
 
 
 @pytest.mark.browser
