@@ -3,6 +3,7 @@ for, the household's income and size) beside the checkbox of the approvals list 
 buttons of the case page, on the phone's first screen; and the number of votes each case needs."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 
 import pytest
 
@@ -10,7 +11,7 @@ from hexie.workflows.demo import TOWNS, DemoCases
 
 from .test_admin import app, browse, defs, hexie, service, text_of  # noqa: F401
 from .test_approvals import approval_case
-from .test_browser import CHROMIUM, browser, served  # noqa: F401
+from .test_browser import CHROMIUM, Person, browser, served  # noqa: F401
 
 WOMAN = dict(name="邵红梅", id="320623198107154421", phone="13912340000", age=45, kind="farming",
              plan="扩大养鸡场，新建鸡舍两栋。")
@@ -96,13 +97,8 @@ def live(app):
 @pytest.mark.browser
 def test_on_the_phone_the_amount_is_on_the_first_screen_with_the_button(browser, live, hexie):  # noqa: F811
     case_id = loan_at_approval(hexie, "120000.00")
-    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
-    page = context.new_page()
-    page.goto(live + "/login")
-    page.fill("input[name=username]", "zhuxi")
-    page.fill("input[name=password]", "hexie-demo-2026")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    person = Person(browser, SimpleNamespace(base=live), "zhuxi", width=390, height=844, password="hexie-demo-2026")
+    page = person.page   # a phone
     page.goto(f"{live}/cases/{case_id}")
     amount = page.locator(".key-figures dd", has_text="¥120,000.00")
     box = amount.bounding_box()
@@ -111,4 +107,4 @@ def test_on_the_phone_the_amount_is_on_the_first_screen_with_the_button(browser,
     button = page.locator('form[action$="/actions/approve"] button[type=submit]')
     button.scroll_into_view_if_needed()
     assert button.is_visible()
-    context.close()
+    person.context.close()

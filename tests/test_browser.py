@@ -66,9 +66,9 @@ def site(tmp_path):
 class Person:
     """One signed-in browser context."""
 
-    def __init__(self, browser, site, username, width=1280, password=PASSWORD):
+    def __init__(self, browser, site, username, width=1280, password=PASSWORD, height=900):
         self.site = site
-        self.context = browser.new_context(viewport={"width": width, "height": 900}, locale="zh-CN")
+        self.context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
         self.page = self.context.new_page()
         self.page.goto(site.base + "/login")
         self.page.fill("input[name=username]", username)

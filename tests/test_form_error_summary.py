@@ -4,12 +4,13 @@ money limits read as amounts (¥300,000.00), and nothing she typed is lost."""
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
 
 from .test_admin import app, browse, defs, hexie, service, text_of  # noqa: F401
 from .test_approvals import approval_case
-from .test_browser import browser, served  # noqa: F401
+from .test_browser import Person, browser, served  # noqa: F401
 
 LOAN = {"org_unit": "t01v01", "f-applicant_name": "", "f-id_number": "32062319850101123X",
         "f-phone": "13800001111", "f-applicant_age": "35", "f-business_kind": "farming",
@@ -68,13 +69,8 @@ def live(app):
 
 @pytest.mark.browser
 def test_on_the_phone_the_banner_takes_her_to_the_field(browser, live):  # noqa: F811
-    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
-    page = context.new_page()
-    page.goto(live + "/login")
-    page.fill("input[name=username]", "cadre01")
-    page.fill("input[name=password]", "hexie-demo-2026")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    person = Person(browser, SimpleNamespace(base=live), "cadre01", width=390, height=844, password="hexie-demo-2026")
+    page = person.page   # a phone
     page.goto(live + "/start/microloan")
     page.select_option("[name=org_unit]", "t01v01")
     for name in ("applicant_name", "id_number", "phone", "applicant_age", "business_plan", "loan_amount",
@@ -91,4 +87,4 @@ def test_on_the_phone_the_banner_takes_her_to_the_field(browser, live):  # noqa:
     field = page.locator("#f-loan_amount").bounding_box()
     assert field is not None and 0 <= field["y"] <= 844, field              # and it takes her there
     assert page.locator("#f-loan_amount").input_value() == "3000000"
-    context.close()
+    person.context.close()
