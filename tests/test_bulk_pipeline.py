@@ -205,3 +205,77 @@ def test_searchable_fields_get_their_blind_index_in_every_way(env, tmp_path: Pat
                             if (digest := lookup_digest(case.data.get(name))) is not None}
                 assert lookups == expected and (("victim_name", lookup_digest(row["victim_name"])) in lookups), mode
             assert verify_chain(s) == []
+
+
+def test_the_builder_is_forked_only_when_no_other_thread_could_hold_a_database_lock(env, tmp_path: Path,
+                                                                                   monkeypatch):
+    """A process forked while another of its threads is inside SQLite (or libpq) inherits that
+    thread's lock held: the builder hung on its first connection (CI, 2 Dec). With such a thread
+    alive the batches are built here, the same rows; the web's org-tree checker holds a lock
+    across every fork and does not count."""
+    monkeypatch.setattr(bulk, "PIPELINE", False)
+    monkeypatch.setattr(bulk, "BUILD_PROCESS", True)
+    started: list[object] = []
+    real_start = bulk._Builder.start.__func__
+    monkeypatch.setattr(bulk._Builder, "start",
+                        classmethod(lambda cls, *a: started.append(real_start(cls, *a)) or started[-1]))
+    stop = threading.Event()
+    busy = threading.Thread(target=stop.wait, name="a host's request thread", daemon=True)
+    busy.start()
+    try:
+        assert not bulk._fork_is_safe()
+        result = import_cases(env.engine, env.actor("cadre"), "elder_support",
+                              _write(tmp_path / "a.csv", _households(9)), batch_size=4)
+        assert result.ok and result.started == 9 and started == [None]      # built here
+    finally:
+        stop.set()
+        busy.join()
+    quiet = threading.Thread(target=stop.wait, name="hexie-org-check", daemon=True)
+    quiet.hexie_fork_safe = True
+    stop.clear()
+    quiet.start()
+    try:
+        assert bulk._fork_is_safe()
+    finally:
+        stop.set()
+        quiet.join()
+
+
+def test_an_import_beside_a_thread_busy_in_sqlite_ends(tmp_path: Path):
+    """The hang itself, in a process of its own (a hung child would hang this one): a thread
+    reads SQLite without pause, and the org-tree checker compares the tree without pause, while
+    the import's pass 2 runs with the builder on. It ends, with every row."""
+    import subprocess
+    import sys
+    path = _write(tmp_path / "h.csv", _households(40))
+    script = f"""
+import sqlite3, threading, sys
+from hexie.models import make_engine, make_session_factory, upgrade
+from hexie.workflows import bulk
+from hexie.web import orgmap
+from tests.engine_helpers import DEFINITIONS, make_env
+url = "sqlite:///{tmp_path / 'x.db'}"
+upgrade(url)
+env = make_env(make_session_factory(make_engine(url)), definitions=DEFINITIONS)
+bulk.PIPELINE, bulk.BUILD_PROCESS = False, True
+def read():
+    conn = sqlite3.connect("{tmp_path / 'x.db'}")
+    while True:
+        conn.execute("SELECT count(*) FROM hexie_cases").fetchall()
+def check():
+    while True:
+        orgmap._used[url] = __import__("time").monotonic()
+        orgmap.check_now()
+threading.Thread(target=read, daemon=True).start()
+checker = threading.Thread(target=check, daemon=True)
+checker.hexie_fork_safe = True
+checker.start()
+result = bulk.import_cases(env.engine, env.actor("cadre"), "elder_support", "{path}", batch_size=4)
+print(result.started)
+sys.stdout.flush()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent, env={**__import__("os").environ,
+                                                                         "HEXIE_INSTANCE": str(tmp_path / "i")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "40"

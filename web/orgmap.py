@@ -157,8 +157,23 @@ def org_map(engine: Any) -> OrgMap:
     return tree
 
 
+#: Held while :func:`check_now` reads a database, and by a fork of this process (``os.fork``:
+#: multiprocessing's builder of an import, ``hexie.workflows.bulk``): a child forked while this
+#: thread was inside SQLite or libpq would inherit their locks held, and hang on its first
+#: connection. The checker thread says so (``hexie_fork_safe``).
+_fork_guard = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_fork_guard.acquire, after_in_parent=_fork_guard.release,
+                        after_in_child=_fork_guard.release)
+
+
 def check_now() -> None:
     """Compare, once, every tree a request asked for lately with its database (what the thread does)."""
+    with _fork_guard:
+        _check()
+
+
+def _check() -> None:
     now = time.monotonic()
     for url, used in list(_used.items()):
         if now - used > IDLE_SECONDS or url in _PRIVATE:
@@ -198,5 +213,6 @@ def _start_checker(url: str) -> None:
     with _lock:
         if _checker is None or _checker[0] != os.getpid() or not _checker[1].is_alive():
             thread = threading.Thread(target=_run, name="hexie-org-check", daemon=True)
+            thread.hexie_fork_safe = True      # its database work holds _fork_guard
             thread.start()
             _checker = (os.getpid(), thread)

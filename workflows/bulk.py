@@ -43,6 +43,7 @@ import hashlib
 import pickle
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -317,7 +318,7 @@ class _Builder:
     @classmethod
     def start(cls, engine: Engine, spec: ProcessSpec, version_id: int, actor: Actor) -> "_Builder | None":
         import multiprocessing
-        if "fork" not in multiprocessing.get_all_start_methods():
+        if "fork" not in multiprocessing.get_all_start_methods() or not _fork_is_safe():
             return None
         _BUILDING.update(engine=engine, spec=spec, version_id=version_id, actor=actor,
                          dialect=engine.session_factory.kw["bind"].dialect)
@@ -331,6 +332,16 @@ class _Builder:
         self.pool.terminate()
         self.pool.join()
         _BUILDING.clear()
+
+
+def _fork_is_safe() -> bool:
+    """Whether this process may fork: no other thread could be inside SQLite or libpq right now
+    (a child forked then inherits their locks held and hangs on its first connection; it did in
+    CI). Threads that hold a lock of their own across every fork say so (``hexie_fork_safe``:
+    the web's org-tree checker); with any other thread alive (a host's request threads, a
+    server), the batches are built in this process: the same rows, one core."""
+    current = threading.current_thread()
+    return all(t is current or getattr(t, "hexie_fork_safe", False) for t in threading.enumerate())
 
 
 def _builder_started() -> None:
