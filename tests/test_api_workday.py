@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from hexie.models import User
+from hexie.models import AuditEvent, User
 
 from .api_support import api_env, error_of
 
@@ -136,6 +136,27 @@ def test_put_me_away_and_a_manager_marks_someone_away(engine):
         deputy = s.scalars(select(User).where(User.username == "cadre1")).one()
         assert person.delegate_to_id == deputy.id
 
+
+
+def test_someone_who_manages_nothing_may_not_mark_others_away_403_and_nothing_changes(engine):
+    """interfaces.md: PUT /users/{username}/away is for managers and admins; like the people API,
+    anyone else gets a 403 (not a 404), the same whether the person exists or not."""
+    api = api_env(engine)
+    until = (api.engine.today() + timedelta(days=5)).isoformat()
+    with api.engine.session_factory() as s:
+        events = s.scalar(select(func.count(AuditEvent.id)))
+    refused = api.as_("cadre1").call("PUT", "/users/vrep1/away", json={"until": until, "delegate": "cadre1"})
+    assert refused.status_code == 403
+    error = refused.get_json()["error"]
+    assert error["code"] == "forbidden" and error["message"].index("负责人") < error["message"].index("managers")
+    ghost = api.as_("cadre1").call("PUT", "/users/nobody-here/away", json={"until": until, "delegate": "cadre1"})
+    assert ghost.status_code == 403 and ghost.get_json() == refused.get_json()
+    with api.engine.session_factory() as s:
+        person = s.scalars(select(User).where(User.username == "vrep1")).one()
+        assert person.away_until is None and person.delegate_to_id is None
+        assert s.scalar(select(func.count(AuditEvent.id))) == events
+    herself = api.as_("cadre1").call("PUT", "/users/cadre1/away", json={"until": until, "delegate": "cadre1b"})
+    assert herself.status_code == 200 and herself.get_json()["delegate"] == "cadre1b"
 
 def test_every_list_of_the_additions_is_paged_like_get_cases(engine):
     """interfaces.md, "Additions": "Every list is paged like GET /cases" — page and per_page in the

@@ -368,6 +368,12 @@ class WorkdayMixin:
         from .people import record_admin_change
         from .service import open_tasks_of, records, save_case, save_task, _CASE_FOR_UPDATE
         from .queries import barred_by_separation
+        roles = self.engine.registry.roles
+        if username != actor.username and not is_admin(actor, roles) and not actor.paths_for(manager_roles(roles)):
+            # as the people API: someone who manages no area and administers nothing may not mark
+            # anybody else away, whoever is named (asked before the lookup: nothing is disclosed)
+            raise Forbidden("只有管理员和负责人可以设置他人外出",
+                            "only administrators and managers may mark someone else away")
         with self.engine.transaction() as s:
             person = s.scalars(select(User).where(User.username == username)).first()
             if person is None or not self._may_set_away(s, actor, person):

@@ -409,6 +409,7 @@ def put_my_away(body: dict[str, Any]) -> Response:
 @operation(bp, "/users/<username>/away", "PUT", summary="Mark someone away (managers, admins) / 设置外出",
            tag="people", path_params={"username": "string"}, body=AwaySchema, body_required=True,
            responses={200: ("the person: until, delegate, and the tasks handed over", AwayAnswerSchema),
+                      403: ("the caller manages no area and is no administrator", ERR),
                       404: ("no such person, or not in the caller's area", ERR),
                       422: ("a day in the past, or no such delegate", ERR)})
 def put_user_away(username: str, body: dict[str, Any]) -> Response:
