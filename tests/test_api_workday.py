@@ -179,3 +179,32 @@ def test_every_list_of_the_additions_is_paged_like_get_cases(engine):
         assert answer.status_code == 200 and "X-Total-Count" in answer.headers, path
     bad = me.get("/me/views?page=0")
     assert bad.status_code == 400 and "page" in error_of(bad)["details"]
+
+
+def test_the_list_of_processes_and_a_case_history_are_paged_like_get_cases_too(engine):
+    """interfaces.md: "Every list is paged like GET /cases" holds for the first lists of the
+    contract as well: GET /processes (by key) and GET /cases/{id}/history (oldest first)."""
+    api = api_env(engine)
+    me = api.as_("vrep1")
+    every = me.get("/processes")
+    assert every.status_code == 200 and every.headers["X-Total-Count"] == str(len(every.get_json()))
+    assert (every.headers["X-Page"], every.headers["X-Per-Page"], every.headers["X-Pages"]) == ("1", "50", "1")
+    keys = [p["process"] for p in every.get_json()]
+    second = me.get("/processes?page=2&per_page=2")
+    assert second.status_code == 200 and [p["process"] for p in second.get_json()] == keys[2:4]
+    assert (second.headers["X-Total-Count"], second.headers["X-Page"], second.headers["X-Per-Page"]) == (
+        str(len(keys)), "2", "2")
+    case_id = api.start_aid()
+    assert me.post(f"/cases/{case_id}/notes", json={"text": "材料已收"}).status_code == 201
+    history = me.get(f"/cases/{case_id}/history")
+    kinds = [e["kind"] for e in history.get_json()]
+    assert history.status_code == 200 and kinds[0] == "started" and kinds[-1] == "note"
+    assert history.headers["X-Total-Count"] == str(len(kinds)) and history.headers["X-Pages"] == "1"
+    last = me.get(f"/cases/{case_id}/history?per_page=1&page={len(kinds)}")
+    assert [e["kind"] for e in last.get_json()] == ["note"] and last.headers["X-Pages"] == str(len(kinds))
+    for path in ("/processes?page=0", f"/cases/{case_id}/history?per_page=201"):
+        bad = me.get(path)
+        assert bad.status_code == 400 and error_of(bad)["details"], path
+    hidden = api.as_("vrep2").get(f"/cases/{case_id}/history?page=1")
+    missing = api.as_("vrep2").get("/cases/999999/history?page=1")
+    assert hidden.status_code == missing.status_code == 404 and hidden.get_json() == missing.get_json()

@@ -86,16 +86,17 @@ def revoke_token(body: dict[str, Any]) -> Response:
 
 
 # ---------------------------------------------------------------- processes
-@operation(bp, "/processes", "GET", summary="List processes / 流程列表", tag="processes",
-           responses={200: ("the current version of every process", ProcessSummarySchema(many=True))})
-def list_processes() -> Response:
+@operation(bp, "/processes", "GET", summary="List processes / 流程列表", tag="processes", query=PagingQuery,
+           responses={200: ("the current version of every process, by key; paging in X-Total-Count, X-Page, "
+                            "X-Per-Page, X-Pages", ProcessSummarySchema(many=True))})
+def list_processes(query: dict[str, Any]) -> Response:
     """Every process definition, at its current version."""
     engine, locale = hexie()["engine"], locale_of(g.actor)
     items = []
     for key in sorted(engine.processes):
         spec, _, version = engine.current(key)
         items.append(process_summary(spec, version, locale))
-    return json_response(ProcessSummarySchema(many=True).dump(items))
+    return _paged_list(items, query, ProcessSummarySchema)
 
 
 @operation(bp, "/processes/<process>", "GET", summary="One process definition / 流程定义", tag="processes",
@@ -257,14 +258,15 @@ def _case_answer(case_id: int) -> Response:
 
 
 @operation(bp, "/cases/<case_id>/history", "GET", summary="A case's history / 办理记录", tag="cases",
-           path_params=CASE_ID,
-           responses={200: ("the audit events, oldest first", HistoryEventSchema(many=True)),
+           path_params=CASE_ID, query=PagingQuery,
+           responses={200: ("the audit events, oldest first; paging in X-Total-Count, X-Page, X-Per-Page, "
+                            "X-Pages", HistoryEventSchema(many=True)),
                       404: ("no such case, or not visible", ERR)})
-def case_history(case_id: int) -> Response:
+def case_history(case_id: int, query: dict[str, Any]) -> Response:
     """Who did what and when: every audit event of the case, oldest first (a confidential case's
     read is recorded in its access log)."""
-    return json_response(HistoryEventSchema(many=True).dump(
-        hexie()["queries"].history(g.actor, case_id, read=_read("history"))))
+    return _paged_list(hexie()["queries"].history(g.actor, case_id, read=_read("history")), query,
+                       HistoryEventSchema)
 
 
 # ---------------------------------------------------------- data protection
