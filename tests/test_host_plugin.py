@@ -104,3 +104,54 @@ def test_webhook_payloads_carry_the_business_key(env: ApiEnv) -> None:
                                      business_key="ERP-7")
     env.service.fire(env.actor("vrep1"), case_id, "submit")
     assert events and {e["business_key"] for e in events} == {"ERP-7"}
+
+
+def test_a_person_the_hosts_actor_loader_names_becomes_known_to_hexie(env: ApiEnv) -> None:
+    """host.md: ``engine.actor(username)`` returns a person "loaded from an org file, the people
+    API or the host's actor_loader"; the host says who is signed in and her roles (no password).
+    A loader that builds the Actor itself makes her row, keeps her roles in line with what it
+    says, and someone Hexie deactivated is signed in as nobody."""
+    from flask import Flask
+    from sqlalchemy import func, select
+
+    from hexie.models import AuditEvent, User
+    from hexie.workflows.access import Assignment
+
+    engine = env.engine
+    says = {"actor": hexie.Actor(username="carol_host", name="Carol 陈",
+                                 assignments=(Assignment("town_chair", "t01", "/county/t01/", "town"),))}
+    app = Flask("a_host")
+    app.config.update(SECRET_KEY="host-secret-0123456789abcdef", HEXIE_URL_PREFIX="/hx")
+    hexie.Hexie(app, engine=engine, actor_loader=lambda: says["actor"])
+    client = app.test_client()
+    with pytest.raises(hexie.NotFound):
+        engine.actor("carol_host")
+    assert client.get("/hx/").status_code == 200
+    carol = engine.actor("carol_host")
+    assert carol.user_id is not None and carol.name == "Carol 陈"
+    assert [(a.role, a.unit_code) for a in carol.assignments] == [("town_chair", "t01")]
+    with engine.session_factory() as s:           # Hexie keeps no password for her
+        assert s.scalars(select(User.password_hash).where(User.username == "carol_host")).one() == "!"
+    with app.app_context():
+        token = hexie.issue_token("carol_host")
+    assert client.get("/hx/api/v1/cases", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    # the host moves her: the next request brings Hexie in line
+    says["actor"] = hexie.Actor(username="carol_host", name="Carol 陈",
+                                assignments=(Assignment("county_cadre", "county", "/county/", "county"),))
+    assert client.get("/hx/").status_code == 200
+    assert [(a.role, a.unit_code) for a in engine.actor("carol_host").assignments] == [("county_cadre", "county")]
+    # roles Hexie does not know: a 422 naming them, and nothing written
+    with engine.session_factory() as s:
+        events = s.scalar(select(func.count(AuditEvent.id)))
+    says["actor"] = hexie.Actor(username="carol_host", assignments=(Assignment("sultan", "t01", "/county/t01/", "town"),))
+    refused = client.get("/hx/")
+    assert refused.status_code == 422
+    assert [(a.role, a.unit_code) for a in engine.actor("carol_host").assignments] == [("county_cadre", "county")]
+    with engine.session_factory() as s:
+        assert s.scalar(select(func.count(AuditEvent.id))) == events
+    # deactivated in Hexie (the people API): the loader's word no longer signs her in
+    assert env.as_("admin").call("PATCH", "/users/carol_host", json={"active": False}).status_code == 200
+    says["actor"] = hexie.Actor(username="carol_host", assignments=(Assignment("town_chair", "t01", "/county/t01/", "town"),))
+    assert client.get("/hx/").status_code == 401
+    with pytest.raises(hexie.NotFound):
+        engine.actor("carol_host")

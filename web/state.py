@@ -50,7 +50,13 @@ def hexie_state(app: Flask | None = None) -> HexieState:
 def current_actor() -> Actor | None:
     """The person making this request, or None; loaded once per request and kept on ``g``."""
     if "hexie_actor" not in g:
-        g.hexie_actor = hexie_state().actor_loader()
+        actor = hexie_state().actor_loader()
+        if actor is not None and actor.user_id is None and not actor.is_system:
+            from hexie.workflows.people import known_actor
+            # a host's loader built the Actor itself: Hexie makes (or updates) her row
+            g.hexie_actor = None            # the error page of a refusal shows nobody signed in
+            actor = known_actor(hexie_state().engine, actor)
+        g.hexie_actor = actor
     return g.hexie_actor
 
 

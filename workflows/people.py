@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from hexie.models import OrgUnit, RoleAssignment, User
 
 from . import audit
-from .access import Actor, admin_roles, is_admin, manager_roles
+from .access import SYSTEM, Actor, admin_roles, is_admin, manager_roles
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .org import OrgFileError, in_subtree, load_org
 from .queries import Page, paging
@@ -324,3 +324,50 @@ def _check_password(password: str | None) -> None:
 
 __all__ = ["People", "PeopleRights", "people_rights", "record_admin_change", "org_error_details",
            "MIN_PASSWORD"]
+
+
+# --- people a host's actor_loader names ------------------------------------------------------
+
+def known_actor(engine: Any, actor: Actor) -> Actor | None:
+    """The person a host's ``actor_loader`` says is signed in, as Hexie knows her (host.md:
+    ``engine.actor(username)`` returns a person "loaded from an org file, the people API or the
+    host's actor_loader").
+
+    A loader may build the :class:`Actor` itself (``user_id`` None) instead of asking
+    ``engine.actor``: the host is the master of who she is and which roles she holds where, so
+    her row is made (no password: she signs in to the host) or her name and roles brought in
+    line with what the loader says, through :func:`load_org` (the org file's rules) and audited
+    in the case-less chain by ``system``. Someone Hexie has deactivated is nobody (None). Roles
+    or units Hexie does not know are an :class:`Invalid` naming each one.
+    """
+    if actor.is_system or actor.user_id is not None:
+        return actor
+    wanted = {(a.role, a.unit_code) for a in actor.assignments}
+    with engine.read_session() as s:
+        user = s.scalars(select(User).where(User.username == actor.username)).first()
+        if user is not None:
+            if not user.active:
+                return None
+            known = engine.actor_for(s, user)
+            if {(a.role, a.unit_code) for a in known.assignments} == wanted \
+                    and (not actor.name or actor.name == user.name):
+                return known
+    entry = {"username": actor.username, "name": actor.name or (user.name if user is not None else actor.username),
+             "roles": sorted(f"{role}@{code}" for role, code in wanted)}
+    roles = engine.registry.roles
+    with engine.transaction() as s:
+        before = s.scalars(select(User).where(User.username == actor.username)).first()
+        old_roles = sorted(f"{a.role}@{a.unit_code}" for a in engine.actor_for(s, before).assignments) \
+            if before is not None else None
+        try:
+            load_org(s, {"users": [entry]}, roles=list(roles.roles), levels=list(roles.levels), now=engine.clock())
+        except OrgFileError as err:
+            raise Invalid("登录系统提供的人员信息有误", f"the host's actor_loader gave {actor.username!r} "
+                          "roles or units Hexie does not know", org_error_details(err)) from None
+        record_admin_change(s, SYSTEM,
+                            "user_created" if before is None else "user_updated",
+                            {"username": [None if before is None else actor.username, actor.username],
+                             "roles": [old_roles, entry["roles"]]},
+                            comment="actor_loader", at=engine.clock())
+        user = s.scalars(select(User).where(User.username == actor.username)).one()
+        return engine.actor_for(s, user)
