@@ -280,7 +280,7 @@ def test_away_hands_her_open_tasks_to_the_delegate(env):
     today = date(2026, 3, 2)
     with pytest.raises(Invalid):
         env.service.set_away(env.actor("rep"), "rep", today, "nobody", ends_at=env.clock() + timedelta(days=1))
-    with pytest.raises(NotFound):
+    with pytest.raises(Forbidden):     # she manages no area: as the people API, a 403 whoever is named
         env.service.set_away(env.actor("cadre2"), "rep", today, "cadre", ends_at=env.clock() + timedelta(days=1))
     result = env.service.set_away(env.actor("rep"), "rep", today + timedelta(days=3), "cadre",
                                   ends_at=env.clock() + timedelta(days=4))
