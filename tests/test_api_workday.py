@@ -208,3 +208,33 @@ def test_the_list_of_processes_and_a_case_history_are_paged_like_get_cases_too(e
     hidden = api.as_("vrep2").get(f"/cases/{case_id}/history?page=1")
     missing = api.as_("vrep2").get("/cases/999999/history?page=1")
     assert hidden.status_code == missing.status_code == 404 and hidden.get_json() == missing.get_json()
+
+
+def test_every_details_message_says_what_is_wrong_in_chinese_first_then_english(engine):
+    """interfaces.md: ``details`` names each field and what is wrong with it; the house rule: every
+    message zh_CN first, English second (these were bare English words, or English first)."""
+    import re
+    api = api_env(engine)
+    case_id = api.start_aid()
+    task_id = api.open_task(case_id)
+    future = (api.engine.today() + timedelta(days=5)).isoformat()
+    refusals = [
+        api.as_("vrep1").get("/cases?state=nope"),
+        api.as_("vrep1").get("/cases?org_unit=nope"),
+        api.as_("vrep1").get("/tasks?process=nope"),
+        api.as_("manager").get("/ledger?fund=nope"),
+        api.as_("vrep1").call("PUT", "/me/away", json={"until": future, "delegate": "ghost"}),
+        api.as_("vrep1").call("PUT", "/me/away", json={"until": "2000-01-01", "delegate": "chair1"}),
+        api.as_("vrep1").post(f"/cases/{case_id}/owner", json={"to": "vrep1"}),
+        api.as_("vrep1").post(f"/tasks/{task_id}/consult", json={"to": "vrep1", "comment": "?"}),
+        api.as_("admin").post("/users", json={"username": "vrep1", "name": "again"}),
+        api.as_("admin").call("PATCH", "/users/admin", json={"active": False}),
+        api.as_("admin").post("/external-tasks/fetch-and-lock", json={"worker_id": "w", "topics": []}),
+    ]
+    for answer in refusals:
+        details = error_of(answer)["details"]
+        assert answer.status_code in (400, 409, 422) and details, answer.get_json()
+        for field, text in details.items():
+            zh, _, en = text.partition(" / ")
+            assert re.search(r"[\u4e00-\u9fff]", zh) and en and not re.search(r"[\u4e00-\u9fff]", en), \
+                (answer.request.path, field, text)

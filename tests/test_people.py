@@ -358,7 +358,7 @@ def test_malformed_bodies_and_taken_names(env: ApiEnv) -> None:
     r = admin.post("/users", {"username": "x1", "name": "某", "admin": True})
     assert r.status_code == 400 and "admin" in error_of(r)["details"]
     r = admin.post("/users", {"username": "vrep1", "name": "某"})
-    assert r.status_code == 409 and error_of(r)["details"] == {"username": "exists"}
+    assert r.status_code == 409 and error_of(r)["details"] == {"username": "已存在 / exists"}
     r = admin.call("PATCH", "/users/admin", {"active": False})
     assert r.status_code == 409                                             # not herself
     r = admin.call("PATCH", "/users/admin", {"roles": ["town_cadre@t01"]})

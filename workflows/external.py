@@ -48,7 +48,7 @@ def _duration(value: Any, name: str) -> timedelta:
 def _worker(worker_id: Any) -> str:
     if not isinstance(worker_id, str) or not worker_id.strip() or len(worker_id) > 255:
         raise Invalid("缺少 worker_id", "worker_id must be a non-empty text of at most 255 characters",
-                      {"worker_id": "required"})
+                      {"worker_id": "必填 / required"})
     return worker_id
 
 
@@ -75,10 +75,10 @@ def fetch_and_lock(engine: Any, actor: Actor, worker_id: str, max_tasks: int,
     for topic in topics:
         name = topic.get("name")
         if not isinstance(name, str) or not name:
-            raise Invalid("主题无效", "each topic needs a name", {"topics": "name"})
+            raise Invalid("主题无效", "each topic needs a name", {"topics": "缺少名称 / a name is required"})
         durations[name] = _duration(topic.get("lock_duration_ms"), "lock_duration_ms")
     if not durations:
-        raise Invalid("缺少主题", "name at least one topic", {"topics": "empty"})
+        raise Invalid("缺少主题", "name at least one topic", {"topics": "不能为空 / empty"})
     roles = sorted(actor.all_roles)
     if not roles:
         return []
@@ -142,7 +142,7 @@ def complete(engine: Any, service: Any, actor: Actor, task_id: int, worker_id: s
     with engine.transaction() as s:
         _ext, task, case = _held(engine, s, actor, task_id, worker_id)
         if not isinstance(trigger, str) or not trigger:
-            raise Invalid("缺少 trigger", "name the trigger to fire", {"trigger": "required"})
+            raise Invalid("缺少 trigger", "name the trigger to fire", {"trigger": "必填 / required"})
         service._fire(s, actor, case.id, trigger, dict(data or {}), None, None)
         s.connection().execute(update(_EXT).where(_EXT.c.task_id == task.id)
                                .values(lock_expires_at=None, retry_at=None, completed_at=engine.clock()))

@@ -208,7 +208,7 @@ class People:
                 item[key] = value
         with self.engine.transaction() as s:
             if s.scalar(select(User.id).where(User.username == username)) is not None:
-                raise Conflict("用户名已存在", f"there is already a user {username!r}", {"username": "exists"})
+                raise Conflict("用户名已存在", f"there is already a user {username!r}", {"username": "已存在 / exists"})
             self._load(s, {"users": [item]})
             record_admin_change(s, actor, "user_created", {"username": [None, username], "roles": [None, item["roles"]]},
                                 at=self.engine.clock())
@@ -230,12 +230,12 @@ class People:
             current = self._roles_of(s, [user.id])[user.id]
             if user.username == actor.username:
                 if changes.get("active") is False:
-                    raise Conflict("不能停用自己", "you cannot deactivate yourself", {"active": "yourself"})
+                    raise Conflict("不能停用自己", "you cannot deactivate yourself", {"active": "本人 / yourself"})
                 admins = admin_roles(self.engine.registry.roles)
                 if "roles" in changes and any(r.split("@")[0] in admins for r in current) \
                         and not any(str(r).split("@")[0] in admins for r in changes["roles"] or ()):
                     raise Conflict("不能移除自己最后的管理员岗位", "you cannot drop your own last admin role",
-                                   {"roles": "yourself"})
+                                   {"roles": "本人 / yourself"})
             item: dict[str, Any] = {"username": user.username, "name": changes.get("name") or user.name}
             for key in ("email", "active", "roles", "capabilities", "locale", "password"):
                 if key in changes and not (key in ("active", "locale", "password") and changes[key] is None):

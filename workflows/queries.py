@@ -710,7 +710,7 @@ class CaseQueries:
         """The path of the unit a list is filtered to (a BadRequest naming it when there is none)."""
         path = s.scalar(select(OrgUnit.path).where(OrgUnit.code == org_unit))
         if path is None:
-            raise BadRequest("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": org_unit})
+            raise BadRequest("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": "不存在 / unknown"})
         return path
 
     def _filters(self, s: Session | None, stmt, table, process, state, org_unit, search, path: str | None = None):

@@ -47,7 +47,7 @@ class SavedViews:
         with self.engine.transaction() as s:
             if s.scalar(select(func.count()).select_from(SavedView).where(SavedView.user_id == actor.user_id)) \
                     >= MAX_VIEWS:
-                raise Invalid(f"最多保存 {MAX_VIEWS} 个视图", f"at most {MAX_VIEWS} saved views", {"name": "too many"})
+                raise Invalid(f"最多保存 {MAX_VIEWS} 个视图", f"at most {MAX_VIEWS} saved views", {"name": "过多 / too many"})
             view = SavedView(user_id=actor.user_id, name=name, query=clean, created_at=self.engine.clock())
             s.add(view)
             try:

@@ -46,7 +46,7 @@ def _reason(comment: str | None, required: bool = True) -> str | None:
     text = (comment or "").strip()
     if "\x00" in text:
         raise Invalid("意见包含无效字符", "the comment contains characters that cannot be stored",
-                      {"comment": "invalid / 无效"})
+                      {"comment": "无效 / invalid"})
     if required and not text:
         raise Invalid("请填写原因", "a reason is required", {"comment": "必填 / required"})
     if len(text) > MAX_NOTE:
@@ -79,7 +79,7 @@ def parse_until(value: str | None, zone: Any) -> datetime | None:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise Invalid("日期格式无效", "until must be a day (YYYY-MM-DD) or an ISO 8601 moment",
-                      {"until": "invalid date / 日期无效"}) from None
+                      {"until": "日期无效 / invalid date"}) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.astimezone(timezone.utc).replace(tzinfo=None)
@@ -116,9 +116,9 @@ class WorkdayMixin:
             if not target_actor.holds_any(spec.roles_named(), case.org_path):
                 raise Invalid("该用户在本案所在单位没有本流程的角色",
                               f"{to_username} holds no role of this process at the case's unit",
-                              {"to": "not eligible / 不能负责本案"})
+                              {"to": "不能负责本案 / not eligible"})
             if target.id == case.owner_id:
-                raise Invalid("该用户已是案件负责人", f"{to_username} already owns the case", {"to": "already owner"})
+                raise Invalid("该用户已是案件负责人", f"{to_username} already owns the case", {"to": "已是负责人 / already the owner"})
             previous = case.owner_id
             names = self._usernames(s, [previous, target.id])
             now = self.engine.clock()
@@ -157,7 +157,7 @@ class WorkdayMixin:
                 raise Conflict("案件已暂停", "the case is already on hold")
             now = self.engine.clock()
             if until is not None and until <= now:
-                raise Invalid("恢复日期须在今天之后", "until must be in the future", {"until": "in the past / 已过"})
+                raise Invalid("恢复日期须在今天之后", "until must be in the future", {"until": "已过 / in the past"})
             case.suspended_at, case.suspended_until = now, until
             case.suspended_by_id, case.suspend_comment = actor.user_id, comment
             case.updated_at = now
@@ -322,7 +322,7 @@ class WorkdayMixin:
                 raise Forbidden("只有任务的办理人可以征求意见", "only the task's holder may consult a colleague")
             target = self._active_user(s, to_username, "to")
             if target.id == actor.user_id:
-                raise Invalid("不能征求自己的意见", "you cannot consult yourself", {"to": "yourself / 本人"})
+                raise Invalid("不能征求自己的意见", "you cannot consult yourself", {"to": "本人 / yourself"})
             if s.scalar(select(Task.id).where(Task.consult_of == task.id, Task.assignee_id == target.id,
                                               Task.status.in_(OPEN)).limit(1)) is not None:
                 raise Conflict("已向该同事征求意见，尚未答复", f"{to_username} has not answered your earlier consult yet")
@@ -389,12 +389,12 @@ class WorkdayMixin:
                 return {"username": person.username, "name": person.name, "away_until": None, "delegate": None,
                         "moved": [], "kept": []}
             if ends_at is None or ends_at <= now:
-                raise Invalid("离开日期不能早于今天", "until must be today or later", {"until": "in the past / 已过"})
+                raise Invalid("离开日期不能早于今天", "until must be today or later", {"until": "已过 / in the past"})
             if not delegate:
                 raise Invalid("请指定代理人", "a delegate is required while away", {"delegate": "必填 / required"})
             deputy = s.scalars(select(User).where(User.username == delegate)).first()
             if deputy is None or not deputy.active or deputy.id == person.id:
-                raise Invalid("代理人无效", f"no active colleague {delegate!r}", {"delegate": "unknown / 无此人"})
+                raise Invalid("代理人无效", f"no active colleague {delegate!r}", {"delegate": "无此人 / unknown"})
             person.away_until, person.delegate_to_id = ends_at, deputy.id
             record_admin_change(s, actor, "away_set", {"user": [username, username],
                                                        "away_until": [None, until.isoformat()],
@@ -437,7 +437,7 @@ class WorkdayMixin:
         user = s.scalars(select(User).where(User.username == username)).first() \
             if isinstance(username, str) and username else None
         if user is None or not user.active:
-            raise Invalid("没有这个用户", f"no active user {username!r}", {key: "unknown user / 无此人"})
+            raise Invalid("没有这个用户", f"no active user {username!r}", {key: "无此人 / unknown user"})
         return user
 
     @staticmethod

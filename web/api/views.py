@@ -539,11 +539,11 @@ def _check_filters(query: dict[str, Any]) -> None:
     """Filters naming no process or state are malformed requests, not empty results."""
     processes = hexie()["engine"].processes
     if query.get("process") and query["process"] not in processes:
-        raise BadRequest("没有这个流程", f"unknown process {query['process']!r}", {"process": "unknown"})
+        raise BadRequest("没有这个流程", f"unknown process {query['process']!r}", {"process": "不存在 / unknown"})
     if query.get("state"):
         specs = [processes[query["process"]]] if query.get("process") else processes.values()
         if not any(s.name == query["state"] for spec in specs for s in spec.states):
-            raise BadRequest("没有这个环节", f"unknown state {query['state']!r}", {"state": "unknown"})
+            raise BadRequest("没有这个环节", f"unknown state {query['state']!r}", {"state": "不存在 / unknown"})
 
 
 # ------------------------------------------------------------------ reports
@@ -642,7 +642,7 @@ def _check_ledger_filters(query: dict[str, Any]) -> dict[tuple[str, str], Any]:
     labels = fund_labels(spec for _, spec in sorted(hexie()["engine"].processes.items()))
     fund = query.get("fund")
     if fund and not any(f == fund and query.get("process") in (None, p) for p, f in labels):
-        raise BadRequest("没有这个资金来源", f"unknown fund {fund!r}", {"fund": "unknown"})
+        raise BadRequest("没有这个资金来源", f"unknown fund {fund!r}", {"fund": "不存在 / unknown"})
     return labels
 
 
