@@ -169,6 +169,14 @@ class CompiledProcess:
             refused.append(tspec)
         return self._selection(None, permitted, refused, ctx)
 
+    def quorum(self, state: str, trigger: str, ctx: FireContext, otherwise: int) -> int:
+        """How many people ``trigger`` needs from ``state`` as the case stands, for the actor of
+        ``ctx``: the quorum of the transition :meth:`select` picks (a 10,000 yuan loan needs one
+        leader, a 120,000 one two); ``otherwise`` when none is picked now (a guard fails, or
+        reads what the action's own form fills in)."""
+        chosen = self.select(state, trigger, ctx).transition
+        return chosen.quorum if chosen is not None else otherwise
+
     def _selection(self, chosen: TransitionSpec | None, permitted: list[TransitionSpec],
                    refused: list[TransitionSpec], ctx: FireContext | None = None) -> Selection:
         errors = ctx.guard_errors if ctx is not None else {}

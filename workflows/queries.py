@@ -327,11 +327,36 @@ class CaseQueries:
                                                          "; or ".join(r.en for r in selection.reasons)))
                         continue
                 allowed.append(trigger)
-                selected = compiled.select(state.name, trigger, ctx).transition
-                quorums[trigger] = (selected or t).quorum
+                quorums[trigger] = compiled.quorum(state.name, trigger, ctx, t.quorum)
                 blocked.pop(trigger, None)
                 break
         return allowed, [{"trigger": k, **v} for k, v in blocked.items() if k not in allowed], quorums
+
+    def quorums(self, actor: Actor, wanted: Mapping[int, str]) -> dict[int, int]:
+        """Per case id, how many people its trigger (``wanted``: case id -> trigger) needs as the
+        case stands, for ``actor``, as the case page says (:meth:`action_status`); closed or
+        missing cases are left out. For cases of her own task lists (it reads no data out):
+        two queries whatever the number of cases."""
+        ids = [i for i in wanted if is_row_id(i)]
+        if not ids:
+            return {}
+        out: dict[int, int] = {}
+        today = self.engine.today()
+        with self.engine.session_factory() as s:
+            cases = list(s.scalars(select(Case).where(Case.id.in_(ids), Case.closed_at.is_(None))))
+            open_tasks: dict[int, list[Task]] = {}
+            for task in s.scalars(select(Task).where(Task.case_id.in_([c.id for c in cases]),
+                                                     Task.status.in_(OPEN))):
+                open_tasks.setdefault(task.case_id, []).append(task)
+            for case in cases:
+                spec = self.engine.spec_of(s, case.process_version_id)
+                compiled = self.engine.compiled(s, case.process_version_id)
+                trigger = wanted[case.id]
+                fallback = max((t.quorum for t in spec.transitions_from(case.state, trigger)), default=1)
+                ctx = FireContext.for_case(spec, case.data, actor, case.org_path, case.created_at, today,
+                                           open_tasks.get(case.id, []))
+                out[case.id] = compiled.quorum(case.state, trigger, ctx, fallback)
+        return out
 
     def history(self, actor: Actor, case_id: int, read: "Read | None" = None) -> list[dict[str, Any]]:
         """The audit events of a case, oldest first (``read``: log it, as for :meth:`case`)."""

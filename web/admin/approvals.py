@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from hexie.models import Case, OrgUnit, RoleAssignment, Task, User, Vote
 from hexie.workflows.access import Actor, admin_roles, manager_roles, team_tasks_clause, visible_cases_clause
 from hexie.workflows.errors import HexieError
-from hexie.workflows.forms import typed_data
 from hexie.workflows.org import ancestor_paths
 from hexie.workflows.queries import task_row
 from hexie.workflows.spec import ProcessSpec
@@ -112,6 +111,8 @@ def approvals():
     if plain:
         with _engine().session_factory() as s:
             data = dict(s.execute(select(Case.id, Case.data).where(Case.id.in_(plain))).all())
+    quorums = hexie_state().queries.quorums(actor, {item["case_id"]: g["trigger"] for g in groups if g["trigger"]
+                                                    for item in g["tasks"]})
     for g in groups:
         spec = _engine().processes[g["process"]]
         g["figure_labels"] = [] if spec.confidential else \
@@ -119,28 +120,12 @@ def approvals():
         for item in g["tasks"]:
             item["figures"] = decision_figures(spec, g["state"], data.get(item["case_id"]) or {}) \
                 if not spec.confidential else []
-            item["quorum"] = _case_quorum(spec, g["state"], g["trigger"], data.get(item["case_id"]), g["quorum"])
+            item["quorum"] = quorums.get(item["case_id"], g["quorum"])
             cast = votes.get((item["case_id"], item["state"]), [])
             item["votes"] = [name for _, name in cast]       # people are named, not their usernames
             item["voted"] = any(username == actor.username for username, _ in cast)
         g["all_voting"] = all(item["quorum"] > 1 for item in g["tasks"])
     return render_template("admin/approvals.html", groups=groups)
-
-
-def _case_quorum(spec: ProcessSpec, state: str, trigger: str | None, data: Mapping[str, Any] | None,
-                 default: int) -> int:
-    """How many people this case's "yes" needs as it stands: the quorum of the first of the
-    trigger's transitions whose guard holds (a 10,000 yuan loan needs one leader, a 120,000
-    one two), as the case page says; ``default`` when the data is not read here."""
-    if trigger is None or data is None:
-        return default
-    for tr in spec.transitions_from(state, trigger):
-        try:
-            if tr.when is None or tr.when.holds(typed_data(spec, data)):
-                return tr.quorum
-        except Exception:   # a guard that reads the actor or fails on this data: say what the step may need
-            return default
-    return default
 
 
 @bp.route("/approvals/bulk", methods=["POST"])
