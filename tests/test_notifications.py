@@ -172,6 +172,35 @@ def test_a_confidential_case_names_no_survivor_and_reaches_only_its_people(env: 
         assert survivor not in text
 
 
+def test_a_message_queued_for_someone_who_lost_the_case_is_dropped_not_sent(env: ApiEnv, smtp) -> None:
+    _addresses(env, "police1", "court")
+    case_id = env.start_dv()
+    r = env.as_("ccadre").post(f"/cases/{case_id}/actions/refer", {"data": {"referred_to": ["police", "court"]}})
+    assert r.status_code == 200, r.get_json()
+    # she withdraws her consent to the police before the worker's round: the police may no longer see it
+    r = env.as_("ccadre").post(f"/cases/{case_id}/consents/withdraw", {"agency": "police", "note": "她改变主意"})
+    assert r.status_code in (200, 201), r.get_json()
+    assert env.as_("police1").get(f"/cases/{case_id}").status_code == 404
+    assert channels.send_pending(env.engine) == 1
+    (mail,) = smtp.mailbox.wait_for(1)
+    assert mail["To"] == MAIL["court"]
+    police1 = _user_id(env, "police1")
+    with env.engine.session_factory() as s:
+        rows = s.execute(select(OutboxMessage.status, OutboxMessage.last_error, OutboxMessage.attempts)
+                         .where(OutboxMessage.recipient_id == police1, OutboxMessage.case_id == case_id)).all()
+    assert rows == [("dropped", channels.UNSEEN, 0)]
+    assert "收件人已无权查看此案件" in channels.UNSEEN and "may no longer see this case" in channels.UNSEEN
+    # never sent later either
+    assert channels.send_pending(env.engine) == 0
+    smtp.mailbox.wait_for(1)
+    assert len(smtp.mailbox.messages) == 1
+
+
+def _user_id(env: ApiEnv, username: str) -> int:
+    with env.engine.session_factory() as s:
+        return s.scalar(select(User.id).where(User.username == username))
+
+
 def test_allocation_return_escalation_and_closing_are_told(env: ApiEnv) -> None:
     case_id = env.start_aid()
     env.as_("vrep1").post(f"/cases/{case_id}/actions/submit", {})

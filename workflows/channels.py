@@ -51,7 +51,7 @@ from email.utils import formatdate
 from importlib.metadata import entry_points
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from . import outbox
 from .outbox import OUTBOX, RetryPolicy
@@ -459,13 +459,47 @@ def send_pending(engine: Any, policy: RetryPolicy = NOTIFY_POLICY, limit: int = 
                 closing()
 
 
+#: why a claimed notification was not sent (``last_error`` of a ``dropped`` row)
+UNSEEN = "收件人已无权查看此案件，未发送 / the recipient may no longer see this case: not sent"
+
+
+def still_seen(engine: Any, rows: list[Any]) -> list[Any]:
+    """The claimed notification rows whose recipient may still see their case, by the case
+    page's rule (:func:`hexie.workflows.queries.can_see`), asked at sending: the others (a
+    referral whose consent was withdrawn, a role taken away, an account switched off, a case
+    erased since the action) are marked ``dropped`` (:data:`UNSEEN`) and never sent. One
+    question per recipient and case."""
+    from hexie.models import Case
+    from .notifications import _actors, _people
+    from .queries import can_see
+    checked = [r for r in rows if r.case_id is not None and r.recipient_id is not None]
+    if not checked:
+        return rows
+    seen: dict[tuple[int, int], bool] = {}
+    with engine.session_factory() as s:
+        people = _people(s, sorted({r.recipient_id for r in checked}))
+        actors = _actors(s, people.values())
+        cases = {c.id: c for c in s.scalars(select(Case).where(Case.id.in_(sorted({r.case_id for r in checked}))))}
+        for r in checked:
+            key = (r.recipient_id, r.case_id)
+            if key not in seen:
+                actor, case = actors.get(r.recipient_id), cases.get(r.case_id)
+                seen[key] = actor is not None and case is not None and can_see(s, engine, actor, case)
+    dropped = {r.id for r in checked if not seen[(r.recipient_id, r.case_id)]}
+    if dropped:
+        outbox.drop(engine, [r for r in rows if r.id in dropped], UNSEEN)
+        log.info("not sent, the recipient may no longer see the case: outbox rows %s", sorted(dropped))
+    return [r for r in rows if r.id not in dropped]
+
+
 def _send_rounds(engine: Any, channels: Mapping[str, Any], policy: RetryPolicy, limit: int) -> int:
     sent = 0
     while True:
-        rows = outbox.claim(engine, OUTBOX.c.kind == "notification", OUTBOX.c.channel.in_(list(channels)),
-                            lease=policy.lease, limit=limit)
-        if not rows:
+        claimed = outbox.claim(engine, OUTBOX.c.kind == "notification", OUTBOX.c.channel.in_(list(channels)),
+                               lease=policy.lease, limit=limit)
+        if not claimed:
             return sent
+        rows = still_seen(engine, claimed)
         digests: dict[tuple[str, int | None, str], list[Any]] = {}
         for row in rows:
             if row.digest:
@@ -476,5 +510,5 @@ def _send_rounds(engine: Any, channels: Mapping[str, Any], policy: RetryPolicy, 
             items = [{"kind": r.payload.get("kind"), "zh": r.payload.get("zh"), "en": r.payload.get("en"),
                       "link": r.payload.get("link")} for r in group]
             sent += _send(engine, channels[channel], _message(group[0], items), group, policy)
-        if len(rows) < limit:
+        if len(claimed) < limit:
             return sent

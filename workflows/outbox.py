@@ -15,6 +15,9 @@ them afterwards:
    backoff, or gives up as ``failed``) and counts the try in ``attempts``, but only if the
    row is still held by that claim (same ``claim_token``): a sender whose lease ran out never overwrites its successor.
 
+A notification is checked again before 2: if its recipient may no longer see its case,
+:func:`drop` marks it ``dropped`` (the reason in ``last_error``) and it is never sent.
+
 A process killed after 1 leaves the row to be taken again once the lease expires: nothing
 is lost. Webhooks are therefore delivered at least once (receivers deduplicate by the
 ``X-Hexie-Delivery`` id). A channel that can hold a message back until its own commit
@@ -294,6 +297,20 @@ def confirm(engine: Any, row_ids: list[int]) -> None:
     with engine.session_factory() as s:   # on PostgreSQL: the updates and the COMMIT in one round trip
         for row_id in row_ids:
             fast.defer(s, _CONFIRM, {"b_id": row_id, "v_at": now})
+        fast.commit(s)
+        s.commit()
+
+
+def drop(engine: Any, rows: list[Row], reason: str) -> None:
+    """Never send these claimed rows: they become ``dropped``, ``reason`` in ``last_error``, no
+    try counted (a notification whose recipient may no longer see its case). One transaction; a
+    row no longer ours (its lease ran out) is left to its new sender, which checks it again."""
+    if not rows:
+        return
+    statement = _finish_statement(("status", "last_error"))
+    with engine.session_factory() as s:
+        for row in rows:
+            fast.defer(s, statement, _finish_params(row, {"status": "dropped", "last_error": reason}))
         fast.commit(s)
         s.commit()
 
