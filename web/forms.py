@@ -24,7 +24,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms import validators as v
 from wtforms import widgets
 
-from hexie.workflows.forms import MAX_COMMENT, blank_text, max_length
+from hexie.workflows.forms import MAX_COMMENT, blank_text, max_length, written_number
 from hexie.workflows.spec import FieldSpec, FormField, ProcessSpec
 
 from .i18n import detail_text, label, t
@@ -111,6 +111,25 @@ class _Finite:
         if isinstance(value, Decimal) and (not value.is_finite() or value.copy_abs() > _NUMBER_LIMIT):
             field.errors[:] = []
             raise v.StopValidation(t("form.error.number_range"))
+
+
+class _Digits:
+    """A number is read as digits only, by the engine's rule (:func:`written_number`): 1e5,
+    Infinity, NaN and 1_000 (which ``Decimal`` itself would take) are refused next to the field."""
+
+    def __init__(self, money: bool) -> None:
+        self.money = money
+
+    def __call__(self, form: Form, field: wf.Field) -> None:
+        raw = field.raw_data[0] if field.raw_data else None
+        if not isinstance(raw, str) or not raw.strip():
+            return
+        try:
+            field.data = written_number(raw)
+        except (ValueError, ArithmeticError):
+            field.errors[:] = []
+            raise v.StopValidation(t("form.error.digits_money" if self.money else "form.error.digits")) from None
+        field.errors[:] = []     # 100,000.50 or full-width digits: as the engine reads them
 
 
 class _Money:
@@ -241,7 +260,7 @@ def _unbound(fs: FieldSpec, entry: FormField, choices: Choices, masked_value: bo
         return wf.IntegerField(validators=checks, render_kw=render,
                                invalid_value_message=t("form.error.integer"), **kw)
     if kind in ("decimal", "money"):
-        checks = [*opt, _Finite(), _Bounds(fs.min, fs.max, money=kind == "money")]
+        checks = [_Digits(kind == "money"), *opt, _Finite(), _Bounds(fs.min, fs.max, money=kind == "money")]
         if kind == "money":
             checks.append(_Money())
         render["inputmode"] = "decimal"

@@ -27,6 +27,48 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\
 #: The same characters, for a look at one character.
 _INVISIBLE_CHARS = frozenset(map(chr, _INVISIBLE))
 _NUMBER_LIMIT = Decimal(10) ** 15
+#: A number as people write an amount: digits, an optional point with decimals, an optional
+#: leading minus, commas only between groups of three (100,000.50)
+_DIGITS = re.compile(r"-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
+#: full-width digits, point and comma (a Chinese input method's) read as their ASCII twins
+_WIDE = str.maketrans("０１２３４５６７８９．，－", "0123456789.,-")
+
+
+class WrittenFloat(float):
+    """A JSON number with a fraction or exponent as the client wrote it (``written``), so that
+    an amount sent as ``1e5`` is refused like the text "1e5" (``json.loads(parse_float=...)``)."""
+
+    written: str
+
+    def __new__(cls, text: str) -> "WrittenFloat":
+        number = super().__new__(cls, text)
+        number.written = text
+        return number
+
+
+def written_number(value: Any) -> Decimal:
+    """A ``decimal`` or ``money`` value read strictly as digits (:data:`_DIGITS`): 100000,
+    100000.50, 100,000.50, -20.00, full-width digits too; ``ValueError`` for anything else
+    (1e5, Infinity, NaN, 1_000, +5, .5, 0x10, a boolean). Web forms, the API and imports
+    all read amounts through it (one rule)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise ValueError("not a number")
+    if isinstance(value, int):
+        return Decimal(value)
+    text = getattr(value, "written", None) or (repr(value) if isinstance(value, float) else str(value))
+    text = text.strip().translate(_WIDE)
+    if not _DIGITS.fullmatch(text):
+        raise ValueError(f"not written as digits: {text[:40]!r}")
+    return Decimal(text.replace(",", ""))
+
+
+def digits_error(field: FieldSpec) -> FieldError:
+    """The refusal of a number not written as digits, naming the field, Chinese first."""
+    zh, en = (field.label.zh, field.label.en) if field.label is not None else (field.name, field.name)
+    if field.type == "money":
+        return FieldError(f"{zh}：金额请写成数字，如 100000 或 100000.50",
+                          f"{en}: write the amount as digits, e.g. 100000 or 100000.50")
+    return FieldError(f"{zh}：请写成数字，如 12 或 12.5", f"{en}: write the number as digits, e.g. 12 or 12.5")
 
 
 class FieldError(ValueError):
@@ -119,12 +161,10 @@ def coerce_value(field: FieldSpec, value: Any) -> Any:
         _bounds(field, number)
         return number
     if kind in ("decimal", "money"):
-        if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-            raise FieldError("应为数字", "must be a number")
         try:
-            number = Decimal(str(value).strip().replace(",", ""))
-        except InvalidOperation:
-            raise FieldError("应为数字", "must be a number") from None
+            number = written_number(value)
+        except (ValueError, InvalidOperation):
+            raise digits_error(field) from None
         if not number.is_finite() or number.copy_abs() > _NUMBER_LIMIT:  # copy_abs: no context, no Overflow
             raise FieldError("不是有效的数字（不接受 NaN、无穷大或绝对值超过 10^15 的数）",
                              "not a usable number (NaN, infinity and numbers beyond 10^15 are refused)")

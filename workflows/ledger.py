@@ -30,6 +30,7 @@ from .access import Actor, is_admin, viewer_roles, visible_cases_clause
 from .engine import Engine
 from .org import in_subtree, town_path
 from .errors import Forbidden, Invalid, NotFound
+from .forms import written_number
 from .queries import Page, paging
 from .protection import case_code
 from .spec import LEDGER_KEY, ProcessSpec, TransitionSpec
@@ -274,11 +275,13 @@ def check_receipt(engine: Engine, data: Mapping[str, Any]) -> tuple[ProcessSpec,
     raw = data.get("amount")
     amount = None
     try:
-        amount = Decimal(str(raw).replace(",", "").strip())
-        if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT or amount != amount.quantize(Decimal("0.01")):
-            raise InvalidOperation
+        amount = written_number(raw)
     except (InvalidOperation, ValueError):
-        errors["amount"] = "金额须为大于 0 的数，最多两位小数 / the amount must be a number above 0 with at most two decimals"
+        amount = None
+        errors["amount"] = "金额请写成数字，如 100000 或 100000.50 / write the amount as digits, e.g. 100000 or 100000.50"
+    else:
+        if amount <= 0 or amount > MAX_AMOUNT or amount != amount.quantize(Decimal("0.01")):
+            errors["amount"] = "金额须为大于 0 的数，最多两位小数 / the amount must be a number above 0 with at most two decimals"
     donor = _text_value(data, "donor", 200, errors, "捐赠或拨款单位", "the donor")
     voucher = _text_value(data, "voucher", 64, errors, "凭证号", "the voucher number")
     day = data.get("received_on")

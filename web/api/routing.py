@@ -16,6 +16,7 @@ from flask import Blueprint, Response, g, request
 from marshmallow import Schema, ValidationError
 
 from hexie.workflows.errors import BadRequest, HexieError, not_found
+from hexie.workflows.forms import WrittenFloat
 
 from hexie.workflows.queries import MAX_ID
 
@@ -174,7 +175,8 @@ def read_json_body() -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        # a number with a fraction or exponent keeps how it was written: an amount sent as 1e5 is refused
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=WrittenFloat)
     except (ValueError, RecursionError):
         raise BadRequest("请求体不是有效的 JSON", "the body is not valid JSON") from None
     if not isinstance(value, dict):
