@@ -87,4 +87,5 @@ def test_on_the_phone_the_banner_takes_her_to_the_field(browser, live):  # noqa:
     field = page.locator("#f-loan_amount").bounding_box()
     assert field is not None and 0 <= field["y"] <= 844, field              # and it takes her there
     assert page.locator("#f-loan_amount").input_value() == "3000000"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390   # nothing off to the side
     person.context.close()
