@@ -230,6 +230,9 @@ def test_every_details_message_says_what_is_wrong_in_chinese_first_then_english(
         api.as_("admin").post("/users", json={"username": "vrep1", "name": "again"}),
         api.as_("admin").call("PATCH", "/users/admin", json={"active": False}),
         api.as_("admin").post("/external-tasks/fetch-and-lock", json={"worker_id": "w", "topics": []}),
+        api.as_("manager").post(f"/tasks/{task_id}/reassign", json={"to": "ghost"}),
+        api.as_("manager").post(f"/tasks/{task_id}/reassign", json={"to": "manager2"}),
+        api.as_("vrep1").post("/cases", json={"process": "poor_mother_aid", "org_unit": "nope", "data": {}}),
     ]
     for answer in refusals:
         details = error_of(answer)["details"]

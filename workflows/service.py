@@ -283,7 +283,7 @@ class WorkflowService(WorkdayMixin):
             raise Invalid("此操作必须填写意见", "a comment is required for this action",
                           {"comment": "必填 / required"})
         if chosen.comment == "none" and comment:
-            raise Invalid("此操作不接受意见", "this action takes no comment", {"comment": "not allowed"})
+            raise Invalid("此操作不接受意见", "this action takes no comment", {"comment": "此操作不接受意见 / not allowed for this action"})
         # A timer fires "if the case is still in the state then": a deadline does not wait
         # for the parallel work it cuts short (the open tasks are cancelled, as by an interrupt).
         if state.parallel and not chosen.interrupt and not actor.is_system:
@@ -555,12 +555,12 @@ class WorkflowService(WorkdayMixin):
             raise Invalid("征求意见只能由被征求的人答复，不能转交", "a consult is answered by the one asked, not handed on")
         target = s.scalars(select(User).where(User.username == to_username)).first()
         if target is None or not target.active:
-            raise Invalid("没有这个用户", f"no active user {to_username!r}", {"to": "unknown user"})
+            raise Invalid("没有这个用户", f"no active user {to_username!r}", {"to": "没有这个用户 / unknown user"})
         spec = self.engine.spec_of(s, case.process_version_id)
         target_actor = self.engine.actor_for(s, target)
         if not may_take(target_actor, task):
             raise Invalid("该用户不能办理此任务", f"{to_username} may not take this task here",
-                          {"to": "not eligible"})
+                          {"to": "此人不能办理此任务 / not eligible for this task"})
         self._check_separation(s, target_actor, case, spec.state(task.state).task(task.name))
         self._assign(s, case, task, actor, target.id, kind)
         return task.id
@@ -1190,7 +1190,7 @@ def check_start(levels: tuple[str, ...] | list[str], spec: ProcessSpec, actor: A
     ``host``: the host application starts it for ``actor`` (the mixin); a process with
     ``starters: [system]`` is started only that way (or by the engine itself)."""
     if unit is None:
-        raise Invalid("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": "unknown / 不存在"})
+        raise Invalid("没有这个单位", f"unknown org unit {org_unit!r}", {"org_unit": "没有这个单位 / unknown org unit"})
     if unit.level in levels and spec.org_level in levels \
             and levels.index(unit.level) < levels.index(spec.org_level):
         raise Invalid("该流程不能在此级别单位立案",
