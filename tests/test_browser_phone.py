@@ -1,6 +1,7 @@
 """On a phone (390 x 844): the top menu and the tabs show every entry (wrapped onto a second
 line, none hidden off to the side), the page never scrolls sideways, and the ledger stays a
-table scrolled inside its own frame, its amounts and days each on one line. The demo county with
+table scrolled inside its own frame, its amounts and days each on one line and in view; the
+filter bar folds under a button so that the list starts on the first screen. The demo county with
 its sample cases, as the county chair and the finance officer; headless chromium, zh-CN."""
 from __future__ import annotations
 
@@ -54,6 +55,18 @@ def test_on_the_phone_the_menu_fits_and_the_ledger_scrolls_in_its_frame(browser,
     for path in ("/", "/?view=available"):
         page.goto(live + path)
         _fits(page, path)
+    # the filter bar folds under its button there, so the first task is on the first screen; it
+    # opens when tapped, and is open on a page that a filter is set on
+    fold = page.locator("details.filter-fold")
+    assert fold.evaluate("d => d.open") is False and not page.locator("#f-q").is_visible()
+    first = page.locator("tbody a[href^='/cases/']").first.bounding_box()
+    assert first is not None and first["y"] + first["height"] < HEIGHT, first
+    fold.locator("summary").click()
+    assert page.locator("#f-q").is_visible()
+    page.goto(live + "/?view=available&q=" + "无此人")
+    assert fold.evaluate("d => d.open") is True and page.locator("#f-q").input_value() == "无此人"
+    assert "1" in fold.locator("summary").inner_text()
+    page.goto(live + "/?view=available")
     case = page.locator("a[href^='/cases/']").first.get_attribute("href")
     page.goto(live + case)
     _fits(page, case)
@@ -64,6 +77,18 @@ def test_on_the_phone_the_menu_fits_and_the_ledger_scrolls_in_its_frame(browser,
                           "return [w.scrollWidth, w.clientWidth, getComputedStyle(w).overflowX]; })()")
     assert frame[0] > frame[1] and frame[2] == "auto", frame
     assert page.locator(".table.ledger thead").is_visible()
+    # the day at the left edge and the amount stay in view (the amount clear of the day), scrolled or not
+    for scrolled in (0, 150, 10_000):
+        page.evaluate(f"document.querySelector('.table-wrap').scrollLeft = {scrolled}")
+        edges = page.evaluate("""(() => { const w = document.querySelector('.table-wrap').getBoundingClientRect();
+            const tr = document.querySelector('.table.ledger tbody tr');
+            const day = tr.querySelector('td:first-child').getBoundingClientRect();
+            const amount = tr.querySelector('td.amount').getBoundingClientRect();
+            return [w.left, w.right, day.left, amount.right, amount.left >= day.right - 1]; })()""")
+        assert abs(edges[2] - edges[0]) <= 2 and edges[3] <= edges[1] + 1 and edges[4], (scrolled, edges)
+        if not scrolled:
+            assert abs(edges[1] - edges[3]) <= 2, edges     # at first, at the right edge
+    page.evaluate("document.querySelector('.table-wrap').scrollLeft = 0")
     # each amount, day and voucher on one line
     lines = page.evaluate("""[...document.querySelectorAll('.table.ledger tbody tr')].slice(0, 8).map(tr =>
         [...tr.querySelectorAll('td.num, td:first-child')].map(td => {

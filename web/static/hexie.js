@@ -23,6 +23,13 @@
       document.head.appendChild(script);
     });
   }
+  // On a phone the filter bar folds under its button, so that the list is on the first screen;
+  // open when a filter is set (the page then shows what it filtered). 720px: hexie.css's phone width.
+  if (window.matchMedia && window.matchMedia("(max-width: 720px)").matches) {
+    Array.prototype.forEach.call(document.querySelectorAll("details.filter-fold:not([data-active])"), function (fold) {
+      fold.open = false;
+    });
+  }
   // The print button of a case page.
   if (!window.__hexiePrintButton) {
     window.__hexiePrintButton = true;
