@@ -140,6 +140,17 @@ def test_a_person_the_hosts_actor_loader_names_becomes_known_to_hexie(env: ApiEn
                                 assignments=(Assignment("county_cadre", "county", "/county/", "county"),))
     assert client.get("/hx/").status_code == 200
     assert [(a.role, a.unit_code) for a in engine.actor("carol_host").assignments] == [("county_cadre", "county")]
+    # the capabilities it names (a task's requires:) are hers in Hexie too; naming none keeps them
+    says["actor"] = hexie.Actor(username="carol_host", name="Carol 陈", capabilities=frozenset({"sign_language"}),
+                                assignments=(Assignment("county_cadre", "county", "/county/", "county"),))
+    assert client.get("/hx/").status_code == 200
+    assert engine.actor("carol_host").capabilities == frozenset({"sign_language"})
+    with engine.session_factory() as s:
+        assert s.scalars(select(User.capabilities).where(User.username == "carol_host")).one() == ["sign_language"]
+    says["actor"] = hexie.Actor(username="carol_host", name="Carol 陈",
+                                assignments=(Assignment("county_cadre", "county", "/county/", "county"),))
+    assert client.get("/hx/").status_code == 200
+    assert engine.actor("carol_host").capabilities == frozenset({"sign_language"})
     # roles Hexie does not know: a 422 naming them, and nothing written
     with engine.session_factory() as s:
         events = s.scalar(select(func.count(AuditEvent.id)))

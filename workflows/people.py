@@ -337,7 +337,9 @@ def known_actor(engine: Any, actor: Actor) -> Actor | None:
     ``engine.actor``: the host is the master of who she is and which roles she holds where, so
     her row is made (no password: she signs in to the host) or her name and roles brought in
     line with what the loader says, through :func:`load_org` (the org file's rules) and audited
-    in the case-less chain by ``system``. Someone Hexie has deactivated is nobody (None). Roles
+    in the case-less chain by ``system``. Capabilities (a task's ``requires``) too, when the loader
+    names any; an Actor with none keeps those set in Hexie (the people API, the org file). Someone
+    Hexie has deactivated is nobody (None). Roles
     or units Hexie does not know are an :class:`Invalid` naming each one.
     """
     if actor.is_system or actor.user_id is not None:
@@ -350,24 +352,28 @@ def known_actor(engine: Any, actor: Actor) -> Actor | None:
                 return None
             known = engine.actor_for(s, user)
             if {(a.role, a.unit_code) for a in known.assignments} == wanted \
-                    and (not actor.name or actor.name == user.name):
+                    and (not actor.name or actor.name == user.name) \
+                    and (not actor.capabilities or actor.capabilities == known.capabilities):
                 return known
     entry = {"username": actor.username, "name": actor.name or (user.name if user is not None else actor.username),
              "roles": sorted(f"{role}@{code}" for role, code in wanted)}
+    if actor.capabilities:      # the loader's, exactly (none named: those kept in Hexie stay)
+        entry["capabilities"] = sorted(actor.capabilities)
     roles = engine.registry.roles
     with engine.transaction() as s:
         before = s.scalars(select(User).where(User.username == actor.username)).first()
-        old_roles = sorted(f"{a.role}@{a.unit_code}" for a in engine.actor_for(s, before).assignments) \
-            if before is not None else None
+        was = engine.actor_for(s, before) if before is not None else None
+        old_roles = sorted(f"{a.role}@{a.unit_code}" for a in was.assignments) if was is not None else None
         try:
             load_org(s, {"users": [entry]}, roles=list(roles.roles), levels=list(roles.levels), now=engine.clock())
         except OrgFileError as err:
             raise Invalid("登录系统提供的人员信息有误", f"the host's actor_loader gave {actor.username!r} "
                           "roles or units Hexie does not know", org_error_details(err)) from None
-        record_admin_change(s, SYSTEM,
-                            "user_created" if before is None else "user_updated",
-                            {"username": [None if before is None else actor.username, actor.username],
-                             "roles": [old_roles, entry["roles"]]},
+        changes = {"username": [None if before is None else actor.username, actor.username],
+                   "roles": [old_roles, entry["roles"]]}
+        if "capabilities" in entry:
+            changes["capabilities"] = [sorted(was.capabilities) if was is not None else None, entry["capabilities"]]
+        record_admin_change(s, SYSTEM, "user_created" if before is None else "user_updated", changes,
                             comment="actor_loader", at=engine.clock())
         user = s.scalars(select(User).where(User.username == actor.username)).one()
         return engine.actor_for(s, user)
